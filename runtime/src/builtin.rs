@@ -1,0 +1,53 @@
+//! The example guests every wasmkube carries (built from `guest-examples/`
+//! and committed under `guest-examples/dist/`), seeded into the image store
+//! so `image: toolbox` works on a machine with no registry at all.
+
+use crate::images::{self, ImageConfig, ImageRef, ImageStore};
+
+/// One embedded image.
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltinImage {
+    /// Repository name.
+    pub name: &'static str,
+    /// Tags it is stored under.
+    pub tags: &'static [&'static str],
+    /// The component or p1 module.
+    pub bytes: &'static [u8],
+    /// Default entrypoint.
+    pub entrypoint: &'static [&'static str],
+    /// Default cmd.
+    pub cmd: &'static [&'static str],
+}
+
+macro_rules! dist {
+    ($file:literal) => {
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-examples/dist/", $file))
+    };
+}
+
+/// The example guests.
+pub const IMAGES: &[BuiltinImage] = &[
+    BuiltinImage {
+        name: "stress",
+        tags: &["latest"],
+        bytes: dist!("stress.wasm"),
+        entrypoint: &["stress"],
+        cmd: &[],
+    },
+];
+
+/// Imports every builtin image that is missing or differs from the store's.
+pub fn seed(store: &ImageStore) -> Result<(), images::Error> {
+    for image in IMAGES {
+        let config = ImageConfig {
+            entrypoint: image.entrypoint.iter().map(|s| s.to_string()).collect(),
+            cmd: image.cmd.iter().map(|s| s.to_string()).collect(),
+            ..ImageConfig::default()
+        };
+        for tag in image.tags {
+            let reference = ImageRef { name: image.name.to_string(), tag: tag.to_string() };
+            store.import(&reference, image.bytes, config.clone())?;
+        }
+    }
+    Ok(())
+}

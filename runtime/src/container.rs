@@ -1,0 +1,490 @@
+//! One container instance: a WASI command component instantiated in its
+//! own store with its pod's mounts, env and limits, run to completion on the
+//! guest tokio runtime, and its end turned into an [`ExitStatus`].
+
+use bytes::Bytes;
+use std::fs;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Notify;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::images::Image;
+use crate::limits::{CpuAccount, CpuMetered, Limits, MemoryLimiter, TickAction, Usage, UsageSnapshot};
+use crate::logs::{self, LineObserver, LogOutput, LogSink, Stream};
+use crate::sandbox::{Sandbox, join_sub_path};
+
+/// Exit code of a container stopped by the runtime: 128 + SIGTERM, what a
+/// process without a SIGTERM handler (every WASI guest) reports.
+pub const EXIT_STOPPED: i32 = 143;
+/// Exit code of a container killed by its memory limit: 128 + SIGKILL, as
+/// the kernel's OOM killer leaves it.
+pub const EXIT_OOM: i32 = 137;
+/// Exit code of a guest that trapped: 128 + SIGABRT, like a native crash.
+pub const EXIT_TRAP: i32 = 134;
+
+/// Longest termination message kept, as Kubernetes caps it.
+const MAX_MESSAGE: usize = 4096;
+
+/// Errors that stop a container from starting (its own failures later are
+/// an [`ExitStatus`], not an error).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The image cannot be found or read (`ErrImagePull` in Kubernetes terms).
+    #[error(transparent)]
+    Image(#[from] crate::images::Error),
+    /// The image is not a runnable WASI command component.
+    #[error("image {image:?} cannot run as a WASI command: {message}")]
+    NotCommand {
+        /// The image.
+        image: String,
+        /// Why (missing export, unknown imports...).
+        message: String,
+    },
+    /// The component failed to compile.
+    #[error(transparent)]
+    Compile(#[from] crate::engine::Error),
+    /// The container spec cannot be honoured (a mount of an unknown volume, ...).
+    #[error("container {container:?}: {message}")]
+    Invalid {
+        /// The container.
+        container: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Preparing its directories or log failed.
+    #[error("container {container:?}: {path}: {source}")]
+    Io {
+        /// The container.
+        container: String,
+        /// The path involved.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The pod volume's name.
+    pub volume: String,
+    /// Absolute path inside the container.
+    pub mount_path: String,
+    /// Mount read-only.
+    pub read_only: bool,
+    /// Mount only this relative path of the volume (created if missing).
+    pub sub_path: Option<String>,
+}
+
+/// How to run one container. `command` and `args` follow Kubernetes: an
+/// empty `command` means the image's entrypoint, and the image's cmd is used
+/// only when both are empty.
+#[derive(Clone, Default)]
+pub struct ContainerSpec {
+    /// Unique within the pod.
+    pub name: String,
+    /// `name[:tag]` in the image store, or a path to a `.wasm` file.
+    pub image: String,
+    /// Replaces the image's entrypoint; argv\[0\] is `command[0]` as written.
+    pub command: Vec<String>,
+    /// Replaces the image's cmd.
+    pub args: Vec<String>,
+    /// Environment, applied over the image's, in order.
+    pub env: Vec<(String, String)>,
+    /// Initial working directory (the guest also gets it as `PWD`).
+    pub working_dir: Option<String>,
+    /// Volume mounts.
+    pub mounts: Vec<Mount>,
+    /// Memory and CPU limits.
+    pub limits: Limits,
+    /// Bytes fed to stdin, then end-of-file. `None`: stdin is closed.
+    pub stdin: Option<Bytes>,
+    /// Sees each output line as it is written (besides the log file).
+    pub output: Option<Arc<dyn LineObserver>>,
+}
+
+impl std::fmt::Debug for ContainerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerSpec")
+            .field("name", &self.name)
+            .field("image", &self.image)
+            .field("command", &self.command)
+            .field("args", &self.args)
+            .field("env", &self.env)
+            .field("working_dir", &self.working_dir)
+            .field("mounts", &self.mounts)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a container instance ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ExitReason {
+    /// Exit code 0.
+    Completed,
+    /// Any other end: a non-zero exit, a trap, a stop.
+    Error,
+    /// Its memory limit refused a growth and it died of it.
+    OomKilled,
+}
+
+impl ExitReason {
+    /// The reason as Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitReason::Completed => "Completed",
+            ExitReason::Error => "Error",
+            ExitReason::OomKilled => "OOMKilled",
+        }
+    }
+}
+
+/// How a container instance ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The exit code (see the `EXIT_*` constants for the runtime's own).
+    pub exit_code: i32,
+    /// Completed, Error or OOMKilled.
+    pub reason: ExitReason,
+    /// A trap's message, an OOM's explanation: the termination message.
+    pub message: Option<String>,
+    /// When the instance started running.
+    pub started_at: jiff::Timestamp,
+    /// When it ended.
+    pub finished_at: jiff::Timestamp,
+}
+
+impl ExitStatus {
+    /// True for exit code 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == 0
+    }
+}
+
+/// The store data of one guest.
+pub(crate) struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    kill: Arc<KillSwitch>,
+    cpu: Arc<CpuAccount>,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Stops a guest whether it is spinning (checked every epoch tick) or
+/// waiting in a host call (the notify wakes the task running it).
+#[derive(Default)]
+struct KillSwitch {
+    killed: AtomicBool,
+    notify: Notify,
+}
+
+impl KillSwitch {
+    fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+}
+
+/// A started container instance.
+pub struct RunningContainer {
+    started_at: jiff::Timestamp,
+    usage: Arc<Usage>,
+    kill: Arc<KillSwitch>,
+    task: tokio::task::JoinHandle<ExitStatus>,
+    log_path: PathBuf,
+}
+
+impl std::fmt::Debug for RunningContainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningContainer").field("log_path", &self.log_path).finish_non_exhaustive()
+    }
+}
+
+impl RunningContainer {
+    /// When the instance started.
+    pub fn started_at(&self) -> jiff::Timestamp {
+        self.started_at
+    }
+
+    /// CPU and memory the instance uses now.
+    pub fn usage(&self) -> UsageSnapshot {
+        self.usage.snapshot()
+    }
+
+    /// A handle to the live usage counters.
+    pub fn usage_handle(&self) -> Arc<Usage> {
+        Arc::clone(&self.usage)
+    }
+
+    /// This instance's log file.
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log_path
+    }
+
+    /// Stops the guest: within one epoch tick if it is computing, at once if
+    /// it is waiting. It ends with [`EXIT_STOPPED`].
+    pub fn stop(&self) {
+        self.kill.kill();
+    }
+
+    /// A cloneable handle that can stop this instance from elsewhere.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(Arc::clone(&self.kill))
+    }
+
+    /// Waits for the instance to end.
+    pub async fn wait(self) -> ExitStatus {
+        match self.task.await {
+            Ok(status) => status,
+            Err(e) => {
+                let now = jiff::Timestamp::now();
+                ExitStatus {
+                    exit_code: EXIT_TRAP,
+                    reason: ExitReason::Error,
+                    message: Some(format!("the runtime lost the guest's task: {e}")),
+                    started_at: self.started_at,
+                    finished_at: now,
+                }
+            }
+        }
+    }
+}
+
+/// Stops a [`RunningContainer`] from another task.
+#[derive(Clone)]
+pub struct Stopper(Arc<KillSwitch>);
+
+impl std::fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stopper")
+    }
+}
+
+impl Stopper {
+    /// See [`RunningContainer::stop`].
+    pub fn stop(&self) {
+        self.0.kill();
+    }
+}
+
+/// argv from the spec and the image config, as Kubernetes combines them.
+fn argv(spec: &ContainerSpec, image: &Image) -> Vec<String> {
+    let config = &image.config;
+    match (spec.command.is_empty(), spec.args.is_empty()) {
+        (true, true) => config.entrypoint.iter().chain(&config.cmd).cloned().collect(),
+        (true, false) => config.entrypoint.iter().chain(&spec.args).cloned().collect(),
+        (false, _) => spec.command.iter().chain(&spec.args).cloned().collect(),
+    }
+}
+
+impl Sandbox {
+    /// Starts instance number `restart_count` of a container: resets its
+    /// private root, opens its log, instantiates the image and runs it.
+    pub async fn start_container(
+        &self,
+        spec: &ContainerSpec,
+        restart_count: u32,
+    ) -> Result<RunningContainer, StartError> {
+        let invalid = |message: String| StartError::Invalid { container: spec.name.clone(), message };
+        let io = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            let container = spec.name.clone();
+            move |source| StartError::Io { container, path, source }
+        };
+        let (image, pre) = self.runtime.load(&spec.image).await?;
+        let argv = argv(spec, &image);
+        if argv.is_empty() {
+            return Err(invalid(format!("image {:?} has no entrypoint and no command was given", spec.image)));
+        }
+
+        // The private root is emptied on every start, as a container's
+        // writable layer is.
+        let rootfs = self.rootfs(&spec.name);
+        if rootfs.exists() {
+            fs::remove_dir_all(&rootfs).map_err(io(&rootfs))?;
+        }
+        fs::create_dir_all(rootfs.join("tmp")).map_err(io(&rootfs))?;
+
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.args(&argv);
+        wasi.preopened_dir(&rootfs, "/", FsPerms::ReadWrite).map_err(|e| invalid(format!("{e:#}")))?;
+        for mount in &spec.mounts {
+            if !mount.mount_path.starts_with('/') {
+                return Err(invalid(format!("mountPath {:?} must be absolute", mount.mount_path)));
+            }
+            let volume = self
+                .volume_path(&mount.volume)
+                .ok_or_else(|| invalid(format!("volume {:?} is not defined in the pod", mount.volume)))?;
+            let host = match &mount.sub_path {
+                Some(sub) if !sub.is_empty() => {
+                    let dir = join_sub_path(volume, sub).map_err(invalid)?;
+                    fs::create_dir_all(&dir).map_err(io(&dir))?;
+                    dir
+                }
+                _ => volume.to_path_buf(),
+            };
+            // Make the mount point visible when the guest lists its parent.
+            let point = rootfs.join(mount.mount_path.trim_start_matches('/'));
+            fs::create_dir_all(&point).map_err(io(&point))?;
+            let perms = if mount.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+            wasi.preopened_dir(&host, &mount.mount_path, perms)
+                .map_err(|e| invalid(format!("mounting {}: {e:#}", mount.mount_path)))?;
+        }
+
+        let mut env: Vec<(String, String)> = image
+            .config
+            .env
+            .iter()
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        env.push(("HOSTNAME".into(), self.spec.name.clone()));
+        let working_dir = spec.working_dir.clone().or_else(|| image.config.working_dir.clone());
+        if let Some(dir) = &working_dir {
+            env.push(("PWD".into(), dir.clone()));
+            wasi.initial_cwd(dir);
+        }
+        env.extend(spec.env.iter().cloned());
+        // Later entries win, as with duplicate `env` names in Kubernetes.
+        let mut seen = std::collections::HashSet::new();
+        let mut deduped: Vec<_> = env.into_iter().rev().filter(|(k, _)| seen.insert(k.clone())).collect();
+        deduped.reverse();
+        wasi.envs(&deduped);
+
+        if let Some(bytes) = &spec.stdin {
+            wasi.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(bytes.clone()));
+        }
+        let log_dir = self.log_dir(&spec.name);
+        fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
+        logs::prune_old(&log_dir, restart_count);
+        let log_path = self.log_path(&spec.name, restart_count);
+        let sink = LogSink::create(log_path.clone(), self.runtime.config().log_max_bytes, spec.output.clone())
+            .map_err(io(&log_path))?;
+        wasi.stdout(LogOutput::new(Arc::clone(&sink), Stream::Stdout));
+        wasi.stderr(LogOutput::new(Arc::clone(&sink), Stream::Stderr));
+
+        let usage = Arc::new(Usage::default());
+        let kill = Arc::new(KillSwitch::default());
+        let cpu = CpuAccount::new(Arc::clone(&usage), spec.limits.cpu_millis, self.runtime.config().cpu_period);
+        let mut store = Store::new(
+            self.runtime.engine().wasmtime(),
+            GuestState {
+                wasi: wasi.build(),
+                table: ResourceTable::new(),
+                limiter: MemoryLimiter::new(spec.limits.memory_bytes, Arc::clone(&usage)),
+                kill: Arc::clone(&kill),
+                cpu: Arc::clone(&cpu),
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            if state.kill.is_killed() {
+                return Err(wasmtime::Error::msg("container stopped"));
+            }
+            Ok(match state.cpu.on_tick() {
+                // Yield every tick so one spinning guest shares its thread.
+                TickAction::Continue => UpdateDeadline::Yield(1),
+                TickAction::Throttle(sleep) => UpdateDeadline::YieldCustom(1, sleep),
+            })
+        });
+
+        let started_at = jiff::Timestamp::now();
+        let running = self.runtime.engine().guest_running();
+        let memory_limit = spec.limits.memory_bytes;
+        let task_usage = Arc::clone(&usage);
+        let task_kill = Arc::clone(&kill);
+        let task = self.runtime.spawn_guest(async move {
+            let _running = running;
+            let run = CpuMetered::new(run_command(pre, store), cpu);
+            let outcome = tokio::select! {
+                outcome = run => outcome,
+                () = task_kill.notify.notified() => Err(wasmtime::Error::msg("container stopped")),
+            };
+            sink.finish();
+            exit_status(outcome, &task_usage, task_kill.is_killed(), memory_limit, started_at)
+        });
+        Ok(RunningContainer { started_at, usage, kill, task, log_path })
+    }
+}
+
+async fn run_command(pre: CommandPre<GuestState>, mut store: Store<GuestState>) -> wasmtime::Result<Result<(), ()>> {
+    let command = pre.instantiate_async(&mut store).await?;
+    command.wasi_cli_run().call_run(&mut store).await
+}
+
+fn exit_status(
+    outcome: wasmtime::Result<Result<(), ()>>,
+    usage: &Usage,
+    killed: bool,
+    memory_limit: Option<u64>,
+    started_at: jiff::Timestamp,
+) -> ExitStatus {
+    let (exit_code, message) = match outcome {
+        Ok(Ok(())) => (0, None),
+        // `wasi:cli/run` can only say "failed": that is exit code 1.
+        Ok(Err(())) => (1, None),
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(I32Exit(code)) => (*code, None),
+            None if killed => (EXIT_STOPPED, Some("stopped by the runtime".to_string())),
+            None => (EXIT_TRAP, Some(truncate(trap_message(&e)))),
+        },
+    };
+    let oom = usage.hit_memory_limit() && exit_code != 0 && !killed;
+    let (exit_code, reason, message) = if oom {
+        let limit = memory_limit.unwrap_or_default();
+        let mut text = format!("memory limit of {limit} bytes reached");
+        if let Some(m) = message {
+            text = format!("{text}; {m}");
+        }
+        (EXIT_OOM, ExitReason::OomKilled, Some(truncate(text)))
+    } else if exit_code == 0 {
+        (0, ExitReason::Completed, message)
+    } else {
+        (exit_code, ExitReason::Error, message)
+    };
+    ExitStatus { exit_code, reason, message, started_at, finished_at: jiff::Timestamp::now() }
+}
+
+/// "wasm trap: <what>" first, then the guest's backtrace when there is one.
+fn trap_message(e: &wasmtime::Error) -> String {
+    let what = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => format!("{:#}", e.root_cause()),
+    };
+    match e.downcast_ref::<wasmtime::WasmBacktrace>() {
+        Some(bt) => format!("{what}\n{bt}"),
+        None => what,
+    }
+}
+
+fn truncate(mut text: String) -> String {
+    if text.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+

@@ -1,0 +1,43 @@
+//! wasmkube-runtime: runs pods whose containers are WebAssembly (WASI)
+//! components, inside one wasmtime host process. It knows wasmtime, not
+//! Kubernetes: its API takes plain Rust structs, shaped like the container
+//! runtime interface (sandboxes, containers, status, logs, stats).
+//!
+//! # Where to start
+//!
+//! [`Runtime::new`] with a [`RuntimeConfig`]; [`Runtime::run_pod_sandbox`]
+//! gives a [`Sandbox`] on which [`Sandbox::start_container`] runs one
+//! instance of a [`ContainerSpec`]; [`PodRunner`] runs a whole pod under a
+//! restart policy and reports [`PodStatus`].
+//!
+//! # Layout
+//!
+//! - [`runtime`]: the runtime itself, its configuration and guest threads.
+//! - [`engine`]: wasmtime engine, epoch ticker, compile cache.
+//! - [`images`]: content-addressed image store.
+//! - [`convert`]: WASI p1 modules become components, keeping exit codes.
+//! - [`builtin`]: the example guests every wasmkube binary carries.
+//! - [`sandbox`]: a pod's directory and volumes.
+//! - [`container`]: one container instance, from spec to exit status.
+//! - [`limits`]: memory limiter, CPU quota and usage accounting.
+//! - [`logs`]: per-instance log files with timestamps and rotation.
+//! - [`pod`]: restart policy and back-off over a pod's containers.
+
+pub mod builtin;
+pub mod container;
+pub mod convert;
+pub mod engine;
+pub mod images;
+pub mod limits;
+pub mod logs;
+pub mod pod;
+pub mod runtime;
+pub mod sandbox;
+
+pub use container::{ContainerSpec, ExitReason, ExitStatus, Mount, RunningContainer, StartError};
+pub use images::{Image, ImageConfig, ImageRef, ImageStore};
+pub use limits::{Limits, UsageSnapshot};
+pub use logs::{LineObserver, Stream};
+pub use pod::{Backoff, ContainerState, ContainerStatus, PodRunner, PodSpec, PodStatus, RestartPolicy};
+pub use runtime::{Runtime, RuntimeConfig};
+pub use sandbox::{Sandbox, SandboxSpec, VolumeSource, VolumeSpec};

@@ -1,0 +1,244 @@
+//! Resource limits and accounting for one container: a memory limiter that
+//! sums every linear memory of the instance, CPU time measured around each
+//! poll of the guest's future, and a CPU quota enforced per period from the
+//! epoch callback.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Limits a container runs under; `None` means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Upper bound on the sum of all linear memories of the container, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU quota in millicores: 1000 is one full core.
+    pub cpu_millis: Option<u64>,
+}
+
+/// Live usage counters of one container instance, shared with whoever wants
+/// to read them (the kubelet's `kubectl top`, tests).
+#[derive(Debug, Default)]
+pub struct Usage {
+    cpu_ns: AtomicU64,
+    memory_bytes: AtomicU64,
+    throttled_ns: AtomicU64,
+    /// Set when a memory growth was refused: an instance that then dies was
+    /// killed by its memory limit, not by a bug of its own.
+    oom: AtomicBool,
+}
+
+/// A point-in-time copy of [`Usage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UsageSnapshot {
+    /// CPU time the guest has consumed.
+    pub cpu: Duration,
+    /// Bytes of linear memory the guest holds (all memories summed).
+    pub memory_bytes: u64,
+    /// Wall time the guest spent waiting because its CPU quota was used up.
+    pub throttled: Duration,
+}
+
+impl Usage {
+    /// Reads the counters.
+    pub fn snapshot(&self) -> UsageSnapshot {
+        UsageSnapshot {
+            cpu: Duration::from_nanos(self.cpu_ns.load(Ordering::Relaxed)),
+            memory_bytes: self.memory_bytes.load(Ordering::Relaxed),
+            throttled: Duration::from_nanos(self.throttled_ns.load(Ordering::Relaxed)),
+        }
+    }
+
+    pub(crate) fn hit_memory_limit(&self) -> bool {
+        self.oom.load(Ordering::Relaxed)
+    }
+}
+
+/// `wasmtime::ResourceLimiter` that caps the *sum* of all memories of a
+/// store, so a component cannot escape its limit by spreading over several
+/// memories (a p1 module brought in by the adapter has two).
+pub(crate) struct MemoryLimiter {
+    limit: Option<u64>,
+    usage: Arc<Usage>,
+    total: u64,
+}
+
+impl MemoryLimiter {
+    pub(crate) fn new(limit: Option<u64>, usage: Arc<Usage>) -> Self {
+        MemoryLimiter { limit, usage, total: 0 }
+    }
+}
+
+/// Tables are bounded only to stop a runaway guest from exhausting the host.
+const MAX_TABLE_ELEMENTS: usize = 10_000_000;
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let next = self.total - current as u64 + desired as u64;
+        if let Some(limit) = self.limit
+            && next > limit
+        {
+            self.usage.oom.store(true, Ordering::Relaxed);
+            return Ok(false);
+        }
+        self.total = next;
+        self.usage.memory_bytes.store(next, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// CPU time of the calling thread, in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is
+    // supported on every Linux and macOS this runs on.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The CPU side of a container: accounting plus the quota's period state.
+/// Shared between the poll wrapper ([`CpuMetered`]) and the epoch callback.
+pub(crate) struct CpuAccount {
+    usage: Arc<Usage>,
+    quota: Option<Duration>,
+    period: Duration,
+    state: Mutex<PeriodState>,
+}
+
+struct PeriodState {
+    /// Thread CPU clock when the current poll began, if the guest is being
+    /// polled right now.
+    poll_start: Option<u64>,
+    period_start: Instant,
+    /// Total CPU consumed when the current period began.
+    period_base_ns: u64,
+}
+
+/// What the epoch callback should do after a tick.
+pub(crate) enum TickAction {
+    /// Keep running (yielding to the scheduler for fairness).
+    Continue,
+    /// The quota of this period is spent: sleep until the next one.
+    Throttle(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+impl CpuAccount {
+    pub(crate) fn new(usage: Arc<Usage>, cpu_millis: Option<u64>, period: Duration) -> Arc<Self> {
+        Arc::new(CpuAccount {
+            usage,
+            quota: cpu_millis.map(|m| period.mul_f64(m as f64 / 1000.0)),
+            period,
+            state: Mutex::new(PeriodState {
+                poll_start: None,
+                period_start: Instant::now(),
+                period_base_ns: 0,
+            }),
+        })
+    }
+
+    fn total_ns(&self, state: &PeriodState) -> u64 {
+        let running = state.poll_start.map(|s| thread_cpu_ns().saturating_sub(s)).unwrap_or(0);
+        self.usage.cpu_ns.load(Ordering::Relaxed) + running
+    }
+
+    /// Called from the epoch callback, on the guest's own thread, mid-poll.
+    pub(crate) fn on_tick(self: &Arc<Self>) -> TickAction {
+        let Some(quota) = self.quota else {
+            return TickAction::Continue;
+        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let total = self.total_ns(&state);
+        if now.duration_since(state.period_start) >= self.period {
+            state.period_start = now;
+            state.period_base_ns = total;
+        }
+        if total.saturating_sub(state.period_base_ns) < quota.as_nanos() as u64 {
+            return TickAction::Continue;
+        }
+        let wake = state.period_start + self.period;
+        let account = Arc::clone(self);
+        TickAction::Throttle(Box::pin(async move {
+            let began = Instant::now();
+            tokio::time::sleep_until(wake.into()).await;
+            account
+                .usage
+                .throttled_ns
+                .fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }))
+    }
+}
+
+/// Wraps a guest's future and charges the thread CPU time of every poll to
+/// the container. Polls are where guest code runs, so this measures exactly
+/// the guest (plus the host calls it makes), whatever thread it lands on.
+pub(crate) struct CpuMetered<F> {
+    inner: Pin<Box<F>>,
+    account: Arc<CpuAccount>,
+}
+
+impl<F> CpuMetered<F> {
+    pub(crate) fn new(inner: F, account: Arc<CpuAccount>) -> Self {
+        CpuMetered { inner: Box::pin(inner), account }
+    }
+}
+
+impl<F: Future> Future for CpuMetered<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let start = thread_cpu_ns();
+        self.account.state.lock().unwrap_or_else(|e| e.into_inner()).poll_start = Some(start);
+        let result = self.inner.as_mut().poll(cx);
+        let spent = thread_cpu_ns().saturating_sub(start);
+        self.account.state.lock().unwrap_or_else(|e| e.into_inner()).poll_start = None;
+        self.account.usage.cpu_ns.fetch_add(spent, Ordering::Relaxed);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn memory_limit_counts_all_memories_together() {
+        let usage = Arc::new(Usage::default());
+        let mut limiter = MemoryLimiter::new(Some(10 << 20), usage.clone());
+        assert!(limiter.memory_growing(0, 6 << 20, None).unwrap());
+        assert!(limiter.memory_growing(0, 3 << 20, None).unwrap());
+        assert_eq!(usage.snapshot().memory_bytes, 9 << 20);
+        // A second memory growing past the sum is refused though alone it would fit.
+        assert!(!limiter.memory_growing(3 << 20, 5 << 20, None).unwrap());
+        assert!(usage.hit_memory_limit());
+        assert_eq!(usage.snapshot().memory_bytes, 9 << 20);
+    }
+
+    #[test]
+    fn unlimited_memory_only_counts() {
+        let usage = Arc::new(Usage::default());
+        let mut limiter = MemoryLimiter::new(None, usage.clone());
+        assert!(limiter.memory_growing(0, 1 << 30, None).unwrap());
+        assert!(!usage.hit_memory_limit());
+        assert_eq!(usage.snapshot().memory_bytes, 1 << 30);
+    }
+}

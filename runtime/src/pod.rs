@@ -1,0 +1,390 @@
+//! Runs a pod's containers under its restart policy: each container gets a
+//! loop that starts an instance, waits for it, and restarts it (Always,
+//! OnFailure) after an exponential back-off, reporting every transition as
+//! [`PodStatus`] on a watch channel.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::container::{ContainerSpec, ExitStatus, StartError};
+use crate::limits::{Usage, UsageSnapshot};
+use crate::runtime::Runtime;
+use crate::sandbox::{self, Sandbox, SandboxSpec};
+
+/// When a pod's containers are restarted after they end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    /// Always (Kubernetes' default).
+    #[default]
+    Always,
+    /// Only after a non-zero exit.
+    OnFailure,
+    /// Never.
+    Never,
+}
+
+/// Restart back-off: the first restart is immediate, later ones wait
+/// `initial`, doubling up to `max`; a container that ran `reset_after`
+/// without ending starts over at `initial`. Kubernetes' kubelet uses 10 s,
+/// 5 min and 10 min, the defaults here; tests use milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay before the second restart.
+    pub initial: Duration,
+    /// Longest delay.
+    pub max: Duration,
+    /// Run time after which the delay resets.
+    pub reset_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(300),
+            reset_after: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before restart number `restarts + 1`, given the delay used
+    /// last time (`None` before the first restart).
+    fn next(&self, last: Option<Duration>, ran_for: Duration) -> Duration {
+        match last {
+            _ if ran_for >= self.reset_after => Duration::ZERO,
+            None => Duration::ZERO,
+            Some(d) if d.is_zero() => self.initial,
+            Some(d) => (d * 2).min(self.max),
+        }
+    }
+}
+
+/// A pod as the runtime runs it.
+#[derive(Debug, Clone)]
+pub struct PodSpec {
+    /// Its sandbox (uid, name, volumes).
+    pub sandbox: SandboxSpec,
+    /// Its containers, started together.
+    pub containers: Vec<ContainerSpec>,
+    /// When containers are restarted.
+    pub restart_policy: RestartPolicy,
+    /// How restarts are spaced.
+    pub backoff: Backoff,
+}
+
+/// Where one container is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Not running: being created, or backing off before a restart.
+    Waiting {
+        /// `ContainerCreating`, `CrashLoopBackOff`, `ErrImagePull`,
+        /// `ImagePullBackOff` or `CreateContainerError`.
+        reason: String,
+        /// Details for a person.
+        message: Option<String>,
+    },
+    /// Running since then.
+    Running {
+        /// When the current instance started.
+        started_at: jiff::Timestamp,
+    },
+    /// Ended and not going to be restarted (or not yet).
+    Terminated(ExitStatus),
+}
+
+/// The status of one container of a pod.
+#[derive(Clone)]
+pub struct ContainerStatus {
+    /// The container's name.
+    pub name: String,
+    /// Its current state.
+    pub state: ContainerState,
+    /// How the previous instance ended, once there was one.
+    pub last_termination: Option<ExitStatus>,
+    /// How many times it was restarted.
+    pub restart_count: u32,
+    /// The current (or last) instance's log file.
+    pub log_path: Option<PathBuf>,
+    usage: Option<Arc<Usage>>,
+}
+
+impl std::fmt::Debug for ContainerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerStatus")
+            .field("name", &self.name)
+            .field("state", &self.state)
+            .field("last_termination", &self.last_termination)
+            .field("restart_count", &self.restart_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContainerStatus {
+    /// CPU and memory of the current (or last) instance.
+    pub fn usage(&self) -> Option<UsageSnapshot> {
+        self.usage.as_ref().map(|u| u.snapshot())
+    }
+
+    /// The exit status the container ended with, if it has ended.
+    pub fn terminated(&self) -> Option<&ExitStatus> {
+        match &self.state {
+            ContainerState::Terminated(exit) => Some(exit),
+            _ => None,
+        }
+    }
+}
+
+/// The status of a pod's containers.
+#[derive(Debug, Clone)]
+pub struct PodStatus {
+    /// One per container, in spec order.
+    pub containers: Vec<ContainerStatus>,
+    /// True once no container is running or going to run again.
+    pub finished: bool,
+}
+
+/// A running pod.
+pub struct PodRunner {
+    sandbox: Sandbox,
+    status: watch::Receiver<PodStatus>,
+    stop: watch::Sender<bool>,
+    loops: JoinSet<()>,
+}
+
+impl std::fmt::Debug for PodRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodRunner").field("sandbox", &self.sandbox).finish_non_exhaustive()
+    }
+}
+
+impl PodRunner {
+    /// Creates the pod's sandbox and starts every container. Must be called
+    /// within a tokio runtime (the supervising loops run there; the guests
+    /// run on the runtime's own threads).
+    pub fn start(runtime: &Runtime, spec: PodSpec) -> Result<PodRunner, sandbox::Error> {
+        let sandbox = runtime.run_pod_sandbox(spec.sandbox.clone())?;
+        let initial = PodStatus {
+            containers: spec
+                .containers
+                .iter()
+                .map(|c| ContainerStatus {
+                    name: c.name.clone(),
+                    state: ContainerState::Waiting { reason: "ContainerCreating".into(), message: None },
+                    last_termination: None,
+                    restart_count: 0,
+                    log_path: None,
+                    usage: None,
+                })
+                .collect(),
+            finished: spec.containers.is_empty(),
+        };
+        let (status_tx, status) = watch::channel(initial);
+        let status_tx = Arc::new(status_tx);
+        let (stop, _) = watch::channel(false);
+        let mut loops = JoinSet::new();
+        let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(spec.containers.len()));
+        for (index, container) in spec.containers.iter().enumerate() {
+            let supervisor = Supervisor {
+                sandbox: sandbox.clone(),
+                spec: container.clone(),
+                index,
+                policy: spec.restart_policy,
+                backoff: spec.backoff,
+                status: Arc::clone(&status_tx),
+                stop: stop.subscribe(),
+                remaining: Arc::clone(&remaining),
+            };
+            loops.spawn(supervisor.run());
+        }
+        Ok(PodRunner { sandbox, status, stop, loops })
+    }
+
+    /// The pod's sandbox.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// The status now.
+    pub fn status(&self) -> PodStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch(&self) -> watch::Receiver<PodStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until no container is running or going to run again.
+    pub async fn wait(&mut self) -> PodStatus {
+        while self.loops.join_next().await.is_some() {}
+        self.status()
+    }
+
+    /// Stops every container (no restarts) and waits for them.
+    pub async fn stop(mut self) -> PodStatus {
+        let _ = self.stop.send(true);
+        self.wait().await
+    }
+}
+
+struct Supervisor {
+    sandbox: Sandbox,
+    spec: ContainerSpec,
+    index: usize,
+    policy: RestartPolicy,
+    backoff: Backoff,
+    status: Arc<watch::Sender<PodStatus>>,
+    stop: watch::Receiver<bool>,
+    remaining: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Supervisor {
+    fn update(&self, f: impl FnOnce(&mut ContainerStatus)) {
+        self.status.send_modify(|s| f(&mut s.containers[self.index]));
+    }
+
+    /// Sleeps for `delay` unless the pod is stopped first; true if stopped.
+    async fn stopped_during(&mut self, delay: Duration) -> bool {
+        if *self.stop.borrow() {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => false,
+            _ = self.stop.changed() => true,
+        }
+    }
+
+    async fn run(mut self) {
+        let mut restart_count = 0;
+        let mut last_delay: Option<Duration> = None;
+        let mut pull_delay: Option<Duration> = None;
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            let running = match self.sandbox.start_container(&self.spec, restart_count).await {
+                Ok(running) => running,
+                Err(err) => {
+                    // Kubernetes keeps retrying a failed start whatever the
+                    // restart policy: the container never ran.
+                    let (first, later) = match err {
+                        StartError::Image(_) => ("ErrImagePull", "ImagePullBackOff"),
+                        _ => ("CreateContainerError", "CreateContainerError"),
+                    };
+                    let reason = if pull_delay.is_none() { first } else { later };
+                    let message = err.to_string();
+                    tracing::warn!(container = %self.spec.name, "{message}");
+                    self.update(|c| c.state = ContainerState::Waiting { reason: reason.into(), message: Some(message) });
+                    let delay = self.backoff.next(pull_delay.or(Some(Duration::ZERO)), Duration::ZERO);
+                    pull_delay = Some(delay);
+                    if self.stopped_during(delay).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            pull_delay = None;
+            let started = Instant::now();
+            let started_at = running.started_at();
+            let log_path = running.log_path().to_path_buf();
+            let usage = running.usage_handle();
+            self.update(|c| {
+                c.state = ContainerState::Running { started_at };
+                c.log_path = Some(log_path);
+                c.usage = Some(usage);
+                c.restart_count = restart_count;
+            });
+            let stopper = running.stopper();
+            let mut wait = Box::pin(running.wait());
+            let (exit, stopped) = tokio::select! {
+                exit = &mut wait => (exit, false),
+                _ = self.stop.changed() => {
+                    stopper.stop();
+                    (wait.await, true)
+                }
+            };
+            let restart = !stopped
+                && match self.policy {
+                    RestartPolicy::Always => true,
+                    RestartPolicy::OnFailure => !exit.success(),
+                    RestartPolicy::Never => false,
+                };
+            self.update(|c| c.state = ContainerState::Terminated(exit.clone()));
+            if !restart {
+                break;
+            }
+            let delay = self.backoff.next(last_delay, started.elapsed());
+            last_delay = Some(delay);
+            let name = self.spec.name.clone();
+            let pod = self.sandbox.spec().name.clone();
+            self.update(|c| {
+                c.last_termination = Some(exit);
+                if !delay.is_zero() {
+                    c.state = ContainerState::Waiting {
+                        reason: "CrashLoopBackOff".into(),
+                        message: Some(format!(
+                            "back-off {} restarting failed container={name} pod={pod}",
+                            humanize(delay)
+                        )),
+                    };
+                }
+            });
+            if self.stopped_during(delay).await {
+                // Stopped while backing off: report the instance that ran last.
+                self.update(|c| {
+                    if let Some(exit) = c.last_termination.clone() {
+                        c.state = ContainerState::Terminated(exit);
+                    }
+                });
+                break;
+            }
+            restart_count += 1;
+        }
+        if self.remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.status.send_modify(|s| s.finished = true);
+        }
+    }
+}
+
+/// "10s", "1m20s", "5m0s", as the kubelet writes back-off delays.
+fn humanize(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs < 60 {
+        format!("{secs}s")
+    } else {
+        format!("{}m{}s", secs / 60, secs % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_immediate_then_doubles_to_the_cap() {
+        let b = Backoff::default();
+        let run = Duration::from_secs(1);
+        let mut last = None;
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            let d = b.next(last, run);
+            seen.push(d.as_secs());
+            last = Some(d);
+        }
+        assert_eq!(seen, [0, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(b.next(Some(Duration::from_secs(300)), Duration::from_secs(601)), Duration::ZERO);
+    }
+
+    #[test]
+    fn delays_read_like_the_kubelet() {
+        assert_eq!(humanize(Duration::from_secs(10)), "10s");
+        assert_eq!(humanize(Duration::from_secs(80)), "1m20s");
+        assert_eq!(humanize(Duration::from_millis(20)), "20ms");
+    }
+}

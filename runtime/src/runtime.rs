@@ -1,0 +1,210 @@
+//! The runtime as a whole: configuration, the shared engine and linker, the
+//! image store, the cache of instantiation-ready images, and the tokio
+//! runtime guests run on (never the caller's, so a busy guest cannot starve
+//! an API server living in the same process).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::component::Linker;
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+use crate::container::{GuestState, StartError};
+use crate::engine::{self, Engine};
+use crate::images::{self, Image, ImageStore};
+use crate::sandbox::{self, Sandbox, SandboxSpec};
+
+/// Errors creating the runtime.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The engine could not be set up.
+    #[error(transparent)]
+    Engine(#[from] engine::Error),
+    /// The image store could not be opened.
+    #[error(transparent)]
+    Images(#[from] images::Error),
+    /// The data directory or the guest threads could not be set up.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// wasmtime refused to link WASI.
+    #[error("linking WASI: {0:#}")]
+    Link(#[source] wasmtime::Error),
+}
+
+/// Settings of a [`Runtime`]. Build with [`RuntimeConfig::new`] and adjust.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Root of everything on disk: `images/`, `cache/`, `pods/`.
+    pub data_dir: PathBuf,
+    /// Threads of the guest tokio runtime (default: the host's CPU count).
+    pub guest_threads: usize,
+    /// Epoch tick: how often a computing guest is interrupted to check its
+    /// CPU quota and kill switch (default 1 ms).
+    pub epoch_tick: Duration,
+    /// CPU quota period; a limit of 200m grants 20 ms per 100 ms (default 100 ms).
+    pub cpu_period: Duration,
+    /// Size at which a container's log file rotates (default 10 MiB).
+    pub log_max_bytes: u64,
+}
+
+impl RuntimeConfig {
+    /// Defaults, rooted at `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        RuntimeConfig {
+            data_dir: data_dir.into(),
+            guest_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            epoch_tick: Duration::from_millis(1),
+            cpu_period: Duration::from_millis(100),
+            log_max_bytes: 10 << 20,
+        }
+    }
+}
+
+/// The WebAssembly runtime: cheap to clone, shared by every pod.
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<RuntimeShared>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("data_dir", &self.shared.config.data_dir).finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct RuntimeShared {
+    config: RuntimeConfig,
+    engine: Engine,
+    images: ImageStore,
+    linker: Linker<GuestState>,
+    /// Images ready to instantiate, by component digest.
+    ready: Mutex<HashMap<String, CommandPre<GuestState>>>,
+    guests: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for RuntimeShared {
+    fn drop(&mut self) {
+        // Dropping a tokio runtime blocks, which panics inside async code.
+        if let Some(rt) = self.guests.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Runtime {
+    /// Opens the data directory and starts the engine and guest threads.
+    pub fn new(config: RuntimeConfig) -> Result<Self, Error> {
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| Error::Io { what, source }
+        };
+        std::fs::create_dir_all(config.data_dir.join("pods")).map_err(io("creating the data directory"))?;
+        let engine = Engine::new(&config.data_dir.join("cache/compiled"), config.epoch_tick)?;
+        let images = ImageStore::open(config.data_dir.join("images"))?;
+        let mut linker = Linker::new(engine.wasmtime());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(Error::Link)?;
+        let guests = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.guest_threads.max(1))
+            .thread_name("wasmkube-guest")
+            .enable_all()
+            .build()
+            .map_err(io("starting the guest threads"))?;
+        Ok(Runtime {
+            shared: Arc::new(RuntimeShared {
+                config,
+                engine,
+                images,
+                linker,
+                ready: Mutex::new(HashMap::new()),
+                guests: Some(guests),
+            }),
+        })
+    }
+
+    /// The settings it was made with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.shared.config
+    }
+
+    /// The image store.
+    pub fn images(&self) -> &ImageStore {
+        &self.shared.images
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// Makes an image ready to run (resolve, convert, compile or load from
+    /// the compile cache), so a later start pays only instantiation.
+    pub async fn prepare_image(&self, reference: &str) -> Result<Image, StartError> {
+        self.shared.load(reference).await.map(|(image, _)| image)
+    }
+
+    /// Creates the home of a pod (reusing it if it exists: volumes survive).
+    pub fn run_pod_sandbox(&self, spec: SandboxSpec) -> Result<Sandbox, sandbox::Error> {
+        Sandbox::create(Arc::clone(&self.shared), spec)
+    }
+}
+
+impl RuntimeShared {
+    pub(crate) fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn pods_dir(&self) -> PathBuf {
+        self.config.data_dir.join("pods")
+    }
+
+    pub(crate) fn spawn_guest<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.guests.as_ref().expect("guest runtime lives as long as the runtime").spawn(future)
+    }
+
+    /// Resolves an image and returns it ready to instantiate.
+    pub(crate) async fn load(
+        self: &Arc<Self>,
+        reference: &str,
+    ) -> Result<(Image, CommandPre<GuestState>), StartError> {
+        let image = self.images.resolve(reference)?;
+        if let Some(pre) = self.ready.lock().unwrap_or_else(|e| e.into_inner()).get(&image.digest) {
+            return Ok((image, pre.clone()));
+        }
+        // Compiling takes long: keep it off the async threads.
+        let shared = Arc::clone(self);
+        let img = image.clone();
+        let pre = tokio::task::spawn_blocking(move || shared.instantiate_pre(&img))
+            .await
+            .map_err(|e| StartError::NotCommand { image: reference.to_string(), message: e.to_string() })??;
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(image.digest.clone(), pre.clone());
+        Ok((image, pre))
+    }
+
+    fn instantiate_pre(&self, image: &Image) -> Result<CommandPre<GuestState>, StartError> {
+        let path: &Path = &image.path;
+        let component = self.engine.component(&image.digest, || std::fs::read(path))?;
+        let not_command =
+            |e: wasmtime::Error| StartError::NotCommand { image: image.reference.clone(), message: format!("{e:#}") };
+        let pre = self.linker.instantiate_pre(&component).map_err(not_command)?;
+        CommandPre::new(pre).map_err(not_command)
+    }
+}

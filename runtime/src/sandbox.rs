@@ -1,0 +1,175 @@
+//! A pod sandbox: the host directory a pod lives in and its volumes.
+//!
+//! ```text
+//! <data dir>/pods/<uid>/volumes/<volume>          emptyDir volumes
+//! <data dir>/pods/<uid>/containers/<name>/rootfs  each container's private "/"
+//! <data dir>/pods/<uid>/logs/<name>/<n>.log       each container instance's log
+//! ```
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use crate::runtime::RuntimeShared;
+
+/// Errors setting up or tearing down a sandbox.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The spec is unusable (a bad uid, a duplicate volume, ...).
+    #[error("invalid sandbox: {0}")]
+    Invalid(String),
+    /// The host filesystem refused.
+    #[error("pod directory {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What backs a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VolumeSource {
+    /// A directory private to the pod, created empty, removed with it.
+    EmptyDir,
+    /// An existing host directory (the caller decides which are allowed).
+    HostDir(PathBuf),
+}
+
+/// One named volume of a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// The name containers mount it by.
+    pub name: String,
+    /// What backs it.
+    pub source: VolumeSource,
+}
+
+/// Everything the runtime needs to know to host a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    /// Unique id; names the pod's directory.
+    pub uid: String,
+    /// The pod's name: its containers' `HOSTNAME`.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its volumes.
+    pub volumes: Vec<VolumeSpec>,
+}
+
+/// A pod's home on the host. Containers are started through it.
+#[derive(Clone)]
+pub struct Sandbox {
+    pub(crate) spec: Arc<SandboxSpec>,
+    pub(crate) dir: PathBuf,
+    pub(crate) volumes: Arc<HashMap<String, PathBuf>>,
+    pub(crate) runtime: Arc<RuntimeShared>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").field("uid", &self.spec.uid).field("dir", &self.dir).finish()
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
+
+impl Sandbox {
+    /// Creates (or reopens, keeping its volumes) the sandbox of `spec`.
+    pub(crate) fn create(runtime: Arc<RuntimeShared>, spec: SandboxSpec) -> Result<Self, Error> {
+        if spec.uid.is_empty() || !spec.uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(Error::Invalid(format!("pod uid {:?} must be letters, digits and '-'", spec.uid)));
+        }
+        let dir = runtime.pods_dir().join(&spec.uid);
+        let mut volumes = HashMap::new();
+        for volume in &spec.volumes {
+            let path = match &volume.source {
+                VolumeSource::EmptyDir => {
+                    let path = dir.join("volumes").join(&volume.name);
+                    fs::create_dir_all(&path).map_err(io_err(&path))?;
+                    path
+                }
+                VolumeSource::HostDir(path) => {
+                    if !path.is_dir() {
+                        return Err(Error::Invalid(format!(
+                            "volume {:?}: host directory {} does not exist",
+                            volume.name,
+                            path.display()
+                        )));
+                    }
+                    path.clone()
+                }
+            };
+            if volumes.insert(volume.name.clone(), path).is_some() {
+                return Err(Error::Invalid(format!("volume {:?} is declared twice", volume.name)));
+            }
+        }
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(Sandbox { spec: Arc::new(spec), dir, volumes: Arc::new(volumes), runtime })
+    }
+
+    /// The spec this sandbox was made from.
+    pub fn spec(&self) -> &SandboxSpec {
+        &self.spec
+    }
+
+    /// The host directory backing a volume.
+    pub fn volume_path(&self, name: &str) -> Option<&Path> {
+        self.volumes.get(name).map(PathBuf::as_path)
+    }
+
+    /// Where a container's instance logs go.
+    pub fn log_dir(&self, container: &str) -> PathBuf {
+        self.dir.join("logs").join(container)
+    }
+
+    /// The log file of a container's `restart_count`-th instance.
+    pub fn log_path(&self, container: &str, restart_count: u32) -> PathBuf {
+        self.log_dir(container).join(format!("{restart_count}.log"))
+    }
+
+    pub(crate) fn rootfs(&self, container: &str) -> PathBuf {
+        self.dir.join("containers").join(container).join("rootfs")
+    }
+
+    /// Deletes the pod's directory: emptyDir contents, container roots, logs.
+    pub fn remove(self) -> Result<(), Error> {
+        match fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&self.dir)(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Joins a `subPath` onto a volume directory, refusing anything that could
+/// leave the volume (absolute paths, `..`).
+pub(crate) fn join_sub_path(volume: &Path, sub_path: &str) -> Result<PathBuf, String> {
+    let rel = Path::new(sub_path);
+    if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(format!("subPath {sub_path:?} must be a relative path without '..'"));
+    }
+    Ok(volume.join(rel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_paths_stay_inside_the_volume() {
+        let v = Path::new("/v");
+        assert_eq!(join_sub_path(v, "a/b").unwrap(), Path::new("/v/a/b"));
+        assert!(join_sub_path(v, "../x").is_err());
+        assert!(join_sub_path(v, "a/../../x").is_err());
+        assert!(join_sub_path(v, "/etc").is_err());
+    }
+}
