@@ -21,12 +21,51 @@ pub struct BuiltinImage {
 
 macro_rules! dist {
     ($file:literal) => {
-        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-examples/dist/", $file))
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../guest-examples/dist/",
+            $file
+        ))
     };
 }
 
 /// The example guests.
 pub const IMAGES: &[BuiltinImage] = &[
+    BuiltinImage {
+        name: "toolbox",
+        tags: &["latest"],
+        bytes: dist!("toolbox.wasm"),
+        entrypoint: &[],
+        cmd: &["sh"],
+    },
+    BuiltinImage {
+        name: "http-server",
+        tags: &["latest"],
+        bytes: dist!("http-server.wasm"),
+        entrypoint: &["http-server"],
+        cmd: &[],
+    },
+    BuiltinImage {
+        name: "echo-hostname",
+        tags: &["1.0.1"],
+        bytes: dist!("echo-hostname-1.0.1.wasm"),
+        entrypoint: &["echo-hostname"],
+        cmd: &[],
+    },
+    BuiltinImage {
+        name: "echo-hostname",
+        tags: &["1.0.2", "latest"],
+        bytes: dist!("echo-hostname-1.0.2.wasm"),
+        entrypoint: &["echo-hostname"],
+        cmd: &[],
+    },
+    BuiltinImage {
+        name: "http-hello",
+        tags: &["latest"],
+        bytes: dist!("http-hello.wasm"),
+        entrypoint: &[],
+        cmd: &[],
+    },
     BuiltinImage {
         name: "stress",
         tags: &["latest"],
@@ -45,7 +84,10 @@ pub fn seed(store: &ImageStore) -> Result<(), images::Error> {
             ..ImageConfig::default()
         };
         for tag in image.tags {
-            let reference = ImageRef { name: image.name.to_string(), tag: tag.to_string() };
+            let reference = ImageRef {
+                name: image.name.to_string(),
+                tag: tag.to_string(),
+            };
             store.import(&reference, image.bytes, config.clone())?;
         }
     }

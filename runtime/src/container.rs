@@ -14,8 +14,11 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::images::Image;
-use crate::limits::{CpuAccount, CpuMetered, Limits, MemoryLimiter, TickAction, Usage, UsageSnapshot};
+use crate::limits::{
+    CpuAccount, CpuMetered, Limits, MemoryLimiter, TickAction, Usage, UsageSnapshot,
+};
 use crate::logs::{self, LineObserver, LogOutput, LogSink, Stream};
+use crate::ownership::MountTable;
 use crate::sandbox::{Sandbox, join_sub_path};
 
 /// Exit code of a container stopped by the runtime: 128 + SIGTERM, what a
@@ -177,11 +180,16 @@ pub(crate) struct GuestState {
     limiter: MemoryLimiter,
     kill: Arc<KillSwitch>,
     cpu: Arc<CpuAccount>,
+    /// For `wasmkube:host/file-owner`: which host directory backs which path.
+    pub(crate) mounts: MountTable,
 }
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -215,7 +223,9 @@ pub struct RunningContainer {
 
 impl std::fmt::Debug for RunningContainer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningContainer").field("log_path", &self.log_path).finish_non_exhaustive()
+        f.debug_struct("RunningContainer")
+            .field("log_path", &self.log_path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -290,8 +300,18 @@ impl Stopper {
 fn argv(spec: &ContainerSpec, image: &Image) -> Vec<String> {
     let config = &image.config;
     match (spec.command.is_empty(), spec.args.is_empty()) {
-        (true, true) => config.entrypoint.iter().chain(&config.cmd).cloned().collect(),
-        (true, false) => config.entrypoint.iter().chain(&spec.args).cloned().collect(),
+        (true, true) => config
+            .entrypoint
+            .iter()
+            .chain(&config.cmd)
+            .cloned()
+            .collect(),
+        (true, false) => config
+            .entrypoint
+            .iter()
+            .chain(&spec.args)
+            .cloned()
+            .collect(),
         (false, _) => spec.command.iter().chain(&spec.args).cloned().collect(),
     }
 }
@@ -304,16 +324,26 @@ impl Sandbox {
         spec: &ContainerSpec,
         restart_count: u32,
     ) -> Result<RunningContainer, StartError> {
-        let invalid = |message: String| StartError::Invalid { container: spec.name.clone(), message };
+        let invalid = |message: String| StartError::Invalid {
+            container: spec.name.clone(),
+            message,
+        };
         let io = |path: &std::path::Path| {
             let path = path.to_path_buf();
             let container = spec.name.clone();
-            move |source| StartError::Io { container, path, source }
+            move |source| StartError::Io {
+                container,
+                path,
+                source,
+            }
         };
         let (image, pre) = self.runtime.load(&spec.image).await?;
         let argv = argv(spec, &image);
         if argv.is_empty() {
-            return Err(invalid(format!("image {:?} has no entrypoint and no command was given", spec.image)));
+            return Err(invalid(format!(
+                "image {:?} has no entrypoint and no command was given",
+                spec.image
+            )));
         }
 
         // The private root is emptied on every start, as a container's
@@ -326,14 +356,22 @@ impl Sandbox {
 
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(&argv);
-        wasi.preopened_dir(&rootfs, "/", FsPerms::ReadWrite).map_err(|e| invalid(format!("{e:#}")))?;
+        wasi.preopened_dir(&rootfs, "/", FsPerms::ReadWrite)
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        let mut mounts = vec![("/".to_string(), rootfs.clone())];
         for mount in &spec.mounts {
             if !mount.mount_path.starts_with('/') {
-                return Err(invalid(format!("mountPath {:?} must be absolute", mount.mount_path)));
+                return Err(invalid(format!(
+                    "mountPath {:?} must be absolute",
+                    mount.mount_path
+                )));
             }
-            let volume = self
-                .volume_path(&mount.volume)
-                .ok_or_else(|| invalid(format!("volume {:?} is not defined in the pod", mount.volume)))?;
+            let volume = self.volume_path(&mount.volume).ok_or_else(|| {
+                invalid(format!(
+                    "volume {:?} is not defined in the pod",
+                    mount.volume
+                ))
+            })?;
             let host = match &mount.sub_path {
                 Some(sub) if !sub.is_empty() => {
                     let dir = join_sub_path(volume, sub).map_err(invalid)?;
@@ -345,19 +383,34 @@ impl Sandbox {
             // Make the mount point visible when the guest lists its parent.
             let point = rootfs.join(mount.mount_path.trim_start_matches('/'));
             fs::create_dir_all(&point).map_err(io(&point))?;
-            let perms = if mount.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+            let perms = if mount.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
             wasi.preopened_dir(&host, &mount.mount_path, perms)
                 .map_err(|e| invalid(format!("mounting {}: {e:#}", mount.mount_path)))?;
+            let guest = match mount.mount_path.trim_end_matches('/') {
+                "" => "/",
+                trimmed => trimmed,
+            };
+            mounts.push((guest.to_string(), host));
         }
 
         let mut env: Vec<(String, String)> = image
             .config
             .env
             .iter()
-            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
             .collect();
         env.push(("HOSTNAME".into(), self.spec.name.clone()));
-        let working_dir = spec.working_dir.clone().or_else(|| image.config.working_dir.clone());
+        let working_dir = spec
+            .working_dir
+            .clone()
+            .or_else(|| image.config.working_dir.clone());
         if let Some(dir) = &working_dir {
             env.push(("PWD".into(), dir.clone()));
             wasi.initial_cwd(dir);
@@ -365,7 +418,11 @@ impl Sandbox {
         env.extend(spec.env.iter().cloned());
         // Later entries win, as with duplicate `env` names in Kubernetes.
         let mut seen = std::collections::HashSet::new();
-        let mut deduped: Vec<_> = env.into_iter().rev().filter(|(k, _)| seen.insert(k.clone())).collect();
+        let mut deduped: Vec<_> = env
+            .into_iter()
+            .rev()
+            .filter(|(k, _)| seen.insert(k.clone()))
+            .collect();
         deduped.reverse();
         wasi.envs(&deduped);
 
@@ -376,14 +433,22 @@ impl Sandbox {
         fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
         logs::prune_old(&log_dir, restart_count);
         let log_path = self.log_path(&spec.name, restart_count);
-        let sink = LogSink::create(log_path.clone(), self.runtime.config().log_max_bytes, spec.output.clone())
-            .map_err(io(&log_path))?;
+        let sink = LogSink::create(
+            log_path.clone(),
+            self.runtime.config().log_max_bytes,
+            spec.output.clone(),
+        )
+        .map_err(io(&log_path))?;
         wasi.stdout(LogOutput::new(Arc::clone(&sink), Stream::Stdout));
         wasi.stderr(LogOutput::new(Arc::clone(&sink), Stream::Stderr));
 
         let usage = Arc::new(Usage::default());
         let kill = Arc::new(KillSwitch::default());
-        let cpu = CpuAccount::new(Arc::clone(&usage), spec.limits.cpu_millis, self.runtime.config().cpu_period);
+        let cpu = CpuAccount::new(
+            Arc::clone(&usage),
+            spec.limits.cpu_millis,
+            self.runtime.config().cpu_period,
+        );
         let mut store = Store::new(
             self.runtime.engine().wasmtime(),
             GuestState {
@@ -392,6 +457,7 @@ impl Sandbox {
                 limiter: MemoryLimiter::new(spec.limits.memory_bytes, Arc::clone(&usage)),
                 kill: Arc::clone(&kill),
                 cpu: Arc::clone(&cpu),
+                mounts: MountTable::new(mounts),
             },
         );
         store.limiter(|state| &mut state.limiter);
@@ -421,13 +487,28 @@ impl Sandbox {
                 () = task_kill.notify.notified() => Err(wasmtime::Error::msg("container stopped")),
             };
             sink.finish();
-            exit_status(outcome, &task_usage, task_kill.is_killed(), memory_limit, started_at)
+            exit_status(
+                outcome,
+                &task_usage,
+                task_kill.is_killed(),
+                memory_limit,
+                started_at,
+            )
         });
-        Ok(RunningContainer { started_at, usage, kill, task, log_path })
+        Ok(RunningContainer {
+            started_at,
+            usage,
+            kill,
+            task,
+            log_path,
+        })
     }
 }
 
-async fn run_command(pre: CommandPre<GuestState>, mut store: Store<GuestState>) -> wasmtime::Result<Result<(), ()>> {
+async fn run_command(
+    pre: CommandPre<GuestState>,
+    mut store: Store<GuestState>,
+) -> wasmtime::Result<Result<(), ()>> {
     let command = pre.instantiate_async(&mut store).await?;
     command.wasi_cli_run().call_run(&mut store).await
 }
@@ -462,13 +543,19 @@ fn exit_status(
     } else {
         (exit_code, ExitReason::Error, message)
     };
-    ExitStatus { exit_code, reason, message, started_at, finished_at: jiff::Timestamp::now() }
+    ExitStatus {
+        exit_code,
+        reason,
+        message,
+        started_at,
+        finished_at: jiff::Timestamp::now(),
+    }
 }
 
 /// "wasm trap: <what>" first, then the guest's backtrace when there is one.
 fn trap_message(e: &wasmtime::Error) -> String {
     let what = match e.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => format!("{:#}", e.root_cause()),
     };
     match e.downcast_ref::<wasmtime::WasmBacktrace>() {
@@ -487,4 +574,3 @@ fn truncate(mut text: String) -> String {
     }
     text
 }
-

@@ -57,7 +57,10 @@ pub fn to_component(bytes: &[u8]) -> Result<Option<Vec<u8>>, Error> {
     wit_component::ComponentEncoder::default()
         .module(module)
         .map_err(err("reading the module"))?
-        .adapter(adapter::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, adapter::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER)
+        .adapter(
+            adapter::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            adapter::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+        )
         .map_err(err("adding the preview1 adapter"))?
         .validate(true)
         .encode()
@@ -73,7 +76,9 @@ fn redirect_proc_exit(bytes: &[u8]) -> Result<Option<Vec<u8>>, Error> {
     let bad = |e: wasmparser::BinaryReaderError| Error(format!("invalid module: {e}"));
     let exit_module = format!("wasi:cli/exit@{CLI_VERSION}");
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-        let Payload::ImportSection(reader) = payload.map_err(bad)? else { continue };
+        let Payload::ImportSection(reader) = payload.map_err(bad)? else {
+            continue;
+        };
         let content = reader.range();
         let mut section = wasm_encoder::ImportSection::new();
         let mut redirected = false;
@@ -81,16 +86,28 @@ fn redirect_proc_exit(bytes: &[u8]) -> Result<Option<Vec<u8>>, Error> {
             let import = import.map_err(bad)?;
             let TypeRef::Func(ty) = import.ty else {
                 // Memories, tables and globals imports are copied as they are.
-                let entity = wasm_encoder::EntityType::try_from(import.ty)
-                    .map_err(|_| Error(format!("unsupported import {}.{}", import.module, import.name)))?;
+                let entity = wasm_encoder::EntityType::try_from(import.ty).map_err(|_| {
+                    Error(format!(
+                        "unsupported import {}.{}",
+                        import.module, import.name
+                    ))
+                })?;
                 section.import(import.module, import.name, entity);
                 continue;
             };
             if import.module == "wasi_snapshot_preview1" && import.name == "proc_exit" {
-                section.import(&exit_module, "exit-with-code", wasm_encoder::EntityType::Function(ty));
+                section.import(
+                    &exit_module,
+                    "exit-with-code",
+                    wasm_encoder::EntityType::Function(ty),
+                );
                 redirected = true;
             } else {
-                section.import(import.module, import.name, wasm_encoder::EntityType::Function(ty));
+                section.import(
+                    import.module,
+                    import.name,
+                    wasm_encoder::EntityType::Function(ty),
+                );
             }
         }
         if !redirected {
@@ -110,10 +127,19 @@ fn redirect_proc_exit(bytes: &[u8]) -> Result<Option<Vec<u8>>, Error> {
 
 fn embed_exit_world(module: &mut Vec<u8>) -> Result<(), Error> {
     let mut resolve = wit_parser::Resolve::default();
-    let package = resolve.push_str("exit-code.wit", EXIT_WORLD).map_err(err("parsing the exit world"))?;
-    let world = resolve.select_world(&[package], Some("exit-code")).map_err(err("selecting the exit world"))?;
-    wit_component::embed_component_metadata(module, &resolve, world, wit_component::StringEncoding::UTF8)
-        .map_err(err("embedding the exit world"))
+    let package = resolve
+        .push_str("exit-code.wit", EXIT_WORLD)
+        .map_err(err("parsing the exit world"))?;
+    let world = resolve
+        .select_world(&[package], Some("exit-code"))
+        .map_err(err("selecting the exit world"))?;
+    wit_component::embed_component_metadata(
+        module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .map_err(err("embedding the exit world"))
 }
 
 fn leb128_len(mut n: u64) -> usize {

@@ -54,8 +54,10 @@ impl Engine {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         let engine = wasmtime::Engine::new(&config).map_err(Error::Config)?;
-        std::fs::create_dir_all(cache_dir)
-            .map_err(|source| Error::Cache { path: cache_dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(cache_dir).map_err(|source| Error::Cache {
+            path: cache_dir.to_path_buf(),
+            source,
+        })?;
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let settings_key = format!("{:016x}", hasher.finish());
@@ -78,35 +80,59 @@ impl Engine {
     /// the returned guard marks it stopped when dropped.
     pub(crate) fn guest_running(&self) -> RunningGuard {
         self.ticker.enter();
-        RunningGuard { ticker: Arc::clone(&self.ticker) }
+        RunningGuard {
+            ticker: Arc::clone(&self.ticker),
+        }
     }
 
     /// Returns the compiled component for `digest`: from memory, else from
     /// the disk cache, else compiled from `bytes` and written to the cache.
-    pub fn component(&self, digest: &str, bytes: impl FnOnce() -> std::io::Result<Vec<u8>>) -> Result<Component, Error> {
-        if let Some(c) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(digest) {
+    pub fn component(
+        &self,
+        digest: &str,
+        bytes: impl FnOnce() -> std::io::Result<Vec<u8>>,
+    ) -> Result<Component, Error> {
+        if let Some(c) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+        {
             return Ok(c.clone());
         }
         let hex = digest.trim_start_matches("sha256:");
-        let path = self.cache_dir.join(format!("{hex}-{}.cwasm", self.settings_key));
+        let path = self
+            .cache_dir
+            .join(format!("{hex}-{}.cwasm", self.settings_key));
         let component = match self.load_cached(&path) {
             Some(c) => c,
             None => {
-                let bytes = bytes().map_err(|source| Error::Cache { path: path.clone(), source })?;
-                let compiled = self
-                    .engine
-                    .precompile_component(&bytes)
-                    .map_err(|source| Error::Compile { digest: digest.to_string(), source })?;
+                let bytes = bytes().map_err(|source| Error::Cache {
+                    path: path.clone(),
+                    source,
+                })?;
+                let compiled =
+                    self.engine
+                        .precompile_component(&bytes)
+                        .map_err(|source| Error::Compile {
+                            digest: digest.to_string(),
+                            source,
+                        })?;
                 let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-                let written = std::fs::write(&tmp, &compiled).and_then(|()| std::fs::rename(&tmp, &path));
+                let written =
+                    std::fs::write(&tmp, &compiled).and_then(|()| std::fs::rename(&tmp, &path));
                 if let Err(e) = written {
                     let _ = std::fs::remove_file(&tmp);
                     tracing::warn!(path = %path.display(), "could not cache compiled component: {e}");
                 }
                 // SAFETY: `compiled` was produced by `precompile_component` of
                 // this very engine a moment ago.
-                unsafe { Component::deserialize(&self.engine, &compiled) }
-                    .map_err(|source| Error::Compile { digest: digest.to_string(), source })?
+                unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|source| {
+                    Error::Compile {
+                        digest: digest.to_string(),
+                        source,
+                    }
+                })?
             }
         };
         self.loaded
@@ -170,7 +196,8 @@ impl Ticker {
                         let _unused = t
                             .wake
                             .wait_while(guard, |_| {
-                                t.running.load(Ordering::Acquire) == 0 && !t.stopped.load(Ordering::Acquire)
+                                t.running.load(Ordering::Acquire) == 0
+                                    && !t.stopped.load(Ordering::Acquire)
                             })
                             .unwrap_or_else(|e| e.into_inner());
                         continue;

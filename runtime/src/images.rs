@@ -70,7 +70,10 @@ pub enum Error {
 type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The parts of an OCI image config that mean something to a WASI guest.
@@ -109,9 +112,14 @@ impl fmt::Display for ImageRef {
 impl ImageRef {
     /// Parses `name`, `name:tag` (names may hold `/`, `.`, `_` and `-`).
     pub fn parse(reference: &str) -> Result<Self> {
-        let invalid = |reason| Error::InvalidReference { reference: reference.to_string(), reason };
+        let invalid = |reason| Error::InvalidReference {
+            reference: reference.to_string(),
+            reason,
+        };
         if reference.contains('@') {
-            return Err(invalid("digest references are not supported yet; use name:tag"));
+            return Err(invalid(
+                "digest references are not supported yet; use name:tag",
+            ));
         }
         let (name, tag) = match reference.rsplit_once(':') {
             Some((n, t)) if !t.contains('/') => (n, t),
@@ -124,19 +132,30 @@ impl ImageRef {
             !part.is_empty()
                 && part != "."
                 && part != ".."
-                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
         });
         if !name_ok {
-            return Err(invalid("names use lowercase letters, digits, '.', '_', '-' and '/' between parts"));
+            return Err(invalid(
+                "names use lowercase letters, digits, '.', '_', '-' and '/' between parts",
+            ));
         }
         let tag_ok = !tag.is_empty()
             && tag.len() <= 128
             && !tag.starts_with(['.', '-'])
-            && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
         if !tag_ok {
-            return Err(invalid("tags use letters, digits, '.', '_' and '-' (at most 128)"));
+            return Err(invalid(
+                "tags use letters, digits, '.', '_' and '-' (at most 128)",
+            ));
         }
-        Ok(ImageRef { name: name.to_string(), tag: tag.to_string() })
+        Ok(ImageRef {
+            name: name.to_string(),
+            tag: tag.to_string(),
+        })
     }
 }
 
@@ -198,16 +217,27 @@ impl ImageStore {
     }
 
     fn ref_path(&self, r: &ImageRef) -> PathBuf {
-        self.root.join("refs").join(&r.name).join(format!("{}.json", r.tag))
+        self.root
+            .join("refs")
+            .join(&r.name)
+            .join(format!("{}.json", r.tag))
     }
 
     /// Stores `bytes` (a component, or a p1 module which is converted) and
     /// returns the component's digest.
     fn put_blob(&self, what: &str, bytes: &[u8]) -> Result<(String, u64)> {
-        let converted = crate::convert::to_component(bytes).map_err(|e| match wasmparser::Parser::is_core_wasm(bytes) {
-            true => Error::Convert { what: what.to_string(), message: e.to_string() },
-            false => Error::NotWasm { what: what.to_string() },
-        })?;
+        let converted =
+            crate::convert::to_component(bytes).map_err(
+                |e| match wasmparser::Parser::is_core_wasm(bytes) {
+                    true => Error::Convert {
+                        what: what.to_string(),
+                        message: e.to_string(),
+                    },
+                    false => Error::NotWasm {
+                        what: what.to_string(),
+                    },
+                },
+            )?;
         let bytes: &[u8] = converted.as_deref().unwrap_or(bytes);
         let digest = digest_of(bytes);
         let path = self.blob_path(&digest);
@@ -219,7 +249,12 @@ impl ImageStore {
 
     /// Imports a wasm file or module's bytes as `reference`, replacing what
     /// that tag pointed to. Re-importing identical bytes changes nothing.
-    pub fn import(&self, reference: &ImageRef, bytes: &[u8], config: ImageConfig) -> Result<ImageRecord> {
+    pub fn import(
+        &self,
+        reference: &ImageRef,
+        bytes: &[u8],
+        config: ImageConfig,
+    ) -> Result<ImageRecord> {
         let source_digest = digest_of(bytes);
         if let Some(existing) = self.record(reference)?
             && existing.source_digest == source_digest
@@ -229,7 +264,13 @@ impl ImageStore {
             return Ok(existing);
         }
         let (digest, size) = self.put_blob(&reference.to_string(), bytes)?;
-        let record = ImageRecord { reference: reference.to_string(), digest, source_digest, size, config };
+        let record = ImageRecord {
+            reference: reference.to_string(),
+            digest,
+            source_digest,
+            size,
+            config,
+        };
         let json = serde_json::to_vec_pretty(&record).expect("image records serialise");
         let path = self.ref_path(reference);
         if let Some(parent) = path.parent() {
@@ -243,10 +284,12 @@ impl ImageStore {
     pub fn record(&self, reference: &ImageRef) -> Result<Option<ImageRecord>> {
         let path = self.ref_path(reference);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Io {
-                path: path.clone(),
-                source: io::Error::new(io::ErrorKind::InvalidData, e),
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Io {
+                    path: path.clone(),
+                    source: io::Error::new(io::ErrorKind::InvalidData, e),
+                }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(&path)(e)),
         }
@@ -299,12 +342,19 @@ impl ImageStore {
         let path = Path::new(reference);
         let bytes = fs::read(path).map_err(io_err(path))?;
         let (digest, _) = self.put_blob(reference, &bytes)?;
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("guest").to_string();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("guest")
+            .to_string();
         Ok(Image {
             reference: reference.to_string(),
             path: self.blob_path(&digest),
             digest,
-            config: ImageConfig { entrypoint: vec![stem], ..ImageConfig::default() },
+            config: ImageConfig {
+                entrypoint: vec![stem],
+                ..ImageConfig::default()
+            },
         })
     }
 }
@@ -316,10 +366,12 @@ pub fn is_path_reference(reference: &str) -> bool {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path)).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_err(path)(e)
-    })
+    fs::write(&tmp, bytes)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io_err(path)(e)
+        })
 }
 
 #[cfg(test)]
@@ -328,10 +380,21 @@ mod tests {
 
     #[test]
     fn references_default_to_latest_and_reject_traversal() {
-        assert_eq!(ImageRef::parse("toolbox").unwrap().to_string(), "toolbox:latest");
+        assert_eq!(
+            ImageRef::parse("toolbox").unwrap().to_string(),
+            "toolbox:latest"
+        );
         assert_eq!(ImageRef::parse("echo-hostname:1.0.2").unwrap().tag, "1.0.2");
         assert_eq!(ImageRef::parse("lib/app:v1").unwrap().name, "lib/app");
-        for bad in ["", "../etc:x", "a/../b", "UPPER", "a:", "a:-x", "a@sha256:00"] {
+        for bad in [
+            "",
+            "../etc:x",
+            "a/../b",
+            "UPPER",
+            "a:",
+            "a:-x",
+            "a@sha256:00",
+        ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }
@@ -341,7 +404,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ImageStore::open(dir.path()).unwrap();
         let err = store.resolve("nginx:1.7.9").unwrap_err().to_string();
-        assert!(err.contains("\"nginx:1.7.9\" is not in the local image store"), "{err}");
+        assert!(
+            err.contains("\"nginx:1.7.9\" is not in the local image store"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -349,7 +415,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ImageStore::open(dir.path()).unwrap();
         let r = ImageRef::parse("junk").unwrap();
-        let err = store.import(&r, b"#!/bin/sh\n", ImageConfig::default()).unwrap_err();
+        let err = store
+            .import(&r, b"#!/bin/sh\n", ImageConfig::default())
+            .unwrap_err();
         assert!(matches!(err, Error::NotWasm { .. }), "{err}");
     }
 }

@@ -21,6 +21,7 @@
 //! - [`container`]: one container instance, from spec to exit status.
 //! - [`limits`]: memory limiter, CPU quota and usage accounting.
 //! - [`logs`]: per-instance log files with timestamps and rotation.
+//! - `ownership`: the `wasmkube:host/file-owner` interface (`ls -l` owners).
 //! - [`pod`]: restart policy and back-off over a pod's containers.
 
 pub mod builtin;
@@ -30,6 +31,7 @@ pub mod engine;
 pub mod images;
 pub mod limits;
 pub mod logs;
+mod ownership;
 pub mod pod;
 pub mod runtime;
 pub mod sandbox;
@@ -38,6 +40,8 @@ pub use container::{ContainerSpec, ExitReason, ExitStatus, Mount, RunningContain
 pub use images::{Image, ImageConfig, ImageRef, ImageStore};
 pub use limits::{Limits, UsageSnapshot};
 pub use logs::{LineObserver, Stream};
-pub use pod::{Backoff, ContainerState, ContainerStatus, PodRunner, PodSpec, PodStatus, RestartPolicy};
+pub use pod::{
+    Backoff, ContainerState, ContainerStatus, PodRunner, PodSpec, PodStatus, RestartPolicy,
+};
 pub use runtime::{Runtime, RuntimeConfig};
 pub use sandbox::{Sandbox, SandboxSpec, VolumeSource, VolumeSpec};

@@ -69,7 +69,11 @@ pub(crate) struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub(crate) fn new(limit: Option<u64>, usage: Arc<Usage>) -> Self {
-        MemoryLimiter { limit, usage, total: 0 }
+        MemoryLimiter {
+            limit,
+            usage,
+            total: 0,
+        }
     }
 }
 
@@ -107,7 +111,10 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 
 /// CPU time of the calling thread, in nanoseconds.
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is
     // supported on every Linux and macOS this runs on.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
@@ -155,7 +162,10 @@ impl CpuAccount {
     }
 
     fn total_ns(&self, state: &PeriodState) -> u64 {
-        let running = state.poll_start.map(|s| thread_cpu_ns().saturating_sub(s)).unwrap_or(0);
+        let running = state
+            .poll_start
+            .map(|s| thread_cpu_ns().saturating_sub(s))
+            .unwrap_or(0);
         self.usage.cpu_ns.load(Ordering::Relaxed) + running
     }
 
@@ -197,7 +207,10 @@ pub(crate) struct CpuMetered<F> {
 
 impl<F> CpuMetered<F> {
     pub(crate) fn new(inner: F, account: Arc<CpuAccount>) -> Self {
-        CpuMetered { inner: Box::pin(inner), account }
+        CpuMetered {
+            inner: Box::pin(inner),
+            account,
+        }
     }
 }
 
@@ -206,11 +219,22 @@ impl<F: Future> Future for CpuMetered<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let start = thread_cpu_ns();
-        self.account.state.lock().unwrap_or_else(|e| e.into_inner()).poll_start = Some(start);
+        self.account
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .poll_start = Some(start);
         let result = self.inner.as_mut().poll(cx);
         let spent = thread_cpu_ns().saturating_sub(start);
-        self.account.state.lock().unwrap_or_else(|e| e.into_inner()).poll_start = None;
-        self.account.usage.cpu_ns.fetch_add(spent, Ordering::Relaxed);
+        self.account
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .poll_start = None;
+        self.account
+            .usage
+            .cpu_ns
+            .fetch_add(spent, Ordering::Relaxed);
         result
     }
 }

@@ -195,7 +195,11 @@ impl OutputStream for LogOutput {
 }
 
 impl tokio::io::AsyncWrite for LogOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.sink.write(self.stream, buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -241,15 +245,25 @@ fn parse_record(line: &str) -> Option<LogRecord> {
     };
     let complete = parts.next()? == "F";
     let content = parts.next().unwrap_or("").to_string();
-    Some(LogRecord { timestamp, stream, complete, content })
+    Some(LogRecord {
+        timestamp,
+        stream,
+        complete,
+        content,
+    })
 }
 
 /// Removes log files of instances older than the previous one.
 pub(crate) fn prune_old(dir: &Path, restart_count: u32) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(n) = name.to_str().and_then(|n| n.split('.').next()?.parse::<u32>().ok()) else {
+        let Some(n) = name
+            .to_str()
+            .and_then(|n| n.split('.').next()?.parse::<u32>().ok())
+        else {
             continue;
         };
         if n + 1 < restart_count {
@@ -273,7 +287,10 @@ mod tests {
         sink.write(Stream::Stdout, b"tail");
         sink.finish();
         let records = read_log(&path).unwrap();
-        let got: Vec<_> = records.iter().map(|r| (r.stream, r.content.as_str())).collect();
+        let got: Vec<_> = records
+            .iter()
+            .map(|r| (r.stream, r.content.as_str()))
+            .collect();
         assert_eq!(
             got,
             [
@@ -325,8 +342,10 @@ mod tests {
             File::create(dir.path().join(format!("{n}.log"))).unwrap();
         }
         prune_old(dir.path(), 3);
-        let mut left: Vec<_> =
-            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         left.sort();
         assert_eq!(left, ["2.log", "3.log"]);
     }

@@ -157,7 +157,9 @@ pub struct PodRunner {
 
 impl std::fmt::Debug for PodRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PodRunner").field("sandbox", &self.sandbox).finish_non_exhaustive()
+        f.debug_struct("PodRunner")
+            .field("sandbox", &self.sandbox)
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,7 +175,10 @@ impl PodRunner {
                 .iter()
                 .map(|c| ContainerStatus {
                     name: c.name.clone(),
-                    state: ContainerState::Waiting { reason: "ContainerCreating".into(), message: None },
+                    state: ContainerState::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: None,
+                    },
                     last_termination: None,
                     restart_count: 0,
                     log_path: None,
@@ -200,7 +205,12 @@ impl PodRunner {
             };
             loops.spawn(supervisor.run());
         }
-        Ok(PodRunner { sandbox, status, stop, loops })
+        Ok(PodRunner {
+            sandbox,
+            status,
+            stop,
+            loops,
+        })
     }
 
     /// The pod's sandbox.
@@ -244,7 +254,8 @@ struct Supervisor {
 
 impl Supervisor {
     fn update(&self, f: impl FnOnce(&mut ContainerStatus)) {
-        self.status.send_modify(|s| f(&mut s.containers[self.index]));
+        self.status
+            .send_modify(|s| f(&mut s.containers[self.index]));
     }
 
     /// Sleeps for `delay` unless the pod is stopped first; true if stopped.
@@ -266,7 +277,11 @@ impl Supervisor {
             if *self.stop.borrow() {
                 break;
             }
-            let running = match self.sandbox.start_container(&self.spec, restart_count).await {
+            let running = match self
+                .sandbox
+                .start_container(&self.spec, restart_count)
+                .await
+            {
                 Ok(running) => running,
                 Err(err) => {
                     // Kubernetes keeps retrying a failed start whatever the
@@ -278,8 +293,15 @@ impl Supervisor {
                     let reason = if pull_delay.is_none() { first } else { later };
                     let message = err.to_string();
                     tracing::warn!(container = %self.spec.name, "{message}");
-                    self.update(|c| c.state = ContainerState::Waiting { reason: reason.into(), message: Some(message) });
-                    let delay = self.backoff.next(pull_delay.or(Some(Duration::ZERO)), Duration::ZERO);
+                    self.update(|c| {
+                        c.state = ContainerState::Waiting {
+                            reason: reason.into(),
+                            message: Some(message),
+                        }
+                    });
+                    let delay = self
+                        .backoff
+                        .next(pull_delay.or(Some(Duration::ZERO)), Duration::ZERO);
                     pull_delay = Some(delay);
                     if self.stopped_during(delay).await {
                         break;
@@ -344,7 +366,11 @@ impl Supervisor {
             }
             restart_count += 1;
         }
-        if self.remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+        if self
+            .remaining
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
             self.status.send_modify(|s| s.finished = true);
         }
     }
@@ -378,7 +404,10 @@ mod tests {
             last = Some(d);
         }
         assert_eq!(seen, [0, 10, 20, 40, 80, 160, 300, 300]);
-        assert_eq!(b.next(Some(Duration::from_secs(300)), Duration::from_secs(601)), Duration::ZERO);
+        assert_eq!(
+            b.next(Some(Duration::from_secs(300)), Duration::from_secs(601)),
+            Duration::ZERO
+        );
     }
 
     #[test]

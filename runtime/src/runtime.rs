@@ -60,7 +60,9 @@ impl RuntimeConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         RuntimeConfig {
             data_dir: data_dir.into(),
-            guest_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            guest_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             epoch_tick: Duration::from_millis(1),
             cpu_period: Duration::from_millis(100),
             log_max_bytes: 10 << 20,
@@ -76,7 +78,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("data_dir", &self.shared.config.data_dir).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("data_dir", &self.shared.config.data_dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -106,11 +110,17 @@ impl Runtime {
             let what = what.to_string();
             move |source| Error::Io { what, source }
         };
-        std::fs::create_dir_all(config.data_dir.join("pods")).map_err(io("creating the data directory"))?;
+        std::fs::create_dir_all(config.data_dir.join("pods"))
+            .map_err(io("creating the data directory"))?;
         let engine = Engine::new(&config.data_dir.join("cache/compiled"), config.epoch_tick)?;
         let images = ImageStore::open(config.data_dir.join("images"))?;
         let mut linker = Linker::new(engine.wasmtime());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(Error::Link)?;
+        crate::ownership::file_owner::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(Error::Link)?;
         let guests = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.guest_threads.max(1))
             .thread_name("wasmkube-guest")
@@ -174,7 +184,10 @@ impl RuntimeShared {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.guests.as_ref().expect("guest runtime lives as long as the runtime").spawn(future)
+        self.guests
+            .as_ref()
+            .expect("guest runtime lives as long as the runtime")
+            .spawn(future)
     }
 
     /// Resolves an image and returns it ready to instantiate.
@@ -183,7 +196,12 @@ impl RuntimeShared {
         reference: &str,
     ) -> Result<(Image, CommandPre<GuestState>), StartError> {
         let image = self.images.resolve(reference)?;
-        if let Some(pre) = self.ready.lock().unwrap_or_else(|e| e.into_inner()).get(&image.digest) {
+        if let Some(pre) = self
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&image.digest)
+        {
             return Ok((image, pre.clone()));
         }
         // Compiling takes long: keep it off the async threads.
@@ -191,7 +209,10 @@ impl RuntimeShared {
         let img = image.clone();
         let pre = tokio::task::spawn_blocking(move || shared.instantiate_pre(&img))
             .await
-            .map_err(|e| StartError::NotCommand { image: reference.to_string(), message: e.to_string() })??;
+            .map_err(|e| StartError::NotCommand {
+                image: reference.to_string(),
+                message: e.to_string(),
+            })??;
         self.ready
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -201,10 +222,17 @@ impl RuntimeShared {
 
     fn instantiate_pre(&self, image: &Image) -> Result<CommandPre<GuestState>, StartError> {
         let path: &Path = &image.path;
-        let component = self.engine.component(&image.digest, || std::fs::read(path))?;
-        let not_command =
-            |e: wasmtime::Error| StartError::NotCommand { image: image.reference.clone(), message: format!("{e:#}") };
-        let pre = self.linker.instantiate_pre(&component).map_err(not_command)?;
+        let component = self
+            .engine
+            .component(&image.digest, || std::fs::read(path))?;
+        let not_command = |e: wasmtime::Error| StartError::NotCommand {
+            image: image.reference.clone(),
+            message: format!("{e:#}"),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(not_command)?;
         CommandPre::new(pre).map_err(not_command)
     }
 }

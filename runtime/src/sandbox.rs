@@ -75,19 +75,33 @@ pub struct Sandbox {
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("uid", &self.spec.uid).field("dir", &self.dir).finish()
+        f.debug_struct("Sandbox")
+            .field("uid", &self.spec.uid)
+            .field("dir", &self.dir)
+            .finish()
     }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl Sandbox {
     /// Creates (or reopens, keeping its volumes) the sandbox of `spec`.
     pub(crate) fn create(runtime: Arc<RuntimeShared>, spec: SandboxSpec) -> Result<Self, Error> {
-        if spec.uid.is_empty() || !spec.uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(Error::Invalid(format!("pod uid {:?} must be letters, digits and '-'", spec.uid)));
+        if spec.uid.is_empty()
+            || !spec
+                .uid
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(Error::Invalid(format!(
+                "pod uid {:?} must be letters, digits and '-'",
+                spec.uid
+            )));
         }
         let dir = runtime.pods_dir().join(&spec.uid);
         let mut volumes = HashMap::new();
@@ -110,11 +124,19 @@ impl Sandbox {
                 }
             };
             if volumes.insert(volume.name.clone(), path).is_some() {
-                return Err(Error::Invalid(format!("volume {:?} is declared twice", volume.name)));
+                return Err(Error::Invalid(format!(
+                    "volume {:?} is declared twice",
+                    volume.name
+                )));
             }
         }
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        Ok(Sandbox { spec: Arc::new(spec), dir, volumes: Arc::new(volumes), runtime })
+        Ok(Sandbox {
+            spec: Arc::new(spec),
+            dir,
+            volumes: Arc::new(volumes),
+            runtime,
+        })
     }
 
     /// The spec this sandbox was made from.
@@ -154,8 +176,13 @@ impl Sandbox {
 /// leave the volume (absolute paths, `..`).
 pub(crate) fn join_sub_path(volume: &Path, sub_path: &str) -> Result<PathBuf, String> {
     let rel = Path::new(sub_path);
-    if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-        return Err(format!("subPath {sub_path:?} must be a relative path without '..'"));
+    if rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "subPath {sub_path:?} must be a relative path without '..'"
+        ));
     }
     Ok(volume.join(rel))
 }

@@ -1,0 +1,231 @@
+//! Reading manifests: multi-document YAML (or JSON) into Kubernetes
+//! objects, with errors that name the document and the field, and unknown
+//! fields refused as `kubectl`'s strict field validation refuses them.
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// A manifest that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Not YAML at all.
+    #[error("{source_name}: document {doc}: invalid YAML: {message}")]
+    Yaml {
+        /// File name (or `-`).
+        source_name: String,
+        /// 1-based document index.
+        doc: usize,
+        /// What the parser said.
+        message: String,
+    },
+    /// YAML, but not an object of the kind it claims.
+    #[error("{source_name}: document {doc}: {kind} {name}: {field}: {message}")]
+    Field {
+        /// File name.
+        source_name: String,
+        /// 1-based document index.
+        doc: usize,
+        /// The object's kind.
+        kind: String,
+        /// The object's name, quoted, or `(unnamed)`.
+        name: String,
+        /// The field path, as `spec.containers[0].image`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A document without `apiVersion` or `kind`.
+    #[error("{source_name}: document {doc}: {message}")]
+    Shape {
+        /// File name.
+        source_name: String,
+        /// 1-based document index.
+        doc: usize,
+        /// What is missing.
+        message: String,
+    },
+}
+
+/// One object of a manifest, typed where wasmkube knows the kind.
+#[derive(Debug)]
+pub enum Object {
+    /// A core/v1 Pod.
+    Pod(Box<Pod>),
+    /// Any other kind, kept as it was written.
+    Other {
+        /// `apiVersion`.
+        api_version: String,
+        /// `kind`.
+        kind: String,
+        /// `metadata.name`, if any.
+        name: Option<String>,
+    },
+}
+
+/// Splits a manifest into its documents and types each one.
+pub fn parse(source_name: &str, text: &str) -> Result<Vec<Object>, Error> {
+    let mut objects = Vec::new();
+    for (idx, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let doc = idx + 1;
+        let value = serde_yaml::Value::deserialize(document).map_err(|e| Error::Yaml {
+            source_name: source_name.to_string(),
+            doc,
+            message: e.to_string(),
+        })?;
+        if value.is_null() {
+            continue; // an empty document, as between `---` lines
+        }
+        let shape = |message: &str| Error::Shape {
+            source_name: source_name.to_string(),
+            doc,
+            message: message.to_string(),
+        };
+        let field_str = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_string);
+        let api_version = field_str("apiVersion").ok_or_else(|| shape("apiVersion is not set"))?;
+        let kind = field_str("kind").ok_or_else(|| shape("kind is not set"))?;
+        let name = value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_string);
+        let typed = match (api_version.as_str(), kind.as_str()) {
+            ("v1", "Pod") => Object::Pod(Box::new(typed(
+                source_name,
+                doc,
+                &kind,
+                name.as_deref(),
+                value,
+            )?)),
+            _ => Object::Other {
+                api_version,
+                kind,
+                name,
+            },
+        };
+        objects.push(typed);
+    }
+    Ok(objects)
+}
+
+/// Deserialises `value` as `T`, reporting the first type error or unknown
+/// field with its path.
+fn typed<T: DeserializeOwned>(
+    source_name: &str,
+    doc: usize,
+    kind: &str,
+    name: Option<&str>,
+    value: serde_yaml::Value,
+) -> Result<T, Error> {
+    let fail = |field: String, message: String| Error::Field {
+        source_name: source_name.to_string(),
+        doc,
+        kind: kind.to_string(),
+        name: name
+            .map(|n| format!("{n:?}"))
+            .unwrap_or_else(|| "(unnamed)".into()),
+        field,
+        message,
+    };
+    let mut unknown = Vec::new();
+    let mut track = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
+    let ignored = serde_ignored::Deserializer::new(value, &mut track);
+    let parsed: T = serde_path_to_error::deserialize(ignored).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        fail(
+            path.replace(".[", "[").trim_start_matches('.').to_string(),
+            inner,
+        )
+    })?;
+    if let Some(field) = unknown.into_iter().next() {
+        let (parent, leaf) = match field.rsplit_once('.') {
+            Some((p, l)) => (p.to_string(), l.to_string()),
+            None => (String::new(), field.clone()),
+        };
+        let at = if parent.is_empty() {
+            String::new()
+        } else {
+            format!(" in {parent}")
+        };
+        return Err(fail(
+            field,
+            format!("unknown field {leaf:?}{at} (strict decoding)"),
+        ));
+    }
+    Ok(parsed)
+}
+
+/// `spec.containers[0].imagee` from serde_ignored's path.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let p = field_path(parent);
+            if p.is_empty() {
+                key.to_string()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: toolbox\n";
+
+    #[test]
+    fn documents_are_split_and_typed() {
+        let text =
+            format!("---\n{POD}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s\n---\n");
+        let objects = parse("f.yaml", &text).unwrap();
+        assert_eq!(objects.len(), 2);
+        assert!(matches!(&objects[0], Object::Pod(p) if p.metadata.name.as_deref() == Some("p")));
+        assert!(matches!(&objects[1], Object::Other { kind, .. } if kind == "Service"));
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let text = POD.replace("image: toolbox", "imagee: toolbox");
+        let err = parse("f.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("spec.containers[0].imagee"), "{err}");
+        assert!(err.contains("unknown field \"imagee\""), "{err}");
+    }
+
+    #[test]
+    fn type_errors_are_named() {
+        let text = POD.replace("containers:", "containers: 5\n  x:");
+        let err = parse("f.yaml", &text).unwrap_err().to_string();
+        assert!(
+            err.contains("document 1: Pod \"p\": spec.containers"),
+            "{err}"
+        );
+        let text = POD.replace(
+            "  - name: c",
+            "  - name: c\n    ports:\n    - containerPort: eighty",
+        );
+        let err = parse("f.yaml", &text).unwrap_err().to_string();
+        assert!(
+            err.contains("spec.containers[0].ports[0].containerPort"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_kind_is_an_error() {
+        let err = parse("f.yaml", "apiVersion: v1\nmetadata: {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kind is not set"), "{err}");
+        let err = parse("f.yaml", "a: [\n").unwrap_err().to_string();
+        assert!(err.contains("invalid YAML"), "{err}");
+    }
+}
