@@ -6,45 +6,17 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-/// A manifest that cannot be used.
+/// A manifest that cannot be used: which document, and what is wrong
+/// (for a field, `Pod "name": spec.containers[0].image: ...`).
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Not YAML at all.
-    #[error("{source_name}: document {doc}: invalid YAML: {message}")]
-    Yaml {
-        /// File name (or `-`).
-        source_name: String,
-        /// 1-based document index.
-        doc: usize,
-        /// What the parser said.
-        message: String,
-    },
-    /// YAML, but not an object of the kind it claims.
-    #[error("{source_name}: document {doc}: {kind} {name}: {field}: {message}")]
-    Field {
-        /// File name.
-        source_name: String,
-        /// 1-based document index.
-        doc: usize,
-        /// The object's kind.
-        kind: String,
-        /// The object's name, quoted, or `(unnamed)`.
-        name: String,
-        /// The field path, as `spec.containers[0].image`.
-        field: String,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// A document without `apiVersion` or `kind`.
-    #[error("{source_name}: document {doc}: {message}")]
-    Shape {
-        /// File name.
-        source_name: String,
-        /// 1-based document index.
-        doc: usize,
-        /// What is missing.
-        message: String,
-    },
+#[error("{source_name}: document {doc}: {message}")]
+pub struct Error {
+    /// File name (or `-`).
+    pub source_name: String,
+    /// 1-based document index.
+    pub doc: usize,
+    /// What is wrong, naming the field where there is one.
+    pub message: String,
 }
 
 /// One object of a manifest, typed where wasmkube knows the kind.
@@ -68,15 +40,15 @@ pub fn parse(source_name: &str, text: &str) -> Result<Vec<Object>, Error> {
     let mut objects = Vec::new();
     for (idx, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let doc = idx + 1;
-        let value = serde_yaml::Value::deserialize(document).map_err(|e| Error::Yaml {
+        let value = serde_yaml::Value::deserialize(document).map_err(|e| Error {
             source_name: source_name.to_string(),
             doc,
-            message: e.to_string(),
+            message: format!("invalid YAML: {e}"),
         })?;
         if value.is_null() {
             continue; // an empty document, as between `---` lines
         }
-        let shape = |message: &str| Error::Shape {
+        let shape = |message: &str| Error {
             source_name: source_name.to_string(),
             doc,
             message: message.to_string(),
@@ -117,15 +89,14 @@ fn typed<T: DeserializeOwned>(
     name: Option<&str>,
     value: serde_yaml::Value,
 ) -> Result<T, Error> {
-    let fail = |field: String, message: String| Error::Field {
+    let fail = |field: String, message: String| Error {
         source_name: source_name.to_string(),
         doc,
-        kind: kind.to_string(),
-        name: name
-            .map(|n| format!("{n:?}"))
-            .unwrap_or_else(|| "(unnamed)".into()),
-        field,
-        message,
+        message: format!(
+            "{kind} {}: {field}: {message}",
+            name.map(|n| format!("{n:?}"))
+                .unwrap_or_else(|| "(unnamed)".into())
+        ),
     };
     let mut unknown = Vec::new();
     let mut track = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));

@@ -44,6 +44,9 @@ pub struct Engine {
     /// every cache key so a changed configuration never loads stale code.
     settings_key: String,
     loaded: Mutex<HashMap<String, Component>>,
+    /// How many components this engine had to compile (not found in the
+    /// cache): what the cache saves is visible, and testable.
+    compilations: std::sync::atomic::AtomicU64,
     ticker: Arc<Ticker>,
 }
 
@@ -67,6 +70,7 @@ impl Engine {
             cache_dir: cache_dir.to_path_buf(),
             settings_key,
             loaded: Mutex::new(HashMap::new()),
+            compilations: std::sync::atomic::AtomicU64::new(0),
             ticker,
         })
     }
@@ -111,6 +115,7 @@ impl Engine {
                     path: path.clone(),
                     source,
                 })?;
+                self.compilations.fetch_add(1, Ordering::Relaxed);
                 let compiled =
                     self.engine
                         .precompile_component(&bytes)
@@ -140,6 +145,11 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .insert(digest.to_string(), component.clone());
         Ok(component)
+    }
+
+    /// Components compiled so far (rather than loaded from the cache).
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(Ordering::Relaxed)
     }
 
     fn load_cached(&self, path: &Path) -> Option<Component> {

@@ -27,7 +27,7 @@ pub(crate) struct MountTable {
 
 impl MountTable {
     pub(crate) fn new(mut mounts: Vec<(String, PathBuf)>) -> Self {
-        mounts.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
         MountTable { mounts }
     }
 

@@ -25,7 +25,10 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The path without the query string.
@@ -42,27 +45,47 @@ pub fn read_request<R: Read>(reader: &mut BufReader<R>) -> io::Result<Option<Req
         return Ok(None);
     }
     let mut parts = line.trim_end().splitn(3, ' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad request line {line:?}")));
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad request line {line:?}"),
+        ));
     };
-    let mut request = Request { method: method.into(), target: target.into(), version: version.into(), headers: Vec::new() };
+    let mut request = Request {
+        method: method.into(),
+        target: target.into(),
+        version: version.into(),
+        headers: Vec::new(),
+    };
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header.trim_end().is_empty() {
             break;
         }
         if request.headers.len() > 100 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "too many headers"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "too many headers",
+            ));
         }
         if let Some((k, v)) = header.trim_end().split_once(':') {
-            request.headers.push((k.trim().to_string(), v.trim().to_string()));
+            request
+                .headers
+                .push((k.trim().to_string(), v.trim().to_string()));
         }
     }
     Ok(Some(request))
 }
 
 /// Writes a complete response and asks the client to close.
-pub fn write_response<W: Write>(out: &mut W, status: u16, content_type: &str, body: &[u8], head_only: bool) -> io::Result<()> {
+pub fn write_response<W: Write>(
+    out: &mut W,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
+) -> io::Result<()> {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -84,7 +107,10 @@ pub fn write_response<W: Write>(out: &mut W, status: u16, content_type: &str, bo
 }
 
 pub fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// (year, month, day, hour, minute, second, weekday 0=Sunday) in UTC.
@@ -100,22 +126,39 @@ pub fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, rem / 3600, rem / 60 % 60, rem % 60, (days + 4).rem_euclid(7) as u32)
+    (
+        year,
+        month,
+        day,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        (days + 4).rem_euclid(7) as u32,
+    )
 }
 
 const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// `Sat, 28 Nov 2026 01:47:51 GMT`.
 pub fn http_date(secs: i64) -> String {
     let (y, mo, d, h, mi, s, wd) = civil(secs);
-    format!("{}, {d:02} {} {y} {h:02}:{mi:02}:{s:02} GMT", DAYS[wd as usize], MONTHS[mo as usize - 1])
+    format!(
+        "{}, {d:02} {} {y} {h:02}:{mi:02}:{s:02} GMT",
+        DAYS[wd as usize],
+        MONTHS[mo as usize - 1]
+    )
 }
 
 /// `28/Nov/2026:01:47:51 +0000`, as nginx writes access logs.
 pub fn log_date(secs: i64) -> String {
     let (y, mo, d, h, mi, s, _) = civil(secs);
-    format!("{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000", MONTHS[mo as usize - 1])
+    format!(
+        "{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000",
+        MONTHS[mo as usize - 1]
+    )
 }
 
 #[cfg(test)]
@@ -135,6 +178,8 @@ mod tests {
         let req = read_request(&mut r).unwrap().unwrap();
         assert_eq!(req.path(), "/a");
         assert_eq!(req.header("host"), Some("x"));
-        assert!(read_request(&mut BufReader::new(&b""[..])).unwrap().is_none());
+        assert!(read_request(&mut BufReader::new(&b""[..]))
+            .unwrap()
+            .is_none());
     }
 }

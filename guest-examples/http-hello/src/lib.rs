@@ -4,7 +4,9 @@
 
 use std::io::Write as _;
 
-use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 wasip2::http::proxy::export!(Hello);
 

@@ -37,16 +37,24 @@ fn content_type(path: &Path) -> &'static str {
 /// Maps a request path into the document root, refusing `..`.
 fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
     let rel = Path::new(path.trim_start_matches('/'));
-    if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return None;
     }
     Some(root.join(rel))
 }
 
 fn serve(root: &Path, stream: TcpStream) -> std::io::Result<()> {
-    let peer = stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "-".into());
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| "-".into());
     let mut reader = BufReader::new(&stream);
-    let Some(request) = guest_util::read_request(&mut reader)? else { return Ok(()) };
+    let Some(request) = guest_util::read_request(&mut reader)? else {
+        return Ok(());
+    };
     let head = request.method == "HEAD";
     let (status, ctype, body): (u16, &str, Vec<u8>) = if request.method != "GET" && !head {
         (405, "text/plain", b"method not allowed\n".to_vec())
@@ -59,8 +67,12 @@ fn serve(root: &Path, stream: TcpStream) -> std::io::Result<()> {
                 }
                 match std::fs::read(&file) {
                     Ok(bytes) => (200, content_type(&file), bytes),
-                    Err(_) if request.path() == "/" => (200, "text/html", WELCOME.as_bytes().to_vec()),
-                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => (403, "text/plain", b"forbidden\n".to_vec()),
+                    Err(_) if request.path() == "/" => {
+                        (200, "text/html", WELCOME.as_bytes().to_vec())
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                        (403, "text/plain", b"forbidden\n".to_vec())
+                    }
                     Err(_) => (404, "text/plain", b"not found\n".to_vec()),
                 }
             }
@@ -82,7 +94,10 @@ fn serve(root: &Path, stream: TcpStream) -> std::io::Result<()> {
 }
 
 fn main() {
-    let port: u16 = match std::env::var("PORT").unwrap_or_else(|_| "80".into()).parse() {
+    let port: u16 = match std::env::var("PORT")
+        .unwrap_or_else(|_| "80".into())
+        .parse()
+    {
         Ok(p) => p,
         Err(_) => {
             eprintln!("http-server: PORT must be a port number");
@@ -90,7 +105,10 @@ fn main() {
         }
     };
     let root = PathBuf::from(
-        std::env::args().nth(1).or_else(|| std::env::var("ROOT").ok()).unwrap_or_else(|| "/usr/share/nginx/html".into()),
+        std::env::args()
+            .nth(1)
+            .or_else(|| std::env::var("ROOT").ok())
+            .unwrap_or_else(|| "/usr/share/nginx/html".into()),
     );
     if let Ok(delay) = std::env::var("START_DELAY") {
         match delay.parse::<f64>() {

@@ -27,7 +27,8 @@ fn parse(args: &[String]) -> Result<Plan, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         let number = |v: &str| -> Result<u64, String> {
-            v.parse().map_err(|_| format!("{flag}: not a number: {v:?}"))
+            v.parse()
+                .map_err(|_| format!("{flag}: not a number: {v:?}"))
         };
         match flag.as_str() {
             "--print" => plan.print.push(value()?.clone()),
@@ -39,7 +40,10 @@ fn parse(args: &[String]) -> Result<Plan, String> {
             "--trap" => plan.trap = true,
             "--exit" => {
                 let v = value()?;
-                plan.exit = Some(v.parse().map_err(|_| format!("--exit: not a number: {v:?}"))?)
+                plan.exit = Some(
+                    v.parse()
+                        .map_err(|_| format!("--exit: not a number: {v:?}"))?,
+                )
             }
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown flag {other:?}\n{USAGE}")),

@@ -163,9 +163,13 @@ pub fn expand(pattern: &str) -> Vec<String> {
                 continue;
             }
             let dir = if base.is_empty() { "." } else { base.as_str() };
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
-            let mut names: Vec<String> =
-                entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect();
             names.sort();
             for name in names {
                 if name.starts_with('.') && !part.starts_with('.') {

@@ -18,5 +18,10 @@ pub struct Ownership {
 
 /// What the host knows of an absolute guest path, if it can tell.
 pub fn ownership(path: &str) -> Option<Ownership> {
-    file_owner::stat(path).map(|o| Ownership { uid: o.uid, gid: o.gid, mode: o.mode, links: o.links })
+    file_owner::stat(path).map(|o| Ownership {
+        uid: o.uid,
+        gid: o.gid,
+        mode: o.mode,
+        links: o.links,
+    })
 }

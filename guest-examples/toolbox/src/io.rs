@@ -106,6 +106,10 @@ pub struct Io {
 
 impl Io {
     pub fn standard() -> Io {
-        Io { stdin: Input::Stdin, stdout: Output::Stdout, stderr: Output::Stderr }
+        Io {
+            stdin: Input::Stdin,
+            stdout: Output::Stdout,
+            stderr: Output::Stderr,
+        }
     }
 }

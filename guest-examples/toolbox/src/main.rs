@@ -29,7 +29,10 @@ fn main() {
     let mut name = applets::basename(&args[0]).to_string();
     if name == "toolbox" {
         if args.len() < 2 {
-            eprintln!("usage: toolbox APPLET [ARGS...]\napplets: sh {}", applets::names().join(" "));
+            eprintln!(
+                "usage: toolbox APPLET [ARGS...]\napplets: sh {}",
+                applets::names().join(" ")
+            );
             exit(1);
         }
         args.remove(0);

@@ -3,9 +3,27 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
 
@@ -126,7 +144,10 @@ mod tests {
     #[test]
     fn known_dates() {
         let t = civil(0, 0);
-        assert_eq!(format(&t, "%a %b %e %H:%M:%S %Z %Y"), "Thu Jan  1 00:00:00 UTC 1970");
+        assert_eq!(
+            format(&t, "%a %b %e %H:%M:%S %Z %Y"),
+            "Thu Jan  1 00:00:00 UTC 1970"
+        );
         let t = civil(1_795_830_471, 0); // 2026-11-28T01:47:51Z
         assert_eq!(format(&t, "%F %T %a %j"), "2026-11-28 01:47:51 Sat 332");
         let t = civil(951_782_400, 0); // 2000-02-29

@@ -32,13 +32,16 @@ pub struct NodeInfo {
     pub node_name: String,
 }
 
+/// Makes the observer of one container's output, given (pod, container).
+pub type OutputFactory = Arc<dyn Fn(&str, &str) -> Arc<dyn LineObserver> + Send + Sync>;
+
 /// Choices of the caller, not of the Pod.
 #[derive(Clone, Default)]
 pub struct Options {
     /// Restart back-off.
     pub backoff: Backoff,
     /// Makes an observer for each container's output (pod, container).
-    pub output: Option<Arc<dyn Fn(&str, &str) -> Arc<dyn LineObserver> + Send + Sync>>,
+    pub output: Option<OutputFactory>,
 }
 
 /// Expands `$(VAR)` references as Kubernetes does: a defined variable is

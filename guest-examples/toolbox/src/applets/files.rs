@@ -5,7 +5,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Ctx, io_message, parse_flags};
+use super::{io_message, parse_flags, Ctx};
 
 macro_rules! flags {
     ($ctx:expr, $name:expr, $args:expr, $known:expr) => {
@@ -36,7 +36,9 @@ fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")).join(path)
+        std::env::current_dir()
+            .unwrap_or_else(|_| PathBuf::from("/"))
+            .join(path)
     }
 }
 
@@ -72,7 +74,15 @@ fn mode_string(meta: &fs::Metadata, bits: Option<u32>) -> String {
     let perms = match bits {
         Some(m) => {
             let flags = ['r', 'w', 'x'];
-            (0..9).map(|i| if m & (0o400 >> i) != 0 { flags[i % 3] } else { '-' }).collect()
+            (0..9)
+                .map(|i| {
+                    if m & (0o400 >> i) != 0 {
+                        flags[i % 3]
+                    } else {
+                        '-'
+                    }
+                })
+                .collect()
         }
         // WASI does not carry permission bits; the host did not say either.
         None => "?????????".to_string(),
@@ -133,7 +143,11 @@ fn list_dir(dir: &Path, all: bool, almost_all: bool) -> std::io::Result<Vec<Entr
                 return None;
             }
             let path = e.path();
-            Some(Entry { meta: fs::symlink_metadata(&path).ok(), name, path })
+            Some(Entry {
+                meta: fs::symlink_metadata(&path).ok(),
+                name,
+                path,
+            })
         })
         .collect();
     if all {
@@ -141,7 +155,11 @@ fn list_dir(dir: &Path, all: bool, almost_all: bool) -> std::io::Result<Vec<Entr
             // `..` of a mount root lies outside the mount's preopen: name it
             // by its absolute path instead, which another mount serves.
             let path = PathBuf::from(normalize(&absolute(&dir.join(dot))));
-            entries.push(Entry { name: dot.into(), meta: fs::metadata(&path).ok(), path });
+            entries.push(Entry {
+                name: dot.into(),
+                meta: fs::metadata(&path).ok(),
+                path,
+            });
         }
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -152,14 +170,22 @@ pub fn ls(ctx: &mut Ctx, args: &[String]) -> i32 {
     let (flags, ops) = flags!(ctx, "ls", args, "laA1dFhR");
     let has = |c: char| flags.iter().any(|(f, _)| *f == c);
     let long = has('l');
-    let ops: Vec<String> = if ops.is_empty() { vec![".".into()] } else { ops.into_iter().cloned().collect() };
+    let ops: Vec<String> = if ops.is_empty() {
+        vec![".".into()]
+    } else {
+        ops.into_iter().cloned().collect()
+    };
     let mut status = 0;
     let mut files = Vec::new();
     let mut dirs = Vec::new();
     for op in &ops {
         match fs::symlink_metadata(op) {
             Ok(meta) if meta.is_dir() && !has('d') => dirs.push(op.clone()),
-            Ok(meta) => files.push(Entry { name: op.clone(), path: PathBuf::from(op), meta: Some(meta) }),
+            Ok(meta) => files.push(Entry {
+                name: op.clone(),
+                path: PathBuf::from(op),
+                meta: Some(meta),
+            }),
             Err(e) => {
                 ctx.error("ls", &format!("{op}: {}", io_message(&e)));
                 status = 2;
@@ -191,13 +217,20 @@ pub fn ls(ctx: &mut Ctx, args: &[String]) -> i32 {
                 }
                 first = false;
                 if long {
-                    let blocks: u64 = entries.iter().filter_map(|e| e.meta.as_ref()).map(|m| m.len().div_ceil(1024)).sum();
+                    let blocks: u64 = entries
+                        .iter()
+                        .filter_map(|e| e.meta.as_ref())
+                        .map(|m| m.len().div_ceil(1024))
+                        .sum();
                     let _ = writeln!(ctx.out(), "total {blocks}");
                 }
                 print(ctx, &entries);
                 if has('R') {
                     for e in entries.iter().rev() {
-                        if e.name != "." && e.name != ".." && e.meta.as_ref().is_some_and(|m| m.is_dir()) {
+                        if e.name != "."
+                            && e.name != ".."
+                            && e.meta.as_ref().is_some_and(|m| m.is_dir())
+                        {
                             queue.push_front(e.path.to_string_lossy().into_owned());
                         }
                     }
@@ -246,9 +279,16 @@ pub fn mkdir(ctx: &mut Ctx, args: &[String]) -> i32 {
     let parents = flags.iter().any(|(c, _)| *c == 'p');
     let mut status = 0;
     for path in ops {
-        let result = if parents { fs::create_dir_all(path) } else { fs::create_dir(path) };
+        let result = if parents {
+            fs::create_dir_all(path)
+        } else {
+            fs::create_dir(path)
+        };
         if let Err(e) = result {
-            ctx.error("mkdir", &format!("can't create directory '{path}': {}", io_message(&e)));
+            ctx.error(
+                "mkdir",
+                &format!("can't create directory '{path}': {}", io_message(&e)),
+            );
             status = 1;
         }
     }
@@ -265,7 +305,10 @@ pub fn rm(ctx: &mut Ctx, args: &[String]) -> i32 {
                 if has('r') || has('R') {
                     fs::remove_dir_all(path)
                 } else {
-                    Err(std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"))
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::IsADirectory,
+                        "is a directory",
+                    ))
                 }
             }
             Ok(_) => fs::remove_file(path),
@@ -325,7 +368,10 @@ pub fn cp(ctx: &mut Ctx, args: &[String]) -> i32 {
     for src in srcs {
         let to = target_of(src, dest, srcs.len() > 1);
         let result = if Path::new(src.as_str()).is_dir() && !recursive {
-            Err(std::io::Error::new(std::io::ErrorKind::IsADirectory, "omitting directory"))
+            Err(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "omitting directory",
+            ))
         } else {
             copy_tree(Path::new(src.as_str()), &to)
         };
@@ -349,7 +395,11 @@ pub fn mv(ctx: &mut Ctx, args: &[String]) -> i32 {
         // A rename across mounts fails in WASI as across devices: copy, then remove.
         let result = fs::rename(src.as_str(), &to).or_else(|_| {
             copy_tree(Path::new(src.as_str()), &to)?;
-            if Path::new(src.as_str()).is_dir() { fs::remove_dir_all(src.as_str()) } else { fs::remove_file(src.as_str()) }
+            if Path::new(src.as_str()).is_dir() {
+                fs::remove_dir_all(src.as_str())
+            } else {
+                fs::remove_file(src.as_str())
+            }
         });
         if let Err(e) = result {
             ctx.error("mv", &format!("can't move '{src}': {}", io_message(&e)));

@@ -5,7 +5,7 @@ use brush_parser::ast::{BinaryPredicate, TestExpr, UnaryPredicate};
 use std::io::Write;
 use std::time::Duration;
 
-use super::{Ctx, unescape_c};
+use super::{unescape_c, Ctx};
 
 pub fn true_(_: &mut Ctx, _: &[String]) -> i32 {
     0
@@ -21,7 +21,10 @@ pub fn echo(ctx: &mut Ctx, args: &[String]) -> i32 {
     let mut i = 1;
     while i < args.len() {
         let a = &args[i];
-        if a.len() < 2 || !a.starts_with('-') || !a[1..].chars().all(|c| matches!(c, 'n' | 'e' | 'E')) {
+        if a.len() < 2
+            || !a.starts_with('-')
+            || !a[1..].chars().all(|c| matches!(c, 'n' | 'e' | 'E'))
+        {
             break;
         }
         for c in a[1..].chars() {
@@ -62,7 +65,10 @@ fn convert(spec: &str, conv: char, arg: Option<&str>) -> Result<String, String> 
             Some(d) => (true, d),
             None => (false, s.strip_prefix('+').unwrap_or(s)),
         };
-        let v = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        let v = if let Some(hex) = digits
+            .strip_prefix("0x")
+            .or_else(|| digits.strip_prefix("0X"))
+        {
             i64::from_str_radix(hex, 16)
         } else {
             digits.parse()
@@ -71,7 +77,10 @@ fn convert(spec: &str, conv: char, arg: Option<&str>) -> Result<String, String> 
         Ok(if neg { -v } else { v })
     };
     let left = spec.contains('-');
-    let zero = spec.starts_with('0') || spec.contains("0") && !spec.contains('.') && spec.trim_start_matches('-').starts_with('0');
+    let zero = spec.starts_with('0')
+        || spec.contains("0")
+            && !spec.contains('.')
+            && spec.trim_start_matches('-').starts_with('0');
     let (width, precision) = {
         let s = spec.trim_start_matches(['-', '+', ' ', '#', '0']);
         match s.split_once('.') {
@@ -88,14 +97,22 @@ fn convert(spec: &str, conv: char, arg: Option<&str>) -> Result<String, String> 
         'c' => arg.chars().next().map(String::from).unwrap_or_default(),
         'd' | 'i' => {
             let v = number(arg)?;
-            if spec.contains('+') && v >= 0 { format!("+{v}") } else { v.to_string() }
+            if spec.contains('+') && v >= 0 {
+                format!("+{v}")
+            } else {
+                v.to_string()
+            }
         }
         'u' => (number(arg)? as u64).to_string(),
         'x' => format!("{:x}", number(arg)?),
         'X' => format!("{:X}", number(arg)?),
         'o' => format!("{:o}", number(arg)?),
         'f' | 'e' | 'g' => {
-            let v: f64 = if arg.is_empty() { 0.0 } else { arg.parse().map_err(|_| format!("invalid number '{arg}'"))? };
+            let v: f64 = if arg.is_empty() {
+                0.0
+            } else {
+                arg.parse().map_err(|_| format!("invalid number '{arg}'"))?
+            };
             match conv {
                 'e' => format!("{:.*e}", precision.unwrap_or(6), v),
                 'g' => format!("{v}"),
@@ -112,7 +129,11 @@ fn convert(spec: &str, conv: char, arg: Option<&str>) -> Result<String, String> 
     Ok(if left {
         format!("{body}{}", " ".repeat(pad))
     } else if zero && conv != 's' {
-        let (sign, digits) = if body.starts_with(['-', '+']) { body.split_at(1) } else { ("", body.as_str()) };
+        let (sign, digits) = if body.starts_with(['-', '+']) {
+            body.split_at(1)
+        } else {
+            ("", body.as_str())
+        };
         format!("{sign}{}{digits}", "0".repeat(pad))
     } else {
         format!("{}{body}", " ".repeat(pad))
@@ -138,7 +159,11 @@ pub fn printf(ctx: &mut Ctx, args: &[String]) -> i32 {
                 while j < chars.len() && j < i + 4 && chars[j].is_ascii_digit() {
                     j += 1;
                 }
-                let end = if j == i + 1 { (i + 2).min(chars.len()) } else { j };
+                let end = if j == i + 1 {
+                    (i + 2).min(chars.len())
+                } else {
+                    j
+                };
                 let (t, stop) = unescape_c(&chars[i..end].iter().collect::<String>());
                 out.push_str(&t);
                 if stop {
@@ -276,7 +301,10 @@ pub fn env(ctx: &mut Ctx, args: &[String]) -> i32 {
         i += 1;
     }
     if i < args.len() {
-        let mut sub = Ctx { io: ctx.io.clone(), env };
+        let mut sub = Ctx {
+            io: ctx.io.clone(),
+            env,
+        };
         let name = super::basename(&args[i]).to_string();
         return match super::run(&name, &args[i..], &mut sub) {
             Some(status) => status,
@@ -299,7 +327,10 @@ pub fn hostname(ctx: &mut Ctx, _: &[String]) -> i32 {
             0
         }
         None => {
-            ctx.error("hostname", "HOSTNAME is not set; the runtime sets it to the pod's name");
+            ctx.error(
+                "hostname",
+                "HOSTNAME is not set; the runtime sets it to the pod's name",
+            );
             1
         }
     }
@@ -307,14 +338,23 @@ pub fn hostname(ctx: &mut Ctx, _: &[String]) -> i32 {
 
 pub fn uname(ctx: &mut Ctx, args: &[String]) -> i32 {
     let node = ctx.env_var("HOSTNAME").unwrap_or("localhost").to_string();
-    let fields = [("s", "WASI".to_string()), ("n", node), ("r", "0.2".into()), ("m", "wasm32".into())];
+    let fields = [
+        ("s", "WASI".to_string()),
+        ("n", node),
+        ("r", "0.2".into()),
+        ("m", "wasm32".into()),
+    ];
     let all = args.iter().any(|a| a == "-a");
     let wanted: Vec<&str> = fields
         .iter()
         .filter(|(f, _)| all || args.iter().any(|a| a.starts_with('-') && a.contains(f)))
         .map(|(_, v)| v.as_str())
         .collect();
-    let line = if wanted.is_empty() { "WASI".to_string() } else { wanted.join(" ") };
+    let line = if wanted.is_empty() {
+        "WASI".to_string()
+    } else {
+        wanted.join(" ")
+    };
     let _ = writeln!(ctx.out(), "{line}");
     0
 }
@@ -343,7 +383,12 @@ pub fn basename(ctx: &mut Ctx, args: &[String]) -> i32 {
         ctx.error("basename", "missing operand");
         return 1;
     };
-    let mut name = if path.chars().all(|c| c == '/') && !path.is_empty() { "/" } else { super::basename(path) }.to_string();
+    let mut name = if path.chars().all(|c| c == '/') && !path.is_empty() {
+        "/"
+    } else {
+        super::basename(path)
+    }
+    .to_string();
     if let Some(suffix) = args.get(2) {
         if name != *suffix {
             if let Some(stripped) = name.strip_suffix(suffix.as_str()) {
@@ -414,9 +459,13 @@ fn eval_test(expr: &TestExpr) -> Result<bool, String> {
                 UnaryPredicate::FileExists => meta().is_ok(),
                 UnaryPredicate::FileExistsAndIsDir => meta().is_ok_and(|m| m.is_dir()),
                 UnaryPredicate::FileExistsAndIsRegularFile => meta().is_ok_and(|m| m.is_file()),
-                UnaryPredicate::FileExistsAndIsSymlink => fs::symlink_metadata(operand).is_ok_and(|m| m.file_type().is_symlink()),
+                UnaryPredicate::FileExistsAndIsSymlink => {
+                    fs::symlink_metadata(operand).is_ok_and(|m| m.file_type().is_symlink())
+                }
                 UnaryPredicate::FileExistsAndIsNotZeroLength => meta().is_ok_and(|m| m.len() > 0),
-                UnaryPredicate::FileExistsAndIsReadable => fs::File::open(operand).is_ok() || meta().is_ok_and(|m| m.is_dir()),
+                UnaryPredicate::FileExistsAndIsReadable => {
+                    fs::File::open(operand).is_ok() || meta().is_ok_and(|m| m.is_dir())
+                }
                 UnaryPredicate::FileExistsAndIsWritable => {
                     meta().is_ok_and(|m| m.is_dir())
                         || fs::OpenOptions::new().append(true).open(operand).is_ok()
@@ -429,10 +478,16 @@ fn eval_test(expr: &TestExpr) -> Result<bool, String> {
             }
         }
         TestExpr::BinaryTest(pred, a, b) => {
-            let int = |s: &str| s.trim().parse::<i64>().map_err(|_| format!("{s}: integer expression expected"));
+            let int = |s: &str| {
+                s.trim()
+                    .parse::<i64>()
+                    .map_err(|_| format!("{s}: integer expression expected"))
+            };
             match pred {
-                BinaryPredicate::StringExactlyMatchesString | BinaryPredicate::StringExactlyMatchesPattern => a == b,
-                BinaryPredicate::StringDoesNotExactlyMatchString | BinaryPredicate::StringDoesNotExactlyMatchPattern => a != b,
+                BinaryPredicate::StringExactlyMatchesString
+                | BinaryPredicate::StringExactlyMatchesPattern => a == b,
+                BinaryPredicate::StringDoesNotExactlyMatchString
+                | BinaryPredicate::StringDoesNotExactlyMatchPattern => a != b,
                 BinaryPredicate::LeftSortsBeforeRight => a < b,
                 BinaryPredicate::LeftSortsAfterRight => a > b,
                 BinaryPredicate::ArithmeticEqualTo => int(a)? == int(b)?,
@@ -445,10 +500,15 @@ fn eval_test(expr: &TestExpr) -> Result<bool, String> {
                 | BinaryPredicate::LeftFileIsOlderOrDoesNotExistWhenRightDoes => {
                     let t = |p: &str| fs::metadata(p).and_then(|m| m.modified()).ok();
                     let (ta, tb) = (t(a), t(b));
-                    if matches!(pred, BinaryPredicate::LeftFileIsNewerOrExistsWhenRightDoesNot) {
-                        matches!((ta, tb), (Some(x), Some(y)) if x > y) || (ta.is_some() && tb.is_none())
+                    if matches!(
+                        pred,
+                        BinaryPredicate::LeftFileIsNewerOrExistsWhenRightDoesNot
+                    ) {
+                        matches!((ta, tb), (Some(x), Some(y)) if x > y)
+                            || (ta.is_some() && tb.is_none())
                     } else {
-                        matches!((ta, tb), (Some(x), Some(y)) if x < y) || (ta.is_none() && tb.is_some())
+                        matches!((ta, tb), (Some(x), Some(y)) if x < y)
+                            || (ta.is_none() && tb.is_some())
                     }
                 }
                 other => return Err(format!("unsupported test {other:?}")),

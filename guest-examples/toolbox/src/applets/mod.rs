@@ -17,7 +17,10 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn env_var(&self, name: &str) -> Option<&str> {
-        self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Reports `msg` on stderr as `applet: msg`.
@@ -33,7 +36,10 @@ impl Ctx {
             "/dev/null" => Box::new(Input::Null),
             _ => {
                 if std::fs::metadata(path)?.is_dir() {
-                    return Err(io::Error::new(io::ErrorKind::IsADirectory, "Is a directory"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::IsADirectory,
+                        "Is a directory",
+                    ));
                 }
                 Box::new(std::fs::File::open(path)?)
             }
@@ -94,22 +100,51 @@ const APPLETS: &[(&str, Applet)] = &[
 /// the reason instead of printing something made up.
 const UNSUPPORTED: &[(&[&str], &str)] = &[
     (
-        &["ps", "top", "kill", "killall", "pkill", "pgrep", "nice", "renice", "nohup", "lsof", "taskset"],
+        &[
+            "ps", "top", "kill", "killall", "pkill", "pgrep", "nice", "renice", "nohup", "lsof",
+            "taskset",
+        ],
         "a WASI guest has no processes to list or signal",
     ),
     (
         &["free", "uptime", "dmesg", "vmstat", "iostat", "df", "du"],
         "WASI gives a guest no view of system memory, load or disks",
     ),
-    (&["ping", "traceroute", "ip", "ifconfig", "netstat", "ss", "route"], "WASI has no ICMP and no interface configuration"),
-    (&["mount", "umount"], "volumes are mounted by the runtime, not by the guest"),
-    (&["chown", "chmod", "chgrp"], "WASI cannot change file ownership or modes"),
-    (&["id", "whoami", "su", "sudo", "groups"], "WASI has no users or groups"),
-    (&["apt", "apt-get", "apk", "yum", "dnf", "pip"], "a WASI guest cannot install software; build it into the image"),
+    (
+        &[
+            "ping",
+            "traceroute",
+            "ip",
+            "ifconfig",
+            "netstat",
+            "ss",
+            "route",
+        ],
+        "WASI has no ICMP and no interface configuration",
+    ),
+    (
+        &["mount", "umount"],
+        "volumes are mounted by the runtime, not by the guest",
+    ),
+    (
+        &["chown", "chmod", "chgrp"],
+        "WASI cannot change file ownership or modes",
+    ),
+    (
+        &["id", "whoami", "su", "sudo", "groups"],
+        "WASI has no users or groups",
+    ),
+    (
+        &["apt", "apt-get", "apk", "yum", "dnf", "pip"],
+        "a WASI guest cannot install software; build it into the image",
+    ),
 ];
 
 pub fn basename(path: &str) -> &str {
-    path.trim_end_matches('/').rsplit('/').next().unwrap_or(path)
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
 }
 
 pub fn names() -> Vec<&'static str> {
@@ -136,7 +171,10 @@ pub fn run(name: &str, argv: &[String], ctx: &mut Ctx) -> Option<i32> {
 
 /// Runs an applet as the container's program (argv\[0\] named it).
 pub fn run_standalone(name: &str, argv: &[String], env: Vec<(String, String)>) -> i32 {
-    let mut ctx = Ctx { io: Io::standard(), env };
+    let mut ctx = Ctx {
+        io: Io::standard(),
+        env,
+    };
     match run(name, argv, &mut ctx) {
         Some(status) => status,
         None => {
@@ -289,12 +327,18 @@ mod tests {
 
     #[test]
     fn flags_cluster_and_take_values() {
-        let args: Vec<String> = ["-on", "5", "file", "-v", "--", "-x"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = ["-on", "5", "file", "-v", "--", "-x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let (flags, ops) = parse_flags(&args, "ov", "n").unwrap();
         assert_eq!(flags, [('o', None), ('n', Some("5".into())), ('v', None)]);
         assert_eq!(ops, ["file", "-x"]);
         let args: Vec<String> = ["-3"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(parse_flags(&args, "#", "n").unwrap().0, [('#', Some("3".into()))]);
+        assert_eq!(
+            parse_flags(&args, "#", "n").unwrap().0,
+            [('#', Some("3".into()))]
+        );
         assert!(parse_flags(&args, "", "").is_err());
     }
 

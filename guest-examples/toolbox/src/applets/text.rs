@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 
-use super::{Ctx, io_message, parse_flags};
+use super::{io_message, parse_flags, Ctx};
 
 /// Parses flags or reports a usage error (status 1... or 2 for grep).
 macro_rules! flags {
@@ -19,12 +19,21 @@ macro_rules! flags {
 }
 
 fn operands_or_stdin(ops: Vec<&String>) -> Vec<String> {
-    if ops.is_empty() { vec!["-".to_string()] } else { ops.into_iter().cloned().collect() }
+    if ops.is_empty() {
+        vec!["-".to_string()]
+    } else {
+        ops.into_iter().cloned().collect()
+    }
 }
 
 /// Runs `each` on the contents of every operand, reporting unreadable
 /// ones; returns 1 if any failed.
-fn for_each_input(ctx: &mut Ctx, name: &str, ops: &[String], mut each: impl FnMut(&mut Ctx, &str, Vec<u8>)) -> i32 {
+fn for_each_input(
+    ctx: &mut Ctx,
+    name: &str,
+    ops: &[String],
+    mut each: impl FnMut(&mut Ctx, &str, Vec<u8>),
+) -> i32 {
     let mut status = 0;
     for path in ops {
         match ctx.read_all(path) {
@@ -98,7 +107,12 @@ pub fn head(ctx: &mut Ctx, args: &[String]) -> i32 {
     let mut first = true;
     for_each_input(ctx, "head", &ops, |ctx, path, data| {
         if headers {
-            let _ = writeln!(ctx.out(), "{}==> {} <==", if first { "" } else { "\n" }, if path == "-" { "standard input" } else { path });
+            let _ = writeln!(
+                ctx.out(),
+                "{}==> {} <==",
+                if first { "" } else { "\n" },
+                if path == "-" { "standard input" } else { path }
+            );
             first = false;
         }
         if let Some(n) = bytes_wanted {
@@ -150,8 +164,16 @@ pub fn tail(ctx: &mut Ctx, args: &[String]) -> i32 {
             None => {
                 let all = lines(&data);
                 let (n, from_start) = wanted;
-                let skip = if from_start { n.saturating_sub(1) } else { all.len().saturating_sub(n) };
-                all[..skip.min(all.len())].iter().map(|l| l.len() + 1).sum::<usize>().min(data.len())
+                let skip = if from_start {
+                    n.saturating_sub(1)
+                } else {
+                    all.len().saturating_sub(n)
+                };
+                all[..skip.min(all.len())]
+                    .iter()
+                    .map(|l| l.len() + 1)
+                    .sum::<usize>()
+                    .min(data.len())
             }
         };
         let _ = ctx.out().write_all(&data[start..]);
@@ -169,7 +191,9 @@ fn follow_file(ctx: &mut Ctx, path: &str) -> i32 {
     loop {
         let _ = ctx.out().flush();
         std::thread::sleep(std::time::Duration::from_secs(1));
-        let Ok(meta) = std::fs::metadata(path) else { continue };
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
         if meta.len() < offset {
             offset = 0; // truncated: start over, as tail does
         }
@@ -190,7 +214,10 @@ fn follow_file(ctx: &mut Ctx, path: &str) -> i32 {
 
 pub fn wc(ctx: &mut Ctx, args: &[String]) -> i32 {
     let (flags, ops) = flags!(ctx, "wc", args, "lwcm", "", 1);
-    let mut which: Vec<char> = flags.iter().map(|(c, _)| if *c == 'm' { 'c' } else { *c }).collect();
+    let mut which: Vec<char> = flags
+        .iter()
+        .map(|(c, _)| if *c == 'm' { 'c' } else { *c })
+        .collect();
     if which.is_empty() {
         which = vec!['l', 'w', 'c'];
     }
@@ -223,7 +250,11 @@ pub fn wc(ctx: &mut Ctx, args: &[String]) -> i32 {
             cols[0].clone()
         } else {
             let padded: Vec<String> = cols.iter().map(|c| format!("{c:>7}")).collect();
-            if from_stdin { padded.join(" ") } else { format!("{} {path}", padded.join(" ")) }
+            if from_stdin {
+                padded.join(" ")
+            } else {
+                format!("{} {path}", padded.join(" "))
+            }
         };
         let _ = writeln!(ctx.out(), "{line}");
     }
@@ -258,16 +289,26 @@ fn bre_to_ere(pattern: &str) -> String {
 pub fn grep(ctx: &mut Ctx, args: &[String]) -> i32 {
     let (flags, ops) = flags!(ctx, "grep", args, "EFGivcoqnhHlLwxrsa", "em", 2);
     let has = |c: char| flags.iter().any(|(f, _)| *f == c);
-    let mut patterns: Vec<String> = flags.iter().filter(|(c, _)| *c == 'e').filter_map(|(_, v)| v.clone()).collect();
+    let mut patterns: Vec<String> = flags
+        .iter()
+        .filter(|(c, _)| *c == 'e')
+        .filter_map(|(_, v)| v.clone())
+        .collect();
     let mut ops: Vec<String> = ops.into_iter().cloned().collect();
     if patterns.is_empty() {
         if ops.is_empty() {
-            ctx.error("grep", "no pattern given\nusage: grep [-EFivcoqnhHlwx] PATTERN [FILE]...");
+            ctx.error(
+                "grep",
+                "no pattern given\nusage: grep [-EFivcoqnhHlwx] PATTERN [FILE]...",
+            );
             return 2;
         }
         patterns.push(ops.remove(0));
     }
-    let max: Option<usize> = flags.iter().find(|(c, _)| *c == 'm').and_then(|(_, v)| v.as_ref()?.parse().ok());
+    let max: Option<usize> = flags
+        .iter()
+        .find(|(c, _)| *c == 'm')
+        .and_then(|(_, v)| v.as_ref()?.parse().ok());
     let translated: Vec<String> = patterns
         .iter()
         .flat_map(|p| p.split('\n').map(str::to_string).collect::<Vec<_>>())
@@ -280,11 +321,22 @@ pub fn grep(ctx: &mut Ctx, args: &[String]) -> i32 {
                 bre_to_ere(&p)
             };
             let p = if has('w') { format!(r"\b(?:{p})\b") } else { p };
-            if has('x') { format!("^(?:{p})$") } else { p }
+            if has('x') {
+                format!("^(?:{p})$")
+            } else {
+                p
+            }
         })
         .collect();
-    let joined = translated.iter().map(|p| format!("(?:{p})")).collect::<Vec<_>>().join("|");
-    let regex = match regex_lite::RegexBuilder::new(&joined).case_insensitive(has('i')).build() {
+    let joined = translated
+        .iter()
+        .map(|p| format!("(?:{p})"))
+        .collect::<Vec<_>>()
+        .join("|");
+    let regex = match regex_lite::RegexBuilder::new(&joined)
+        .case_insensitive(has('i'))
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             ctx.error("grep", &format!("bad regex '{}': {e}", patterns.join("\n")));
@@ -307,7 +359,11 @@ pub fn grep(ctx: &mut Ctx, args: &[String]) -> i32 {
             }
         };
         let text = String::from_utf8_lossy(&data);
-        let name = if path == "-" { "(standard input)" } else { path.as_str() };
+        let name = if path == "-" {
+            "(standard input)"
+        } else {
+            path.as_str()
+        };
         let mut hits = 0;
         for (idx, line) in text.lines().enumerate() {
             if max.is_some_and(|m| hits >= m) {
@@ -340,7 +396,11 @@ pub fn grep(ctx: &mut Ctx, args: &[String]) -> i32 {
             }
         }
         if has('c') {
-            let _ = if show_names { writeln!(ctx.out(), "{name}:{hits}") } else { writeln!(ctx.out(), "{hits}") };
+            let _ = if show_names {
+                writeln!(ctx.out(), "{name}:{hits}")
+            } else {
+                writeln!(ctx.out(), "{hits}")
+            };
         }
         if (has('l') && hits > 0) || (has('L') && hits == 0) {
             let _ = writeln!(ctx.out(), "{name}");
@@ -383,7 +443,9 @@ pub fn shuf(ctx: &mut Ctx, args: &[String]) -> i32 {
                 }
             },
             ('i', Some(v)) => {
-                let parsed = v.split_once('-').and_then(|(a, b)| Some((a.parse::<i64>().ok()?, b.parse::<i64>().ok()?)));
+                let parsed = v
+                    .split_once('-')
+                    .and_then(|(a, b)| Some((a.parse::<i64>().ok()?, b.parse::<i64>().ok()?)));
                 match parsed {
                     Some((lo, hi)) if lo <= hi + 1 => range = Some((lo, hi)),
                     _ => {
@@ -402,7 +464,12 @@ pub fn shuf(ctx: &mut Ctx, args: &[String]) -> i32 {
     } else {
         let path = ops.first().map(|s| s.as_str()).unwrap_or("-");
         match ctx.read_all(path) {
-            Ok(data) => items = String::from_utf8_lossy(&data).lines().map(str::to_string).collect(),
+            Ok(data) => {
+                items = String::from_utf8_lossy(&data)
+                    .lines()
+                    .map(str::to_string)
+                    .collect()
+            }
             Err(e) => {
                 ctx.error("shuf", &format!("{path}: {}", io_message(&e)));
                 return 1;
@@ -429,11 +496,18 @@ pub fn sort(ctx: &mut Ctx, args: &[String]) -> i32 {
     });
     let key = |s: &str| -> f64 {
         let t = s.trim_start();
-        let end = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-')).unwrap_or(t.len());
+        let end = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+            .unwrap_or(t.len());
         t[..end].parse().unwrap_or(0.0)
     };
     if has('n') {
-        all.sort_by(|a, b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(b)));
+        all.sort_by(|a, b| {
+            key(a)
+                .partial_cmp(&key(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.cmp(b))
+        });
     } else if has('f') {
         all.sort_by_key(|s| s.to_lowercase());
     } else {
@@ -474,7 +548,11 @@ pub fn uniq(ctx: &mut Ctx, args: &[String]) -> i32 {
         if (has('d') && n < 2) || (has('u') && n > 1) {
             continue;
         }
-        let _ = if has('c') { writeln!(ctx.out(), "{n:>7} {line}") } else { writeln!(ctx.out(), "{line}") };
+        let _ = if has('c') {
+            writeln!(ctx.out(), "{n:>7} {line}")
+        } else {
+            writeln!(ctx.out(), "{line}")
+        };
     }
     0
 }
@@ -488,7 +566,10 @@ pub fn tee(ctx: &mut Ctx, args: &[String]) -> i32 {
     let mut status = 0;
     for path in ops {
         let file = if append {
-            std::fs::OpenOptions::new().create(true).append(true).open(path)
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
         } else {
             std::fs::File::create(path)
         };
@@ -508,7 +589,11 @@ fn parse_list(spec: &str) -> Option<Vec<(usize, usize)>> {
                 None => (part, part),
             };
             let a = if a.is_empty() { 1 } else { a.parse().ok()? };
-            let b = if b.is_empty() { usize::MAX } else { b.parse().ok()? };
+            let b = if b.is_empty() {
+                usize::MAX
+            } else {
+                b.parse().ok()?
+            };
             (a >= 1 && a <= b).then_some((a, b))
         })
         .collect()
@@ -516,13 +601,21 @@ fn parse_list(spec: &str) -> Option<Vec<(usize, usize)>> {
 
 pub fn cut(ctx: &mut Ctx, args: &[String]) -> i32 {
     let (flags, ops) = flags!(ctx, "cut", args, "s", "dfcb", 1);
-    let value = |c: char| flags.iter().find(|(f, _)| *f == c).and_then(|(_, v)| v.clone());
+    let value = |c: char| {
+        flags
+            .iter()
+            .find(|(f, _)| *f == c)
+            .and_then(|(_, v)| v.clone())
+    };
     let delim = value('d').and_then(|d| d.chars().next()).unwrap_or('\t');
     let (spec, by_field) = match (value('f'), value('c').or(value('b'))) {
         (Some(f), _) => (f, true),
         (None, Some(c)) => (c, false),
         (None, None) => {
-            ctx.error("cut", "you must specify a list of bytes, characters, or fields");
+            ctx.error(
+                "cut",
+                "you must specify a list of bytes, characters, or fields",
+            );
             return 1;
         }
     };
@@ -542,10 +635,19 @@ pub fn cut(ctx: &mut Ctx, args: &[String]) -> i32 {
                     line.to_string()
                 } else {
                     let d = delim.to_string();
-                    line.split(delim).enumerate().filter(|(i, _)| keep(i + 1)).map(|(_, f)| f).collect::<Vec<_>>().join(&d)
+                    line.split(delim)
+                        .enumerate()
+                        .filter(|(i, _)| keep(i + 1))
+                        .map(|(_, f)| f)
+                        .collect::<Vec<_>>()
+                        .join(&d)
                 }
             } else {
-                line.chars().enumerate().filter(|(i, _)| keep(i + 1)).map(|(_, c)| c).collect()
+                line.chars()
+                    .enumerate()
+                    .filter(|(i, _)| keep(i + 1))
+                    .map(|(_, c)| c)
+                    .collect()
             };
             let _ = writeln!(ctx.out(), "{out}");
         }
@@ -624,7 +726,10 @@ mod tests {
 
     #[test]
     fn cut_lists() {
-        assert_eq!(parse_list("1,3-4,6-").unwrap(), [(1, 1), (3, 4), (6, usize::MAX)]);
+        assert_eq!(
+            parse_list("1,3-4,6-").unwrap(),
+            [(1, 1), (3, 4), (6, usize::MAX)]
+        );
         assert!(parse_list("0").is_none());
     }
 }

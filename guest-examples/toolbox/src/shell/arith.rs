@@ -1,6 +1,8 @@
 //! `$(( ))` and `(( ))`: integer arithmetic over shell variables.
 
-use brush_parser::ast::{ArithmeticExpr, ArithmeticTarget, BinaryOperator, UnaryAssignmentOperator, UnaryOperator};
+use brush_parser::ast::{
+    ArithmeticExpr, ArithmeticTarget, BinaryOperator, UnaryAssignmentOperator, UnaryOperator,
+};
 
 use super::Shell;
 use crate::io::Io;
@@ -102,7 +104,9 @@ fn binary(op: &BinaryOperator, a: i64, b: i64) -> Result<i64, String> {
             a.wrapping_pow(b as u32)
         }
         BinaryOperator::Multiply => a.wrapping_mul(b),
-        BinaryOperator::Divide | BinaryOperator::Modulo if b == 0 => return Err("division by zero".into()),
+        BinaryOperator::Divide | BinaryOperator::Modulo if b == 0 => {
+            return Err("division by zero".into())
+        }
         BinaryOperator::Divide => a.wrapping_div(b),
         BinaryOperator::Modulo => a.wrapping_rem(b),
         BinaryOperator::Comma => b,

@@ -7,8 +7,8 @@ use crate::applets;
 use crate::io::Io;
 
 const BUILTINS: &[&str] = &[
-    ":", ".", "break", "cd", "command", "continue", "eval", "exec", "exit", "export", "local", "read", "readonly",
-    "return", "set", "shift", "source", "trap", "unset", "wait",
+    ":", ".", "break", "cd", "command", "continue", "eval", "exec", "exit", "export", "local",
+    "read", "readonly", "return", "set", "shift", "source", "trap", "unset", "wait",
 ];
 
 pub fn is_builtin(name: &str) -> bool {
@@ -19,7 +19,11 @@ fn number(io: &Io, name: &str, arg: Option<&String>, default: i32) -> Result<i32
     match arg {
         None => Ok(default),
         Some(a) => a.parse().map_err(|_| {
-            applets::complain(&mut io.stderr.clone(), name, &format!("{a}: numeric argument required"));
+            applets::complain(
+                &mut io.stderr.clone(),
+                name,
+                &format!("{a}: numeric argument required"),
+            );
             2
         }),
     }
@@ -50,7 +54,11 @@ pub fn run(sh: &mut Shell, argv: &[String], io: &Io) -> Exec {
                 Ok(n) if n >= 1 => n as u32,
                 _ => return Ok(1),
             };
-            Err(if name == "break" { Flow::Break(n) } else { Flow::Continue(n) })
+            Err(if name == "break" {
+                Flow::Break(n)
+            } else {
+                Flow::Continue(n)
+            })
         }
         "cd" => {
             let target = match args.first().map(String::as_str) {
@@ -62,12 +70,17 @@ pub fn run(sh: &mut Shell, argv: &[String], io: &Io) -> Exec {
                 Ok(()) => {
                     let old = sh.var("PWD").unwrap_or("/").to_string();
                     sh.set_var("OLDPWD", &old);
-                    let pwd = std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or(target);
+                    let pwd = std::env::current_dir()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or(target);
                     sh.set_var("PWD", &pwd);
                     Ok(0)
                 }
                 Err(e) => {
-                    err(&format!("can't cd to {target}: {}", applets::io_message(&e)));
+                    err(&format!(
+                        "can't cd to {target}: {}",
+                        applets::io_message(&e)
+                    ));
                     Ok(1)
                 }
             }
@@ -163,7 +176,11 @@ pub fn run(sh: &mut Shell, argv: &[String], io: &Io) -> Exec {
                 line = line.replace("\\\n", "").replace('\\', "");
             }
             let ifs = sh.var("IFS").unwrap_or(" \t\n").to_string();
-            let names: Vec<String> = if names.is_empty() { vec!["REPLY".into()] } else { names.into_iter().cloned().collect() };
+            let names: Vec<String> = if names.is_empty() {
+                vec!["REPLY".into()]
+            } else {
+                names.into_iter().cloned().collect()
+            };
             let mut rest = line.trim_matches(|c| ifs.contains(c)).to_string();
             for (i, var) in names.iter().enumerate() {
                 if i + 1 == names.len() {
@@ -171,7 +188,12 @@ pub fn run(sh: &mut Shell, argv: &[String], io: &Io) -> Exec {
                     break;
                 }
                 let (head, tail) = match rest.find(|c| ifs.contains(c)) {
-                    Some(at) => (rest[..at].to_string(), rest[at..].trim_start_matches(|c| ifs.contains(c)).to_string()),
+                    Some(at) => (
+                        rest[..at].to_string(),
+                        rest[at..]
+                            .trim_start_matches(|c| ifs.contains(c))
+                            .to_string(),
+                    ),
                     None => (rest.clone(), String::new()),
                 };
                 sh.set_var(var, &head);
@@ -198,7 +220,10 @@ pub fn run(sh: &mut Shell, argv: &[String], io: &Io) -> Exec {
                 return Ok(0);
             }
             let env = sh.exported_env(&[]);
-            let mut ctx = applets::Ctx { io: io.clone(), env };
+            let mut ctx = applets::Ctx {
+                io: io.clone(),
+                env,
+            };
             match applets::run(applets::basename(&args[0]), args, &mut ctx) {
                 Some(code) => Err(Flow::Exit(code)),
                 None => {
@@ -226,11 +251,16 @@ pub fn run(sh: &mut Shell, argv: &[String], io: &Io) -> Exec {
                 return Ok(0);
             }
             let env = sh.exported_env(&[]);
-            let mut ctx = applets::Ctx { io: io.clone(), env };
-            Ok(applets::run(applets::basename(&args[0]), args, &mut ctx).unwrap_or_else(|| {
-                err(&format!("{}: not found", args[0]));
-                127
-            }))
+            let mut ctx = applets::Ctx {
+                io: io.clone(),
+                env,
+            };
+            Ok(
+                applets::run(applets::basename(&args[0]), args, &mut ctx).unwrap_or_else(|| {
+                    err(&format!("{}: not found", args[0]));
+                    127
+                }),
+            )
         }
         "trap" => {
             // Signals never reach a WASI guest, so a handler for one would

@@ -2,14 +2,15 @@
 //! commands, simple commands and their redirections.
 
 use brush_parser::ast::{
-    self, AndOr, Command, CommandPrefixOrSuffixItem, CompoundCommand, CompoundList, IoFileRedirectKind,
-    IoFileRedirectTarget, IoRedirect, Pipeline, Program, SeparatorOperator, SimpleCommand,
+    self, AndOr, Command, CommandPrefixOrSuffixItem, CompoundCommand, CompoundList,
+    IoFileRedirectKind, IoFileRedirectTarget, IoRedirect, Pipeline, Program, SeparatorOperator,
+    SimpleCommand,
 };
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::rc::Rc;
 
-use super::{Exec, Flow, Shell, builtins};
+use super::{builtins, Exec, Flow, Shell};
 use crate::applets;
 use crate::io::{Input, Io, Output};
 
@@ -93,11 +94,17 @@ impl Shell {
         let mut status = 0;
         for (i, stage) in stages.iter().enumerate() {
             let last = i + 1 == stages.len();
-            let (stdout, buffer) = if last { (io.stdout.clone(), None) } else {
+            let (stdout, buffer) = if last {
+                (io.stdout.clone(), None)
+            } else {
                 let (out, buf) = Output::buffer();
                 (out, Some(buf))
             };
-            let stage_io = Io { stdin: input.clone(), stdout, stderr: io.stderr.clone() };
+            let stage_io = Io {
+                stdin: input.clone(),
+                stdout,
+                stderr: io.stderr.clone(),
+            };
             status = self.subshell(|sh| sh.run_command(stage, &stage_io));
             if let Some(buf) = buffer {
                 input = Input::bytes(std::mem::take(&mut *buf.borrow_mut()));
@@ -135,7 +142,8 @@ impl Shell {
                 self.run_compound(compound, &io)?
             }
             Command::Function(def) => {
-                self.functions.insert(def.fname.value.clone(), Rc::new(def.body.clone()));
+                self.functions
+                    .insert(def.fname.value.clone(), Rc::new(def.body.clone()));
                 0
             }
             Command::ExtendedTest(..) => self.fail(io, "[[ ]] is not supported; use [ ]", 2),
@@ -174,8 +182,12 @@ impl Shell {
                 }
                 Ok(0)
             }
-            CompoundCommand::WhileClause(clause) => self.run_loop(&clause.0, &clause.1.list, true, io),
-            CompoundCommand::UntilClause(clause) => self.run_loop(&clause.0, &clause.1.list, false, io),
+            CompoundCommand::WhileClause(clause) => {
+                self.run_loop(&clause.0, &clause.1.list, true, io)
+            }
+            CompoundCommand::UntilClause(clause) => {
+                self.run_loop(&clause.0, &clause.1.list, false, io)
+            }
             CompoundCommand::ForClause(clause) => {
                 let values = match &clause.values {
                     Some(words) => match self.expand_words(words, io) {
@@ -239,7 +251,9 @@ impl Shell {
                     }
                     match item.post_action {
                         ast::CaseItemPostAction::ExitCase => break,
-                        ast::CaseItemPostAction::UnconditionallyExecuteNextCaseItem => falling = true,
+                        ast::CaseItemPostAction::UnconditionallyExecuteNextCaseItem => {
+                            falling = true
+                        }
                         ast::CaseItemPostAction::ContinueEvaluatingCases => falling = false,
                     }
                 }
@@ -249,7 +263,9 @@ impl Shell {
                 Ok(v) => Ok(i32::from(v == 0)),
                 Err(e) => self.expansion_failed(io, &e),
             },
-            CompoundCommand::ArithmeticForClause(_) => Ok(self.fail(io, "for ((...)) is not supported", 2)),
+            CompoundCommand::ArithmeticForClause(_) => {
+                Ok(self.fail(io, "for ((...)) is not supported", 2))
+            }
             CompoundCommand::Coprocess(_) => Ok(self.fail(io, "coproc is not supported", 2)),
         }
     }
@@ -261,7 +277,13 @@ impl Shell {
         r
     }
 
-    fn run_loop(&mut self, cond: &CompoundList, body: &CompoundList, want_success: bool, io: &Io) -> Exec {
+    fn run_loop(
+        &mut self,
+        cond: &CompoundList,
+        body: &CompoundList,
+        want_success: bool,
+        io: &Io,
+    ) -> Exec {
         let mut status = 0;
         self.loop_depth += 1;
         let result = loop {
@@ -274,7 +296,13 @@ impl Shell {
             }
             match self.run_list(body, io) {
                 Ok(s) => status = s,
-                Err(Flow::Break(n)) => break if n > 1 { Err(Flow::Break(n - 1)) } else { Ok(status) },
+                Err(Flow::Break(n)) => {
+                    break if n > 1 {
+                        Err(Flow::Break(n - 1))
+                    } else {
+                        Ok(status)
+                    }
+                }
                 Err(Flow::Continue(n)) if n > 1 => break Err(Flow::Continue(n - 1)),
                 Err(Flow::Continue(_)) => {}
                 Err(other) => break Err(other),
@@ -288,7 +316,11 @@ impl Shell {
         let mut assignments = Vec::new();
         let mut words = Vec::new();
         let mut redirects = Vec::new();
-        let items = cmd.prefix.iter().flat_map(|p| p.0.iter()).chain(cmd.suffix.iter().flat_map(|s| s.0.iter()));
+        let items = cmd
+            .prefix
+            .iter()
+            .flat_map(|p| p.0.iter())
+            .chain(cmd.suffix.iter().flat_map(|s| s.0.iter()));
         let mut name_seen = false;
         for item in cmd.prefix.iter().flat_map(|p| p.0.iter()) {
             if let CommandPrefixOrSuffixItem::AssignmentWord(a, _) = item {
@@ -303,7 +335,9 @@ impl Shell {
             match item {
                 CommandPrefixOrSuffixItem::IoRedirect(r) => redirects.push(r.clone()),
                 CommandPrefixOrSuffixItem::Word(w) => words.push(w.clone()),
-                CommandPrefixOrSuffixItem::AssignmentWord(_, w) if name_seen => words.push(w.clone()),
+                CommandPrefixOrSuffixItem::AssignmentWord(_, w) if name_seen => {
+                    words.push(w.clone())
+                }
                 CommandPrefixOrSuffixItem::AssignmentWord(..) => {}
                 CommandPrefixOrSuffixItem::ProcessSubstitution(..) => {
                     return Ok(self.fail(io, "process substitution is not supported", 2));
@@ -320,9 +354,15 @@ impl Shell {
                     Ok(v) => v,
                     Err(e) => return self.expansion_failed(io, &e),
                 },
-                ast::AssignmentValue::Array(_) => return Ok(self.fail(io, "arrays are not supported", 2)),
+                ast::AssignmentValue::Array(_) => {
+                    return Ok(self.fail(io, "arrays are not supported", 2))
+                }
             };
-            let value = if a.append { format!("{}{}", self.var(name).unwrap_or(""), value) } else { value };
+            let value = if a.append {
+                format!("{}{}", self.var(name).unwrap_or(""), value)
+            } else {
+                value
+            };
             assigned.push((name.clone(), value));
         }
         self.last_substitution_status = None;
@@ -355,7 +395,10 @@ impl Shell {
             return builtins::run(self, &argv, &io);
         }
         let env = self.exported_env(&assigned);
-        let mut ctx = applets::Ctx { io: io.clone(), env };
+        let mut ctx = applets::Ctx {
+            io: io.clone(),
+            env,
+        };
         match applets::run(applets::basename(name), &argv, &mut ctx) {
             Some(status) => {
                 let _ = ctx.io.stdout.flush();
@@ -402,11 +445,15 @@ impl Shell {
                 IoRedirect::File(fd, kind, target) => {
                     let input_kind = matches!(
                         kind,
-                        IoFileRedirectKind::Read | IoFileRedirectKind::DuplicateInput | IoFileRedirectKind::ReadAndWrite
+                        IoFileRedirectKind::Read
+                            | IoFileRedirectKind::DuplicateInput
+                            | IoFileRedirectKind::ReadAndWrite
                     );
                     let fd = fd.unwrap_or(if input_kind { 0 } else { 1 });
                     let target = match target {
-                        IoFileRedirectTarget::Filename(w) => Target::Path(self.expand_single(w, &io)?),
+                        IoFileRedirectTarget::Filename(w) => {
+                            Target::Path(self.expand_single(w, &io)?)
+                        }
                         IoFileRedirectTarget::Fd(n) => Target::Fd(*n),
                         IoFileRedirectTarget::Duplicate(w) => {
                             let text = self.expand_single(w, &io)?;
@@ -458,7 +505,9 @@ enum Target {
 
 fn set_input(io: &mut Io, fd: i32, input: Input) -> Result<(), String> {
     if fd != 0 {
-        return Err(format!("redirecting input to descriptor {fd} is not supported"));
+        return Err(format!(
+            "redirecting input to descriptor {fd} is not supported"
+        ));
     }
     io.stdin = input;
     Ok(())
@@ -468,7 +517,9 @@ fn output_slot(io: &mut Io, fd: i32) -> Result<&mut Output, String> {
     match fd {
         1 => Ok(&mut io.stdout),
         2 => Ok(&mut io.stderr),
-        _ => Err(format!("descriptor {fd} is not supported (only 0, 1 and 2)")),
+        _ => Err(format!(
+            "descriptor {fd} is not supported (only 0, 1 and 2)"
+        )),
     }
 }
 
@@ -492,15 +543,27 @@ fn open_input(path: &str) -> Result<Input, String> {
     match path {
         "/dev/null" => Ok(Input::Null),
         "/dev/stdin" => Ok(Input::Stdin),
-        _ => File::open(path).map(Input::file).map_err(|e| format!("can't open {path}: {}", applets::io_message(&e))),
+        _ => File::open(path)
+            .map(Input::file)
+            .map_err(|e| format!("can't open {path}: {}", applets::io_message(&e))),
     }
 }
 
-fn apply_file_redirect(io: &mut Io, fd: i32, kind: &IoFileRedirectKind, target: Target) -> Result<(), String> {
+fn apply_file_redirect(
+    io: &mut Io,
+    fd: i32,
+    kind: &IoFileRedirectKind,
+    target: Target,
+) -> Result<(), String> {
     match (kind, target) {
         (IoFileRedirectKind::Read, Target::Path(p)) => set_input(io, fd, open_input(&p)?),
         (IoFileRedirectKind::ReadAndWrite, Target::Path(p)) => {
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&p)
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&p)
                 .map_err(|e| format!("can't open {p}: {}", applets::io_message(&e)))?;
             set_input(io, fd, open_input(&p)?)
         }

@@ -2,8 +2,10 @@
 //! substitution and arithmetic; then field splitting of unquoted results,
 //! pathname expansion of unquoted pattern characters, quote removal.
 
-use brush_parser::word::{self, Parameter, ParameterExpr, ParameterTestType, SpecialParameter, WordPiece};
 use brush_parser::ast::Word;
+use brush_parser::word::{
+    self, Parameter, ParameterExpr, ParameterTestType, SpecialParameter, WordPiece,
+};
 
 use super::Shell;
 use crate::io::{Io, Output};
@@ -27,7 +29,10 @@ impl Fields {
     fn push(&mut self, text: &str, quoted: bool) {
         self.started = true;
         if !text.is_empty() {
-            self.current.push(Piece { text: text.to_string(), quoted });
+            self.current.push(Piece {
+                text: text.to_string(),
+                quoted,
+            });
         }
     }
 
@@ -112,7 +117,13 @@ impl Shell {
             for field in self.expand(&w.value, io, Mode::Fields)? {
                 let pattern: String = field
                     .iter()
-                    .map(|p| if p.quoted { escape_pattern(&p.text) } else { p.text.clone() })
+                    .map(|p| {
+                        if p.quoted {
+                            escape_pattern(&p.text)
+                        } else {
+                            p.text.clone()
+                        }
+                    })
                     .collect();
                 let plain: String = field.iter().map(|p| p.text.as_str()).collect();
                 if crate::glob::has_magic(&pattern) {
@@ -144,17 +155,29 @@ impl Shell {
         Ok(fields
             .iter()
             .flatten()
-            .map(|p| if p.quoted { escape_pattern(&p.text) } else { p.text.clone() })
+            .map(|p| {
+                if p.quoted {
+                    escape_pattern(&p.text)
+                } else {
+                    p.text.clone()
+                }
+            })
             .collect())
     }
 
     pub(super) fn expand_heredoc(&mut self, text: &str, io: &Io) -> Result<String> {
-        let pieces = word::parse_heredoc(text, &super::parser_options()).map_err(|e| e.to_string())?;
+        let pieces =
+            word::parse_heredoc(text, &super::parser_options()).map_err(|e| e.to_string())?;
         let mut fields = Fields::default();
         for p in &pieces {
             self.expand_piece(&p.piece, true, Mode::Single, io, &mut fields)?;
         }
-        Ok(fields.finish().iter().flatten().map(|p| p.text.as_str()).collect())
+        Ok(fields
+            .finish()
+            .iter()
+            .flatten()
+            .map(|p| p.text.as_str())
+            .collect())
     }
 
     fn expand(&mut self, text: &str, io: &Io, mode: Mode) -> Result<Vec<Vec<Piece>>> {
@@ -170,7 +193,14 @@ impl Shell {
         Ok(done)
     }
 
-    fn expand_piece(&mut self, piece: &WordPiece, quoted: bool, mode: Mode, io: &Io, out: &mut Fields) -> Result<()> {
+    fn expand_piece(
+        &mut self,
+        piece: &WordPiece,
+        quoted: bool,
+        mode: Mode,
+        io: &Io,
+        out: &mut Fields,
+    ) -> Result<()> {
         let split = mode == Mode::Fields && !quoted;
         let emit = |sh: &Shell, out: &mut Fields, text: &str| {
             if split {
@@ -184,7 +214,8 @@ impl Shell {
             WordPiece::Text(t) => out.push(t, quoted),
             WordPiece::SingleQuotedText(t) => out.push(t, true),
             WordPiece::AnsiCQuotedText(t) => out.push(&crate::applets::unescape_c(t).0, true),
-            WordPiece::DoubleQuotedSequence(inner) | WordPiece::GettextDoubleQuotedSequence(inner) => {
+            WordPiece::DoubleQuotedSequence(inner)
+            | WordPiece::GettextDoubleQuotedSequence(inner) => {
                 out.push("", true);
                 for p in inner {
                     self.expand_piece(&p.piece, true, mode, io, out)?;
@@ -206,7 +237,9 @@ impl Shell {
                 chars.next(); // the backslash
                 match chars.next() {
                     None | Some('\n') => {}
-                    Some(c) if quoted && !matches!(c, '$' | '`' | '"' | '\\') => out.push(&format!("\\{c}"), true),
+                    Some(c) if quoted && !matches!(c, '$' | '`' | '"' | '\\') => {
+                        out.push(&format!("\\{c}"), true)
+                    }
                     Some(c) => out.push(&c.to_string(), true),
                 }
             }
@@ -254,7 +287,11 @@ impl Shell {
     /// without trailing newlines.
     fn substitute(&mut self, source: &str, io: &Io) -> String {
         let (stdout, buffer) = Output::buffer();
-        let sub_io = Io { stdin: io.stdin.clone(), stdout, stderr: io.stderr.clone() };
+        let sub_io = Io {
+            stdin: io.stdin.clone(),
+            stdout,
+            stderr: io.stderr.clone(),
+        };
         let status = self.subshell(|sh| sh.run_source(source, &sub_io));
         self.last_substitution_status = Some(status);
         let mut text = String::from_utf8_lossy(&buffer.borrow()).into_owned();
@@ -279,7 +316,9 @@ impl Shell {
                 SpecialParameter::AllPositionalParameters { concatenate } => {
                     Value::Many(self.positional.clone(), *concatenate)
                 }
-                SpecialParameter::PositionalParameterCount => Value::One(self.positional.len().to_string()),
+                SpecialParameter::PositionalParameterCount => {
+                    Value::One(self.positional.len().to_string())
+                }
                 SpecialParameter::LastExitStatus => Value::One(self.last_status.to_string()),
                 SpecialParameter::CurrentOptionFlags => {
                     let mut f = String::new();
@@ -310,14 +349,26 @@ impl Shell {
             _ => false,
         };
         let no_indirect = |indirect: &bool| {
-            if *indirect { Err("indirect expansion (${!x}) is not supported".to_string()) } else { Ok(()) }
+            if *indirect {
+                Err("indirect expansion (${!x}) is not supported".to_string())
+            } else {
+                Ok(())
+            }
         };
         Ok(match expr {
-            ParameterExpr::Parameter { parameter, indirect } => {
+            ParameterExpr::Parameter {
+                parameter,
+                indirect,
+            } => {
                 no_indirect(indirect)?;
                 self.parameter_value(parameter)?
             }
-            ParameterExpr::UseDefaultValues { parameter, indirect, test_type, default_value } => {
+            ParameterExpr::UseDefaultValues {
+                parameter,
+                indirect,
+                test_type,
+                default_value,
+            } => {
                 no_indirect(indirect)?;
                 let v = self.parameter_value(parameter)?;
                 if is_missing(&v, test_type) {
@@ -326,7 +377,12 @@ impl Shell {
                     v
                 }
             }
-            ParameterExpr::AssignDefaultValues { parameter, indirect, test_type, default_value } => {
+            ParameterExpr::AssignDefaultValues {
+                parameter,
+                indirect,
+                test_type,
+                default_value,
+            } => {
                 no_indirect(indirect)?;
                 let v = self.parameter_value(parameter)?;
                 if is_missing(&v, test_type) {
@@ -340,7 +396,12 @@ impl Shell {
                     v
                 }
             }
-            ParameterExpr::IndicateErrorIfNullOrUnset { parameter, indirect, test_type, error_message } => {
+            ParameterExpr::IndicateErrorIfNullOrUnset {
+                parameter,
+                indirect,
+                test_type,
+                error_message,
+            } => {
                 no_indirect(indirect)?;
                 let v = self.parameter_value(parameter)?;
                 if is_missing(&v, test_type) {
@@ -349,13 +410,22 @@ impl Shell {
                         _ => "parameter null or not set".to_string(),
                     };
                     let name = param_name(parameter);
-                    crate::applets::complain(&mut io.stderr.clone(), "sh", &format!("{name}: {msg}"));
+                    crate::applets::complain(
+                        &mut io.stderr.clone(),
+                        "sh",
+                        &format!("{name}: {msg}"),
+                    );
                     // Fatal in a non-interactive shell.
                     return Err(FATAL.to_string());
                 }
                 v
             }
-            ParameterExpr::UseAlternativeValue { parameter, indirect, test_type, alternative_value } => {
+            ParameterExpr::UseAlternativeValue {
+                parameter,
+                indirect,
+                test_type,
+                alternative_value,
+            } => {
                 no_indirect(indirect)?;
                 let v = self.parameter_value(parameter)?;
                 if is_missing(&v, test_type) {
@@ -364,7 +434,10 @@ impl Shell {
                     Value::One(self.expand_str(alternative_value.as_deref().unwrap_or(""), io)?)
                 }
             }
-            ParameterExpr::ParameterLength { parameter, indirect } => {
+            ParameterExpr::ParameterLength {
+                parameter,
+                indirect,
+            } => {
                 no_indirect(indirect)?;
                 let v = self.parameter_value(parameter)?;
                 let n = match v {
@@ -373,27 +446,57 @@ impl Shell {
                 };
                 Value::One(n.to_string())
             }
-            ParameterExpr::RemoveSmallestSuffixPattern { parameter, indirect, pattern }
-            | ParameterExpr::RemoveLargestSuffixPattern { parameter, indirect, pattern }
-            | ParameterExpr::RemoveSmallestPrefixPattern { parameter, indirect, pattern }
-            | ParameterExpr::RemoveLargestPrefixPattern { parameter, indirect, pattern } => {
+            ParameterExpr::RemoveSmallestSuffixPattern {
+                parameter,
+                indirect,
+                pattern,
+            }
+            | ParameterExpr::RemoveLargestSuffixPattern {
+                parameter,
+                indirect,
+                pattern,
+            }
+            | ParameterExpr::RemoveSmallestPrefixPattern {
+                parameter,
+                indirect,
+                pattern,
+            }
+            | ParameterExpr::RemoveLargestPrefixPattern {
+                parameter,
+                indirect,
+                pattern,
+            } => {
                 no_indirect(indirect)?;
-                let value = self.parameter_value(parameter)?.joined().unwrap_or_default();
+                let value = self
+                    .parameter_value(parameter)?
+                    .joined()
+                    .unwrap_or_default();
                 let pat = self.expand_pattern_str(pattern.as_deref().unwrap_or(""), io)?;
                 let largest = matches!(
                     expr,
-                    ParameterExpr::RemoveLargestSuffixPattern { .. } | ParameterExpr::RemoveLargestPrefixPattern { .. }
+                    ParameterExpr::RemoveLargestSuffixPattern { .. }
+                        | ParameterExpr::RemoveLargestPrefixPattern { .. }
                 );
                 let suffix = matches!(
                     expr,
-                    ParameterExpr::RemoveSmallestSuffixPattern { .. } | ParameterExpr::RemoveLargestSuffixPattern { .. }
+                    ParameterExpr::RemoveSmallestSuffixPattern { .. }
+                        | ParameterExpr::RemoveLargestSuffixPattern { .. }
                 );
                 Value::One(remove_affix(&value, &pat, suffix, largest))
             }
-            ParameterExpr::Substring { parameter, indirect, offset, length } => {
+            ParameterExpr::Substring {
+                parameter,
+                indirect,
+                offset,
+                length,
+            } => {
                 no_indirect(indirect)?;
-                let value: Vec<char> =
-                    self.parameter_value(parameter)?.joined().unwrap_or_default().chars().collect();
+                let value: Vec<char> = self
+                    .parameter_value(parameter)?
+                    .joined()
+                    .unwrap_or_default()
+                    .chars()
+                    .collect();
                 let len = value.len() as i64;
                 let mut start = self.eval_arith(&offset.value, io)?;
                 if start < 0 {
@@ -403,15 +506,28 @@ impl Shell {
                 let end = match length {
                     Some(l) => {
                         let l = self.eval_arith(&l.value, io)?;
-                        if l < 0 { (len + l).max(start) } else { (start + l).min(len) }
+                        if l < 0 {
+                            (len + l).max(start)
+                        } else {
+                            (start + l).min(len)
+                        }
                     }
                     None => len,
                 };
                 Value::One(value[start as usize..end as usize].iter().collect())
             }
-            ParameterExpr::ReplaceSubstring { parameter, indirect, pattern, replacement, match_kind } => {
+            ParameterExpr::ReplaceSubstring {
+                parameter,
+                indirect,
+                pattern,
+                replacement,
+                match_kind,
+            } => {
                 no_indirect(indirect)?;
-                let value = self.parameter_value(parameter)?.joined().unwrap_or_default();
+                let value = self
+                    .parameter_value(parameter)?
+                    .joined()
+                    .unwrap_or_default();
                 let pat = self.expand_pattern_str(pattern, io)?;
                 let rep = self.expand_str(replacement.as_deref().unwrap_or(""), io)?;
                 Value::One(replace(&value, &pat, &rep, match_kind))
@@ -421,14 +537,16 @@ impl Shell {
     }
 
     fn expand_pattern_str(&mut self, text: &str, io: &Io) -> Result<String> {
-        let w = Word { value: text.to_string(), loc: None };
+        let w = Word {
+            value: text.to_string(),
+            loc: None,
+        };
         self.expand_pattern(&w, io)
     }
 }
 
 /// The marker error of `${x:?}`: the shell must exit.
 pub(super) const FATAL: &str = "\u{0}fatal";
-
 
 fn param_name(p: &Parameter) -> String {
     match p {
@@ -441,12 +559,22 @@ fn param_name(p: &Parameter) -> String {
 fn remove_affix(value: &str, pattern: &str, suffix: bool, largest: bool) -> String {
     let chars: Vec<char> = value.chars().collect();
     let n = chars.len();
-    let candidates: Vec<usize> = if suffix == largest { (0..=n).collect() } else { (0..=n).rev().collect() };
+    let candidates: Vec<usize> = if suffix == largest {
+        (0..=n).collect()
+    } else {
+        (0..=n).rev().collect()
+    };
     for cut in candidates {
         let (keep, part) = if suffix {
-            (chars[..cut].iter().collect::<String>(), chars[cut..].iter().collect::<String>())
+            (
+                chars[..cut].iter().collect::<String>(),
+                chars[cut..].iter().collect::<String>(),
+            )
         } else {
-            (chars[cut..].iter().collect::<String>(), chars[..cut].iter().collect::<String>())
+            (
+                chars[cut..].iter().collect::<String>(),
+                chars[..cut].iter().collect::<String>(),
+            )
         };
         if crate::glob::matches(pattern, &part) {
             return keep;
@@ -484,7 +612,10 @@ fn replace(value: &str, pattern: &str, rep: &str, kind: &word::SubstringMatchKin
             let mut replaced = false;
             while i < n {
                 if !replaced || all {
-                    if let Some(end) = (i + 1..=n).rev().find(|&e| crate::glob::matches(pattern, &text(i, e))) {
+                    if let Some(end) = (i + 1..=n)
+                        .rev()
+                        .find(|&e| crate::glob::matches(pattern, &text(i, e)))
+                    {
                         out.push_str(rep);
                         i = end;
                         replaced = true;

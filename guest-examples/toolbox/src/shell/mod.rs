@@ -71,13 +71,28 @@ fn parser_options() -> brush_parser::ParserOptions {
 
 /// Parses shell source into a program, or a message for a syntax error.
 pub fn parse(source: &str) -> Result<brush_parser::ast::Program, String> {
-    let mut parser = brush_parser::Parser::new(std::io::BufReader::new(source.as_bytes()), &parser_options());
-    parser.parse_program().map_err(|e| format!("syntax error: {e}"))
+    let mut parser = brush_parser::Parser::new(
+        std::io::BufReader::new(source.as_bytes()),
+        &parser_options(),
+    );
+    parser
+        .parse_program()
+        .map_err(|e| format!("syntax error: {e}"))
 }
 
 impl Shell {
     pub fn new(arg0: &str, positional: Vec<String>) -> Shell {
-        let vars = std::env::vars().map(|(k, v)| (k, Var { value: v, exported: true })).collect();
+        let vars = std::env::vars()
+            .map(|(k, v)| {
+                (
+                    k,
+                    Var {
+                        value: v,
+                        exported: true,
+                    },
+                )
+            })
+            .collect();
         let mut sh = Shell {
             vars,
             arg0: arg0.to_string(),
@@ -107,7 +122,13 @@ impl Shell {
         match self.vars.get_mut(name) {
             Some(v) => v.value = value.to_string(),
             None => {
-                self.vars.insert(name.to_string(), Var { value: value.to_string(), exported: false });
+                self.vars.insert(
+                    name.to_string(),
+                    Var {
+                        value: value.to_string(),
+                        exported: false,
+                    },
+                );
             }
         }
     }
@@ -115,7 +136,10 @@ impl Shell {
     fn export(&mut self, name: &str) {
         self.vars
             .entry(name.to_string())
-            .or_insert(Var { value: String::new(), exported: true })
+            .or_insert(Var {
+                value: String::new(),
+                exported: true,
+            })
             .exported = true;
     }
 
@@ -196,7 +220,11 @@ pub fn main(args: &[String]) -> i32 {
         None if !rest.is_empty() => match std::fs::read_to_string(&rest[0]) {
             Ok(text) => (Some(text), rest[0].clone(), rest[1..].to_vec()),
             Err(e) => {
-                eprintln!("sh: can't open '{}': {}", rest[0], crate::applets::io_message(&e));
+                eprintln!(
+                    "sh: can't open '{}': {}",
+                    rest[0],
+                    crate::applets::io_message(&e)
+                );
                 return 127;
             }
         },
@@ -234,7 +262,9 @@ impl Shell {
                 let _ = write!(err, "{ps}");
                 let _ = err.flush();
             }
-            let Ok(Some(line)) = input.read_line() else { break };
+            let Ok(Some(line)) = input.read_line() else {
+                break;
+            };
             pending.push_str(&line);
             pending.push('\n');
             match parse(&pending) {
