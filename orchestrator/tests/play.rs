@@ -1,0 +1,253 @@
+//! `wasmkube play` through the real binary: what a user types and sees.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn data_dir() -> PathBuf {
+    // Shared by the tests of this file so the compile cache is warm.
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("play-tests")
+}
+
+fn manifest(yaml: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    f.write_all(yaml.as_bytes()).unwrap();
+    f
+}
+
+fn play(file: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmkube"));
+    cmd.arg("--data-dir")
+        .arg(data_dir())
+        .arg("play")
+        .arg("-f")
+        .arg(file)
+        .args(extra);
+    cmd
+}
+
+fn run_to_end(file: &Path) -> Output {
+    play(file, &["--restart-backoff", "20ms"]).output().unwrap()
+}
+
+/// Runs `play` for `for_how_long`, then sends SIGINT (Ctrl-C) and collects.
+fn run_then_interrupt(file: &Path, for_how_long: Duration) -> Output {
+    let child = play(file, &["--restart-backoff", "20ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(for_how_long);
+    // SAFETY: signalling our own child process by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "play took {:?} to stop after Ctrl-C",
+        started.elapsed()
+    );
+    out
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn summary_lines_and_exit_status() {
+    let f = manifest(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: codes
+spec:
+  restartPolicy: Never
+  containers:
+  - name: ok
+    image: toolbox
+    command: ["sh", "-c", "echo all good"]
+  - name: seven
+    image: toolbox:latest
+    command: ["/bin/sh", "-c", "echo failing >&2; exit 7"]
+"#,
+    );
+    let out = run_to_end(f.path());
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("[codes/ok] all good\n"), "{stdout}");
+    assert!(text(&out.stderr).contains("[codes/seven] failing\n"));
+    let summary: Vec<&str> = stdout.lines().filter(|l| l.starts_with("pod/")).collect();
+    assert_eq!(
+        summary,
+        [
+            "pod/codes container/ok exit=0 reason=Completed",
+            "pod/codes container/seven exit=7 reason=Error"
+        ]
+    );
+}
+
+#[test]
+fn success_exits_zero_and_several_documents_run_together() {
+    let f = manifest(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: first}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: toolbox, command: [echo, one]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: second}
+spec:
+  restartPolicy: OnFailure
+  containers:
+  - {name: c, image: stress, args: [--print, two]}
+"#,
+    );
+    let out = run_to_end(f.path());
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("[first/c] one\n") && stdout.contains("[second/c] two\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pod/first container/c exit=0 reason=Completed"));
+    assert!(stdout.contains("pod/second container/c exit=0 reason=Completed"));
+}
+
+#[test]
+fn oom_is_reported() {
+    let f = manifest(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: stress
+    args: ["--alloc-mb", "100"]
+    resources:
+      limits: {memory: 32Mi}
+"#,
+    );
+    let out = run_to_end(f.path());
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("pod/hog container/hog exit=137 reason=OOMKilled"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn unknown_fields_are_refused_before_anything_runs() {
+    let f = manifest(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: typo}\nspec:\n  containers:\n  - name: c\n    image: toolbox\n    comand: [echo, should-not-run]\n",
+    );
+    let out = run_to_end(f.path());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("spec.containers[0].comand"), "{stderr}");
+    assert!(stderr.contains("unknown field \"comand\""), "{stderr}");
+    assert!(
+        text(&out.stdout).is_empty(),
+        "something ran: {}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn invalid_pods_get_kubernetes_style_errors() {
+    let f = manifest(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec:\n  containers:\n  - name: Bad_Name\n    volumeMounts: [{name: missing, mountPath: /x}]\n",
+    );
+    let out = run_to_end(f.path());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("Pod \"bad\" is invalid"), "{stderr}");
+    assert!(
+        stderr.contains("spec.containers[0].image: Required value"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("spec.containers[0].volumeMounts[0].name: Not found: \"missing\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("spec.containers[0].name: Invalid value: \"Bad_Name\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_image_is_refused_before_anything_runs() {
+    let f = manifest(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: web, image: \"nginx:1.7.9\"}\n  - {name: c, image: toolbox, command: [echo, ran]}\n",
+    );
+    let out = run_to_end(f.path());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(
+            "pod \"p\" container \"web\": image \"nginx:1.7.9\" is not in the local image store"
+        ),
+        "{stderr}"
+    );
+    assert!(!text(&out.stdout).contains("ran"));
+}
+
+#[test]
+fn the_guides_adapter_pod_reshapes_the_apps_stats() {
+    // The guide's adapter pod, in its spirit: the app writes its own stats
+    // (no `top` in WASI), the adapter reshapes them with head, tail and
+    // grep -o -E, both over a shared emptyDir.
+    let f = manifest(include_str!("../../examples/adapter.yaml"));
+    let out = run_then_interrupt(f.path(), Duration::from_secs(4));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("[pod-with-adapter/adapter-container] "))
+        .collect();
+    assert!(
+        lines.len() >= 3,
+        "adapter printed too little: {stdout}\n{}",
+        text(&out.stderr)
+    );
+    // Groups of three: the date, the memory figure, the CPU figure.
+    let start = lines
+        .iter()
+        .position(|l| l.contains(" UTC "))
+        .expect("a date line");
+    let group = &lines[start..start + 3];
+    assert!(group[0].contains(" UTC "), "{group:?}");
+    assert!(
+        group[1].ends_with('K') && group[1][..group[1].len() - 1].parse::<u32>().is_ok(),
+        "{group:?}"
+    );
+    assert!(
+        group[2].ends_with('%') && group[2][..group[2].len() - 1].parse::<u32>().is_ok(),
+        "{group:?}"
+    );
+    // Stopped by Ctrl-C: both containers end stopped, summary printed.
+    assert!(
+        stdout.contains("pod/pod-with-adapter container/app-container exit=143 reason=Error"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pod/pod-with-adapter container/adapter-container exit=143 reason=Error"),
+        "{stdout}"
+    );
+}
