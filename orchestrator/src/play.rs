@@ -10,6 +10,7 @@ use wasmkube_runtime::{
 };
 
 use crate::admission;
+use crate::kubelet::host_ports;
 use crate::kubelet::pod_spec::{self, NodeInfo, Options};
 use crate::manifest::{self, Object};
 
@@ -60,6 +61,9 @@ pub enum Error {
     /// A pod's sandbox could not be created.
     #[error(transparent)]
     Sandbox(#[from] wasmkube_runtime::sandbox::Error),
+    /// A hostPort could not be opened.
+    #[error(transparent)]
+    HostPort(#[from] crate::kubelet::host_ports::Error),
 }
 
 /// How to play.
@@ -186,8 +190,23 @@ pub async fn play(options: PlayOptions) -> Result<i32, Error> {
         }
     }
     let mut runners = Vec::new();
-    for spec in specs {
-        runners.push(PodRunner::start(&runtime, spec)?);
+    let mut published = Vec::new();
+    for (spec, pod) in specs.into_iter().zip(&pods) {
+        let name = spec.sandbox.name.clone();
+        let runner = PodRunner::start(&runtime, spec)?;
+        let ports = host_ports::publish(&name, runner.sandbox(), &host_ports::requested(pod)).await;
+        runners.push(runner);
+        match ports {
+            Ok(ports) => published.push(ports),
+            Err(e) => {
+                for runner in runners {
+                    let sandbox = runner.sandbox().clone();
+                    runner.stop().await;
+                    let _ = sandbox.remove();
+                }
+                return Err(e.into());
+            }
+        }
     }
 
     let finished = futures::future::join_all(runners.iter_mut().map(|r| r.wait()));
@@ -195,6 +214,7 @@ pub async fn play(options: PlayOptions) -> Result<i32, Error> {
         _ = finished => false,
         _ = shutdown_signal() => true,
     };
+    drop(published);
     let mut statuses = Vec::new();
     for runner in runners {
         let sandbox = runner.sandbox().clone();

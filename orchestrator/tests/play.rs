@@ -251,3 +251,107 @@ fn the_guides_adapter_pod_reshapes_the_apps_stats() {
         "{stdout}"
     );
 }
+
+/// A port nobody listens on right now (the kernel's pick, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET over plain TCP, as curl would; `None` until something answers.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/8\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    (!response.is_empty()).then_some(response)
+}
+
+#[test]
+fn the_guides_sidecar_pod_serves_the_apps_log() {
+    // The guide's sidecar pod with its images changed (alpine -> toolbox,
+    // nginx -> http-server) and the sidecar's port published on the host,
+    // as `curl 'http://localhost:80/app.txt'` inside the pod would read it.
+    let port = free_port();
+    let yaml = format!(
+        r#"
+kind: Pod
+apiVersion: v1
+metadata:
+  name: pod-with-sidecar
+spec:
+  volumes:
+  - name: shared-logs
+    emptyDir: {{}}
+  containers:
+  - name: app-container
+    image: toolbox
+    command: ["/bin/sh"]
+    args: ["-c", "while true; do date >> /var/log/app.txt; sleep
+5;done"]
+    volumeMounts:
+    - name: shared-logs
+      mountPath: /var/log
+  - name: sidecar-container
+    image: http-server
+    ports:
+    - containerPort: 80
+      hostPort: {port}
+      hostIP: 127.0.0.1
+    volumeMounts:
+    - name: shared-logs
+      mountPath: /usr/share/nginx/html
+"#
+    );
+    let f = manifest(&yaml);
+    let child = play(f.path(), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut body = None;
+    while Instant::now() < deadline {
+        match http_get(port, "/app.txt") {
+            Some(r) if r.starts_with("HTTP/1.1 200") => {
+                body = Some(r);
+                break;
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    // SAFETY: signalling our own child process by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    let body = body.unwrap_or_else(|| {
+        panic!(
+            "the sidecar never served app.txt\n{stdout}\n{}",
+            text(&out.stderr)
+        )
+    });
+    let dates = body.split("\r\n\r\n").nth(1).unwrap_or("");
+    assert!(
+        dates.lines().count() >= 1 && dates.lines().all(|l| l.contains(" UTC ")),
+        "{body}"
+    );
+    // The sidecar logged the request like nginx.
+    assert!(
+        stdout.contains("[pod-with-sidecar/sidecar-container] 127.0.0.1 - - ["),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"GET /app.txt HTTP/1.1\" 200"), "{stdout}");
+    assert!(
+        stdout.contains("pod/pod-with-sidecar container/sidecar-container exit=143 reason=Error"),
+        "{stdout}"
+    );
+}

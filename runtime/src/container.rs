@@ -18,6 +18,7 @@ use crate::limits::{
     CpuAccount, CpuMetered, Limits, MemoryLimiter, TickAction, Usage, UsageSnapshot,
 };
 use crate::logs::{self, LineObserver, LogOutput, LogSink, Stream};
+use crate::net::PodNet;
 use crate::ownership::MountTable;
 use crate::sandbox::{Sandbox, join_sub_path};
 
@@ -176,12 +177,14 @@ impl ExitStatus {
 /// The store data of one guest.
 pub(crate) struct GuestState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     limiter: MemoryLimiter,
     kill: Arc<KillSwitch>,
     cpu: Arc<CpuAccount>,
     /// For `wasmkube:host/file-owner`: which host directory backs which path.
     pub(crate) mounts: MountTable,
+    /// The pod's network, for the runtime's own `wasi:sockets/tcp`.
+    pub(crate) net: Arc<PodNet>,
 }
 
 impl WasiView for GuestState {
@@ -458,6 +461,7 @@ impl Sandbox {
                 kill: Arc::clone(&kill),
                 cpu: Arc::clone(&cpu),
                 mounts: MountTable::new(mounts),
+                net: Arc::clone(&self.net),
             },
         );
         store.limiter(|state| &mut state.limiter);

@@ -21,6 +21,7 @@
 //! - [`container`]: one container instance, from spec to exit status.
 //! - [`limits`]: memory limiter, CPU quota and usage accounting.
 //! - [`logs`]: per-instance log files with timestamps and rotation.
+//! - [`net`]: a pod's own loopback network and the guests' TCP over it.
 //! - `ownership`: the `wasmkube:host/file-owner` interface (`ls -l` owners).
 //! - [`pod`]: restart policy and back-off over a pod's containers.
 
@@ -31,6 +32,7 @@ pub mod engine;
 pub mod images;
 pub mod limits;
 pub mod logs;
+pub mod net;
 mod ownership;
 pub mod pod;
 pub mod runtime;

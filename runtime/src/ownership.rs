@@ -89,6 +89,7 @@ mod tests {
         let vol = tempfile::tempdir().unwrap();
         std::fs::write(vol.path().join("f"), "x").unwrap();
         std::os::unix::fs::symlink("/etc", vol.path().join("out")).unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
         let table = MountTable::new(vec![
             ("/".into(), root.path().to_path_buf()),
             ("/var/log".into(), vol.path().to_path_buf()),

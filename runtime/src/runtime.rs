@@ -116,6 +116,13 @@ impl Runtime {
         let images = ImageStore::open(config.data_dir.join("images"))?;
         let mut linker = Linker::new(engine.wasmtime());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(Error::Link)?;
+        crate::net::tcp::add_to_linker(&mut linker, |s: &mut GuestState| {
+            crate::net::tcp::PodTcpView {
+                table: &mut s.table,
+                net: &s.net,
+            }
+        })
+        .map_err(Error::Link)?;
         crate::ownership::file_owner::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |s| s,

@@ -12,6 +12,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use crate::net::PodNet;
 use crate::runtime::RuntimeShared;
 
 /// Errors setting up or tearing down a sandbox.
@@ -70,6 +71,7 @@ pub struct Sandbox {
     pub(crate) spec: Arc<SandboxSpec>,
     pub(crate) dir: PathBuf,
     pub(crate) volumes: Arc<HashMap<String, PathBuf>>,
+    pub(crate) net: Arc<PodNet>,
     pub(crate) runtime: Arc<RuntimeShared>,
 }
 
@@ -135,6 +137,7 @@ impl Sandbox {
             spec: Arc::new(spec),
             dir,
             volumes: Arc::new(volumes),
+            net: Arc::new(PodNet::default()),
             runtime,
         })
     }
@@ -142,6 +145,11 @@ impl Sandbox {
     /// The spec this sandbox was made from.
     pub fn spec(&self) -> &SandboxSpec {
         &self.spec
+    }
+
+    /// The pod's network: [`PodNet::dial`] reaches a port of the pod.
+    pub fn net(&self) -> &Arc<PodNet> {
+        &self.net
     }
 
     /// The host directory backing a volume.

@@ -1,0 +1,171 @@
+//! A pod's network: its own loopback, shared by its containers and by
+//! nobody else. Two pods can both listen on :80; a container reaches its
+//! pod mates at `127.0.0.1`, `::1` or `0.0.0.0`; the host reaches a pod's
+//! port through [`PodNet::dial`] (services, probes, port-forward, hostPort).
+//!
+//! The guest side is the runtime's own `wasi:sockets/tcp` ([`tcp`]),
+//! registered over wasmtime-wasi's: wasmtime-wasi's sockets use the host's
+//! network and cannot remap addresses.
+//!
+//! Not yet here: pod IPs, Services, DNS, egress to the outside world (a
+//! connect to any non-loopback address is refused as access-denied).
+
+mod pipe;
+pub(crate) mod tcp;
+
+pub use pipe::PodConnection;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+
+/// Bytes in flight per direction of an in-pod connection before the writer
+/// waits: the connection's window.
+pub(crate) const WINDOW: usize = 64 * 1024;
+
+/// A connection handed to a listener: the listener's end and the peer address.
+pub(crate) type Incoming = (pipe::End, SocketAddr);
+
+/// Why a dial failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialError {
+    /// Nothing in the pod listens on that port.
+    #[error("connection refused: nothing in the pod listens on port {0}")]
+    Refused(u16),
+}
+
+/// One pod's port space.
+#[derive(Debug)]
+pub struct PodNet {
+    listeners: Mutex<HashMap<u16, mpsc::UnboundedSender<Incoming>>>,
+    bound: Mutex<HashSet<u16>>,
+    next_ephemeral: Mutex<u16>,
+}
+
+const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
+
+impl Default for PodNet {
+    fn default() -> Self {
+        PodNet {
+            listeners: Mutex::default(),
+            bound: Mutex::default(),
+            next_ephemeral: Mutex::new(*EPHEMERAL.start()),
+        }
+    }
+}
+
+/// The address the host side appears to connect from.
+const HOST_PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+impl PodNet {
+    /// Opens a connection from the host to a port of the pod.
+    pub fn dial(&self, port: u16) -> Result<PodConnection, DialError> {
+        let (ours, theirs) = pipe::End::pair(WINDOW);
+        let peer = SocketAddr::new(HOST_PEER, self.ephemeral());
+        self.deliver(port, theirs, peer)?;
+        Ok(PodConnection::new(ours))
+    }
+
+    /// The ports something in the pod listens on, sorted.
+    pub fn listening_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = lock(&self.listeners).keys().copied().collect();
+        ports.sort_unstable();
+        ports
+    }
+
+    fn deliver(&self, port: u16, stream: pipe::End, peer: SocketAddr) -> Result<(), DialError> {
+        let sender = lock(&self.listeners)
+            .get(&port)
+            .cloned()
+            .ok_or(DialError::Refused(port))?;
+        sender
+            .send((stream, peer))
+            .map_err(|_| DialError::Refused(port))
+    }
+
+    /// A free ephemeral port (not bound by anyone in the pod).
+    fn ephemeral(&self) -> u16 {
+        let bound = lock(&self.bound);
+        let mut next = lock(&self.next_ephemeral);
+        for _ in EPHEMERAL {
+            let port = *next;
+            *next = if port == *EPHEMERAL.end() {
+                *EPHEMERAL.start()
+            } else {
+                port + 1
+            };
+            if !bound.contains(&port) {
+                return port;
+            }
+        }
+        // Every ephemeral port bound: hand one out anyway; connects do not
+        // bind, so this only reuses a number.
+        *next
+    }
+
+    /// Claims `port` for a bind; false if it is taken.
+    fn claim(&self, port: u16) -> bool {
+        lock(&self.bound).insert(port)
+    }
+
+    fn release(&self, port: u16) {
+        lock(&self.bound).remove(&port);
+        lock(&self.listeners).remove(&port);
+    }
+
+    fn listen(&self, port: u16) -> mpsc::UnboundedReceiver<Incoming> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.listeners).insert(port, tx);
+        rx
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Addresses a guest may bind: its pod's loopback and the wildcard.
+pub(crate) fn bindable(ip: IpAddr) -> bool {
+    ip.is_loopback() || ip.is_unspecified()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialing_an_unlistened_port_is_refused() {
+        let net = PodNet::default();
+        assert_eq!(net.dial(80).unwrap_err(), DialError::Refused(80));
+    }
+
+    #[tokio::test]
+    async fn a_dial_reaches_the_listener() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let net = PodNet::default();
+        assert!(net.claim(80));
+        assert!(!net.claim(80), "a port is claimed once");
+        let mut rx = net.listen(80);
+        let mut host = net.dial(80).unwrap();
+        let (guest, peer) = rx.recv().await.unwrap();
+        assert_eq!(peer.ip(), HOST_PEER);
+        host.write_all(b"ping").await.unwrap();
+        let mut guest = PodConnection::new(guest);
+        let mut buf = [0; 4];
+        guest.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        assert_eq!(net.listening_ports(), [80]);
+        net.release(80);
+        assert!(net.dial(80).is_err());
+        assert!(net.claim(80));
+    }
+
+    #[test]
+    fn ephemeral_ports_skip_bound_ones() {
+        let net = PodNet::default();
+        assert!(net.claim(49152));
+        assert_eq!(net.ephemeral(), 49153);
+    }
+}

@@ -1,0 +1,358 @@
+//! In-memory TCP connections: two bounded one-way pipes. Writes that do not
+//! fit wait (backpressure); closing the write side makes the reader see
+//! end-of-file after the data already sent (half-close); closing the read
+//! side makes the writer's next write fail (broken pipe). Nothing written
+//! is lost when a side closes.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
+
+/// One direction of a connection.
+#[derive(Debug)]
+pub(crate) struct Pipe {
+    state: Mutex<PipeState>,
+}
+
+#[derive(Debug)]
+struct PipeState {
+    buf: VecDeque<u8>,
+    capacity: usize,
+    write_closed: bool,
+    read_closed: bool,
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+}
+
+/// What a non-blocking read found.
+enum Read {
+    Data(Bytes),
+    Empty,
+    Eof,
+}
+
+impl Pipe {
+    fn new(capacity: usize) -> Arc<Pipe> {
+        Arc::new(Pipe {
+            state: Mutex::new(PipeState {
+                buf: VecDeque::new(),
+                capacity,
+                write_closed: false,
+                read_closed: false,
+                reader: None,
+                writer: None,
+            }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, PipeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn try_read(&self, max: usize) -> Read {
+        let mut s = self.state();
+        if s.buf.is_empty() {
+            return if s.write_closed {
+                Read::Eof
+            } else {
+                Read::Empty
+            };
+        }
+        let n = max.min(s.buf.len());
+        let data: Vec<u8> = s.buf.drain(..n).collect();
+        if let Some(w) = s.writer.take() {
+            w.wake();
+        }
+        Read::Data(Bytes::from(data))
+    }
+
+    /// Ready when there is data or the writer has closed.
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.state();
+        if !s.buf.is_empty() || s.write_closed {
+            return Poll::Ready(());
+        }
+        s.reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Free space; an error once the reader is gone.
+    fn space(&self) -> io::Result<usize> {
+        let s = self.state();
+        if s.read_closed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        if s.write_closed {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the sending side was shut down",
+            ));
+        }
+        Ok(s.capacity.saturating_sub(s.buf.len()))
+    }
+
+    /// Appends what fits; the number of bytes taken.
+    fn write(&self, data: &[u8]) -> io::Result<usize> {
+        let mut s = self.state();
+        if s.read_closed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        if s.write_closed {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the sending side was shut down",
+            ));
+        }
+        let n = data.len().min(s.capacity.saturating_sub(s.buf.len()));
+        s.buf.extend(&data[..n]);
+        if n > 0
+            && let Some(r) = s.reader.take()
+        {
+            r.wake();
+        }
+        Ok(n)
+    }
+
+    /// Ready when there is room or the reader has gone (the write then fails).
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.state();
+        if s.read_closed || s.write_closed || s.buf.len() < s.capacity {
+            return Poll::Ready(());
+        }
+        s.writer = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    pub(crate) fn close_write(&self) {
+        let mut s = self.state();
+        s.write_closed = true;
+        if let Some(r) = s.reader.take() {
+            r.wake();
+        }
+    }
+
+    pub(crate) fn close_read(&self) {
+        let mut s = self.state();
+        s.read_closed = true;
+        s.buf.clear();
+        if let Some(w) = s.writer.take() {
+            w.wake();
+        }
+    }
+}
+
+/// One end of a connection: what it reads and what it writes.
+#[derive(Debug, Clone)]
+pub(crate) struct End {
+    pub(crate) rx: Arc<Pipe>,
+    pub(crate) tx: Arc<Pipe>,
+}
+
+impl End {
+    /// A connected pair of ends with `window` bytes of buffer each way.
+    pub(crate) fn pair(window: usize) -> (End, End) {
+        let (a, b) = (Pipe::new(window), Pipe::new(window));
+        (
+            End {
+                rx: Arc::clone(&a),
+                tx: Arc::clone(&b),
+            },
+            End { rx: b, tx: a },
+        )
+    }
+
+    /// Closes both directions.
+    pub(crate) fn close(&self) {
+        self.tx.close_write();
+        self.rx.close_read();
+    }
+}
+
+/// The guest's input stream of a connection.
+pub(crate) struct PipeInput(pub(crate) Arc<Pipe>);
+
+/// The guest's output stream of a connection.
+pub(crate) struct PipeOutput(pub(crate) Arc<Pipe>);
+
+impl Drop for PipeInput {
+    fn drop(&mut self) {
+        self.0.close_read();
+    }
+}
+
+impl Drop for PipeOutput {
+    fn drop(&mut self) {
+        self.0.close_write();
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for PipeInput {
+    async fn ready(&mut self) {
+        std::future::poll_fn(|cx| self.0.poll_readable(cx)).await
+    }
+}
+
+impl InputStream for PipeInput {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        match self.0.try_read(size) {
+            Read::Data(bytes) => Ok(bytes),
+            Read::Empty => Ok(Bytes::new()),
+            Read::Eof => Err(StreamError::Closed),
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for PipeOutput {
+    async fn ready(&mut self) {
+        std::future::poll_fn(|cx| self.0.poll_writable(cx)).await
+    }
+}
+
+impl OutputStream for PipeOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        // The guest may write only what `check_write` allowed, and that fits.
+        match self.0.write(&bytes) {
+            Ok(n) if n == bytes.len() => Ok(()),
+            Ok(_) => Err(StreamError::trap("write exceeded the permitted size")),
+            Err(e) => Err(StreamError::LastOperationFailed(e.into())),
+        }
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        // Written bytes are already in the peer's buffer.
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        self.0
+            .space()
+            .map_err(|e| StreamError::LastOperationFailed(e.into()))
+    }
+}
+
+/// The host's end of a connection into a pod (from [`super::PodNet::dial`]):
+/// an ordinary tokio stream. Dropping it closes the connection.
+#[derive(Debug)]
+pub struct PodConnection {
+    end: End,
+}
+
+impl PodConnection {
+    pub(crate) fn new(end: End) -> Self {
+        PodConnection { end }
+    }
+}
+
+impl Drop for PodConnection {
+    fn drop(&mut self) {
+        self.end.close();
+    }
+}
+
+impl AsyncRead for PodConnection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            match self.end.rx.try_read(buf.remaining()) {
+                Read::Data(bytes) => {
+                    buf.put_slice(&bytes);
+                    return Poll::Ready(Ok(()));
+                }
+                Read::Eof => return Poll::Ready(Ok(())),
+                Read::Empty => {
+                    if self.end.rx.poll_readable(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for PodConnection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.end.tx.write(data) {
+                Ok(0) if !data.is_empty() => {
+                    if self.end.tx.poll_writable(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.end.tx.close_write();
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn half_close_delivers_everything_then_eof() {
+        let (a, b) = End::pair(8);
+        let mut host = PodConnection::new(a);
+        let mut guest_in = PipeInput(Arc::clone(&b.rx));
+        let mut guest_out = PipeOutput(Arc::clone(&b.tx));
+        // Backpressure: only the window fits.
+        assert_eq!(guest_out.check_write().unwrap(), 8);
+        guest_out.write(Bytes::from_static(b"12345678")).unwrap();
+        assert_eq!(guest_out.check_write().unwrap(), 0);
+        drop(guest_out); // the guest is done sending
+        let mut got = Vec::new();
+        host.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"12345678");
+        // The other direction is still open.
+        host.write_all(b"hi").await.unwrap();
+        host.shutdown().await.unwrap();
+        assert_eq!(&guest_in.read(10).unwrap()[..], b"hi");
+        assert!(matches!(guest_in.read(10), Err(StreamError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn writes_wait_for_room_and_fail_once_the_reader_is_gone() {
+        let (a, b) = End::pair(4);
+        let mut host = PodConnection::new(a);
+        let writer = tokio::spawn(async move {
+            host.write_all(b"0123456789").await.unwrap();
+            host
+        });
+        let mut input = PipeInput(Arc::clone(&b.rx));
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            input.ready().await;
+            got.extend_from_slice(&input.read(3).unwrap());
+        }
+        assert_eq!(got, b"0123456789");
+        let mut host = writer.await.unwrap();
+        drop(input);
+        assert_eq!(
+            host.write(b"x").await.unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! The pod's own loopback: servers in a pod are reached through the pod's
+//! network, ports are per pod, and a port is bound once.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wasmkube_runtime::*;
+
+/// GETs `path` from port 80 of a pod, retrying while nothing listens yet.
+async fn get(sandbox: &Sandbox, path: &str) -> String {
+    let mut conn = None;
+    for _ in 0..500 {
+        if let Ok(c) = sandbox.net().dial(80) {
+            conn = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut conn = conn.expect("nothing listened on port 80 within 5 s");
+    conn.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: pod\r\nUser-Agent: test\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut response))
+        .await
+        .expect("response hung")
+        .unwrap();
+    response
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_in_the_pod_serves_what_its_pod_mate_writes() {
+    let sb = sandbox(&["html"]);
+    let mut writer = sh(
+        "writer",
+        "echo 'hello from the pod' > /html/index.html; date >> /html/app.txt",
+    );
+    writer.mounts = vec![mount("html", "/html")];
+    assert_eq!(run(&sb, &writer).await.0.exit_code, 0);
+    let mut server = ContainerSpec {
+        name: "web".into(),
+        image: "http-server".into(),
+        ..Default::default()
+    };
+    server.mounts = vec![mount("html", "/usr/share/nginx/html")];
+    let running = sb.start_container(&server, 0).await.unwrap();
+    let log = running.log_path().to_path_buf();
+
+    let index = get(&sb, "/").await;
+    assert!(index.starts_with("HTTP/1.1 200 OK\r\n"), "{index}");
+    assert!(index.ends_with("\r\n\r\nhello from the pod\n"), "{index}");
+    let app = get(&sb, "/app.txt").await;
+    assert!(app.contains(" UTC "), "{app}");
+    let missing = get(&sb, "/nope").await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    assert_eq!(sb.net().listening_ports(), [80]);
+
+    running.stop();
+    running.wait().await;
+    let access: Vec<String> = logs::read_log(&log)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.content)
+        .collect();
+    assert!(
+        access
+            .iter()
+            .any(|l| l.contains("\"GET /app.txt HTTP/1.1\" 200")),
+        "{access:?}"
+    );
+    // The listener went away with the container.
+    assert!(sb.net().dial(80).is_err());
+    sb.remove().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_pods_both_listen_on_port_80_and_a_pod_binds_it_once() {
+    let a = sandbox(&[]);
+    let b = sandbox(&[]);
+    let server = |name: &str| ContainerSpec {
+        name: name.into(),
+        image: "echo-hostname:1.0.1".into(),
+        ..Default::default()
+    };
+    let in_a = a.start_container(&server("web"), 0).await.unwrap();
+    let in_b = b.start_container(&server("web"), 0).await.unwrap();
+    assert!(get(&a, "/").await.contains("version: 1.0.1"));
+    assert!(get(&b, "/").await.contains("version: 1.0.1"));
+
+    // A second server on :80 in pod a finds the port taken.
+    let (exit, lines) = run(&a, &server("second")).await;
+    assert_eq!(exit.exit_code, 1);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cannot listen on port 80") && l.contains("in use")),
+        "{lines:?}"
+    );
+
+    for (running, sb) in [(in_a, a), (in_b, b)] {
+        running.stop();
+        running.wait().await;
+        sb.remove().unwrap();
+    }
+}
