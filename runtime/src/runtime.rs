@@ -112,6 +112,7 @@ impl Runtime {
         };
         std::fs::create_dir_all(config.data_dir.join("pods"))
             .map_err(io("creating the data directory"))?;
+        raise_open_file_limit();
         let engine = Engine::new(&config.data_dir.join("cache/compiled"), config.epoch_tick)?;
         let images = ImageStore::open(config.data_dir.join("images"))?;
         let mut linker = Linker::new(engine.wasmtime());
@@ -170,6 +171,20 @@ impl Runtime {
     /// Creates the home of a pod (reusing it if it exists: volumes survive).
     pub fn run_pod_sandbox(&self, spec: SandboxSpec) -> Result<Sandbox, sandbox::Error> {
         Sandbox::create(Arc::clone(&self.shared), spec)
+    }
+}
+
+/// Every container holds a few descriptors (its log, its preopened
+/// directories): a thousand pods need more than the usual soft limit of
+/// 1024, so raise it to the hard limit, as servers commonly do.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid rlimit for getrlimit to fill and setrlimit to read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
 }
 
