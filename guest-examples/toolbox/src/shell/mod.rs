@@ -62,7 +62,7 @@ fn parser_options() -> brush_parser::ParserOptions {
     brush_parser::ParserOptions {
         enable_extended_globbing: false,
         posix_mode: false,
-        sh_mode: true,
+        sh_mode: false,
         tilde_expansion_at_word_start: true,
         tilde_expansion_after_colon: false,
         ..Default::default()
