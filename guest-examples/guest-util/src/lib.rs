@@ -113,10 +113,32 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// (year, month, day, hour, minute, second, weekday 0=Sunday) in UTC.
-pub fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400) as u32;
+/// A broken-down UTC time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub nanos: u32,
+    /// 0 = Sunday.
+    pub weekday: u32,
+    /// 1-based day of the year.
+    pub yday: u32,
+    pub epoch_secs: i64,
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+/// Breaks epoch seconds down into a UTC calendar time (the inverse of
+/// Howard Hinnant's days-from-civil).
+pub fn civil(epoch_secs: i64, nanos: u32) -> Civil {
+    let days = epoch_secs.div_euclid(86_400);
+    let rem = epoch_secs.rem_euclid(86_400) as u32;
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -126,15 +148,20 @@ pub fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (
+    let cumulative = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+    let yday = cumulative[(month - 1) as usize] + day + u32::from(month > 2 && is_leap(year));
+    Civil {
         year,
         month,
         day,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        (days + 4).rem_euclid(7) as u32,
-    )
+        hour: rem / 3600,
+        minute: rem / 60 % 60,
+        second: rem % 60,
+        nanos,
+        weekday: (days + 4).rem_euclid(7) as u32,
+        yday,
+        epoch_secs,
+    }
 }
 
 const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
@@ -144,20 +171,30 @@ const MONTHS: [&str; 12] = [
 
 /// `Sat, 28 Nov 2026 01:47:51 GMT`.
 pub fn http_date(secs: i64) -> String {
-    let (y, mo, d, h, mi, s, wd) = civil(secs);
+    let t = civil(secs, 0);
     format!(
-        "{}, {d:02} {} {y} {h:02}:{mi:02}:{s:02} GMT",
-        DAYS[wd as usize],
-        MONTHS[mo as usize - 1]
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[t.weekday as usize],
+        t.day,
+        MONTHS[t.month as usize - 1],
+        t.year,
+        t.hour,
+        t.minute,
+        t.second
     )
 }
 
 /// `28/Nov/2026:01:47:51 +0000`, as nginx writes access logs.
 pub fn log_date(secs: i64) -> String {
-    let (y, mo, d, h, mi, s, _) = civil(secs);
+    let t = civil(secs, 0);
     format!(
-        "{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000",
-        MONTHS[mo as usize - 1]
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        t.day,
+        MONTHS[t.month as usize - 1],
+        t.year,
+        t.hour,
+        t.minute,
+        t.second
     )
 }
 

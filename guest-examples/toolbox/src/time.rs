@@ -1,6 +1,7 @@
 //! Calendar arithmetic and `strftime`-style formatting for `date` and
 //! `ls -l`, in UTC (WASI exposes no time zone).
 
+pub use guest_util::{civil, Civil};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const DAYS: [&str; 7] = [
@@ -27,62 +28,11 @@ const MONTHS: [&str; 12] = [
     "December",
 ];
 
-/// A broken-down UTC time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Civil {
-    pub year: i64,
-    pub month: u32,
-    pub day: u32,
-    pub hour: u32,
-    pub minute: u32,
-    pub second: u32,
-    pub nanos: u32,
-    /// 0 = Sunday.
-    pub weekday: u32,
-    /// 1-based day of the year.
-    pub yday: u32,
-    pub epoch_secs: i64,
-}
-
 /// Seconds and nanoseconds since the Unix epoch, now.
 pub fn now() -> (i64, u32) {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
         Err(e) => (-(e.duration().as_secs() as i64), 0),
-    }
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-/// Breaks epoch seconds down into a UTC calendar time (Howard Hinnant's
-/// days-from-civil algorithm, inverted).
-pub fn civil(epoch_secs: i64, nanos: u32) -> Civil {
-    let days = epoch_secs.div_euclid(86_400);
-    let rem = epoch_secs.rem_euclid(86_400) as u32;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let cumulative = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-    let yday = cumulative[(month - 1) as usize] + day + u32::from(month > 2 && is_leap(year));
-    Civil {
-        year,
-        month,
-        day,
-        hour: rem / 3600,
-        minute: rem / 60 % 60,
-        second: rem % 60,
-        nanos,
-        weekday: (days + 4).rem_euclid(7) as u32,
-        yday,
-        epoch_secs,
     }
 }
 

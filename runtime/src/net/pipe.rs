@@ -29,6 +29,23 @@ struct PipeState {
     writer: Option<Waker>,
 }
 
+impl PipeState {
+    /// Whether a write may go ahead: not once the reader left or the
+    /// writer shut its side down.
+    fn writable(&self) -> io::Result<()> {
+        if self.read_closed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        if self.write_closed {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the sending side was shut down",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What a non-blocking read found.
 enum Read {
     Data(Bytes),
@@ -84,30 +101,14 @@ impl Pipe {
     /// Free space; an error once the reader is gone.
     fn space(&self) -> io::Result<usize> {
         let s = self.state();
-        if s.read_closed {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        if s.write_closed {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the sending side was shut down",
-            ));
-        }
+        s.writable()?;
         Ok(s.capacity.saturating_sub(s.buf.len()))
     }
 
     /// Appends what fits; the number of bytes taken.
     fn write(&self, data: &[u8]) -> io::Result<usize> {
         let mut s = self.state();
-        if s.read_closed {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        if s.write_closed {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the sending side was shut down",
-            ));
-        }
+        s.writable()?;
         let n = data.len().min(s.capacity.saturating_sub(s.buf.len()));
         s.buf.extend(&data[..n]);
         if n > 0

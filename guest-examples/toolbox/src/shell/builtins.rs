@@ -219,18 +219,7 @@ pub fn run(sh: &mut Shell, argv: &[String], io: &Io) -> Exec {
             if args.is_empty() {
                 return Ok(0);
             }
-            let env = sh.exported_env(&[]);
-            let mut ctx = applets::Ctx {
-                io: io.clone(),
-                env,
-            };
-            match applets::run(applets::basename(&args[0]), args, &mut ctx) {
-                Some(code) => Err(Flow::Exit(code)),
-                None => {
-                    err(&format!("{}: not found", args[0]));
-                    Err(Flow::Exit(127))
-                }
-            }
+            Err(Flow::Exit(run_applet(sh, args, io)))
         }
         "command" => {
             if args.first().map(String::as_str) == Some("-v") {
@@ -250,17 +239,7 @@ pub fn run(sh: &mut Shell, argv: &[String], io: &Io) -> Exec {
             if args.is_empty() {
                 return Ok(0);
             }
-            let env = sh.exported_env(&[]);
-            let mut ctx = applets::Ctx {
-                io: io.clone(),
-                env,
-            };
-            Ok(
-                applets::run(applets::basename(&args[0]), args, &mut ctx).unwrap_or_else(|| {
-                    err(&format!("{}: not found", args[0]));
-                    127
-                }),
-            )
+            Ok(run_applet(sh, args, io))
         }
         "trap" => {
             // Signals never reach a WASI guest, so a handler for one would
@@ -277,6 +256,23 @@ pub fn run(sh: &mut Shell, argv: &[String], io: &Io) -> Exec {
             Ok(127)
         }
     }
+}
+
+/// Runs `argv` as an applet (skipping functions and builtins), as `exec`
+/// and `command` do; 127 if there is none.
+fn run_applet(sh: &Shell, argv: &[String], io: &Io) -> i32 {
+    let mut ctx = applets::Ctx {
+        io: io.clone(),
+        env: sh.exported_env(&[]),
+    };
+    applets::run(applets::basename(&argv[0]), argv, &mut ctx).unwrap_or_else(|| {
+        applets::complain(
+            &mut io.stderr.clone(),
+            "sh",
+            &format!("{}: not found", argv[0]),
+        );
+        127
+    })
 }
 
 fn valid_name(name: &str) -> bool {
