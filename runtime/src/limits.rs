@@ -121,47 +121,62 @@ fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// The CPU side of a container: accounting plus the quota's period state.
+/// The CPU side of a container: accounting plus the quota's state.
 /// Shared between the poll wrapper ([`CpuMetered`]) and the epoch callback.
+///
+/// The quota works like the kernel's CFS bandwidth control: a guest may use
+/// `limit × period` of CPU per period, and what it overshoots between two
+/// checks (a late epoch tick on a loaded machine) is a debt paid by
+/// sleeping longer. In token-bucket terms: tokens accrue at the limit's
+/// rate up to one period's quota; running spends them; below zero the
+/// guest sleeps until the balance is back at zero.
 pub(crate) struct CpuAccount {
     usage: Arc<Usage>,
-    quota: Option<Duration>,
-    period: Duration,
-    state: Mutex<PeriodState>,
+    /// CPU nanoseconds granted per wall nanosecond (0.2 for 200m).
+    rate: Option<f64>,
+    /// Most tokens the bucket holds: one period's quota.
+    burst_ns: f64,
+    state: Mutex<QuotaState>,
 }
 
-struct PeriodState {
+struct QuotaState {
     /// Thread CPU clock when the current poll began, if the guest is being
     /// polled right now.
     poll_start: Option<u64>,
-    period_start: Instant,
-    /// Total CPU consumed when the current period began.
-    period_base_ns: u64,
+    /// CPU nanoseconds the guest may still use; negative is a debt.
+    tokens: f64,
+    /// When tokens were last added.
+    refilled_at: Instant,
+    /// Total CPU already charged against the tokens.
+    charged_ns: u64,
 }
 
 /// What the epoch callback should do after a tick.
 pub(crate) enum TickAction {
     /// Keep running (yielding to the scheduler for fairness).
     Continue,
-    /// The quota of this period is spent: sleep until the next one.
+    /// The quota is spent: sleep this future, then run on.
     Throttle(Pin<Box<dyn Future<Output = ()> + Send>>),
 }
 
 impl CpuAccount {
     pub(crate) fn new(usage: Arc<Usage>, cpu_millis: Option<u64>, period: Duration) -> Arc<Self> {
+        let rate = cpu_millis.map(|m| m as f64 / 1000.0);
+        let burst_ns = rate.map(|r| period.as_nanos() as f64 * r).unwrap_or(0.0);
         Arc::new(CpuAccount {
             usage,
-            quota: cpu_millis.map(|m| period.mul_f64(m as f64 / 1000.0)),
-            period,
-            state: Mutex::new(PeriodState {
+            rate,
+            burst_ns,
+            state: Mutex::new(QuotaState {
                 poll_start: None,
-                period_start: Instant::now(),
-                period_base_ns: 0,
+                tokens: burst_ns,
+                refilled_at: Instant::now(),
+                charged_ns: 0,
             }),
         })
     }
 
-    fn total_ns(&self, state: &PeriodState) -> u64 {
+    fn total_ns(&self, state: &QuotaState) -> u64 {
         let running = state
             .poll_start
             .map(|s| thread_cpu_ns().saturating_sub(s))
@@ -171,20 +186,21 @@ impl CpuAccount {
 
     /// Called from the epoch callback, on the guest's own thread, mid-poll.
     pub(crate) fn on_tick(self: &Arc<Self>) -> TickAction {
-        let Some(quota) = self.quota else {
+        let Some(rate) = self.rate else {
             return TickAction::Continue;
         };
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let total = self.total_ns(&state);
-        if now.duration_since(state.period_start) >= self.period {
-            state.period_start = now;
-            state.period_base_ns = total;
-        }
-        if total.saturating_sub(state.period_base_ns) < quota.as_nanos() as u64 {
+        let accrued = now.duration_since(state.refilled_at).as_nanos() as f64 * rate;
+        state.tokens = (state.tokens + accrued).min(self.burst_ns);
+        state.tokens -= total.saturating_sub(state.charged_ns) as f64;
+        state.refilled_at = now;
+        state.charged_ns = total;
+        if state.tokens >= 0.0 {
             return TickAction::Continue;
         }
-        let wake = state.period_start + self.period;
+        let wake = now + Duration::from_nanos((-state.tokens / rate) as u64);
         let account = Arc::clone(self);
         TickAction::Throttle(Box::pin(async move {
             let began = Instant::now();
