@@ -349,13 +349,21 @@ impl Sandbox {
             )));
         }
 
-        // The private root is emptied on every start, as a container's
-        // writable layer is.
-        let rootfs = self.rootfs(&spec.name);
-        if rootfs.exists() {
-            fs::remove_dir_all(&rootfs).map_err(io(&rootfs))?;
+        // Every start gets an empty private root, as a container's writable
+        // layer is; the previous one is deleted off the start path.
+        let mount_points: Vec<String> = spec.mounts.iter().map(|m| m.mount_path.clone()).collect();
+        if let Some(bad) = mount_points
+            .iter()
+            .find(|p| !p.starts_with('/') || p.split('/').any(|c| c == ".."))
+        {
+            return Err(invalid(format!(
+                "mountPath {bad:?} must be an absolute path without '..'"
+            )));
         }
-        fs::create_dir_all(rootfs.join("tmp")).map_err(io(&rootfs))?;
+        let rootfs = self
+            .roots
+            .take(&spec.name, &mount_points)
+            .map_err(io(&self.dir))?;
 
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(&argv);
@@ -363,12 +371,6 @@ impl Sandbox {
             .map_err(|e| invalid(format!("{e:#}")))?;
         let mut mounts = vec![("/".to_string(), rootfs.clone())];
         for mount in &spec.mounts {
-            if !mount.mount_path.starts_with('/') {
-                return Err(invalid(format!(
-                    "mountPath {:?} must be absolute",
-                    mount.mount_path
-                )));
-            }
             let volume = self.volume_path(&mount.volume).ok_or_else(|| {
                 invalid(format!(
                     "volume {:?} is not defined in the pod",
@@ -383,9 +385,6 @@ impl Sandbox {
                 }
                 _ => volume.to_path_buf(),
             };
-            // Make the mount point visible when the guest lists its parent.
-            let point = rootfs.join(mount.mount_path.trim_start_matches('/'));
-            fs::create_dir_all(&point).map_err(io(&point))?;
             let perms = if mount.read_only {
                 FsPerms::ReadOnly
             } else {
@@ -434,7 +433,9 @@ impl Sandbox {
         }
         let log_dir = self.log_dir(&spec.name);
         fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
-        logs::prune_old(&log_dir, restart_count);
+        if restart_count >= 2 {
+            logs::prune_old(&log_dir, restart_count);
+        }
         let log_path = self.log_path(&spec.name, restart_count);
         let sink = LogSink::create(
             log_path.clone(),

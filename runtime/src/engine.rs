@@ -184,6 +184,8 @@ impl Drop for Engine {
 struct Ticker {
     running: AtomicUsize,
     stopped: AtomicBool,
+    /// The thread waits on `wake` (no guest ran for a while).
+    parked: AtomicBool,
     wake: Condvar,
     lock: Mutex<()>,
 }
@@ -193,16 +195,26 @@ impl Ticker {
         let ticker = Arc::new(Ticker {
             running: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
             wake: Condvar::new(),
             lock: Mutex::new(()),
         });
         let t = Arc::clone(&ticker);
+        // Short-lived guests come and go: keep ticking a while after the
+        // last one ends rather than parking and waking for every one.
+        let linger = (Duration::from_millis(100).as_nanos() / tick.as_nanos().max(1)) as u32;
         std::thread::Builder::new()
             .name("wasmkube-epoch".into())
             .spawn(move || {
+                let mut idle = 0;
                 while !t.stopped.load(Ordering::Acquire) {
-                    if t.running.load(Ordering::Acquire) == 0 {
+                    if t.running.load(Ordering::Acquire) > 0 {
+                        idle = 0;
+                    } else if idle < linger {
+                        idle += 1;
+                    } else {
                         let guard = t.lock.lock().unwrap_or_else(|e| e.into_inner());
+                        t.parked.store(true, Ordering::Release);
                         let _unused = t
                             .wake
                             .wait_while(guard, |_| {
@@ -210,6 +222,8 @@ impl Ticker {
                                     && !t.stopped.load(Ordering::Acquire)
                             })
                             .unwrap_or_else(|e| e.into_inner());
+                        t.parked.store(false, Ordering::Release);
+                        idle = 0;
                         continue;
                     }
                     std::thread::sleep(tick);
@@ -221,7 +235,7 @@ impl Ticker {
     }
 
     fn enter(&self) {
-        if self.running.fetch_add(1, Ordering::AcqRel) == 0 {
+        if self.running.fetch_add(1, Ordering::AcqRel) == 0 && self.parked.load(Ordering::Acquire) {
             let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.wake.notify_all();
         }

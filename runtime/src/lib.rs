@@ -23,6 +23,7 @@
 //! - [`logs`]: per-instance log files with timestamps and rotation.
 //! - [`net`]: a pod's own loopback network and the guests' TCP over it.
 //! - `ownership`: the `wasmkube:host/file-owner` interface (`ls -l` owners).
+//! - `roots`: containers' private roots, prepared ahead, deleted behind.
 //! - [`pod`]: restart policy and back-off over a pod's containers.
 
 pub mod builtin;
@@ -35,6 +36,7 @@ pub mod logs;
 pub mod net;
 mod ownership;
 pub mod pod;
+mod roots;
 pub mod runtime;
 pub mod sandbox;
 

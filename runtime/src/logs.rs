@@ -62,17 +62,23 @@ struct LogFile {
 }
 
 impl LogSink {
-    /// Creates (truncating) the log file at `path`.
+    /// A sink writing to `path`. The file is created (truncated) with the
+    /// first line, so a silent container costs no disk work; a missing log
+    /// file reads as an empty log.
     pub(crate) fn create(
         path: PathBuf,
         max_bytes: u64,
         observer: Option<Arc<dyn LineObserver>>,
     ) -> io::Result<Arc<Self>> {
-        let file = File::create(&path)?;
+        // An older instance's file of the same name must not read as ours.
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         Ok(Arc::new(LogSink {
             file: Mutex::new(LogFile {
                 path,
-                file: Some(file),
+                file: None,
                 written: 0,
                 max_bytes,
                 pending: [Vec::new(), Vec::new()],
@@ -119,6 +125,9 @@ impl LogSink {
         let _ = write!(record, "{ts} {} {tag} ", stream.as_str());
         record.extend_from_slice(line);
         record.push(b'\n');
+        if log.file.is_none() && log.written == 0 {
+            log.file = File::create(&log.path).ok();
+        }
         if log.written + record.len() as u64 > log.max_bytes && log.written > 0 {
             log.rotate();
         }
@@ -227,11 +236,16 @@ pub struct LogRecord {
 }
 
 /// Reads a container's log file back into records (rotated part first).
+/// A log that was never written (no file) is empty.
 pub fn read_log(path: &Path) -> io::Result<Vec<LogRecord>> {
     let mut rotated = path.to_path_buf().into_os_string();
     rotated.push(".1");
     let mut text = fs::read_to_string(&rotated).unwrap_or_default();
-    text.push_str(&fs::read_to_string(path)?);
+    match fs::read_to_string(path) {
+        Ok(current) => text.push_str(&current),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     Ok(text.lines().filter_map(parse_record).collect())
 }
 

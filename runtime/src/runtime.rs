@@ -13,6 +13,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use crate::container::{GuestState, StartError};
 use crate::engine::{self, Engine};
 use crate::images::{self, Image, ImageStore};
+use crate::roots::Janitor;
 use crate::sandbox::{self, Sandbox, SandboxSpec};
 
 /// Errors creating the runtime.
@@ -92,6 +93,8 @@ pub(crate) struct RuntimeShared {
     /// Images ready to instantiate, by component digest.
     ready: Mutex<HashMap<String, CommandPre<GuestState>>>,
     guests: Option<tokio::runtime::Runtime>,
+    /// Prepares and deletes container roots in the background.
+    janitor: Janitor,
 }
 
 impl Drop for RuntimeShared {
@@ -143,6 +146,7 @@ impl Runtime {
                 linker,
                 ready: Mutex::new(HashMap::new()),
                 guests: Some(guests),
+                janitor: Janitor::start(),
             }),
         })
     }
@@ -203,6 +207,10 @@ impl RuntimeShared {
 
     pub(crate) fn pods_dir(&self) -> PathBuf {
         self.config.data_dir.join("pods")
+    }
+
+    pub(crate) fn janitor(&self) -> &Janitor {
+        &self.janitor
     }
 
     pub(crate) fn spawn_guest<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <data dir>/pods/<uid>/volumes/<volume>          emptyDir volumes
-//! <data dir>/pods/<uid>/containers/<name>/rootfs  each container's private "/"
+//! <data dir>/pods/<uid>/roots/<n>                 each instance's private "/"
 //! <data dir>/pods/<uid>/logs/<name>/<n>.log       each container instance's log
 //! ```
 
@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use crate::net::PodNet;
+use crate::roots::Roots;
 use crate::runtime::RuntimeShared;
 
 /// Errors setting up or tearing down a sandbox.
@@ -72,6 +73,8 @@ pub struct Sandbox {
     pub(crate) dir: PathBuf,
     pub(crate) volumes: Arc<HashMap<String, PathBuf>>,
     pub(crate) net: Arc<PodNet>,
+    /// The private roots of container instances.
+    pub(crate) roots: Arc<Roots>,
     pub(crate) runtime: Arc<RuntimeShared>,
 }
 
@@ -133,11 +136,13 @@ impl Sandbox {
             }
         }
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let roots = Roots::open(&dir, runtime.janitor().clone()).map_err(io_err(&dir))?;
         Ok(Sandbox {
             spec: Arc::new(spec),
             dir,
             volumes: Arc::new(volumes),
             net: Arc::new(PodNet::default()),
+            roots,
             runtime,
         })
     }
@@ -165,10 +170,6 @@ impl Sandbox {
     /// The log file of a container's `restart_count`-th instance.
     pub fn log_path(&self, container: &str, restart_count: u32) -> PathBuf {
         self.log_dir(container).join(format!("{restart_count}.log"))
-    }
-
-    pub(crate) fn rootfs(&self, container: &str) -> PathBuf {
-        self.dir.join("containers").join(container).join("rootfs")
     }
 
     /// Deletes the pod's directory: emptyDir contents, container roots, logs.

@@ -1,0 +1,261 @@
+//! Containers' private roots: an empty writable directory preopened as `/`
+//! for every instance, holding `tmp/` and the mount points. Creating and
+//! deleting directories costs more than starting a small guest, so a root
+//! the previous instance left untouched is reused, and otherwise roots are
+//! prepared ahead and deleted behind by the janitor thread.
+//!
+//! ```text
+//! <pod dir>/roots/<n>/        one instance's "/" (with an empty tmp/)
+//! ```
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::SystemTime;
+
+/// Work for the janitor thread.
+pub(crate) enum Job {
+    /// Delete a directory tree.
+    Delete(PathBuf),
+    /// Prepare one more root for a pod, if it still exists.
+    Prepare(Weak<Roots>),
+}
+
+/// Hands work to the janitor thread; without one, does it at once.
+#[derive(Clone)]
+pub(crate) struct Janitor(Option<Sender<Job>>);
+
+impl Janitor {
+    /// Starts the janitor thread.
+    pub(crate) fn start() -> Janitor {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("wasmkube-janitor".into())
+            .spawn(move || {
+                for job in rx {
+                    run(job);
+                }
+            });
+        match spawned {
+            Ok(_) => Janitor(Some(tx)),
+            Err(e) => {
+                tracing::warn!(
+                    "no janitor thread ({e}): container roots are made and deleted inline"
+                );
+                Janitor(None)
+            }
+        }
+    }
+
+    pub(crate) fn submit(&self, job: Job) {
+        match &self.0 {
+            Some(tx) => {
+                if let Err(unsent) = tx.send(job) {
+                    run(unsent.0);
+                }
+            }
+            None => run(job),
+        }
+    }
+}
+
+fn run(job: Job) {
+    match job {
+        Job::Delete(path) => {
+            if let Err(e) = fs::remove_dir_all(&path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), "could not delete: {e}");
+            }
+        }
+        Job::Prepare(roots) => {
+            if let Some(roots) = roots.upgrade()
+                && let Ok(root) = roots.make()
+            {
+                roots
+                    .ready
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(root);
+            }
+        }
+    }
+}
+
+/// A root in use, and how it looked when handed out.
+struct InUse {
+    root: PathBuf,
+    mount_points: Vec<String>,
+    /// Modification times of every directory the runtime made in it: if
+    /// none changed, the guest created nothing and the root can be reused
+    /// (a root holds no files of its own, only these directories).
+    snapshot: Vec<(PathBuf, Option<SystemTime>)>,
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    fs::symlink_metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl InUse {
+    fn untouched(&self, mount_points: &[String]) -> bool {
+        self.mount_points == mount_points
+            && self
+                .snapshot
+                .iter()
+                .all(|(dir, seen)| seen.is_some() && mtime(dir) == *seen)
+    }
+}
+
+/// The roots of one pod.
+pub(crate) struct Roots {
+    dir: PathBuf,
+    next: AtomicU64,
+    /// Prepared, empty roots.
+    ready: Mutex<Vec<PathBuf>>,
+    /// The root each container's current instance uses.
+    current: Mutex<HashMap<String, InUse>>,
+    janitor: Janitor,
+}
+
+impl Roots {
+    /// Opens the roots of the pod living in `pod_dir`; roots left from an
+    /// earlier run of the server are moved aside and deleted.
+    pub(crate) fn open(pod_dir: &Path, janitor: Janitor) -> io::Result<Arc<Roots>> {
+        let dir = pod_dir.join("roots");
+        if dir.exists() {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            let old = pod_dir.join(format!("roots.old-{}-{stamp}", std::process::id()));
+            fs::rename(&dir, &old)?;
+            janitor.submit(Job::Delete(old));
+        }
+        fs::create_dir_all(&dir)?;
+        Ok(Arc::new(Roots {
+            dir,
+            next: AtomicU64::new(0),
+            ready: Mutex::default(),
+            current: Mutex::default(),
+            janitor,
+        }))
+    }
+
+    /// Makes a new empty root (its parent must exist: a removed pod's
+    /// directory is not recreated).
+    fn make(&self) -> io::Result<PathBuf> {
+        let root = self
+            .dir
+            .join(self.next.fetch_add(1, Ordering::Relaxed).to_string());
+        fs::create_dir(&root)?;
+        fs::create_dir(root.join("tmp"))?;
+        Ok(root)
+    }
+
+    /// An empty root for the next instance of `container`, with a
+    /// directory for each mount point (absolute guest paths) so the guest
+    /// sees them when listing their parents. The previous instance's root
+    /// is reused if nothing was created in it; otherwise it goes to the
+    /// janitor and a replacement is prepared.
+    pub(crate) fn take(
+        self: &Arc<Self>,
+        container: &str,
+        mount_points: &[String],
+    ) -> io::Result<PathBuf> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(in_use) = current.get(container)
+            && in_use.untouched(mount_points)
+        {
+            return Ok(in_use.root.clone());
+        }
+        let prepared = self.ready.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let root = match prepared {
+            Some(root) => root,
+            None => self.make()?,
+        };
+        let mut made = vec![root.clone(), root.join("tmp")];
+        for point in mount_points {
+            let mut dir = root.clone();
+            for part in Path::new(point.trim_start_matches('/')).components() {
+                dir.push(part);
+                if !made.contains(&dir) {
+                    made.push(dir.clone());
+                }
+            }
+            fs::create_dir_all(&dir)?;
+        }
+        let snapshot = made.into_iter().map(|d| {
+            let seen = mtime(&d);
+            (d, seen)
+        });
+        let in_use = InUse {
+            root: root.clone(),
+            mount_points: mount_points.to_vec(),
+            snapshot: snapshot.collect(),
+        };
+        if let Some(previous) = current.insert(container.to_string(), in_use) {
+            self.janitor.submit(Job::Delete(previous.root));
+        }
+        drop(current);
+        self.janitor.submit(Job::Prepare(Arc::downgrade(self)));
+        Ok(root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_untouched_root_is_reused_and_a_touched_one_is_not() {
+        let pod = tempfile::tempdir().unwrap();
+        let roots = Roots::open(pod.path(), Janitor(None)).unwrap();
+        let mounts = vec!["/var/log".to_string()];
+        let first = roots.take("c", &mounts).unwrap();
+        assert!(first.join("var/log").is_dir());
+        assert_eq!(
+            roots.take("c", &mounts).unwrap(),
+            first,
+            "nothing changed: reused"
+        );
+        // Other mounts: a new root.
+        let other = roots.take("c", &[]).unwrap();
+        assert_ne!(other, first);
+        // Something created anywhere the runtime made a directory: a new root.
+        let again = roots.take("c", &mounts).unwrap();
+        assert_eq!(roots.take("c", &mounts).unwrap(), again);
+        fs::create_dir(again.join("var/new")).unwrap();
+        let fresh = roots.take("c", &mounts).unwrap();
+        assert_ne!(fresh, again);
+        assert!(!fresh.join("var/new").exists());
+    }
+
+    #[test]
+    fn each_instance_gets_an_empty_root_and_old_ones_go() {
+        let pod = tempfile::tempdir().unwrap();
+        let roots = Roots::open(pod.path(), Janitor(None)).unwrap();
+        let first = roots.take("c", &[]).unwrap();
+        fs::write(first.join("tmp/junk"), "x").unwrap();
+        let second = roots.take("c", &[]).unwrap();
+        assert_ne!(first, second);
+        assert!(!first.exists(), "the previous root is deleted");
+        assert_eq!(fs::read_dir(second.join("tmp")).unwrap().count(), 0);
+        // Reopening (a server restart) starts from clean roots.
+        fs::write(second.join("tmp/junk"), "x").unwrap();
+        drop(roots);
+        let reopened = Roots::open(pod.path(), Janitor(None)).unwrap();
+        let third = reopened.take("c", &[]).unwrap();
+        assert_eq!(fs::read_dir(third.join("tmp")).unwrap().count(), 0);
+        assert!(!second.join("tmp/junk").exists());
+        let leftovers = fs::read_dir(pod.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name() != "roots")
+            .count();
+        assert_eq!(leftovers, 0, "the old roots were not deleted");
+    }
+}
