@@ -31,14 +31,33 @@ fn run_to_end(file: &Path) -> Output {
     play(file, &["--restart-backoff", "20ms"]).output().unwrap()
 }
 
-/// Runs `play` for `for_how_long`, then sends SIGINT (Ctrl-C) and collects.
-fn run_then_interrupt(file: &Path, for_how_long: Duration) -> Output {
-    let child = play(file, &["--restart-backoff", "20ms"])
+/// Runs `play` until its stdout so far satisfies `enough` (or 60 s pass),
+/// then sends SIGINT (Ctrl-C) and collects everything it printed.
+fn run_until(file: &Path, enough: impl Fn(&str) -> bool) -> (String, String, Option<i32>) {
+    use std::io::BufRead;
+    let mut child = play(file, &["--restart-backoff", "20ms"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(for_how_long);
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !enough(&seen) && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+    }
     // SAFETY: signalling our own child process by its pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let started = Instant::now();
@@ -48,7 +67,9 @@ fn run_then_interrupt(file: &Path, for_how_long: Duration) -> Output {
         "play took {:?} to stop after Ctrl-C",
         started.elapsed()
     );
-    out
+    reader.join().unwrap();
+    seen.extend(rx.try_iter().map(|l| l + "\n"));
+    (seen, text(&out.stderr), out.status.code())
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -215,22 +236,25 @@ fn the_guides_adapter_pod_reshapes_the_apps_stats() {
     // (no `top` in WASI), the adapter reshapes them with head, tail and
     // grep -o -E, both over a shared emptyDir.
     let f = manifest(include_str!("../../examples/adapter.yaml"));
-    let out = run_then_interrupt(f.path(), Duration::from_secs(4));
-    let stdout = text(&out.stdout);
-    let lines: Vec<&str> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("[pod-with-adapter/adapter-container] "))
-        .collect();
+    let adapter_lines = |out: &str| {
+        out.lines()
+            .filter_map(|l| l.strip_prefix("[pod-with-adapter/adapter-container] "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // Two full rounds of the adapter's three lines are enough to judge.
+    let (stdout, stderr, _) = run_until(f.path(), |out| adapter_lines(out).len() >= 6);
+    let lines = adapter_lines(&stdout);
     assert!(
-        lines.len() >= 3,
-        "adapter printed too little: {stdout}\n{}",
-        text(&out.stderr)
+        lines.len() >= 6,
+        "adapter printed too little: {stdout}\n{stderr}"
     );
     // Groups of three: the date, the memory figure, the CPU figure.
     let start = lines
         .iter()
         .position(|l| l.contains(" UTC "))
         .expect("a date line");
+    assert!(lines.len() >= start + 3, "{lines:?}");
     let group = &lines[start..start + 3];
     assert!(group[0].contains(" UTC "), "{group:?}");
     assert!(
