@@ -19,6 +19,7 @@
 //! - [`builtin`]: the example guests every wasmkube binary carries.
 //! - [`sandbox`]: a pod's directory and volumes.
 //! - [`container`]: one container instance, from spec to exit status.
+//! - [`exit`]: exit codes and reasons (Completed, Error, OOMKilled).
 //! - [`limits`]: memory limiter, CPU quota and usage accounting.
 //! - [`logs`]: per-instance log files with timestamps and rotation.
 //! - [`net`]: a pod's own loopback network and the guests' TCP over it.
@@ -30,6 +31,7 @@ pub mod builtin;
 pub mod container;
 pub mod convert;
 pub mod engine;
+pub mod exit;
 pub mod images;
 pub mod limits;
 pub mod logs;

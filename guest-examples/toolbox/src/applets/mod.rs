@@ -2,6 +2,7 @@
 //! shell or as argv\[0\] of the container's command.
 
 mod files;
+mod grep;
 mod misc;
 mod text;
 
@@ -71,7 +72,7 @@ const APPLETS: &[(&str, Applet)] = &[
     ("echo", misc::echo),
     ("env", misc::env),
     ("false", misc::false_),
-    ("grep", text::grep),
+    ("grep", grep::grep),
     ("head", text::head),
     ("hostname", misc::hostname),
     ("ls", files::ls),
