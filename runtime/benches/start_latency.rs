@@ -28,6 +28,28 @@ impl WasiView for Bare {
     }
 }
 
+/// What the baselines measure: instantiate and run, nothing else.
+async fn bare_run(engine: wasmtime::Engine, pre: CommandPre<Bare>, argv: Vec<String>) {
+    let wasi = WasiCtxBuilder::new().args(&argv).build();
+    let mut store = Store::new(
+        &engine,
+        Bare {
+            wasi,
+            table: ResourceTable::new(),
+        },
+    );
+    store.set_epoch_deadline(u64::MAX / 2);
+    let cmd = pre.instantiate_async(&mut store).await.unwrap();
+    match cmd.wasi_cli_run().call_run(&mut store).await {
+        Ok(Ok(())) => {}
+        // A guest that calls exit(0) ends with this "error".
+        Err(e)
+            if e.downcast_ref::<wasmtime_wasi::I32Exit>()
+                .is_some_and(|c| c.0 == 0) => {}
+        other => panic!("the bare run failed: {other:?}"),
+    }
+}
+
 fn summary(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
     let median = samples[samples.len() / 2];
@@ -72,24 +94,7 @@ fn main() {
             .collect();
         let bare_once = || async {
             let t = Instant::now();
-            let wasi = WasiCtxBuilder::new().args(&argv).build();
-            let mut store = Store::new(
-                &engine,
-                Bare {
-                    wasi,
-                    table: ResourceTable::new(),
-                },
-            );
-            store.set_epoch_deadline(u64::MAX / 2);
-            let cmd = pre.instantiate_async(&mut store).await.unwrap();
-            match cmd.wasi_cli_run().call_run(&mut store).await {
-                Ok(Ok(())) => {}
-                // A guest that calls exit(0) ends with this "error".
-                Err(e)
-                    if e.downcast_ref::<wasmtime_wasi::I32Exit>()
-                        .is_some_and(|c| c.0 == 0) => {}
-                other => panic!("the bare run failed: {other:?}"),
-            }
+            bare_run(engine.clone(), pre.clone(), argv.clone()).await;
             t.elapsed()
         };
 
@@ -102,19 +107,7 @@ fn main() {
             .unwrap();
         let hop_once = || {
             let (engine, pre, argv) = (engine.clone(), pre.clone(), argv.clone());
-            let task = guests.spawn(async move {
-                let wasi = WasiCtxBuilder::new().args(&argv).build();
-                let mut store = Store::new(
-                    &engine,
-                    Bare {
-                        wasi,
-                        table: ResourceTable::new(),
-                    },
-                );
-                store.set_epoch_deadline(u64::MAX / 2);
-                let cmd = pre.instantiate_async(&mut store).await.unwrap();
-                let _ = cmd.wasi_cli_run().call_run(&mut store).await;
-            });
+            let task = guests.spawn(bare_run(engine, pre, argv));
             async move {
                 let t = Instant::now();
                 task.await.unwrap();

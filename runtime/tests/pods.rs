@@ -15,18 +15,7 @@ const FAST: Backoff = Backoff {
 
 fn pod(containers: Vec<ContainerSpec>, volumes: &[&str], policy: RestartPolicy) -> PodSpec {
     PodSpec {
-        sandbox: SandboxSpec {
-            uid: uid("pod"),
-            name: "testpod".into(),
-            namespace: "default".into(),
-            volumes: volumes
-                .iter()
-                .map(|v| VolumeSpec {
-                    name: v.to_string(),
-                    source: VolumeSource::EmptyDir,
-                })
-                .collect(),
-        },
+        sandbox: sandbox_spec(volumes),
         containers,
         restart_policy: policy,
         backoff: FAST,

@@ -26,21 +26,25 @@ pub fn uid(prefix: &str) -> String {
     )
 }
 
+/// A sandbox spec named `testpod` with these emptyDir volumes.
+pub fn sandbox_spec(volumes: &[&str]) -> SandboxSpec {
+    SandboxSpec {
+        uid: uid("t"),
+        name: "testpod".into(),
+        namespace: "default".into(),
+        volumes: volumes
+            .iter()
+            .map(|v| VolumeSpec {
+                name: v.to_string(),
+                source: VolumeSource::EmptyDir,
+            })
+            .collect(),
+    }
+}
+
 pub fn sandbox(volumes: &[&str]) -> Sandbox {
-    let uid = uid("t");
     runtime()
-        .run_pod_sandbox(SandboxSpec {
-            uid: uid.clone(),
-            name: "testpod".into(),
-            namespace: "default".into(),
-            volumes: volumes
-                .iter()
-                .map(|v| VolumeSpec {
-                    name: v.to_string(),
-                    source: VolumeSource::EmptyDir,
-                })
-                .collect(),
-        })
+        .run_pod_sandbox(sandbox_spec(volumes))
         .expect("sandbox")
 }
 
