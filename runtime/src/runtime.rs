@@ -263,6 +263,25 @@ impl RuntimeShared {
             image: image.reference.clone(),
             message: format!("{e:#}"),
         };
+        let engine = self.engine.wasmtime();
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        if !exports.iter().any(|e| e.starts_with("wasi:cli/run@"))
+            && exports
+                .iter()
+                .any(|e| e.starts_with("wasi:http/incoming-handler@"))
+        {
+            return Err(StartError::NotCommand {
+                image: image.reference.clone(),
+                message:
+                    "it is a wasi:http/proxy component (it exports wasi:http/incoming-handler, \
+                          not wasi:cli/run); serving those on a containerPort is not supported yet"
+                        .into(),
+            });
+        }
         let pre = self
             .linker
             .instantiate_pre(&component)
