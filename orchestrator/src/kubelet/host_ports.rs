@@ -26,15 +26,8 @@ pub struct Error {
 /// The open host ports of a pod; closed when dropped.
 #[derive(Debug, Default)]
 pub struct HostPorts {
+    /// The accept loops; aborted when this is dropped.
     tasks: JoinSet<()>,
-    addrs: Vec<SocketAddr>,
-}
-
-impl HostPorts {
-    /// The host addresses listened on.
-    pub fn addrs(&self) -> &[SocketAddr] {
-        &self.addrs
-    }
 }
 
 /// The (host address, container port) pairs a Pod asks for (TCP only).
@@ -72,7 +65,6 @@ pub async fn publish(
             container_port,
             source,
         })?;
-        open.addrs.push(listener.local_addr().unwrap_or(addr));
         let net = std::sync::Arc::clone(sandbox.net());
         open.tasks.spawn(async move {
             loop {

@@ -342,162 +342,150 @@ impl Shell {
     }
 
     fn parameter(&mut self, expr: &ParameterExpr, io: &Io) -> Result<Value> {
-        let is_missing = |v: &Value, test: &ParameterTestType| match (v, test) {
+        use ParameterExpr as E;
+        // Every supported form names one parameter: check and read it once.
+        let (parameter, indirect) = match expr {
+            E::Parameter {
+                parameter,
+                indirect,
+            }
+            | E::UseDefaultValues {
+                parameter,
+                indirect,
+                ..
+            }
+            | E::AssignDefaultValues {
+                parameter,
+                indirect,
+                ..
+            }
+            | E::IndicateErrorIfNullOrUnset {
+                parameter,
+                indirect,
+                ..
+            }
+            | E::UseAlternativeValue {
+                parameter,
+                indirect,
+                ..
+            }
+            | E::ParameterLength {
+                parameter,
+                indirect,
+            }
+            | E::RemoveSmallestSuffixPattern {
+                parameter,
+                indirect,
+                ..
+            }
+            | E::RemoveLargestSuffixPattern {
+                parameter,
+                indirect,
+                ..
+            }
+            | E::RemoveSmallestPrefixPattern {
+                parameter,
+                indirect,
+                ..
+            }
+            | E::RemoveLargestPrefixPattern {
+                parameter,
+                indirect,
+                ..
+            }
+            | E::Substring {
+                parameter,
+                indirect,
+                ..
+            }
+            | E::ReplaceSubstring {
+                parameter,
+                indirect,
+                ..
+            } => (parameter, *indirect),
+            _ => return Err("bad substitution: this ${...} form is not supported".into()),
+        };
+        if indirect {
+            return Err("indirect expansion (${!x}) is not supported".into());
+        }
+        let value = self.parameter_value(parameter)?;
+        let missing = |test: &ParameterTestType| match (&value, test) {
             (Value::Unset, _) => true,
             (Value::One(s), ParameterTestType::UnsetOrNull) => s.is_empty(),
             (Value::Many(items, _), ParameterTestType::UnsetOrNull) => items.is_empty(),
             _ => false,
         };
-        let no_indirect = |indirect: &bool| {
-            if *indirect {
-                Err("indirect expansion (${!x}) is not supported".to_string())
-            } else {
-                Ok(())
-            }
-        };
         Ok(match expr {
-            ParameterExpr::Parameter {
-                parameter,
-                indirect,
-            } => {
-                no_indirect(indirect)?;
-                self.parameter_value(parameter)?
-            }
-            ParameterExpr::UseDefaultValues {
-                parameter,
-                indirect,
+            E::UseDefaultValues {
                 test_type,
                 default_value,
-            } => {
-                no_indirect(indirect)?;
-                let v = self.parameter_value(parameter)?;
-                if is_missing(&v, test_type) {
-                    Value::One(self.expand_str(default_value.as_deref().unwrap_or(""), io)?)
-                } else {
-                    v
-                }
+                ..
+            } if missing(test_type) => {
+                Value::One(self.expand_str(default_value.as_deref().unwrap_or(""), io)?)
             }
-            ParameterExpr::AssignDefaultValues {
-                parameter,
-                indirect,
+            E::AssignDefaultValues {
                 test_type,
                 default_value,
-            } => {
-                no_indirect(indirect)?;
-                let v = self.parameter_value(parameter)?;
-                if is_missing(&v, test_type) {
-                    let value = self.expand_str(default_value.as_deref().unwrap_or(""), io)?;
-                    let Parameter::Named(name) = parameter else {
-                        return Err("can only assign to a named variable".into());
-                    };
-                    self.set_var(name, &value);
-                    Value::One(value)
-                } else {
-                    v
-                }
+                ..
+            } if missing(test_type) => {
+                let assigned = self.expand_str(default_value.as_deref().unwrap_or(""), io)?;
+                let Parameter::Named(name) = parameter else {
+                    return Err("can only assign to a named variable".into());
+                };
+                self.set_var(name, &assigned);
+                Value::One(assigned)
             }
-            ParameterExpr::IndicateErrorIfNullOrUnset {
-                parameter,
-                indirect,
+            E::IndicateErrorIfNullOrUnset {
                 test_type,
                 error_message,
-            } => {
-                no_indirect(indirect)?;
-                let v = self.parameter_value(parameter)?;
-                if is_missing(&v, test_type) {
-                    let msg = match error_message {
-                        Some(m) if !m.is_empty() => self.expand_str(m, io)?,
-                        _ => "parameter null or not set".to_string(),
-                    };
-                    let name = param_name(parameter);
-                    crate::applets::complain(
-                        &mut io.stderr.clone(),
-                        "sh",
-                        &format!("{name}: {msg}"),
-                    );
-                    // Fatal in a non-interactive shell.
-                    return Err(FATAL.to_string());
-                }
-                v
+                ..
+            } if missing(test_type) => {
+                let msg = match error_message {
+                    Some(m) if !m.is_empty() => self.expand_str(m, io)?,
+                    _ => "parameter null or not set".to_string(),
+                };
+                let name = param_name(parameter);
+                crate::applets::complain(&mut io.stderr.clone(), "sh", &format!("{name}: {msg}"));
+                // Fatal in a non-interactive shell.
+                return Err(FATAL.to_string());
             }
-            ParameterExpr::UseAlternativeValue {
-                parameter,
-                indirect,
+            E::UseAlternativeValue {
                 test_type,
                 alternative_value,
+                ..
             } => {
-                no_indirect(indirect)?;
-                let v = self.parameter_value(parameter)?;
-                if is_missing(&v, test_type) {
+                if missing(test_type) {
                     Value::One(String::new())
                 } else {
                     Value::One(self.expand_str(alternative_value.as_deref().unwrap_or(""), io)?)
                 }
             }
-            ParameterExpr::ParameterLength {
-                parameter,
-                indirect,
-            } => {
-                no_indirect(indirect)?;
-                let v = self.parameter_value(parameter)?;
-                let n = match v {
+            E::ParameterLength { .. } => {
+                let n = match &value {
                     Value::Many(items, _) => items.len(),
                     other => other.joined().unwrap_or_default().chars().count(),
                 };
                 Value::One(n.to_string())
             }
-            ParameterExpr::RemoveSmallestSuffixPattern {
-                parameter,
-                indirect,
-                pattern,
-            }
-            | ParameterExpr::RemoveLargestSuffixPattern {
-                parameter,
-                indirect,
-                pattern,
-            }
-            | ParameterExpr::RemoveSmallestPrefixPattern {
-                parameter,
-                indirect,
-                pattern,
-            }
-            | ParameterExpr::RemoveLargestPrefixPattern {
-                parameter,
-                indirect,
-                pattern,
-            } => {
-                no_indirect(indirect)?;
-                let value = self
-                    .parameter_value(parameter)?
-                    .joined()
-                    .unwrap_or_default();
+            E::RemoveSmallestSuffixPattern { pattern, .. }
+            | E::RemoveLargestSuffixPattern { pattern, .. }
+            | E::RemoveSmallestPrefixPattern { pattern, .. }
+            | E::RemoveLargestPrefixPattern { pattern, .. } => {
+                let text = value.joined().unwrap_or_default();
                 let pat = self.expand_pattern_str(pattern.as_deref().unwrap_or(""), io)?;
                 let largest = matches!(
                     expr,
-                    ParameterExpr::RemoveLargestSuffixPattern { .. }
-                        | ParameterExpr::RemoveLargestPrefixPattern { .. }
+                    E::RemoveLargestSuffixPattern { .. } | E::RemoveLargestPrefixPattern { .. }
                 );
                 let suffix = matches!(
                     expr,
-                    ParameterExpr::RemoveSmallestSuffixPattern { .. }
-                        | ParameterExpr::RemoveLargestSuffixPattern { .. }
+                    E::RemoveSmallestSuffixPattern { .. } | E::RemoveLargestSuffixPattern { .. }
                 );
-                Value::One(remove_affix(&value, &pat, suffix, largest))
+                Value::One(remove_affix(&text, &pat, suffix, largest))
             }
-            ParameterExpr::Substring {
-                parameter,
-                indirect,
-                offset,
-                length,
-            } => {
-                no_indirect(indirect)?;
-                let value: Vec<char> = self
-                    .parameter_value(parameter)?
-                    .joined()
-                    .unwrap_or_default()
-                    .chars()
-                    .collect();
-                let len = value.len() as i64;
+            E::Substring { offset, length, .. } => {
+                let chars: Vec<char> = value.joined().unwrap_or_default().chars().collect();
+                let len = chars.len() as i64;
                 let mut start = self.eval_arith(&offset.value, io)?;
                 if start < 0 {
                     start = (len + start).max(0);
@@ -514,25 +502,21 @@ impl Shell {
                     }
                     None => len,
                 };
-                Value::One(value[start as usize..end as usize].iter().collect())
+                Value::One(chars[start as usize..end as usize].iter().collect())
             }
-            ParameterExpr::ReplaceSubstring {
-                parameter,
-                indirect,
+            E::ReplaceSubstring {
                 pattern,
                 replacement,
                 match_kind,
+                ..
             } => {
-                no_indirect(indirect)?;
-                let value = self
-                    .parameter_value(parameter)?
-                    .joined()
-                    .unwrap_or_default();
+                let text = value.joined().unwrap_or_default();
                 let pat = self.expand_pattern_str(pattern, io)?;
                 let rep = self.expand_str(replacement.as_deref().unwrap_or(""), io)?;
-                Value::One(replace(&value, &pat, &rep, match_kind))
+                Value::One(replace(&text, &pat, &rep, match_kind))
             }
-            _ => return Err("bad substitution: this ${...} form is not supported".into()),
+            // `${x}`, and the defaulting forms when the value is there.
+            _ => value,
         })
     }
 
