@@ -118,6 +118,9 @@ pub(crate) struct Roots {
     ready: Mutex<Vec<PathBuf>>,
     /// The root each container's current instance uses.
     current: Mutex<HashMap<String, InUse>>,
+    /// Set when the pod is being removed; held while a root is made, so
+    /// the janitor never creates one inside a tree being deleted.
+    closed: Mutex<bool>,
     janitor: Janitor,
 }
 
@@ -141,6 +144,7 @@ impl Roots {
             next: AtomicU64::new(0),
             ready: Mutex::default(),
             current: Mutex::default(),
+            closed: Mutex::new(false),
             janitor,
         }))
     }
@@ -148,12 +152,25 @@ impl Roots {
     /// Makes a new empty root (its parent must exist: a removed pod's
     /// directory is not recreated).
     fn make(&self) -> io::Result<PathBuf> {
+        let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        if *closed {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the pod is being removed",
+            ));
+        }
         let root = self
             .dir
             .join(self.next.fetch_add(1, Ordering::Relaxed).to_string());
         fs::create_dir(&root)?;
         fs::create_dir(root.join("tmp"))?;
         Ok(root)
+    }
+
+    /// Stops making roots: after this returns, no root is being made or
+    /// will be, and the pod's directory can be deleted.
+    pub(crate) fn close(&self) {
+        *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
     }
 
     /// An empty root for the next instance of `container`, with a
@@ -166,6 +183,12 @@ impl Roots {
         container: &str,
         mount_points: &[String],
     ) -> io::Result<PathBuf> {
+        if *self.closed.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the pod is being removed",
+            ));
+        }
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(in_use) = current.get(container)
             && in_use.untouched(mount_points)
@@ -257,5 +280,10 @@ mod tests {
             .filter(|e| e.file_name() != "roots")
             .count();
         assert_eq!(leftovers, 0, "the old roots were not deleted");
+        reopened.close();
+        assert!(
+            reopened.take("d", &[]).is_err(),
+            "a closed pod makes no roots"
+        );
     }
 }

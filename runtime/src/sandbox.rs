@@ -174,9 +174,20 @@ impl Sandbox {
 
     /// Deletes the pod's directory: emptyDir contents, container roots, logs.
     pub fn remove(self) -> Result<(), Error> {
-        match fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&self.dir)(e)),
-            _ => Ok(()),
+        // The janitor may be preparing a root in here: stop that first.
+        self.roots.close();
+        // It may still be deleting an old root in here, which can make one
+        // pass trip over entries vanishing under it: try again.
+        let mut attempts = 0;
+        loop {
+            match fs::remove_dir_all(&self.dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !self.dir.exists() => {
+                    return Ok(());
+                }
+                Err(_) if attempts < 3 => attempts += 1,
+                Err(e) => return Err(io_err(&self.dir)(e)),
+            }
         }
     }
 }
