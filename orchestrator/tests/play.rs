@@ -250,21 +250,14 @@ fn the_guides_adapter_pod_reshapes_the_apps_stats() {
         "adapter printed too little: {stdout}\n{stderr}"
     );
     // Groups of three: the date, the memory figure, the CPU figure.
-    let start = lines
-        .iter()
-        .position(|l| l.contains(" UTC "))
-        .expect("a date line");
-    assert!(lines.len() >= start + 3, "{lines:?}");
-    let group = &lines[start..start + 3];
-    assert!(group[0].contains(" UTC "), "{group:?}");
-    assert!(
-        group[1].ends_with('K') && group[1][..group[1].len() - 1].parse::<u32>().is_ok(),
-        "{group:?}"
-    );
-    assert!(
-        group[2].ends_with('%') && group[2][..group[2].len() - 1].parse::<u32>().is_ok(),
-        "{group:?}"
-    );
+    let figure = |l: &str, unit: char| {
+        l.strip_suffix(unit)
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+    };
+    let group = lines
+        .windows(3)
+        .find(|w| w[0].contains(" UTC ") && figure(&w[1], 'K') && figure(&w[2], '%'));
+    assert!(group.is_some(), "no reshaped group in {lines:?}");
     // Stopped by Ctrl-C: both containers end stopped, summary printed.
     assert!(
         stdout.contains("pod/pod-with-adapter container/app-container exit=143 reason=Error"),
