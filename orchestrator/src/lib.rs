@@ -18,6 +18,7 @@
 //! - [`data_dir`]: where wasmkube keeps its state by default.
 
 pub mod admission;
+pub mod store;
 pub mod data_dir;
 pub mod kubelet;
 pub mod manifest;

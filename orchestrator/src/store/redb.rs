@@ -1,0 +1,516 @@
+//! The embedded store: one redb file, written by a single writer thread
+//! that group-commits.
+//!
+//! Every write waits in a queue; the writer takes everything queued, applies
+//! it in one transaction (one revision per write), commits durably (one
+//! fsync), and only then answers each caller and tells the watchers. So many
+//! concurrent clients share one fsync, and nothing is acknowledged before it
+//! is on disk. Reads use redb's snapshots and never wait for the writer.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ::redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::{broadcast, oneshot};
+
+use super::{
+    Error, EventType, ListPage, Preconditions, Result, Revision, Store, Watch, WatchEvent, Write,
+    stamp_revision,
+};
+
+/// key -> 8-byte big-endian revision, then the object's JSON.
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+/// revision -> event type byte, key length (u32 BE), key, object JSON.
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// "revision" and "compacted".
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// How the store keeps its log.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How many revisions of history watches can resume from.
+    pub retained_revisions: u64,
+    /// How often the writer compacts the log when it is idle.
+    pub compact_every: Duration,
+    /// Most writes in one commit; bounds a transaction's size.
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            retained_revisions: 10_000,
+            compact_every: Duration::from_secs(60),
+            max_batch: 1024,
+        }
+    }
+}
+
+/// State the writer thread and the readers share.
+struct Shared {
+    db: Database,
+    /// The latest committed revision.
+    revision: AtomicU64,
+    /// Revisions up to this one are gone from the log.
+    compacted: AtomicU64,
+    /// Committed changes, in revision order, for live watches.
+    events: broadcast::Sender<Arc<WatchEvent>>,
+}
+
+enum Request {
+    Write(Write, oneshot::Sender<Result<Value>>),
+    /// Compacts the log now (tests and `close`).
+    Compact(oneshot::Sender<Result<()>>),
+}
+
+/// The redb-backed [`Store`]. Cloning shares the one database.
+#[derive(Clone)]
+pub struct RedbStore {
+    shared: Arc<Shared>,
+    handle: Arc<WriterHandle>,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("revision", &self.revision())
+            .finish()
+    }
+}
+
+/// Owns the writer thread: dropping the last store handle drains the
+/// queue, commits it and stops the thread.
+struct WriterHandle {
+    requests: Mutex<Option<mpsc::Sender<Request>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl WriterHandle {
+    fn close(&self) {
+        self.requests.lock().unwrap().take();
+        if let Some(thread) = self.thread.lock().unwrap().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store file at `path`.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<RedbStore> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        let (revision, compacted) = {
+            txn.open_table(OBJECTS)?;
+            txn.open_table(LOG)?;
+            let meta = txn.open_table(META)?;
+            let revision = meta.get("revision")?.map(|v| v.value()).unwrap_or(0);
+            let compacted = meta.get("compacted")?.map(|v| v.value()).unwrap_or(0);
+            (revision, compacted)
+        };
+        txn.commit()?;
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            db,
+            revision: AtomicU64::new(revision),
+            compacted: AtomicU64::new(compacted),
+            events,
+        });
+        let (sender, receiver) = mpsc::channel();
+        let writer_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(&writer_shared, &receiver, &options))
+            .map_err(|e| Error::Backend(Arc::new(::redb::Error::Io(e))))?;
+        Ok(RedbStore {
+            shared,
+            handle: Arc::new(WriterHandle {
+                requests: Mutex::new(Some(sender)),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// Commits what is queued and stops the writer; later writes fail with
+    /// [`Error::Closed`].
+    pub fn close(&self) {
+        self.handle.close();
+    }
+
+    /// Compacts the log to the retained window now.
+    pub async fn compact(&self) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Compact(reply))?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// The oldest revision a watch may resume after.
+    pub fn compacted(&self) -> Revision {
+        self.shared.compacted.load(Ordering::Acquire)
+    }
+
+    fn send(&self, request: Request) -> Result<()> {
+        let requests = self.handle.requests.lock().unwrap();
+        let sender = requests.as_ref().ok_or(Error::Closed)?;
+        sender.send(request).map_err(|_| Error::Closed)
+    }
+}
+
+impl Store for RedbStore {
+    fn get(&self, key: &str) -> Result<Option<Value>> {
+        let txn = self.shared.db.begin_read()?;
+        let table = txn.open_table(OBJECTS)?;
+        match table.get(key)? {
+            Some(bytes) => Ok(Some(decode_object(key, bytes.value())?.1)),
+            None => Ok(None),
+        }
+    }
+
+    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
+        let txn = self.shared.db.begin_read()?;
+        let revision = txn
+            .open_table(META)?
+            .get("revision")?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let table = txn.open_table(OBJECTS)?;
+        let lower = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let mut items = Vec::new();
+        let mut last_key = String::new();
+        let mut continue_after = None;
+        for entry in table.range::<&str>((lower, Bound::Unbounded))? {
+            let (key, value) = entry?;
+            let key = key.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if limit != 0 && items.len() == limit {
+                continue_after = Some(std::mem::take(&mut last_key));
+                break;
+            }
+            items.push(decode_object(key, value.value())?.1);
+            last_key.clear();
+            last_key.push_str(key);
+        }
+        Ok(ListPage {
+            items,
+            revision,
+            continue_after,
+        })
+    }
+
+    fn write(&self, write: Write) -> BoxFuture<'static, Result<Value>> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.send(Request::Write(write, reply));
+        Box::pin(async move {
+            sent?;
+            answer.await.map_err(|_| Error::Closed)?
+        })
+    }
+
+    fn watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
+        // Subscribe first: anything committed from here on reaches `live`,
+        // and the log read below covers everything before.
+        let live = self.shared.events.subscribe();
+        let shared = self.shared.clone();
+        let replay = Arc::new(move |prefix: &str, after: Revision| replay(&shared, prefix, after));
+        let pending = replay(prefix, after)?;
+        Ok(Watch::new(prefix.to_string(), after, pending, live, replay))
+    }
+
+    fn revision(&self) -> Revision {
+        self.shared.revision.load(Ordering::Acquire)
+    }
+}
+
+fn replay(shared: &Shared, prefix: &str, after: Revision) -> Result<Vec<Arc<WatchEvent>>> {
+    let txn = shared.db.begin_read()?;
+    let compacted = txn
+        .open_table(META)?
+        .get("compacted")?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    if after < compacted {
+        return Err(Error::Gone {
+            requested: after,
+            oldest: compacted + 1,
+        });
+    }
+    let log = txn.open_table(LOG)?;
+    let mut events = Vec::new();
+    for entry in log.range(after + 1..)? {
+        let (revision, bytes) = entry?;
+        let event = decode_event(revision.value(), bytes.value())?;
+        if event.key.starts_with(prefix) {
+            events.push(Arc::new(event));
+        }
+    }
+    Ok(events)
+}
+
+fn writer_loop(shared: &Shared, requests: &mpsc::Receiver<Request>, options: &StoreOptions) {
+    let mut last_compaction = Instant::now();
+    loop {
+        let first = match requests.recv_timeout(options.compact_every) {
+            Ok(request) => request,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = compact(shared, options.retained_revisions);
+                last_compaction = Instant::now();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let mut writes = Vec::new();
+        let mut next = Some(first);
+        while let Some(request) = next {
+            match request {
+                Request::Write(write, reply) => writes.push((write, reply)),
+                Request::Compact(reply) => {
+                    let _ = reply.send(compact(shared, options.retained_revisions));
+                    last_compaction = Instant::now();
+                }
+            }
+            next = if writes.len() < options.max_batch {
+                requests.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !writes.is_empty() {
+            commit_batch(shared, writes);
+        }
+        if last_compaction.elapsed() >= options.compact_every {
+            let _ = compact(shared, options.retained_revisions);
+            last_compaction = Instant::now();
+        }
+    }
+}
+
+type Outcome = Result<(Value, WatchEvent)>;
+
+/// Applies `writes` in one durable transaction, then answers each.
+fn commit_batch(shared: &Shared, writes: Vec<(Write, oneshot::Sender<Result<Value>>)>) {
+    let start = shared.revision.load(Ordering::Acquire);
+    let (replies, writes): (Vec<_>, Vec<_>) = writes.into_iter().map(|(w, r)| (r, w)).unzip();
+    let result = (|| -> Result<(Vec<Outcome>, Revision)> {
+        let txn = shared.db.begin_write()?;
+        let mut revision = start;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        {
+            let mut objects = txn.open_table(OBJECTS)?;
+            let mut log = txn.open_table(LOG)?;
+            for write in writes {
+                outcomes.push(apply(&mut objects, &mut log, revision + 1, write)?);
+                if matches!(outcomes.last(), Some(Ok(_))) {
+                    revision += 1;
+                }
+            }
+            txn.open_table(META)?.insert("revision", revision)?;
+        }
+        txn.commit()?;
+        Ok((outcomes, revision))
+    })();
+    match result {
+        Ok((outcomes, revision)) => {
+            shared.revision.store(revision, Ordering::Release);
+            for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                let answer = outcome.map(|(object, event)| {
+                    let _ = shared.events.send(Arc::new(event));
+                    object
+                });
+                let _ = reply.send(answer);
+            }
+        }
+        Err(error) => {
+            let shared_error = match error {
+                Error::Backend(e) => e,
+                other => Arc::new(::redb::Error::Corrupted(other.to_string())),
+            };
+            for reply in replies {
+                let _ = reply.send(Err(Error::Backend(shared_error.clone())));
+            }
+        }
+    }
+}
+
+/// Applies one write at `revision`. The outer `Result` is a backend failure
+/// that aborts the batch; the inner one is this write's own answer.
+fn apply(
+    objects: &mut ::redb::Table<&str, &[u8]>,
+    log: &mut ::redb::Table<u64, &[u8]>,
+    revision: Revision,
+    write: Write,
+) -> Result<Outcome> {
+    let current = match objects.get(write.key())? {
+        Some(bytes) => Some(decode_object(write.key(), bytes.value())?),
+        None => None,
+    };
+    let (key, event_type, mut object) = match write {
+        Write::Create { key, object } => {
+            if current.is_some() {
+                return Ok(Err(Error::AlreadyExists { key }));
+            }
+            (key, EventType::Added, object)
+        }
+        Write::Update {
+            key,
+            object,
+            preconditions,
+        } => {
+            let Some(current) = current else {
+                return Ok(Err(Error::NotFound { key }));
+            };
+            if let Err(reason) = check(&preconditions, &current) {
+                return Ok(Err(Error::Conflict { key, reason }));
+            }
+            (key, EventType::Modified, object)
+        }
+        Write::Delete { key, preconditions } => {
+            let Some(current) = current else {
+                return Ok(Err(Error::NotFound { key }));
+            };
+            if let Err(reason) = check(&preconditions, &current) {
+                return Ok(Err(Error::Conflict { key, reason }));
+            }
+            (key, EventType::Deleted, current.1)
+        }
+    };
+    stamp_revision(&mut object, revision);
+    let json = serde_json::to_vec(&object).map_err(|source| Error::Corrupt {
+        key: key.clone(),
+        source,
+    })?;
+    if event_type == EventType::Deleted {
+        objects.remove(key.as_str())?;
+    } else {
+        let mut stored = Vec::with_capacity(8 + json.len());
+        stored.extend_from_slice(&revision.to_be_bytes());
+        stored.extend_from_slice(&json);
+        objects.insert(key.as_str(), stored.as_slice())?;
+    }
+    log.insert(revision, encode_event(event_type, &key, &json).as_slice())?;
+    Ok(Ok((
+        object.clone(),
+        WatchEvent {
+            revision,
+            event_type,
+            key,
+            object: Arc::new(object),
+        },
+    )))
+}
+
+fn check(preconditions: &Preconditions, current: &(Revision, Value)) -> Result<(), String> {
+    if let Some(revision) = preconditions.revision
+        && revision != current.0
+    {
+        return Err(format!(
+            "resourceVersion {revision} is stale, the latest is {}",
+            current.0
+        ));
+    }
+    if let Some(uid) = &preconditions.uid {
+        let actual = current.1.pointer("/metadata/uid").and_then(Value::as_str);
+        if actual != Some(uid.as_str()) {
+            return Err(format!(
+                "uid {uid} does not match the object's uid {}",
+                actual.unwrap_or("<none>")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Drops log entries older than the retained window, in one transaction.
+fn compact(shared: &Shared, retained: u64) -> Result<()> {
+    let revision = shared.revision.load(Ordering::Acquire);
+    let target = revision.saturating_sub(retained);
+    let compacted = shared.compacted.load(Ordering::Acquire);
+    if target <= compacted {
+        return Ok(());
+    }
+    let txn = shared.db.begin_write()?;
+    {
+        let mut log = txn.open_table(LOG)?;
+        log.retain_in(..=target, |_, _| false)?;
+        txn.open_table(META)?.insert("compacted", target)?;
+        tracing::debug!(target, remaining = log.len()?, "compacted the revision log");
+    }
+    txn.commit()?;
+    shared.compacted.store(target, Ordering::Release);
+    Ok(())
+}
+
+fn decode_object(key: &str, bytes: &[u8]) -> Result<(Revision, Value)> {
+    if bytes.len() < 8 {
+        return Err(Error::Backend(Arc::new(::redb::Error::Corrupted(format!(
+            "object at {key} is truncated"
+        )))));
+    }
+    let revision = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
+    let object = serde_json::from_slice(&bytes[8..]).map_err(|source| Error::Corrupt {
+        key: key.to_string(),
+        source,
+    })?;
+    Ok((revision, object))
+}
+
+fn encode_event(event_type: EventType, key: &str, json: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(5 + key.len() + json.len());
+    bytes.push(match event_type {
+        EventType::Added => b'A',
+        EventType::Modified => b'M',
+        EventType::Deleted => b'D',
+    });
+    bytes.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(key.as_bytes());
+    bytes.extend_from_slice(json);
+    bytes
+}
+
+fn decode_event(revision: Revision, bytes: &[u8]) -> Result<WatchEvent> {
+    let corrupt = || {
+        Error::Backend(Arc::new(::redb::Error::Corrupted(format!(
+            "log entry {revision} is malformed"
+        ))))
+    };
+    let event_type = match bytes.first() {
+        Some(b'A') => EventType::Added,
+        Some(b'M') => EventType::Modified,
+        Some(b'D') => EventType::Deleted,
+        _ => return Err(corrupt()),
+    };
+    let len = bytes
+        .get(1..5)
+        .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or_else(corrupt)?;
+    let key = bytes
+        .get(5..5 + len)
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .ok_or_else(corrupt)?
+        .to_string();
+    let object = serde_json::from_slice(&bytes[5 + len..]).map_err(|source| Error::Corrupt {
+        key: key.clone(),
+        source,
+    })?;
+    Ok(WatchEvent {
+        revision,
+        event_type,
+        key,
+        object: Arc::new(object),
+    })
+}

@@ -1,0 +1,82 @@
+//! A watch over the store: the log after a revision, then live changes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use super::{Result, Revision, WatchEvent};
+
+type Replay = Arc<dyn Fn(&str, Revision) -> Result<Vec<Arc<WatchEvent>>> + Send + Sync>;
+
+/// Changes under one key prefix, in revision order, each exactly once.
+///
+/// A watch that falls behind the live channel re-reads the log from the
+/// last revision it delivered, so a slow reader loses nothing; only if the
+/// log has been compacted past it does it end with `Gone`.
+pub struct Watch {
+    prefix: String,
+    /// The last revision delivered (or the starting point).
+    last: Revision,
+    /// Events read from the log, not yet delivered.
+    pending: VecDeque<Arc<WatchEvent>>,
+    live: broadcast::Receiver<Arc<WatchEvent>>,
+    replay: Replay,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("prefix", &self.prefix)
+            .field("last", &self.last)
+            .finish()
+    }
+}
+
+impl Watch {
+    pub(super) fn new(
+        prefix: String,
+        after: Revision,
+        pending: Vec<Arc<WatchEvent>>,
+        live: broadcast::Receiver<Arc<WatchEvent>>,
+        replay: Replay,
+    ) -> Watch {
+        Watch {
+            prefix,
+            last: after,
+            pending: pending.into(),
+            live,
+            replay,
+        }
+    }
+
+    /// The last revision this watch has delivered.
+    pub fn revision(&self) -> Revision {
+        self.last
+    }
+
+    /// The next change; `None` once the store has closed.
+    pub async fn next(&mut self) -> Option<Result<Arc<WatchEvent>>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                self.last = event.revision;
+                return Some(Ok(event));
+            }
+            match self.live.recv().await {
+                Ok(event) => {
+                    if event.revision > self.last && event.key.starts_with(&self.prefix) {
+                        self.last = event.revision;
+                        return Some(Ok(event));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    match (self.replay)(&self.prefix, self.last) {
+                        Ok(events) => self.pending.extend(events),
+                        Err(error) => return Some(Err(error)),
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
