@@ -18,6 +18,9 @@
 //! - [`data_dir`]: where wasmkube keeps its state by default.
 
 pub mod admission;
+pub mod patch;
+pub mod registry;
+pub mod schema;
 pub mod store;
 pub mod data_dir;
 pub mod kubelet;

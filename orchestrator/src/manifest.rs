@@ -128,7 +128,7 @@ fn typed<T: DeserializeOwned>(
 }
 
 /// `spec.containers[0].imagee` from serde_ignored's path.
-fn field_path(path: &serde_ignored::Path<'_>) -> String {
+pub(crate) fn field_path(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path;
     match path {
         Path::Root => String::new(),

@@ -1,0 +1,200 @@
+//! API errors: each becomes a Kubernetes `Status` with the reason, code and
+//! wording a Kubernetes client expects.
+
+use serde_json::{Value, json};
+
+use crate::admission::Invalid;
+use crate::store;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why an API operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{resource} {name:?} not found")]
+    NotFound {
+        resource: String,
+        group: String,
+        name: String,
+    },
+    #[error("{resource} {name:?} already exists")]
+    AlreadyExists {
+        resource: String,
+        group: String,
+        name: String,
+    },
+    #[error(
+        "Operation cannot be fulfilled on {resource} {name:?}: {why}"
+    )]
+    Conflict {
+        resource: String,
+        group: String,
+        name: String,
+        why: String,
+    },
+    #[error("{0}")]
+    Invalid(Invalid, String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    NotAcceptable(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("the server could not find the requested resource")]
+    NoRoute,
+    #[error("{0}")]
+    Timeout(String),
+    #[error("Internal error occurred: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The HTTP status code.
+    pub fn code(&self) -> u16 {
+        match self {
+            Error::NotFound { .. } | Error::NoRoute => 404,
+            Error::AlreadyExists { .. } | Error::Conflict { .. } => 409,
+            Error::Invalid(..) => 422,
+            Error::BadRequest(_) => 400,
+            Error::Forbidden(_) => 403,
+            Error::Unauthorized(_) => 401,
+            Error::MethodNotAllowed(_) => 405,
+            Error::UnsupportedMediaType(_) => 415,
+            Error::NotAcceptable(_) => 406,
+            Error::TooLarge(_) => 413,
+            Error::Gone(_) => 410,
+            Error::Timeout(_) => 504,
+            Error::Internal(_) => 500,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } | Error::NoRoute => "NotFound",
+            Error::AlreadyExists { .. } => "AlreadyExists",
+            Error::Conflict { .. } => "Conflict",
+            Error::Invalid(..) => "Invalid",
+            Error::BadRequest(_) => "BadRequest",
+            Error::Forbidden(_) => "Forbidden",
+            Error::Unauthorized(_) => "Unauthorized",
+            Error::MethodNotAllowed(_) => "MethodNotAllowed",
+            Error::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            Error::NotAcceptable(_) => "NotAcceptable",
+            Error::TooLarge(_) => "RequestEntityTooLarge",
+            Error::Gone(_) => "Expired",
+            Error::Timeout(_) => "Timeout",
+            Error::Internal(_) => "InternalError",
+        }
+    }
+
+    /// The `Status` object clients read.
+    pub fn status(&self) -> Value {
+        let details = match self {
+            Error::NotFound {
+                resource,
+                group,
+                name,
+            }
+            | Error::AlreadyExists {
+                resource,
+                group,
+                name,
+            }
+            | Error::Conflict {
+                resource,
+                group,
+                name,
+                ..
+            } => Some(json!({"name": name, "group": group, "kind": resource})),
+            Error::Invalid(invalid, group) => Some(json!({
+                "name": invalid.name,
+                "group": group,
+                "kind": invalid.kind,
+                "causes": invalid.errors.iter().map(|e| json!({
+                    "reason": cause_reason(&e.message),
+                    "message": e.message,
+                    "field": e.field,
+                })).collect::<Vec<_>>(),
+            })),
+            _ => None,
+        };
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": self.reason(),
+            "code": self.code(),
+        });
+        if let Some(details) = details {
+            status["details"] = details;
+        }
+        status
+    }
+
+    /// Maps a store failure on `name` of `resource`.
+    pub(crate) fn from_store(error: store::Error, resource: &str, group: &str, name: &str) -> Error {
+        let (resource, group, name) = (resource.to_string(), group.to_string(), name.to_string());
+        match error {
+            store::Error::AlreadyExists { .. } => Error::AlreadyExists {
+                resource,
+                group,
+                name,
+            },
+            store::Error::NotFound { .. } => Error::NotFound {
+                resource,
+                group,
+                name,
+            },
+            store::Error::Conflict { .. } => Error::Conflict {
+                resource,
+                group,
+                name,
+                why: "the object has been modified; please apply your changes to the latest version and try again".into(),
+            },
+            store::Error::Gone { requested, oldest } => {
+                Error::Gone(format!("too old resource version: {requested} ({oldest})"))
+            }
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<store::Error> for Error {
+    fn from(error: store::Error) -> Self {
+        match error {
+            store::Error::Gone { requested, oldest } => {
+                Error::Gone(format!("too old resource version: {requested} ({oldest})"))
+            }
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+fn cause_reason(message: &str) -> &'static str {
+    if message.starts_with("Required value") {
+        "FieldValueRequired"
+    } else if message.starts_with("Unsupported value") {
+        "FieldValueNotSupported"
+    } else if message.starts_with("Duplicate value") {
+        "FieldValueDuplicate"
+    } else if message.starts_with("Forbidden") {
+        "FieldValueForbidden"
+    } else if message.starts_with("Not found") {
+        "FieldValueNotFound"
+    } else {
+        "FieldValueInvalid"
+    }
+}

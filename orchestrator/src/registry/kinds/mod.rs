@@ -1,0 +1,187 @@
+//! The built-in kinds: their descriptors and hooks.
+
+mod pod;
+
+use k8s_openapi::api::core::v1::{Event, Namespace, Node};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::resources::{ALL_VERBS, Hooks, Resource, Subresource};
+use crate::admission::{Errors, Invalid, check_dns_label, check_dns_subdomain};
+
+pub use pod::qos_class;
+
+pub(crate) fn all() -> Vec<Resource> {
+    vec![
+        namespaces(),
+        pod::resource(),
+        nodes(),
+        events(),
+    ]
+}
+
+/// Hooks that accept anything the typed decode accepts.
+pub(crate) fn plain_hooks<T: DeserializeOwned>() -> Hooks {
+    Hooks {
+        defaults: |_| {},
+        initial_status: |_| {},
+        validate: validate_metadata,
+        decode: decode::<T>,
+    }
+}
+
+/// Decodes `value` as `T`; a type error (with its field path) is `Err`,
+/// unknown fields are listed in `Ok`.
+pub(crate) fn decode<T: DeserializeOwned>(value: &Value) -> Result<Vec<String>, String> {
+    let mut unknown = Vec::new();
+    let mut track = |path: serde_ignored::Path<'_>| unknown.push(crate::manifest::field_path(&path));
+    let ignored = serde_ignored::Deserializer::new(value, &mut track);
+    let result: Result<T, _> = serde_path_to_error::deserialize(ignored);
+    match result {
+        Ok(_) => Ok(unknown),
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = path.replace(".[", "[");
+            Err(format!("{}: {}", path.trim_start_matches('.'), e.into_inner()))
+        }
+    }
+}
+
+fn name_of(object: &Value) -> &str {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn kind_of(object: &Value) -> &str {
+    object.get("kind").and_then(Value::as_str).unwrap_or("Object")
+}
+
+/// Name checks every object gets: a DNS subdomain.
+pub(crate) fn validate_metadata(object: &Value, _old: Option<&Value>) -> Result<(), Invalid> {
+    let mut errors = Errors::default();
+    check_dns_subdomain(&mut errors, "metadata.name", name_of(object));
+    errors.into_result(kind_of(object), name_of(object))
+}
+
+fn namespaces() -> Resource {
+    Resource {
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        plural: "namespaces",
+        singular: "namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: &[],
+        verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
+        subresources: &[
+            Subresource {
+                name: "status",
+                kind: "Namespace",
+                group_version: None,
+                verbs: &["get", "patch", "update"],
+            },
+            Subresource {
+                name: "finalize",
+                kind: "Namespace",
+                group_version: None,
+                verbs: &["update"],
+            },
+        ],
+        status_subresource: true,
+        field_selectors: &["status.phase"],
+        schema: "io.k8s.api.core.v1.Namespace",
+        hooks: Hooks {
+            defaults: |ns| {
+                let name = name_of(ns).to_string();
+                let labels = ns
+                    .pointer_mut("/metadata")
+                    .and_then(Value::as_object_mut)
+                    .map(|m| m.entry("labels").or_insert_with(|| json!({})));
+                if let Some(Value::Object(labels)) = labels {
+                    labels.insert("kubernetes.io/metadata.name".into(), Value::String(name));
+                }
+                if let Some(object) = ns.as_object_mut() {
+                    let spec = object.entry("spec").or_insert_with(|| json!({}));
+                    if spec.get("finalizers").is_none() {
+                        spec["finalizers"] = json!(["kubernetes"]);
+                    }
+                }
+            },
+            initial_status: |ns| ns["status"] = json!({"phase": "Active"}),
+            validate: |ns, _| {
+                let mut errors = Errors::default();
+                check_dns_label(&mut errors, "metadata.name", name_of(ns));
+                errors.into_result("Namespace", name_of(ns))
+            },
+            decode: decode::<Namespace>,
+        },
+    }
+}
+
+fn nodes() -> Resource {
+    Resource {
+        group: "",
+        version: "v1",
+        kind: "Node",
+        plural: "nodes",
+        singular: "node",
+        namespaced: false,
+        short_names: &["no"],
+        categories: &[],
+        verbs: ALL_VERBS,
+        subresources: &[Subresource {
+            name: "status",
+            kind: "Node",
+            group_version: None,
+            verbs: &["get", "patch", "update"],
+        }],
+        status_subresource: true,
+        field_selectors: &["spec.unschedulable"],
+        schema: "io.k8s.api.core.v1.Node",
+        hooks: plain_hooks::<Node>(),
+    }
+}
+
+fn events() -> Resource {
+    Resource {
+        group: "",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        singular: "event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        verbs: ALL_VERBS,
+        subresources: &[],
+        status_subresource: false,
+        field_selectors: &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        schema: "io.k8s.api.core.v1.Event",
+        hooks: Hooks {
+            validate: |event, _| {
+                let mut errors = Errors::default();
+                check_dns_subdomain(&mut errors, "metadata.name", name_of(event));
+                if event.get("involvedObject").is_none() {
+                    errors.required("involvedObject");
+                }
+                errors.into_result("Event", name_of(event))
+            },
+            ..plain_hooks::<Event>()
+        },
+    }
+}

@@ -1,0 +1,246 @@
+//! Pods: defaults, validation (including what an update may change) and
+//! the status a new pod starts with.
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+
+use super::{decode, name_of};
+use crate::admission::{FieldError, Invalid};
+use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource};
+
+pub(super) fn resource() -> Resource {
+    Resource {
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        plural: "pods",
+        singular: "pod",
+        namespaced: true,
+        short_names: &["po"],
+        categories: &["all"],
+        verbs: ALL_VERBS,
+        subresources: &[
+            Subresource {
+                name: "status",
+                kind: "Pod",
+                group_version: None,
+                verbs: &["get", "patch", "update"],
+            },
+            Subresource {
+                name: "log",
+                kind: "Pod",
+                group_version: None,
+                verbs: &["get"],
+            },
+        ],
+        status_subresource: true,
+        field_selectors: &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        schema: "io.k8s.api.core.v1.Pod",
+        hooks: Hooks {
+            defaults,
+            initial_status: |pod| {
+                let qos = qos_class(pod);
+                pod["status"] = json!({"phase": "Pending", "qosClass": qos});
+            },
+            validate,
+            decode: decode::<Pod>,
+        },
+    }
+}
+
+fn set_default(object: &mut serde_json::Map<String, Value>, field: &str, value: Value) {
+    object.entry(field).or_insert(value);
+}
+
+/// Kubernetes' pod defaults, the ones a user sees in `get -o yaml`.
+fn defaults(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "enableServiceLinks", json!(true));
+    set_default(spec, "priority", json!(0));
+    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+            let image = container.get("image").and_then(Value::as_str).unwrap_or("");
+            let pull = if image_tag_is_latest(image) {
+                "Always"
+            } else {
+                "IfNotPresent"
+            };
+            set_default(container, "imagePullPolicy", json!(pull));
+            set_default(container, "terminationMessagePath", json!("/dev/termination-log"));
+            set_default(container, "terminationMessagePolicy", json!("File"));
+            set_default(container, "resources", json!({}));
+            if let Some(ports) = container.get_mut("ports").and_then(Value::as_array_mut) {
+                for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    set_default(port, "protocol", json!("TCP"));
+                }
+            }
+            // Requests default to limits, as Kubernetes does.
+            if let Some(resources) = container.get_mut("resources").and_then(Value::as_object_mut)
+                && let Some(limits) = resources.get("limits").and_then(Value::as_object).cloned()
+            {
+                let requests = resources
+                    .entry("requests")
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut();
+                if let Some(requests) = requests {
+                    for (name, quantity) in limits {
+                        requests.entry(name).or_insert(quantity);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `image` has no tag, or the tag `latest` (and no digest).
+fn image_tag_is_latest(image: &str) -> bool {
+    if image.contains('@') {
+        return false;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, tag)) => tag == "latest",
+        None => true,
+    }
+}
+
+/// The pod's quality-of-service class, from its containers' resources.
+pub fn qos_class(pod: &Value) -> &'static str {
+    let containers = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut any = false;
+    let mut guaranteed = true;
+    for container in &containers {
+        let requests = container.pointer("/resources/requests");
+        let limits = container.pointer("/resources/limits");
+        let has = |v: Option<&Value>| v.and_then(Value::as_object).is_some_and(|m| !m.is_empty());
+        any |= has(requests) || has(limits);
+        for resource in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(resource));
+            let request = requests.and_then(|r| r.get(resource)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+fn validate(pod: &Value, old: Option<&Value>) -> Result<(), Invalid> {
+    let typed: Pod = serde_json::from_value(pod.clone()).map_err(|e| Invalid {
+        kind: "Pod".into(),
+        name: name_of(pod).into(),
+        errors: vec![FieldError {
+            field: "spec".into(),
+            message: e.to_string(),
+        }],
+    })?;
+    crate::admission::pod::validate(&typed)?;
+    if let Some(old) = old {
+        validate_update(pod, old)?;
+    }
+    Ok(())
+}
+
+const UPDATE_FORBIDDEN: &str = "Forbidden: pod updates may not change fields other than \
+`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,\
+`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` \
+(allow it to be set to 1 if it was previously negative)";
+
+/// A pod's spec is immutable but for images, the deadline and additions to
+/// tolerations.
+fn validate_update(pod: &Value, old: &Value) -> Result<(), Invalid> {
+    let mutable_cleared = |pod: &Value| {
+        let mut spec = pod.get("spec").cloned().unwrap_or(Value::Null);
+        for list in ["containers", "initContainers"] {
+            if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
+                for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+                    container.remove("image");
+                }
+            }
+        }
+        if let Some(spec) = spec.as_object_mut() {
+            spec.remove("activeDeadlineSeconds");
+            spec.remove("tolerations");
+        }
+        spec
+    };
+    if mutable_cleared(pod) != mutable_cleared(old) {
+        return Err(Invalid {
+            kind: "Pod".into(),
+            name: name_of(pod).into(),
+            errors: vec![FieldError {
+                field: "spec".into(),
+                message: UPDATE_FORBIDDEN.into(),
+            }],
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos_classes() {
+        let pod = |resources: Value| json!({"spec": {"containers": [{"name": "c", "resources": resources}]}});
+        assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
+        assert_eq!(
+            qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))),
+            "Guaranteed"
+        );
+        assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "1"}}))), "Burstable");
+    }
+
+    #[test]
+    fn defaults_follow_kubernetes() {
+        let mut pod = json!({"spec": {"containers": [
+            {"name": "a", "image": "toolbox", "ports": [{"containerPort": 80}], "resources": {"limits": {"cpu": "1"}}},
+            {"name": "b", "image": "echo-hostname:1.0.1"}
+        ]}});
+        defaults(&mut pod);
+        assert_eq!(pod["spec"]["restartPolicy"], "Always");
+        assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(pod["spec"]["containers"][1]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
+        assert_eq!(pod["spec"]["containers"][0]["resources"]["requests"]["cpu"], "1");
+    }
+
+    #[test]
+    fn updates_may_change_images_only() {
+        let pod = |image: &str, cmd: &str| json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": image, "command": [cmd]}]}});
+        assert!(validate_update(&pod("b", "x"), &pod("a", "x")).is_ok());
+        let err = validate_update(&pod("a", "y"), &pod("a", "x")).unwrap_err();
+        assert!(err.to_string().contains("pod updates may not change fields"), "{err}");
+    }
+}

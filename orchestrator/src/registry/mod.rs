@@ -1,0 +1,816 @@
+//! The registry: the object semantics of the Kubernetes API over the store.
+//!
+//! Creating, updating, patching, deleting and listing objects, with
+//! Kubernetes' rules for metadata (uid, generation, managedFields),
+//! optimistic concurrency, status subresources, graceful deletion and
+//! finalizers, dry runs and field validation. The HTTP layer ([`crate::api`])
+//! and the in-process components (kubelet, scheduler, controllers) both use
+//! it, so every write follows the same rules.
+
+mod error;
+pub mod kinds;
+pub mod metadata;
+pub mod resources;
+pub mod selectors;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+pub use self::error::{Error, Result};
+pub use self::resources::{Resource, Resources};
+use self::metadata::{metadata_mut, now, str_at};
+pub use self::selectors::{FieldSelector, LabelSelector};
+use crate::patch::{self, PatchKind};
+use crate::store::{self, Preconditions, Revision, Store, Watch, Write};
+
+/// How a write treats fields the schema does not know.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    /// Accepts, and warns about each unknown field.
+    #[default]
+    Warn,
+    /// Rejects the write.
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn parse(text: Option<&str>) -> Result<FieldValidation> {
+        match text {
+            None | Some("") => Ok(FieldValidation::Warn),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some(other) => Err(Error::BadRequest(format!(
+                "fieldValidation must be one of Ignore, Warn or Strict, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Options every write takes.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// Validate and answer as if written, but write nothing.
+    pub dry_run: bool,
+    /// Who is writing, for `managedFields`.
+    pub field_manager: Option<String>,
+    pub validation: FieldValidation,
+    /// Server-side apply: take over conflicting fields.
+    pub force: bool,
+}
+
+impl WriteOptions {
+    /// Options for a component of the server itself.
+    pub fn manager(name: &str) -> WriteOptions {
+        WriteOptions {
+            field_manager: Some(name.into()),
+            ..WriteOptions::default()
+        }
+    }
+
+    fn manager_name(&self) -> &str {
+        self.field_manager.as_deref().unwrap_or("unknown")
+    }
+}
+
+/// The result of a write.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub object: Value,
+    /// `Warning` headers for the client (unknown fields under Warn).
+    pub warnings: Vec<String>,
+    /// Whether the write created the object (server-side apply).
+    pub created: bool,
+}
+
+/// How a delete proceeds.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: Option<String>,
+    pub preconditions: Preconditions,
+    pub dry_run: bool,
+}
+
+/// What a delete did.
+#[derive(Debug, Clone)]
+pub enum Deleted {
+    /// The object is gone; this was its last state.
+    Gone(Value),
+    /// The object is being deleted (graceful termination or finalizers).
+    Pending(Value),
+}
+
+/// What a list asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub limit: usize,
+    pub continue_token: Option<String>,
+}
+
+/// A list's answer.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub items: Vec<Value>,
+    pub revision: Revision,
+    pub continue_token: Option<String>,
+}
+
+/// The object machinery; cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+    resources: Arc<Resources>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+/// How many times an update retries after losing a race.
+const UPDATE_ATTEMPTS: usize = 16;
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>, resources: Resources) -> Registry {
+        Registry {
+            store,
+            resources: Arc::new(resources),
+        }
+    }
+
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The resource of a built-in kind; panics on an unknown one, which is
+    /// a programming error.
+    pub fn resource(&self, group: &str, kind: &str) -> Resource {
+        self.resources
+            .by_kind(group, kind)
+            .unwrap_or_else(|| panic!("no resource for kind {kind} in group {group:?}"))
+            .clone()
+    }
+
+    fn not_found(resource: &Resource, name: &str) -> Error {
+        Error::NotFound {
+            resource: resource.plural.into(),
+            group: resource.group.into(),
+            name: name.into(),
+        }
+    }
+
+    pub fn get(&self, resource: &Resource, namespace: Option<&str>, name: &str) -> Result<Value> {
+        self.store
+            .get(&resource.key(namespace, name))?
+            .ok_or_else(|| Self::not_found(resource, name))
+    }
+
+    /// Like [`Registry::get`], but `None` when absent.
+    pub fn find(&self, resource: &Resource, namespace: Option<&str>, name: &str) -> Result<Option<Value>> {
+        Ok(self.store.get(&resource.key(namespace, name))?)
+    }
+
+    pub fn list(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<Listed> {
+        let prefix = resource.namespace_prefix(namespace);
+        let mut start = match &options.continue_token {
+            Some(token) => Some(decode_continue(token, &prefix)?),
+            None => None,
+        };
+        let mut items = Vec::new();
+        let mut revision = None;
+        loop {
+            let want = if options.limit == 0 { 0 } else { options.limit - items.len() };
+            let page = self.store.list(&prefix, start.as_deref(), want)?;
+            revision.get_or_insert(page.revision);
+            let filtered = page.items.into_iter().filter(|o| {
+                options.labels.matches(o) && options.fields.matches(o)
+            });
+            items.extend(filtered);
+            match page.continue_after {
+                Some(after) if options.limit != 0 && items.len() < options.limit => {
+                    start = Some(after);
+                }
+                Some(after) => {
+                    return Ok(Listed {
+                        items,
+                        revision: revision.unwrap_or(0),
+                        continue_token: Some(encode_continue(&after)),
+                    });
+                }
+                None => {
+                    return Ok(Listed {
+                        items,
+                        revision: revision.unwrap_or(0),
+                        continue_token: None,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Changes to a resource (in a namespace) after `after`.
+    pub fn watch(&self, resource: &Resource, namespace: Option<&str>, after: Revision) -> Result<Watch> {
+        Ok(self.store.watch(&resource.namespace_prefix(namespace), after)?)
+    }
+
+    /// Checks what is common to every incoming object: a JSON object whose
+    /// kind and apiVersion (filled in when missing) are the resource's.
+    fn check_body(&self, resource: &Resource, body: &mut Value) -> Result<()> {
+        let Some(object) = body.as_object_mut() else {
+            return Err(Error::BadRequest(format!(
+                "the body of the request was not a {} object",
+                resource.kind
+            )));
+        };
+        let api_version = resource.api_version();
+        match object.get("apiVersion").and_then(Value::as_str) {
+            None | Some("") => {
+                object.insert("apiVersion".into(), json!(api_version));
+            }
+            Some(v) if v == api_version => {}
+            Some(v) => {
+                return Err(Error::BadRequest(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({api_version})"
+                )));
+            }
+        }
+        match object.get("kind").and_then(Value::as_str) {
+            None | Some("") => {
+                object.insert("kind".into(), json!(resource.kind));
+            }
+            Some(k) if k == resource.kind => {}
+            Some(k) => {
+                return Err(Error::BadRequest(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    resource.kind
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes into the typed object; unknown fields per `validation`.
+    fn check_fields(&self, resource: &Resource, body: &Value, validation: FieldValidation) -> Result<Vec<String>> {
+        let unknown = (resource.hooks.decode)(body).map_err(|e| {
+            Error::BadRequest(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                resource.kind, resource.version, resource.kind
+            ))
+        })?;
+        let unknown: Vec<String> = unknown
+            .into_iter()
+            .filter(|f| f != "metadata.managedFields" && !f.starts_with("metadata.managedFields"))
+            .collect();
+        match validation {
+            FieldValidation::Ignore => Ok(Vec::new()),
+            FieldValidation::Warn => Ok(unknown.iter().map(|f| format!("unknown field {f:?}")).collect()),
+            FieldValidation::Strict if unknown.is_empty() => Ok(Vec::new()),
+            FieldValidation::Strict => Err(Error::BadRequest(format!(
+                "strict decoding error: {}",
+                unknown
+                    .iter()
+                    .map(|f| format!("unknown field {f:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// Namespaced objects go into an existing, live namespace.
+    fn check_namespace(&self, resource: &Resource, namespace: Option<&str>) -> Result<()> {
+        if !resource.namespaced {
+            return Ok(());
+        }
+        let Some(namespace) = namespace else {
+            return Err(Error::BadRequest(
+                "a namespaced object needs a namespace".into(),
+            ));
+        };
+        let namespaces = self.resource("", "Namespace");
+        match self.find(&namespaces, None, namespace)? {
+            None => Err(Self::not_found(&namespaces, namespace)),
+            Some(ns) if ns.pointer("/metadata/deletionTimestamp").is_some() => Err(Error::Forbidden(format!(
+                "{} {:?} is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+                resource.plural,
+                str_at(&ns, "/metadata/name").unwrap_or_default()
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    pub async fn create(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        mut body: Value,
+        options: &WriteOptions,
+    ) -> Result<Written> {
+        self.check_body(resource, &mut body)?;
+        let warnings = self.check_fields(resource, &body, options.validation)?;
+        let fields = metadata::fields_of(&body);
+        let meta = metadata_mut(&mut body);
+        if resource.namespaced {
+            let namespace = namespace.unwrap_or("default");
+            match meta.get("namespace").and_then(Value::as_str) {
+                Some(ns) if !ns.is_empty() && ns != namespace => {
+                    return Err(Error::BadRequest(
+                        "the namespace of the provided object does not match the namespace sent on the request".into(),
+                    ));
+                }
+                _ => {
+                    meta.insert("namespace".into(), json!(namespace));
+                }
+            }
+        } else {
+            meta.remove("namespace");
+        }
+        let name = match meta.get("name").and_then(Value::as_str) {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => match meta.get("generateName").and_then(Value::as_str) {
+                Some(base) if !base.is_empty() => {
+                    let name = metadata::generate_name(base);
+                    meta.insert("name".into(), json!(name));
+                    name
+                }
+                _ => String::new(),
+            },
+        };
+        for owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+            meta.remove(owned);
+        }
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(now()));
+        meta.insert("generation".into(), json!(1));
+        let namespace = body.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+        (resource.hooks.defaults)(&mut body);
+        if resource.status_subresource {
+            (resource.hooks.initial_status)(&mut body);
+        }
+        if name.is_empty() {
+            return Err(Error::Invalid(
+                crate::admission::Invalid {
+                    kind: resource.kind.into(),
+                    name: String::new(),
+                    errors: vec![crate::admission::FieldError {
+                        field: "metadata.name".into(),
+                        message: "Required value: name or generateName is required".into(),
+                    }],
+                },
+                resource.group.into(),
+            ));
+        }
+        (resource.hooks.validate)(&body, None).map_err(|i| Error::Invalid(i, resource.group.into()))?;
+        self.check_namespace(resource, namespace.as_deref())?;
+        metadata::record_manager(
+            &mut body,
+            options.manager_name(),
+            "Update",
+            None,
+            &resource.api_version(),
+            fields,
+        );
+        if options.dry_run {
+            return Ok(Written {
+                object: body,
+                warnings,
+                created: true,
+            });
+        }
+        let key = resource.key(namespace.as_deref(), &name);
+        let object = self
+            .store
+            .write(Write::Create { key, object: body })
+            .await
+            .map_err(|e| Error::from_store(e, resource.plural, resource.group, &name))?;
+        Ok(Written {
+            object,
+            warnings,
+            created: true,
+        })
+    }
+
+    /// Replaces an object (PUT), or its status with `subresource = "status"`.
+    pub async fn update(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        mut body: Value,
+        subresource: Option<&str>,
+        options: &WriteOptions,
+    ) -> Result<Written> {
+        self.check_body(resource, &mut body)?;
+        let warnings = self.check_fields(resource, &body, options.validation)?;
+        match str_at(&body, "/metadata/name") {
+            Some(n) if n == name => {}
+            None | Some("") => {
+                metadata_mut(&mut body).insert("name".into(), json!(name));
+            }
+            Some(n) => {
+                return Err(Error::BadRequest(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+        }
+        let wanted: Option<Revision> = match str_at(&body, "/metadata/resourceVersion") {
+            Some(rv) if !rv.is_empty() => Some(rv.parse().map_err(|_| {
+                Error::BadRequest(format!("invalid resourceVersion {rv:?}"))
+            })?),
+            _ => None,
+        };
+        let mut written = self
+            .update_with(resource, namespace, name, subresource, options, wanted, |_| Ok(body.clone()))
+            .await?;
+        written.warnings = warnings;
+        Ok(written)
+    }
+
+    /// Applies a patch of `kind` to the object (or its status).
+    pub async fn patch(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        kind: PatchKind,
+        patch_body: &[u8],
+        subresource: Option<&str>,
+        options: &WriteOptions,
+    ) -> Result<Written> {
+        let patch_value = patch::parse(kind, patch_body).map_err(Error::BadRequest)?;
+        if kind == PatchKind::Apply && self.find(resource, namespace, name)?.is_none() {
+            // Server-side apply creates what does not exist.
+            let mut body = patch_value;
+            metadata_mut(&mut body).insert("name".into(), json!(name));
+            let mut written = self.create(resource, namespace, body, options).await?;
+            written.created = true;
+            return Ok(written);
+        }
+        let mut warnings = Vec::new();
+        let schema = resource.schema;
+        let written = self
+            .update_with(resource, namespace, name, subresource, options, None, |current| {
+                let mut patched = patch::apply(kind, current, &patch_value, schema)
+                    .map_err(Error::BadRequest)?;
+                self.check_body(resource, &mut patched)?;
+                warnings = self.check_fields(resource, &patched, options.validation)?;
+                Ok(patched)
+            })
+            .await;
+        match written {
+            Ok(mut written) => {
+                written.warnings = warnings;
+                Ok(written)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Read-modify-write with retries: `change` gets the current object and
+    /// returns the desired one. With `wanted`, the write happens only if the
+    /// object is still at that revision (one attempt).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_with(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        options: &WriteOptions,
+        wanted: Option<Revision>,
+        mut change: impl FnMut(&Value) -> Result<Value>,
+    ) -> Result<Written> {
+        let key = resource.key(namespace, name);
+        for _ in 0..UPDATE_ATTEMPTS {
+            let current = self.get(resource, namespace, name)?;
+            let revision = revision_of(&current);
+            if let Some(wanted) = wanted
+                && wanted != revision
+            {
+                return Err(Error::from_store(
+                    store::Error::Conflict {
+                        key,
+                        reason: String::new(),
+                    },
+                    resource.plural,
+                    resource.group,
+                    name,
+                ));
+            }
+            let desired = change(&current)?;
+            let next = self.prepare_update(resource, &current, desired, subresource, options)?;
+            if strip_volatile(&next) == strip_volatile(&current) {
+                return Ok(Written {
+                    object: current,
+                    warnings: Vec::new(),
+                    created: false,
+                });
+            }
+            if options.dry_run {
+                return Ok(Written {
+                    object: next,
+                    warnings: Vec::new(),
+                    created: false,
+                });
+            }
+            let finished = next.pointer("/metadata/deletionTimestamp").is_some()
+                && next
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+                && !(resource.kind == "Pod" && next.pointer("/spec/nodeName").is_some());
+            let preconditions = Preconditions {
+                revision: Some(revision),
+                uid: None,
+            };
+            let write = if finished {
+                Write::Delete { key: key.clone(), preconditions }
+            } else {
+                Write::Update {
+                    key: key.clone(),
+                    object: next,
+                    preconditions,
+                }
+            };
+            match self.store.write(write).await {
+                Ok(object) => {
+                    return Ok(Written {
+                        object,
+                        warnings: Vec::new(),
+                        created: false,
+                    });
+                }
+                Err(store::Error::Conflict { .. }) if wanted.is_none() => continue,
+                Err(e) => return Err(Error::from_store(e, resource.plural, resource.group, name)),
+            }
+        }
+        Err(Error::Conflict {
+            resource: resource.plural.into(),
+            group: resource.group.into(),
+            name: name.into(),
+            why: "too many concurrent writers; try again".into(),
+        })
+    }
+
+    /// The object an update stores: immutable metadata kept, status or spec
+    /// taken from the right place, generation bumped on a spec change.
+    fn prepare_update(
+        &self,
+        resource: &Resource,
+        current: &Value,
+        mut desired: Value,
+        subresource: Option<&str>,
+        options: &WriteOptions,
+    ) -> Result<Value> {
+        let mut next = if subresource == Some("status") {
+            let mut next = current.clone();
+            next["status"] = desired.get("status").cloned().unwrap_or(json!({}));
+            next
+        } else {
+            if resource.status_subresource {
+                match current.get("status") {
+                    Some(status) => desired["status"] = status.clone(),
+                    None => {
+                        if let Some(o) = desired.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+            }
+            desired
+        };
+        let current_meta = current.get("metadata").cloned().unwrap_or(json!({}));
+        let meta = metadata_mut(&mut next);
+        for owned in ["uid", "creationTimestamp", "namespace", "name", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "managedFields"] {
+            match current_meta.get(owned) {
+                Some(v) => {
+                    meta.insert(owned.into(), v.clone());
+                }
+                None => {
+                    meta.remove(owned);
+                }
+            }
+        }
+        meta.remove("resourceVersion");
+        if subresource.is_none() {
+            (resource.hooks.defaults)(&mut next);
+            if next.get("spec") != current.get("spec") {
+                let generation = current
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                metadata_mut(&mut next).insert("generation".into(), json!(generation + 1));
+            }
+            if current.pointer("/metadata/deletionTimestamp").is_some() {
+                // A deleting object may only lose finalizers.
+                let added = next
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| {
+                        let before = current.pointer("/metadata/finalizers").and_then(Value::as_array);
+                        f.iter().any(|x| before.is_none_or(|b| !b.contains(x)))
+                    });
+                if added {
+                    return Err(Error::Forbidden(
+                        "no new finalizers can be added if the object is being deleted".into(),
+                    ));
+                }
+            }
+            (resource.hooks.validate)(&next, Some(current)).map_err(|i| Error::Invalid(i, resource.group.into()))?;
+        }
+        let mut compare_old = current.clone();
+        let mut compare_new = next.clone();
+        for v in [&mut compare_old, &mut compare_new] {
+            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("managedFields");
+                m.remove("resourceVersion");
+            }
+        }
+        let changed = metadata::changed_fields(&compare_old, &compare_new);
+        let operation = "Update";
+        metadata::record_manager(
+            &mut next,
+            options.manager_name(),
+            operation,
+            subresource,
+            &resource.api_version(),
+            changed,
+        );
+        Ok(next)
+    }
+
+    /// Deletes an object: at once, or gracefully (pods on a node) or once
+    /// its finalizers are gone.
+    pub async fn delete(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Deleted> {
+        let current = self.get(resource, namespace, name)?;
+        if let Some(uid) = &options.preconditions.uid
+            && str_at(&current, "/metadata/uid") != Some(uid.as_str())
+        {
+            return Err(Error::Conflict {
+                resource: resource.plural.into(),
+                group: resource.group.into(),
+                name: name.into(),
+                why: format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    str_at(&current, "/metadata/uid").unwrap_or_default()
+                ),
+            });
+        }
+        if let Some(rv) = options.preconditions.revision
+            && rv != revision_of(&current)
+        {
+            return Err(Error::Conflict {
+                resource: resource.plural.into(),
+                group: resource.group.into(),
+                name: name.into(),
+                why: format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    revision_of(&current)
+                ),
+            });
+        }
+        let deleting = current.pointer("/metadata/deletionTimestamp").is_some();
+        let has_finalizers = current
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
+            || (resource.kind == "Namespace"
+                && current
+                    .pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| !f.is_empty()));
+        let grace = if resource.kind == "Pod" {
+            let spec_grace = current
+                .pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30);
+            let scheduled = current.pointer("/spec/nodeName").is_some();
+            let finished = matches!(
+                str_at(&current, "/status/phase"),
+                Some("Succeeded" | "Failed")
+            );
+            if !scheduled || finished {
+                0
+            } else {
+                options.grace_period_seconds.unwrap_or(spec_grace).max(0)
+            }
+        } else {
+            0
+        };
+        if grace > 0 || has_finalizers {
+            if deleting && grace > 0 {
+                // Already terminating: a shorter grace period may be asked for.
+                let existing = current
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(i64::MAX);
+                if grace >= existing {
+                    return Ok(Deleted::Pending(current));
+                }
+            }
+            if !(deleting && grace == 0 && has_finalizers) {
+                let mut next = current.clone();
+                let meta = metadata_mut(&mut next);
+                let at = jiff::Timestamp::now()
+                    .checked_add(jiff::SignedDuration::from_secs(grace))
+                    .unwrap_or(jiff::Timestamp::now());
+                let at = jiff::Timestamp::from_second(at.as_second()).expect("in range").to_string();
+                if !deleting || grace > 0 {
+                    meta.insert("deletionTimestamp".into(), json!(at));
+                }
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                if resource.kind == "Namespace" {
+                    next["status"] = json!({"phase": "Terminating"});
+                }
+                if options.dry_run {
+                    return Ok(Deleted::Pending(next));
+                }
+                let object = self
+                    .store
+                    .write(Write::Update {
+                        key: resource.key(namespace, name),
+                        object: next,
+                        preconditions: Preconditions {
+                            revision: Some(revision_of(&current)),
+                            uid: None,
+                        },
+                    })
+                    .await
+                    .map_err(|e| Error::from_store(e, resource.plural, resource.group, name))?;
+                return Ok(Deleted::Pending(object));
+            }
+            return Ok(Deleted::Pending(current));
+        }
+        if options.dry_run {
+            return Ok(Deleted::Gone(current));
+        }
+        let object = self
+            .store
+            .write(Write::Delete {
+                key: resource.key(namespace, name),
+                preconditions: Preconditions {
+                    revision: None,
+                    uid: str_at(&current, "/metadata/uid").map(str::to_string),
+                },
+            })
+            .await
+            .map_err(|e| Error::from_store(e, resource.plural, resource.group, name))?;
+        Ok(Deleted::Gone(object))
+    }
+}
+
+/// An object's `resourceVersion` as a revision (0 when absent).
+pub fn revision_of(object: &Value) -> Revision {
+    str_at(object, "/metadata/resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The object without what changes on every write, to detect no-ops.
+fn strip_volatile(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+        meta.remove("resourceVersion");
+    }
+    object
+}
+
+fn encode_continue(after: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!({"start": after}).to_string())
+}
+
+fn decode_continue(token: &str, prefix: &str) -> Result<String> {
+    use base64::Engine;
+    let bad = || Error::BadRequest(format!("invalid continue token {token:?}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let start = value.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    if !start.starts_with(prefix) {
+        return Err(bad());
+    }
+    Ok(start.to_string())
+}

@@ -1,0 +1,169 @@
+//! What the API serves: each resource's names, scope, verbs, subresources
+//! and the behaviour that differs between kinds.
+//!
+//! Everything generic (storage, metadata, preconditions, watches, tables)
+//! works from these descriptors, so a new resource is one entry here plus
+//! its hooks.
+
+use serde_json::Value;
+
+use crate::admission::Invalid;
+
+/// The verbs of a resource that supports all of them.
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// A subresource such as `pods/status` or `pods/log`.
+#[derive(Debug, Clone, Copy)]
+pub struct Subresource {
+    pub name: &'static str,
+    pub kind: &'static str,
+    /// `(group, version)` of the kind when it differs from the parent's.
+    pub group_version: Option<(&'static str, &'static str)>,
+    pub verbs: &'static [&'static str],
+}
+
+/// Kind-specific behaviour. Defaults do nothing.
+#[derive(Clone, Copy)]
+pub struct Hooks {
+    /// Fills defaults (as Kubernetes' defaulting functions) on create and
+    /// update.
+    pub defaults: fn(&mut Value),
+    /// Sets the status a new object starts with.
+    pub initial_status: fn(&mut Value),
+    /// Checks a new object (`old` is `None`) or an update.
+    pub validate: fn(&Value, Option<&Value>) -> Result<(), Invalid>,
+    /// Decodes into the typed object: type errors as `Err`, unknown field
+    /// paths in the `Ok` list.
+    pub decode: fn(&Value) -> Result<Vec<String>, String>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hooks")
+    }
+}
+
+/// One API resource.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The path segment: `pods`.
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub verbs: &'static [&'static str],
+    pub subresources: &'static [Subresource],
+    /// Whether `status` is written only through `/status` (and ignored on
+    /// the main resource), as for pods and nodes.
+    pub status_subresource: bool,
+    /// Field selectors beyond `metadata.name` and `metadata.namespace`.
+    pub field_selectors: &'static [&'static str],
+    /// The OpenAPI schema name of the kind.
+    pub schema: &'static str,
+    pub hooks: Hooks,
+}
+
+impl Resource {
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `pods` or `deployments.apps`, as error messages name it.
+    pub fn qualified_name(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// The store key prefix of all objects of this resource.
+    pub fn prefix(&self) -> String {
+        let group = if self.group.is_empty() { "core" } else { self.group };
+        format!("/{group}/{}/", self.plural)
+    }
+
+    /// The key prefix of one namespace's objects (or of all when `None`).
+    pub fn namespace_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{ns}/", self.prefix()),
+            _ => self.prefix(),
+        }
+    }
+
+    /// The store key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        format!("{}{name}", self.namespace_prefix(namespace))
+    }
+
+    pub fn subresource(&self, name: &str) -> Option<&Subresource> {
+        self.subresources.iter().find(|s| s.name == name)
+    }
+
+    pub fn supports(&self, verb: &str) -> bool {
+        self.verbs.contains(&verb)
+    }
+}
+
+/// Every resource the server serves.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    all: Vec<Resource>,
+}
+
+impl Resources {
+    pub fn new(all: Vec<Resource>) -> Resources {
+        Resources { all }
+    }
+
+    /// The built-in resources.
+    pub fn builtin() -> Resources {
+        Resources::new(super::kinds::all())
+    }
+
+    pub fn all(&self) -> &[Resource] {
+        &self.all
+    }
+
+    /// The resource served at `group/version/plural`.
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&Resource> {
+        self.all
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    /// The resource of a kind.
+    pub fn by_kind(&self, group: &str, kind: &str) -> Option<&Resource> {
+        self.all.iter().find(|r| r.group == group && r.kind == kind)
+    }
+
+    /// `(group, version)` pairs in the order discovery lists them; the core
+    /// group first.
+    pub fn group_versions(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+        for r in &self.all {
+            if !out.contains(&(r.group, r.version)) {
+                out.push((r.group, r.version));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,164 @@
+//! The OpenAPI schemas of every served kind, from k8s-openapi's `schemars`
+//! implementations, with the extensions Kubernetes adds: the kind's
+//! group/version/kind, and each list field's patch strategy and merge key.
+//!
+//! The same definitions drive `kubectl explain`, client validation and the
+//! server's strategic merge patch, so a field merges the way kubectl
+//! expects.
+
+use std::sync::OnceLock;
+
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, Patch, Status};
+use schemars::generate::SchemaSettings;
+use serde_json::{Map, Value, json};
+
+/// `(schema, field, strategy, merge key)`, after the `patchStrategy` and
+/// `patchMergeKey` tags of Kubernetes' Go types.
+const PATCH_STRATEGIES: &[(&str, &str, &str, Option<&str>)] = &[
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "finalizers", "merge", None),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "ownerReferences", "merge", Some("uid")),
+    ("io.k8s.api.core.v1.PodSpec", "containers", "merge", Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "initContainers", "merge", Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "ephemeralContainers", "merge", Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "volumes", "merge,retainKeys", Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", "merge", Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "hostAliases", "merge", Some("ip")),
+    ("io.k8s.api.core.v1.PodSpec", "topologySpreadConstraints", "merge", Some("topologyKey")),
+    ("io.k8s.api.core.v1.PodSpec", "resourceClaims", "merge,retainKeys", Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "schedulingGates", "merge", Some("name")),
+    ("io.k8s.api.core.v1.Container", "ports", "merge", Some("containerPort")),
+    ("io.k8s.api.core.v1.Container", "env", "merge", Some("name")),
+    ("io.k8s.api.core.v1.Container", "volumeMounts", "merge", Some("mountPath")),
+    ("io.k8s.api.core.v1.Container", "volumeDevices", "merge", Some("devicePath")),
+    ("io.k8s.api.core.v1.EphemeralContainer", "ports", "merge", Some("containerPort")),
+    ("io.k8s.api.core.v1.EphemeralContainer", "env", "merge", Some("name")),
+    ("io.k8s.api.core.v1.EphemeralContainer", "volumeMounts", "merge", Some("mountPath")),
+    ("io.k8s.api.core.v1.PodStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.core.v1.PodStatus", "podIPs", "merge", Some("ip")),
+    ("io.k8s.api.core.v1.PodStatus", "hostIPs", "merge", Some("ip")),
+    ("io.k8s.api.core.v1.NodeStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.core.v1.NodeStatus", "addresses", "merge", Some("type")),
+    ("io.k8s.api.core.v1.NodeSpec", "podCIDRs", "merge", None),
+    ("io.k8s.api.core.v1.NamespaceStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.core.v1.ServiceSpec", "ports", "merge", Some("port")),
+    ("io.k8s.api.core.v1.ServiceAccount", "secrets", "merge", Some("name")),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.apps.v1.DeploymentSpec", "strategy", "retainKeys", None),
+    ("io.k8s.api.apps.v1.DeploymentStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.apps.v1.StatefulSetStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.apps.v1.DaemonSetSpec", "updateStrategy", "retainKeys", None),
+    ("io.k8s.api.apps.v1.DaemonSetStatus", "conditions", "merge", Some("type")),
+    ("io.k8s.api.batch.v1.JobStatus", "conditions", "merge", Some("type")),
+];
+
+/// `(schema, group, version, kind)` of every top-level type served.
+const KINDS: &[(&str, &str, &str, &str)] = &[
+    ("io.k8s.api.core.v1.Pod", "", "v1", "Pod"),
+    ("io.k8s.api.core.v1.Namespace", "", "v1", "Namespace"),
+    ("io.k8s.api.core.v1.Node", "", "v1", "Node"),
+    ("io.k8s.api.core.v1.Event", "", "v1", "Event"),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.Status", "", "v1", "Status"),
+    ("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions", "", "v1", "DeleteOptions"),
+];
+
+/// Every definition, by schema name, with Kubernetes' extensions.
+pub fn definitions() -> &'static Map<String, Value> {
+    static DEFINITIONS: OnceLock<Map<String, Value>> = OnceLock::new();
+    DEFINITIONS.get_or_init(build)
+}
+
+fn build() -> Map<String, Value> {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    generator.subschema_for::<Pod>();
+    generator.subschema_for::<Namespace>();
+    generator.subschema_for::<Node>();
+    generator.subschema_for::<Event>();
+    generator.subschema_for::<Status>();
+    generator.subschema_for::<DeleteOptions>();
+    generator.subschema_for::<Patch>();
+    let mut definitions = generator.take_definitions(true);
+    for (schema, group, version, kind) in KINDS {
+        if let Some(definition) = definitions.get_mut(*schema).and_then(Value::as_object_mut) {
+            definition.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{"group": group, "version": version, "kind": kind}]),
+            );
+        }
+    }
+    for (schema, field, strategy, key) in PATCH_STRATEGIES {
+        let property = definitions
+            .get_mut(*schema)
+            .and_then(|d| d.get_mut("properties"))
+            .and_then(|p| p.get_mut(*field))
+            .and_then(Value::as_object_mut);
+        if let Some(property) = property {
+            property.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
+            if let Some(key) = key {
+                property.insert("x-kubernetes-patch-merge-key".into(), json!(key));
+            }
+        }
+    }
+    definitions
+}
+
+/// Follows `$ref` (directly or through a one-element `allOf`).
+pub fn resolve(schema: &Value) -> &Value {
+    let mut current = schema;
+    for _ in 0..8 {
+        let reference = current.get("$ref").and_then(Value::as_str).or_else(|| {
+            current
+                .get("allOf")
+                .and_then(Value::as_array)
+                .filter(|a| a.len() == 1)
+                .and_then(|a| a[0].get("$ref"))
+                .and_then(Value::as_str)
+        });
+        let Some(reference) = reference else {
+            return current;
+        };
+        let name = reference.rsplit('/').next().unwrap_or(reference);
+        match definitions().get(name) {
+            Some(next) => current = next,
+            None => return current,
+        }
+    }
+    current
+}
+
+/// The schema of a named definition.
+pub fn named(name: &str) -> Option<&'static Value> {
+    definitions().get(name)
+}
+
+/// The schema of field `field` of an object schema (`additionalProperties`
+/// for maps), with its patch extensions.
+pub fn field<'a>(schema: &'a Value, name: &str) -> Option<&'a Value> {
+    let schema = resolve(schema);
+    schema
+        .get("properties")
+        .and_then(|p| p.get(name))
+        .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_carry_their_gvk_and_lists_their_strategy() {
+        let pod = named("io.k8s.api.core.v1.Pod").unwrap();
+        assert_eq!(
+            pod["x-kubernetes-group-version-kind"],
+            json!([{"group": "", "version": "v1", "kind": "Pod"}])
+        );
+        let spec = field(pod, "spec").unwrap();
+        let containers = field(spec, "containers").unwrap();
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        let volumes = field(spec, "volumes").unwrap();
+        assert_eq!(volumes["x-kubernetes-patch-strategy"], "merge,retainKeys");
+        let env = field(resolve(&containers["items"]), "env").unwrap();
+        assert_eq!(env["x-kubernetes-patch-merge-key"], "name");
+    }
+}
