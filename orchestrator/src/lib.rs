@@ -18,9 +18,15 @@
 //! - [`data_dir`]: where wasmkube keeps its state by default.
 
 pub mod admission;
+pub mod api;
+pub mod cluster;
+pub mod controllers;
+pub mod events;
 pub mod patch;
 pub mod registry;
+pub mod scheduler;
 pub mod schema;
+pub mod server;
 pub mod store;
 pub mod data_dir;
 pub mod kubelet;

@@ -2,9 +2,12 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use wasmkube::cluster::{Cluster, ClusterConfig};
 use wasmkube::play::{PlayOptions, play};
+use wasmkube::server::{self, pki};
 use wasmkube_runtime::{Backoff, ImageConfig, ImageRef, ImageStore};
 
 #[derive(Parser)]
@@ -28,6 +31,21 @@ enum Command {
         /// Manifest file (YAML or JSON, several documents allowed); `-` reads stdin
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+        /// First restart back-off delay, doubling up to 5 minutes (e.g. 10s, 500ms)
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        restart_backoff: Duration,
+    },
+    /// Run a single-node cluster: the Kubernetes API (HTTPS), scheduler, kubelet and controllers
+    Serve {
+        /// Address to serve the API on (port 0 picks a free port)
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: SocketAddr,
+        /// Serve plain HTTP instead of HTTPS (loopback addresses only)
+        #[arg(long)]
+        insecure_http: bool,
+        /// The node's name [default: the host name]
+        #[arg(long)]
+        node_name: Option<String>,
         /// First restart back-off delay, doubling up to 5 minutes (e.g. 10s, 500ms)
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         restart_backoff: Duration,
@@ -70,6 +88,65 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
+/// `wasmkube serve`: the cluster behind HTTPS until Ctrl-C or SIGTERM.
+async fn serve(
+    config: ClusterConfig,
+    listen: SocketAddr,
+    insecure_http: bool,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    if insecure_http && !listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--insecure-http serves without TLS, so it is allowed on loopback addresses only (not {})",
+            listen.ip()
+        );
+    }
+    let started = std::time::Instant::now();
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        config.node_name.clone(),
+    ];
+    if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
+        names.push(listen.ip().to_string());
+    }
+    let pki = pki::load_or_create(&data_dir.join("pki"), &names).context("preparing the server's certificates")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr()?;
+    let cluster = Cluster::start(config).await.context("starting the cluster")?;
+    let host = if address.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else if address.is_ipv6() {
+        format!("[{}]", address.ip())
+    } else {
+        address.ip().to_string()
+    };
+    let scheme = if insecure_http { "http" } else { "https" };
+    let url = format!("{scheme}://{host}:{}", address.port());
+    let kubeconfig = data_dir.join("kubeconfig");
+    server::write_kubeconfig(&kubeconfig, &url, (!insecure_http).then_some(pki.ca_pem.as_str()), &pki.token)
+        .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    let tls = if insecure_http {
+        None
+    } else {
+        Some(server::tls_config(&pki).context("configuring TLS")?)
+    };
+    let router = cluster.router(Some(pki.token.clone().into()));
+    println!("wasmkube is serving the Kubernetes API on {url} (ready in {} ms)", started.elapsed().as_millis());
+    println!("kubeconfig: {}", kubeconfig.display());
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  kubectl get nodes");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    server::serve(listener, router, tls, wasmkube::play::shutdown_signal()).await?;
+    eprintln!("wasmkube: stopping pods and closing the store");
+    cluster.shutdown().await;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -110,6 +187,30 @@ fn main() -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             }
+        }
+        Command::Serve {
+            listen,
+            insecure_http,
+            node_name,
+            restart_backoff,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("wasmkube-control")
+                .enable_all()
+                .build()
+                .context("starting the control runtime")?;
+            let mut config = ClusterConfig::new(&data_dir);
+            if let Some(name) = node_name {
+                config.node_name = name;
+            }
+            config.backoff = Backoff {
+                initial: restart_backoff,
+                ..Backoff::default()
+            };
+            let result = runtime.block_on(serve(config, listen, insecure_http, &data_dir));
+            runtime.shutdown_timeout(Duration::from_secs(2));
+            result
         }
         Command::Image(ImageCommand::List) => {
             let store = ImageStore::open(data_dir.join("images"))?;

@@ -231,7 +231,8 @@ pub async fn play(options: PlayOptions) -> Result<i32, Error> {
     Ok(summarize(&statuses))
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -246,10 +246,11 @@ pub fn read_log(path: &Path) -> io::Result<Vec<LogRecord>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    Ok(text.lines().filter_map(parse_record).collect())
+    Ok(text.lines().filter_map(parse_line).collect())
 }
 
-fn parse_record(line: &str) -> Option<LogRecord> {
+/// Parses one line of a log file (CRI format).
+pub fn parse_line(line: &str) -> Option<LogRecord> {
     let mut parts = line.splitn(4, ' ');
     let timestamp = parts.next()?.parse().ok()?;
     let stream = match parts.next()? {

@@ -1,6 +1,228 @@
-//! The kubelet: the node side of wasmkube, turning Pods into pods of the
-//! runtime. Today it translates a Pod's spec ([`pod_spec`]); the pod
-//! workers, probes and status reporting of a full kubelet build on that.
+//! The kubelet: the node side of wasmkube. It registers the node, watches
+//! the pods bound to it and runs each on the runtime (one worker per pod),
+//! reporting status and events back through the registry, and serves their
+//! logs.
+//!
+//! - [`pod_spec`]: a Pod's spec in the runtime's terms.
+//! - [`host_ports`]: `hostPort` publishing.
+//! - [`node`]: the Node object and its heartbeat.
+//! - `worker`: one pod's life: images, start, status, termination.
+//! - `status`: runtime status into a Pod's status.
+//! - `logs`: `pods/log`.
 
 pub mod host_ports;
+mod logs;
+pub mod node;
 pub mod pod_spec;
+mod status;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+use wasmkube_runtime::{Backoff, Runtime, RuntimeConfig};
+
+use crate::cluster::ClusterConfig;
+use crate::events::Recorder;
+use crate::registry::{self, DeleteOptions, ListOptions, Registry};
+use crate::store::{EventType, Preconditions};
+
+/// Why the kubelet could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot start the runtime")]
+    Runtime(#[from] wasmkube_runtime::runtime::Error),
+    #[error("cannot seed the built-in images")]
+    Images(#[from] wasmkube_runtime::images::Error),
+    #[error("cannot register the node")]
+    Register(#[from] registry::Error),
+}
+
+/// The node name when none is configured: the host's name.
+pub fn default_node_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_lowercase())
+        .unwrap_or_default();
+    if name.is_empty() { "wasmkube".into() } else { name }
+}
+
+/// What a worker is told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Run,
+    /// The pod is being deleted: stop it, clean up, remove the object.
+    Delete,
+    /// The server is stopping: stop the pod, keep everything for next time.
+    Shutdown,
+}
+
+struct Worker {
+    signal: watch::Sender<Signal>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The node agent.
+pub struct Kubelet {
+    registry: Registry,
+    node_name: String,
+    runtime: Runtime,
+    recorder: Recorder,
+    backoff: Backoff,
+    pods_dir: PathBuf,
+    /// Running workers by pod uid.
+    workers: Mutex<HashMap<String, Worker>>,
+}
+
+impl std::fmt::Debug for Kubelet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kubelet").field("node_name", &self.node_name).finish()
+    }
+}
+
+/// How often the node's heartbeat is written.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
+/// How often every pod is re-examined without a change.
+const RESYNC_EVERY: Duration = Duration::from_secs(10);
+
+impl Kubelet {
+    /// Starts the runtime and registers the node.
+    pub async fn start(registry: Registry, config: &ClusterConfig) -> Result<Kubelet, Error> {
+        let runtime = Runtime::new(RuntimeConfig::new(&config.data_dir))?;
+        wasmkube_runtime::builtin::seed(runtime.images())?;
+        node::register(&registry, &config.node_name, config.max_pods).await?;
+        Ok(Kubelet {
+            recorder: Recorder::new(registry.clone(), "kubelet", Some(&config.node_name)),
+            registry,
+            node_name: config.node_name.clone(),
+            runtime,
+            backoff: config.backoff,
+            pods_dir: config.data_dir.join("pods"),
+            workers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// Watches pods and keeps the node's pods running until `stop`.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let pods = self.registry.resource("", "Pod");
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+        let mut resync = tokio::time::interval(RESYNC_EVERY);
+        let mut watch = None;
+        loop {
+            if watch.is_none() {
+                // List, sync everything, then follow changes from there.
+                match self.registry.list(&pods, None, &ListOptions::default()) {
+                    Ok(listed) => {
+                        for pod in &listed.items {
+                            self.sync(pod, false);
+                        }
+                        watch = self.registry.watch(&pods, None, listed.revision).ok();
+                    }
+                    Err(e) => tracing::warn!("kubelet cannot list pods: {e}"),
+                }
+            }
+            let next = async {
+                match watch.as_mut() {
+                    Some(w) => w.next().await,
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        None
+                    }
+                }
+            };
+            tokio::select! {
+                event = next => match event {
+                    Some(Ok(event)) => self.sync(&event.object, event.event_type == EventType::Deleted),
+                    _ => watch = None,
+                },
+                _ = heartbeat.tick() => {
+                    if let Err(e) = node::heartbeat(&self.registry, &self.node_name).await {
+                        tracing::warn!("node heartbeat: {e}");
+                    }
+                }
+                _ = resync.tick() => watch = None,
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Brings one pod's worker in line with the pod object.
+    fn sync(self: &Arc<Self>, pod: &Value, deleted: bool) {
+        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+        if node != self.node_name {
+            return;
+        }
+        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+        let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
+        let mut workers = self.workers.lock().unwrap();
+        workers.retain(|_, w| !w.task.is_finished());
+        if let Some(worker) = workers.get(&uid) {
+            if deleted || deleting {
+                worker.signal.send_if_modified(|s| {
+                    let change = *s == Signal::Run;
+                    *s = Signal::Delete;
+                    change
+                });
+            }
+            return;
+        }
+        if deleted {
+            return;
+        }
+        if deleting {
+            // Nothing runs it (any more): finish the deletion.
+            let kubelet = self.clone();
+            let pod = pod.clone();
+            tokio::spawn(async move { kubelet.finish_deletion(&pod).await });
+            return;
+        }
+        let terminal = matches!(
+            pod.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        );
+        if terminal {
+            return;
+        }
+        let (signal, receiver) = watch::channel(Signal::Run);
+        let task = tokio::spawn(worker::run(self.clone(), pod.clone(), receiver));
+        workers.insert(uid, Worker { signal, task });
+    }
+
+    /// Removes a terminated pod's object (grace period over).
+    async fn finish_deletion(&self, pod: &Value) {
+        let pods = self.registry.resource("", "Pod");
+        let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let options = DeleteOptions {
+            grace_period_seconds: Some(0),
+            preconditions: Preconditions {
+                revision: None,
+                uid: pod.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string),
+            },
+            ..DeleteOptions::default()
+        };
+        match self.registry.delete(&pods, namespace, name, &options).await {
+            Ok(_) | Err(registry::Error::NotFound { .. } | registry::Error::Conflict { .. }) => {}
+            Err(e) => tracing::warn!("deleting pod {name}: {e}"),
+        }
+    }
+
+    /// Stops every pod for a server shutdown, keeping their objects and
+    /// data for the next start.
+    pub async fn stop_all(&self) {
+        let workers: Vec<Worker> = self.workers.lock().unwrap().drain().map(|(_, w)| w).collect();
+        for worker in &workers {
+            let _ = worker.signal.send(Signal::Shutdown);
+        }
+        for worker in workers {
+            let _ = worker.task.await;
+        }
+    }
+}

@@ -527,11 +527,14 @@ impl Registry {
                     created: false,
                 });
             }
-            let finished = next.pointer("/metadata/deletionTimestamp").is_some()
-                && next
-                    .pointer("/metadata/finalizers")
+            let empty = |pointer: &str| {
+                next.pointer(pointer)
                     .and_then(Value::as_array)
                     .is_none_or(Vec::is_empty)
+            };
+            let finished = next.pointer("/metadata/deletionTimestamp").is_some()
+                && empty("/metadata/finalizers")
+                && !(resource.kind == "Namespace" && !empty("/spec/finalizers"))
                 && !(resource.kind == "Pod" && next.pointer("/spec/nodeName").is_some());
             let preconditions = Preconditions {
                 revision: Some(revision),
@@ -580,6 +583,16 @@ impl Registry {
             let mut next = current.clone();
             next["status"] = desired.get("status").cloned().unwrap_or(json!({}));
             next
+        } else if subresource == Some("finalize") {
+            let mut next = current.clone();
+            next["spec"]["finalizers"] = desired
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
+            next
+        } else if subresource == Some("binding") {
+            // The scheduler's binding: trusted, in-process only.
+            desired
         } else {
             if resource.status_subresource {
                 match current.get("status") {

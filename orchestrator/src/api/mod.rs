@@ -1,0 +1,186 @@
+//! The Kubernetes REST API over HTTP: discovery, OpenAPI, the verbs on every
+//! resource, watches, Tables, pod logs.
+//!
+//! [`router`] builds the whole API as an axum `Router`, so tests drive it
+//! with `oneshot` and no socket, an embedding program can hand it to
+//! `kube::Client`, and [`crate::server`] serves it over HTTPS.
+
+mod discovery;
+pub mod objects;
+mod openapi;
+mod query;
+mod response;
+pub mod table;
+mod watch;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::json;
+
+use crate::registry::{Error, Registry};
+pub use self::objects::PodLogs;
+pub use self::response::json_response;
+
+/// The largest request body accepted (Kubernetes' own limit is 3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The Kubernetes version the server reports; kubectl's version dispatcher
+/// picks its client by the minor.
+pub const KUBERNETES_VERSION: (&str, &str) = ("1", "33");
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub registry: Registry,
+    /// The bearer token clients must present; `None` serves everyone (for
+    /// in-process clients and router tests).
+    pub token: Option<Arc<str>>,
+    /// Where pod logs come from (the kubelet).
+    pub logs: Option<Arc<dyn PodLogs>>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState").finish_non_exhaustive()
+    }
+}
+
+/// The whole API.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/version", get(version))
+        .route("/healthz", get(healthy))
+        .route("/livez", get(healthy))
+        .route("/readyz", get(healthy))
+        .route("/api", get(core_discovery))
+        .route("/apis", get(groups_discovery))
+        .route("/api/{version}", get(core_resources))
+        .route("/apis/{group}", get(group_discovery))
+        .route("/apis/{group}/{version}", get(group_resources))
+        .route("/openapi/v3", get(openapi_index))
+        .route("/openapi/v3/{*path}", get(openapi_document))
+        .route("/api/{version}/{*rest}", any(objects::core_handler))
+        .route("/apis/{group}/{version}/{*rest}", any(objects::group_handler))
+        .fallback(|| async { Error::NoRoute.into_response() })
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Bearer-token authentication; health and version stay open, as in
+/// Kubernetes.
+async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let open = matches!(request.uri().path(), "/healthz" | "/livez" | "/readyz" | "/version");
+    if let Some(token) = &state.token
+        && !open
+    {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let valid = presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes()));
+        if !valid {
+            return Error::Unauthorized("Unauthorized".into()).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn version() -> Response {
+    let (major, minor) = KUBERNETES_VERSION;
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "major": major,
+            "minor": minor,
+            "gitVersion": format!("v{major}.{minor}.0-wasmkube.{}", env!("CARGO_PKG_VERSION")),
+            "gitCommit": "",
+            "gitTreeState": "clean",
+            "buildDate": "",
+            "goVersion": "",
+            "compiler": "rustc",
+            "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+        }),
+    )
+}
+
+async fn healthy() -> &'static str {
+    "ok"
+}
+
+fn discovery_response(format: discovery::Format, body: &serde_json::Value) -> Response {
+    let mut response = json_response(StatusCode::OK, body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    response.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
+async fn core_discovery(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let format = discovery::Format::negotiate(&headers);
+    discovery_response(format, &discovery::core(state.registry.resources(), format))
+}
+
+async fn groups_discovery(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let format = discovery::Format::negotiate(&headers);
+    discovery_response(format, &discovery::groups(state.registry.resources(), format))
+}
+
+async fn core_resources(State(state): State<ApiState>, Path(version): Path<String>) -> Response {
+    match discovery::resource_list(state.registry.resources(), "", &version) {
+        Some(list) => json_response(StatusCode::OK, &list),
+        None => Error::NoRoute.into_response(),
+    }
+}
+
+async fn group_discovery(State(state): State<ApiState>, Path(group): Path<String>) -> Response {
+    match discovery::group(state.registry.resources(), &group) {
+        Some(doc) => json_response(StatusCode::OK, &doc),
+        None => Error::NoRoute.into_response(),
+    }
+}
+
+async fn group_resources(State(state): State<ApiState>, Path((group, version)): Path<(String, String)>) -> Response {
+    match discovery::resource_list(state.registry.resources(), &group, &version) {
+        Some(list) => json_response(StatusCode::OK, &list),
+        None => Error::NoRoute.into_response(),
+    }
+}
+
+async fn openapi_index(State(state): State<ApiState>) -> Response {
+    json_response(StatusCode::OK, &openapi::index(state.registry.resources()))
+}
+
+async fn openapi_document(State(state): State<ApiState>, Path(path): Path<String>, RawQuery(raw): RawQuery) -> Response {
+    let Some(document) = openapi::documents(state.registry.resources()).get(&path) else {
+        return Error::NoRoute.into_response();
+    };
+    let hashed = raw.is_some_and(|q| q.contains(&format!("hash={}", document.hash)));
+    let cache = if hashed {
+        "public, immutable"
+    } else {
+        "no-cache, private"
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, cache),
+        ],
+        [(header::ETAG, format!("\"{}\"", document.hash))],
+        Bytes::from_static(document.body.as_slice()),
+    )
+        .into_response()
+}

@@ -1,0 +1,427 @@
+//! The verbs on resources: `/api/v1/...` and `/apis/<group>/<version>/...`
+//! requests parsed into a target, then answered through the registry.
+
+use std::pin::Pin;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde_json::{Value, json};
+
+use super::query::Query;
+use super::response::{json_response, with_warnings};
+use super::table::{IncludeObject, table};
+use super::{ApiState, watch};
+use crate::patch::PatchKind;
+use crate::registry::{
+    DeleteOptions, Deleted, Error, FieldSelector, LabelSelector, ListOptions, Resource, Result,
+    WriteOptions,
+};
+use crate::store::Preconditions;
+
+/// What `pods/log` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub container: String,
+    pub follow: bool,
+    pub previous: bool,
+    pub tail_lines: Option<usize>,
+    pub since_seconds: Option<i64>,
+    pub timestamps: bool,
+    pub limit_bytes: Option<usize>,
+}
+
+/// A stream of log bytes.
+pub type LogStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+/// Where the API finds pod logs: the kubelet of the pod's node.
+pub trait PodLogs: Send + Sync {
+    fn logs(&self, pod: &Value, options: LogOptions) -> Result<LogStream>;
+}
+
+/// A parsed resource path.
+struct Target {
+    resource: Resource,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+pub(super) async fn core_handler(
+    State(state): State<ApiState>,
+    Path((version, rest)): Path<(String, String)>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(&state, "", &version, &rest, method, query, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub(super) async fn group_handler(
+    State(state): State<ApiState>,
+    Path((group, version, rest)): Path<(String, String, String)>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(&state, &group, &version, &rest, method, query, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn parse_target(state: &ApiState, group: &str, version: &str, rest: &str) -> Result<Target> {
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let find = |plural: &str| {
+        state
+            .registry
+            .resources()
+            .find(group, version, plural)
+            .cloned()
+            .ok_or(Error::NoRoute)
+    };
+    let namespaced_path = segments.first() == Some(&"namespaces")
+        && segments.len() >= 3
+        && !(segments.len() == 3 && matches!(segments[2], "status" | "finalize"));
+    let (resource, namespace, name, subresource) = if namespaced_path {
+        let resource = find(segments[2])?;
+        if !resource.namespaced {
+            return Err(Error::NoRoute);
+        }
+        (resource, Some(segments[1]), segments.get(3), segments.get(4))
+    } else {
+        (find(segments.first().copied().unwrap_or(""))?, None, segments.get(1), segments.get(2))
+    };
+    if segments.len() > if namespaced_path { 5 } else { 3 } {
+        return Err(Error::NoRoute);
+    }
+    if let Some(sub) = subresource
+        && resource.subresource(sub).is_none()
+    {
+        return Err(Error::NoRoute);
+    }
+    Ok(Target {
+        resource,
+        namespace: namespace.map(str::to_string),
+        name: name.map(|n| n.to_string()),
+        subresource: subresource.map(|s| s.to_string()),
+    })
+}
+
+/// What the client accepts: a Table, or plain objects.
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|accept| accept.split(',').next())
+        .is_some_and(|first| first.contains("as=Table"))
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+}
+
+/// Reads a JSON (or YAML) request body.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
+    let media = content_type(headers).split(';').next().unwrap_or("").trim();
+    match media {
+        "application/yaml" => serde_yaml::from_slice(body)
+            .map_err(|e| Error::BadRequest(format!("error decoding YAML body: {e}"))),
+        "application/vnd.kubernetes.protobuf" => Err(Error::UnsupportedMediaType(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml".into(),
+        )),
+        _ => serde_json::from_slice(body)
+            .map_err(|e| Error::BadRequest(format!("error decoding request body as JSON: {e}"))),
+    }
+}
+
+fn write_options(query: &Query) -> Result<WriteOptions> {
+    Ok(WriteOptions {
+        dry_run: query.dry_run()?,
+        field_manager: query.get("fieldManager").map(str::to_string),
+        validation: query.field_validation()?,
+        force: query.flag("force"),
+    })
+}
+
+fn list_options(query: &Query, resource: &Resource) -> Result<ListOptions> {
+    Ok(ListOptions {
+        labels: LabelSelector::parse(query.get("labelSelector").unwrap_or("")).map_err(Error::BadRequest)?,
+        fields: FieldSelector::parse(query.get("fieldSelector").unwrap_or(""), resource.field_selectors)
+            .map_err(Error::BadRequest)?,
+        limit: query.number("limit")?.unwrap_or(0),
+        continue_token: query.get("continue").filter(|c| !c.is_empty()).map(str::to_string),
+    })
+}
+
+fn verb_allowed(resource: &Resource, verb: &str) -> Result<()> {
+    if resource.supports(verb) {
+        Ok(())
+    } else {
+        Err(Error::MethodNotAllowed(format!(
+            "the server does not allow this method on the requested resource ({verb} {})",
+            resource.qualified_name()
+        )))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    state: &ApiState,
+    group: &str,
+    version: &str,
+    rest: &str,
+    method: Method,
+    raw_query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let target = parse_target(state, group, version, rest)?;
+    let query = Query::parse(raw_query.as_deref())?;
+    let registry = &state.registry;
+    let resource = &target.resource;
+    let namespace = target.namespace.as_deref();
+    if resource.namespaced && namespace.is_none() && (target.name.is_some() || method != Method::GET) {
+        return Err(Error::NoRoute);
+    }
+    let table_wanted = wants_table(&headers);
+    let include = IncludeObject::parse(query.get("includeObject"));
+    match (&method, target.name.as_deref(), target.subresource.as_deref()) {
+        (&Method::GET, None, _) => {
+            let options = list_options(&query, resource)?;
+            if query.flag("watch") {
+                verb_allowed(resource, "watch")?;
+                return watch::serve(state, resource, namespace, &query, options, table_wanted, include);
+            }
+            verb_allowed(resource, "list")?;
+            let listed = registry.list(resource, namespace, &options)?;
+            let revision = listed.revision.to_string();
+            if table_wanted {
+                let items: Vec<&Value> = listed.items.iter().collect();
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table(resource, &items, include, &revision, listed.continue_token.as_deref()),
+                ));
+            }
+            let mut metadata = json!({"resourceVersion": revision});
+            if let Some(token) = listed.continue_token {
+                metadata["continue"] = json!(token);
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "kind": format!("{}List", resource.kind),
+                    "apiVersion": resource.api_version(),
+                    "metadata": metadata,
+                    "items": listed.items,
+                }),
+            ))
+        }
+        (&Method::GET, Some(name), Some("log")) => {
+            let pod = registry.get(resource, namespace, name)?;
+            logs(state, &pod, &query).await
+        }
+        (&Method::GET, Some(name), _) => {
+            verb_allowed(resource, "get")?;
+            let object = registry.get(resource, namespace, name)?;
+            if table_wanted {
+                let revision = object
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                return Ok(json_response(StatusCode::OK, &table(resource, &[&object], include, &revision, None)));
+            }
+            Ok(json_response(StatusCode::OK, &object))
+        }
+        (&Method::POST, None, None) => {
+            verb_allowed(resource, "create")?;
+            let body = parse_body(&headers, &body)?;
+            let written = registry.create(resource, namespace, body, &write_options(&query)?).await?;
+            Ok(with_warnings(json_response(StatusCode::CREATED, &written.object), &written.warnings))
+        }
+        (&Method::PUT, Some(name), sub) => {
+            verb_allowed(resource, "update")?;
+            let sub = writable_subresource(sub)?;
+            let body = parse_body(&headers, &body)?;
+            let written = registry
+                .update(resource, namespace, name, body, sub, &write_options(&query)?)
+                .await?;
+            Ok(with_warnings(json_response(StatusCode::OK, &written.object), &written.warnings))
+        }
+        (&Method::PATCH, Some(name), sub) => {
+            verb_allowed(resource, "patch")?;
+            let sub = writable_subresource(sub)?;
+            let kind = PatchKind::from_content_type(content_type(&headers)).ok_or_else(|| {
+                Error::UnsupportedMediaType(format!(
+                    "the body of the request was in an unknown format - accepted media types include: \
+                     application/json-patch+json, application/merge-patch+json, \
+                     application/apply-patch+yaml, application/strategic-merge-patch+json (got {})",
+                    content_type(&headers)
+                ))
+            })?;
+            let mut options = write_options(&query)?;
+            if kind == PatchKind::Apply && options.field_manager.is_none() {
+                return Err(Error::BadRequest(
+                    "PATCH with apply-patch+yaml requires a fieldManager query parameter".into(),
+                ));
+            }
+            if options.field_manager.is_none() {
+                options.field_manager = Some("unknown".into());
+            }
+            let written = registry
+                .patch(resource, namespace, name, kind, &body, sub, &options)
+                .await?;
+            let code = if written.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(with_warnings(json_response(code, &written.object), &written.warnings))
+        }
+        (&Method::DELETE, Some(name), None) => {
+            verb_allowed(resource, "delete")?;
+            let options = delete_options(&query, &headers, &body)?;
+            let object = match registry.delete(resource, namespace, name, &options).await? {
+                Deleted::Gone(object) | Deleted::Pending(object) => object,
+            };
+            Ok(json_response(StatusCode::OK, &object))
+        }
+        (&Method::DELETE, None, None) => {
+            verb_allowed(resource, "deletecollection")?;
+            let options = delete_options(&query, &headers, &body)?;
+            let listed = registry.list(resource, namespace, &list_options(&query, resource)?)?;
+            let mut deleted = Vec::new();
+            for item in listed.items {
+                let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                let ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
+                match registry.delete(resource, ns, name, &options).await {
+                    Ok(Deleted::Gone(o) | Deleted::Pending(o)) => deleted.push(o),
+                    Err(Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "kind": format!("{}List", resource.kind),
+                    "apiVersion": resource.api_version(),
+                    "metadata": {},
+                    "items": deleted,
+                }),
+            ))
+        }
+        _ => Err(Error::MethodNotAllowed(format!(
+            "the server does not allow this method on the requested resource ({method} {})",
+            resource.qualified_name()
+        ))),
+    }
+}
+
+fn writable_subresource(sub: Option<&str>) -> Result<Option<&str>> {
+    match sub {
+        None => Ok(None),
+        Some("status") => Ok(Some("status")),
+        Some("finalize") => Ok(Some("finalize")),
+        Some(other) => Err(Error::MethodNotAllowed(format!(
+            "the server does not allow this method on the subresource {other}"
+        ))),
+    }
+}
+
+fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<DeleteOptions> {
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_body(headers, body)?
+    };
+    let grace = match query.number::<i64>("gracePeriodSeconds")? {
+        Some(g) => Some(g),
+        None => body.get("gracePeriodSeconds").and_then(Value::as_i64),
+    };
+    let propagation = query
+        .get("propagationPolicy")
+        .map(str::to_string)
+        .or_else(|| body.get("propagationPolicy").and_then(Value::as_str).map(str::to_string));
+    if let Some(p) = &propagation
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(Error::BadRequest(format!(
+            "propagationPolicy must be one of Orphan, Background or Foreground, not {p:?}"
+        )));
+    }
+    let dry_run = query.dry_run()?
+        || body
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|d| d.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        grace_period_seconds: grace,
+        propagation_policy: propagation,
+        preconditions: Preconditions {
+            revision: body
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .and_then(|v| v.parse().ok()),
+            uid: body
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        },
+        dry_run,
+    })
+}
+
+async fn logs(state: &ApiState, pod: &Value, query: &Query) -> Result<Response> {
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let containers: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).collect())
+        .unwrap_or_default();
+    let init: Vec<&str> = pod
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).collect())
+        .unwrap_or_default();
+    let container = match query.get("container").filter(|c| !c.is_empty()) {
+        Some(c) if containers.contains(&c) || init.contains(&c) => c.to_string(),
+        Some(c) => {
+            return Err(Error::BadRequest(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
+        None if containers.len() == 1 => containers[0].to_string(),
+        None => {
+            return Err(Error::BadRequest(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )));
+        }
+    };
+    let options = LogOptions {
+        container,
+        follow: query.flag("follow"),
+        previous: query.flag("previous"),
+        tail_lines: query.number("tailLines")?,
+        since_seconds: query.number("sinceSeconds")?,
+        timestamps: query.flag("timestamps"),
+        limit_bytes: query.number("limitBytes")?,
+    };
+    let Some(source) = &state.logs else {
+        return Err(Error::BadRequest(format!(
+            "pod {name} has no node to read logs from"
+        )));
+    };
+    let stream = source.logs(pod, options)?;
+    let body = Body::from_stream(futures::StreamExt::map(stream, Ok::<_, std::convert::Infallible>));
+    Ok(([(header::CONTENT_TYPE, "text/plain")], body).into_response())
+}

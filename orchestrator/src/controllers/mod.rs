@@ -1,0 +1,4 @@
+//! Controllers: level-triggered loops that converge the cluster toward what
+//! its objects ask for.
+
+pub mod namespace;

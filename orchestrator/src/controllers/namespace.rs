@@ -1,0 +1,64 @@
+//! The namespace controller: a namespace being deleted has everything in it
+//! deleted, then its `kubernetes` finalizer removed, which ends it.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::registry::{DeleteOptions, Error, ListOptions, Registry, Result, WriteOptions};
+
+const NAME: &str = "namespace-controller";
+
+/// Runs until `stop` turns true.
+pub async fn run(registry: Registry, mut stop: watch::Receiver<bool>) {
+    let namespaces = registry.resource("", "Namespace");
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut watch = registry.watch(&namespaces, None, registry.store().revision()).ok();
+    loop {
+        match registry.list(&namespaces, None, &ListOptions::default()) {
+            Ok(listed) => {
+                for ns in listed.items.iter().filter(|n| n.pointer("/metadata/deletionTimestamp").is_some()) {
+                    if let Err(e) = reconcile(&registry, ns).await {
+                        tracing::debug!("namespace cleanup: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("listing namespaces: {e}"),
+        }
+        tokio::select! {
+            _ = async { match watch.as_mut() { Some(w) => { w.next().await; } None => std::future::pending().await } } => {}
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Deletes what is left in a terminating namespace; finalizes it once empty.
+async fn reconcile(registry: &Registry, namespace: &Value) -> Result<()> {
+    let name = namespace.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let mut remaining = 0;
+    for resource in registry.resources().all().iter().filter(|r| r.namespaced) {
+        let listed = registry.list(resource, Some(name), &ListOptions::default())?;
+        for item in &listed.items {
+            remaining += 1;
+            let item_name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            match registry.delete(resource, Some(name), item_name, &DeleteOptions::default()).await {
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if remaining > 0 {
+        return Ok(());
+    }
+    let namespaces = registry.resource("", "Namespace");
+    registry
+        .update_with(&namespaces, None, name, Some("finalize"), &WriteOptions::manager(NAME), None, |current| {
+            let mut next = current.clone();
+            next["spec"]["finalizers"] = json!([]);
+            Ok(next)
+        })
+        .await?;
+    Ok(())
+}

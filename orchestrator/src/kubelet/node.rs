@@ -1,0 +1,126 @@
+//! The node object: registration with the host's capacity, and the
+//! heartbeat that keeps its Ready condition fresh.
+
+use serde_json::{Value, json};
+
+use crate::registry::metadata::now;
+use crate::registry::{Error, Registry, Result, WriteOptions};
+
+/// The kubelet version nodes report.
+pub const KUBELET_VERSION: &str = "v1.33.0-wasmkube";
+
+fn host_memory_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(1024 * 1024)
+}
+
+fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn conditions(heartbeat: &str, since: &str) -> Value {
+    let condition = |kind: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": kind, "status": status, "lastHeartbeatTime": heartbeat,
+            "lastTransitionTime": since, "reason": reason, "message": message})
+    };
+    json!([
+        condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+    ])
+}
+
+/// The node's status: capacity from the host, ready now.
+fn status(name: &str, max_pods: u32, since: &str) -> Value {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let capacity = json!({
+        "cpu": cpus.to_string(),
+        "memory": format!("{}Ki", host_memory_kib()),
+        "pods": max_pods.to_string(),
+        "ephemeral-storage": "0",
+    });
+    json!({
+        "capacity": capacity,
+        "allocatable": capacity,
+        "conditions": conditions(&now(), since),
+        "addresses": [
+            {"type": "InternalIP", "address": "127.0.0.1"},
+            {"type": "Hostname", "address": name},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        "nodeInfo": {
+            "machineID": "",
+            "systemUUID": "",
+            "bootID": "",
+            "kernelVersion": kernel_version(),
+            "osImage": "wasmkube (WASI 0.2 guests)",
+            "containerRuntimeVersion": "wasmtime://48.0.8",
+            "kubeletVersion": KUBELET_VERSION,
+            "kubeProxyVersion": "",
+            "operatingSystem": "wasi",
+            "architecture": "wasm32",
+        },
+    })
+}
+
+/// Creates the node, or refreshes its status if it exists.
+pub async fn register(registry: &Registry, name: &str, max_pods: u32) -> Result<()> {
+    let nodes = registry.resource("", "Node");
+    let options = WriteOptions::manager("kubelet");
+    let since = now();
+    if registry.find(&nodes, None, name)?.is_none() {
+        let node = json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "wasi",
+                "kubernetes.io/arch": "wasm32",
+                "node-role.kubernetes.io/control-plane": "",
+            }},
+            "spec": {},
+            "status": status(name, max_pods, &since),
+        });
+        match registry.create(&nodes, None, node, &options).await {
+            Ok(_) | Err(Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let fresh = status(name, max_pods, &since);
+    registry
+        .update_with(&nodes, None, name, Some("status"), &options, None, |current| {
+            let mut next = current.clone();
+            next["status"] = fresh.clone();
+            Ok(next)
+        })
+        .await?;
+    Ok(())
+}
+
+/// Bumps the heartbeat of every condition.
+pub async fn heartbeat(registry: &Registry, name: &str) -> Result<()> {
+    let nodes = registry.resource("", "Node");
+    let time = now();
+    registry
+        .update_with(&nodes, None, name, Some("status"), &WriteOptions::manager("kubelet"), None, |current| {
+            let mut next = current.clone();
+            if let Some(conditions) = next.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+                for condition in conditions {
+                    condition["lastHeartbeatTime"] = json!(time);
+                }
+            }
+            Ok(next)
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! One pod's worker: pulls its images, starts it on the runtime, reports
+//! every status change and event, and stops it when the pod is deleted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use wasmkube_runtime::{ContainerState, PodRunner, PodStatus, RestartPolicy};
+
+use super::pod_spec::{self, NodeInfo, Options};
+use super::{Kubelet, Signal, host_ports, status};
+use crate::events::EventType;
+use crate::registry::WriteOptions;
+use crate::registry::metadata::now;
+
+/// The field path events about a container carry: `spec.containers{c}`.
+fn container_path(_pod: &Value, name: &str) -> String {
+    format!("spec.containers{{{name}}}")
+}
+
+/// Runs a pod until it is deleted (or the server stops).
+pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Receiver<Signal>) {
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let typed: Pod = match serde_json::from_value(pod.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("pod {name}: {e}");
+            return;
+        }
+    };
+    let policy = match typed.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) {
+        Some("Never") => RestartPolicy::Never,
+        Some("OnFailure") => RestartPolicy::OnFailure,
+        _ => RestartPolicy::Always,
+    };
+    let node = NodeInfo {
+        node_name: kubelet.node_name.clone(),
+    };
+    let options = Options {
+        backoff: kubelet.backoff,
+        output: None,
+    };
+    let start_time = now();
+    let spec = match pod_spec::to_runtime(&typed, &node, &options) {
+        Ok(spec) => spec,
+        Err(unsupported) => {
+            report_config_error(&kubelet, &pod, &unsupported.to_string(), &start_time).await;
+            wait_for_end(&kubelet, &pod, &mut signal).await;
+            return;
+        }
+    };
+    // Images: Pulling/Pulled events; a failure is reported by the runner.
+    let mut images = HashMap::new();
+    for container in &spec.containers {
+        let field = container_path(&pod, &container.name);
+        kubelet
+            .recorder
+            .record(&pod, EventType::Normal, "Pulling", &format!("Pulling image {:?}", container.image), Some(&field))
+            .await;
+        let started = Instant::now();
+        match kubelet.runtime.prepare_image(&container.image).await {
+            Ok(image) => {
+                let size = std::fs::metadata(&image.path).map(|m| m.len()).unwrap_or(0);
+                let took = started.elapsed();
+                kubelet
+                    .recorder
+                    .record(
+                        &pod,
+                        EventType::Normal,
+                        "Pulled",
+                        &format!(
+                            "Successfully pulled image {:?} in {took:?} ({took:?} including waiting). Image size: {size} bytes.",
+                            container.image
+                        ),
+                        Some(&field),
+                    )
+                    .await;
+                images.insert(container.name.clone(), (container.image.clone(), image.digest.clone()));
+            }
+            Err(e) => {
+                kubelet
+                    .recorder
+                    .record(&pod, EventType::Warning, "Failed", &format!("Failed to pull image {:?}: {e}", container.image), Some(&field))
+                    .await;
+                kubelet
+                    .recorder
+                    .record(&pod, EventType::Warning, "Failed", "Error: ErrImagePull", Some(&field))
+                    .await;
+                images.insert(container.name.clone(), (container.image.clone(), String::new()));
+            }
+        }
+    }
+    let sandbox_name = spec.sandbox.name.clone();
+    let runner = match PodRunner::start(&kubelet.runtime, spec) {
+        Ok(r) => r,
+        Err(e) => {
+            report_config_error(&kubelet, &pod, &e.to_string(), &start_time).await;
+            wait_for_end(&kubelet, &pod, &mut signal).await;
+            return;
+        }
+    };
+    let _host_ports = match host_ports::publish(&sandbox_name, runner.sandbox(), &host_ports::requested(&typed)).await {
+        Ok(ports) => Some(ports),
+        Err(e) => {
+            kubelet.recorder.record(&pod, EventType::Warning, "FailedHostPort", &e.to_string(), None).await;
+            None
+        }
+    };
+    let mut statuses = runner.watch();
+    let mut previous: Option<PodStatus> = None;
+    let outcome = loop {
+        let current = statuses.borrow_and_update().clone();
+        announce(&kubelet, &pod, previous.as_ref(), &current, &images).await;
+        write_status(&kubelet, &pod, &current, policy, &images, &start_time).await;
+        previous = Some(current);
+        tokio::select! {
+            changed = statuses.changed() => {
+                if changed.is_err() {
+                    // The runner finished: wait for deletion or shutdown.
+                    break wait_signal(&mut signal).await;
+                }
+            }
+            s = wait_signal(&mut signal) => break s,
+        }
+    };
+    let sandbox = runner.sandbox().clone();
+    if outcome == Signal::Delete {
+        let running: Vec<String> = runner
+            .status()
+            .containers
+            .iter()
+            .filter(|c| matches!(c.state, ContainerState::Running { .. }))
+            .map(|c| c.name.clone())
+            .collect();
+        for container in running {
+            let field = container_path(&pod, &container);
+            kubelet
+                .recorder
+                .record(&pod, EventType::Normal, "Killing", &format!("Stopping container {container}"), Some(&field))
+                .await;
+        }
+    }
+    runner.stop().await;
+    if outcome == Signal::Delete {
+        if let Err(e) = sandbox.remove() {
+            tracing::warn!("removing pod {name}: {e}");
+        }
+        kubelet.finish_deletion(&pod).await;
+    }
+}
+
+async fn wait_signal(signal: &mut watch::Receiver<Signal>) -> Signal {
+    loop {
+        let current = *signal.borrow_and_update();
+        if current != Signal::Run {
+            return current;
+        }
+        if signal.changed().await.is_err() {
+            return Signal::Shutdown;
+        }
+    }
+}
+
+async fn wait_for_end(kubelet: &Kubelet, pod: &Value, signal: &mut watch::Receiver<Signal>) {
+    if wait_signal(signal).await == Signal::Delete {
+        kubelet.finish_deletion(pod).await;
+    }
+}
+
+/// Events for what changed: Created/Started, BackOff, image back-off.
+async fn announce(
+    kubelet: &Kubelet,
+    pod: &Value,
+    previous: Option<&PodStatus>,
+    current: &PodStatus,
+    images: &HashMap<String, (String, String)>,
+) {
+    let pod_name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+    let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+    for (i, c) in current.containers.iter().enumerate() {
+        let before = previous.map(|p| &p.containers[i]);
+        let field = container_path(pod, &c.name);
+        let field = Some(field.as_str());
+        match &c.state {
+            ContainerState::Running { started_at } => {
+                let new = !matches!(before.map(|b| &b.state), Some(ContainerState::Running { started_at: s }) if s == started_at);
+                if new {
+                    let image = images.get(&c.name).map(|i| i.0.as_str()).unwrap_or("");
+                    if c.restart_count > 0 {
+                        kubelet
+                            .recorder
+                            .record(pod, EventType::Normal, "Pulled", &format!("Container image {image:?} already present on machine"), field)
+                            .await;
+                    }
+                    kubelet.recorder.record(pod, EventType::Normal, "Created", &format!("Created container: {}", c.name), field).await;
+                    kubelet.recorder.record(pod, EventType::Normal, "Started", &format!("Started container {}", c.name), field).await;
+                }
+            }
+            ContainerState::Waiting { reason, .. } => {
+                let was = match before.map(|b| &b.state) {
+                    Some(ContainerState::Waiting { reason, .. }) => Some(reason.as_str()),
+                    _ => None,
+                };
+                let new = was != Some(reason.as_str()) || before.is_some_and(|b| b.restart_count != c.restart_count);
+                if !new {
+                    continue;
+                }
+                let image = images.get(&c.name).map(|i| i.0.as_str()).unwrap_or("");
+                match reason.as_str() {
+                    "CrashLoopBackOff" => {
+                        let message = format!("Back-off restarting failed container {} in pod {pod_name}_{namespace}({uid})", c.name);
+                        kubelet.recorder.record(pod, EventType::Warning, "BackOff", &message, field).await;
+                    }
+                    "ImagePullBackOff" => {
+                        kubelet.recorder.record(pod, EventType::Normal, "BackOff", &format!("Back-off pulling image {image:?}"), field).await;
+                        kubelet.recorder.record(pod, EventType::Warning, "Failed", "Error: ImagePullBackOff", field).await;
+                    }
+                    "CreateContainerError" => {
+                        kubelet.recorder.record(pod, EventType::Warning, "Failed", "Error: CreateContainerError", field).await;
+                    }
+                    _ => {}
+                }
+            }
+            ContainerState::Terminated(_) => {}
+        }
+    }
+}
+
+async fn write_status(
+    kubelet: &Kubelet,
+    pod: &Value,
+    current: &PodStatus,
+    policy: RestartPolicy,
+    images: &HashMap<String, (String, String)>,
+    start_time: &str,
+) {
+    let pods = kubelet.registry.resource("", "Pod");
+    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let uid = pod.pointer("/metadata/uid").cloned();
+    let result = kubelet
+        .registry
+        .update_with(&pods, namespace, name, Some("status"), &WriteOptions::manager("kubelet"), None, |existing| {
+            if existing.pointer("/metadata/uid").cloned() != uid {
+                return Err(crate::registry::Error::NotFound {
+                    resource: "pods".into(),
+                    group: String::new(),
+                    name: name.into(),
+                });
+            }
+            let mut next = existing.clone();
+            status::apply(&mut next, current, policy, images, start_time);
+            Ok(next)
+        })
+        .await;
+    if let Err(e) = result
+        && !matches!(e, crate::registry::Error::NotFound { .. })
+    {
+        tracing::warn!("pod {name} status: {e}");
+    }
+}
+
+/// A pod the runtime cannot run as written: its containers wait with
+/// CreateContainerConfigError and the reason, as Kubernetes reports a
+/// missing ConfigMap.
+async fn report_config_error(kubelet: &Kubelet, pod: &Value, message: &str, start_time: &str) {
+    kubelet
+        .recorder
+        .record(pod, EventType::Warning, "Failed", &format!("Error: {message}"), None)
+        .await;
+    let pods = kubelet.registry.resource("", "Pod");
+    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let statuses: Vec<Value> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    json!({"name": c["name"], "ready": false, "restartCount": 0, "image": c["image"], "imageID": "",
+                        "started": false, "lastState": {},
+                        "state": {"waiting": {"reason": "CreateContainerConfigError", "message": message}}})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = kubelet
+        .registry
+        .update_with(&pods, namespace, name, Some("status"), &WriteOptions::manager("kubelet"), None, |existing| {
+            let mut next = existing.clone();
+            next["status"]["containerStatuses"] = json!(statuses);
+            next["status"]["startTime"] = json!(start_time);
+            next["status"]["hostIP"] = json!("127.0.0.1");
+            Ok(next)
+        })
+        .await;
+}
