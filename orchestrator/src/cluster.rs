@@ -95,7 +95,10 @@ impl Cluster {
         let mut tasks = JoinSet::new();
         tasks.spawn(kubelet.clone().run(stopped.clone()));
         tasks.spawn(scheduler::run(registry.clone(), stopped.clone()));
-        tasks.spawn(controllers::namespace::run(registry.clone(), stopped.clone()));
+        tasks.spawn(controllers::namespace::run(
+            registry.clone(),
+            stopped.clone(),
+        ));
         Ok(Cluster {
             registry,
             store,
@@ -133,7 +136,10 @@ async fn bootstrap(registry: &Registry) -> Result<(), registry::Error> {
     for name in SYSTEM_NAMESPACES {
         if registry.find(&namespaces, None, name)?.is_none() {
             let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-            match registry.create(&namespaces, None, body, &WriteOptions::manager("wasmkube")).await {
+            match registry
+                .create(&namespaces, None, body, &WriteOptions::manager("wasmkube"))
+                .await
+            {
                 Ok(_) | Err(registry::Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e),
             }

@@ -17,6 +17,10 @@ pub enum EventType {
     Warning,
 }
 
+/// (object uid, reason, message, field path): what makes two events "the
+/// same" for counting.
+type EventKey = (String, String, String, String);
+
 /// Writes events on behalf of one component (`kubelet`, `default-scheduler`).
 #[derive(Clone)]
 pub struct Recorder {
@@ -24,12 +28,14 @@ pub struct Recorder {
     component: String,
     host: Option<String>,
     /// (object uid, reason, message, field path) -> event name, for counts.
-    seen: Arc<Mutex<HashMap<(String, String, String, String), (String, String)>>>,
+    seen: Arc<Mutex<HashMap<EventKey, (String, String)>>>,
 }
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Recorder").field("component", &self.component).finish()
+        f.debug_struct("Recorder")
+            .field("component", &self.component)
+            .finish()
     }
 }
 
@@ -44,8 +50,18 @@ impl Recorder {
     }
 
     /// Records an event about `object`; failures are logged, never fatal.
-    pub async fn record(&self, object: &Value, event_type: EventType, reason: &str, message: &str, field_path: Option<&str>) {
-        if let Err(e) = self.try_record(object, event_type, reason, message, field_path).await {
+    pub async fn record(
+        &self,
+        object: &Value,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+        field_path: Option<&str>,
+    ) {
+        if let Err(e) = self
+            .try_record(object, event_type, reason, message, field_path)
+            .await
+        {
             tracing::debug!("recording event {reason}: {e}");
         }
     }
@@ -58,14 +74,25 @@ impl Recorder {
         message: &str,
         field_path: Option<&str>,
     ) -> Result<(), crate::registry::Error> {
-        let s = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+        let s = |p: &str| {
+            object
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         let uid = s("/metadata/uid");
         let namespace = match s("/metadata/namespace") {
             ns if ns.is_empty() => "default".to_string(),
             ns => ns,
         };
         let events = self.registry.resource("", "Event");
-        let key = (uid.clone(), reason.to_string(), message.to_string(), field_path.unwrap_or("").to_string());
+        let key = (
+            uid.clone(),
+            reason.to_string(),
+            message.to_string(),
+            field_path.unwrap_or("").to_string(),
+        );
         let existing = self.seen.lock().unwrap().get(&key).cloned();
         let options = WriteOptions::manager(&self.component);
         let time = now();
@@ -120,7 +147,9 @@ impl Recorder {
             "reportingComponent": self.component,
             "reportingInstance": self.host.clone().unwrap_or_default(),
         });
-        self.registry.create(&events, Some(&namespace), event, &options).await?;
+        self.registry
+            .create(&events, Some(&namespace), event, &options)
+            .await?;
         self.seen.lock().unwrap().insert(key, (namespace, name));
         Ok(())
     }

@@ -111,12 +111,15 @@ async fn serve(
     if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
         names.push(listen.ip().to_string());
     }
-    let pki = pki::load_or_create(&data_dir.join("pki"), &names).context("preparing the server's certificates")?;
+    let pki = pki::load_or_create(&data_dir.join("pki"), &names)
+        .context("preparing the server's certificates")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
-    let cluster = Cluster::start(config).await.context("starting the cluster")?;
+    let cluster = Cluster::start(config)
+        .await
+        .context("starting the cluster")?;
     let host = if address.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else if address.is_ipv6() {
@@ -127,15 +130,23 @@ async fn serve(
     let scheme = if insecure_http { "http" } else { "https" };
     let url = format!("{scheme}://{host}:{}", address.port());
     let kubeconfig = data_dir.join("kubeconfig");
-    server::write_kubeconfig(&kubeconfig, &url, (!insecure_http).then_some(pki.ca_pem.as_str()), &pki.token)
-        .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    server::write_kubeconfig(
+        &kubeconfig,
+        &url,
+        (!insecure_http).then_some(pki.ca_pem.as_str()),
+        &pki.token,
+    )
+    .with_context(|| format!("writing {}", kubeconfig.display()))?;
     let tls = if insecure_http {
         None
     } else {
         Some(server::tls_config(&pki).context("configuring TLS")?)
     };
     let router = cluster.router(Some(pki.token.clone().into()));
-    println!("wasmkube is serving the Kubernetes API on {url} (ready in {} ms)", started.elapsed().as_millis());
+    println!(
+        "wasmkube is serving the Kubernetes API on {url} (ready in {} ms)",
+        started.elapsed().as_millis()
+    );
     println!("kubeconfig: {}", kubeconfig.display());
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  kubectl get nodes");

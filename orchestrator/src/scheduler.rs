@@ -52,7 +52,13 @@ fn requests(pod: &Value) -> BTreeMap<&'static str, i128> {
         c.pointer(&format!("/resources/requests/{r}"))
             .and_then(Value::as_str)
             .and_then(|q| Quantity::parse(q).ok())
-            .map(|q| if r == "cpu" { q.ceil_millis() } else { q.ceil_units() })
+            .map(|q| {
+                if r == "cpu" {
+                    q.ceil_millis()
+                } else {
+                    q.ceil_units()
+                }
+            })
             .unwrap_or(0)
     };
     for resource in ["cpu", "memory"] {
@@ -75,7 +81,13 @@ fn allocatable(node: &Value, resource: &str) -> i128 {
     node.pointer(&format!("/status/allocatable/{resource}"))
         .and_then(Value::as_str)
         .and_then(|q| Quantity::parse(q).ok())
-        .map(|q| if resource == "cpu" { q.ceil_millis() } else { q.ceil_units() })
+        .map(|q| {
+            if resource == "cpu" {
+                q.ceil_millis()
+            } else {
+                q.ceil_units()
+            }
+        })
         .unwrap_or(0)
 }
 
@@ -86,16 +98,25 @@ fn is_active(pod: &Value) -> bool {
     )
 }
 
-async fn schedule_pending(registry: &Registry, recorder: &Recorder) -> Result<(), crate::registry::Error> {
+async fn schedule_pending(
+    registry: &Registry,
+    recorder: &Recorder,
+) -> Result<(), crate::registry::Error> {
     let pods = registry.resource("", "Pod");
     let nodes = registry.resource("", "Node");
     let all = registry.list(&pods, None, &ListOptions::default())?.items;
     let pending: Vec<&Value> = all
         .iter()
         .filter(|p| {
-            p.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").is_empty()
+            p.pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
                 && p.pointer("/metadata/deletionTimestamp").is_none()
-                && p.pointer("/spec/schedulerName").and_then(Value::as_str).unwrap_or(NAME) == NAME
+                && p.pointer("/spec/schedulerName")
+                    .and_then(Value::as_str)
+                    .unwrap_or(NAME)
+                    == NAME
                 && is_active(p)
         })
         .collect();
@@ -108,7 +129,11 @@ async fn schedule_pending(registry: &Registry, recorder: &Recorder) -> Result<()
         .iter()
         .filter(|n| n.pointer("/spec/unschedulable").and_then(Value::as_bool) != Some(true))
         .map(|n| {
-            let name = n.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let name = n
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let mut left = BTreeMap::new();
             left.insert("cpu", allocatable(n, "cpu"));
             left.insert("memory", allocatable(n, "memory"));
@@ -116,7 +141,11 @@ async fn schedule_pending(registry: &Registry, recorder: &Recorder) -> Result<()
         })
         .collect();
     for pod in all.iter().filter(|p| is_active(p)) {
-        let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+        let Some(node) = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        else {
             continue;
         };
         if let Some((_, left, slots)) = free.iter_mut().find(|(n, _, _)| n == node) {
@@ -138,7 +167,11 @@ async fn schedule_pending(registry: &Registry, recorder: &Recorder) -> Result<()
             }
             for (resource, amount) in &wanted {
                 if *amount > 0 && left.get(resource).copied().unwrap_or(0) < *amount {
-                    let reason = if *resource == "cpu" { "Insufficient cpu" } else { "Insufficient memory" };
+                    let reason = if *resource == "cpu" {
+                        "Insufficient cpu"
+                    } else {
+                        "Insufficient memory"
+                    };
                     *reasons.entry(reason).or_default() += 1;
                     fits = false;
                 }
@@ -151,16 +184,30 @@ async fn schedule_pending(registry: &Registry, recorder: &Recorder) -> Result<()
         match chosen {
             Some(index) => {
                 let node = free[index].0.clone();
+                // The event goes first so it precedes the kubelet's, which
+                // start the moment the binding lands.
+                let namespace = pod
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let name = pod
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                recorder
+                    .record(
+                        pod,
+                        EventType::Normal,
+                        "Scheduled",
+                        &format!("Successfully assigned {namespace}/{name} to {node}"),
+                        None,
+                    )
+                    .await;
                 if bind(registry, pod, &node).await? {
                     for (resource, amount) in &wanted {
                         *free[index].1.entry(resource).or_insert(0) -= amount;
                     }
                     free[index].2 -= 1;
-                    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
-                    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-                    recorder
-                        .record(pod, EventType::Normal, "Scheduled", &format!("Successfully assigned {namespace}/{name} to {node}"), None)
-                        .await;
                 }
             }
             None => {
@@ -168,11 +215,13 @@ async fn schedule_pending(registry: &Registry, recorder: &Recorder) -> Result<()
                 let parts: Vec<String> = reasons.iter().map(|(r, n)| format!(" {n} {r}")).collect();
                 message.push_str(&parts.join(","));
                 message.push('.');
-                if free.len() > 0 {
+                if !free.is_empty() {
                     message.push_str(" preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.");
                 }
                 if mark_unschedulable(registry, pod, &message).await? {
-                    recorder.record(pod, EventType::Warning, "FailedScheduling", &message, None).await;
+                    recorder
+                        .record(pod, EventType::Warning, "FailedScheduling", &message, None)
+                        .await;
                 }
             }
         }
@@ -181,10 +230,17 @@ async fn schedule_pending(registry: &Registry, recorder: &Recorder) -> Result<()
 }
 
 /// Binds `pod` to `node`; false if the pod changed or went meanwhile.
-async fn bind(registry: &Registry, pod: &Value, node: &str) -> Result<bool, crate::registry::Error> {
+async fn bind(
+    registry: &Registry,
+    pod: &Value,
+    node: &str,
+) -> Result<bool, crate::registry::Error> {
     let pods = registry.resource("", "Pod");
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
-    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let result = registry
         .update_with(&pods, namespace, name, Some("binding"), &WriteOptions::manager(NAME), None, |current| {
             let mut next = current.clone();
@@ -203,13 +259,19 @@ async fn bind(registry: &Registry, pod: &Value, node: &str) -> Result<bool, crat
         .await;
     match result {
         Ok(_) => Ok(true),
-        Err(crate::registry::Error::NotFound { .. } | crate::registry::Error::Conflict { .. }) => Ok(false),
+        Err(crate::registry::Error::NotFound { .. } | crate::registry::Error::Conflict { .. }) => {
+            Ok(false)
+        }
         Err(e) => Err(e),
     }
 }
 
 /// Sets PodScheduled=False; true if the message is new (worth an event).
-async fn mark_unschedulable(registry: &Registry, pod: &Value, message: &str) -> Result<bool, crate::registry::Error> {
+async fn mark_unschedulable(
+    registry: &Registry,
+    pod: &Value,
+    message: &str,
+) -> Result<bool, crate::registry::Error> {
     let already = pod
         .pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -220,15 +282,26 @@ async fn mark_unschedulable(registry: &Registry, pod: &Value, message: &str) -> 
     }
     let pods = registry.resource("", "Pod");
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
-    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let condition = json!({"type": "PodScheduled", "status": "False", "lastProbeTime": null,
         "lastTransitionTime": now(), "reason": "Unschedulable", "message": message});
     let result = registry
-        .update_with(&pods, namespace, name, Some("status"), &WriteOptions::manager(NAME), None, |current| {
-            let mut next = current.clone();
-            set_condition(&mut next, condition.clone());
-            Ok(next)
-        })
+        .update_with(
+            &pods,
+            namespace,
+            name,
+            Some("status"),
+            &WriteOptions::manager(NAME),
+            None,
+            |current| {
+                let mut next = current.clone();
+                set_condition(&mut next, condition.clone());
+                Ok(next)
+            },
+        )
         .await;
     match result {
         Ok(_) => Ok(true),
@@ -250,13 +323,13 @@ pub fn set_condition(pod: &mut Value, condition: Value) {
     let list = conditions.as_array_mut().expect("array");
     match list.iter_mut().find(|c| c["type"] == condition["type"]) {
         Some(existing) => {
-            if existing["status"] == condition["status"] {
-                if let Some(t) = existing.get("lastTransitionTime").cloned() {
-                    let mut condition = condition;
-                    condition["lastTransitionTime"] = t;
-                    *existing = condition;
-                    return;
-                }
+            if existing["status"] == condition["status"]
+                && let Some(t) = existing.get("lastTransitionTime").cloned()
+            {
+                let mut condition = condition;
+                condition["lastTransitionTime"] = t;
+                *existing = condition;
+                return;
             }
             *existing = condition;
         }

@@ -31,7 +31,12 @@ async fn api() -> Api {
     });
     let api = Api { router, _dir: dir };
     let (code, _) = api
-        .send("POST", "/api/v1/namespaces", Some(json!({"metadata": {"name": "default"}})), &[])
+        .send(
+            "POST",
+            "/api/v1/namespaces",
+            Some(json!({"metadata": {"name": "default"}})),
+            &[],
+        )
         .await;
     assert_eq!(code, StatusCode::CREATED);
     api
@@ -47,8 +52,16 @@ impl Api {
         self.router.clone().oneshot(request).await.unwrap()
     }
 
-    async fn send(&self, method: &str, uri: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
-        let (code, _, value) = self.send_full(method, uri, body.map(|b| b.to_string()), headers).await;
+    async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let (code, _, value) = self
+            .send_full(method, uri, body.map(|b| b.to_string()), headers)
+            .await;
         (code, value)
     }
 
@@ -63,19 +76,28 @@ impl Api {
             .method(method)
             .uri(uri)
             .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
-        if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             request = request.header(header::CONTENT_TYPE, "application/json");
         }
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
         let response = self
-            .raw(request.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap())
+            .raw(
+                request
+                    .body(body.map(Body::from).unwrap_or_else(Body::empty))
+                    .unwrap(),
+            )
             .await;
         let code = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
         (code, headers, value)
     }
 }
@@ -84,15 +106,25 @@ impl Api {
 async fn requests_without_the_token_are_unauthorized() {
     let api = api().await;
     let response = api
-        .raw(Request::get("/api/v1/namespaces/default/pods").body(Body::empty()).unwrap())
+        .raw(
+            Request::get("/api/v1/namespaces/default/pods")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let body: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["kind"], "Status");
     assert_eq!(body["reason"], "Unauthorized");
-    let wrong = Request::get("/api").header(header::AUTHORIZATION, "Bearer nope").body(Body::empty()).unwrap();
+    let wrong = Request::get("/api")
+        .header(header::AUTHORIZATION, "Bearer nope")
+        .body(Body::empty())
+        .unwrap();
     assert_eq!(api.raw(wrong).await.status(), StatusCode::UNAUTHORIZED);
-    let version = api.raw(Request::get("/version").body(Body::empty()).unwrap()).await;
+    let version = api
+        .raw(Request::get("/version").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(version.status(), StatusCode::OK);
 }
 
@@ -101,7 +133,10 @@ async fn version_reports_1_33() {
     let api = api().await;
     let (code, body) = api.send("GET", "/version", None, &[]).await;
     assert_eq!(code, StatusCode::OK);
-    assert_eq!((body["major"].as_str(), body["minor"].as_str()), (Some("1"), Some("33")));
+    assert_eq!(
+        (body["major"].as_str(), body["minor"].as_str()),
+        (Some("1"), Some("33"))
+    );
 }
 
 #[tokio::test]
@@ -109,24 +144,48 @@ async fn discovery_is_negotiated_from_accept() {
     let api = api().await;
     let v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
     let (_, headers, body) = api.send_full("GET", "/api", None, &[("accept", v2)]).await;
-    assert_eq!(headers[header::CONTENT_TYPE], "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList");
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    );
     assert_eq!(body["apiVersion"], "apidiscovery.k8s.io/v2");
-    let resources = body["items"][0]["versions"][0]["resources"].as_array().unwrap();
+    let resources = body["items"][0]["versions"][0]["resources"]
+        .as_array()
+        .unwrap();
     let pods = resources.iter().find(|r| r["resource"] == "pods").unwrap();
     assert_eq!(pods["shortNames"], json!(["po"]));
     assert_eq!(pods["categories"], json!(["all"]));
-    assert!(pods["subresources"].as_array().unwrap().iter().any(|s| s["subresource"] == "log"));
+    assert!(
+        pods["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["subresource"] == "log")
+    );
 
     let v2beta1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
-    let (_, headers, body) = api.send_full("GET", "/api", None, &[("accept", v2beta1)]).await;
-    assert_eq!(headers[header::CONTENT_TYPE], "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList");
+    let (_, headers, body) = api
+        .send_full("GET", "/api", None, &[("accept", v2beta1)])
+        .await;
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+    );
     assert_eq!(body["apiVersion"], "apidiscovery.k8s.io/v2beta1");
 
-    let (_, _, body) = api.send_full("GET", "/api", None, &[("accept", "application/json")]).await;
+    let (_, _, body) = api
+        .send_full("GET", "/api", None, &[("accept", "application/json")])
+        .await;
     assert_eq!(body["kind"], "APIVersions");
     let (code, body) = api.send("GET", "/api/v1", None, &[]).await;
     assert_eq!(code, StatusCode::OK);
-    assert!(body["resources"].as_array().unwrap().iter().any(|r| r["name"] == "pods/status"));
+    assert!(
+        body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "pods/status")
+    );
 }
 
 #[tokio::test]
@@ -134,34 +193,62 @@ async fn openapi_v3_has_the_pod_path_with_field_validation_and_gvk() {
     let api = api().await;
     let (code, index) = api.send("GET", "/openapi/v3", None, &[]).await;
     assert_eq!(code, StatusCode::OK);
-    let url = index["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().to_string();
+    let url = index["paths"]["api/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (code, doc) = api.send("GET", &url, None, &[]).await;
     assert_eq!(code, StatusCode::OK);
     let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
     assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Pod");
-    assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
-    let schema = &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+    assert!(
+        patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation")
+    );
+    let schema =
+        &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
     assert_eq!(schema["x-kubernetes-patch-merge-key"], "name");
 }
 
 #[tokio::test]
 async fn create_get_conflict_and_not_found_answer_with_status() {
     let api = api().await;
-    let (code, created) = api.send("POST", "/api/v1/namespaces/default/pods", Some(pod("a")), &[]).await;
+    let (code, created) = api
+        .send(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            Some(pod("a")),
+            &[],
+        )
+        .await;
     assert_eq!(code, StatusCode::CREATED, "{created}");
     assert_eq!(created["metadata"]["generation"], 1);
     assert!(created["metadata"]["uid"].as_str().unwrap().len() > 30);
     assert_eq!(created["status"]["phase"], "Pending");
     assert_eq!(created["spec"]["restartPolicy"], "Always");
-    let (code, again) = api.send("POST", "/api/v1/namespaces/default/pods", Some(pod("a")), &[]).await;
+    let (code, again) = api
+        .send(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            Some(pod("a")),
+            &[],
+        )
+        .await;
     assert_eq!(code, StatusCode::CONFLICT);
     assert_eq!(again["reason"], "AlreadyExists");
     assert_eq!(again["message"], "pods \"a\" already exists");
-    let (code, missing) = api.send("GET", "/api/v1/namespaces/default/pods/zzz", None, &[]).await;
+    let (code, missing) = api
+        .send("GET", "/api/v1/namespaces/default/pods/zzz", None, &[])
+        .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(missing["message"], "pods \"zzz\" not found");
     assert_eq!(missing["details"]["kind"], "pods");
-    let (code, no_ns) = api.send("POST", "/api/v1/namespaces/nope/pods", Some(pod("b")), &[]).await;
+    let (code, no_ns) = api
+        .send("POST", "/api/v1/namespaces/nope/pods", Some(pod("b")), &[])
+        .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(no_ns["message"], "namespaces \"nope\" not found");
 }
@@ -171,12 +258,22 @@ async fn invalid_objects_are_422_with_causes() {
     let api = api().await;
     let mut bad = pod("Bad_Name");
     bad["spec"]["containers"][0]["image"] = json!("");
-    let (code, status) = api.send("POST", "/api/v1/namespaces/default/pods", Some(bad), &[]).await;
+    let (code, status) = api
+        .send("POST", "/api/v1/namespaces/default/pods", Some(bad), &[])
+        .await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(status["reason"], "Invalid");
     let causes = status["details"]["causes"].as_array().unwrap();
-    assert!(causes.iter().any(|c| c["field"] == "metadata.name"), "{status}");
-    assert!(causes.iter().any(|c| c["field"] == "spec.containers[0].image" && c["reason"] == "FieldValueRequired"), "{status}");
+    assert!(
+        causes.iter().any(|c| c["field"] == "metadata.name"),
+        "{status}"
+    );
+    assert!(
+        causes.iter().any(
+            |c| c["field"] == "spec.containers[0].image" && c["reason"] == "FieldValueRequired"
+        ),
+        "{status}"
+    );
 }
 
 #[tokio::test]
@@ -185,44 +282,83 @@ async fn field_validation_strict_rejects_and_warn_warns() {
     let mut typo = pod("typo");
     typo["spec"]["containers"][0]["imagee"] = json!("x");
     let (code, status) = api
-        .send("POST", "/api/v1/namespaces/default/pods?fieldValidation=Strict", Some(typo.clone()), &[])
+        .send(
+            "POST",
+            "/api/v1/namespaces/default/pods?fieldValidation=Strict",
+            Some(typo.clone()),
+            &[],
+        )
         .await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
-    assert_eq!(status["message"], "strict decoding error: unknown field \"spec.containers[0].imagee\"");
+    assert_eq!(
+        status["message"],
+        "strict decoding error: unknown field \"spec.containers[0].imagee\""
+    );
     let (code, headers, _) = api
-        .send_full("POST", "/api/v1/namespaces/default/pods?fieldValidation=Warn", Some(typo.to_string()), &[])
+        .send_full(
+            "POST",
+            "/api/v1/namespaces/default/pods?fieldValidation=Warn",
+            Some(typo.to_string()),
+            &[],
+        )
         .await;
     assert_eq!(code, StatusCode::CREATED);
     let warning = headers[header::WARNING].to_str().unwrap();
-    assert!(warning.starts_with("299 - ") && warning.contains("spec.containers[0].imagee"), "{warning}");
+    assert!(
+        warning.starts_with("299 - ") && warning.contains("spec.containers[0].imagee"),
+        "{warning}"
+    );
 }
 
 #[tokio::test]
 async fn dry_run_writes_nothing() {
     let api = api().await;
     let (code, body) = api
-        .send("POST", "/api/v1/namespaces/default/pods?dryRun=All", Some(pod("dry")), &[])
+        .send(
+            "POST",
+            "/api/v1/namespaces/default/pods?dryRun=All",
+            Some(pod("dry")),
+            &[],
+        )
         .await;
     assert_eq!(code, StatusCode::CREATED);
     assert_eq!(body["metadata"]["name"], "dry");
-    let (code, _) = api.send("GET", "/api/v1/namespaces/default/pods/dry", None, &[]).await;
+    let (code, _) = api
+        .send("GET", "/api/v1/namespaces/default/pods/dry", None, &[])
+        .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn patches_of_every_kind() {
     let api = api().await;
-    api.send("POST", "/api/v1/namespaces/default/pods", Some(pod("p")), &[]).await;
+    api.send(
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        Some(pod("p")),
+        &[],
+    )
+    .await;
     let uri = "/api/v1/namespaces/default/pods/p";
     let (code, merged) = api
-        .send_full("PATCH", uri, Some(r#"{"metadata":{"labels":{"x":"1"}}}"#.into()), &[("content-type", "application/merge-patch+json")])
+        .send_full(
+            "PATCH",
+            uri,
+            Some(r#"{"metadata":{"labels":{"x":"1"}}}"#.into()),
+            &[("content-type", "application/merge-patch+json")],
+        )
         .await
         .into_parts();
     assert_eq!(code, StatusCode::OK, "{merged}");
     assert_eq!(merged["metadata"]["labels"], json!({"app": "p", "x": "1"}));
     let smp = r#"{"spec":{"containers":[{"name":"c","image":"toolbox:latest"}]}}"#;
     let (code, patched) = api
-        .send_full("PATCH", uri, Some(smp.into()), &[("content-type", "application/strategic-merge-patch+json")])
+        .send_full(
+            "PATCH",
+            uri,
+            Some(smp.into()),
+            &[("content-type", "application/strategic-merge-patch+json")],
+        )
         .await
         .into_parts();
     assert_eq!(code, StatusCode::OK, "{patched}");
@@ -233,7 +369,12 @@ async fn patches_of_every_kind() {
     assert_eq!(patched["metadata"]["generation"], 2);
     let jp = r#"[{"op":"remove","path":"/metadata/labels/x"}]"#;
     let (code, patched) = api
-        .send_full("PATCH", uri, Some(jp.into()), &[("content-type", "application/json-patch+json")])
+        .send_full(
+            "PATCH",
+            uri,
+            Some(jp.into()),
+            &[("content-type", "application/json-patch+json")],
+        )
         .await
         .into_parts();
     assert_eq!(code, StatusCode::OK);
@@ -241,13 +382,28 @@ async fn patches_of_every_kind() {
     // A pod's command may not change.
     let forbidden = r#"{"spec":{"containers":[{"name":"c","command":["true"]}]}}"#;
     let (code, status) = api
-        .send_full("PATCH", uri, Some(forbidden.into()), &[("content-type", "application/strategic-merge-patch+json")])
+        .send_full(
+            "PATCH",
+            uri,
+            Some(forbidden.into()),
+            &[("content-type", "application/strategic-merge-patch+json")],
+        )
         .await
         .into_parts();
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(status["message"].as_str().unwrap().contains("pod updates may not change fields"));
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("pod updates may not change fields")
+    );
     let (code, status) = api
-        .send_full("PATCH", uri, Some("{}".into()), &[("content-type", "text/plain")])
+        .send_full(
+            "PATCH",
+            uri,
+            Some("{}".into()),
+            &[("content-type", "text/plain")],
+        )
         .await
         .into_parts();
     assert_eq!(code, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{status}");
@@ -255,11 +411,19 @@ async fn patches_of_every_kind() {
     let apply = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ssa\nspec:\n  containers:\n  - name: c\n    image: toolbox\n";
     let ssa = "/api/v1/namespaces/default/pods/ssa?fieldManager=kubectl&force=false";
     let (code, created) = api
-        .send_full("PATCH", ssa, Some(apply.into()), &[("content-type", "application/apply-patch+yaml")])
+        .send_full(
+            "PATCH",
+            ssa,
+            Some(apply.into()),
+            &[("content-type", "application/apply-patch+yaml")],
+        )
         .await
         .into_parts();
     assert_eq!(code, StatusCode::CREATED, "{created}");
-    assert_eq!(created["metadata"]["managedFields"][0]["manager"], "kubectl");
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["manager"],
+        "kubectl"
+    );
 }
 
 trait Parts {
@@ -275,39 +439,107 @@ impl Parts for (StatusCode, axum::http::HeaderMap, Value) {
 #[tokio::test]
 async fn stale_resource_version_is_a_conflict() {
     let api = api().await;
-    let (_, created) = api.send("POST", "/api/v1/namespaces/default/pods", Some(pod("rv")), &[]).await;
+    let (_, created) = api
+        .send(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            Some(pod("rv")),
+            &[],
+        )
+        .await;
     let mut first = created.clone();
     first["metadata"]["labels"]["n"] = json!("1");
-    let (code, _) = api.send("PUT", "/api/v1/namespaces/default/pods/rv", Some(first), &[]).await;
+    let (code, _) = api
+        .send(
+            "PUT",
+            "/api/v1/namespaces/default/pods/rv",
+            Some(first),
+            &[],
+        )
+        .await;
     assert_eq!(code, StatusCode::OK);
     let mut stale = created;
     stale["metadata"]["labels"]["n"] = json!("2");
-    let (code, status) = api.send("PUT", "/api/v1/namespaces/default/pods/rv", Some(stale), &[]).await;
+    let (code, status) = api
+        .send(
+            "PUT",
+            "/api/v1/namespaces/default/pods/rv",
+            Some(stale),
+            &[],
+        )
+        .await;
     assert_eq!(code, StatusCode::CONFLICT);
-    assert!(status["message"].as_str().unwrap().contains("the object has been modified"), "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("the object has been modified"),
+        "{status}"
+    );
 }
 
 #[tokio::test]
 async fn lists_select_by_labels_and_fields_and_page() {
     let api = api().await;
     for name in ["a", "b", "c"] {
-        api.send("POST", "/api/v1/namespaces/default/pods", Some(pod(name)), &[]).await;
+        api.send(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            Some(pod(name)),
+            &[],
+        )
+        .await;
     }
-    let (_, list) = api.send("GET", "/api/v1/namespaces/default/pods?labelSelector=app%20in%20(a,c)", None, &[]).await;
+    let (_, list) = api
+        .send(
+            "GET",
+            "/api/v1/namespaces/default/pods?labelSelector=app%20in%20(a,c)",
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(list["kind"], "PodList");
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
-    let (_, list) = api.send("GET", "/api/v1/pods?fieldSelector=metadata.name%3Db", None, &[]).await;
+    let (_, list) = api
+        .send(
+            "GET",
+            "/api/v1/pods?fieldSelector=metadata.name%3Db",
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(list["items"][0]["metadata"]["name"], "b");
-    let (_, list) = api.send("GET", "/api/v1/namespaces/default/pods?fieldSelector=spec.nodeName%3D", None, &[]).await;
+    let (_, list) = api
+        .send(
+            "GET",
+            "/api/v1/namespaces/default/pods?fieldSelector=spec.nodeName%3D",
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 3);
-    let (code, status) = api.send("GET", "/api/v1/pods?fieldSelector=spec.bogus%3Dx", None, &[]).await;
+    let (code, status) = api
+        .send(
+            "GET",
+            "/api/v1/pods?fieldSelector=spec.bogus%3Dx",
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert_eq!(status["message"], "field label not supported: spec.bogus");
-    let (_, page) = api.send("GET", "/api/v1/namespaces/default/pods?limit=2", None, &[]).await;
+    let (_, page) = api
+        .send("GET", "/api/v1/namespaces/default/pods?limit=2", None, &[])
+        .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     let token = page["metadata"]["continue"].as_str().unwrap();
     let (_, rest) = api
-        .send("GET", &format!("/api/v1/namespaces/default/pods?limit=2&continue={token}"), None, &[])
+        .send(
+            "GET",
+            &format!("/api/v1/namespaces/default/pods?limit=2&continue={token}"),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(rest["items"][0]["metadata"]["name"], "c");
     assert!(rest["metadata"].get("continue").is_none());
@@ -316,11 +548,29 @@ async fn lists_select_by_labels_and_fields_and_page() {
 #[tokio::test]
 async fn tables_carry_kubectl_columns_and_metadata() {
     let api = api().await;
-    api.send("POST", "/api/v1/namespaces/default/pods", Some(pod("t")), &[]).await;
+    api.send(
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        Some(pod("t")),
+        &[],
+    )
+    .await;
     let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
-    let (_, table) = api.send("GET", "/api/v1/namespaces/default/pods?limit=500", None, &[("accept", accept)]).await;
+    let (_, table) = api
+        .send(
+            "GET",
+            "/api/v1/namespaces/default/pods?limit=500",
+            None,
+            &[("accept", accept)],
+        )
+        .await;
     assert_eq!(table["kind"], "Table");
-    let names: Vec<&str> = table["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(&names[..5], ["Name", "Ready", "Status", "Restarts", "Age"]);
     let row = &table["rows"][0];
     assert_eq!(row["cells"][0], "t");
@@ -333,13 +583,26 @@ async fn tables_carry_kubectl_columns_and_metadata() {
 #[tokio::test]
 async fn deleting_returns_the_object_then_it_is_gone() {
     let api = api().await;
-    api.send("POST", "/api/v1/namespaces/default/pods", Some(pod("d")), &[]).await;
+    api.send(
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        Some(pod("d")),
+        &[],
+    )
+    .await;
     let (code, body) = api
-        .send("DELETE", "/api/v1/namespaces/default/pods/d", Some(json!({"propagationPolicy": "Background"})), &[])
+        .send(
+            "DELETE",
+            "/api/v1/namespaces/default/pods/d",
+            Some(json!({"propagationPolicy": "Background"})),
+            &[],
+        )
         .await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(body["metadata"]["name"], "d");
-    let (code, _) = api.send("GET", "/api/v1/namespaces/default/pods/d", None, &[]).await;
+    let (code, _) = api
+        .send("GET", "/api/v1/namespaces/default/pods/d", None, &[])
+        .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     let (code, status) = api
         .send("DELETE", "/api/v1/namespaces/default/pods/d", None, &[])
@@ -353,19 +616,33 @@ async fn oversized_bodies_are_refused() {
     let api = api().await;
     let mut big = pod("big");
     big["metadata"]["annotations"] = json!({"x": "y".repeat(4 * 1024 * 1024)});
-    let (code, _) = api.send("POST", "/api/v1/namespaces/default/pods", Some(big), &[]).await;
+    let (code, _) = api
+        .send("POST", "/api/v1/namespaces/default/pods", Some(big), &[])
+        .await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]
 async fn a_watch_streams_one_event_per_line() {
     let api = api().await;
-    let (_, created) = api.send("POST", "/api/v1/namespaces/default/pods", Some(pod("w")), &[]).await;
-    let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
-    let request = Request::get(format!("/api/v1/namespaces/default/pods?watch=true&resourceVersion={rv}&timeoutSeconds=2"))
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .body(Body::empty())
-        .unwrap();
+    let (_, created) = api
+        .send(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            Some(pod("w")),
+            &[],
+        )
+        .await;
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let request = Request::get(format!(
+        "/api/v1/namespaces/default/pods?watch=true&resourceVersion={rv}&timeoutSeconds=2"
+    ))
+    .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+    .body(Body::empty())
+    .unwrap();
     let response = api.raw(request).await;
     assert_eq!(response.status(), StatusCode::OK);
     api.send(
@@ -375,12 +652,16 @@ async fn a_watch_streams_one_event_per_line() {
         &[("content-type", "application/merge-patch+json")],
     )
     .await;
-    api.send("DELETE", "/api/v1/namespaces/default/pods/w", None, &[]).await;
-    let bytes = tokio::time::timeout(std::time::Duration::from_secs(10), response.into_body().collect())
-        .await
-        .expect("the watch ends at timeoutSeconds")
-        .unwrap()
-        .to_bytes();
+    api.send("DELETE", "/api/v1/namespaces/default/pods/w", None, &[])
+        .await;
+    let bytes = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        response.into_body().collect(),
+    )
+    .await
+    .expect("the watch ends at timeoutSeconds")
+    .unwrap()
+    .to_bytes();
     let events: Vec<Value> = String::from_utf8(bytes.to_vec())
         .unwrap()
         .lines()
@@ -394,24 +675,43 @@ async fn a_watch_streams_one_event_per_line() {
 #[tokio::test]
 async fn a_compacted_resource_version_is_gone() {
     let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions { retained_revisions: 1, ..StoreOptions::default() };
+    let options = StoreOptions {
+        retained_revisions: 1,
+        ..StoreOptions::default()
+    };
     let store = RedbStore::open(&dir.path().join("s.redb"), options).unwrap();
     let registry = Registry::new(Arc::new(store.clone()), Resources::builtin());
-    let app = router(ApiState { registry, token: None, logs: None });
+    let app = router(ApiState {
+        registry,
+        token: None,
+        logs: None,
+    });
     for name in ["default", "a", "b", "c"] {
         let body = json!({"metadata": {"name": name}}).to_string();
-        let request = Request::post("/api/v1/namespaces").header(header::CONTENT_TYPE, "application/json").body(Body::from(body)).unwrap();
-        assert_eq!(app.clone().oneshot(request).await.unwrap().status(), StatusCode::CREATED);
+        let request = Request::post("/api/v1/namespaces")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        assert_eq!(
+            app.clone().oneshot(request).await.unwrap().status(),
+            StatusCode::CREATED
+        );
     }
     store.compact().await.unwrap();
-    let request = Request::get("/api/v1/namespaces?watch=true&resourceVersion=1").body(Body::empty()).unwrap();
+    let request = Request::get("/api/v1/namespaces?watch=true&resourceVersion=1")
+        .body(Body::empty())
+        .unwrap();
     let response = app.oneshot(request).await.unwrap();
-    let bytes = tokio::time::timeout(std::time::Duration::from_secs(10), response.into_body().collect())
-        .await
-        .unwrap()
-        .unwrap()
-        .to_bytes();
-    let event: Value = serde_json::from_slice(bytes.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    let bytes = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        response.into_body().collect(),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .to_bytes();
+    let event: Value =
+        serde_json::from_slice(bytes.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(event["type"], "ERROR");
     assert_eq!(event["object"]["code"], 410);
     assert_eq!(event["object"]["reason"], "Expired");

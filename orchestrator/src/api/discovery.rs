@@ -43,8 +43,12 @@ impl Format {
     /// The Content-Type of an answer in this format.
     pub fn content_type(self) -> &'static str {
         match self {
-            Format::AggregatedV2 => "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
-            Format::AggregatedV2Beta1 => "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList",
+            Format::AggregatedV2 => {
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+            }
+            Format::AggregatedV2Beta1 => {
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+            }
             Format::Legacy => "application/json",
         }
     }
@@ -76,7 +80,9 @@ fn aggregated_resource(resource: &Resource) -> Value {
             .subresources
             .iter()
             .map(|s| {
-                let (group, version) = s.group_version.unwrap_or((resource.group, resource.version));
+                let (group, version) = s
+                    .group_version
+                    .unwrap_or((resource.group, resource.version));
                 json!({
                     "subresource": s.name,
                     "responseKind": {"group": group, "version": version, "kind": s.kind},

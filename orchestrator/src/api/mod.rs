@@ -24,9 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::json;
 
-use crate::registry::{Error, Registry};
 pub use self::objects::PodLogs;
 pub use self::response::json_response;
+use crate::registry::{Error, Registry};
 
 /// The largest request body accepted (Kubernetes' own limit is 3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -67,7 +67,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*path}", get(openapi_document))
         .route("/api/{version}/{*rest}", any(objects::core_handler))
-        .route("/apis/{group}/{version}/{*rest}", any(objects::group_handler))
+        .route(
+            "/apis/{group}/{version}/{*rest}",
+            any(objects::group_handler),
+        )
         .fallback(|| async { Error::NoRoute.into_response() })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -77,7 +80,10 @@ pub fn router(state: ApiState) -> Router {
 /// Bearer-token authentication; health and version stay open, as in
 /// Kubernetes.
 async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let open = matches!(request.uri().path(), "/healthz" | "/livez" | "/readyz" | "/version");
+    let open = matches!(
+        request.uri().path(),
+        "/healthz" | "/livez" | "/readyz" | "/version"
+    );
     if let Some(token) = &state.token
         && !open
     {
@@ -122,10 +128,13 @@ async fn healthy() -> &'static str {
 
 fn discovery_response(format: discovery::Format, body: &serde_json::Value) -> Response {
     let mut response = json_response(StatusCode::OK, body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     response
         .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    response.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
     response
 }
 
@@ -136,7 +145,10 @@ async fn core_discovery(State(state): State<ApiState>, headers: HeaderMap) -> Re
 
 async fn groups_discovery(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let format = discovery::Format::negotiate(&headers);
-    discovery_response(format, &discovery::groups(state.registry.resources(), format))
+    discovery_response(
+        format,
+        &discovery::groups(state.registry.resources(), format),
+    )
 }
 
 async fn core_resources(State(state): State<ApiState>, Path(version): Path<String>) -> Response {
@@ -153,7 +165,10 @@ async fn group_discovery(State(state): State<ApiState>, Path(group): Path<String
     }
 }
 
-async fn group_resources(State(state): State<ApiState>, Path((group, version)): Path<(String, String)>) -> Response {
+async fn group_resources(
+    State(state): State<ApiState>,
+    Path((group, version)): Path<(String, String)>,
+) -> Response {
     match discovery::resource_list(state.registry.resources(), &group, &version) {
         Some(list) => json_response(StatusCode::OK, &list),
         None => Error::NoRoute.into_response(),
@@ -164,7 +179,11 @@ async fn openapi_index(State(state): State<ApiState>) -> Response {
     json_response(StatusCode::OK, &openapi::index(state.registry.resources()))
 }
 
-async fn openapi_document(State(state): State<ApiState>, Path(path): Path<String>, RawQuery(raw): RawQuery) -> Response {
+async fn openapi_document(
+    State(state): State<ApiState>,
+    Path(path): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let Some(document) = openapi::documents(state.registry.resources()).get(&path) else {
         return Error::NoRoute.into_response();
     };

@@ -70,9 +70,11 @@ pub(super) async fn group_handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(&state, &group, &version, &rest, method, query, headers, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    handle(
+        &state, &group, &version, &rest, method, query, headers, body,
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 fn parse_target(state: &ApiState, group: &str, version: &str, rest: &str) -> Result<Target> {
@@ -93,9 +95,19 @@ fn parse_target(state: &ApiState, group: &str, version: &str, rest: &str) -> Res
         if !resource.namespaced {
             return Err(Error::NoRoute);
         }
-        (resource, Some(segments[1]), segments.get(3), segments.get(4))
+        (
+            resource,
+            Some(segments[1]),
+            segments.get(3),
+            segments.get(4),
+        )
     } else {
-        (find(segments.first().copied().unwrap_or(""))?, None, segments.get(1), segments.get(2))
+        (
+            find(segments.first().copied().unwrap_or(""))?,
+            None,
+            segments.get(1),
+            segments.get(2),
+        )
     };
     if segments.len() > if namespaced_path { 5 } else { 3 } {
         return Err(Error::NoRoute);
@@ -149,16 +161,24 @@ fn write_options(query: &Query) -> Result<WriteOptions> {
         field_manager: query.get("fieldManager").map(str::to_string),
         validation: query.field_validation()?,
         force: query.flag("force"),
+        ..WriteOptions::default()
     })
 }
 
 fn list_options(query: &Query, resource: &Resource) -> Result<ListOptions> {
     Ok(ListOptions {
-        labels: LabelSelector::parse(query.get("labelSelector").unwrap_or("")).map_err(Error::BadRequest)?,
-        fields: FieldSelector::parse(query.get("fieldSelector").unwrap_or(""), resource.field_selectors)
+        labels: LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
             .map_err(Error::BadRequest)?,
+        fields: FieldSelector::parse(
+            query.get("fieldSelector").unwrap_or(""),
+            resource.field_selectors,
+        )
+        .map_err(Error::BadRequest)?,
         limit: query.number("limit")?.unwrap_or(0),
-        continue_token: query.get("continue").filter(|c| !c.is_empty()).map(str::to_string),
+        continue_token: query
+            .get("continue")
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
     })
 }
 
@@ -189,17 +209,32 @@ async fn handle(
     let registry = &state.registry;
     let resource = &target.resource;
     let namespace = target.namespace.as_deref();
-    if resource.namespaced && namespace.is_none() && (target.name.is_some() || method != Method::GET) {
+    if resource.namespaced
+        && namespace.is_none()
+        && (target.name.is_some() || method != Method::GET)
+    {
         return Err(Error::NoRoute);
     }
     let table_wanted = wants_table(&headers);
     let include = IncludeObject::parse(query.get("includeObject"));
-    match (&method, target.name.as_deref(), target.subresource.as_deref()) {
+    match (
+        &method,
+        target.name.as_deref(),
+        target.subresource.as_deref(),
+    ) {
         (&Method::GET, None, _) => {
             let options = list_options(&query, resource)?;
             if query.flag("watch") {
                 verb_allowed(resource, "watch")?;
-                return watch::serve(state, resource, namespace, &query, options, table_wanted, include);
+                return watch::serve(
+                    state,
+                    resource,
+                    namespace,
+                    &query,
+                    options,
+                    table_wanted,
+                    include,
+                );
             }
             verb_allowed(resource, "list")?;
             let listed = registry.list(resource, namespace, &options)?;
@@ -208,7 +243,13 @@ async fn handle(
                 let items: Vec<&Value> = listed.items.iter().collect();
                 return Ok(json_response(
                     StatusCode::OK,
-                    &table(resource, &items, include, &revision, listed.continue_token.as_deref()),
+                    &table(
+                        resource,
+                        &items,
+                        include,
+                        &revision,
+                        listed.continue_token.as_deref(),
+                    ),
                 ));
             }
             let mut metadata = json!({"resourceVersion": revision});
@@ -238,24 +279,42 @@ async fn handle(
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
-                return Ok(json_response(StatusCode::OK, &table(resource, &[&object], include, &revision, None)));
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table(resource, &[&object], include, &revision, None),
+                ));
             }
             Ok(json_response(StatusCode::OK, &object))
         }
         (&Method::POST, None, None) => {
             verb_allowed(resource, "create")?;
             let body = parse_body(&headers, &body)?;
-            let written = registry.create(resource, namespace, body, &write_options(&query)?).await?;
-            Ok(with_warnings(json_response(StatusCode::CREATED, &written.object), &written.warnings))
+            let written = registry
+                .create(resource, namespace, body, &write_options(&query)?)
+                .await?;
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &written.object),
+                &written.warnings,
+            ))
         }
         (&Method::PUT, Some(name), sub) => {
             verb_allowed(resource, "update")?;
             let sub = writable_subresource(sub)?;
             let body = parse_body(&headers, &body)?;
             let written = registry
-                .update(resource, namespace, name, body, sub, &write_options(&query)?)
+                .update(
+                    resource,
+                    namespace,
+                    name,
+                    body,
+                    sub,
+                    &write_options(&query)?,
+                )
                 .await?;
-            Ok(with_warnings(json_response(StatusCode::OK, &written.object), &written.warnings))
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &written.object),
+                &written.warnings,
+            ))
         }
         (&Method::PATCH, Some(name), sub) => {
             verb_allowed(resource, "patch")?;
@@ -285,7 +344,10 @@ async fn handle(
             } else {
                 StatusCode::OK
             };
-            Ok(with_warnings(json_response(code, &written.object), &written.warnings))
+            Ok(with_warnings(
+                json_response(code, &written.object),
+                &written.warnings,
+            ))
         }
         (&Method::DELETE, Some(name), None) => {
             verb_allowed(resource, "delete")?;
@@ -301,7 +363,10 @@ async fn handle(
             let listed = registry.list(resource, namespace, &list_options(&query, resource)?)?;
             let mut deleted = Vec::new();
             for item in listed.items {
-                let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                let name = item
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
                 match registry.delete(resource, ns, name, &options).await {
                     Ok(Deleted::Gone(o) | Deleted::Pending(o)) => deleted.push(o),
@@ -350,7 +415,11 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Del
     let propagation = query
         .get("propagationPolicy")
         .map(str::to_string)
-        .or_else(|| body.get("propagationPolicy").and_then(Value::as_str).map(str::to_string));
+        .or_else(|| {
+            body.get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
     if let Some(p) = &propagation
         && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
     {
@@ -381,16 +450,27 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Del
 }
 
 async fn logs(state: &ApiState, pod: &Value, query: &Query) -> Result<Response> {
-    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let containers: Vec<&str> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
-        .map(|c| c.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str))
+                .collect()
+        })
         .unwrap_or_default();
     let init: Vec<&str> = pod
         .pointer("/spec/initContainers")
         .and_then(Value::as_array)
-        .map(|c| c.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str))
+                .collect()
+        })
         .unwrap_or_default();
     let container = match query.get("container").filter(|c| !c.is_empty()) {
         Some(c) if containers.contains(&c) || init.contains(&c) => c.to_string(),
@@ -422,6 +502,9 @@ async fn logs(state: &ApiState, pod: &Value, query: &Query) -> Result<Response> 
         )));
     };
     let stream = source.logs(pod, options)?;
-    let body = Body::from_stream(futures::StreamExt::map(stream, Ok::<_, std::convert::Infallible>));
+    let body = Body::from_stream(futures::StreamExt::map(
+        stream,
+        Ok::<_, std::convert::Infallible>,
+    ));
     Ok(([(header::CONTENT_TYPE, "text/plain")], body).into_response())
 }

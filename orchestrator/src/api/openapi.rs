@@ -31,7 +31,8 @@ pub fn documents(resources: &Resources) -> &'static BTreeMap<String, Document> {
                 } else {
                     format!("apis/{group}/{version}")
                 };
-                let body = serde_json::to_vec(&document(resources, group, version)).expect("serialisable");
+                let body =
+                    serde_json::to_vec(&document(resources, group, version)).expect("serialisable");
                 let hash = hex::encode_upper(&Sha256::digest(&body)[..16]);
                 (path, Document { body, hash })
             })
@@ -59,9 +60,21 @@ fn query(name: &str, kind: &str, description: &str) -> Value {
 
 fn write_parameters() -> Vec<Value> {
     vec![
-        query("dryRun", "string", "When present, indicates that modifications should not be persisted. Valid values are: - All: all dry run stages will be processed"),
-        query("fieldManager", "string", "fieldManager is a name associated with the actor or entity that is making these changes."),
-        query("fieldValidation", "string", "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: Ignore, Warn (the default) and Strict."),
+        query(
+            "dryRun",
+            "string",
+            "When present, indicates that modifications should not be persisted. Valid values are: - All: all dry run stages will be processed",
+        ),
+        query(
+            "fieldManager",
+            "string",
+            "fieldManager is a name associated with the actor or entity that is making these changes.",
+        ),
+        query(
+            "fieldValidation",
+            "string",
+            "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: Ignore, Warn (the default) and Strict.",
+        ),
     ]
 }
 
@@ -76,16 +89,22 @@ fn operation(action: &str, gvk: &Value, reference: &Value, kind: &str) -> Value 
     match action {
         "post" | "put" => {
             op["parameters"] = json!(write_parameters());
-            op["requestBody"] = json!({"content": {"*/*": {"schema": reference}}, "required": true});
+            op["requestBody"] =
+                json!({"content": {"*/*": {"schema": reference}}, "required": true});
             if action == "post" {
                 op["responses"]["201"] = json!({"description": "Created", "content": {"application/json": {"schema": reference}}});
             }
         }
         "patch" => {
             let mut parameters = write_parameters();
-            parameters.push(query("force", "boolean", "Force is going to \"force\" Apply requests."));
+            parameters.push(query(
+                "force",
+                "boolean",
+                "Force is going to \"force\" Apply requests.",
+            ));
             op["parameters"] = json!(parameters);
-            let patch = json!({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"});
+            let patch =
+                json!({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"});
             op["requestBody"] = json!({
                 "content": {
                     "application/apply-patch+yaml": {"schema": patch},
@@ -97,9 +116,23 @@ fn operation(action: &str, gvk: &Value, reference: &Value, kind: &str) -> Value 
             });
         }
         "delete" | "deletecollection" => {
-            op["parameters"] = json!([query("dryRun", "string", "When present, indicates that modifications should not be persisted."),
-                query("gracePeriodSeconds", "integer", "The duration in seconds before the object should be deleted."),
-                query("propagationPolicy", "string", "Whether and how garbage collection will be performed.")]);
+            op["parameters"] = json!([
+                query(
+                    "dryRun",
+                    "string",
+                    "When present, indicates that modifications should not be persisted."
+                ),
+                query(
+                    "gracePeriodSeconds",
+                    "integer",
+                    "The duration in seconds before the object should be deleted."
+                ),
+                query(
+                    "propagationPolicy",
+                    "string",
+                    "Whether and how garbage collection will be performed."
+                )
+            ]);
         }
         _ => {}
     }
@@ -135,7 +168,8 @@ fn resource_paths(resource: &Resource, paths: &mut serde_json::Map<String, Value
         };
         target.insert(method.into(), operation(action, &gvk, &reference, kind));
     }
-    let name_parameter = json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let name_parameter =
+        json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);
     item.insert("parameters".into(), name_parameter);
     paths.insert(format!("{scope}/{{name}}"), Value::Object(item));
     paths.insert(scope, Value::Object(collection));
@@ -143,7 +177,11 @@ fn resource_paths(resource: &Resource, paths: &mut serde_json::Map<String, Value
 
 fn document(resources: &Resources, group: &str, version: &str) -> Value {
     let mut paths = serde_json::Map::new();
-    for resource in resources.all().iter().filter(|r| r.group == group && r.version == version) {
+    for resource in resources
+        .all()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         resource_paths(resource, &mut paths);
     }
     json!({

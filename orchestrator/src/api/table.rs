@@ -34,31 +34,106 @@ fn column(name: &str, kind: &str, priority: u8, description: &str) -> Value {
 }
 
 fn columns(kind: &str) -> Vec<Value> {
-    let name = column("Name", "string", 0, "Name must be unique within a namespace.");
-    let age = column("Age", "string", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.");
+    let name = column(
+        "Name",
+        "string",
+        0,
+        "Name must be unique within a namespace.",
+    );
+    let age = column(
+        "Age",
+        "string",
+        0,
+        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+    );
     match kind {
         "Pod" => vec![
             name,
-            column("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
-            column("Status", "string", 0, "The aggregate status of the containers in this pod."),
-            column("Restarts", "string", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+            column(
+                "Ready",
+                "string",
+                0,
+                "The aggregate readiness state of this pod for accepting traffic.",
+            ),
+            column(
+                "Status",
+                "string",
+                0,
+                "The aggregate status of the containers in this pod.",
+            ),
+            column(
+                "Restarts",
+                "string",
+                0,
+                "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+            ),
             age,
-            column("IP", "string", 1, "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated."),
-            column("Node", "string", 1, "NodeName is a request to schedule this pod onto a specific node."),
-            column("Nominated Node", "string", 1, "nominatedNodeName is set when this pod preempts other pods on the node."),
-            column("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
+            column(
+                "IP",
+                "string",
+                1,
+                "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.",
+            ),
+            column(
+                "Node",
+                "string",
+                1,
+                "NodeName is a request to schedule this pod onto a specific node.",
+            ),
+            column(
+                "Nominated Node",
+                "string",
+                1,
+                "nominatedNodeName is set when this pod preempts other pods on the node.",
+            ),
+            column(
+                "Readiness Gates",
+                "string",
+                1,
+                "If specified, all readiness gates will be evaluated for pod readiness.",
+            ),
         ],
         "Node" => vec![
             name,
             column("Status", "string", 0, "The status of the node"),
             column("Roles", "string", 0, "The roles of the node"),
             age,
-            column("Version", "string", 0, "Kubelet Version reported by the node."),
-            column("Internal-IP", "string", 1, "List of addresses reachable to the node. Queried from cloud provider, if available."),
-            column("External-IP", "string", 1, "List of addresses reachable to the node. Queried from cloud provider, if available."),
-            column("OS-Image", "string", 1, "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
-            column("Kernel-Version", "string", 1, "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
-            column("Container-Runtime", "string", 1, "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2)."),
+            column(
+                "Version",
+                "string",
+                0,
+                "Kubelet Version reported by the node.",
+            ),
+            column(
+                "Internal-IP",
+                "string",
+                1,
+                "List of addresses reachable to the node. Queried from cloud provider, if available.",
+            ),
+            column(
+                "External-IP",
+                "string",
+                1,
+                "List of addresses reachable to the node. Queried from cloud provider, if available.",
+            ),
+            column(
+                "OS-Image",
+                "string",
+                1,
+                "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+            ),
+            column(
+                "Kernel-Version",
+                "string",
+                1,
+                "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+            ),
+            column(
+                "Container-Runtime",
+                "string",
+                1,
+                "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).",
+            ),
         ],
         "Namespace" => vec![
             name,
@@ -66,16 +141,61 @@ fn columns(kind: &str) -> Vec<Value> {
             age,
         ],
         "Event" => vec![
-            column("Last Seen", "string", 0, "Time when last occurrence of this event was recorded."),
-            column("Type", "string", 0, "Type of this event (Normal, Warning), new types could be added in the future."),
-            column("Reason", "string", 0, "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
-            column("Object", "string", 0, "The object that this event is about."),
-            column("Subobject", "string", 1, "The field of the object that this event is about."),
+            column(
+                "Last Seen",
+                "string",
+                0,
+                "Time when last occurrence of this event was recorded.",
+            ),
+            column(
+                "Type",
+                "string",
+                0,
+                "Type of this event (Normal, Warning), new types could be added in the future.",
+            ),
+            column(
+                "Reason",
+                "string",
+                0,
+                "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+            ),
+            column(
+                "Object",
+                "string",
+                0,
+                "The object that this event is about.",
+            ),
+            column(
+                "Subobject",
+                "string",
+                1,
+                "The field of the object that this event is about.",
+            ),
             column("Source", "string", 1, "The component reporting this event."),
-            column("Message", "string", 0, "A human-readable description of the status of this operation."),
-            column("First Seen", "string", 1, "The time at which the event was first recorded."),
-            column("Count", "string", 1, "The number of times this event has occurred."),
-            column("Name", "string", 1, "Name must be unique within a namespace."),
+            column(
+                "Message",
+                "string",
+                0,
+                "A human-readable description of the status of this operation.",
+            ),
+            column(
+                "First Seen",
+                "string",
+                1,
+                "The time at which the event was first recorded.",
+            ),
+            column(
+                "Count",
+                "string",
+                1,
+                "The number of times this event has occurred.",
+            ),
+            column(
+                "Name",
+                "string",
+                1,
+                "Name must be unique within a namespace.",
+            ),
         ],
         _ => vec![name, age],
     }
@@ -135,11 +255,18 @@ fn age_of(timestamp: Option<&str>) -> String {
 }
 
 fn s<'a>(object: &'a Value, pointer: &str) -> &'a str {
-    object.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn or_none(text: &str) -> String {
-    if text.is_empty() { "<none>".into() } else { text.into() }
+    if text.is_empty() {
+        "<none>".into()
+    } else {
+        text.into()
+    }
 }
 
 /// The STATUS column of a pod, as kubectl's printer derives it.
@@ -149,14 +276,23 @@ pub fn pod_status(pod: &Value) -> String {
         reason = s(pod, "/status/reason").to_string();
     }
     let empty = Vec::new();
-    let conditions = pod.pointer("/status/conditions").and_then(Value::as_array).unwrap_or(&empty);
+    let conditions = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     for condition in conditions {
         if s(condition, "/type") == "PodScheduled" && s(condition, "/reason") == "SchedulingGated" {
             reason = "SchedulingGated".into();
         }
     }
-    let init_specs = pod.pointer("/spec/initContainers").and_then(Value::as_array).map_or(0, Vec::len);
-    let init_statuses = pod.pointer("/status/initContainerStatuses").and_then(Value::as_array).unwrap_or(&empty);
+    let init_specs = pod
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let init_statuses = pod
+        .pointer("/status/initContainerStatuses")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     let mut initializing = false;
     for (i, status) in init_statuses.iter().enumerate() {
         if let Some(t) = status.pointer("/state/terminated") {
@@ -169,7 +305,10 @@ pub fn pod_status(pod: &Value) -> String {
             } else if t.get("signal").and_then(Value::as_i64).unwrap_or(0) != 0 {
                 format!("Init:Signal:{}", t["signal"])
             } else {
-                format!("Init:ExitCode:{}", t.get("exitCode").and_then(Value::as_i64).unwrap_or(0))
+                format!(
+                    "Init:ExitCode:{}",
+                    t.get("exitCode").and_then(Value::as_i64).unwrap_or(0)
+                )
             };
         } else if let Some(w) = status.pointer("/state/waiting")
             && !s(w, "/reason").is_empty()
@@ -187,7 +326,10 @@ pub fn pod_status(pod: &Value) -> String {
         .iter()
         .any(|c| s(c, "/type") == "Initialized" && s(c, "/status") == "True");
     if !initializing || initialized {
-        let statuses = pod.pointer("/status/containerStatuses").and_then(Value::as_array).unwrap_or(&empty);
+        let statuses = pod
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .unwrap_or(&empty);
         let mut has_running = false;
         for status in statuses.iter().rev() {
             if let Some(w) = status.pointer("/state/waiting")
@@ -200,7 +342,10 @@ pub fn pod_status(pod: &Value) -> String {
                 } else if t.get("signal").and_then(Value::as_i64).unwrap_or(0) != 0 {
                     format!("Signal:{}", t["signal"])
                 } else {
-                    format!("ExitCode:{}", t.get("exitCode").and_then(Value::as_i64).unwrap_or(0))
+                    format!(
+                        "ExitCode:{}",
+                        t.get("exitCode").and_then(Value::as_i64).unwrap_or(0)
+                    )
                 };
             } else if status.get("ready").and_then(Value::as_bool) == Some(true)
                 && status.pointer("/state/running").is_some()
@@ -212,7 +357,11 @@ pub fn pod_status(pod: &Value) -> String {
             let ready = conditions
                 .iter()
                 .any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True");
-            reason = if ready { "Running".into() } else { "NotReady".into() };
+            reason = if ready {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
         }
     }
     if pod.pointer("/metadata/deletionTimestamp").is_some() {
@@ -222,24 +371,38 @@ pub fn pod_status(pod: &Value) -> String {
             reason = "Terminating".into();
         }
     }
-    if reason.is_empty() { "Pending".into() } else { reason }
+    if reason.is_empty() {
+        "Pending".into()
+    } else {
+        reason
+    }
 }
 
 fn pod_cells(pod: &Value) -> Vec<Value> {
     let empty = Vec::new();
-    let containers = pod.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
-    let statuses = pod.pointer("/status/containerStatuses").and_then(Value::as_array).unwrap_or(&empty);
+    let containers = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let statuses = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     let ready = statuses
         .iter()
         .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
         .count();
     let mut restarts = 0;
     let mut last_restart: Option<jiff::Timestamp> = None;
-    for status in statuses
-        .iter()
-        .chain(pod.pointer("/status/initContainerStatuses").and_then(Value::as_array).unwrap_or(&empty))
-    {
-        restarts += status.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
+    for status in statuses.iter().chain(
+        pod.pointer("/status/initContainerStatuses")
+            .and_then(Value::as_array)
+            .unwrap_or(&empty),
+    ) {
+        restarts += status
+            .get("restartCount")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if let Some(finished) = status
             .pointer("/lastState/terminated/finishedAt")
             .and_then(Value::as_str)
@@ -260,7 +423,10 @@ fn pod_cells(pod: &Value) -> Vec<Value> {
         json!(format!("{ready}/{containers}")),
         json!(pod_status(pod)),
         json!(restarts),
-        json!(age_of(pod.pointer("/metadata/creationTimestamp").and_then(Value::as_str))),
+        json!(age_of(
+            pod.pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+        )),
         json!(or_none(s(pod, "/status/podIP"))),
         json!(or_none(s(pod, "/spec/nodeName"))),
         json!(or_none(s(pod, "/status/nominatedNodeName"))),
@@ -270,7 +436,10 @@ fn pod_cells(pod: &Value) -> Vec<Value> {
 
 fn node_cells(node: &Value) -> Vec<Value> {
     let empty = Vec::new();
-    let conditions = node.pointer("/status/conditions").and_then(Value::as_array).unwrap_or(&empty);
+    let conditions = node
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     let mut status = match conditions.iter().find(|c| s(c, "/type") == "Ready") {
         Some(c) if s(c, "/status") == "True" => "Ready".to_string(),
         Some(_) => "NotReady".to_string(),
@@ -301,8 +470,15 @@ fn node_cells(node: &Value) -> Vec<Value> {
     vec![
         json!(s(node, "/metadata/name")),
         json!(status),
-        json!(if roles.is_empty() { "<none>".to_string() } else { roles.join(",") }),
-        json!(age_of(node.pointer("/metadata/creationTimestamp").and_then(Value::as_str))),
+        json!(if roles.is_empty() {
+            "<none>".to_string()
+        } else {
+            roles.join(",")
+        }),
+        json!(age_of(
+            node.pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+        )),
         json!(s(node, "/status/nodeInfo/kubeletVersion")),
         json!(address("InternalIP")),
         json!(address("ExternalIP")),
@@ -340,7 +516,11 @@ fn event_cells(event: &Value) -> Vec<Value> {
     } else if s(event, "/source/host").is_empty() {
         s(event, "/source/component").to_string()
     } else {
-        format!("{}, {}", s(event, "/source/component"), s(event, "/source/host"))
+        format!(
+            "{}, {}",
+            s(event, "/source/component"),
+            s(event, "/source/host")
+        )
     };
     vec![
         json!(age_of(last)),
@@ -367,11 +547,19 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
                 "" => "Active",
                 phase => phase,
             }),
-            json!(age_of(object.pointer("/metadata/creationTimestamp").and_then(Value::as_str))),
+            json!(age_of(
+                object
+                    .pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str)
+            )),
         ],
         _ => vec![
             json!(s(object, "/metadata/name")),
-            json!(age_of(object.pointer("/metadata/creationTimestamp").and_then(Value::as_str))),
+            json!(age_of(
+                object
+                    .pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str)
+            )),
         ],
     }
 }

@@ -39,12 +39,22 @@ pub(super) fn serve(
     };
     let send_initial = query.get("sendInitialEvents") == Some("true") || from.is_none();
     let bookmarks = query.flag("allowWatchBookmarks");
-    let timeout = query.number::<u64>("timeoutSeconds")?.map(Duration::from_secs);
+    let timeout = query
+        .number::<u64>("timeoutSeconds")?
+        .map(Duration::from_secs);
     // The initial state (for a watch from "now"), then changes after it.
     let (initial, after) = match from {
         Some(rv) if !send_initial => (Vec::new(), rv),
         _ => {
-            let listed = registry.list(resource, namespace, &ListOptions { limit: 0, continue_token: None, ..options.clone() })?;
+            let listed = registry.list(
+                resource,
+                namespace,
+                &ListOptions {
+                    limit: 0,
+                    continue_token: None,
+                    ..options.clone()
+                },
+            )?;
             (listed.items, listed.revision)
         }
     };
@@ -64,7 +74,8 @@ pub(super) fn serve(
             } else {
                 object.clone()
             };
-            let mut bytes = serde_json::to_vec(&json!({"type": event_type, "object": object})).expect("serialisable");
+            let mut bytes = serde_json::to_vec(&json!({"type": event_type, "object": object}))
+                .expect("serialisable");
             bytes.push(b'\n');
             Bytes::from(bytes)
         };
@@ -135,10 +146,16 @@ pub(super) fn serve(
             }
         }
     });
-    let body = Body::from_stream(futures::StreamExt::map(ReceiverStream::new(receiver), Ok::<_, std::convert::Infallible>));
+    let body = Body::from_stream(futures::StreamExt::map(
+        ReceiverStream::new(receiver),
+        Ok::<_, std::convert::Infallible>,
+    ));
     Ok((
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache, private")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache, private"),
+        ],
         body,
     )
         .into_response())

@@ -14,11 +14,17 @@ const NAME: &str = "namespace-controller";
 pub async fn run(registry: Registry, mut stop: watch::Receiver<bool>) {
     let namespaces = registry.resource("", "Namespace");
     let mut tick = tokio::time::interval(Duration::from_secs(2));
-    let mut watch = registry.watch(&namespaces, None, registry.store().revision()).ok();
+    let mut watch = registry
+        .watch(&namespaces, None, registry.store().revision())
+        .ok();
     loop {
         match registry.list(&namespaces, None, &ListOptions::default()) {
             Ok(listed) => {
-                for ns in listed.items.iter().filter(|n| n.pointer("/metadata/deletionTimestamp").is_some()) {
+                for ns in listed
+                    .items
+                    .iter()
+                    .filter(|n| n.pointer("/metadata/deletionTimestamp").is_some())
+                {
                     if let Err(e) = reconcile(&registry, ns).await {
                         tracing::debug!("namespace cleanup: {e}");
                     }
@@ -36,14 +42,23 @@ pub async fn run(registry: Registry, mut stop: watch::Receiver<bool>) {
 
 /// Deletes what is left in a terminating namespace; finalizes it once empty.
 async fn reconcile(registry: &Registry, namespace: &Value) -> Result<()> {
-    let name = namespace.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = namespace
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let mut remaining = 0;
     for resource in registry.resources().all().iter().filter(|r| r.namespaced) {
         let listed = registry.list(resource, Some(name), &ListOptions::default())?;
         for item in &listed.items {
             remaining += 1;
-            let item_name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-            match registry.delete(resource, Some(name), item_name, &DeleteOptions::default()).await {
+            let item_name = item
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            match registry
+                .delete(resource, Some(name), item_name, &DeleteOptions::default())
+                .await
+            {
                 Ok(_) | Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -54,11 +69,19 @@ async fn reconcile(registry: &Registry, namespace: &Value) -> Result<()> {
     }
     let namespaces = registry.resource("", "Namespace");
     registry
-        .update_with(&namespaces, None, name, Some("finalize"), &WriteOptions::manager(NAME), None, |current| {
-            let mut next = current.clone();
-            next["spec"]["finalizers"] = json!([]);
-            Ok(next)
-        })
+        .update_with(
+            &namespaces,
+            None,
+            name,
+            Some("finalize"),
+            &WriteOptions::manager(NAME),
+            None,
+            |current| {
+                let mut next = current.clone();
+                next["spec"]["finalizers"] = json!([]);
+                Ok(next)
+            },
+        )
         .await?;
     Ok(())
 }

@@ -55,9 +55,20 @@ fn container_state<'a>(pod: &'a Value, container: &str) -> Option<&'a Value> {
 
 impl PodLogs for Kubelet {
     fn logs(&self, pod: &Value, options: LogOptions) -> Result<LogStream> {
-        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
-        let dir = self.pods_dir.join(uid).join("logs").join(&options.container);
+        let name = pod
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let uid = pod
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let dir = self
+            .pods_dir
+            .join(uid)
+            .join("logs")
+            .join(&options.container);
         let numbers = instances(&dir);
         let path: PathBuf = if options.previous {
             let state = container_state(pod, &options.container);
@@ -79,13 +90,19 @@ impl PodLogs for Kubelet {
             match numbers.last() {
                 Some(n) => dir.join(format!("{n}.log")),
                 None => {
-                    if let Some(waiting) = container_state(pod, &options.container).and_then(|s| s.get("waiting")) {
-                        let reason = waiting.get("reason").and_then(Value::as_str).unwrap_or("ContainerCreating");
+                    if let Some(waiting) =
+                        container_state(pod, &options.container).and_then(|s| s.get("waiting"))
+                    {
+                        let reason = waiting
+                            .get("reason")
+                            .and_then(Value::as_str)
+                            .unwrap_or("ContainerCreating");
                         return Err(Error::BadRequest(format!(
                             "container {:?} in pod {name:?} is waiting to start: {}",
                             options.container,
                             match reason {
-                                "ErrImagePull" | "ImagePullBackOff" => "trying and failing to pull image".to_string(),
+                                "ErrImagePull" | "ImagePullBackOff" =>
+                                    "trying and failing to pull image".to_string(),
                                 other => other.to_string(),
                             }
                         )));
@@ -94,7 +111,8 @@ impl PodLogs for Kubelet {
                 }
             }
         };
-        let mut records = read_log(&path).map_err(|e| Error::Internal(format!("reading {}: {e}", path.display())))?;
+        let mut records = read_log(&path)
+            .map_err(|e| Error::Internal(format!("reading {}: {e}", path.display())))?;
         if let Some(since) = options.since_seconds {
             let cutoff = jiff::Timestamp::now().as_second() - since;
             records.retain(|r| r.timestamp.as_second() >= cutoff);
@@ -111,13 +129,18 @@ impl PodLogs for Kubelet {
             first.truncate(limit);
         }
         if !options.follow || options.previous {
-            return Ok(Box::pin(futures::stream::once(async move { Bytes::from(first) })));
+            return Ok(Box::pin(futures::stream::once(async move {
+                Bytes::from(first)
+            })));
         }
         // Follow: the file from where the first read ended, until the
         // container is no longer running and nothing more was written.
         let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let registry = self.registry.clone();
-        let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+        let namespace = pod
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(16);
         let container = options.container.clone();
         let timestamps = options.timestamps;
@@ -148,14 +171,18 @@ impl PodLogs for Kubelet {
                     .find(&pods, namespace.as_deref(), &name)
                     .ok()
                     .flatten()
-                    .and_then(|p| container_state(&p, &container).map(|s| s.get("running").is_some()))
+                    .and_then(|p| {
+                        container_state(&p, &container).map(|s| s.get("running").is_some())
+                    })
                     .unwrap_or(false);
                 if !running {
                     return;
                 }
             }
         });
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver)))
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
+            receiver,
+        )))
     }
 }
 

@@ -47,7 +47,11 @@ pub fn default_node_name() -> String {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_lowercase())
         .unwrap_or_default();
-    if name.is_empty() { "wasmkube".into() } else { name }
+    if name.is_empty() {
+        "wasmkube".into()
+    } else {
+        name
+    }
 }
 
 /// What a worker is told to do.
@@ -79,7 +83,9 @@ pub struct Kubelet {
 
 impl std::fmt::Debug for Kubelet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kubelet").field("node_name", &self.node_name).finish()
+        f.debug_struct("Kubelet")
+            .field("node_name", &self.node_name)
+            .finish()
     }
 }
 
@@ -155,11 +161,18 @@ impl Kubelet {
 
     /// Brings one pod's worker in line with the pod object.
     fn sync(self: &Arc<Self>, pod: &Value, deleted: bool) {
-        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+        let node = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if node != self.node_name {
             return;
         }
-        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+        let uid = pod
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
         let mut workers = self.workers.lock().unwrap();
         workers.retain(|_, w| !w.task.is_finished());
@@ -199,12 +212,18 @@ impl Kubelet {
     async fn finish_deletion(&self, pod: &Value) {
         let pods = self.registry.resource("", "Pod");
         let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
-        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let name = pod
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let options = DeleteOptions {
             grace_period_seconds: Some(0),
             preconditions: Preconditions {
                 revision: None,
-                uid: pod.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string),
+                uid: pod
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
             },
             ..DeleteOptions::default()
         };
@@ -217,7 +236,13 @@ impl Kubelet {
     /// Stops every pod for a server shutdown, keeping their objects and
     /// data for the next start.
     pub async fn stop_all(&self) {
-        let workers: Vec<Worker> = self.workers.lock().unwrap().drain().map(|(_, w)| w).collect();
+        let workers: Vec<Worker> = self
+            .workers
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
         for worker in &workers {
             let _ = worker.signal.send(Signal::Shutdown);
         }

@@ -33,10 +33,30 @@ fn conditions(heartbeat: &str, since: &str) -> Value {
             "lastTransitionTime": since, "reason": reason, "message": message})
     };
     json!([
-        condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-        condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-        condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-        condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        condition(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        ),
+        condition(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure"
+        ),
+        condition(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
+        condition(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status"
+        ),
     ])
 }
 
@@ -98,11 +118,19 @@ pub async fn register(registry: &Registry, name: &str, max_pods: u32) -> Result<
     }
     let fresh = status(name, max_pods, &since);
     registry
-        .update_with(&nodes, None, name, Some("status"), &options, None, |current| {
-            let mut next = current.clone();
-            next["status"] = fresh.clone();
-            Ok(next)
-        })
+        .update_with(
+            &nodes,
+            None,
+            name,
+            Some("status"),
+            &options,
+            None,
+            |current| {
+                let mut next = current.clone();
+                next["status"] = fresh.clone();
+                Ok(next)
+            },
+        )
         .await?;
     Ok(())
 }
@@ -112,15 +140,26 @@ pub async fn heartbeat(registry: &Registry, name: &str) -> Result<()> {
     let nodes = registry.resource("", "Node");
     let time = now();
     registry
-        .update_with(&nodes, None, name, Some("status"), &WriteOptions::manager("kubelet"), None, |current| {
-            let mut next = current.clone();
-            if let Some(conditions) = next.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
-                for condition in conditions {
-                    condition["lastHeartbeatTime"] = json!(time);
+        .update_with(
+            &nodes,
+            None,
+            name,
+            Some("status"),
+            &WriteOptions::manager("kubelet"),
+            None,
+            |current| {
+                let mut next = current.clone();
+                if let Some(conditions) = next
+                    .pointer_mut("/status/conditions")
+                    .and_then(Value::as_array_mut)
+                {
+                    for condition in conditions {
+                        condition["lastHeartbeatTime"] = json!(time);
+                    }
                 }
-            }
-            Ok(next)
-        })
+                Ok(next)
+            },
+        )
         .await?;
     Ok(())
 }

@@ -10,7 +10,9 @@ use wasmkube_runtime::{ExitStatus, RestartPolicy};
 use crate::scheduler::set_condition;
 
 fn time(t: jiff::Timestamp) -> String {
-    jiff::Timestamp::from_second(t.as_second()).unwrap_or(t).to_string()
+    jiff::Timestamp::from_second(t.as_second())
+        .unwrap_or(t)
+        .to_string()
 }
 
 fn container_id(uid: &str, name: &str, restart: u32) -> String {
@@ -41,11 +43,16 @@ fn container_status(uid: &str, c: &ContainerStatus, image: &str, image_id: &str)
             }
             json!({"waiting": waiting})
         }
-        ContainerState::Running { started_at } => json!({"running": {"startedAt": time(*started_at)}}),
+        ContainerState::Running { started_at } => {
+            json!({"running": {"startedAt": time(*started_at)}})
+        }
         ContainerState::Terminated(exit) => terminated(exit, &id),
     };
     let last = match &c.last_termination {
-        Some(exit) => terminated(exit, &container_id(uid, &c.name, c.restart_count.saturating_sub(1))),
+        Some(exit) => terminated(
+            exit,
+            &container_id(uid, &c.name, c.restart_count.saturating_sub(1)),
+        ),
         None => json!({}),
     };
     let running = matches!(c.state, ContainerState::Running { .. });
@@ -70,10 +77,19 @@ fn phase(status: &PodStatus, policy: RestartPolicy) -> &'static str {
     let ever_ran = |c: &ContainerStatus| {
         c.restart_count > 0
             || c.last_termination.is_some()
-            || matches!(c.state, ContainerState::Running { .. } | ContainerState::Terminated(_))
+            || matches!(
+                c.state,
+                ContainerState::Running { .. } | ContainerState::Terminated(_)
+            )
     };
-    if status.finished || (policy == RestartPolicy::Never && status.containers.iter().all(|c| c.terminated().is_some())) {
-        let all_ok = status.containers.iter().all(|c| c.terminated().is_some_and(ExitStatus::success));
+    if status.finished
+        || (policy == RestartPolicy::Never
+            && status.containers.iter().all(|c| c.terminated().is_some()))
+    {
+        let all_ok = status
+            .containers
+            .iter()
+            .all(|c| c.terminated().is_some_and(ExitStatus::success));
         return if all_ok { "Succeeded" } else { "Failed" };
     }
     if status.containers.iter().any(ever_ran) {
@@ -91,7 +107,11 @@ pub fn apply(
     images: &HashMap<String, (String, String)>,
     start_time: &str,
 ) {
-    let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let uid = pod
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let phase = phase(status, policy);
     let statuses: Vec<Value> = status
         .containers
@@ -130,8 +150,14 @@ pub fn apply(
         }
     };
     let ready_to_start = if completed { "False" } else { "True" };
-    set_condition(pod, json!({"type": "PodReadyToStartContainers", "status": ready_to_start, "lastProbeTime": null, "lastTransitionTime": now}));
-    set_condition(pod, json!({"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
+    set_condition(
+        pod,
+        json!({"type": "PodReadyToStartContainers", "status": ready_to_start, "lastProbeTime": null, "lastTransitionTime": now}),
+    );
+    set_condition(
+        pod,
+        json!({"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}),
+    );
     set_condition(pod, ready_condition("Ready"));
     set_condition(pod, ready_condition("ContainersReady"));
     sort_conditions(pod);
@@ -139,8 +165,17 @@ pub fn apply(
 
 /// Kubernetes' order of pod conditions.
 fn sort_conditions(pod: &mut Value) {
-    const ORDER: &[&str] = &["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"];
-    if let Some(list) = pod.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+    const ORDER: &[&str] = &[
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+    ];
+    if let Some(list) = pod
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    {
         list.sort_by_key(|c| {
             ORDER
                 .iter()

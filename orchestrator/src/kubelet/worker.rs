@@ -23,7 +23,11 @@ fn container_path(_pod: &Value, name: &str) -> String {
 
 /// Runs a pod until it is deleted (or the server stops).
 pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Receiver<Signal>) {
-    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let typed: Pod = match serde_json::from_value(pod.clone()) {
         Ok(p) => p,
         Err(e) => {
@@ -31,7 +35,11 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             return;
         }
     };
-    let policy = match typed.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) {
+    let policy = match typed
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+    {
         Some("Never") => RestartPolicy::Never,
         Some("OnFailure") => RestartPolicy::OnFailure,
         _ => RestartPolicy::Always,
@@ -58,7 +66,13 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
         let field = container_path(&pod, &container.name);
         kubelet
             .recorder
-            .record(&pod, EventType::Normal, "Pulling", &format!("Pulling image {:?}", container.image), Some(&field))
+            .record(
+                &pod,
+                EventType::Normal,
+                "Pulling",
+                &format!("Pulling image {:?}", container.image),
+                Some(&field),
+            )
             .await;
         let started = Instant::now();
         match kubelet.runtime.prepare_image(&container.image).await {
@@ -78,18 +92,36 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
                         Some(&field),
                     )
                     .await;
-                images.insert(container.name.clone(), (container.image.clone(), image.digest.clone()));
+                images.insert(
+                    container.name.clone(),
+                    (container.image.clone(), image.digest.clone()),
+                );
             }
             Err(e) => {
                 kubelet
                     .recorder
-                    .record(&pod, EventType::Warning, "Failed", &format!("Failed to pull image {:?}: {e}", container.image), Some(&field))
+                    .record(
+                        &pod,
+                        EventType::Warning,
+                        "Failed",
+                        &format!("Failed to pull image {:?}: {e}", container.image),
+                        Some(&field),
+                    )
                     .await;
                 kubelet
                     .recorder
-                    .record(&pod, EventType::Warning, "Failed", "Error: ErrImagePull", Some(&field))
+                    .record(
+                        &pod,
+                        EventType::Warning,
+                        "Failed",
+                        "Error: ErrImagePull",
+                        Some(&field),
+                    )
                     .await;
-                images.insert(container.name.clone(), (container.image.clone(), String::new()));
+                images.insert(
+                    container.name.clone(),
+                    (container.image.clone(), String::new()),
+                );
             }
         }
     }
@@ -102,10 +134,25 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             return;
         }
     };
-    let _host_ports = match host_ports::publish(&sandbox_name, runner.sandbox(), &host_ports::requested(&typed)).await {
+    let _host_ports = match host_ports::publish(
+        &sandbox_name,
+        runner.sandbox(),
+        &host_ports::requested(&typed),
+    )
+    .await
+    {
         Ok(ports) => Some(ports),
         Err(e) => {
-            kubelet.recorder.record(&pod, EventType::Warning, "FailedHostPort", &e.to_string(), None).await;
+            kubelet
+                .recorder
+                .record(
+                    &pod,
+                    EventType::Warning,
+                    "FailedHostPort",
+                    &e.to_string(),
+                    None,
+                )
+                .await;
             None
         }
     };
@@ -139,7 +186,13 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             let field = container_path(&pod, &container);
             kubelet
                 .recorder
-                .record(&pod, EventType::Normal, "Killing", &format!("Stopping container {container}"), Some(&field))
+                .record(
+                    &pod,
+                    EventType::Normal,
+                    "Killing",
+                    &format!("Stopping container {container}"),
+                    Some(&field),
+                )
                 .await;
         }
     }
@@ -178,9 +231,18 @@ async fn announce(
     current: &PodStatus,
     images: &HashMap<String, (String, String)>,
 ) {
-    let pod_name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
-    let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+    let pod_name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let namespace = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let uid = pod
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     for (i, c) in current.containers.iter().enumerate() {
         let before = previous.map(|p| &p.containers[i]);
         let field = container_path(pod, &c.name);
@@ -193,11 +255,35 @@ async fn announce(
                     if c.restart_count > 0 {
                         kubelet
                             .recorder
-                            .record(pod, EventType::Normal, "Pulled", &format!("Container image {image:?} already present on machine"), field)
+                            .record(
+                                pod,
+                                EventType::Normal,
+                                "Pulled",
+                                &format!("Container image {image:?} already present on machine"),
+                                field,
+                            )
                             .await;
                     }
-                    kubelet.recorder.record(pod, EventType::Normal, "Created", &format!("Created container: {}", c.name), field).await;
-                    kubelet.recorder.record(pod, EventType::Normal, "Started", &format!("Started container {}", c.name), field).await;
+                    kubelet
+                        .recorder
+                        .record(
+                            pod,
+                            EventType::Normal,
+                            "Created",
+                            &format!("Created container: {}", c.name),
+                            field,
+                        )
+                        .await;
+                    kubelet
+                        .recorder
+                        .record(
+                            pod,
+                            EventType::Normal,
+                            "Started",
+                            &format!("Started container {}", c.name),
+                            field,
+                        )
+                        .await;
                 }
             }
             ContainerState::Waiting { reason, .. } => {
@@ -205,22 +291,56 @@ async fn announce(
                     Some(ContainerState::Waiting { reason, .. }) => Some(reason.as_str()),
                     _ => None,
                 };
-                let new = was != Some(reason.as_str()) || before.is_some_and(|b| b.restart_count != c.restart_count);
+                let new = was != Some(reason.as_str())
+                    || before.is_some_and(|b| b.restart_count != c.restart_count);
                 if !new {
                     continue;
                 }
                 let image = images.get(&c.name).map(|i| i.0.as_str()).unwrap_or("");
                 match reason.as_str() {
                     "CrashLoopBackOff" => {
-                        let message = format!("Back-off restarting failed container {} in pod {pod_name}_{namespace}({uid})", c.name);
-                        kubelet.recorder.record(pod, EventType::Warning, "BackOff", &message, field).await;
+                        let message = format!(
+                            "Back-off restarting failed container {} in pod {pod_name}_{namespace}({uid})",
+                            c.name
+                        );
+                        kubelet
+                            .recorder
+                            .record(pod, EventType::Warning, "BackOff", &message, field)
+                            .await;
                     }
                     "ImagePullBackOff" => {
-                        kubelet.recorder.record(pod, EventType::Normal, "BackOff", &format!("Back-off pulling image {image:?}"), field).await;
-                        kubelet.recorder.record(pod, EventType::Warning, "Failed", "Error: ImagePullBackOff", field).await;
+                        kubelet
+                            .recorder
+                            .record(
+                                pod,
+                                EventType::Normal,
+                                "BackOff",
+                                &format!("Back-off pulling image {image:?}"),
+                                field,
+                            )
+                            .await;
+                        kubelet
+                            .recorder
+                            .record(
+                                pod,
+                                EventType::Warning,
+                                "Failed",
+                                "Error: ImagePullBackOff",
+                                field,
+                            )
+                            .await;
                     }
                     "CreateContainerError" => {
-                        kubelet.recorder.record(pod, EventType::Warning, "Failed", "Error: CreateContainerError", field).await;
+                        kubelet
+                            .recorder
+                            .record(
+                                pod,
+                                EventType::Warning,
+                                "Failed",
+                                "Error: CreateContainerError",
+                                field,
+                            )
+                            .await;
                     }
                     _ => {}
                 }
@@ -240,22 +360,33 @@ async fn write_status(
 ) {
     let pods = kubelet.registry.resource("", "Pod");
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
-    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let uid = pod.pointer("/metadata/uid").cloned();
     let result = kubelet
         .registry
-        .update_with(&pods, namespace, name, Some("status"), &WriteOptions::manager("kubelet"), None, |existing| {
-            if existing.pointer("/metadata/uid").cloned() != uid {
-                return Err(crate::registry::Error::NotFound {
-                    resource: "pods".into(),
-                    group: String::new(),
-                    name: name.into(),
-                });
-            }
-            let mut next = existing.clone();
-            status::apply(&mut next, current, policy, images, start_time);
-            Ok(next)
-        })
+        .update_with(
+            &pods,
+            namespace,
+            name,
+            Some("status"),
+            &WriteOptions::manager("kubelet"),
+            None,
+            |existing| {
+                if existing.pointer("/metadata/uid").cloned() != uid {
+                    return Err(crate::registry::Error::NotFound {
+                        resource: "pods".into(),
+                        group: String::new(),
+                        name: name.into(),
+                    });
+                }
+                let mut next = existing.clone();
+                status::apply(&mut next, current, policy, images, start_time);
+                Ok(next)
+            },
+        )
         .await;
     if let Err(e) = result
         && !matches!(e, crate::registry::Error::NotFound { .. })
@@ -270,11 +401,20 @@ async fn write_status(
 async fn report_config_error(kubelet: &Kubelet, pod: &Value, message: &str, start_time: &str) {
     kubelet
         .recorder
-        .record(pod, EventType::Warning, "Failed", &format!("Error: {message}"), None)
+        .record(
+            pod,
+            EventType::Warning,
+            "Failed",
+            &format!("Error: {message}"),
+            None,
+        )
         .await;
     let pods = kubelet.registry.resource("", "Pod");
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
-    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let statuses: Vec<Value> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -290,12 +430,20 @@ async fn report_config_error(kubelet: &Kubelet, pod: &Value, message: &str, star
         .unwrap_or_default();
     let _ = kubelet
         .registry
-        .update_with(&pods, namespace, name, Some("status"), &WriteOptions::manager("kubelet"), None, |existing| {
-            let mut next = existing.clone();
-            next["status"]["containerStatuses"] = json!(statuses);
-            next["status"]["startTime"] = json!(start_time);
-            next["status"]["hostIP"] = json!("127.0.0.1");
-            Ok(next)
-        })
+        .update_with(
+            &pods,
+            namespace,
+            name,
+            Some("status"),
+            &WriteOptions::manager("kubelet"),
+            None,
+            |existing| {
+                let mut next = existing.clone();
+                next["status"]["containerStatuses"] = json!(statuses);
+                next["status"]["startTime"] = json!(start_time);
+                next["status"]["hostIP"] = json!("127.0.0.1");
+                Ok(next)
+            },
+        )
         .await;
 }

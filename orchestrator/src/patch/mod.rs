@@ -24,7 +24,9 @@ impl PatchKind {
             "application/json-patch+json" => Some(PatchKind::Json),
             "application/merge-patch+json" => Some(PatchKind::Merge),
             "application/strategic-merge-patch+json" => Some(PatchKind::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+json" => Some(PatchKind::Apply),
+            "application/apply-patch+yaml" | "application/apply-patch+json" => {
+                Some(PatchKind::Apply)
+            }
             _ => None,
         }
     }
@@ -33,14 +35,16 @@ impl PatchKind {
 /// Reads a patch body (YAML for apply, JSON otherwise).
 pub fn parse(kind: PatchKind, body: &[u8]) -> Result<Value, String> {
     let value: Value = match kind {
-        PatchKind::Apply => serde_yaml::from_slice(body)
-            .map_err(|e| format!("error decoding YAML: {e}"))?,
-        _ => serde_json::from_slice(body)
-            .map_err(|e| format!("error decoding patch: {e}"))?,
+        PatchKind::Apply => {
+            serde_yaml::from_slice(body).map_err(|e| format!("error decoding YAML: {e}"))?
+        }
+        _ => serde_json::from_slice(body).map_err(|e| format!("error decoding patch: {e}"))?,
     };
     match (kind, &value) {
         (PatchKind::Json, Value::Array(_)) => Ok(value),
-        (PatchKind::Json, _) => Err("json: cannot unmarshal object into Go value of type jsonpatch.Patch".into()),
+        (PatchKind::Json, _) => {
+            Err("json: cannot unmarshal object into Go value of type jsonpatch.Patch".into())
+        }
         (_, Value::Object(_)) => Ok(value),
         _ => Err("patch body must be a JSON object".into()),
     }
@@ -48,7 +52,12 @@ pub fn parse(kind: PatchKind, body: &[u8]) -> Result<Value, String> {
 
 /// Applies a parsed patch to `current`, whose kind has OpenAPI schema
 /// `schema` (used by strategic merge and apply).
-pub fn apply(kind: PatchKind, current: &Value, patch: &Value, schema: &str) -> Result<Value, String> {
+pub fn apply(
+    kind: PatchKind,
+    current: &Value,
+    patch: &Value,
+    schema: &str,
+) -> Result<Value, String> {
     match kind {
         PatchKind::Json => {
             let operations: json_patch::Patch = serde_json::from_value(patch.clone())

@@ -24,7 +24,11 @@ const SET_ELEMENT_ORDER: &str = "$setElementOrder/";
 
 /// Applies `patch` to `original`; `schema` is the original's kind schema
 /// (without one, every list is replaced, as a merge patch does).
-pub fn strategic_merge(original: &Value, patch: &Value, schema: Option<&Value>) -> Result<Value, String> {
+pub fn strategic_merge(
+    original: &Value,
+    patch: &Value,
+    schema: Option<&Value>,
+) -> Result<Value, String> {
     let Value::Object(patch) = patch else {
         return Err("a strategic merge patch must be a JSON object".into());
     };
@@ -32,7 +36,11 @@ pub fn strategic_merge(original: &Value, patch: &Value, schema: Option<&Value>) 
     Ok(Value::Object(merge_map(base, patch, schema)?))
 }
 
-fn merge_map(mut original: Map<String, Value>, patch: &Map<String, Value>, schema: Option<&Value>) -> Result<Map<String, Value>, String> {
+fn merge_map(
+    mut original: Map<String, Value>,
+    patch: &Map<String, Value>,
+    schema: Option<&Value>,
+) -> Result<Map<String, Value>, String> {
     match patch.get(PATCH).map(|d| d.as_str()) {
         None | Some(Some("merge")) => {}
         Some(Some("replace")) => {
@@ -40,7 +48,12 @@ fn merge_map(mut original: Map<String, Value>, patch: &Map<String, Value>, schem
             return merge_map_into(&mut replaced, patch, schema).map(|()| replaced);
         }
         Some(Some("delete")) => return Ok(Map::new()),
-        Some(other) => return Err(format!("Unknown patch type: {}", other.unwrap_or("(not a string)"))),
+        Some(other) => {
+            return Err(format!(
+                "Unknown patch type: {}",
+                other.unwrap_or("(not a string)")
+            ));
+        }
     }
     if let Some(keys) = patch.get(RETAIN_KEYS) {
         let keys = string_list(keys, RETAIN_KEYS)?;
@@ -52,7 +65,11 @@ fn merge_map(mut original: Map<String, Value>, patch: &Map<String, Value>, schem
 
 /// Merges every non-directive key of `patch` into `target`, then applies
 /// the list directives.
-fn merge_map_into(target: &mut Map<String, Value>, patch: &Map<String, Value>, schema: Option<&Value>) -> Result<(), String> {
+fn merge_map_into(
+    target: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+    schema: Option<&Value>,
+) -> Result<(), String> {
     for (key, value) in patch {
         if key == PATCH || key == RETAIN_KEYS || key.starts_with(SET_ELEMENT_ORDER) {
             continue;
@@ -98,13 +115,20 @@ fn merge_map_into(target: &mut Map<String, Value>, patch: &Map<String, Value>, s
 }
 
 /// The merged value of one field, `None` to delete it.
-fn merge_value(original: Option<&Value>, patch: &Value, schema: Option<&Value>) -> Result<Option<Value>, String> {
+fn merge_value(
+    original: Option<&Value>,
+    patch: &Value,
+    schema: Option<&Value>,
+) -> Result<Option<Value>, String> {
     match patch {
         Value::Object(p) => {
             if p.get(PATCH).and_then(Value::as_str) == Some("delete") {
                 return Ok(None);
             }
-            let base = original.and_then(Value::as_object).cloned().unwrap_or_default();
+            let base = original
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
             Ok(Some(Value::Object(merge_map(base, p, schema)?)))
         }
         Value::Array(items) => {
@@ -115,14 +139,22 @@ fn merge_value(original: Option<&Value>, patch: &Value, schema: Option<&Value>) 
             let item_schema = schema.and_then(|s| schema::resolve(s).get("items"));
             if !strategy.split(',').any(|s| s == "merge") {
                 return Ok(Some(Value::Array(
-                    items.iter().map(|i| clean(i, item_schema)).collect::<Result<_, _>>()?,
+                    items
+                        .iter()
+                        .map(|i| clean(i, item_schema))
+                        .collect::<Result<_, _>>()?,
                 )));
             }
             let merge_key = schema
                 .and_then(|s| s.get("x-kubernetes-patch-merge-key"))
                 .and_then(Value::as_str);
             let original = original.and_then(Value::as_array);
-            Ok(Some(Value::Array(merge_list(original, items, merge_key, item_schema)?)))
+            Ok(Some(Value::Array(merge_list(
+                original,
+                items,
+                merge_key,
+                item_schema,
+            )?)))
         }
         other => Ok(Some(other.clone())),
     }
@@ -136,7 +168,12 @@ fn clean(value: &Value, schema: Option<&Value>) -> Result<Value, String> {
     }
 }
 
-fn merge_list(original: Option<&Vec<Value>>, patch: &[Value], merge_key: Option<&str>, item_schema: Option<&Value>) -> Result<Vec<Value>, String> {
+fn merge_list(
+    original: Option<&Vec<Value>>,
+    patch: &[Value],
+    merge_key: Option<&str>,
+    item_schema: Option<&Value>,
+) -> Result<Vec<Value>, String> {
     let is_replace = |item: &Value| item.get(PATCH).and_then(Value::as_str) == Some("replace");
     if patch.iter().any(is_replace) {
         return patch
@@ -150,7 +187,9 @@ fn merge_list(original: Option<&Vec<Value>>, patch: &[Value], merge_key: Option<
         // A set of primitives: union, in order.
         for item in patch {
             if item.is_object() {
-                return Err(format!("cannot merge {item} into a list of primitive values"));
+                return Err(format!(
+                    "cannot merge {item} into a list of primitive values"
+                ));
             }
             if !result.contains(item) {
                 result.push(item.clone());
@@ -160,10 +199,14 @@ fn merge_list(original: Option<&Vec<Value>>, patch: &[Value], merge_key: Option<
     };
     for item in patch {
         let Some(object) = item.as_object() else {
-            return Err(format!("list items must be objects with merge key {key:?}, got {item}"));
+            return Err(format!(
+                "list items must be objects with merge key {key:?}, got {item}"
+            ));
         };
         let Some(id) = object.get(key) else {
-            return Err(format!("map: {item} does not contain declared merge key: {key}"));
+            return Err(format!(
+                "map: {item} does not contain declared merge key: {key}"
+            ));
         };
         let position = result.iter().position(|r| r.get(key) == Some(id));
         if object.get(PATCH).and_then(Value::as_str) == Some("delete") {
@@ -183,7 +226,7 @@ fn merge_list(original: Option<&Vec<Value>>, patch: &[Value], merge_key: Option<
 
 /// Orders `items` as `order` lists them (by merge key, or by value for
 /// primitives); items `order` does not name keep their relative order after.
-fn reorder(items: &mut Vec<Value>, order: &[Value], merge_key: Option<&str>) {
+fn reorder(items: &mut [Value], order: &[Value], merge_key: Option<&str>) {
     let identity = |item: &Value| -> Value {
         match merge_key {
             Some(key) => item.get(key).cloned().unwrap_or(Value::Null),
@@ -191,14 +234,24 @@ fn reorder(items: &mut Vec<Value>, order: &[Value], merge_key: Option<&str>) {
         }
     };
     let wanted: Vec<Value> = order.iter().map(&identity).collect();
-    let rank = |item: &Value| wanted.iter().position(|w| *w == identity(item)).unwrap_or(usize::MAX);
+    let rank = |item: &Value| {
+        wanted
+            .iter()
+            .position(|w| *w == identity(item))
+            .unwrap_or(usize::MAX)
+    };
     items.sort_by_key(|item| rank(item));
 }
 
 fn string_list(value: &Value, directive: &str) -> Result<Vec<String>, String> {
     value
         .as_array()
-        .and_then(|items| items.iter().map(|i| i.as_str().map(str::to_string)).collect())
+        .and_then(|items| {
+            items
+                .iter()
+                .map(|i| i.as_str().map(str::to_string))
+                .collect()
+        })
         .ok_or_else(|| format!("{directive} must be a list of strings"))
 }
 

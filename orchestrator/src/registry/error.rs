@@ -24,9 +24,7 @@ pub enum Error {
         group: String,
         name: String,
     },
-    #[error(
-        "Operation cannot be fulfilled on {resource} {name:?}: {why}"
-    )]
+    #[error("Operation cannot be fulfilled on {resource} {name:?}: {why}")]
     Conflict {
         resource: String,
         group: String,
@@ -145,7 +143,12 @@ impl Error {
     }
 
     /// Maps a store failure on `name` of `resource`.
-    pub(crate) fn from_store(error: store::Error, resource: &str, group: &str, name: &str) -> Error {
+    pub(crate) fn from_store(
+        error: store::Error,
+        resource: &str,
+        group: &str,
+        name: &str,
+    ) -> Error {
         let (resource, group, name) = (resource.to_string(), group.to_string(), name.to_string());
         match error {
             store::Error::AlreadyExists { .. } => Error::AlreadyExists {

@@ -27,7 +27,9 @@ pub fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
     if !object.get("metadata").is_some_and(Value::is_object) {
         object["metadata"] = json!({});
     }
-    object["metadata"].as_object_mut().expect("metadata is an object")
+    object["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 pub fn str_at<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
@@ -122,14 +124,22 @@ fn fields(value: &Value) -> Value {
 /// `k:{"name":"c"}` for list items with a merge key.
 fn item_key(item: &Value) -> Option<String> {
     let object = item.as_object()?;
-    for key in ["name", "mountPath", "containerPort", "port", "uid", "type", "ip"] {
+    for key in [
+        "name",
+        "mountPath",
+        "containerPort",
+        "port",
+        "uid",
+        "type",
+        "ip",
+    ] {
         if let Some(value) = object.get(key) {
             let mut keyed = Map::new();
             keyed.insert(key.into(), value.clone());
-            if key == "containerPort" || key == "port" {
-                if let Some(protocol) = object.get("protocol") {
-                    keyed.insert("protocol".into(), protocol.clone());
-                }
+            if (key == "containerPort" || key == "port")
+                && let Some(protocol) = object.get("protocol")
+            {
+                keyed.insert("protocol".into(), protocol.clone());
             }
             return Some(format!("k:{}", Value::Object(keyed)));
         }
@@ -163,9 +173,7 @@ pub fn record_manager(
 ) {
     let empty = fields.as_object().is_none_or(Map::is_empty);
     let metadata = metadata_mut(object);
-    let entries = metadata
-        .entry("managedFields")
-        .or_insert_with(|| json!([]));
+    let entries = metadata.entry("managedFields").or_insert_with(|| json!([]));
     if !entries.is_array() {
         *entries = json!([]);
     }
@@ -224,12 +232,36 @@ mod tests {
     #[test]
     fn managers_accumulate() {
         let mut pod = json!({"metadata": {"name": "p"}});
-        record_manager(&mut pod, "kubectl", "Update", None, "v1", json!({"f:spec": {}}));
-        record_manager(&mut pod, "kubelet", "Update", Some("status"), "v1", json!({"f:status": {}}));
-        record_manager(&mut pod, "kubectl", "Update", None, "v1", json!({"f:metadata": {}}));
+        record_manager(
+            &mut pod,
+            "kubectl",
+            "Update",
+            None,
+            "v1",
+            json!({"f:spec": {}}),
+        );
+        record_manager(
+            &mut pod,
+            "kubelet",
+            "Update",
+            Some("status"),
+            "v1",
+            json!({"f:status": {}}),
+        );
+        record_manager(
+            &mut pod,
+            "kubectl",
+            "Update",
+            None,
+            "v1",
+            json!({"f:metadata": {}}),
+        );
         let entries = pod["metadata"]["managedFields"].as_array().unwrap();
         assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0]["fieldsV1"], json!({"f:spec": {}, "f:metadata": {}}));
+        assert_eq!(
+            entries[0]["fieldsV1"],
+            json!({"f:spec": {}, "f:metadata": {}})
+        );
         assert_eq!(entries[1]["subresource"], "status");
     }
 

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 pub use self::error::{Error, Result};
-pub use self::resources::{Resource, Resources};
 use self::metadata::{metadata_mut, now, str_at};
+pub use self::resources::{Resource, Resources};
 pub use self::selectors::{FieldSelector, LabelSelector};
 use crate::patch::{self, PatchKind};
 use crate::store::{self, Preconditions, Revision, Store, Watch, Write};
@@ -59,6 +59,9 @@ pub struct WriteOptions {
     pub validation: FieldValidation,
     /// Server-side apply: take over conflicting fields.
     pub force: bool,
+    /// For a server-side apply: the fields of the applied configuration,
+    /// which the manager then owns (operation `Apply`).
+    pub(crate) apply_fields: Option<Value>,
 }
 
 impl WriteOptions {
@@ -72,6 +75,14 @@ impl WriteOptions {
 
     fn manager_name(&self) -> &str {
         self.field_manager.as_deref().unwrap_or("unknown")
+    }
+
+    fn operation(&self) -> &'static str {
+        if self.apply_fields.is_some() {
+            "Apply"
+        } else {
+            "Update"
+        }
     }
 }
 
@@ -176,7 +187,12 @@ impl Registry {
     }
 
     /// Like [`Registry::get`], but `None` when absent.
-    pub fn find(&self, resource: &Resource, namespace: Option<&str>, name: &str) -> Result<Option<Value>> {
+    pub fn find(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>> {
         Ok(self.store.get(&resource.key(namespace, name))?)
     }
 
@@ -194,12 +210,17 @@ impl Registry {
         let mut items = Vec::new();
         let mut revision = None;
         loop {
-            let want = if options.limit == 0 { 0 } else { options.limit - items.len() };
+            let want = if options.limit == 0 {
+                0
+            } else {
+                options.limit - items.len()
+            };
             let page = self.store.list(&prefix, start.as_deref(), want)?;
             revision.get_or_insert(page.revision);
-            let filtered = page.items.into_iter().filter(|o| {
-                options.labels.matches(o) && options.fields.matches(o)
-            });
+            let filtered = page
+                .items
+                .into_iter()
+                .filter(|o| options.labels.matches(o) && options.fields.matches(o));
             items.extend(filtered);
             match page.continue_after {
                 Some(after) if options.limit != 0 && items.len() < options.limit => {
@@ -224,8 +245,15 @@ impl Registry {
     }
 
     /// Changes to a resource (in a namespace) after `after`.
-    pub fn watch(&self, resource: &Resource, namespace: Option<&str>, after: Revision) -> Result<Watch> {
-        Ok(self.store.watch(&resource.namespace_prefix(namespace), after)?)
+    pub fn watch(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        after: Revision,
+    ) -> Result<Watch> {
+        Ok(self
+            .store
+            .watch(&resource.namespace_prefix(namespace), after)?)
     }
 
     /// Checks what is common to every incoming object: a JSON object whose
@@ -265,7 +293,12 @@ impl Registry {
     }
 
     /// Decodes into the typed object; unknown fields per `validation`.
-    fn check_fields(&self, resource: &Resource, body: &Value, validation: FieldValidation) -> Result<Vec<String>> {
+    fn check_fields(
+        &self,
+        resource: &Resource,
+        body: &Value,
+        validation: FieldValidation,
+    ) -> Result<Vec<String>> {
         let unknown = (resource.hooks.decode)(body).map_err(|e| {
             Error::BadRequest(format!(
                 "{} in version \"{}\" cannot be handled as a {}: {e}",
@@ -278,7 +311,10 @@ impl Registry {
             .collect();
         match validation {
             FieldValidation::Ignore => Ok(Vec::new()),
-            FieldValidation::Warn => Ok(unknown.iter().map(|f| format!("unknown field {f:?}")).collect()),
+            FieldValidation::Warn => Ok(unknown
+                .iter()
+                .map(|f| format!("unknown field {f:?}"))
+                .collect()),
             FieldValidation::Strict if unknown.is_empty() => Ok(Vec::new()),
             FieldValidation::Strict => Err(Error::BadRequest(format!(
                 "strict decoding error: {}",
@@ -304,11 +340,13 @@ impl Registry {
         let namespaces = self.resource("", "Namespace");
         match self.find(&namespaces, None, namespace)? {
             None => Err(Self::not_found(&namespaces, namespace)),
-            Some(ns) if ns.pointer("/metadata/deletionTimestamp").is_some() => Err(Error::Forbidden(format!(
-                "{} {:?} is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
-                resource.plural,
-                str_at(&ns, "/metadata/name").unwrap_or_default()
-            ))),
+            Some(ns) if ns.pointer("/metadata/deletionTimestamp").is_some() => {
+                Err(Error::Forbidden(format!(
+                    "{} {:?} is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+                    resource.plural,
+                    str_at(&ns, "/metadata/name").unwrap_or_default()
+                )))
+            }
             Some(_) => Ok(()),
         }
     }
@@ -350,13 +388,22 @@ impl Registry {
                 _ => String::new(),
             },
         };
-        for owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+        for owned in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+        ] {
             meta.remove(owned);
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(now()));
         meta.insert("generation".into(), json!(1));
-        let namespace = body.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+        let namespace = body
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         (resource.hooks.defaults)(&mut body);
         if resource.status_subresource {
             (resource.hooks.initial_status)(&mut body);
@@ -374,12 +421,13 @@ impl Registry {
                 resource.group.into(),
             ));
         }
-        (resource.hooks.validate)(&body, None).map_err(|i| Error::Invalid(i, resource.group.into()))?;
+        (resource.hooks.validate)(&body, None)
+            .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         self.check_namespace(resource, namespace.as_deref())?;
         metadata::record_manager(
             &mut body,
             options.manager_name(),
-            "Update",
+            options.operation(),
             None,
             &resource.api_version(),
             fields,
@@ -428,19 +476,29 @@ impl Registry {
             }
         }
         let wanted: Option<Revision> = match str_at(&body, "/metadata/resourceVersion") {
-            Some(rv) if !rv.is_empty() => Some(rv.parse().map_err(|_| {
-                Error::BadRequest(format!("invalid resourceVersion {rv:?}"))
-            })?),
+            Some(rv) if !rv.is_empty() => Some(
+                rv.parse()
+                    .map_err(|_| Error::BadRequest(format!("invalid resourceVersion {rv:?}")))?,
+            ),
             _ => None,
         };
         let mut written = self
-            .update_with(resource, namespace, name, subresource, options, wanted, |_| Ok(body.clone()))
+            .update_with(
+                resource,
+                namespace,
+                name,
+                subresource,
+                options,
+                wanted,
+                |_| Ok(body.clone()),
+            )
             .await?;
         written.warnings = warnings;
         Ok(written)
     }
 
     /// Applies a patch of `kind` to the object (or its status).
+    #[allow(clippy::too_many_arguments)]
     pub async fn patch(
         &self,
         resource: &Resource,
@@ -452,6 +510,11 @@ impl Registry {
         options: &WriteOptions,
     ) -> Result<Written> {
         let patch_value = patch::parse(kind, patch_body).map_err(Error::BadRequest)?;
+        let applied = WriteOptions {
+            apply_fields: (kind == PatchKind::Apply).then(|| metadata::fields_of(&patch_value)),
+            ..options.clone()
+        };
+        let options = &applied;
         if kind == PatchKind::Apply && self.find(resource, namespace, name)?.is_none() {
             // Server-side apply creates what does not exist.
             let mut body = patch_value;
@@ -463,13 +526,21 @@ impl Registry {
         let mut warnings = Vec::new();
         let schema = resource.schema;
         let written = self
-            .update_with(resource, namespace, name, subresource, options, None, |current| {
-                let mut patched = patch::apply(kind, current, &patch_value, schema)
-                    .map_err(Error::BadRequest)?;
-                self.check_body(resource, &mut patched)?;
-                warnings = self.check_fields(resource, &patched, options.validation)?;
-                Ok(patched)
-            })
+            .update_with(
+                resource,
+                namespace,
+                name,
+                subresource,
+                options,
+                None,
+                |current| {
+                    let mut patched = patch::apply(kind, current, &patch_value, schema)
+                        .map_err(Error::BadRequest)?;
+                    self.check_body(resource, &mut patched)?;
+                    warnings = self.check_fields(resource, &patched, options.validation)?;
+                    Ok(patched)
+                },
+            )
             .await;
         match written {
             Ok(mut written) => {
@@ -534,14 +605,17 @@ impl Registry {
             };
             let finished = next.pointer("/metadata/deletionTimestamp").is_some()
                 && empty("/metadata/finalizers")
-                && !(resource.kind == "Namespace" && !empty("/spec/finalizers"))
+                && (resource.kind != "Namespace" || empty("/spec/finalizers"))
                 && !(resource.kind == "Pod" && next.pointer("/spec/nodeName").is_some());
             let preconditions = Preconditions {
                 revision: Some(revision),
                 uid: None,
             };
             let write = if finished {
-                Write::Delete { key: key.clone(), preconditions }
+                Write::Delete {
+                    key: key.clone(),
+                    preconditions,
+                }
             } else {
                 Write::Update {
                     key: key.clone(),
@@ -608,7 +682,16 @@ impl Registry {
         };
         let current_meta = current.get("metadata").cloned().unwrap_or(json!({}));
         let meta = metadata_mut(&mut next);
-        for owned in ["uid", "creationTimestamp", "namespace", "name", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "managedFields"] {
+        for owned in [
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "name",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "managedFields",
+        ] {
             match current_meta.get(owned) {
                 Some(v) => {
                     meta.insert(owned.into(), v.clone());
@@ -620,6 +703,22 @@ impl Registry {
         }
         meta.remove("resourceVersion");
         if subresource.is_none() {
+            if resource.kind == "Pod" {
+                // Only a binding sets a pod's node; an update that leaves it
+                // out (kubectl replace of the original manifest) keeps it.
+                let unset = next
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty();
+                if let (true, Some(node), Some(spec)) = (
+                    unset,
+                    current.pointer("/spec/nodeName").cloned(),
+                    next.get_mut("spec").and_then(Value::as_object_mut),
+                ) {
+                    spec.insert("nodeName".into(), node);
+                }
+            }
             (resource.hooks.defaults)(&mut next);
             if next.get("spec") != current.get("spec") {
                 let generation = current
@@ -634,7 +733,9 @@ impl Registry {
                     .pointer("/metadata/finalizers")
                     .and_then(Value::as_array)
                     .is_some_and(|f| {
-                        let before = current.pointer("/metadata/finalizers").and_then(Value::as_array);
+                        let before = current
+                            .pointer("/metadata/finalizers")
+                            .and_then(Value::as_array);
                         f.iter().any(|x| before.is_none_or(|b| !b.contains(x)))
                     });
                 if added {
@@ -643,7 +744,8 @@ impl Registry {
                     ));
                 }
             }
-            (resource.hooks.validate)(&next, Some(current)).map_err(|i| Error::Invalid(i, resource.group.into()))?;
+            (resource.hooks.validate)(&next, Some(current))
+                .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         }
         let mut compare_old = current.clone();
         let mut compare_new = next.clone();
@@ -653,12 +755,15 @@ impl Registry {
                 m.remove("resourceVersion");
             }
         }
-        let changed = metadata::changed_fields(&compare_old, &compare_new);
-        let operation = "Update";
+        let changed = if let Some(fields) = &options.apply_fields {
+            fields.clone()
+        } else {
+            metadata::changed_fields(&compare_old, &compare_new)
+        };
         metadata::record_manager(
             &mut next,
             options.manager_name(),
-            operation,
+            options.operation(),
             subresource,
             &resource.api_version(),
             changed,
@@ -747,7 +852,9 @@ impl Registry {
                 let at = jiff::Timestamp::now()
                     .checked_add(jiff::SignedDuration::from_secs(grace))
                     .unwrap_or(jiff::Timestamp::now());
-                let at = jiff::Timestamp::from_second(at.as_second()).expect("in range").to_string();
+                let at = jiff::Timestamp::from_second(at.as_second())
+                    .expect("in range")
+                    .to_string();
                 if !deleting || grace > 0 {
                     meta.insert("deletionTimestamp".into(), json!(at));
                 }

@@ -97,7 +97,11 @@ impl Resource {
 
     /// The store key prefix of all objects of this resource.
     pub fn prefix(&self) -> String {
-        let group = if self.group.is_empty() { "core" } else { self.group };
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
         format!("/{group}/{}/", self.plural)
     }
 

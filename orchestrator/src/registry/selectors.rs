@@ -29,9 +29,9 @@ impl LabelSelector {
             if part.is_empty() {
                 continue;
             }
-            requirements.push(parse_requirement(part).map_err(|e| {
-                format!("unable to parse requirement: {e}")
-            })?);
+            requirements.push(
+                parse_requirement(part).map_err(|e| format!("unable to parse requirement: {e}"))?,
+            );
         }
         Ok(LabelSelector(requirements))
     }
@@ -52,15 +52,21 @@ impl LabelSelector {
 
     /// Whether an object's `metadata.labels` satisfy every requirement.
     pub fn matches(&self, object: &Value) -> bool {
-        let labels = object.pointer("/metadata/labels").and_then(Value::as_object);
+        let labels = object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object);
         let get = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
         self.0.iter().all(|r| match r {
             Requirement::Exists(k) => get(k).is_some(),
             Requirement::NotExists(k) => get(k).is_none(),
             Requirement::In(k, values) => get(k).is_some_and(|v| values.iter().any(|x| x == v)),
             Requirement::NotIn(k, values) => get(k).is_none_or(|v| !values.iter().any(|x| x == v)),
-            Requirement::Greater(k, n) => get(k).and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *n),
-            Requirement::Less(k, n) => get(k).and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *n),
+            Requirement::Greater(k, n) => get(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v > *n),
+            Requirement::Less(k, n) => get(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v < *n),
         })
     }
 }
@@ -93,7 +99,9 @@ fn check_key(key: &str) -> Result<String, String> {
     };
     let name_ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     let prefix_ok = prefix.is_none_or(|p| !p.is_empty() && p.len() <= 253);
@@ -111,7 +119,9 @@ fn check_value(value: &str) -> Result<String, String> {
     let value = value.trim();
     let ok = value.is_empty()
         || (value.len() <= 63
-            && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             && value.starts_with(|c: char| c.is_ascii_alphanumeric())
             && value.ends_with(|c: char| c.is_ascii_alphanumeric()));
     if ok {
@@ -142,10 +152,9 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
     for (op, greater) in [(">", true), ("<", false)] {
         if let Some((key, value)) = part.split_once(op) {
             let key = check_key(key)?;
-            let n = value
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| format!("for 'Gt', 'Lt' operators, the value must be an integer: {value:?}"))?;
+            let n = value.trim().parse::<i64>().map_err(|_| {
+                format!("for 'Gt', 'Lt' operators, the value must be an integer: {value:?}")
+            })?;
             return Ok(if greater {
                 Requirement::Greater(key, n)
             } else {
@@ -169,7 +178,9 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
                     .map(check_value)
                     .collect::<Result<Vec<_>, _>>()?;
                 if values.iter().all(String::is_empty) {
-                    return Err(format!("{part:?}: for 'in', 'notin' operators, values set can't be empty"));
+                    return Err(format!(
+                        "{part:?}: for 'in', 'notin' operators, values set can't be empty"
+                    ));
                 }
                 return Ok(if negate {
                     Requirement::NotIn(key, values)
@@ -178,7 +189,9 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
                 });
             }
         }
-        return Err(format!("found '{rest}', expected: in, notin, =, ==, !=, gt, lt"));
+        return Err(format!(
+            "found '{rest}', expected: in, notin, =, ==, !=, gt, lt"
+        ));
     }
     Ok(Requirement::Exists(check_key(part)?))
 }
@@ -199,10 +212,14 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(format!("invalid selector: '{text}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{text}'; can't understand '{part}'"
+                ));
             };
             let field = field.trim();
-            if !["metadata.name", "metadata.namespace"].contains(&field) && !supported.contains(&field) {
+            if !["metadata.name", "metadata.namespace"].contains(&field)
+                && !supported.contains(&field)
+            {
                 return Err(format!("field label not supported: {field}"));
             }
             terms.push((field.to_string(), equal, value.trim().to_string()));
@@ -283,7 +300,10 @@ mod tests {
     fn bad_label_selectors_say_why() {
         for text in ["app in web", "a b", "-x=y", "app=in valid"] {
             let err = LabelSelector::parse(text).unwrap_err();
-            assert!(err.starts_with("unable to parse requirement"), "{text}: {err}");
+            assert!(
+                err.starts_with("unable to parse requirement"),
+                "{text}: {err}"
+            );
         }
     }
 

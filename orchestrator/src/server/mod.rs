@@ -76,13 +76,21 @@ pub async fn serve(
             let builder = auto::Builder::new(TokioExecutor::new());
             let result = match acceptor {
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls) => builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await,
+                    Ok(tls) => {
+                        builder
+                            .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                            .await
+                    }
                     Err(e) => {
                         tracing::debug!("TLS handshake failed: {e}");
                         return;
                     }
                 },
-                None => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
+                None => {
+                    builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await
+                }
             };
             if let Err(e) = result {
                 tracing::debug!("connection ended: {e}");
@@ -94,7 +102,12 @@ pub async fn serve(
 }
 
 /// Writes the admin kubeconfig (owner-readable only: it holds the token).
-pub fn write_kubeconfig(path: &Path, server: &str, ca_pem: Option<&str>, token: &str) -> io::Result<()> {
+pub fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca_pem: Option<&str>,
+    token: &str,
+) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let ca = match ca_pem {

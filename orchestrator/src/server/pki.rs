@@ -106,7 +106,9 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, Error> {
     }
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "wasmkube-ca");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "wasmkube-ca");
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -118,7 +120,9 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, Error> {
     let issuer = Issuer::new(ca_params, &ca_key);
 
     let mut params = CertificateParams::new(names.to_vec())?;
-    params.distinguished_name.push(DnType::CommonName, "wasmkube-apiserver");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "wasmkube-apiserver");
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -154,7 +158,10 @@ mod tests {
         assert_eq!(first.ca_pem, second.ca_pem);
         assert_eq!(first.token, second.token);
         assert_eq!(first.token.len(), 64);
-        let mode = fs::metadata(dir.path().join("server.key")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("server.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

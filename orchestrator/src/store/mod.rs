@@ -39,7 +39,10 @@ pub enum Error {
     Conflict { key: String, reason: String },
     /// A watch asked for history the store has compacted away.
     #[error("too old resource version: {requested} ({oldest})")]
-    Gone { requested: Revision, oldest: Revision },
+    Gone {
+        requested: Revision,
+        oldest: Revision,
+    },
     #[error("stored data is not valid JSON at {key}")]
     Corrupt {
         key: String,
@@ -87,7 +90,9 @@ pub enum Write {
 impl Write {
     pub fn key(&self) -> &str {
         match self {
-            Write::Create { key, .. } | Write::Update { key, .. } | Write::Delete { key, .. } => key,
+            Write::Create { key, .. } | Write::Update { key, .. } | Write::Delete { key, .. } => {
+                key
+            }
         }
     }
 }
@@ -159,7 +164,10 @@ pub(crate) fn stamp_revision(object: &mut Value, revision: Revision) {
             .entry("metadata")
             .or_insert_with(|| Value::Object(Default::default()));
         if let Some(metadata) = metadata.as_object_mut() {
-            metadata.insert("resourceVersion".into(), Value::String(revision.to_string()));
+            metadata.insert(
+                "resourceVersion".into(),
+                Value::String(revision.to_string()),
+            );
         }
     }
 }

@@ -32,7 +32,10 @@ async fn writes_bump_one_global_revision() {
     assert_eq!((rv(&a), rv(&b)), (1, 2));
     assert_eq!(store.revision(), 2);
     assert_eq!(store.get("/pods/default/a").unwrap().unwrap(), a);
-    let err = store.write(create("/pods/default/a", "a")).await.unwrap_err();
+    let err = store
+        .write(create("/pods/default/a", "a"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
 }
 
@@ -132,7 +135,16 @@ async fn compacted_history_is_gone() {
     store.compact().await.unwrap();
     assert_eq!(store.compacted(), 3);
     let err = store.watch("/x/", 1).unwrap_err();
-    assert!(matches!(err, Error::Gone { requested: 1, oldest: 4 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Gone {
+                requested: 1,
+                oldest: 4
+            }
+        ),
+        "{err}"
+    );
     let mut watch = store.watch("/x/", 3).unwrap();
     assert_eq!(watch.next().await.unwrap().unwrap().revision, 4);
 }

@@ -131,7 +131,10 @@ fn retain_keys_drops_the_other_volume_source() {
         json!({"spec": {"volumes": [{"name": "v", "hostPath": {"path": "/tmp"}}]}}),
         json!({"spec": {"volumes": [{"name": "v", "emptyDir": {}, "$retainKeys": ["emptyDir", "name"]}]}}),
     );
-    assert_eq!(result["spec"]["volumes"], json!([{"name": "v", "emptyDir": {}}]));
+    assert_eq!(
+        result["spec"]["volumes"],
+        json!([{"name": "v", "emptyDir": {}}])
+    );
 }
 
 #[test]
@@ -145,8 +148,14 @@ fn nested_lists_merge_by_their_own_keys() {
             "ports": [{"containerPort": 443}]}]}}),
     );
     let c = &result["spec"]["containers"][0];
-    assert_eq!(c["env"], json!([{"name": "A", "value": "1"}, {"name": "B", "value": "3"}]));
-    assert_eq!(c["ports"], json!([{"containerPort": 80, "name": "http"}, {"containerPort": 443}]));
+    assert_eq!(
+        c["env"],
+        json!([{"name": "A", "value": "1"}, {"name": "B", "value": "3"}])
+    );
+    assert_eq!(
+        c["ports"],
+        json!([{"containerPort": 80, "name": "http"}, {"containerPort": 443}])
+    );
 }
 
 #[test]
@@ -167,7 +176,10 @@ fn a_new_element_has_its_directives_resolved() {
         json!({"spec": {}}),
         json!({"spec": {"containers": [{"name": "c", "$setElementOrder/env": [{"name": "A"}], "env": [{"name": "A", "value": "1"}]}]}}),
     );
-    assert_eq!(result["spec"]["containers"], json!([{"name": "c", "env": [{"name": "A", "value": "1"}]}]));
+    assert_eq!(
+        result["spec"]["containers"],
+        json!([{"name": "c", "env": [{"name": "A", "value": "1"}]}])
+    );
 }
 
 #[test]
@@ -175,7 +187,10 @@ fn errors_are_reported() {
     let schema = crate::schema::named("io.k8s.api.core.v1.Pod");
     let missing_key = json!({"spec": {"containers": [{"image": "x"}]}});
     let err = strategic_merge(&json!({}), &missing_key, schema).unwrap_err();
-    assert!(err.contains("does not contain declared merge key: name"), "{err}");
+    assert!(
+        err.contains("does not contain declared merge key: name"),
+        "{err}"
+    );
     let unknown = json!({"metadata": {"$patch": "explode"}});
     let err = strategic_merge(&json!({}), &unknown, schema).unwrap_err();
     assert!(err.contains("Unknown patch type: explode"), "{err}");

@@ -12,12 +12,7 @@ use crate::admission::{Errors, Invalid, check_dns_label, check_dns_subdomain};
 pub use pod::qos_class;
 
 pub(crate) fn all() -> Vec<Resource> {
-    vec![
-        namespaces(),
-        pod::resource(),
-        nodes(),
-        events(),
-    ]
+    vec![namespaces(), pod::resource(), nodes(), events()]
 }
 
 /// Hooks that accept anything the typed decode accepts.
@@ -34,7 +29,8 @@ pub(crate) fn plain_hooks<T: DeserializeOwned>() -> Hooks {
 /// unknown fields are listed in `Ok`.
 pub(crate) fn decode<T: DeserializeOwned>(value: &Value) -> Result<Vec<String>, String> {
     let mut unknown = Vec::new();
-    let mut track = |path: serde_ignored::Path<'_>| unknown.push(crate::manifest::field_path(&path));
+    let mut track =
+        |path: serde_ignored::Path<'_>| unknown.push(crate::manifest::field_path(&path));
     let ignored = serde_ignored::Deserializer::new(value, &mut track);
     let result: Result<T, _> = serde_path_to_error::deserialize(ignored);
     match result {
@@ -42,7 +38,11 @@ pub(crate) fn decode<T: DeserializeOwned>(value: &Value) -> Result<Vec<String>, 
         Err(e) => {
             let path = e.path().to_string();
             let path = path.replace(".[", "[");
-            Err(format!("{}: {}", path.trim_start_matches('.'), e.into_inner()))
+            Err(format!(
+                "{}: {}",
+                path.trim_start_matches('.'),
+                e.into_inner()
+            ))
         }
     }
 }
@@ -55,7 +55,10 @@ fn name_of(object: &Value) -> &str {
 }
 
 fn kind_of(object: &Value) -> &str {
-    object.get("kind").and_then(Value::as_str).unwrap_or("Object")
+    object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("Object")
 }
 
 /// Name checks every object gets: a DNS subdomain.
@@ -75,7 +78,9 @@ fn namespaces() -> Resource {
         namespaced: false,
         short_names: &["ns"],
         categories: &[],
-        verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
+        verbs: &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ],
         subresources: &[
             Subresource {
                 name: "status",

@@ -86,7 +86,11 @@ fn defaults(pod: &mut Value) {
                 "IfNotPresent"
             };
             set_default(container, "imagePullPolicy", json!(pull));
-            set_default(container, "terminationMessagePath", json!("/dev/termination-log"));
+            set_default(
+                container,
+                "terminationMessagePath",
+                json!("/dev/termination-log"),
+            );
             set_default(container, "terminationMessagePolicy", json!("File"));
             set_default(container, "resources", json!({}));
             if let Some(ports) = container.get_mut("ports").and_then(Value::as_array_mut) {
@@ -95,7 +99,9 @@ fn defaults(pod: &mut Value) {
                 }
             }
             // Requests default to limits, as Kubernetes does.
-            if let Some(resources) = container.get_mut("resources").and_then(Value::as_object_mut)
+            if let Some(resources) = container
+                .get_mut("resources")
+                .and_then(Value::as_object_mut)
                 && let Some(limits) = resources.get("limits").and_then(Value::as_object).cloned()
             {
                 let requests = resources
@@ -219,7 +225,10 @@ mod tests {
             qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))),
             "Guaranteed"
         );
-        assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "1"}}))), "Burstable");
+        assert_eq!(
+            qos_class(&pod(json!({"requests": {"cpu": "1"}}))),
+            "Burstable"
+        );
     }
 
     #[test]
@@ -231,9 +240,15 @@ mod tests {
         defaults(&mut pod);
         assert_eq!(pod["spec"]["restartPolicy"], "Always");
         assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
-        assert_eq!(pod["spec"]["containers"][1]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(
+            pod["spec"]["containers"][1]["imagePullPolicy"],
+            "IfNotPresent"
+        );
         assert_eq!(pod["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
-        assert_eq!(pod["spec"]["containers"][0]["resources"]["requests"]["cpu"], "1");
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+            "1"
+        );
     }
 
     #[test]
@@ -241,6 +256,10 @@ mod tests {
         let pod = |image: &str, cmd: &str| json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": image, "command": [cmd]}]}});
         assert!(validate_update(&pod("b", "x"), &pod("a", "x")).is_ok());
         let err = validate_update(&pod("a", "y"), &pod("a", "x")).unwrap_err();
-        assert!(err.to_string().contains("pod updates may not change fields"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("pod updates may not change fields"),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,464 @@
+//! `wasmkube serve` driven by the real kubectl, as a user would: apply,
+//! get, describe, logs, watch, delete, restarts, persistence, crashes.
+//!
+//! kubectl is required: these tests fail (never skip) without it.
+
+mod server;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use server::Server;
+
+const SLEEPER: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web, tier: front}
+spec:
+  containers:
+  - name: main
+    image: toolbox
+    command: [\"sh\", \"-c\", \"echo started; i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done\"]
+";
+
+#[test]
+fn apply_get_describe_logs_delete() {
+    let server = Server::start();
+    let file = server.manifest("web.yaml", SLEEPER);
+    assert_eq!(
+        server.kubectl_ok(&["apply", "-f", &file]).trim(),
+        "pod/web created"
+    );
+    server.kubectl_ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=60s"]);
+
+    let table = server.kubectl_ok(&["get", "pods"]);
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["web", "1/1", "Running", "0"], "{table}");
+
+    let wide = server.kubectl_ok(&["get", "pods", "-o", "wide"]);
+    assert!(wide.lines().next().unwrap().contains("NODE"), "{wide}");
+    assert!(wide.contains(server.node_name()), "{wide}");
+
+    let labels = server.kubectl_ok(&["get", "pods", "--show-labels"]);
+    assert!(labels.contains("app=web,tier=front"), "{labels}");
+    let selected = server.kubectl_ok(&["get", "pods", "-l", "tier in (front)", "-o", "name"]);
+    assert_eq!(selected.trim(), "pod/web");
+    let none = server.kubectl(&["get", "pods", "-l", "tier=back"]);
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("No resources found in default namespace.")
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&server.kubectl_ok(&["get", "pod", "web", "-o", "json"])).unwrap();
+    assert_eq!(json["status"]["phase"], "Running");
+    assert_eq!(json["status"]["containerStatuses"][0]["ready"], true);
+    assert_eq!(json["spec"]["nodeName"], server.node_name());
+    let yaml = server.kubectl_ok(&["get", "pod", "web", "-o", "yaml"]);
+    assert!(yaml.contains("qosClass: BestEffort"), "{yaml}");
+
+    let describe = server.kubectl_ok(&["describe", "pod", "web"]);
+    for expected in [
+        "Status:       Running",
+        "Successfully assigned default/web to",
+        "Pulling image \"toolbox\"",
+        "Created container: main",
+        "Started container main",
+    ] {
+        assert!(
+            describe.contains(expected),
+            "missing {expected:?} in\n{describe}"
+        );
+    }
+
+    let logs = server.kubectl_ok(&["logs", "web"]);
+    assert!(logs.starts_with("started\ntick 0\n"), "{logs}");
+    let tail = server.kubectl_ok(&["logs", "web", "--tail=1"]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    assert!(tail.starts_with("tick "), "{tail}");
+    // Follow: the stream keeps delivering new lines.
+    let mut follow = server
+        .kubectl_command(&["logs", "-f", "web"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = server::read_lines_until(
+        follow.stdout.take().unwrap(),
+        Duration::from_secs(30),
+        |seen| seen.lines().filter(|l| l.starts_with("tick")).count() >= 4,
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        lines.lines().filter(|l| l.starts_with("tick")).count() >= 4,
+        "{lines}"
+    );
+
+    let started = Instant::now();
+    assert_eq!(
+        server.kubectl_ok(&["delete", "pod", "web"]).trim(),
+        "pod \"web\" deleted"
+    );
+    eprintln!("kubectl delete pod took {:?}", started.elapsed());
+    let gone = server.kubectl(&["get", "pod", "web"]);
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("pods \"web\" not found"));
+}
+
+#[test]
+fn apply_twice_replace_and_create_an_existing_object() {
+    let server = Server::start();
+    let file = server.manifest("web.yaml", SLEEPER);
+    server.kubectl_ok(&["apply", "-f", &file]);
+    assert_eq!(
+        server.kubectl_ok(&["apply", "-f", &file]).trim(),
+        "pod/web unchanged"
+    );
+    let changed = server.manifest(
+        "changed.yaml",
+        &SLEEPER.replace("tier: front", "tier: back"),
+    );
+    assert_eq!(
+        server.kubectl_ok(&["apply", "-f", &changed]).trim(),
+        "pod/web configured"
+    );
+    assert_eq!(
+        server.kubectl_ok(&[
+            "get",
+            "pod",
+            "web",
+            "-o",
+            "jsonpath={.metadata.labels.tier}"
+        ]),
+        "back"
+    );
+
+    let exists = server.kubectl(&["create", "-f", &file]);
+    assert!(!exists.status.success());
+    let stderr = String::from_utf8_lossy(&exists.stderr);
+    assert!(
+        stderr.contains("Error from server (AlreadyExists)")
+            && stderr.contains("pods \"web\" already exists"),
+        "{stderr}"
+    );
+
+    let replaced = server.manifest(
+        "replaced.yaml",
+        &SLEEPER.replace("image: toolbox", "image: toolbox:latest"),
+    );
+    assert_eq!(
+        server.kubectl_ok(&["replace", "-f", &replaced]).trim(),
+        "pod/web replaced"
+    );
+    assert_eq!(
+        server.kubectl_ok(&[
+            "get",
+            "pod",
+            "web",
+            "-o",
+            "jsonpath={.spec.containers[0].image}"
+        ]),
+        "toolbox:latest"
+    );
+    let forbidden = server.manifest(
+        "forbidden.yaml",
+        &SLEEPER.replace("echo started", "echo begun"),
+    );
+    let refused = server.kubectl(&["replace", "-f", &forbidden]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("pod updates may not change fields"));
+
+    // A typo is refused by the server-side validation kubectl asks for.
+    let typo = server.manifest(
+        "typo.yaml",
+        &SLEEPER.replace("name: web", "name: typo").replace(
+            "image: toolbox",
+            "image: toolbox\n    imagePullPolicyy: Always",
+        ),
+    );
+    let refused = server.kubectl(&["apply", "-f", &typo]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("unknown field \"spec.containers[0].imagePullPolicyy\""),
+        "{stderr}"
+    );
+
+    // Server-side apply records its manager.
+    server.kubectl_ok(&["apply", "--server-side", "-f", &changed]);
+    let managed = server.kubectl_ok(&["get", "pod", "web", "--show-managed-fields", "-o", "yaml"]);
+    assert!(
+        managed.contains("manager: kubectl\n    operation: Apply"),
+        "{managed}"
+    );
+    assert!(
+        managed.contains("manager: kubelet\n    operation: Update\n    subresource: status"),
+        "{managed}"
+    );
+}
+
+#[test]
+fn explain_api_resources_and_versions() {
+    let server = Server::start();
+    let explain = server.kubectl_ok(&["explain", "pod.spec.volumes"]);
+    assert!(explain.contains("FIELD: volumes <[]Volume>"), "{explain}");
+    assert!(explain.contains("emptyDir"), "{explain}");
+    let resources = server.kubectl_ok(&["api-resources"]);
+    let pods = resources.lines().find(|l| l.starts_with("pods ")).unwrap();
+    assert_eq!(
+        pods.split_whitespace().collect::<Vec<_>>(),
+        ["pods", "po", "v1", "true", "Pod"]
+    );
+    assert!(
+        server
+            .kubectl_ok(&["api-versions"])
+            .lines()
+            .any(|l| l == "v1")
+    );
+    let version = server.kubectl_ok(&["version"]);
+    assert!(version.contains("Server Version: v1.33"), "{version}");
+}
+
+#[test]
+fn every_dispatched_kubectl_version_lists_pods() {
+    // The dispatcher runs kubectl.1.<minor> binaries; 1.27-1.29 accept only
+    // the v2beta1 discovery format.
+    let server = Server::start();
+    let file = server.manifest("web.yaml", SLEEPER);
+    server.kubectl_ok(&["apply", "-f", &file]);
+    let dir = server::kubectl_dir();
+    for minor in 27..=33 {
+        let binary = dir.join(format!("kubectl.1.{minor}"));
+        assert!(binary.exists(), "{} is missing", binary.display());
+        let out = Command::new(&binary)
+            .env("KUBECONFIG", server.kubeconfig())
+            .args(["get", "pods"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("web"),
+            "kubectl 1.{minor}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn get_watch_sees_a_pod_run_and_complete() {
+    let server = Server::start();
+    let mut watch = server
+        .kubectl_command(&["get", "pods", "-w"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let file = server.manifest(
+        "once.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: once\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: toolbox\n    command: [sh, -c, \"sleep 1; echo done\"]\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &file]);
+    let seen = server::read_lines_until(stdout, Duration::from_secs(60), |seen| {
+        seen.contains("Completed")
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let statuses: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.starts_with("once "))
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert!(statuses.contains(&"Running"), "{seen}");
+    assert_eq!(statuses.last(), Some(&"Completed"), "{seen}");
+}
+
+#[test]
+fn a_crashing_container_backs_off_and_keeps_its_previous_log() {
+    let server = Server::start();
+    let file = server.manifest(
+        "crash.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: crash\nspec:\n  containers:\n  - name: c\n    image: toolbox\n    command: [sh, -c, \"echo attempt; exit 3\"]\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &file]);
+    server.wait_for(Duration::from_secs(60), || {
+        let restarts = server.kubectl_ok(&[
+            "get",
+            "pod",
+            "crash",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ]);
+        restarts.parse::<u32>().unwrap_or(0) >= 2
+    });
+    let previous = server.kubectl_ok(&["logs", "crash", "--previous"]);
+    assert_eq!(previous, "attempt\n");
+    let last = server.kubectl_ok(&[
+        "get",
+        "pod",
+        "crash",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}",
+    ]);
+    assert_eq!(last, "3");
+    server.wait_for(Duration::from_secs(30), || {
+        server
+            .kubectl_ok(&["describe", "pod", "crash"])
+            .contains("Back-off restarting failed container c in pod crash_default")
+    });
+    let status = server.kubectl_ok(&["get", "pod", "crash"]);
+    assert!(
+        status.contains("CrashLoopBackOff") || status.contains("Error"),
+        "{status}"
+    );
+}
+
+#[test]
+fn an_unknown_image_goes_err_image_pull_then_back_off() {
+    let server = Server::start();
+    let file = server.manifest(
+        "bad.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n    image: no-such-image:9.9\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &file]);
+    server.wait_for(Duration::from_secs(30), || {
+        server
+            .kubectl_ok(&["get", "pod", "bad"])
+            .contains("ImagePullBackOff")
+    });
+    let describe = server.kubectl_ok(&["describe", "pod", "bad"]);
+    assert!(
+        describe.contains("Failed to pull image \"no-such-image:9.9\""),
+        "{describe}"
+    );
+    assert!(
+        describe.contains("Back-off pulling image \"no-such-image:9.9\""),
+        "{describe}"
+    );
+}
+
+#[test]
+fn a_pod_that_does_not_fit_stays_pending_with_the_reason() {
+    let server = Server::start();
+    let file = server.manifest(
+        "big.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\nspec:\n  containers:\n  - name: c\n    image: toolbox\n    resources:\n      requests: {cpu: \"5000\"}\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &file]);
+    server.wait_for(Duration::from_secs(30), || {
+        server
+            .kubectl_ok(&["describe", "pod", "big"])
+            .contains("0/1 nodes are available: 1 Insufficient cpu.")
+    });
+    assert!(
+        server
+            .kubectl_ok(&["get", "pod", "big"])
+            .contains("Pending")
+    );
+}
+
+#[test]
+fn deleting_a_namespace_deletes_what_is_in_it() {
+    let server = Server::start();
+    let namespace = server.manifest(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n",
+    );
+    server.kubectl_ok(&["create", "-f", &namespace]);
+    let file = server.manifest("web.yaml", SLEEPER);
+    server.kubectl_ok(&["apply", "-n", "scratch", "-f", &file]);
+    server.kubectl_ok(&[
+        "wait",
+        "-n",
+        "scratch",
+        "--for=condition=Ready",
+        "pod/web",
+        "--timeout=60s",
+    ]);
+    server.kubectl_ok(&["delete", "namespace", "scratch", "--timeout=60s"]);
+    let gone = server.kubectl(&["get", "namespace", "scratch"]);
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("namespaces \"scratch\" not found"));
+    let denied = server.kubectl(&["get", "pods", "-n", "scratch"]);
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("No resources found"));
+}
+
+#[test]
+fn objects_and_pods_come_back_after_a_restart() {
+    let mut server = Server::start();
+    let file = server.manifest("web.yaml", SLEEPER);
+    server.kubectl_ok(&["apply", "-f", &file]);
+    let namespace = server.manifest(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kept\n",
+    );
+    server.kubectl_ok(&["create", "-f", &namespace]);
+    server.kubectl_ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=60s"]);
+    let uid = server.kubectl_ok(&["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"]);
+    server.restart(false);
+    assert_eq!(
+        server.kubectl_ok(&["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"]),
+        uid
+    );
+    assert!(server.kubectl_ok(&["get", "namespaces"]).contains("kept"));
+    server.kubectl_ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=60s"]);
+    let logs = server.kubectl_ok(&["logs", "web"]);
+    assert!(logs.contains("started"), "{logs}");
+}
+
+#[test]
+fn kill_9_during_a_burst_of_writes_loses_no_acknowledged_write() {
+    let mut server = Server::start();
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for writer in 0..6 {
+        let kubeconfig = server.kubeconfig().to_path_buf();
+        let acknowledged = acknowledged.clone();
+        let stop = stop.clone();
+        writers.push(std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let name = format!("burst-{writer}-{i}");
+                let mut child = Command::new("kubectl")
+                    .env("KUBECONFIG", &kubeconfig)
+                    .args(["create", "--validate=false", "-f", "-"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let manifest = format!("{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{{\"name\":\"{name}\"}}}}");
+                std::io::Write::write_all(&mut child.stdin.take().unwrap(), manifest.as_bytes()).unwrap();
+                let out = child.wait_with_output().unwrap();
+                if out.status.success() {
+                    acknowledged.lock().unwrap().push(name);
+                }
+                i += 1;
+            }
+        }));
+    }
+    server.wait_for(Duration::from_secs(60), || {
+        acknowledged.lock().unwrap().len() >= 30
+    });
+    server.kill_9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    server.restart(true);
+    let listed = server.kubectl_ok(&["get", "namespaces", "-o", "name"]);
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|n| !listed.lines().any(|l| l == format!("namespace/{n}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but lost after kill -9: {missing:?}"
+    );
+    eprintln!(
+        "{} acknowledged writes all survived kill -9",
+        acknowledged.len()
+    );
+}

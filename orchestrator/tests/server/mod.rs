@@ -1,0 +1,194 @@
+//! Runs `wasmkube serve` for a test and drives it with the real kubectl.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A server on a free loopback port with its own data directory.
+pub struct Server {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    node: String,
+}
+
+/// The directory of the kubectl on PATH; the tests fail without one.
+pub fn kubectl_dir() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join("kubectl");
+        if candidate.is_file() {
+            let real = std::fs::canonicalize(&candidate).unwrap_or(candidate);
+            return real.parent().unwrap().to_path_buf();
+        }
+    }
+    panic!("kubectl is not on PATH: the end-to-end tests need the real kubectl");
+}
+
+/// Reads lines from `source` until `enough` holds for what was read or
+/// `limit` passes.
+pub fn read_lines_until(
+    source: impl Read + Send + 'static,
+    limit: Duration,
+    enough: impl Fn(&str) -> bool,
+) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(source).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let deadline = Instant::now() + limit;
+    while !enough(&seen) && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+    }
+    seen
+}
+
+impl Server {
+    pub fn start() -> Server {
+        kubectl_dir();
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server {
+            child: None,
+            dir,
+            node: "test-node".into(),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wasmkube"))
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--restart-backoff",
+                "200ms",
+                "--node-name",
+                &self.node,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let seen = read_lines_until(stdout, Duration::from_secs(60), |s| {
+            s.contains("kubectl get nodes")
+        });
+        assert!(
+            seen.contains("serving the Kubernetes API on https://127.0.0.1:"),
+            "the server did not start: {seen}"
+        );
+        self.child = Some(child);
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.node
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// Writes a manifest into the data directory's scratch space.
+    pub fn manifest(&self, name: &str, text: &str) -> String {
+        let dir = self.dir.path().join("manifests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("kubectl");
+        command.env("KUBECONFIG", self.kubeconfig()).args(args);
+        command
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_command(args).output().expect("kubectl runs")
+    }
+
+    /// Runs kubectl and returns its stdout, failing the test on an error.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Polls `done` until it holds; fails the test after `limit`.
+    pub fn wait_for(&self, limit: Duration, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "condition not reached within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM and wait (graceful), or nothing if already gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same data directory (after stopping
+    /// it gracefully unless `already_stopped`).
+    pub fn restart(&mut self, already_stopped: bool) {
+        if !already_stopped {
+            self.stop();
+        }
+        self.spawn();
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
