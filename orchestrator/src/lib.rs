@@ -3,19 +3,25 @@
 //!
 //! # Where to start
 //!
-//! [`play::play`] runs Pod manifests directly on the runtime
-//! (`wasmkube play -f pod.yaml`): [`manifest`] reads them, [`admission`]
-//! validates them, [`kubelet::pod_spec`] translates them for the runtime
-//! crate `wasmkube_runtime`.
+//! [`cluster::Cluster`] is a whole single-node cluster: start one, then talk
+//! to [`cluster::Cluster::router`] (in-process, e.g. with `kube::Client`) or
+//! serve it with [`server::serve`] as `wasmkube serve` does. Every write goes
+//! through the [`registry`] into the [`store`]; the [`scheduler`],
+//! [`kubelet`] and [`controllers`] watch the store and converge toward it.
+//! [`play::play`] runs Pod manifests without a server.
 //!
 //! # Layout
 //!
-//! - [`manifest`]: multi-document YAML into typed objects, strict fields.
-//! - [`admission`]: validation with Kubernetes' field paths and wording.
-//! - [`quantity`]: resource quantities (`128Mi`, `500m`).
-//! - [`kubelet`]: Pods into runtime pods.
-//! - [`play`]: the `play` command.
-//! - [`data_dir`]: where wasmkube keeps its state by default.
+//! - [`store`]: redb objects, one global revision, revision log, watches.
+//! - [`registry`]: Kubernetes object semantics over the store (metadata,
+//!   concurrency, status, deletion, selectors), the resource descriptors.
+//! - [`api`]: the REST API (axum): discovery, OpenAPI, verbs, watch, Tables.
+//! - [`patch`]: JSON, merge and strategic merge patches.
+//! - [`schema`]: OpenAPI schemas with Kubernetes' extensions.
+//! - [`server`]: HTTPS, the CA and token, the kubeconfig.
+//! - [`scheduler`], [`kubelet`], [`controllers`], [`events`].
+//! - [`admission`], [`quantity`], [`manifest`]: validation and parsing.
+//! - [`play`], [`data_dir`]: the serverless `play` command and defaults.
 
 pub mod admission;
 pub mod api;

@@ -1,0 +1,204 @@
+//! Durable writes through the API against raw redb, list latency with
+//! 10,000 pods, and watch fan-out — each printed with its baseline from the
+//! same run, because absolute times on shared machines are noise.
+//!
+//! `cargo bench -p wasmkube --bench api_store`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use wasmkube::api::{ApiState, router};
+use wasmkube::registry::{Registry, Resources, WriteOptions};
+use wasmkube::store::{RedbStore, StoreOptions};
+
+const TABLE: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("objects");
+
+fn pod(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench", "tier": "x"}},
+        "spec": {"containers": [{"name": "c", "image": "toolbox", "command": ["sleep", "3600"],
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}})
+}
+
+/// Raw redb: one durable commit per write of the same bytes.
+fn raw_redb_writes_per_second(dir: &std::path::Path, bytes: &[u8], count: usize) -> f64 {
+    let db = redb::Database::create(dir.join("raw.redb")).unwrap();
+    let started = Instant::now();
+    for i in 0..count {
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(TABLE).unwrap();
+            table.insert(format!("/core/pods/default/raw-{i}").as_str(), bytes).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn post(client: &Client<HttpConnector, Body>, url: &str, body: &Value) -> u16 {
+    let request = axum::http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let code = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    code
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("store.redb"), StoreOptions::default()).unwrap();
+    let registry = Registry::new(Arc::new(store.clone()), Resources::builtin());
+    let namespaces = registry.resource("", "Namespace");
+    registry
+        .create(&namespaces, None, json!({"metadata": {"name": "default"}}), &WriteOptions::manager("bench"))
+        .await
+        .unwrap();
+    let app = router(ApiState {
+        registry: registry.clone(),
+        token: None,
+        logs: None,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(wasmkube::server::serve(listener, app, None, async {
+        let _ = stopped.await;
+    }));
+    let base = format!("http://{address}");
+    let url = format!("{base}/api/v1/namespaces/default/pods");
+
+    // --- durable writes -------------------------------------------------
+    let sample = serde_json::to_vec(&pod("sample-pod-name")).unwrap();
+    let raw = raw_redb_writes_per_second(dir.path(), &sample, 300);
+    println!("raw redb, one durable commit per write ({} bytes): {raw:.0} writes/s", sample.len());
+    let mut total = 0usize;
+    for clients in [1usize, 16, 64] {
+        let per_client = if clients == 1 { 300 } else { 4000 / clients };
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
+                for i in 0..per_client {
+                    let code = post(&client, &url, &pod(&format!("w{clients}-{c}-{i}"))).await;
+                    assert_eq!(code, 201);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let writes = clients * per_client;
+        total += writes;
+        let rate = writes as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "API, {clients:>2} concurrent clients: {rate:.0} durable writes/s = {:.1}x raw single-commit redb",
+            rate / raw
+        );
+    }
+
+    // --- list latency with 10,000 pods ----------------------------------
+    let pods = registry.resource("", "Pod");
+    let missing = 10_000usize.saturating_sub(total);
+    let mut writes = Vec::new();
+    for i in 0..missing {
+        let registry = registry.clone();
+        let pods = pods.clone();
+        writes.push(tokio::spawn(async move {
+            registry
+                .create(&pods, Some("default"), pod(&format!("fill-{i}")), &WriteOptions::manager("bench"))
+                .await
+                .unwrap();
+        }));
+    }
+    for w in writes {
+        w.await.unwrap();
+    }
+    let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
+    let get = |accept: &'static str| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let started = Instant::now();
+            let request = axum::http::Request::get(&url).header("accept", accept).body(Body::empty()).unwrap();
+            let body = client.request(request).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+            (started.elapsed(), body.len())
+        }
+    };
+    let (json_time, json_bytes) = get("application/json").await;
+    let (table_time, _) = get("application/json;as=Table;v=v1;g=meta.k8s.io").await;
+    let db_started = Instant::now();
+    let page = wasmkube::store::Store::list(&store, "/core/pods/default/", None, 0).unwrap();
+    let raw_scan = db_started.elapsed();
+    println!(
+        "list {} pods: JSON {:.0} ms ({} MB), Table {:.0} ms; the store's own scan+parse {:.0} ms ({:.1}x)",
+        page.items.len(),
+        json_time.as_secs_f64() * 1000.0,
+        json_bytes / 1_000_000,
+        table_time.as_secs_f64() * 1000.0,
+        raw_scan.as_secs_f64() * 1000.0,
+        json_time.as_secs_f64() / raw_scan.as_secs_f64()
+    );
+
+    // --- watch fan-out ----------------------------------------------------
+    let revision = wasmkube::store::Store::revision(&store);
+    let events = 200usize;
+    let watchers = 100usize;
+    let mut readers = Vec::new();
+    let ready = Arc::new(tokio::sync::Barrier::new(watchers + 1));
+    for _ in 0..watchers {
+        let client = client.clone();
+        let url = format!("{url}?watch=true&resourceVersion={revision}&labelSelector=app%3Dfan");
+        let ready = ready.clone();
+        readers.push(tokio::spawn(async move {
+            let request = axum::http::Request::get(&url).body(Body::empty()).unwrap();
+            let mut body = client.request(request).await.unwrap().into_body();
+            ready.wait().await;
+            let mut lines = 0;
+            while lines < events {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            lines += data.iter().filter(|b| **b == b'\n').count();
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            Instant::now()
+        }));
+    }
+    ready.wait().await;
+    let started = Instant::now();
+    for i in 0..events {
+        let mut p = pod(&format!("fan-{i}"));
+        p["metadata"]["labels"]["app"] = json!("fan");
+        registry.create(&pods, Some("default"), p, &WriteOptions::manager("bench")).await.unwrap();
+    }
+    let writes_done = started.elapsed();
+    let mut last = started;
+    for r in readers {
+        last = last.max(tokio::time::timeout(Duration::from_secs(60), r).await.unwrap().unwrap());
+    }
+    let all = last - started;
+    println!(
+        "watch fan-out: {events} sequential writes to {watchers} HTTP watchers: all delivered {:.0} ms after the first write; the writes alone took {:.0} ms ({:.2}x); {:.0} events/s delivered",
+        all.as_secs_f64() * 1000.0,
+        writes_done.as_secs_f64() * 1000.0,
+        all.as_secs_f64() / writes_done.as_secs_f64(),
+        (events * watchers) as f64 / all.as_secs_f64()
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+    store.close();
+}
