@@ -34,7 +34,9 @@ fn raw_redb_writes_per_second(dir: &std::path::Path, bytes: &[u8], count: usize)
         let txn = db.begin_write().unwrap();
         {
             let mut table = txn.open_table(TABLE).unwrap();
-            table.insert(format!("/core/pods/default/raw-{i}").as_str(), bytes).unwrap();
+            table
+                .insert(format!("/core/pods/default/raw-{i}").as_str(), bytes)
+                .unwrap();
         }
         txn.commit().unwrap();
     }
@@ -59,7 +61,12 @@ async fn main() {
     let registry = Registry::new(Arc::new(store.clone()), Resources::builtin());
     let namespaces = registry.resource("", "Namespace");
     registry
-        .create(&namespaces, None, json!({"metadata": {"name": "default"}}), &WriteOptions::manager("bench"))
+        .create(
+            &namespaces,
+            None,
+            json!({"metadata": {"name": "default"}}),
+            &WriteOptions::manager("bench"),
+        )
         .await
         .unwrap();
     let app = router(ApiState {
@@ -79,7 +86,10 @@ async fn main() {
     // --- durable writes -------------------------------------------------
     let sample = serde_json::to_vec(&pod("sample-pod-name")).unwrap();
     let raw = raw_redb_writes_per_second(dir.path(), &sample, 300);
-    println!("raw redb, one durable commit per write ({} bytes): {raw:.0} writes/s", sample.len());
+    println!(
+        "raw redb, one durable commit per write ({} bytes): {raw:.0} writes/s",
+        sample.len()
+    );
     let mut total = 0usize;
     for clients in [1usize, 16, 64] {
         let per_client = if clients == 1 { 300 } else { 4000 / clients };
@@ -88,7 +98,8 @@ async fn main() {
         for c in 0..clients {
             let url = url.clone();
             tasks.push(tokio::spawn(async move {
-                let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
+                let client: Client<HttpConnector, Body> =
+                    Client::builder(TokioExecutor::new()).build_http();
                 for i in 0..per_client {
                     let code = post(&client, &url, &pod(&format!("w{clients}-{c}-{i}"))).await;
                     assert_eq!(code, 201);
@@ -116,7 +127,12 @@ async fn main() {
         let pods = pods.clone();
         writes.push(tokio::spawn(async move {
             registry
-                .create(&pods, Some("default"), pod(&format!("fill-{i}")), &WriteOptions::manager("bench"))
+                .create(
+                    &pods,
+                    Some("default"),
+                    pod(&format!("fill-{i}")),
+                    &WriteOptions::manager("bench"),
+                )
                 .await
                 .unwrap();
         }));
@@ -130,8 +146,19 @@ async fn main() {
         let url = url.clone();
         async move {
             let started = Instant::now();
-            let request = axum::http::Request::get(&url).header("accept", accept).body(Body::empty()).unwrap();
-            let body = client.request(request).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+            let request = axum::http::Request::get(&url)
+                .header("accept", accept)
+                .body(Body::empty())
+                .unwrap();
+            let body = client
+                .request(request)
+                .await
+                .unwrap()
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes();
             (started.elapsed(), body.len())
         }
     };
@@ -183,12 +210,20 @@ async fn main() {
     for i in 0..events {
         let mut p = pod(&format!("fan-{i}"));
         p["metadata"]["labels"]["app"] = json!("fan");
-        registry.create(&pods, Some("default"), p, &WriteOptions::manager("bench")).await.unwrap();
+        registry
+            .create(&pods, Some("default"), p, &WriteOptions::manager("bench"))
+            .await
+            .unwrap();
     }
     let writes_done = started.elapsed();
     let mut last = started;
     for r in readers {
-        last = last.max(tokio::time::timeout(Duration::from_secs(60), r).await.unwrap().unwrap());
+        last = last.max(
+            tokio::time::timeout(Duration::from_secs(60), r)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     let all = last - started;
     println!(

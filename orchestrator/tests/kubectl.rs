@@ -361,11 +361,13 @@ fn a_pod_that_does_not_fit_stays_pending_with_the_reason() {
 #[test]
 fn deleting_a_namespace_deletes_what_is_in_it() {
     let server = Server::start();
-    let namespace = server.manifest(
-        "ns.yaml",
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n",
+    // `create namespace` sends protobuf, as every typed kubectl generator does.
+    assert_eq!(
+        server
+            .kubectl_ok(&["create", "namespace", "scratch"])
+            .trim(),
+        "namespace/scratch created"
     );
-    server.kubectl_ok(&["create", "-f", &namespace]);
     let file = server.manifest("web.yaml", SLEEPER);
     server.kubectl_ok(&["apply", "-n", "scratch", "-f", &file]);
     server.kubectl_ok(&[

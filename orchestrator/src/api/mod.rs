@@ -8,6 +8,7 @@
 mod discovery;
 pub mod objects;
 mod openapi;
+mod protobuf;
 mod query;
 mod response;
 pub mod table;

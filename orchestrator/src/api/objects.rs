@@ -141,15 +141,15 @@ fn content_type(headers: &HeaderMap) -> &str {
         .unwrap_or("application/json")
 }
 
-/// Reads a JSON (or YAML) request body.
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
+/// Reads a JSON, YAML or Kubernetes-protobuf request body for an object
+/// whose OpenAPI schema is `schema`.
+fn parse_body(headers: &HeaderMap, body: &[u8], schema: &str) -> Result<Value> {
     let media = content_type(headers).split(';').next().unwrap_or("").trim();
     match media {
         "application/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| Error::BadRequest(format!("error decoding YAML body: {e}"))),
-        "application/vnd.kubernetes.protobuf" => Err(Error::UnsupportedMediaType(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml".into(),
-        )),
+        "application/vnd.kubernetes.protobuf" => super::protobuf::decode(body, schema)
+            .map_err(|e| Error::BadRequest(format!("error decoding protobuf body: {e}"))),
         _ => serde_json::from_slice(body)
             .map_err(|e| Error::BadRequest(format!("error decoding request body as JSON: {e}"))),
     }
@@ -288,7 +288,7 @@ async fn handle(
         }
         (&Method::POST, None, None) => {
             verb_allowed(resource, "create")?;
-            let body = parse_body(&headers, &body)?;
+            let body = parse_body(&headers, &body, resource.schema)?;
             let written = registry
                 .create(resource, namespace, body, &write_options(&query)?)
                 .await?;
@@ -300,7 +300,7 @@ async fn handle(
         (&Method::PUT, Some(name), sub) => {
             verb_allowed(resource, "update")?;
             let sub = writable_subresource(sub)?;
-            let body = parse_body(&headers, &body)?;
+            let body = parse_body(&headers, &body, resource.schema)?;
             let written = registry
                 .update(
                     resource,
@@ -406,7 +406,11 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Del
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        parse_body(headers, body)?
+        parse_body(
+            headers,
+            body,
+            "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
+        )?
     };
     let grace = match query.number::<i64>("gracePeriodSeconds")? {
         Some(g) => Some(g),
