@@ -90,9 +90,45 @@ async fn main() {
         "raw redb, one durable commit per write ({} bytes): {raw:.0} writes/s",
         sample.len()
     );
+    // The registry alone (no HTTP), to attribute the cost.
+    let pods = registry.resource("", "Pod");
+    for clients in [1usize, 64] {
+        let per_client = if clients == 1 { 300 } else { 4000 / clients };
+        let commits_before = store.commits();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let registry = registry.clone();
+            let pods = pods.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..per_client {
+                    registry
+                        .create(
+                            &pods,
+                            Some("default"),
+                            pod(&format!("r{clients}-{c}-{i}")),
+                            &WriteOptions::manager("bench"),
+                        )
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let writes = clients * per_client;
+        let rate = writes as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "registry in-process, {clients:>2} concurrent writers: {rate:.0} durable writes/s = {:.1}x raw; {:.1} writes per commit",
+            rate / raw,
+            writes as f64 / (store.commits() - commits_before) as f64
+        );
+    }
     let mut total = 0usize;
     for clients in [1usize, 16, 64] {
         let per_client = if clients == 1 { 300 } else { 4000 / clients };
+        let commits_before = store.commits();
         let started = Instant::now();
         let mut tasks = Vec::new();
         for c in 0..clients {
@@ -113,14 +149,14 @@ async fn main() {
         total += writes;
         let rate = writes as f64 / started.elapsed().as_secs_f64();
         println!(
-            "API, {clients:>2} concurrent clients: {rate:.0} durable writes/s = {:.1}x raw single-commit redb",
-            rate / raw
+            "API, {clients:>2} concurrent clients: {rate:.0} durable writes/s = {:.1}x raw single-commit redb; {:.1} writes per commit",
+            rate / raw,
+            writes as f64 / (store.commits() - commits_before) as f64
         );
     }
 
     // --- list latency with 10,000 pods ----------------------------------
-    let pods = registry.resource("", "Pod");
-    let missing = 10_000usize.saturating_sub(total);
+    let missing = 10_000usize.saturating_sub(total + 300 + 4000 / 64 * 64);
     let mut writes = Vec::new();
     for i in 0..missing {
         let registry = registry.clone();

@@ -464,3 +464,52 @@ fn kill_9_during_a_burst_of_writes_loses_no_acknowledged_write() {
         acknowledged.len()
     );
 }
+
+#[test]
+fn init_containers_run_first_and_show_as_init() {
+    let server = Server::start();
+    let file = server.manifest(
+        "init.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: init-demo
+spec:
+  restartPolicy: Never
+  initContainers:
+  - name: prepare
+    image: toolbox
+    command: [sh, -c, \"sleep 2; echo prepared > /work/ready\"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: main
+    image: toolbox
+    command: [sh, -c, \"cat /work/ready\"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  volumes: [{name: work, emptyDir: {}}]
+",
+    );
+    server.kubectl_ok(&["apply", "-f", &file]);
+    server.wait_for(Duration::from_secs(30), || {
+        server
+            .kubectl_ok(&["get", "pod", "init-demo"])
+            .contains("Init:0/1")
+    });
+    server.wait_for(Duration::from_secs(60), || {
+        server
+            .kubectl_ok(&["get", "pod", "init-demo"])
+            .contains("Completed")
+    });
+    assert_eq!(
+        server.kubectl_ok(&["logs", "init-demo", "-c", "main"]),
+        "prepared\n"
+    );
+    let init = server.kubectl_ok(&[
+        "get",
+        "pod",
+        "init-demo",
+        "-o",
+        "jsonpath={.status.initContainerStatuses[0].state.terminated.reason}",
+    ]);
+    assert_eq!(init, "Completed");
+}

@@ -40,6 +40,7 @@ fn main() {
                 namespace: "default".into(),
                 volumes: vec![],
             },
+            init_containers: vec![],
             containers: vec![ContainerSpec {
                 name: "sleep".into(),
                 image: "toolbox".into(),

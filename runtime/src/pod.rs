@@ -68,6 +68,9 @@ impl Backoff {
 pub struct PodSpec {
     /// Its sandbox (uid, name, volumes).
     pub sandbox: SandboxSpec,
+    /// Init containers: run one after another, each to success (restarted
+    /// on failure unless the policy is Never), before `containers` start.
+    pub init_containers: Vec<ContainerSpec>,
     /// Its containers, started together.
     pub containers: Vec<ContainerSpec>,
     /// When containers are restarted.
@@ -141,6 +144,8 @@ impl ContainerStatus {
 /// The status of a pod's containers.
 #[derive(Debug, Clone)]
 pub struct PodStatus {
+    /// One per init container, in spec order.
+    pub init_containers: Vec<ContainerStatus>,
     /// One per container, in spec order.
     pub containers: Vec<ContainerStatus>,
     /// True once no container is running or going to run again.
@@ -169,14 +174,13 @@ impl PodRunner {
     /// run on the runtime's own threads).
     pub fn start(runtime: &Runtime, spec: PodSpec) -> Result<PodRunner, sandbox::Error> {
         let sandbox = runtime.run_pod_sandbox(spec.sandbox.clone())?;
-        let initial = PodStatus {
-            containers: spec
-                .containers
+        let waiting = |containers: &[ContainerSpec], reason: &str| -> Vec<ContainerStatus> {
+            containers
                 .iter()
                 .map(|c| ContainerStatus {
                     name: c.name.clone(),
                     state: ContainerState::Waiting {
-                        reason: "ContainerCreating".into(),
+                        reason: reason.into(),
                         message: None,
                     },
                     last_termination: None,
@@ -184,7 +188,16 @@ impl PodRunner {
                     log_path: None,
                     usage: None,
                 })
-                .collect(),
+                .collect()
+        };
+        let main_reason = if spec.init_containers.is_empty() {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
+        let initial = PodStatus {
+            init_containers: waiting(&spec.init_containers, "PodInitializing"),
+            containers: waiting(&spec.containers, main_reason),
             finished: spec.containers.is_empty(),
         };
         let (status_tx, status) = watch::channel(initial);
@@ -192,18 +205,60 @@ impl PodRunner {
         let (stop, _) = watch::channel(false);
         let mut loops = JoinSet::new();
         let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(spec.containers.len()));
-        for (index, container) in spec.containers.iter().enumerate() {
-            let supervisor = Supervisor {
-                sandbox: sandbox.clone(),
-                spec: container.clone(),
-                index,
-                policy: spec.restart_policy,
-                backoff: spec.backoff,
-                status: Arc::clone(&status_tx),
-                stop: stop.subscribe(),
-                remaining: Arc::clone(&remaining),
-            };
-            loops.spawn(supervisor.run());
+        let supervisor = |container: &ContainerSpec, index: usize, init: bool| Supervisor {
+            sandbox: sandbox.clone(),
+            spec: container.clone(),
+            index,
+            init,
+            policy: match (init, spec.restart_policy) {
+                // An init container must succeed: it is retried unless the
+                // pod never restarts anything.
+                (true, RestartPolicy::Never) => RestartPolicy::Never,
+                (true, _) => RestartPolicy::OnFailure,
+                (false, policy) => policy,
+            },
+            backoff: spec.backoff,
+            status: Arc::clone(&status_tx),
+            stop: stop.subscribe(),
+            remaining: Arc::clone(&remaining),
+        };
+        let main: Vec<Supervisor> = spec
+            .containers
+            .iter()
+            .enumerate()
+            .map(|(index, c)| supervisor(c, index, false))
+            .collect();
+        if spec.init_containers.is_empty() {
+            for s in main {
+                loops.spawn(s.run());
+            }
+        } else {
+            let init: Vec<Supervisor> = spec
+                .init_containers
+                .iter()
+                .enumerate()
+                .map(|(index, c)| supervisor(c, index, true))
+                .collect();
+            let status = Arc::clone(&status_tx);
+            let stopped = stop.subscribe();
+            loops.spawn(async move {
+                for s in init {
+                    let index = s.index;
+                    s.run().await;
+                    let succeeded = status.borrow().init_containers[index]
+                        .terminated()
+                        .is_some_and(ExitStatus::success);
+                    if !succeeded || *stopped.borrow() {
+                        status.send_modify(|s| s.finished = true);
+                        return;
+                    }
+                }
+                let mut set = JoinSet::new();
+                for s in main {
+                    set.spawn(s.run());
+                }
+                while set.join_next().await.is_some() {}
+            });
         }
         Ok(PodRunner {
             sandbox,
@@ -245,6 +300,8 @@ struct Supervisor {
     sandbox: Sandbox,
     spec: ContainerSpec,
     index: usize,
+    /// An init container (its status is in `init_containers`).
+    init: bool,
     policy: RestartPolicy,
     backoff: Backoff,
     status: Arc<watch::Sender<PodStatus>>,
@@ -254,8 +311,14 @@ struct Supervisor {
 
 impl Supervisor {
     fn update(&self, f: impl FnOnce(&mut ContainerStatus)) {
-        self.status
-            .send_modify(|s| f(&mut s.containers[self.index]));
+        self.status.send_modify(|s| {
+            let list = if self.init {
+                &mut s.init_containers
+            } else {
+                &mut s.containers
+            };
+            f(&mut list[self.index])
+        });
     }
 
     /// Sleeps for `delay` unless the pod is stopped first; true if stopped.
@@ -366,10 +429,11 @@ impl Supervisor {
             }
             restart_count += 1;
         }
-        if self
-            .remaining
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
-            == 1
+        if !self.init
+            && self
+                .remaining
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+                == 1
         {
             self.status.send_modify(|s| s.finished = true);
         }

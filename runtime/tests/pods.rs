@@ -16,6 +16,7 @@ const FAST: Backoff = Backoff {
 fn pod(containers: Vec<ContainerSpec>, volumes: &[&str], policy: RestartPolicy) -> PodSpec {
     PodSpec {
         sandbox: sandbox_spec(volumes),
+        init_containers: vec![],
         containers,
         restart_policy: policy,
         backoff: FAST,
@@ -202,5 +203,49 @@ async fn a_missing_image_waits_in_err_image_pull() {
     );
     let sandbox = runner.sandbox().clone();
     runner.stop().await;
+    sandbox.remove().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_containers_run_in_order_before_the_containers() {
+    let mut first = sh("first", "echo one > /work/order");
+    first.mounts = vec![mount("work", "/work")];
+    // Fails once (no marker yet), then succeeds: retried under OnFailure.
+    let mut second = sh(
+        "second",
+        "if [ -f /work/tried ]; then echo two >> /work/order; else touch /work/tried; exit 1; fi",
+    );
+    second.mounts = vec![mount("work", "/work")];
+    let mut main = sh("main", "cat /work/order");
+    main.mounts = vec![mount("work", "/work")];
+    let mut spec = pod(vec![main], &["work"], RestartPolicy::OnFailure);
+    spec.init_containers = vec![first, second];
+    let runner = PodRunner::start(runtime(), spec).unwrap();
+    let (status, sandbox) = finish(runner).await;
+    assert!(status.finished);
+    assert_eq!(
+        status.init_containers[1].restart_count, 1,
+        "{:?}",
+        status.init_containers[1]
+    );
+    assert_eq!(log_of(&status.containers[0]), ["one", "two"]);
+    sandbox.remove().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_init_container_under_never_ends_the_pod_before_it_starts() {
+    let mut spec = pod(vec![sh("main", "echo never")], &[], RestartPolicy::Never);
+    spec.init_containers = vec![sh("init", "exit 7")];
+    let runner = PodRunner::start(runtime(), spec).unwrap();
+    let (status, sandbox) = finish(runner).await;
+    assert!(status.finished);
+    assert_eq!(
+        status.init_containers[0].terminated().map(|e| e.exit_code),
+        Some(7)
+    );
+    assert!(matches!(
+        &status.containers[0].state,
+        ContainerState::Waiting { reason, .. } if reason == "PodInitializing"
+    ));
     sandbox.remove().unwrap();
 }

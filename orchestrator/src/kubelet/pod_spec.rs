@@ -233,12 +233,6 @@ pub fn to_runtime(pod: &Pod, node: &NodeInfo, options: &Options) -> Result<PodSp
         .spec
         .as_ref()
         .ok_or_else(|| unsupported("spec".into(), "Required value".into()))?;
-    if spec.init_containers.as_ref().is_some_and(|i| !i.is_empty()) {
-        return Err(unsupported(
-            "spec.initContainers".into(),
-            "init containers are not supported yet".into(),
-        ));
-    }
     let volumes = spec
         .volumes
         .iter()
@@ -246,46 +240,28 @@ pub fn to_runtime(pod: &Pod, node: &NodeInfo, options: &Options) -> Result<PodSp
         .enumerate()
         .map(|(i, v)| volume(&name, i, v))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut containers = Vec::new();
-    for (i, c) in spec.containers.iter().enumerate() {
-        let field = format!("spec.containers[{i}]");
-        let env = container_env(pod, node, c, &field, &unsupported)?;
-        let lookup = |n: &str| {
-            env.iter()
-                .rev()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
+    let translate =
+        |list: &str, containers: &[Container]| -> Result<Vec<ContainerSpec>, Unsupported> {
+            let mut out = Vec::new();
+            for (i, c) in containers.iter().enumerate() {
+                let field = format!("spec.{list}[{i}]");
+                out.push(container_spec(
+                    pod,
+                    node,
+                    options,
+                    &name,
+                    c,
+                    &field,
+                    &unsupported,
+                )?);
+            }
+            Ok(out)
         };
-        let expand = |list: &Option<Vec<String>>| -> Vec<String> {
-            list.iter()
-                .flatten()
-                .map(|s| expand_vars(s, lookup))
-                .collect()
-        };
-        let mounts = c
-            .volume_mounts
-            .iter()
-            .flatten()
-            .map(|m| Mount {
-                volume: m.name.clone(),
-                mount_path: m.mount_path.clone(),
-                read_only: m.read_only.unwrap_or(false),
-                sub_path: m.sub_path.clone().filter(|s| !s.is_empty()),
-            })
-            .collect();
-        containers.push(ContainerSpec {
-            name: c.name.clone(),
-            image: c.image.clone().unwrap_or_default(),
-            command: expand(&c.command),
-            args: expand(&c.args),
-            working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
-            mounts,
-            limits: limits(c),
-            stdin: None,
-            output: options.output.as_ref().map(|make| make(&name, &c.name)),
-            env,
-        });
-    }
+    let init_containers = translate(
+        "initContainers",
+        spec.init_containers.as_deref().unwrap_or_default(),
+    )?;
+    let containers = translate("containers", &spec.containers)?;
     let restart_policy = match spec.restart_policy.as_deref() {
         Some("OnFailure") => RestartPolicy::OnFailure,
         Some("Never") => RestartPolicy::Never,
@@ -306,9 +282,59 @@ pub fn to_runtime(pod: &Pod, node: &NodeInfo, options: &Options) -> Result<PodSp
                 .unwrap_or_else(|| "default".into()),
             volumes,
         },
+        init_containers,
         containers,
         restart_policy,
         backoff: options.backoff,
+    })
+}
+
+/// One container in the runtime's terms: env, `$(VAR)` expansion, mounts,
+/// limits.
+fn container_spec(
+    pod: &Pod,
+    node: &NodeInfo,
+    options: &Options,
+    pod_name: &str,
+    c: &Container,
+    field: &str,
+    unsupported: &impl Fn(String, String) -> Unsupported,
+) -> Result<ContainerSpec, Unsupported> {
+    let env = container_env(pod, node, c, field, unsupported)?;
+    let lookup = |n: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+    };
+    let expand = |list: &Option<Vec<String>>| -> Vec<String> {
+        list.iter()
+            .flatten()
+            .map(|s| expand_vars(s, lookup))
+            .collect()
+    };
+    let mounts = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| Mount {
+            volume: m.name.clone(),
+            mount_path: m.mount_path.clone(),
+            read_only: m.read_only.unwrap_or(false),
+            sub_path: m.sub_path.clone().filter(|s| !s.is_empty()),
+        })
+        .collect();
+    Ok(ContainerSpec {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        command: expand(&c.command),
+        args: expand(&c.args),
+        working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
+        mounts,
+        limits: limits(c),
+        stdin: None,
+        output: options.output.as_ref().map(|make| make(pod_name, &c.name)),
+        env,
     })
 }
 

@@ -113,13 +113,21 @@ pub fn apply(
         .unwrap_or("")
         .to_string();
     let phase = phase(status, policy);
-    let statuses: Vec<Value> = status
-        .containers
+    let to_json = |list: &[ContainerStatus]| -> Vec<Value> {
+        list.iter()
+            .map(|c| {
+                let (image, id) = images.get(&c.name).cloned().unwrap_or_default();
+                container_status(&uid, c, &image, &id)
+            })
+            .collect()
+    };
+    let statuses = to_json(&status.containers);
+    let init_statuses = to_json(&status.init_containers);
+    let incomplete: Vec<String> = status
+        .init_containers
         .iter()
-        .map(|c| {
-            let (image, id) = images.get(&c.name).cloned().unwrap_or_default();
-            container_status(&uid, c, &image, &id)
-        })
+        .filter(|c| !c.terminated().is_some_and(ExitStatus::success))
+        .map(|c| c.name.clone())
         .collect();
     let all_ready = statuses.iter().all(|s| s["ready"] == true) && !statuses.is_empty();
     let now = crate::registry::metadata::now();
@@ -128,6 +136,9 @@ pub fn apply(
     }
     pod["status"]["phase"] = json!(phase);
     pod["status"]["containerStatuses"] = json!(statuses);
+    if !init_statuses.is_empty() {
+        pod["status"]["initContainerStatuses"] = json!(init_statuses);
+    }
     pod["status"]["startTime"] = json!(start_time);
     pod["status"]["hostIP"] = json!("127.0.0.1");
     pod["status"]["hostIPs"] = json!([{"ip": "127.0.0.1"}]);
@@ -154,10 +165,14 @@ pub fn apply(
         pod,
         json!({"type": "PodReadyToStartContainers", "status": ready_to_start, "lastProbeTime": null, "lastTransitionTime": now}),
     );
-    set_condition(
-        pod,
-        json!({"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}),
-    );
+    let initialized = if incomplete.is_empty() {
+        json!({"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": now})
+    } else {
+        json!({"type": "Initialized", "status": "False", "lastProbeTime": null, "lastTransitionTime": now,
+            "reason": "ContainersNotInitialized",
+            "message": format!("containers with incomplete status: [{}]", incomplete.join(" "))})
+    };
+    set_condition(pod, initialized);
     set_condition(pod, ready_condition("Ready"));
     set_condition(pod, ready_condition("ContainersReady"));
     sort_conditions(pod);

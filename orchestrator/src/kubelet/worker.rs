@@ -21,6 +21,11 @@ fn container_path(_pod: &Value, name: &str) -> String {
     format!("spec.containers{{{name}}}")
 }
 
+/// The same for an init container: `spec.initContainers{c}`.
+fn init_container_path(name: &str) -> String {
+    format!("spec.initContainers{{{name}}}")
+}
+
 /// Runs a pod until it is deleted (or the server stops).
 pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Receiver<Signal>) {
     let name = pod
@@ -62,8 +67,16 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
     };
     // Images: Pulling/Pulled events; a failure is reported by the runner.
     let mut images = HashMap::new();
-    for container in &spec.containers {
-        let field = container_path(&pod, &container.name);
+    for (container, field) in spec
+        .init_containers
+        .iter()
+        .map(|c| (c, init_container_path(&c.name)))
+        .chain(
+            spec.containers
+                .iter()
+                .map(|c| (c, container_path(&pod, &c.name))),
+        )
+    {
         kubelet
             .recorder
             .record(
@@ -243,9 +256,25 @@ async fn announce(
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
         .unwrap_or("");
-    for (i, c) in current.containers.iter().enumerate() {
-        let before = previous.map(|p| &p.containers[i]);
-        let field = container_path(pod, &c.name);
+    let all = current
+        .init_containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                c,
+                previous.map(|p| &p.init_containers[i]),
+                init_container_path(&c.name),
+            )
+        })
+        .chain(current.containers.iter().enumerate().map(|(i, c)| {
+            (
+                c,
+                previous.map(|p| &p.containers[i]),
+                container_path(pod, &c.name),
+            )
+        }));
+    for (c, before, field) in all {
         let field = Some(field.as_str());
         match &c.state {
             ContainerState::Running { started_at } => {

@@ -61,6 +61,8 @@ struct Shared {
     compacted: AtomicU64,
     /// Committed changes, in revision order, for live watches.
     events: broadcast::Sender<Arc<WatchEvent>>,
+    /// Durable commits made, to see how many writes share one.
+    commits: AtomicU64,
 }
 
 enum Request {
@@ -126,6 +128,7 @@ impl RedbStore {
             revision: AtomicU64::new(revision),
             compacted: AtomicU64::new(compacted),
             events,
+            commits: AtomicU64::new(0),
         });
         let (sender, receiver) = mpsc::channel();
         let writer_shared = shared.clone();
@@ -153,6 +156,12 @@ impl RedbStore {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Compact(reply))?;
         answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// How many write transactions have been committed since opening (each
+    /// holds every write that was waiting).
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
     }
 
     /// The oldest revision a watch may resume after.
@@ -322,6 +331,7 @@ fn commit_batch(shared: &Shared, writes: Vec<(Write, oneshot::Sender<Result<Valu
             txn.open_table(META)?.insert("revision", revision)?;
         }
         txn.commit()?;
+        shared.commits.fetch_add(1, Ordering::Relaxed);
         Ok((outcomes, revision))
     })();
     match result {
