@@ -453,29 +453,25 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Del
     })
 }
 
+/// The names in `spec.<list>` of a pod.
+fn container_names<'a>(pod: &'a Value, list: &str) -> Vec<&'a str> {
+    pod.pointer(&format!("/spec/{list}"))
+        .and_then(Value::as_array)
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn logs(state: &ApiState, pod: &Value, query: &Query) -> Result<Response> {
     let name = pod
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let containers: Vec<&str> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|c| {
-            c.iter()
-                .filter_map(|c| c.get("name").and_then(Value::as_str))
-                .collect()
-        })
-        .unwrap_or_default();
-    let init: Vec<&str> = pod
-        .pointer("/spec/initContainers")
-        .and_then(Value::as_array)
-        .map(|c| {
-            c.iter()
-                .filter_map(|c| c.get("name").and_then(Value::as_str))
-                .collect()
-        })
-        .unwrap_or_default();
+    let containers = container_names(pod, "containers");
+    let init = container_names(pod, "initContainers");
     let container = match query.get("container").filter(|c| !c.is_empty()) {
         Some(c) if containers.contains(&c) || init.contains(&c) => c.to_string(),
         Some(c) => {
