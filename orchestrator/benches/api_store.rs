@@ -96,7 +96,10 @@ async fn main() {
     dry.dry_run = true;
     let started = Instant::now();
     for i in 0..2000 {
-        registry.create(&pods, Some("default"), pod(&format!("dry-{i}")), &dry).await.unwrap();
+        registry
+            .create(&pods, Some("default"), pod(&format!("dry-{i}")), &dry)
+            .await
+            .unwrap();
     }
     println!(
         "registry create, dry run (decode, defaults, validation, managedFields; no store): {:.0} us per object",

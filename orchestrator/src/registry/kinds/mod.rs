@@ -32,8 +32,11 @@ pub(crate) fn decode<T: DeserializeOwned>(value: &Value) -> Result<Vec<String>, 
     let mut track =
         |path: serde_ignored::Path<'_>| unknown.push(crate::manifest::field_path(&path));
     let ignored = serde_ignored::Deserializer::new(value, &mut track);
-    let result: Result<T, _> = serde_path_to_error::deserialize(ignored);
-    match result {
+    if T::deserialize(ignored).is_ok() {
+        return Ok(unknown);
+    }
+    // Only a failed decode pays for tracking the path, to name the field.
+    match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(_) => Ok(unknown),
         Err(e) => {
             let path = e.path().to_string();

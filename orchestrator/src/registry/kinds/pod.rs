@@ -132,14 +132,14 @@ fn image_tag_is_latest(image: &str) -> bool {
 
 /// The pod's quality-of-service class, from its containers' resources.
 pub fn qos_class(pod: &Value) -> &'static str {
+    let empty = Vec::new();
     let containers = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .unwrap_or(&empty);
     let mut any = false;
     let mut guaranteed = true;
-    for container in &containers {
+    for container in containers {
         let requests = container.pointer("/resources/requests");
         let limits = container.pointer("/resources/limits");
         let has = |v: Option<&Value>| v.and_then(Value::as_object).is_some_and(|m| !m.is_empty());
@@ -162,7 +162,8 @@ pub fn qos_class(pod: &Value) -> &'static str {
 }
 
 fn validate(pod: &Value, old: Option<&Value>) -> Result<(), Invalid> {
-    let typed: Pod = serde_json::from_value(pod.clone()).map_err(|e| Invalid {
+    use serde::Deserialize;
+    let typed = Pod::deserialize(pod).map_err(|e| Invalid {
         kind: "Pod".into(),
         name: name_of(pod).into(),
         errors: vec![FieldError {
