@@ -66,7 +66,9 @@ struct Shared {
 }
 
 enum Request {
-    Write(Write, oneshot::Sender<Result<Value>>),
+    /// Answered with the stored object, shared with the watchers (the
+    /// caller, not the writer thread, copies it).
+    Write(Write, oneshot::Sender<Result<Arc<Value>>>),
     /// Compacts the log now (tests and `close`).
     Compact(oneshot::Sender<Result<()>>),
 }
@@ -227,7 +229,10 @@ impl Store for RedbStore {
         let sent = self.send(Request::Write(write, reply));
         Box::pin(async move {
             sent?;
-            answer.await.map_err(|_| Error::Closed)?
+            answer
+                .await
+                .map_err(|_| Error::Closed)?
+                .map(Arc::unwrap_or_clone)
         })
     }
 
@@ -309,10 +314,10 @@ fn writer_loop(shared: &Shared, requests: &mpsc::Receiver<Request>, options: &St
     }
 }
 
-type Outcome = Result<(Value, WatchEvent)>;
+type Outcome = Result<WatchEvent>;
 
 /// Applies `writes` in one durable transaction, then answers each.
-fn commit_batch(shared: &Shared, writes: Vec<(Write, oneshot::Sender<Result<Value>>)>) {
+fn commit_batch(shared: &Shared, writes: Vec<(Write, oneshot::Sender<Result<Arc<Value>>>)>) {
     let start = shared.revision.load(Ordering::Acquire);
     let (replies, writes): (Vec<_>, Vec<_>) = writes.into_iter().map(|(w, r)| (r, w)).unzip();
     let result = (|| -> Result<(Vec<Outcome>, Revision)> {
@@ -338,7 +343,8 @@ fn commit_batch(shared: &Shared, writes: Vec<(Write, oneshot::Sender<Result<Valu
         Ok((outcomes, revision)) => {
             shared.revision.store(revision, Ordering::Release);
             for (outcome, reply) in outcomes.into_iter().zip(replies) {
-                let answer = outcome.map(|(object, event)| {
+                let answer = outcome.map(|event| {
+                    let object = Arc::clone(&event.object);
                     let _ = shared.events.send(Arc::new(event));
                     object
                 });
@@ -365,8 +371,10 @@ fn apply(
     revision: Revision,
     write: Write,
 ) -> Result<Outcome> {
+    // The current object stays unparsed unless a uid precondition or a
+    // deletion needs it: the writer thread is the one serial part.
     let current = match objects.get(write.key())? {
-        Some(bytes) => Some(decode_object(write.key(), bytes.value())?),
+        Some(bytes) => Some(Current::read(write.key(), bytes.value())?),
         None => None,
     };
     let (key, event_type, mut object) = match write {
@@ -384,7 +392,7 @@ fn apply(
             let Some(current) = current else {
                 return Ok(Err(Error::NotFound { key }));
             };
-            if let Err(reason) = check(&preconditions, &current) {
+            if let Err(reason) = check(&key, &preconditions, &current)? {
                 return Ok(Err(Error::Conflict { key, reason }));
             }
             (key, EventType::Modified, object)
@@ -393,10 +401,11 @@ fn apply(
             let Some(current) = current else {
                 return Ok(Err(Error::NotFound { key }));
             };
-            if let Err(reason) = check(&preconditions, &current) {
+            if let Err(reason) = check(&key, &preconditions, &current)? {
                 return Ok(Err(Error::Conflict { key, reason }));
             }
-            (key, EventType::Deleted, current.1)
+            let last = current.value(&key)?;
+            (key, EventType::Deleted, last)
         }
     };
     stamp_revision(&mut object, revision);
@@ -413,36 +422,67 @@ fn apply(
         objects.insert(key.as_str(), stored.as_slice())?;
     }
     log.insert(revision, encode_event(event_type, &key, &json).as_slice())?;
-    Ok(Ok((
-        object.clone(),
-        WatchEvent {
-            revision,
-            event_type,
-            key,
-            object: Arc::new(object),
-        },
-    )))
+    Ok(Ok(WatchEvent {
+        revision,
+        event_type,
+        key,
+        object: Arc::new(object),
+    }))
 }
 
-fn check(preconditions: &Preconditions, current: &(Revision, Value)) -> Result<(), String> {
+/// A stored object as read by the writer: its revision, its JSON unparsed.
+struct Current {
+    revision: Revision,
+    json: Vec<u8>,
+}
+
+impl Current {
+    fn read(key: &str, bytes: &[u8]) -> Result<Current> {
+        if bytes.len() < 8 {
+            return Err(Error::Backend(Arc::new(::redb::Error::Corrupted(format!(
+                "object at {key} is truncated"
+            )))));
+        }
+        Ok(Current {
+            revision: u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
+            json: bytes[8..].to_vec(),
+        })
+    }
+
+    fn value(&self, key: &str) -> Result<Value> {
+        serde_json::from_slice(&self.json).map_err(|source| Error::Corrupt {
+            key: key.to_string(),
+            source,
+        })
+    }
+}
+
+/// Whether the preconditions hold (inner `Err` says why not); the outer
+/// `Result` is a corrupt stored object.
+fn check(
+    key: &str,
+    preconditions: &Preconditions,
+    current: &Current,
+) -> Result<Result<(), String>> {
     if let Some(revision) = preconditions.revision
-        && revision != current.0
+        && revision != current.revision
     {
-        return Err(format!(
+        return Ok(Err(format!(
             "resourceVersion {revision} is stale, the latest is {}",
-            current.0
-        ));
+            current.revision
+        )));
     }
     if let Some(uid) = &preconditions.uid {
-        let actual = current.1.pointer("/metadata/uid").and_then(Value::as_str);
+        let value = current.value(key)?;
+        let actual = value.pointer("/metadata/uid").and_then(Value::as_str);
         if actual != Some(uid.as_str()) {
-            return Err(format!(
+            return Ok(Err(format!(
                 "uid {uid} does not match the object's uid {}",
                 actual.unwrap_or("<none>")
-            ));
+            )));
         }
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Drops log entries older than the retained window, in one transaction.
