@@ -48,19 +48,7 @@ pub async fn run(registry: Registry, mut stop: watch::Receiver<bool>) {
 /// largest), as the scheduler counts them.
 fn requests(pod: &Value) -> BTreeMap<&'static str, i128> {
     let mut totals = BTreeMap::new();
-    let read = |c: &Value, r: &str| -> i128 {
-        c.pointer(&format!("/resources/requests/{r}"))
-            .and_then(Value::as_str)
-            .and_then(|q| Quantity::parse(q).ok())
-            .map(|q| {
-                if r == "cpu" {
-                    q.ceil_millis()
-                } else {
-                    q.ceil_units()
-                }
-            })
-            .unwrap_or(0)
-    };
+    let read = |c: &Value, r: &str| amount(c, &format!("/resources/requests/{r}"), r);
     for resource in ["cpu", "memory"] {
         let containers: i128 = pod
             .pointer("/spec/containers")
@@ -78,7 +66,14 @@ fn requests(pod: &Value) -> BTreeMap<&'static str, i128> {
 }
 
 fn allocatable(node: &Value, resource: &str) -> i128 {
-    node.pointer(&format!("/status/allocatable/{resource}"))
+    amount(node, &format!("/status/allocatable/{resource}"), resource)
+}
+
+/// The quantity at `pointer`, in millicores for cpu and units (bytes,
+/// pods) otherwise; 0 when absent or malformed.
+fn amount(object: &Value, pointer: &str, resource: &str) -> i128 {
+    object
+        .pointer(pointer)
         .and_then(Value::as_str)
         .and_then(|q| Quantity::parse(q).ok())
         .map(|q| {
