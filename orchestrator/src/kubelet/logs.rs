@@ -71,14 +71,12 @@ impl PodLogs for Kubelet {
             .join(&options.container);
         let numbers = instances(&dir);
         let path: PathBuf = if options.previous {
-            let state = container_state(pod, &options.container);
             let restarts = pod
                 .pointer("/status/containerStatuses")
                 .and_then(Value::as_array)
                 .and_then(|cs| cs.iter().find(|c| c["name"] == options.container.as_str()))
                 .and_then(|c| c["restartCount"].as_u64())
                 .unwrap_or(0) as u32;
-            let _ = state;
             if restarts == 0 || !numbers.contains(&(restarts - 1)) {
                 return Err(Error::BadRequest(format!(
                     "previous terminated container {:?} in pod {name:?} not found",
