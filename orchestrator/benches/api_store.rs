@@ -43,6 +43,40 @@ fn raw_redb_writes_per_second(dir: &std::path::Path, bytes: &[u8], count: usize)
     count as f64 / started.elapsed().as_secs_f64()
 }
 
+/// CPU time this process has used so far (user + system, all threads).
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
+/// Wall and CPU time of one phase, printed per write.
+struct Phase {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Phase {
+    fn start() -> Phase {
+        Phase {
+            wall: Instant::now(),
+            cpu: cpu_time(),
+        }
+    }
+
+    /// (writes per second, CPU microseconds per write, cores busy).
+    fn end(&self, writes: usize) -> (f64, f64, f64) {
+        let wall = self.wall.elapsed().as_secs_f64();
+        let cpu = (cpu_time() - self.cpu).as_secs_f64();
+        (writes as f64 / wall, cpu * 1e6 / writes as f64, cpu / wall)
+    }
+}
+
 async fn post(client: &Client<HttpConnector, Body>, url: &str, body: &Value) -> u16 {
     let request = axum::http::Request::post(url)
         .header("content-type", "application/json")
@@ -90,6 +124,54 @@ async fn main() {
         "raw redb, one durable commit per write ({} bytes): {raw:.0} writes/s",
         sample.len()
     );
+    // redb's own floor for what the store writes: the stored object (with
+    // its managedFields, ~2 KB) into two tables, 32 writes per commit.
+    {
+        let stored = serde_json::to_vec(
+            &registry
+                .create(
+                    &registry.resource("", "Pod"),
+                    Some("default"),
+                    pod("sample-stored-pod"),
+                    &{
+                        let mut o = WriteOptions::manager("bench");
+                        o.dry_run = true;
+                        o
+                    },
+                )
+                .await
+                .unwrap()
+                .object,
+        )
+        .unwrap();
+        let db = redb::Database::create(dir.path().join("batched.redb")).unwrap();
+        let log: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("log");
+        let phase = Phase::start();
+        let mut revision = 0u64;
+        for batch in 0..125 {
+            let txn = db.begin_write().unwrap();
+            {
+                let mut objects = txn.open_table(TABLE).unwrap();
+                let mut events = txn.open_table(log).unwrap();
+                for i in 0..32 {
+                    revision += 1;
+                    objects
+                        .insert(
+                            format!("/core/pods/default/b-{batch}-{i}").as_str(),
+                            stored.as_slice(),
+                        )
+                        .unwrap();
+                    events.insert(revision, stored.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let (rate, cpu, _) = phase.end(4000);
+        println!(
+            "raw redb, 32 writes of the stored object ({} bytes) into two tables per commit: {rate:.0} writes/s, {cpu:.0} us CPU per write",
+            stored.len()
+        );
+    }
     // The registry alone (no HTTP), to attribute the cost.
     let pods = registry.resource("", "Pod");
     let mut dry = WriteOptions::manager("bench");
@@ -108,7 +190,7 @@ async fn main() {
     for clients in [1usize, 64] {
         let per_client = if clients == 1 { 300 } else { 4000 / clients };
         let commits_before = store.commits();
-        let started = Instant::now();
+        let phase = Phase::start();
         let mut tasks = Vec::new();
         for c in 0..clients {
             let registry = registry.clone();
@@ -131,9 +213,9 @@ async fn main() {
             task.await.unwrap();
         }
         let writes = clients * per_client;
-        let rate = writes as f64 / started.elapsed().as_secs_f64();
+        let (rate, cpu, cores) = phase.end(writes);
         println!(
-            "registry in-process, {clients:>2} concurrent writers: {rate:.0} durable writes/s = {:.1}x raw; {:.1} writes per commit",
+            "registry in-process, {clients:>2} concurrent writers: {rate:.0} durable writes/s = {:.1}x raw; {:.1} writes per commit; {cpu:.0} us CPU per write, {cores:.1} cores busy",
             rate / raw,
             writes as f64 / (store.commits() - commits_before) as f64
         );
@@ -142,7 +224,7 @@ async fn main() {
     for clients in [1usize, 16, 64] {
         let per_client = if clients == 1 { 300 } else { 4000 / clients };
         let commits_before = store.commits();
-        let started = Instant::now();
+        let phase = Phase::start();
         let mut tasks = Vec::new();
         for c in 0..clients {
             let url = url.clone();
@@ -160,12 +242,19 @@ async fn main() {
         }
         let writes = clients * per_client;
         total += writes;
-        let rate = writes as f64 / started.elapsed().as_secs_f64();
+        let (rate, cpu, cores) = phase.end(writes);
         println!(
-            "API, {clients:>2} concurrent clients: {rate:.0} durable writes/s = {:.1}x raw single-commit redb; {:.1} writes per commit",
+            "API, {clients:>2} concurrent clients: {rate:.0} durable writes/s = {:.1}x raw single-commit redb; {:.1} writes per commit; {cpu:.0} us CPU per write (client included), {cores:.1} cores busy",
             rate / raw,
             writes as f64 / (store.commits() - commits_before) as f64
         );
+    }
+
+    if std::env::args().any(|a| a == "writes") {
+        let _ = stop.send(());
+        let _ = server.await;
+        store.close();
+        return;
     }
 
     // --- list latency with 10,000 pods ----------------------------------

@@ -612,6 +612,62 @@ async fn deleting_returns_the_object_then_it_is_gone() {
 }
 
 #[tokio::test]
+async fn creates_see_namespace_changes_at_once() {
+    let api = api().await;
+    let (code, status) = api
+        .send(
+            "POST",
+            "/api/v1/namespaces/nowhere/pods",
+            Some(pod("p")),
+            &[],
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(status["message"], "namespaces \"nowhere\" not found");
+    for round in 0..3 {
+        let ns = format!("fresh-{round}");
+        let (code, _) = api
+            .send(
+                "POST",
+                "/api/v1/namespaces",
+                Some(json!({"metadata": {"name": ns}})),
+                &[],
+            )
+            .await;
+        assert_eq!(code, StatusCode::CREATED);
+        let (code, status) = api
+            .send(
+                "POST",
+                &format!("/api/v1/namespaces/{ns}/pods"),
+                Some(pod("early")),
+                &[],
+            )
+            .await;
+        assert_eq!(code, StatusCode::CREATED, "{status}");
+        // Without the namespace controller the namespace stays Terminating.
+        let (code, _) = api
+            .send("DELETE", &format!("/api/v1/namespaces/{ns}"), None, &[])
+            .await;
+        assert_eq!(code, StatusCode::OK);
+        let (code, status) = api
+            .send(
+                "POST",
+                &format!("/api/v1/namespaces/{ns}/pods"),
+                Some(pod("late")),
+                &[],
+            )
+            .await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        assert_eq!(
+            status["message"],
+            format!(
+                "pods \"late\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+            )
+        );
+    }
+}
+
+#[tokio::test]
 async fn oversized_bodies_are_refused() {
     let api = api().await;
     let mut big = pod("big");

@@ -10,6 +10,7 @@
 mod error;
 pub mod kinds;
 pub mod metadata;
+mod namespaces;
 pub mod resources;
 pub mod selectors;
 
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 
 pub use self::error::{Error, Result};
 use self::metadata::{metadata_mut, now, str_at};
+use self::namespaces::{Namespace, Namespaces};
 pub use self::resources::{Resource, Resources};
 pub use self::selectors::{FieldSelector, LabelSelector};
 use crate::patch::{self, PatchKind};
@@ -136,6 +138,7 @@ pub struct Listed {
 pub struct Registry {
     store: Arc<dyn Store>,
     resources: Arc<Resources>,
+    namespaces: Arc<Namespaces>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -152,6 +155,7 @@ impl Registry {
         Registry {
             store,
             resources: Arc::new(resources),
+            namespaces: Arc::default(),
         }
     }
 
@@ -328,7 +332,12 @@ impl Registry {
     }
 
     /// Namespaced objects go into an existing, live namespace.
-    fn check_namespace(&self, resource: &Resource, namespace: Option<&str>) -> Result<()> {
+    fn check_namespace(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<()> {
         if !resource.namespaced {
             return Ok(());
         }
@@ -338,16 +347,23 @@ impl Registry {
             ));
         };
         let namespaces = self.resource("", "Namespace");
-        match self.find(&namespaces, None, namespace)? {
-            None => Err(Self::not_found(&namespaces, namespace)),
-            Some(ns) if ns.pointer("/metadata/deletionTimestamp").is_some() => {
-                Err(Error::Forbidden(format!(
-                    "{} {:?} is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
-                    resource.plural,
-                    str_at(&ns, "/metadata/name").unwrap_or_default()
-                )))
-            }
-            Some(_) => Ok(()),
+        let state = match self.namespaces.state(&self.store, namespace) {
+            Some(state) => state,
+            None => match self.find(&namespaces, None, namespace)? {
+                None => Namespace::Missing,
+                Some(ns) if ns.pointer("/metadata/deletionTimestamp").is_some() => {
+                    Namespace::Terminating
+                }
+                Some(_) => Namespace::Active,
+            },
+        };
+        match state {
+            Namespace::Active => Ok(()),
+            Namespace::Missing => Err(Self::not_found(&namespaces, namespace)),
+            Namespace::Terminating => Err(Error::Forbidden(format!(
+                "{} {:?} is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+                resource.plural, name
+            ))),
         }
     }
 
@@ -423,7 +439,7 @@ impl Registry {
         }
         (resource.hooks.validate)(&body, None)
             .map_err(|i| Error::Invalid(i, resource.group.into()))?;
-        self.check_namespace(resource, namespace.as_deref())?;
+        self.check_namespace(resource, namespace.as_deref(), &name)?;
         metadata::record_manager(
             &mut body,
             options.manager_name(),

@@ -10,6 +10,7 @@
 //! [`Store`] is a trait so a distributed backend can replace the embedded
 //! [`RedbStore`] on a multi-node cluster.
 
+mod encode;
 mod redb;
 mod watch;
 
@@ -106,6 +107,24 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// The byte the revision log stores for this type.
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            EventType::Added => b'A',
+            EventType::Modified => b'M',
+            EventType::Deleted => b'D',
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u8) -> Option<EventType> {
+        match tag {
+            b'A' => Some(EventType::Added),
+            b'M' => Some(EventType::Modified),
+            b'D' => Some(EventType::Deleted),
+            _ => None,
+        }
+    }
+
     /// The name Kubernetes' watch protocol uses.
     pub fn as_str(self) -> &'static str {
         match self {

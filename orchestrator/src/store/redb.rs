@@ -19,6 +19,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
+use super::encode::Encoded;
 use super::{
     Error, EventType, ListPage, Preconditions, Result, Revision, Store, Watch, WatchEvent, Write,
     stamp_revision,
@@ -68,7 +69,7 @@ struct Shared {
 enum Request {
     /// Answered with the stored object, shared with the watchers (the
     /// caller, not the writer thread, copies it).
-    Write(Write, oneshot::Sender<Result<Arc<Value>>>),
+    Write(Queued, oneshot::Sender<Result<Arc<Value>>>),
     /// Compacts the log now (tests and `close`).
     Compact(oneshot::Sender<Result<()>>),
 }
@@ -226,7 +227,7 @@ impl Store for RedbStore {
 
     fn write(&self, write: Write) -> BoxFuture<'static, Result<Value>> {
         let (reply, answer) = oneshot::channel();
-        let sent = self.send(Request::Write(write, reply));
+        let sent = Queued::new(write).and_then(|queued| self.send(Request::Write(queued, reply)));
         Box::pin(async move {
             sent?;
             answer
@@ -314,10 +315,36 @@ fn writer_loop(shared: &Shared, requests: &mpsc::Receiver<Request>, options: &St
     }
 }
 
+/// A write on its way to the writer thread, its object already serialised
+/// by the caller (the writer only splices in the revision).
+struct Queued {
+    write: Write,
+    encoded: Option<Encoded>,
+}
+
+impl Queued {
+    fn new(mut write: Write) -> Result<Queued> {
+        let encoded = match &mut write {
+            Write::Create { key, object } | Write::Update { key, object, .. } => {
+                if let Some(top) = object.as_object_mut() {
+                    top.entry("metadata")
+                        .or_insert_with(|| Value::Object(Default::default()));
+                }
+                Some(Encoded::new(object).map_err(|source| Error::Corrupt {
+                    key: key.clone(),
+                    source,
+                })?)
+            }
+            Write::Delete { .. } => None,
+        };
+        Ok(Queued { write, encoded })
+    }
+}
+
 type Outcome = Result<WatchEvent>;
 
 /// Applies `writes` in one durable transaction, then answers each.
-fn commit_batch(shared: &Shared, writes: Vec<(Write, oneshot::Sender<Result<Arc<Value>>>)>) {
+fn commit_batch(shared: &Shared, writes: Vec<(Queued, oneshot::Sender<Result<Arc<Value>>>)>) {
     let start = shared.revision.load(Ordering::Acquire);
     let (replies, writes): (Vec<_>, Vec<_>) = writes.into_iter().map(|(w, r)| (r, w)).unzip();
     let result = (|| -> Result<(Vec<Outcome>, Revision)> {
@@ -369,10 +396,11 @@ fn apply(
     objects: &mut ::redb::Table<&str, &[u8]>,
     log: &mut ::redb::Table<u64, &[u8]>,
     revision: Revision,
-    write: Write,
+    queued: Queued,
 ) -> Result<Outcome> {
-    // The current object stays unparsed unless a uid precondition or a
-    // deletion needs it: the writer thread is the one serial part.
+    let Queued { write, encoded } = queued;
+    // The current object stays unparsed unless a deletion needs it: the
+    // writer thread is the one serial part.
     let current = match objects.get(write.key())? {
         Some(bytes) => Some(Current::read(write.key(), bytes.value())?),
         None => None,
@@ -409,19 +437,29 @@ fn apply(
         }
     };
     stamp_revision(&mut object, revision);
-    let json = serde_json::to_vec(&object).map_err(|source| Error::Corrupt {
-        key: key.clone(),
-        source,
-    })?;
+    let encoded = match encoded {
+        Some(encoded) => encoded,
+        None => Encoded::new(&object).map_err(|source| Error::Corrupt {
+            key: key.clone(),
+            source,
+        })?,
+    };
+    let mut entry = Vec::with_capacity(5 + key.len() + encoded.len_with_revision());
+    entry.push(event_type.tag());
+    entry.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    entry.extend_from_slice(key.as_bytes());
+    let json_at = entry.len();
+    encoded.write_with_revision(&mut entry, revision);
     if event_type == EventType::Deleted {
         objects.remove(key.as_str())?;
     } else {
+        let json = &entry[json_at..];
         let mut stored = Vec::with_capacity(8 + json.len());
         stored.extend_from_slice(&revision.to_be_bytes());
-        stored.extend_from_slice(&json);
+        stored.extend_from_slice(json);
         objects.insert(key.as_str(), stored.as_slice())?;
     }
-    log.insert(revision, encode_event(event_type, &key, &json).as_slice())?;
+    log.insert(revision, entry.as_slice())?;
     Ok(Ok(WatchEvent {
         revision,
         event_type,
@@ -519,31 +557,16 @@ fn decode_object(key: &str, bytes: &[u8]) -> Result<(Revision, Value)> {
     Ok((revision, object))
 }
 
-fn encode_event(event_type: EventType, key: &str, json: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(5 + key.len() + json.len());
-    bytes.push(match event_type {
-        EventType::Added => b'A',
-        EventType::Modified => b'M',
-        EventType::Deleted => b'D',
-    });
-    bytes.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    bytes.extend_from_slice(key.as_bytes());
-    bytes.extend_from_slice(json);
-    bytes
-}
-
 fn decode_event(revision: Revision, bytes: &[u8]) -> Result<WatchEvent> {
     let corrupt = || {
         Error::Backend(Arc::new(::redb::Error::Corrupted(format!(
             "log entry {revision} is malformed"
         ))))
     };
-    let event_type = match bytes.first() {
-        Some(b'A') => EventType::Added,
-        Some(b'M') => EventType::Modified,
-        Some(b'D') => EventType::Deleted,
-        _ => return Err(corrupt()),
-    };
+    let event_type = bytes
+        .first()
+        .and_then(|tag| EventType::from_tag(*tag))
+        .ok_or_else(corrupt)?;
     let len = bytes
         .get(1..5)
         .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)

@@ -55,6 +55,37 @@ impl Watch {
         self.last
     }
 
+    /// The next change already committed, without waiting: `None` when
+    /// there is none yet (or the store has closed).
+    ///
+    /// The store tells watchers before it answers the writer, so after an
+    /// acknowledged write, draining a watch is guaranteed to see it.
+    pub fn try_next(&mut self) -> Option<Result<Arc<WatchEvent>>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                self.last = event.revision;
+                return Some(Ok(event));
+            }
+            match self.live.try_recv() {
+                Ok(event) => {
+                    if event.revision > self.last && event.key.starts_with(&self.prefix) {
+                        self.last = event.revision;
+                        return Some(Ok(event));
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    match (self.replay)(&self.prefix, self.last) {
+                        Ok(events) => self.pending.extend(events),
+                        Err(error) => return Some(Err(error)),
+                    }
+                }
+                Err(
+                    broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed,
+                ) => return None,
+            }
+        }
+    }
+
     /// The next change; `None` once the store has closed.
     pub async fn next(&mut self) -> Option<Result<Arc<WatchEvent>>> {
         loop {
