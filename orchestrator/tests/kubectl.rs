@@ -513,3 +513,118 @@ spec:
     ]);
     assert_eq!(init, "Completed");
 }
+
+/// The guide's liveness/readiness pod with `http-server` (delays shortened):
+/// not ready while the server sleeps, ready once it answers, and restarted
+/// when its liveness probe keeps getting 404, with the kubelet's events.
+#[test]
+fn readiness_and_liveness_probes_drive_ready_and_restarts() {
+    let server = Server::start();
+    let file = server.manifest(
+        "probes.yaml",
+        "kind: Pod
+apiVersion: v1
+metadata:
+  name: liveness-readiness-pod
+spec:
+  containers:
+  - name: server
+    image: http-server
+    env:
+    - {name: PORT, value: \"8000\"}
+    - {name: START_DELAY, value: \"3\"}
+    ports: [{name: web, containerPort: 8000}]
+    readinessProbe:
+      initialDelaySeconds: 1
+      periodSeconds: 1
+      failureThreshold: 1
+      httpGet: {path: /, port: web}
+    livenessProbe:
+      initialDelaySeconds: 8
+      periodSeconds: 1
+      failureThreshold: 2
+      httpGet: {path: /index.html, port: 8000}
+",
+    );
+    server.kubectl_ok(&["apply", "-f", &file]);
+    let ready = |pod: &str| {
+        server.kubectl_ok(&[
+            "get",
+            "pod",
+            pod,
+            "-o",
+            "jsonpath={.status.containerStatuses[0].ready}/{.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+    };
+    server.wait_for(Duration::from_secs(30), || {
+        server
+            .kubectl_ok(&["describe", "pod", "liveness-readiness-pod"])
+            .contains("Readiness probe failed: Get \"http://127.0.0.1:8000/\": dial tcp 127.0.0.1:8000: connect: connection refused")
+    });
+    let listed = server.kubectl_ok(&["get", "pod", "liveness-readiness-pod"]);
+    assert!(
+        listed.contains("0/1") && listed.contains("Running"),
+        "running but not ready while the server sleeps:\n{listed}"
+    );
+    assert_eq!(ready("liveness-readiness-pod"), "false/False");
+    server.wait_for(Duration::from_secs(30), || {
+        ready("liveness-readiness-pod") == "true/True"
+    });
+    assert!(
+        server
+            .kubectl_ok(&["get", "pod", "liveness-readiness-pod"])
+            .contains("1/1")
+    );
+    server.wait_for(Duration::from_secs(60), || {
+        let restarts = server.kubectl_ok(&[
+            "get",
+            "pod",
+            "liveness-readiness-pod",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ]);
+        restarts.parse::<u32>().unwrap_or(0) >= 1
+    });
+    let described = server.kubectl_ok(&["describe", "pod", "liveness-readiness-pod"]);
+    for expected in [
+        "Liveness probe failed: HTTP probe failed with statuscode: 404",
+        "Container server failed liveness probe, will be restarted",
+    ] {
+        assert!(
+            described.contains(expected),
+            "{expected:?} in:\n{described}"
+        );
+    }
+    let last = server.kubectl_ok(&[
+        "get",
+        "pod",
+        "liveness-readiness-pod",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}",
+    ]);
+    assert_eq!(
+        last, "143",
+        "stopped as a process without a SIGTERM handler"
+    );
+}
+
+/// What cannot run yet is refused with the field that asks for it.
+#[test]
+fn an_exec_probe_is_refused_with_its_field() {
+    let server = Server::start();
+    let file = server.manifest(
+        "exec-probe.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: exec-probe\nspec:\n  containers:\n  - name: c\n    image: toolbox\n    command: [sleep, \"60\"]\n    livenessProbe:\n      exec: {command: [ls, index.html]}\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &file]);
+    server.wait_for(Duration::from_secs(30), || {
+        server
+            .kubectl_ok(&["get", "pod", "exec-probe"])
+            .contains("CreateContainerConfigError")
+    });
+    assert!(
+        server
+            .kubectl_ok(&["describe", "pod", "exec-probe"])
+            .contains("spec.containers[0].livenessProbe.exec: exec probes are not supported yet")
+    );
+}

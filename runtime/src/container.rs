@@ -102,6 +102,8 @@ pub struct ContainerSpec {
     pub stdin: Option<Bytes>,
     /// Sees each output line as it is written (besides the log file).
     pub output: Option<Arc<dyn LineObserver>>,
+    /// Startup, liveness and readiness probes (run by the pod's supervisor).
+    pub probes: crate::probe::Probes,
 }
 
 impl std::fmt::Debug for ContainerSpec {
@@ -115,6 +117,7 @@ impl std::fmt::Debug for ContainerSpec {
             .field("working_dir", &self.working_dir)
             .field("mounts", &self.mounts)
             .field("limits", &self.limits)
+            .field("probes", &self.probes)
             .finish_non_exhaustive()
     }
 }

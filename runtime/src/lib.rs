@@ -26,6 +26,7 @@
 //! - `ownership`: the `wasmkube:host/file-owner` interface (`ls -l` owners).
 //! - `roots`: containers' private roots, prepared ahead, deleted behind.
 //! - [`pod`]: restart policy and back-off over a pod's containers.
+//! - [`probe`]: startup, liveness and readiness probes over the pod network.
 
 pub mod builtin;
 pub mod container;
@@ -38,6 +39,7 @@ pub mod logs;
 pub mod net;
 mod ownership;
 pub mod pod;
+pub mod probe;
 mod roots;
 pub mod runtime;
 pub mod sandbox;
@@ -49,5 +51,6 @@ pub use logs::{LineObserver, Stream};
 pub use pod::{
     Backoff, ContainerState, ContainerStatus, PodRunner, PodSpec, PodStatus, RestartPolicy,
 };
+pub use probe::{HttpGet, Probe, ProbeAction, ProbeEvent, ProbeKind, Probes};
 pub use runtime::{Runtime, RuntimeConfig};
 pub use sandbox::{Sandbox, SandboxSpec, VolumeSource, VolumeSpec};

@@ -6,11 +6,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::container::{ContainerSpec, ExitStatus, StartError};
 use crate::limits::{Usage, UsageSnapshot};
+use crate::probe::{self, ProbeEvent, ProbeKind, Reporter};
 use crate::runtime::Runtime;
 use crate::sandbox::{self, Sandbox, SandboxSpec};
 
@@ -112,6 +113,11 @@ pub struct ContainerStatus {
     pub restart_count: u32,
     /// The current (or last) instance's log file.
     pub log_path: Option<PathBuf>,
+    /// Running and passing its readiness probe (or running without one,
+    /// once started).
+    pub ready: bool,
+    /// Running and past its startup probe (or running without one).
+    pub started: bool,
     usage: Option<Arc<Usage>>,
 }
 
@@ -122,6 +128,8 @@ impl std::fmt::Debug for ContainerStatus {
             .field("state", &self.state)
             .field("last_termination", &self.last_termination)
             .field("restart_count", &self.restart_count)
+            .field("ready", &self.ready)
+            .field("started", &self.started)
             .finish_non_exhaustive()
     }
 }
@@ -156,6 +164,7 @@ pub struct PodStatus {
 pub struct PodRunner {
     sandbox: Sandbox,
     status: watch::Receiver<PodStatus>,
+    probe_events: Option<mpsc::UnboundedReceiver<ProbeEvent>>,
     stop: watch::Sender<bool>,
     loops: JoinSet<()>,
 }
@@ -186,6 +195,8 @@ impl PodRunner {
                     last_termination: None,
                     restart_count: 0,
                     log_path: None,
+                    ready: false,
+                    started: false,
                     usage: None,
                 })
                 .collect()
@@ -201,6 +212,7 @@ impl PodRunner {
             finished: spec.containers.is_empty(),
         };
         let (status_tx, status) = watch::channel(initial);
+        let (probe_tx, probe_events) = mpsc::unbounded_channel();
         let status_tx = Arc::new(status_tx);
         let (stop, _) = watch::channel(false);
         let mut loops = JoinSet::new();
@@ -221,6 +233,7 @@ impl PodRunner {
             status: Arc::clone(&status_tx),
             stop: stop.subscribe(),
             remaining: Arc::clone(&remaining),
+            probe_events: probe_tx.clone(),
         };
         let main: Vec<Supervisor> = spec
             .containers
@@ -260,9 +273,11 @@ impl PodRunner {
                 while set.join_next().await.is_some() {}
             });
         }
+        drop(probe_tx);
         Ok(PodRunner {
             sandbox,
             status,
+            probe_events: Some(probe_events),
             stop,
             loops,
         })
@@ -276,6 +291,11 @@ impl PodRunner {
     /// The status now.
     pub fn status(&self) -> PodStatus {
         self.status.borrow().clone()
+    }
+
+    /// What the containers' probes report (once: later calls get `None`).
+    pub fn probe_events(&mut self) -> Option<mpsc::UnboundedReceiver<ProbeEvent>> {
+        self.probe_events.take()
     }
 
     /// A receiver that sees every status change.
@@ -307,6 +327,7 @@ struct Supervisor {
     status: Arc<watch::Sender<PodStatus>>,
     stop: watch::Receiver<bool>,
     remaining: Arc<std::sync::atomic::AtomicUsize>,
+    probe_events: mpsc::UnboundedSender<ProbeEvent>,
 }
 
 impl Supervisor {
@@ -319,6 +340,35 @@ impl Supervisor {
             };
             f(&mut list[self.index])
         });
+    }
+
+    /// The probes of an instance started at `started`; resolves when one
+    /// fails for good.
+    fn probes(&self, started: tokio::time::Instant) -> impl Future<Output = ProbeKind> + use<> {
+        let status = Arc::clone(&self.status);
+        let index = self.index;
+        let started_status = Arc::clone(&self.status);
+        let reporter = Reporter {
+            container: self.spec.name.clone(),
+            events: Some(self.probe_events.clone()),
+            set_ready: Box::new(move |ready| {
+                status.send_if_modified(|s| {
+                    let c = &mut s.containers[index];
+                    let changed = c.ready != ready;
+                    c.ready = ready;
+                    changed
+                });
+            }),
+            set_started: Box::new(move || {
+                started_status.send_modify(|s| s.containers[index].started = true);
+            }),
+        };
+        probe::run(
+            Arc::clone(self.sandbox.net()),
+            self.spec.probes.clone(),
+            started,
+            reporter,
+        )
     }
 
     /// Sleeps for `delay` unless the pod is stopped first; true if stopped.
@@ -377,21 +427,35 @@ impl Supervisor {
             let started_at = running.started_at();
             let log_path = running.log_path().to_path_buf();
             let usage = running.usage_handle();
+            let probed = !self.init;
             self.update(|c| {
                 c.state = ContainerState::Running { started_at };
                 c.log_path = Some(log_path);
                 c.usage = Some(usage);
                 c.restart_count = restart_count;
+                // An init container is never "ready"; it runs to completion.
+                c.started = !probed;
             });
             let stopper = running.stopper();
             let mut wait = Box::pin(running.wait());
+            let probes = self.probes(tokio::time::Instant::now());
             let (exit, stopped) = tokio::select! {
                 exit = &mut wait => (exit, false),
                 _ = self.stop.changed() => {
                     stopper.stop();
                     (wait.await, true)
                 }
+                _ = probes, if probed => {
+                    // A startup or liveness probe failed for good: the
+                    // instance is stopped and the restart policy decides.
+                    stopper.stop();
+                    (wait.await, false)
+                }
             };
+            self.update(|c| {
+                c.ready = false;
+                c.started = false;
+            });
             let restart = !stopped
                 && match self.policy {
                     RestartPolicy::Always => true,

@@ -6,6 +6,7 @@
 //! - [`pod_spec`]: a Pod's spec in the runtime's terms.
 //! - [`host_ports`]: `hostPort` publishing.
 //! - [`node`]: the Node object and its heartbeat.
+//! - `probes`: a container's probes in the runtime's terms.
 //! - `worker`: one pod's life: images, start, status, termination.
 //! - `status`: runtime status into a Pod's status.
 //! - `logs`: `pods/log`.
@@ -14,6 +15,7 @@ pub mod host_ports;
 mod logs;
 pub mod node;
 pub mod pod_spec;
+mod probes;
 mod status;
 mod worker;
 

@@ -324,6 +324,8 @@ fn container_spec(
             sub_path: m.sub_path.clone().filter(|s| !s.is_empty()),
         })
         .collect();
+    let probes = super::probes::translate(c, field)
+        .map_err(|(field, message)| unsupported(field, message))?;
     Ok(ContainerSpec {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
@@ -335,6 +337,7 @@ fn container_spec(
         stdin: None,
         output: options.output.as_ref().map(|make| make(pod_name, &c.name)),
         env,
+        probes,
     })
 }
 

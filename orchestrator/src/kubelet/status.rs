@@ -60,11 +60,11 @@ fn container_status(uid: &str, c: &ContainerStatus, image: &str, image_id: &str)
         "name": c.name,
         "state": state,
         "lastState": last,
-        "ready": running,
+        "ready": running && c.ready,
         "restartCount": c.restart_count,
         "image": image,
         "imageID": image_id,
-        "started": running,
+        "started": running && c.started,
     });
     if c.log_path.is_some() {
         status["containerID"] = json!(id);

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
-use tokio::sync::watch;
-use wasmkube_runtime::{ContainerState, PodRunner, PodStatus, RestartPolicy};
+use tokio::sync::{mpsc, watch};
+use wasmkube_runtime::{ContainerState, PodRunner, PodStatus, ProbeEvent, RestartPolicy};
 
 use super::pod_spec::{self, NodeInfo, Options};
 use super::{Kubelet, Signal, host_ports, status};
@@ -139,7 +139,7 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
         }
     }
     let sandbox_name = spec.sandbox.name.clone();
-    let runner = match PodRunner::start(&kubelet.runtime, spec) {
+    let mut runner = match PodRunner::start(&kubelet.runtime, spec) {
         Ok(r) => r,
         Err(e) => {
             report_config_error(&kubelet, &pod, &e.to_string(), &start_time).await;
@@ -170,20 +170,29 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
         }
     };
     let mut statuses = runner.watch();
+    let mut probe_events = runner.probe_events();
     let mut previous: Option<PodStatus> = None;
     let outcome = loop {
         let current = statuses.borrow_and_update().clone();
         announce(&kubelet, &pod, previous.as_ref(), &current, &images).await;
         write_status(&kubelet, &pod, &current, policy, &images, &start_time).await;
         previous = Some(current);
-        tokio::select! {
-            changed = statuses.changed() => {
-                if changed.is_err() {
-                    // The runner finished: wait for deletion or shutdown.
-                    break wait_signal(&mut signal).await;
+        let wake = loop {
+            tokio::select! {
+                changed = statuses.changed() => {
+                    break if changed.is_ok() { Wake::Changed } else { Wake::Finished };
                 }
+                Some(event) = next_probe_event(&mut probe_events) => {
+                    record_probe_event(&kubelet, &pod, event).await;
+                }
+                s = wait_signal(&mut signal) => break Wake::Signal(s),
             }
-            s = wait_signal(&mut signal) => break s,
+        };
+        match wake {
+            Wake::Changed => {}
+            // The runner finished: wait for deletion or shutdown.
+            Wake::Finished => break wait_signal(&mut signal).await,
+            Wake::Signal(s) => break s,
         }
     };
     let sandbox = runner.sandbox().clone();
@@ -215,6 +224,66 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             tracing::warn!("removing pod {name}: {e}");
         }
         kubelet.finish_deletion(&pod).await;
+    }
+}
+
+/// What woke a pod's worker.
+enum Wake {
+    Changed,
+    Finished,
+    Signal(Signal),
+}
+
+/// The next probe report; pends forever once there will be none.
+async fn next_probe_event(
+    events: &mut Option<mpsc::UnboundedReceiver<ProbeEvent>>,
+) -> Option<ProbeEvent> {
+    if let Some(receiver) = events {
+        if let Some(event) = receiver.recv().await {
+            return Some(event);
+        }
+        *events = None;
+    }
+    std::future::pending().await
+}
+
+/// `Warning Unhealthy` for each failed probe, and `Killing` when a failed
+/// liveness or startup probe stops a container, in the kubelet's words.
+async fn record_probe_event(kubelet: &Kubelet, pod: &Value, event: ProbeEvent) {
+    match event {
+        ProbeEvent::Failed {
+            container,
+            kind,
+            message,
+        } => {
+            let field = container_path(pod, &container);
+            kubelet
+                .recorder
+                .record(
+                    pod,
+                    EventType::Warning,
+                    "Unhealthy",
+                    &format!("{kind} probe failed: {message}"),
+                    Some(&field),
+                )
+                .await;
+        }
+        ProbeEvent::Killing { container, kind } => {
+            let field = container_path(pod, &container);
+            kubelet
+                .recorder
+                .record(
+                    pod,
+                    EventType::Normal,
+                    "Killing",
+                    &format!(
+                        "Container {container} failed {} probe, will be restarted",
+                        kind.to_string().to_lowercase()
+                    ),
+                    Some(&field),
+                )
+                .await;
+        }
     }
 }
 

@@ -106,7 +106,7 @@ impl PodNet {
     }
 
     /// Claims `port` for a bind; false if it is taken.
-    fn claim(&self, port: u16) -> bool {
+    pub(crate) fn claim(&self, port: u16) -> bool {
         lock(&self.bound).insert(port)
     }
 
@@ -115,7 +115,7 @@ impl PodNet {
         lock(&self.listeners).remove(&port);
     }
 
-    fn listen(&self, port: u16) -> mpsc::UnboundedReceiver<Incoming> {
+    pub(crate) fn listen(&self, port: u16) -> mpsc::UnboundedReceiver<Incoming> {
         let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.listeners).insert(port, tx);
         rx
