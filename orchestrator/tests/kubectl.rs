@@ -608,23 +608,56 @@ spec:
     );
 }
 
-/// What cannot run yet is refused with the field that asks for it.
+/// Kubernetes' exec liveness example (times shortened): healthy while
+/// /tmp/healthy exists in the container, restarted once it is removed.
 #[test]
-fn an_exec_probe_is_refused_with_its_field() {
+fn an_exec_liveness_probe_runs_in_the_container_and_restarts_it() {
     let server = Server::start();
     let file = server.manifest(
         "exec-probe.yaml",
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: exec-probe\nspec:\n  containers:\n  - name: c\n    image: toolbox\n    command: [sleep, \"60\"]\n    livenessProbe:\n      exec: {command: [ls, index.html]}\n",
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: liveness-exec
+spec:
+  containers:
+  - name: liveness
+    image: toolbox
+    args: [/bin/sh, -c, \"touch /tmp/healthy; sleep 4; rm -f /tmp/healthy; sleep 600\"]
+    livenessProbe:
+      exec: {command: [cat, /tmp/healthy]}
+      initialDelaySeconds: 1
+      periodSeconds: 1
+      failureThreshold: 2
+",
     );
     server.kubectl_ok(&["apply", "-f", &file]);
     server.wait_for(Duration::from_secs(30), || {
         server
-            .kubectl_ok(&["get", "pod", "exec-probe"])
-            .contains("CreateContainerConfigError")
+            .kubectl_ok(&["get", "pod", "liveness-exec"])
+            .contains("1/1")
     });
-    assert!(
+    let restarts = || {
         server
-            .kubectl_ok(&["describe", "pod", "exec-probe"])
-            .contains("spec.containers[0].livenessProbe.exec: exec probes are not supported yet")
+            .kubectl_ok(&[
+                "get",
+                "pod",
+                "liveness-exec",
+                "-o",
+                "jsonpath={.status.containerStatuses[0].restartCount}",
+            ])
+            .parse::<u32>()
+            .unwrap_or(0)
+    };
+    assert_eq!(restarts(), 0, "healthy while /tmp/healthy exists");
+    server.wait_for(Duration::from_secs(60), || restarts() >= 1);
+    let described = server.kubectl_ok(&["describe", "pod", "liveness-exec"]);
+    assert!(
+        described.contains("Liveness probe failed: cat: /tmp/healthy"),
+        "{described}"
+    );
+    assert!(
+        described.contains("Container liveness failed liveness probe, will be restarted"),
+        "{described}"
     );
 }

@@ -147,18 +147,18 @@ impl WasiView for GuestState {
 /// Stops a guest whether it is spinning (checked every epoch tick) or
 /// waiting in a host call (the notify wakes the task running it).
 #[derive(Default)]
-struct KillSwitch {
+pub(crate) struct KillSwitch {
     killed: AtomicBool,
     notify: Notify,
 }
 
 impl KillSwitch {
-    fn kill(&self) {
+    pub(crate) fn kill(&self) {
         self.killed.store(true, Ordering::Release);
         self.notify.notify_one();
     }
 
-    fn is_killed(&self) -> bool {
+    pub(crate) fn is_killed(&self) -> bool {
         self.killed.load(Ordering::Acquire)
     }
 }
@@ -228,6 +228,14 @@ impl RunningContainer {
             }
         }
     }
+}
+
+/// A guest instance running on the guest runtime.
+pub(crate) struct Launched {
+    pub(crate) started_at: jiff::Timestamp,
+    pub(crate) usage: Arc<Usage>,
+    pub(crate) kill: Arc<KillSwitch>,
+    pub(crate) task: tokio::task::JoinHandle<ExitStatus>,
 }
 
 /// Stops a [`RunningContainer`] from another task.
@@ -313,11 +321,71 @@ impl Sandbox {
             .take(&spec.name, &mount_points)
             .map_err(io(&self.dir))?;
 
+        let (mut wasi, mounts) = self.context(spec, &image, &argv, &rootfs)?;
+
+        if let Some(bytes) = &spec.stdin {
+            wasi.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(bytes.clone()));
+        }
+        let log_dir = self.log_dir(&spec.name);
+        fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
+        if restart_count >= 2 {
+            logs::prune_old(&log_dir, restart_count);
+        }
+        let log_path = self.log_path(&spec.name, restart_count);
+        let sink = LogSink::create(
+            log_path.clone(),
+            self.runtime.config().log_max_bytes,
+            spec.output.clone(),
+        )
+        .map_err(io(&log_path))?;
+        wasi.stdout(LogOutput::new(Arc::clone(&sink), Stream::Stdout));
+        wasi.stderr(LogOutput::new(Arc::clone(&sink), Stream::Stderr));
+
+        let launched = self.launch(
+            spec,
+            pre,
+            wasi.build(),
+            mounts,
+            Box::new(move || sink.finish()),
+        );
+        Ok(RunningContainer {
+            started_at: launched.started_at,
+            usage: launched.usage,
+            kill: launched.kill,
+            task: launched.task,
+            log_path,
+        })
+    }
+
+    /// The WASI context every instance of `spec` shares: argv, `/` at
+    /// `rootfs`, the volume mounts, the environment (image's, then
+    /// `HOSTNAME`, then the spec's) and the working directory. Also returns
+    /// which host directory backs which guest path.
+    pub(crate) fn context(
+        &self,
+        spec: &ContainerSpec,
+        image: &Image,
+        argv: &[String],
+        rootfs: &std::path::Path,
+    ) -> Result<(WasiCtxBuilder, Vec<(String, PathBuf)>), StartError> {
+        let invalid = |message: String| StartError::Invalid {
+            container: spec.name.clone(),
+            message,
+        };
+        let io = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            let container = spec.name.clone();
+            move |source| StartError::Io {
+                container,
+                path,
+                source,
+            }
+        };
         let mut wasi = WasiCtxBuilder::new();
-        wasi.args(&argv);
-        wasi.preopened_dir(&rootfs, "/", FsPerms::ReadWrite)
+        wasi.args(argv);
+        wasi.preopened_dir(rootfs, "/", FsPerms::ReadWrite)
             .map_err(|e| invalid(format!("{e:#}")))?;
-        let mut mounts = vec![("/".to_string(), rootfs.clone())];
+        let mut mounts = vec![("/".to_string(), rootfs.to_path_buf())];
         for mount in &spec.mounts {
             let volume = self.volume_path(&mount.volume).ok_or_else(|| {
                 invalid(format!(
@@ -375,25 +443,20 @@ impl Sandbox {
             .collect();
         deduped.reverse();
         wasi.envs(&deduped);
+        Ok((wasi, mounts))
+    }
 
-        if let Some(bytes) = &spec.stdin {
-            wasi.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(bytes.clone()));
-        }
-        let log_dir = self.log_dir(&spec.name);
-        fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
-        if restart_count >= 2 {
-            logs::prune_old(&log_dir, restart_count);
-        }
-        let log_path = self.log_path(&spec.name, restart_count);
-        let sink = LogSink::create(
-            log_path.clone(),
-            self.runtime.config().log_max_bytes,
-            spec.output.clone(),
-        )
-        .map_err(io(&log_path))?;
-        wasi.stdout(LogOutput::new(Arc::clone(&sink), Stream::Stdout));
-        wasi.stderr(LogOutput::new(Arc::clone(&sink), Stream::Stderr));
-
+    /// Instantiates the image in a store of its own (memory limit, CPU
+    /// quota, kill switch) and runs it on the guest runtime; `finish` runs
+    /// when the guest has ended, before its exit status is made.
+    pub(crate) fn launch(
+        &self,
+        spec: &ContainerSpec,
+        pre: CommandPre<GuestState>,
+        wasi: WasiCtx,
+        mounts: Vec<(String, PathBuf)>,
+        finish: Box<dyn FnOnce() + Send>,
+    ) -> Launched {
         let usage = Arc::new(Usage::default());
         let kill = Arc::new(KillSwitch::default());
         let cpu = CpuAccount::new(
@@ -404,7 +467,7 @@ impl Sandbox {
         let mut store = Store::new(
             self.runtime.engine().wasmtime(),
             GuestState {
-                wasi: wasi.build(),
+                wasi,
                 table: ResourceTable::new(),
                 limiter: MemoryLimiter::new(spec.limits.memory_bytes, Arc::clone(&usage)),
                 kill: Arc::clone(&kill),
@@ -439,7 +502,7 @@ impl Sandbox {
                 outcome = run => outcome,
                 () = task_kill.notify.notified() => Err(wasmtime::Error::msg("container stopped")),
             };
-            sink.finish();
+            finish();
             exit_status(
                 outcome,
                 &task_usage,
@@ -448,13 +511,12 @@ impl Sandbox {
                 started_at,
             )
         });
-        Ok(RunningContainer {
+        Launched {
             started_at,
             usage,
             kill,
             task,
-            log_path,
-        })
+        }
     }
 }
 

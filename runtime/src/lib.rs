@@ -19,6 +19,7 @@
 //! - [`builtin`]: the example guests every wasmkube binary carries.
 //! - [`sandbox`]: a pod's directory and volumes.
 //! - [`container`]: one container instance, from spec to exit status.
+//! - [`exec`]: commands run in a running container's context.
 //! - [`exit`]: exit codes and reasons (Completed, Error, OOMKilled).
 //! - [`limits`]: memory limiter, CPU quota and usage accounting.
 //! - [`logs`]: per-instance log files with timestamps and rotation.
@@ -32,6 +33,7 @@ pub mod builtin;
 pub mod container;
 pub mod convert;
 pub mod engine;
+pub mod exec;
 pub mod exit;
 pub mod images;
 pub mod limits;
@@ -45,6 +47,7 @@ pub mod runtime;
 pub mod sandbox;
 
 pub use container::{ContainerSpec, ExitReason, ExitStatus, Mount, RunningContainer, StartError};
+pub use exec::{ExecError, ExecOutput};
 pub use images::{Image, ImageConfig, ImageRef, ImageStore};
 pub use limits::{Limits, UsageSnapshot};
 pub use logs::{LineObserver, Stream};

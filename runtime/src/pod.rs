@@ -364,7 +364,10 @@ impl Supervisor {
             }),
         };
         probe::run(
-            Arc::clone(self.sandbox.net()),
+            probe::Target {
+                sandbox: self.sandbox.clone(),
+                spec: self.spec.clone(),
+            },
             self.spec.probes.clone(),
             started,
             reporter,

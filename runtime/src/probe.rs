@@ -7,7 +7,6 @@
 //! restart policy decides what follows. Every failed attempt is reported
 //! as a [`ProbeEvent`] with the kubelet's wording.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Empty;
@@ -16,7 +15,9 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::container::ContainerSpec;
 use crate::net::PodNet;
+use crate::sandbox::Sandbox;
 
 /// What a probe does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +28,11 @@ pub enum ProbeAction {
     TcpSocket {
         /// The pod port.
         port: u16,
+    },
+    /// A command run in the container's context; exit code 0 is success.
+    Exec {
+        /// argv.
+        command: Vec<String>,
     },
 }
 
@@ -118,9 +124,38 @@ pub enum ProbeEvent {
 /// yet, and the probe goes through the pod's loopback.
 const POD_ADDRESS: &str = "127.0.0.1";
 
-/// One attempt; `Err` carries the kubelet's failure message.
+/// What probes run against: the container's sandbox and spec.
+pub(crate) struct Target {
+    pub(crate) sandbox: Sandbox,
+    pub(crate) spec: ContainerSpec,
+}
+
+impl Target {
+    async fn check(&self, action: &ProbeAction, timeout: Duration) -> Result<(), String> {
+        match action {
+            ProbeAction::Exec { command } => {
+                match self.sandbox.exec(&self.spec, command, timeout).await {
+                    Ok(out) if out.timed_out => {
+                        Err(format!("command {:?} timed out", command.join(" ")))
+                    }
+                    Ok(out) if out.exit_code == 0 => Ok(()),
+                    Ok(out) => Err(String::from_utf8_lossy(&out.output).trim_end().to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            network => check(self.sandbox.net(), network, timeout).await,
+        }
+    }
+}
+
+/// One attempt of a network probe (an exec probe needs the container:
+/// see [`Target`]); `Err` carries the kubelet's failure message.
 pub async fn check(net: &PodNet, action: &ProbeAction, timeout: Duration) -> Result<(), String> {
     match action {
+        ProbeAction::Exec { command } => Err(format!(
+            "exec probe {:?} needs the container to run in",
+            command.join(" ")
+        )),
         ProbeAction::TcpSocket { port } => {
             let target = format!("{POD_ADDRESS}:{port}");
             match net.dial(*port) {
@@ -212,7 +247,7 @@ impl Reporter {
 /// when a startup or liveness probe has failed for good (the instance must
 /// be stopped); without those probes it never returns.
 pub(crate) async fn run(
-    net: Arc<PodNet>,
+    target: Target,
     probes: Probes,
     started: Instant,
     reporter: Reporter,
@@ -222,7 +257,7 @@ pub(crate) async fn run(
         let mut failures = 0;
         loop {
             let attempt = Instant::now();
-            match check(&net, &startup.action, startup.timeout).await {
+            match target.check(&startup.action, startup.timeout).await {
                 Ok(()) => break,
                 Err(message) => {
                     failures += 1;
@@ -248,7 +283,7 @@ pub(crate) async fn run(
         let mut failures = 0;
         loop {
             let attempt = Instant::now();
-            match check(&net, &probe.action, probe.timeout).await {
+            match target.check(&probe.action, probe.timeout).await {
                 Ok(()) => failures = 0,
                 Err(message) => {
                     failures += 1;
@@ -275,7 +310,7 @@ pub(crate) async fn run(
         let mut ready = false;
         loop {
             let attempt = Instant::now();
-            match check(&net, &probe.action, probe.timeout).await {
+            match target.check(&probe.action, probe.timeout).await {
                 Ok(()) => {
                     successes += 1;
                     failures = 0;

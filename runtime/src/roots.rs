@@ -173,6 +173,12 @@ impl Roots {
         *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
     }
 
+    /// The root of `container`'s current (or last) instance.
+    pub(crate) fn current(&self, container: &str) -> Option<PathBuf> {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        current.get(container).map(|in_use| in_use.root.clone())
+    }
+
     /// An empty root for the next instance of `container`, with a
     /// directory for each mount point (absolute guest paths) so the guest
     /// sees them when listing their parents. The previous instance's root

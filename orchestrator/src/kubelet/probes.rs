@@ -49,11 +49,15 @@ fn translate_one(c: &Container, probe: &ApiProbe, field: &str) -> Result<Probe, 
         ProbeAction::TcpSocket {
             port: port(c, &tcp.port, &format!("{field}.tcpSocket.port"))?,
         }
-    } else if probe.exec.is_some() {
-        return Err((
-            format!("{field}.exec"),
-            "exec probes are not supported yet; use httpGet or tcpSocket".into(),
-        ));
+    } else if let Some(exec) = &probe.exec {
+        let command = exec.command.clone().unwrap_or_default();
+        if command.is_empty() {
+            return Err((
+                format!("{field}.exec.command"),
+                "Required value: must specify a command".into(),
+            ));
+        }
+        ProbeAction::Exec { command }
     } else if probe.grpc.is_some() {
         return Err((
             format!("{field}.grpc"),
@@ -152,10 +156,21 @@ livenessProbe: {tcpSocket: {port: 8080}}
                 "the container has no port named \"web\"".into()
             )
         );
-        let c = container("name: web\nlivenessProbe: {exec: {command: [ls, index.html]}}");
+        let c = container("name: web\nlivenessProbe: {grpc: {port: 9000}}");
         assert_eq!(
             translate(&c, "spec.containers[0]").unwrap_err().0,
-            "spec.containers[0].livenessProbe.exec"
+            "spec.containers[0].livenessProbe.grpc"
+        );
+        let c = container("name: web\nlivenessProbe: {exec: {command: [ls, index.html]}}");
+        assert_eq!(
+            translate(&c, "spec.containers[0]")
+                .unwrap()
+                .liveness
+                .unwrap()
+                .action,
+            ProbeAction::Exec {
+                command: vec!["ls".into(), "index.html".into()]
+            }
         );
     }
 }

@@ -1,0 +1,119 @@
+//! Commands run in a running container's context — exec probes today,
+//! preStop hooks and `kubectl exec` next: the container's current root, its
+//! mounts, environment, limits and pod network. The container's own image
+//! runs the command when it provides it (its entrypoint or the image is the
+//! toolbox); otherwise the built-in `toolbox` does, so `ls`, `cat` and `sh`
+//! work in every container.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use crate::container::{ContainerSpec, StartError};
+use crate::images::Image;
+use crate::sandbox::Sandbox;
+
+/// The image that runs commands an image does not provide.
+pub const TOOLBOX: &str = "toolbox";
+
+/// Most output kept from one exec; more makes the guest's writes fail.
+const OUTPUT_LIMIT: usize = 1 << 20;
+
+/// How an exec ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// The command's exit code (the stop code if it timed out).
+    pub exit_code: i32,
+    /// Its stdout and stderr, interleaved as written.
+    pub output: Bytes,
+    /// It ran past its timeout and was stopped.
+    pub timed_out: bool,
+}
+
+/// Why a command could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// The container has no running instance to run it in.
+    #[error("container {0:?} is not running")]
+    NotRunning(String),
+    /// No command was given.
+    #[error("no command given")]
+    Empty,
+    /// The image could not be loaded or the instance set up.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// `toolbox` of `toolbox`, `toolbox:1.0` or `some/where/toolbox:1.0`.
+fn repository(reference: &str) -> &str {
+    let name = base_name(reference);
+    name.split_once(':').map_or(name, |(name, _tag)| name)
+}
+
+/// Whether `image` (of a container running `spec`) itself runs `program`.
+fn provides(image: &Image, spec: &ContainerSpec, program: &str) -> bool {
+    let program = base_name(program);
+    repository(&image.reference) == TOOLBOX
+        || image
+            .config
+            .entrypoint
+            .first()
+            .is_some_and(|e| base_name(e) == program)
+        || spec
+            .command
+            .first()
+            .is_some_and(|c| base_name(c) == program)
+}
+
+impl Sandbox {
+    /// Runs `command` in the context of container `spec`'s current
+    /// instance and waits for it, at most `timeout`.
+    pub async fn exec(
+        &self,
+        spec: &ContainerSpec,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, ExecError> {
+        let program = command.first().ok_or(ExecError::Empty)?;
+        let root = self
+            .roots
+            .current(&spec.name)
+            .ok_or_else(|| ExecError::NotRunning(spec.name.clone()))?;
+        let (own, own_pre) = self.runtime.load(&spec.image).await?;
+        let (image, pre) = if provides(&own, spec, program) {
+            (own, own_pre)
+        } else {
+            self.runtime.load(TOOLBOX).await?
+        };
+        let (mut wasi, mounts) = self.context(spec, &image, command, Path::new(&root))?;
+        let output = MemoryOutputPipe::new(OUTPUT_LIMIT);
+        wasi.stdout(output.clone());
+        wasi.stderr(output.clone());
+        let launched = self.launch(spec, pre, wasi.build(), mounts, Box::new(|| ()));
+        let kill = launched.kill.clone();
+        let mut task = launched.task;
+        let (status, timed_out) = match tokio::time::timeout(timeout, &mut task).await {
+            Ok(status) => (status, false),
+            Err(_) => {
+                kill.kill();
+                (task.await, true)
+            }
+        };
+        let exit_code = match status {
+            Ok(status) => status.exit_code,
+            Err(_) => crate::container::EXIT_TRAP,
+        };
+        Ok(ExecOutput {
+            exit_code,
+            output: output.contents(),
+            timed_out,
+        })
+    }
+}
