@@ -661,3 +661,64 @@ spec:
         "{described}"
     );
 }
+
+/// preStop hooks run in their containers when the pod is deleted: one
+/// leaves a file on the host, one fails with an event, one that would run
+/// forever is cut off by the grace period so the deletion still completes.
+#[test]
+fn pre_stop_hooks_run_on_deletion_within_the_grace_period() {
+    let server = Server::start();
+    let out = server.data_dir().join("prestop-out");
+    let file = server.manifest(
+        "prestop.yaml",
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: goodbye
+spec:
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: main
+    image: toolbox
+    command: [sleep, \"600\"]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+    lifecycle:
+      preStop:
+        exec: {{command: [sh, -c, \"echo goodbye from $HOSTNAME > /out/prestop\"]}}
+  - name: stuck
+    image: toolbox
+    command: [sleep, \"600\"]
+    lifecycle:
+      preStop:
+        exec: {{command: [sleep, \"600\"]}}
+  - name: failing
+    image: toolbox
+    command: [sleep, \"600\"]
+    lifecycle:
+      preStop:
+        exec: {{command: [sh, -c, \"echo no luck; exit 4\"]}}
+  volumes: [{{name: out, hostPath: {{path: {}, type: DirectoryOrCreate}}}}]
+",
+            out.display()
+        ),
+    );
+    server.kubectl_ok(&["apply", "-f", &file]);
+    server.wait_for(Duration::from_secs(30), || {
+        server
+            .kubectl_ok(&["get", "pod", "goodbye"])
+            .contains("3/3")
+    });
+    assert!(!out.join("prestop").exists());
+    server.kubectl_ok(&["delete", "pod", "goodbye", "--timeout=60s"]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("prestop")).unwrap(),
+        "goodbye from goodbye\n"
+    );
+    let events = server.kubectl_ok(&["get", "events"]);
+    assert!(events.contains("FailedPreStopHook"), "{events}");
+    assert!(
+        events.contains("command 'sh -c echo no luck; exit 4' exited with 4: no luck"),
+        "{events}"
+    );
+}

@@ -5,12 +5,14 @@
 //!
 //! - [`pod_spec`]: a Pod's spec in the runtime's terms.
 //! - [`host_ports`]: `hostPort` publishing.
+//! - `hooks`: preStop hooks within the grace period.
 //! - [`node`]: the Node object and its heartbeat.
 //! - `probes`: a container's probes in the runtime's terms.
 //! - `worker`: one pod's life: images, start, status, termination.
 //! - `status`: runtime status into a Pod's status.
 //! - `logs`: `pods/log`.
 
+mod hooks;
 pub mod host_ports;
 mod logs;
 pub mod node;

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Probe as ApiProbe};
+use k8s_openapi::api::core::v1::{
+    Container, ExecAction, HTTPGetAction, Probe as ApiProbe, TCPSocketAction,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use wasmkube_runtime::{HttpGet, Probe, ProbeAction, Probes};
 
@@ -27,47 +29,27 @@ pub(super) fn translate(c: &Container, field: &str) -> Result<Probes, Refusal> {
 }
 
 fn translate_one(c: &Container, probe: &ApiProbe, field: &str) -> Result<Probe, Refusal> {
-    let action = if let Some(get) = &probe.http_get {
-        if get.scheme.as_deref().is_some_and(|s| s != "HTTP") {
-            return Err((
-                format!("{field}.httpGet.scheme"),
-                "only HTTP probes are supported; HTTPS is not yet".into(),
-            ));
-        }
-        ProbeAction::HttpGet(HttpGet {
-            port: port(c, &get.port, &format!("{field}.httpGet.port"))?,
-            path: get.path.clone().unwrap_or_default(),
-            host: get.host.clone().filter(|h| !h.is_empty()),
-            headers: get
-                .http_headers
-                .iter()
-                .flatten()
-                .map(|h| (h.name.clone(), h.value.clone()))
-                .collect(),
-        })
-    } else if let Some(tcp) = &probe.tcp_socket {
-        ProbeAction::TcpSocket {
-            port: port(c, &tcp.port, &format!("{field}.tcpSocket.port"))?,
-        }
-    } else if let Some(exec) = &probe.exec {
-        let command = exec.command.clone().unwrap_or_default();
-        if command.is_empty() {
-            return Err((
-                format!("{field}.exec.command"),
-                "Required value: must specify a command".into(),
-            ));
-        }
-        ProbeAction::Exec { command }
-    } else if probe.grpc.is_some() {
+    let action = if probe.grpc.is_some() {
         return Err((
             format!("{field}.grpc"),
-            "gRPC probes are not supported yet; use httpGet or tcpSocket".into(),
+            "gRPC probes are not supported yet; use httpGet, tcpSocket or exec".into(),
         ));
     } else {
-        return Err((
-            field.to_string(),
-            "a probe needs one of httpGet, tcpSocket or exec".into(),
-        ));
+        action(
+            c,
+            Handlers {
+                http_get: probe.http_get.as_ref(),
+                tcp_socket: probe.tcp_socket.as_ref(),
+                exec: probe.exec.as_ref(),
+            },
+            field,
+        )?
+        .ok_or_else(|| {
+            (
+                field.to_string(),
+                "a probe needs one of httpGet, tcpSocket or exec".into(),
+            )
+        })?
     };
     let seconds = |value: Option<i32>, default: u64| {
         Duration::from_secs(value.map_or(default, |v| v.max(0) as u64))
@@ -80,6 +62,56 @@ fn translate_one(c: &Container, probe: &ApiProbe, field: &str) -> Result<Probe, 
         success_threshold: probe.success_threshold.map_or(1, |v| v.max(1) as u32),
         failure_threshold: probe.failure_threshold.map_or(3, |v| v.max(1) as u32),
     })
+}
+
+/// The handlers a probe or lifecycle hook may have.
+pub(super) struct Handlers<'a> {
+    pub(super) http_get: Option<&'a HTTPGetAction>,
+    pub(super) tcp_socket: Option<&'a TCPSocketAction>,
+    pub(super) exec: Option<&'a ExecAction>,
+}
+
+/// The action of the first handler given, if any.
+pub(super) fn action(
+    c: &Container,
+    handlers: Handlers<'_>,
+    field: &str,
+) -> Result<Option<ProbeAction>, Refusal> {
+    if let Some(get) = handlers.http_get {
+        if get.scheme.as_deref().is_some_and(|s| s != "HTTP") {
+            return Err((
+                format!("{field}.httpGet.scheme"),
+                "only HTTP is supported; HTTPS is not yet".into(),
+            ));
+        }
+        return Ok(Some(ProbeAction::HttpGet(HttpGet {
+            port: port(c, &get.port, &format!("{field}.httpGet.port"))?,
+            path: get.path.clone().unwrap_or_default(),
+            host: get.host.clone().filter(|h| !h.is_empty()),
+            headers: get
+                .http_headers
+                .iter()
+                .flatten()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+        })));
+    }
+    if let Some(tcp) = handlers.tcp_socket {
+        return Ok(Some(ProbeAction::TcpSocket {
+            port: port(c, &tcp.port, &format!("{field}.tcpSocket.port"))?,
+        }));
+    }
+    if let Some(exec) = handlers.exec {
+        let command = exec.command.clone().unwrap_or_default();
+        if command.is_empty() {
+            return Err((
+                format!("{field}.exec.command"),
+                "Required value: must specify a command".into(),
+            ));
+        }
+        return Ok(Some(ProbeAction::Exec { command }));
+    }
+    Ok(None)
 }
 
 /// A port by number, or by the name of one of the container's ports.

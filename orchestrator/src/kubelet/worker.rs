@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use wasmkube_runtime::{ContainerState, PodRunner, PodStatus, ProbeEvent, RestartPolicy};
 
 use super::pod_spec::{self, NodeInfo, Options};
-use super::{Kubelet, Signal, host_ports, status};
+use super::{Kubelet, Signal, hooks, host_ports, status};
 use crate::events::EventType;
 use crate::registry::WriteOptions;
 use crate::registry::metadata::now;
@@ -139,6 +139,7 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
         }
     }
     let sandbox_name = spec.sandbox.name.clone();
+    let container_specs = spec.containers.clone();
     let mut runner = match PodRunner::start(&kubelet.runtime, spec) {
         Ok(r) => r,
         Err(e) => {
@@ -204,8 +205,8 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             .filter(|c| matches!(c.state, ContainerState::Running { .. }))
             .map(|c| c.name.clone())
             .collect();
-        for container in running {
-            let field = container_path(&pod, &container);
+        for container in &running {
+            let field = container_path(&pod, container);
             kubelet
                 .recorder
                 .record(
@@ -217,6 +218,26 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
                 )
                 .await;
         }
+        // The deletion sets the grace period on the pod as it is now.
+        let pods = kubelet.registry.resource("", "Pod");
+        let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+        let latest: Option<Pod> = kubelet
+            .registry
+            .find(&pods, namespace, &name)
+            .ok()
+            .flatten()
+            .and_then(|p| serde_json::from_value(p).ok());
+        let grace = hooks::grace_period(latest.as_ref().unwrap_or(&typed));
+        hooks::run_pre_stop(
+            &kubelet,
+            &pod,
+            &typed,
+            runner.sandbox(),
+            &container_specs,
+            &running,
+            grace,
+        )
+        .await;
     }
     runner.stop().await;
     if outcome == Signal::Delete {
