@@ -48,6 +48,8 @@ pub struct ClusterConfig {
     pub backoff: Backoff,
     /// Most pods the node takes.
     pub max_pods: u32,
+    /// The network pod IPs come from.
+    pub pod_cidr: kubelet::ipam::Cidr,
 }
 
 impl ClusterConfig {
@@ -57,6 +59,7 @@ impl ClusterConfig {
             node_name: kubelet::default_node_name(),
             backoff: Backoff::default(),
             max_pods: 110,
+            pod_cidr: "10.244.0.0/16".parse().expect("a valid CIDR"),
         }
     }
 }

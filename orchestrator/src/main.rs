@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wasmkube::cluster::{Cluster, ClusterConfig};
+use wasmkube::kubelet::ipam::Cidr;
 use wasmkube::play::{PlayOptions, play};
 use wasmkube::server::{self, pki};
 use wasmkube_runtime::{Backoff, ImageConfig, ImageRef, ImageStore};
@@ -49,6 +50,9 @@ enum Command {
         /// First restart back-off delay, doubling up to 5 minutes (e.g. 10s, 500ms)
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         restart_backoff: Duration,
+        /// The network pod IPs come from
+        #[arg(long, default_value = "10.244.0.0/16")]
+        pod_cidr: Cidr,
     },
     /// Manage the local image store
     #[command(subcommand)]
@@ -204,6 +208,7 @@ fn main() -> anyhow::Result<()> {
             insecure_http,
             node_name,
             restart_backoff,
+            pod_cidr,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -219,6 +224,7 @@ fn main() -> anyhow::Result<()> {
                 initial: restart_backoff,
                 ..Backoff::default()
             };
+            config.pod_cidr = pod_cidr;
             let result = runtime.block_on(serve(config, listen, insecure_http, &data_dir));
             runtime.shutdown_timeout(Duration::from_secs(2));
             result

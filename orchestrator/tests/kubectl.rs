@@ -397,6 +397,8 @@ fn objects_and_pods_come_back_after_a_restart() {
     server.kubectl_ok(&["create", "-f", &namespace]);
     server.kubectl_ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=60s"]);
     let uid = server.kubectl_ok(&["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"]);
+    let ip = server.kubectl_ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
+    assert!(!ip.is_empty());
     server.restart(false);
     assert_eq!(
         server.kubectl_ok(&["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"]),
@@ -406,6 +408,11 @@ fn objects_and_pods_come_back_after_a_restart() {
     server.kubectl_ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=60s"]);
     let logs = server.kubectl_ok(&["logs", "web"]);
     assert!(logs.contains("started"), "{logs}");
+    assert_eq!(
+        server.kubectl_ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]),
+        ip,
+        "a pod keeps its IP across a restart of the server"
+    );
 }
 
 #[test]
@@ -556,10 +563,28 @@ spec:
             "jsonpath={.status.containerStatuses[0].ready}/{.status.conditions[?(@.type==\"Ready\")].status}",
         ])
     };
+    let mut ip = String::new();
+    server.wait_for(Duration::from_secs(30), || {
+        ip = server.kubectl_ok(&[
+            "get",
+            "pod",
+            "liveness-readiness-pod",
+            "-o",
+            "jsonpath={.status.podIP}",
+        ]);
+        !ip.is_empty()
+    });
+    assert!(
+        ip.starts_with("10.244."),
+        "a pod IP from the default CIDR: {ip}"
+    );
+    let refused = format!(
+        "Readiness probe failed: Get \"http://{ip}:8000/\": dial tcp {ip}:8000: connect: connection refused"
+    );
     server.wait_for(Duration::from_secs(30), || {
         server
             .kubectl_ok(&["describe", "pod", "liveness-readiness-pod"])
-            .contains("Readiness probe failed: Get \"http://127.0.0.1:8000/\": dial tcp 127.0.0.1:8000: connect: connection refused")
+            .contains(&refused)
     });
     let listed = server.kubectl_ok(&["get", "pod", "liveness-readiness-pod"]);
     assert!(
@@ -721,4 +746,39 @@ spec:
         events.contains("command 'sh -c echo no luck; exit 4' exited with 4: no luck"),
         "{events}"
     );
+}
+
+/// Every pod gets an IP from the pod CIDR, shown by `get -o wide`, and a
+/// guest reaches another pod at that IP.
+#[test]
+fn a_pod_reaches_another_pod_at_its_ip() {
+    let server = Server::start();
+    let web = server.manifest(
+        "web.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: echo-hostname:1.0.1\n    ports: [{containerPort: 80}]\n    readinessProbe: {tcpSocket: {port: 80}, periodSeconds: 1}\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &web]);
+    server.wait_for(Duration::from_secs(30), || {
+        server.kubectl_ok(&["get", "pod", "web"]).contains("1/1")
+    });
+    let ip = server.kubectl_ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
+    assert!(ip.starts_with("10.244."), "{ip}");
+    let wide = server.kubectl_ok(&["get", "pod", "web", "-o", "wide"]);
+    assert!(wide.contains(&ip), "{wide}");
+    let client = server.manifest(
+        "client.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: client\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: toolbox\n    command: [wget, -qO-, \"http://{ip}/\"]\n"
+        ),
+    );
+    server.kubectl_ok(&["apply", "-f", &client]);
+    server.wait_for(Duration::from_secs(30), || {
+        server
+            .kubectl_ok(&["get", "pod", "client"])
+            .contains("Completed")
+    });
+    let logs = server.kubectl_ok(&["logs", "client"]);
+    assert!(logs.contains("version: 1.0.1"), "{logs}");
+    let client_ip = server.kubectl_ok(&["get", "pod", "client", "-o", "jsonpath={.status.podIP}"]);
+    assert_ne!(client_ip, ip, "each pod has its own address");
 }

@@ -39,6 +39,7 @@ fn main() {
                 name: format!("idle-{i}"),
                 namespace: "default".into(),
                 volumes: vec![],
+                ip: None,
             },
             init_containers: vec![],
             containers: vec![ContainerSpec {

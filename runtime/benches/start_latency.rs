@@ -122,6 +122,7 @@ fn main() {
                 name: "bench".into(),
                 namespace: "default".into(),
                 volumes: vec![],
+                ip: None,
             })
             .unwrap();
         let spec = ContainerSpec {

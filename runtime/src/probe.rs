@@ -120,9 +120,11 @@ pub enum ProbeEvent {
     Killing { container: String, kind: ProbeKind },
 }
 
-/// The address probes appear to target: the pod has no address of its own
-/// yet, and the probe goes through the pod's loopback.
-const POD_ADDRESS: &str = "127.0.0.1";
+/// The address a probe names: the pod's IP, or its loopback when it has none.
+fn pod_address(net: &PodNet) -> String {
+    net.ip()
+        .map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string())
+}
 
 /// What probes run against: the container's sandbox and spec.
 pub(crate) struct Target {
@@ -157,7 +159,7 @@ pub async fn check(net: &PodNet, action: &ProbeAction, timeout: Duration) -> Res
             command.join(" ")
         )),
         ProbeAction::TcpSocket { port } => {
-            let target = format!("{POD_ADDRESS}:{port}");
+            let target = format!("{}:{port}", pod_address(net));
             match net.dial(*port) {
                 Ok(_) => Ok(()),
                 Err(_) => Err(format!("dial tcp {target}: connect: connection refused")),
@@ -172,7 +174,7 @@ pub async fn check(net: &PodNet, action: &ProbeAction, timeout: Duration) -> Res
             let host = get
                 .host
                 .clone()
-                .unwrap_or_else(|| format!("{POD_ADDRESS}:{}", get.port));
+                .unwrap_or_else(|| format!("{}:{}", pod_address(net), get.port));
             let url = format!("http://{host}{path}");
             match tokio::time::timeout(timeout, http_get(net, get, path, &host)).await {
                 Err(_) => Err(format!(
@@ -189,7 +191,8 @@ pub async fn check(net: &PodNet, action: &ProbeAction, timeout: Duration) -> Res
 async fn http_get(net: &PodNet, get: &HttpGet, path: &str, host: &str) -> Result<u16, String> {
     let connection = net.dial(get.port).map_err(|_| {
         format!(
-            "dial tcp {POD_ADDRESS}:{}: connect: connection refused",
+            "dial tcp {}:{}: connect: connection refused",
+            pod_address(net),
             get.port
         )
     })?;

@@ -13,6 +13,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use crate::container::{GuestState, StartError};
 use crate::engine::{self, Engine};
 use crate::images::{self, Image, ImageStore};
+use crate::net::ClusterNet;
 use crate::roots::Janitor;
 use crate::sandbox::{self, Sandbox, SandboxSpec};
 
@@ -95,6 +96,8 @@ pub(crate) struct RuntimeShared {
     guests: Option<tokio::runtime::Runtime>,
     /// Prepares and deletes container roots in the background.
     janitor: Janitor,
+    /// Which pod answers at which pod IP.
+    cluster_net: Arc<ClusterNet>,
 }
 
 impl Drop for RuntimeShared {
@@ -147,6 +150,7 @@ impl Runtime {
                 ready: Mutex::new(HashMap::new()),
                 guests: Some(guests),
                 janitor: Janitor::start(),
+                cluster_net: Arc::default(),
             }),
         })
     }
@@ -170,6 +174,11 @@ impl Runtime {
     /// the compile cache), so a later start pays only instantiation.
     pub async fn prepare_image(&self, reference: &str) -> Result<Image, StartError> {
         self.shared.load(reference).await.map(|(image, _)| image)
+    }
+
+    /// The pod IPs of the pods this runtime hosts.
+    pub fn cluster_net(&self) -> &Arc<ClusterNet> {
+        self.shared.cluster_net()
     }
 
     /// Creates the home of a pod (reusing it if it exists: volumes survive).
@@ -211,6 +220,10 @@ impl RuntimeShared {
 
     pub(crate) fn janitor(&self) -> &Janitor {
         &self.janitor
+    }
+
+    pub(crate) fn cluster_net(&self) -> &Arc<ClusterNet> {
+        &self.cluster_net
     }
 
     pub(crate) fn spawn_guest<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>

@@ -64,6 +64,8 @@ pub struct SandboxSpec {
     pub namespace: String,
     /// Its volumes.
     pub volumes: Vec<VolumeSpec>,
+    /// Its IP on the pod network; without one it has only its loopback.
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// A pod's home on the host. Containers are started through it.
@@ -108,6 +110,11 @@ impl Sandbox {
                 spec.uid
             )));
         }
+        let net = match spec.ip {
+            Some(ip) => PodNet::attach(ip, runtime.cluster_net())
+                .map_err(|e| Error::Invalid(e.to_string()))?,
+            None => Arc::new(PodNet::default()),
+        };
         let dir = runtime.pods_dir().join(&spec.uid);
         let mut volumes = HashMap::new();
         for volume in &spec.volumes {
@@ -141,7 +148,7 @@ impl Sandbox {
             spec: Arc::new(spec),
             dir,
             volumes: Arc::new(volumes),
-            net: Arc::new(PodNet::default()),
+            net,
             roots,
             runtime,
         })

@@ -107,3 +107,65 @@ async fn two_pods_both_listen_on_port_80_and_a_pod_binds_it_once() {
         sb.remove().unwrap();
     }
 }
+
+fn with_ip(ip: &str) -> Sandbox {
+    let mut spec = sandbox_spec(&[]);
+    spec.ip = Some(ip.parse().unwrap());
+    runtime().run_pod_sandbox(spec).expect("sandbox")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_reaches_another_pod_at_its_ip() {
+    let a = with_ip("10.244.200.1");
+    let b = with_ip("10.244.200.2");
+    assert_eq!(a.net().ip(), Some("10.244.200.1".parse().unwrap()));
+    assert!(
+        runtime()
+            .run_pod_sandbox({
+                let mut spec = sandbox_spec(&[]);
+                spec.ip = Some("10.244.200.1".parse().unwrap());
+                spec
+            })
+            .is_err(),
+        "an IP belongs to one pod"
+    );
+    let server = ContainerSpec {
+        name: "web".into(),
+        image: "echo-hostname:1.0.1".into(),
+        ..Default::default()
+    };
+    let in_a = a.start_container(&server, 0).await.unwrap();
+    assert!(get(&a, "/").await.contains("version: 1.0.1"));
+
+    // From pod b, by pod a's IP; pod a also answers at its own IP.
+    let (exit, lines) = run(&b, &sh("client", "wget -qO- http://10.244.200.1/")).await;
+    assert_eq!(exit.exit_code, 0, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("version: 1.0.1")),
+        "{lines:?}"
+    );
+    let (exit, lines) = run(&a, &sh("self", "wget -qO- http://10.244.200.1:80/")).await;
+    assert_eq!(exit.exit_code, 0, "{lines:?}");
+    // Pod b has nothing on :80, and an address that is no pod is not reachable.
+    let (exit, lines) = run(&a, &sh("refused", "wget -qO- http://10.244.200.2/")).await;
+    assert_eq!(exit.exit_code, 1);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("can't connect to remote host (10.244.200.2): Connection refused")),
+        "{lines:?}"
+    );
+    let (exit, _) = run(&b, &sh("nowhere", "wget -qO- http://10.244.200.99/")).await;
+    assert_eq!(exit.exit_code, 1);
+
+    in_a.stop();
+    in_a.wait().await;
+    a.remove().unwrap();
+    drop(b);
+    assert!(
+        runtime()
+            .cluster_net()
+            .lookup("10.244.200.1".parse().unwrap())
+            .is_none()
+    );
+}

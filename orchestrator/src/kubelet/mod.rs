@@ -6,6 +6,7 @@
 //! - [`pod_spec`]: a Pod's spec in the runtime's terms.
 //! - [`host_ports`]: `hostPort` publishing.
 //! - `hooks`: preStop hooks within the grace period.
+//! - [`ipam`]: pod IPs from the pod CIDR.
 //! - [`node`]: the Node object and its heartbeat.
 //! - `probes`: a container's probes in the runtime's terms.
 //! - `worker`: one pod's life: images, start, status, termination.
@@ -14,6 +15,7 @@
 
 mod hooks;
 pub mod host_ports;
+pub mod ipam;
 mod logs;
 pub mod node;
 pub mod pod_spec;
@@ -81,6 +83,8 @@ pub struct Kubelet {
     recorder: Recorder,
     backoff: Backoff,
     pods_dir: PathBuf,
+    /// Pod IPs.
+    ipam: ipam::Ipam,
     /// Running workers by pod uid.
     workers: Mutex<HashMap<String, Worker>>,
 }
@@ -111,6 +115,7 @@ impl Kubelet {
             runtime,
             backoff: config.backoff,
             pods_dir: config.data_dir.join("pods"),
+            ipam: ipam::Ipam::new(config.pod_cidr),
             workers: Mutex::new(HashMap::new()),
         })
     }

@@ -281,6 +281,8 @@ pub fn to_runtime(pod: &Pod, node: &NodeInfo, options: &Options) -> Result<PodSp
                 .clone()
                 .unwrap_or_else(|| "default".into()),
             volumes,
+            // The kubelet assigns the address.
+            ip: None,
         },
         init_containers,
         containers,

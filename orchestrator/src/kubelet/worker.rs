@@ -57,7 +57,7 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
         output: None,
     };
     let start_time = now();
-    let spec = match pod_spec::to_runtime(&typed, &node, &options) {
+    let mut spec = match pod_spec::to_runtime(&typed, &node, &options) {
         Ok(spec) => spec,
         Err(unsupported) => {
             report_config_error(&kubelet, &pod, &unsupported.to_string(), &start_time).await;
@@ -138,6 +138,23 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             }
         }
     }
+    // The pod's address: the one it had (the server restarted) if free.
+    let previous_ip = typed
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .and_then(|ip| ip.parse().ok());
+    let Some(lease) = IpLease::take(&kubelet, previous_ip) else {
+        let message = format!(
+            "Failed to create pod sandbox: no pod IP left in {}",
+            kubelet.ipam.cidr()
+        );
+        report_config_error(&kubelet, &pod, &message, &start_time).await;
+        wait_for_end(&kubelet, &pod, &mut signal).await;
+        return;
+    };
+    spec.sandbox.ip = Some(lease.ip);
+    let pod_ip = Some(lease.ip);
     let sandbox_name = spec.sandbox.name.clone();
     let container_specs = spec.containers.clone();
     let mut runner = match PodRunner::start(&kubelet.runtime, spec) {
@@ -176,7 +193,16 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
     let outcome = loop {
         let current = statuses.borrow_and_update().clone();
         announce(&kubelet, &pod, previous.as_ref(), &current, &images).await;
-        write_status(&kubelet, &pod, &current, policy, &images, &start_time).await;
+        write_status(
+            &kubelet,
+            &pod,
+            &current,
+            policy,
+            &images,
+            &start_time,
+            pod_ip,
+        )
+        .await;
         previous = Some(current);
         let wake = loop {
             tokio::select! {
@@ -245,6 +271,27 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             tracing::warn!("removing pod {name}: {e}");
         }
         kubelet.finish_deletion(&pod).await;
+    }
+}
+
+/// A pod IP held while the pod's worker runs.
+struct IpLease {
+    kubelet: Arc<Kubelet>,
+    ip: std::net::IpAddr,
+}
+
+impl IpLease {
+    fn take(kubelet: &Arc<Kubelet>, previous: Option<std::net::IpAddr>) -> Option<IpLease> {
+        Some(IpLease {
+            ip: kubelet.ipam.allocate(previous)?,
+            kubelet: Arc::clone(kubelet),
+        })
+    }
+}
+
+impl Drop for IpLease {
+    fn drop(&mut self) {
+        self.kubelet.ipam.release(self.ip);
     }
 }
 
@@ -476,6 +523,7 @@ async fn write_status(
     policy: RestartPolicy,
     images: &HashMap<String, (String, String)>,
     start_time: &str,
+    pod_ip: Option<std::net::IpAddr>,
 ) {
     let pods = kubelet.registry.resource("", "Pod");
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
@@ -503,6 +551,10 @@ async fn write_status(
                 }
                 let mut next = existing.clone();
                 status::apply(&mut next, current, policy, images, start_time);
+                if let Some(ip) = pod_ip {
+                    next["status"]["podIP"] = json!(ip.to_string());
+                    next["status"]["podIPs"] = json!([{"ip": ip.to_string()}]);
+                }
                 Ok(next)
             },
         )

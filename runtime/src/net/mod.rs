@@ -7,17 +7,24 @@
 //! registered over wasmtime-wasi's: wasmtime-wasi's sockets use the host's
 //! network and cannot remap addresses.
 //!
-//! Not yet here: pod IPs, Services, DNS, egress to the outside world (a
-//! connect to any non-loopback address is refused as access-denied).
+//! A pod may have an IP ([`ClusterNet`] maps pod IPs to pod networks): a
+//! guest connecting to another pod's IP reaches that pod's listener, and
+//! its pod mates can reach it at its own IP too.
+//!
+//! Not yet here: Services, DNS, egress to the outside world (a connect to
+//! an address that is neither loopback nor a pod is refused as
+//! access-denied).
 
+mod cluster;
 mod pipe;
 pub(crate) mod tcp;
 
+pub use cluster::{AddressInUse, ClusterNet};
 pub use pipe::PodConnection;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// Bytes in flight per direction of an in-pod connection before the writer
@@ -42,17 +49,25 @@ pub struct PodNet {
     listeners: Mutex<HashMap<u16, mpsc::UnboundedSender<Incoming>>>,
     bound: Mutex<HashSet<u16>>,
     next_ephemeral: Mutex<u16>,
+    /// The pod's IP, if it has one.
+    ip: Option<IpAddr>,
+    /// Where other pods are, when this pod has an IP.
+    cluster: Option<Arc<ClusterNet>>,
+}
+
+impl Drop for PodNet {
+    fn drop(&mut self) {
+        if let (Some(ip), Some(cluster)) = (self.ip, &self.cluster) {
+            cluster.release(ip);
+        }
+    }
 }
 
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
 
 impl Default for PodNet {
     fn default() -> Self {
-        PodNet {
-            listeners: Mutex::default(),
-            bound: Mutex::default(),
-            next_ephemeral: Mutex::new(*EPHEMERAL.start()),
-        }
+        PodNet::new(None, None)
     }
 }
 
@@ -60,6 +75,46 @@ impl Default for PodNet {
 const HOST_PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 impl PodNet {
+    fn new(ip: Option<IpAddr>, cluster: Option<Arc<ClusterNet>>) -> PodNet {
+        PodNet {
+            listeners: Mutex::default(),
+            bound: Mutex::default(),
+            next_ephemeral: Mutex::new(*EPHEMERAL.start()),
+            ip,
+            cluster,
+        }
+    }
+
+    /// The network of a pod answering at `ip` among the pods of `cluster`.
+    pub fn attach(ip: IpAddr, cluster: &Arc<ClusterNet>) -> Result<Arc<PodNet>, AddressInUse> {
+        let net = Arc::new(PodNet::new(Some(ip), Some(Arc::clone(cluster))));
+        cluster.register(ip, &net)?;
+        Ok(net)
+    }
+
+    /// The pod's IP, if it has one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+
+    /// The network a connection to `ip` goes to: this pod's for loopback
+    /// and its own IP, another pod's for that pod's IP.
+    pub(crate) fn route(self: &Arc<Self>, ip: IpAddr) -> Route {
+        if ip.is_loopback() || Some(ip) == self.ip {
+            return Route::Pod(Arc::clone(self));
+        }
+        match self.cluster.as_ref().and_then(|c| c.lookup(ip)) {
+            Some(other) => Route::Pod(other),
+            None => Route::Outside,
+        }
+    }
+
+    /// Addresses a guest of this pod may bind: loopback, the wildcard and
+    /// the pod's own IP.
+    pub(crate) fn bindable(&self, ip: IpAddr) -> bool {
+        ip.is_loopback() || ip.is_unspecified() || Some(ip) == self.ip
+    }
+
     /// Opens a connection from the host to a port of the pod.
     pub fn dial(&self, port: u16) -> Result<PodConnection, DialError> {
         let (ours, theirs) = pipe::End::pair(WINDOW);
@@ -126,9 +181,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Addresses a guest may bind: its pod's loopback and the wildcard.
-pub(crate) fn bindable(ip: IpAddr) -> bool {
-    ip.is_loopback() || ip.is_unspecified()
+/// Where a connection goes.
+pub(crate) enum Route {
+    /// To a pod on this host (this one or another).
+    Pod(Arc<PodNet>),
+    /// Out of the pod network.
+    Outside,
 }
 
 #[cfg(test)]

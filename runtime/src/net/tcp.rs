@@ -13,7 +13,7 @@ use wasmtime_wasi::p2::bindings::sockets::network::{
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, Pollable, SocketError};
 
 use super::pipe::{End, PipeInput, PipeOutput};
-use super::{Incoming, PodNet, WINDOW, bindable};
+use super::{Incoming, PodNet, Route, WINDOW};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -212,7 +212,7 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
         if family_of(&addr) != s.family {
             return Err(ErrorCode::InvalidArgument.into());
         }
-        if !bindable(addr.ip()) {
+        if !s.net.bindable(addr.ip()) {
             return Err(ErrorCode::AddressNotBindable.into());
         }
         if addr.port() == 0 {
@@ -246,18 +246,27 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
         if family_of(&remote) != s.family || remote.port() == 0 || remote.ip().is_unspecified() {
             return Err(ErrorCode::InvalidArgument.into());
         }
+        let target = match s.net.route(remote.ip()) {
+            Route::Pod(target) => target,
+            // Egress to the outside world is not here yet.
+            Route::Outside => return Err(ErrorCode::AccessDenied.into()),
+        };
         let local = match s.state {
-            State::Unbound => SocketAddr::new(remote.ip(), s.net.ephemeral()),
+            // Within the pod the connection comes from the address it went
+            // to; between pods, from this pod's IP.
+            State::Unbound => {
+                let from = if Arc::ptr_eq(&target, &s.net) {
+                    remote.ip()
+                } else {
+                    s.net.ip().unwrap_or(remote.ip())
+                };
+                SocketAddr::new(from, s.net.ephemeral())
+            }
             State::Bound(a) => a,
             _ => return Err(ErrorCode::InvalidState.into()),
         };
-        if !remote.ip().is_loopback() {
-            // Egress and other pods arrive with pod networking.
-            return Err(ErrorCode::AccessDenied.into());
-        }
         let (ours, theirs) = End::pair(WINDOW);
-        let result = s
-            .net
+        let result = target
             .deliver(remote.port(), theirs, local)
             .map(|()| ours)
             .map_err(|_| ErrorCode::ConnectionRefused);

@@ -39,6 +39,7 @@ pub fn sandbox_spec(volumes: &[&str]) -> SandboxSpec {
                 source: VolumeSource::EmptyDir,
             })
             .collect(),
+        ip: None,
     }
 }
 

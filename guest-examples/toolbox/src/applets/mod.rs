@@ -4,6 +4,7 @@
 mod files;
 mod grep;
 mod misc;
+mod net;
 mod text;
 
 use std::io::{self, Read, Write};
@@ -95,6 +96,7 @@ const APPLETS: &[(&str, Applet)] = &[
     ("uname", misc::uname),
     ("uniq", text::uniq),
     ("wc", text::wc),
+    ("wget", net::wget),
 ];
 
 /// Programs a Linux image would have that WASI cannot mean: they fail with
