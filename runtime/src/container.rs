@@ -255,6 +255,28 @@ impl Stopper {
     }
 }
 
+/// A spec the runtime cannot run, and why.
+fn invalid_spec(spec: &ContainerSpec, message: String) -> StartError {
+    StartError::Invalid {
+        container: spec.name.clone(),
+        message,
+    }
+}
+
+/// Turns an I/O failure on `path` into a start error of `spec`.
+fn io_error(
+    spec: &ContainerSpec,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> StartError + use<> {
+    let path = path.to_path_buf();
+    let container = spec.name.clone();
+    move |source| StartError::Io {
+        container,
+        path,
+        source,
+    }
+}
+
 /// argv from the spec and the image config, as Kubernetes combines them.
 fn argv(spec: &ContainerSpec, image: &Image) -> Vec<String> {
     let config = &image.config;
@@ -283,19 +305,8 @@ impl Sandbox {
         spec: &ContainerSpec,
         restart_count: u32,
     ) -> Result<RunningContainer, StartError> {
-        let invalid = |message: String| StartError::Invalid {
-            container: spec.name.clone(),
-            message,
-        };
-        let io = |path: &std::path::Path| {
-            let path = path.to_path_buf();
-            let container = spec.name.clone();
-            move |source| StartError::Io {
-                container,
-                path,
-                source,
-            }
-        };
+        let invalid = |message: String| invalid_spec(spec, message);
+        let io = |path: &std::path::Path| io_error(spec, path);
         let (image, pre) = self.runtime.load(&spec.image).await?;
         let argv = argv(spec, &image);
         if argv.is_empty() {
@@ -368,19 +379,8 @@ impl Sandbox {
         argv: &[String],
         rootfs: &std::path::Path,
     ) -> Result<(WasiCtxBuilder, Vec<(String, PathBuf)>), StartError> {
-        let invalid = |message: String| StartError::Invalid {
-            container: spec.name.clone(),
-            message,
-        };
-        let io = |path: &std::path::Path| {
-            let path = path.to_path_buf();
-            let container = spec.name.clone();
-            move |source| StartError::Io {
-                container,
-                path,
-                source,
-            }
-        };
+        let invalid = |message: String| invalid_spec(spec, message);
+        let io = |path: &std::path::Path| io_error(spec, path);
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(argv);
         wasi.preopened_dir(rootfs, "/", FsPerms::ReadWrite)

@@ -255,52 +255,19 @@ pub(crate) async fn run(
     started: Instant,
     reporter: Reporter,
 ) -> ProbeKind {
-    if let Some(startup) = &probes.startup {
-        tokio::time::sleep_until(started + startup.initial_delay).await;
-        let mut failures = 0;
-        loop {
-            let attempt = Instant::now();
-            match target.check(&startup.action, startup.timeout).await {
-                Ok(()) => break,
-                Err(message) => {
-                    failures += 1;
-                    reporter.failed(ProbeKind::Startup, message);
-                    if failures >= startup.failure_threshold {
-                        reporter.emit(ProbeEvent::Killing {
-                            container: reporter.container.clone(),
-                            kind: ProbeKind::Startup,
-                        });
-                        return ProbeKind::Startup;
-                    }
-                }
-            }
-            tokio::time::sleep_until(attempt + startup.period).await;
-        }
+    if let Some(startup) = &probes.startup
+        && until_failed(&target, startup, ProbeKind::Startup, &reporter, started).await
+    {
+        return ProbeKind::Startup;
     }
     (reporter.set_started)();
     let liveness = async {
-        let Some(probe) = &probes.liveness else {
-            return std::future::pending().await;
-        };
-        tokio::time::sleep_until(started + probe.initial_delay).await;
-        let mut failures = 0;
-        loop {
-            let attempt = Instant::now();
-            match target.check(&probe.action, probe.timeout).await {
-                Ok(()) => failures = 0,
-                Err(message) => {
-                    failures += 1;
-                    reporter.failed(ProbeKind::Liveness, message);
-                    if failures >= probe.failure_threshold {
-                        reporter.emit(ProbeEvent::Killing {
-                            container: reporter.container.clone(),
-                            kind: ProbeKind::Liveness,
-                        });
-                        return ProbeKind::Liveness;
-                    }
-                }
+        match &probes.liveness {
+            Some(probe) => {
+                until_failed(&target, probe, ProbeKind::Liveness, &reporter, started).await;
+                ProbeKind::Liveness
             }
-            tokio::time::sleep_until(attempt + probe.period).await;
+            None => std::future::pending().await,
         }
     };
     let readiness = async {
@@ -338,6 +305,39 @@ pub(crate) async fn run(
     tokio::select! {
         kind = liveness => kind,
         () = readiness => unreachable!("readiness probing never ends"),
+    }
+}
+
+/// Runs `probe` on its period until it fails `failure_threshold` times in
+/// a row (reporting the kill; true) or, a startup probe, first passes
+/// (false). A liveness probe never passes for good.
+async fn until_failed(
+    target: &Target,
+    probe: &Probe,
+    kind: ProbeKind,
+    reporter: &Reporter,
+    started: Instant,
+) -> bool {
+    tokio::time::sleep_until(started + probe.initial_delay).await;
+    let mut failures = 0;
+    loop {
+        let attempt = Instant::now();
+        match target.check(&probe.action, probe.timeout).await {
+            Ok(()) if kind == ProbeKind::Startup => return false,
+            Ok(()) => failures = 0,
+            Err(message) => {
+                failures += 1;
+                reporter.failed(kind, message);
+                if failures >= probe.failure_threshold {
+                    reporter.emit(ProbeEvent::Killing {
+                        container: reporter.container.clone(),
+                        kind,
+                    });
+                    return true;
+                }
+            }
+        }
+        tokio::time::sleep_until(attempt + probe.period).await;
     }
 }
 

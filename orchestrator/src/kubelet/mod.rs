@@ -107,7 +107,13 @@ impl Kubelet {
     pub async fn start(registry: Registry, config: &ClusterConfig) -> Result<Kubelet, Error> {
         let runtime = Runtime::new(RuntimeConfig::new(&config.data_dir))?;
         wasmkube_runtime::builtin::seed(runtime.images())?;
-        node::register(&registry, &config.node_name, config.max_pods).await?;
+        node::register(
+            &registry,
+            &config.node_name,
+            config.max_pods,
+            &config.pod_cidr.to_string(),
+        )
+        .await?;
         Ok(Kubelet {
             recorder: Recorder::new(registry.clone(), "kubelet", Some(&config.node_name)),
             registry,

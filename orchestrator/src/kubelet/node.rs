@@ -94,7 +94,12 @@ fn status(name: &str, max_pods: u32, since: &str) -> Value {
 }
 
 /// Creates the node, or refreshes its status if it exists.
-pub async fn register(registry: &Registry, name: &str, max_pods: u32) -> Result<()> {
+pub async fn register(
+    registry: &Registry,
+    name: &str,
+    max_pods: u32,
+    pod_cidr: &str,
+) -> Result<()> {
     let nodes = registry.resource("", "Node");
     let options = WriteOptions::manager("kubelet");
     let since = now();
@@ -108,7 +113,7 @@ pub async fn register(registry: &Registry, name: &str, max_pods: u32) -> Result<
                 "kubernetes.io/arch": "wasm32",
                 "node-role.kubernetes.io/control-plane": "",
             }},
-            "spec": {},
+            "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
             "status": status(name, max_pods, &since),
         });
         match registry.create(&nodes, None, node, &options).await {
