@@ -121,6 +121,7 @@ impl Cluster {
             registry: self.registry.clone(),
             token,
             logs: Some(self.kubelet.clone()),
+            exec: Some(self.kubelet.clone()),
         })
     }
 

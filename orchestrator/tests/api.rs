@@ -28,6 +28,7 @@ async fn api() -> Api {
         registry,
         token: Some(TOKEN.into()),
         logs: None,
+        exec: None,
     });
     let api = Api { router, _dir: dir };
     let (code, _) = api
@@ -668,6 +669,57 @@ async fn creates_see_namespace_changes_at_once() {
 }
 
 #[tokio::test]
+async fn exec_requests_that_cannot_run_get_a_status() {
+    let api = api().await;
+    api.send(
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        Some(pod("p")),
+        &[],
+    )
+    .await;
+    for (query, message) in [
+        (
+            "container=c",
+            "you must specify at least one command for the container",
+        ),
+        (
+            "command=sh&tty=true",
+            "interactive terminals (-t) are not supported yet",
+        ),
+        (
+            "command=ls&container=other",
+            "container other is not valid for pod p",
+        ),
+        ("command=ls", "it is not running"),
+    ] {
+        let (code, status) = api
+            .send(
+                "GET",
+                &format!("/api/v1/namespaces/default/pods/p/exec?{query}"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(status["kind"], "Status");
+        assert!(
+            status["message"].as_str().unwrap().contains(message),
+            "{query}: {status}"
+        );
+    }
+    let (code, _) = api
+        .send(
+            "GET",
+            "/api/v1/namespaces/default/pods/missing/exec?command=ls",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn oversized_bodies_are_refused() {
     let api = api().await;
     let mut big = pod("big");
@@ -741,6 +793,7 @@ async fn a_compacted_resource_version_is_gone() {
         registry,
         token: None,
         logs: None,
+        exec: None,
     });
     for name in ["default", "a", "b", "c"] {
         let body = json!({"metadata": {"name": name}}).to_string();

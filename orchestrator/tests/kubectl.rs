@@ -782,3 +782,87 @@ fn a_pod_reaches_another_pod_at_its_ip() {
     let client_ip = server.kubectl_ok(&["get", "pod", "client", "-o", "jsonpath={.status.podIP}"]);
     assert_ne!(client_ip, ip, "each pod has its own address");
 }
+
+/// `kubectl exec` runs in the container's context: its files and env, the
+/// command's exit code, piped stdin.
+#[test]
+fn kubectl_exec_runs_commands_in_the_container() {
+    let server = Server::start();
+    let file = server.manifest(
+        "exec.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: shell\nspec:\n  containers:\n  - name: main\n    image: toolbox\n    env: [{name: COLOUR, value: blue}]\n    command: [sh, -c, \"echo made > /tmp/made; sleep 600\"]\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &file]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/shell",
+        "--timeout=60s",
+    ]);
+    server.wait_for(Duration::from_secs(30), || {
+        server
+            .kubectl(&["exec", "shell", "--", "cat", "/tmp/made"])
+            .status
+            .success()
+    });
+    assert_eq!(
+        server.kubectl_ok(&[
+            "exec",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "echo $COLOUR $HOSTNAME; cat /tmp/made"
+        ]),
+        "blue shell\nmade\n"
+    );
+    let failed = server.kubectl(&[
+        "exec",
+        "shell",
+        "-c",
+        "main",
+        "--",
+        "sh",
+        "-c",
+        "echo oops >&2; exit 3",
+    ]);
+    assert_eq!(failed.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("oops"), "{stderr}");
+    assert!(
+        stderr.contains("command terminated with exit code 3"),
+        "{stderr}"
+    );
+
+    let mut piped = server
+        .kubectl_command(&[
+            "exec",
+            "-i",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "cat > /tmp/piped; wc -l < /tmp/piped",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = piped.stdin.take().unwrap();
+        stdin.write_all(b"line one\nline two\n").unwrap();
+    }
+    let piped = piped.wait_with_output().unwrap();
+    assert!(
+        piped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&piped.stdout).trim(), "2");
+    assert_eq!(
+        server.kubectl_ok(&["exec", "shell", "--", "cat", "/tmp/piped"]),
+        "line one\nline two\n"
+    );
+}

@@ -1,5 +1,5 @@
-//! Commands run in a running container's context — exec probes today,
-//! preStop hooks and `kubectl exec` next: the container's current root, its
+//! Commands run in a running container's context — exec probes, preStop
+//! hooks and `kubectl exec`: the container's current root, its
 //! mounts, environment, limits and pod network. The container's own image
 //! runs the command when it provides it (its entrypoint or the image is the
 //! toolbox); otherwise the built-in `toolbox` does, so `ls`, `cat` and `sh`
@@ -18,7 +18,8 @@ use crate::sandbox::Sandbox;
 /// The image that runs commands an image does not provide.
 pub const TOOLBOX: &str = "toolbox";
 
-/// Most output kept from one exec; more makes the guest's writes fail.
+/// Most output kept from one exec per stream; more makes the guest's
+/// writes fail.
 const OUTPUT_LIMIT: usize = 1 << 20;
 
 /// How an exec ended.
@@ -26,10 +27,21 @@ const OUTPUT_LIMIT: usize = 1 << 20;
 pub struct ExecOutput {
     /// The command's exit code (the stop code if it timed out).
     pub exit_code: i32,
-    /// Its stdout and stderr, interleaved as written.
-    pub output: Bytes,
+    /// What it wrote to stdout.
+    pub stdout: Bytes,
+    /// What it wrote to stderr.
+    pub stderr: Bytes,
     /// It ran past its timeout and was stopped.
     pub timed_out: bool,
+}
+
+impl ExecOutput {
+    /// stdout, then stderr, as one text (probe and hook messages).
+    pub fn text(&self) -> String {
+        let mut text = String::from_utf8_lossy(&self.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&self.stderr));
+        text
+    }
 }
 
 /// Why a command could not run.
@@ -79,6 +91,7 @@ impl Sandbox {
         &self,
         spec: &ContainerSpec,
         command: &[String],
+        stdin: Option<Bytes>,
         timeout: Duration,
     ) -> Result<ExecOutput, ExecError> {
         let program = command.first().ok_or(ExecError::Empty)?;
@@ -93,9 +106,13 @@ impl Sandbox {
             self.runtime.load(TOOLBOX).await?
         };
         let (mut wasi, mounts) = self.context(spec, &image, command, Path::new(&root))?;
-        let output = MemoryOutputPipe::new(OUTPUT_LIMIT);
-        wasi.stdout(output.clone());
-        wasi.stderr(output.clone());
+        let stdout = MemoryOutputPipe::new(OUTPUT_LIMIT);
+        let stderr = MemoryOutputPipe::new(OUTPUT_LIMIT);
+        wasi.stdout(stdout.clone());
+        wasi.stderr(stderr.clone());
+        if let Some(bytes) = stdin {
+            wasi.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(bytes));
+        }
         let launched = self.launch(spec, pre, wasi.build(), mounts, Box::new(|| ()));
         let kill = launched.kill.clone();
         let mut task = launched.task;
@@ -112,7 +129,8 @@ impl Sandbox {
         };
         Ok(ExecOutput {
             exit_code,
-            output: output.contents(),
+            stdout: stdout.contents(),
+            stderr: stderr.contents(),
             timed_out,
         })
     }

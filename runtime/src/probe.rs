@@ -136,12 +136,12 @@ impl Target {
     async fn check(&self, action: &ProbeAction, timeout: Duration) -> Result<(), String> {
         match action {
             ProbeAction::Exec { command } => {
-                match self.sandbox.exec(&self.spec, command, timeout).await {
+                match self.sandbox.exec(&self.spec, command, None, timeout).await {
                     Ok(out) if out.timed_out => {
                         Err(format!("command {:?} timed out", command.join(" ")))
                     }
                     Ok(out) if out.exit_code == 0 => Ok(()),
-                    Ok(out) => Err(String::from_utf8_lossy(&out.output).trim_end().to_string()),
+                    Ok(out) => Err(out.text().trim_end().to_string()),
                     Err(e) => Err(e.to_string()),
                 }
             }

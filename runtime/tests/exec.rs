@@ -16,7 +16,7 @@ fn argv(words: &[&str]) -> Vec<String> {
 async fn wait_for_file(sb: &Sandbox, spec: &ContainerSpec, path: &str) {
     for _ in 0..500 {
         let out = sb
-            .exec(spec, &argv(&["cat", path]), Duration::from_secs(5))
+            .exec(spec, &argv(&["cat", path]), None, Duration::from_secs(5))
             .await
             .unwrap();
         if out.exit_code == 0 {
@@ -43,38 +43,50 @@ async fn exec_sees_the_containers_files_env_and_mounts() {
         .exec(
             &spec,
             &argv(&["cat", "/tmp/healthy", "/data/file"]),
+            None,
             Duration::from_secs(5),
         )
         .await
         .unwrap();
     assert_eq!(
-        (out.exit_code, &out.output[..]),
+        (out.exit_code, &out.stdout[..]),
         (0, &b"alive\nshared\n"[..])
     );
     let out = sb
         .exec(
             &spec,
             &argv(&["sh", "-c", "echo $GREETING $HOSTNAME; exit 7"]),
+            None,
             Duration::from_secs(5),
         )
         .await
         .unwrap();
     assert_eq!(out.exit_code, 7);
-    assert_eq!(&out.output[..], b"hello testpod\n");
+    assert_eq!(&out.stdout[..], b"hello testpod\n");
     let out = sb
         .exec(
             &spec,
             &argv(&["cat", "/tmp/missing"]),
+            None,
             Duration::from_secs(5),
         )
         .await
         .unwrap();
     assert_ne!(out.exit_code, 0);
     assert!(
-        String::from_utf8_lossy(&out.output).contains("/tmp/missing"),
-        "{:?}",
-        out.output
+        String::from_utf8_lossy(&out.stderr).contains("/tmp/missing"),
+        "{out:?}"
     );
+    let out = sb
+        .exec(
+            &spec,
+            &argv(&["sh", "-c", "cat > /tmp/piped; wc -l < /tmp/piped"]),
+            Some(bytes::Bytes::from_static(b"one\ntwo\n")),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!((out.exit_code, out.text().trim()), (0, "2"));
     running.stop();
     running.wait().await;
 }
@@ -93,16 +105,13 @@ async fn the_toolbox_runs_what_the_image_does_not_provide() {
         .exec(
             &spec,
             &argv(&["sh", "-c", "echo port $PORT; ls /"]),
+            None,
             Duration::from_secs(5),
         )
         .await
         .unwrap();
-    assert_eq!(out.exit_code, 0, "{:?}", out.output);
-    assert!(
-        String::from_utf8_lossy(&out.output).starts_with("port 8080\n"),
-        "{:?}",
-        out.output
-    );
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(out.text().starts_with("port 8080\n"), "{out:?}");
     running.stop();
     running.wait().await;
 }
@@ -113,14 +122,19 @@ async fn an_exec_past_its_timeout_is_stopped() {
     let spec = sh("main", "sleep 600");
     let running = sb.start_container(&spec, 0).await.unwrap();
     let out = sb
-        .exec(&spec, &argv(&["sleep", "600"]), Duration::from_millis(200))
+        .exec(
+            &spec,
+            &argv(&["sleep", "600"]),
+            None,
+            Duration::from_millis(200),
+        )
         .await
         .unwrap();
     assert!(out.timed_out);
     assert_eq!(out.exit_code, container::EXIT_STOPPED);
     let never = sh("never-started", "true");
     assert!(matches!(
-        sb.exec(&never, &argv(&["true"]), Duration::from_secs(1))
+        sb.exec(&never, &argv(&["true"]), None, Duration::from_secs(1))
             .await,
         Err(ExecError::NotRunning(_))
     ));

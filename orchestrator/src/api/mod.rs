@@ -6,6 +6,7 @@
 //! `kube::Client`, and [`crate::server`] serves it over HTTPS.
 
 mod discovery;
+mod exec;
 pub mod objects;
 mod openapi;
 mod protobuf;
@@ -25,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::json;
 
+pub use self::exec::PodExec;
 pub use self::objects::PodLogs;
 pub use self::response::json_response;
 use crate::registry::{Error, Registry};
@@ -45,6 +47,8 @@ pub struct ApiState {
     pub token: Option<Arc<str>>,
     /// Where pod logs come from (the kubelet).
     pub logs: Option<Arc<dyn PodLogs>>,
+    /// Where `kubectl exec` runs commands (the kubelet).
+    pub exec: Option<Arc<dyn PodExec>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -67,6 +71,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/apis/{group}/{version}", get(group_resources))
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*path}", get(openapi_document))
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/exec",
+            any(exec::handler),
+        )
         .route("/api/{version}/{*rest}", any(objects::core_handler))
         .route(
             "/apis/{group}/{version}/{*rest}",

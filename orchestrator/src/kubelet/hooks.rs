@@ -148,13 +148,13 @@ async fn run_one(
             Ok(())
         }
         Hook::Action(ProbeAction::Exec { command }) => {
-            match sandbox.exec(spec, command, grace).await {
+            match sandbox.exec(spec, command, None, grace).await {
                 Ok(out) if out.exit_code == 0 => Ok(()),
                 Ok(out) => Err(format!(
                     "command '{}' exited with {}: {}",
                     command.join(" "),
                     out.exit_code,
-                    String::from_utf8_lossy(&out.output).trim_end()
+                    out.text().trim_end()
                 )),
                 Err(e) => Err(e.to_string()),
             }

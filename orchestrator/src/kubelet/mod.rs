@@ -5,6 +5,7 @@
 //!
 //! - [`pod_spec`]: a Pod's spec in the runtime's terms.
 //! - [`host_ports`]: `hostPort` publishing.
+//! - `exec`: `kubectl exec` in a pod's containers.
 //! - `hooks`: preStop hooks within the grace period.
 //! - [`ipam`]: pod IPs from the pod CIDR.
 //! - [`node`]: the Node object and its heartbeat.
@@ -13,6 +14,7 @@
 //! - `status`: runtime status into a Pod's status.
 //! - `logs`: `pods/log`.
 
+mod exec;
 mod hooks;
 pub mod host_ports;
 pub mod ipam;
@@ -85,6 +87,8 @@ pub struct Kubelet {
     pods_dir: PathBuf,
     /// Pod IPs.
     ipam: ipam::Ipam,
+    /// Running pods by uid, for exec.
+    pods: Mutex<HashMap<String, exec::PodHandle>>,
     /// Running workers by pod uid.
     workers: Mutex<HashMap<String, Worker>>,
 }
@@ -122,6 +126,7 @@ impl Kubelet {
             backoff: config.backoff,
             pods_dir: config.data_dir.join("pods"),
             ipam: ipam::Ipam::new(config.pod_cidr),
+            pods: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),
         })
     }

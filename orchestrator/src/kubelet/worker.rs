@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use wasmkube_runtime::{ContainerState, PodRunner, PodStatus, ProbeEvent, RestartPolicy};
 
+use super::exec::PodHandle;
 use super::pod_spec::{self, NodeInfo, Options};
 use super::{Kubelet, Signal, hooks, host_ports, status};
 use crate::events::EventType;
@@ -165,6 +166,19 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             return;
         }
     };
+    let uid = pod
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let _registered = Registered::new(
+        &kubelet,
+        &uid,
+        PodHandle {
+            sandbox: runner.sandbox().clone(),
+            containers: container_specs.clone(),
+        },
+    );
     let _host_ports = match host_ports::publish(
         &sandbox_name,
         runner.sandbox(),
@@ -271,6 +285,36 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             tracing::warn!("removing pod {name}: {e}");
         }
         kubelet.finish_deletion(&pod).await;
+    }
+}
+
+/// A pod reachable for exec while its worker runs it.
+struct Registered {
+    kubelet: Arc<Kubelet>,
+    uid: String,
+}
+
+impl Registered {
+    fn new(kubelet: &Arc<Kubelet>, uid: &str, handle: PodHandle) -> Registered {
+        kubelet
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid.to_string(), handle);
+        Registered {
+            kubelet: Arc::clone(kubelet),
+            uid: uid.to_string(),
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.kubelet
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.uid);
     }
 }
 

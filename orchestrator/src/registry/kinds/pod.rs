@@ -32,6 +32,12 @@ pub(super) fn resource() -> Resource {
                 group_version: None,
                 verbs: &["get"],
             },
+            Subresource {
+                name: "exec",
+                kind: "PodExecOptions",
+                group_version: None,
+                verbs: &["create", "get"],
+            },
         ],
         status_subresource: true,
         field_selectors: &[

@@ -1,0 +1,59 @@
+//! `kubectl exec`: commands run in a running container of a pod this
+//! kubelet hosts, through the runtime's exec.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use wasmkube_runtime::{ContainerSpec, ExecOutput, Sandbox};
+
+use super::Kubelet;
+use crate::api::PodExec;
+use crate::registry::Error;
+
+/// How long one exec may run (the API bounds a session too).
+const EXEC_LIMIT: Duration = Duration::from_secs(24 * 3600);
+
+/// What exec needs of a running pod.
+#[derive(Clone)]
+pub(super) struct PodHandle {
+    pub(super) sandbox: Sandbox,
+    pub(super) containers: Vec<ContainerSpec>,
+}
+
+impl PodExec for Kubelet {
+    fn exec(
+        &self,
+        pod: &Value,
+        container: &str,
+        command: Vec<String>,
+        stdin: Option<Bytes>,
+    ) -> BoxFuture<'static, Result<ExecOutput, Error>> {
+        let uid = pod
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let handle = self
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(uid)
+            .cloned();
+        let container = container.to_string();
+        Box::pin(async move {
+            let handle = handle
+                .ok_or_else(|| Error::BadRequest("the pod is not running on this node".into()))?;
+            let spec = handle
+                .containers
+                .iter()
+                .find(|c| c.name == container)
+                .ok_or_else(|| Error::BadRequest(format!("container {container} not found")))?;
+            handle
+                .sandbox
+                .exec(spec, &command, stdin, EXEC_LIMIT)
+                .await
+                .map_err(|e| Error::BadRequest(e.to_string()))
+        })
+    }
+}
