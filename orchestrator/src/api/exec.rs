@@ -39,9 +39,6 @@ const STDERR: u8 = 2;
 const STATUS: u8 = 3;
 const CLOSE: u8 = 255;
 
-/// How long one `kubectl exec` may run.
-const EXEC_LIMIT: Duration = Duration::from_secs(24 * 3600);
-
 /// The request, checked before the connection is upgraded so that a bad
 /// one gets a plain `Status`.
 struct ExecRequest {
@@ -165,25 +162,26 @@ async fn session(
     } else {
         None
     };
-    let outcome = tokio::time::timeout(
-        EXEC_LIMIT,
-        exec.exec(
+    // The kubelet bounds how long a command may run.
+    let outcome = exec
+        .exec(
             &request.pod,
             &request.container,
             request.command.clone(),
             stdin,
-        ),
-    )
-    .await;
+        )
+        .await;
     tokio::time::sleep_until(settled).await;
     let status = match outcome {
-        Ok(Ok(out)) => {
+        Ok(out) => {
             for (channel, data) in [(STDOUT, &out.stdout), (STDERR, &out.stderr)] {
                 if !data.is_empty() && send(&mut socket, channel, data).await.is_err() {
                     return;
                 }
             }
-            if out.exit_code == 0 {
+            if out.timed_out {
+                json!({"metadata": {}, "status": "Failure", "message": "the command ran past the exec time limit and was stopped", "reason": "Timeout", "code": 504})
+            } else if out.exit_code == 0 {
                 json!({"metadata": {}, "status": "Success"})
             } else {
                 json!({"metadata": {}, "status": "Failure",
@@ -195,11 +193,8 @@ async fn session(
                     "details": {"causes": [{"reason": "ExitCode", "message": out.exit_code.to_string()}]}})
             }
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             json!({"metadata": {}, "status": "Failure", "message": e.to_string(), "reason": "InternalError", "code": 500})
-        }
-        Err(_) => {
-            json!({"metadata": {}, "status": "Failure", "message": "the command ran past the exec time limit", "reason": "Timeout", "code": 504})
         }
     };
     let _ = send(&mut socket, STATUS, status.to_string().as_bytes()).await;

@@ -11,8 +11,9 @@ use wasmkube_runtime::{ContainerSpec, ExecOutput, Sandbox};
 use super::Kubelet;
 use crate::api::PodExec;
 use crate::registry::Error;
+use crate::registry::metadata::str_at;
 
-/// How long one exec may run (the API bounds a session too).
+/// How long one `kubectl exec` may run.
 const EXEC_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 /// What exec needs of a running pod.
@@ -30,10 +31,7 @@ impl PodExec for Kubelet {
         command: Vec<String>,
         stdin: Option<Bytes>,
     ) -> BoxFuture<'static, Result<ExecOutput, Error>> {
-        let uid = pod
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let uid = str_at(pod, "/metadata/uid").unwrap_or_default();
         let handle = self
             .pods
             .lock()

@@ -15,7 +15,7 @@ use super::pod_spec::{self, NodeInfo, Options};
 use super::{Kubelet, Signal, hooks, host_ports, status};
 use crate::events::EventType;
 use crate::registry::WriteOptions;
-use crate::registry::metadata::now;
+use crate::registry::metadata::{now, str_at};
 
 /// The field path events about a container carry: `spec.containers{c}`.
 fn container_path(_pod: &Value, name: &str) -> String {
@@ -166,10 +166,8 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             return;
         }
     };
-    let uid = pod
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or("")
+    let uid = str_at(&pod, "/metadata/uid")
+        .unwrap_or_default()
         .to_string();
     let _registered = Registered::new(
         &kubelet,
