@@ -61,53 +61,65 @@ impl Watch {
     /// The store tells watchers before it answers the writer, so after an
     /// acknowledged write, draining a watch is guaranteed to see it.
     pub fn try_next(&mut self) -> Option<Result<Arc<WatchEvent>>> {
+        use broadcast::error::TryRecvError;
         loop {
-            if let Some(event) = self.pending.pop_front() {
-                self.last = event.revision;
+            if let Some(event) = self.pop_pending() {
                 return Some(Ok(event));
             }
-            match self.live.try_recv() {
-                Ok(event) => {
-                    if event.revision > self.last && event.key.starts_with(&self.prefix) {
-                        self.last = event.revision;
-                        return Some(Ok(event));
-                    }
-                }
-                Err(broadcast::error::TryRecvError::Lagged(_)) => {
-                    match (self.replay)(&self.prefix, self.last) {
-                        Ok(events) => self.pending.extend(events),
-                        Err(error) => return Some(Err(error)),
-                    }
-                }
-                Err(
-                    broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed,
-                ) => return None,
+            let received = match self.live.try_recv() {
+                Ok(event) => Ok(event),
+                Err(TryRecvError::Lagged(_)) => Err(()),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
+            };
+            if let Some(delivered) = self.take(received) {
+                return Some(delivered);
             }
         }
     }
 
     /// The next change; `None` once the store has closed.
     pub async fn next(&mut self) -> Option<Result<Arc<WatchEvent>>> {
+        use broadcast::error::RecvError;
         loop {
-            if let Some(event) = self.pending.pop_front() {
-                self.last = event.revision;
+            if let Some(event) = self.pop_pending() {
                 return Some(Ok(event));
             }
-            match self.live.recv().await {
-                Ok(event) => {
-                    if event.revision > self.last && event.key.starts_with(&self.prefix) {
-                        self.last = event.revision;
-                        return Some(Ok(event));
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    match (self.replay)(&self.prefix, self.last) {
-                        Ok(events) => self.pending.extend(events),
-                        Err(error) => return Some(Err(error)),
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
+            let received = match self.live.recv().await {
+                Ok(event) => Ok(event),
+                Err(RecvError::Lagged(_)) => Err(()),
+                Err(RecvError::Closed) => return None,
+            };
+            if let Some(delivered) = self.take(received) {
+                return Some(delivered);
             }
+        }
+    }
+
+    /// The next event read from the log, if any.
+    fn pop_pending(&mut self) -> Option<Arc<WatchEvent>> {
+        let event = self.pending.pop_front()?;
+        self.last = event.revision;
+        Some(event)
+    }
+
+    /// Handles one live event (`Err`: the channel lagged): the event to
+    /// deliver, a replay failure, or `None` to read on.
+    fn take(&mut self, received: Result<Arc<WatchEvent>, ()>) -> Option<Result<Arc<WatchEvent>>> {
+        match received {
+            Ok(event) => {
+                if event.revision > self.last && event.key.starts_with(&self.prefix) {
+                    self.last = event.revision;
+                    return Some(Ok(event));
+                }
+                None
+            }
+            Err(()) => match (self.replay)(&self.prefix, self.last) {
+                Ok(events) => {
+                    self.pending.extend(events);
+                    self.pop_pending().map(Ok)
+                }
+                Err(error) => Some(Err(error)),
+            },
         }
     }
 }

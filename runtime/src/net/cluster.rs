@@ -42,17 +42,4 @@ impl ClusterNet {
             pods.remove(&ip);
         }
     }
-
-    /// How many pods have an address.
-    pub fn len(&self) -> usize {
-        lock(&self.pods)
-            .values()
-            .filter(|p| p.strong_count() > 0)
-            .count()
-    }
-
-    /// Whether no pod has an address.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
