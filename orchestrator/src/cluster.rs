@@ -4,6 +4,7 @@
 //! `wasmkube serve` runs one behind HTTPS; a Rust program can embed one and
 //! talk to [`Cluster::router`] in-process.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,8 +15,11 @@ use tokio::task::JoinSet;
 use wasmkube_runtime::Backoff;
 
 use crate::api::{self, ApiState};
+use crate::cidr::Cidr;
 use crate::controllers;
 use crate::kubelet::{self, Kubelet};
+use crate::proxy;
+use crate::registry::allocator::ServiceNetwork;
 use crate::registry::{self, Registry, Resources, WriteOptions};
 use crate::scheduler;
 use crate::store::{RedbStore, StoreOptions};
@@ -49,7 +53,11 @@ pub struct ClusterConfig {
     /// Most pods the node takes.
     pub max_pods: u32,
     /// The network pod IPs come from.
-    pub pod_cidr: kubelet::ipam::Cidr,
+    pub pod_cidr: Cidr,
+    /// Where Services' cluster IPs and node ports come from.
+    pub service_network: ServiceNetwork,
+    /// The host address node ports and LoadBalancer ports listen on.
+    pub node_port_address: IpAddr,
 }
 
 impl ClusterConfig {
@@ -60,6 +68,8 @@ impl ClusterConfig {
             backoff: Backoff::default(),
             max_pods: 110,
             pod_cidr: "10.244.0.0/16".parse().expect("a valid CIDR"),
+            service_network: ServiceNetwork::default(),
+            node_port_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }
     }
 }
@@ -91,7 +101,11 @@ impl Cluster {
             source,
         })?;
         let store = RedbStore::open(&config.data_dir.join("store.redb"), StoreOptions::default())?;
-        let registry = Registry::new(Arc::new(store.clone()), Resources::builtin());
+        let registry = Registry::with_service_network(
+            Arc::new(store.clone()),
+            Resources::builtin(),
+            config.service_network.clone(),
+        );
         bootstrap(&registry).await?;
         let (stop, stopped) = watch::channel(false);
         let kubelet = Arc::new(Kubelet::start(registry.clone(), &config).await?);
@@ -100,6 +114,16 @@ impl Cluster {
         tasks.spawn(scheduler::run(registry.clone(), stopped.clone()));
         tasks.spawn(controllers::namespace::run(
             registry.clone(),
+            stopped.clone(),
+        ));
+        tasks.spawn(controllers::endpoints::run(
+            registry.clone(),
+            stopped.clone(),
+        ));
+        tasks.spawn(proxy::run(
+            registry.clone(),
+            kubelet.cluster_net(),
+            config.node_port_address,
             stopped.clone(),
         ));
         Ok(Cluster {
@@ -113,6 +137,82 @@ impl Cluster {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Points the `kubernetes` Service at the API served on `address`
+    /// (its Endpoints, its EndpointSlice and its target port), as the API
+    /// server's endpoint reconciler does.
+    pub async fn publish_api(&self, address: SocketAddr) -> Result<(), registry::Error> {
+        let ip = if address.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            address.ip()
+        };
+        let port = address.port();
+        let options = WriteOptions::manager("wasmkube");
+        let services = self.registry.resource("", "Service");
+        self.registry
+            .update_with(
+                &services,
+                Some("default"),
+                API_SERVICE,
+                None,
+                &options,
+                None,
+                |current| {
+                    let mut next = current.clone();
+                    next["spec"]["ports"][0]["targetPort"] = json!(port);
+                    Ok(next)
+                },
+            )
+            .await?;
+        let endpoints = json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": API_SERVICE, "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": ip.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+        });
+        let slice = json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": API_SERVICE, "labels": {"kubernetes.io/service-name": API_SERVICE}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        });
+        for (kind, group, body) in [
+            ("Endpoints", "", endpoints),
+            ("EndpointSlice", "discovery.k8s.io", slice),
+        ] {
+            let resource = self.registry.resource(group, kind);
+            let existing = self
+                .registry
+                .find(&resource, Some("default"), API_SERVICE)?;
+            match existing {
+                None => {
+                    self.registry
+                        .create(&resource, Some("default"), body, &options)
+                        .await?;
+                }
+                Some(_) => {
+                    self.registry
+                        .update_with(
+                            &resource,
+                            Some("default"),
+                            API_SERVICE,
+                            None,
+                            &options,
+                            None,
+                            |current| {
+                                let mut next = body.clone();
+                                next["metadata"] = current["metadata"].clone();
+                                next["metadata"]["labels"] = body["metadata"]["labels"].clone();
+                                Ok(next)
+                            },
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The API, authenticating with `token` when given.
@@ -135,6 +235,9 @@ impl Cluster {
     }
 }
 
+/// The `kubernetes` Service in `default`: the API at the first cluster IP.
+const API_SERVICE: &str = "kubernetes";
+
 async fn bootstrap(registry: &Registry) -> Result<(), registry::Error> {
     let namespaces = registry.resource("", "Namespace");
     for name in SYSTEM_NAMESPACES {
@@ -147,6 +250,33 @@ async fn bootstrap(registry: &Registry) -> Result<(), registry::Error> {
                 Ok(_) | Err(registry::Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e),
             }
+        }
+    }
+    let services = registry.resource("", "Service");
+    if registry
+        .find(&services, Some("default"), API_SERVICE)?
+        .is_none()
+    {
+        let body = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": API_SERVICE, "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {
+                "clusterIP": registry.service_network().api_address().to_string(),
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                "sessionAffinity": "None",
+            },
+        });
+        match registry
+            .create(
+                &services,
+                Some("default"),
+                body,
+                &WriteOptions::manager("wasmkube"),
+            )
+            .await
+        {
+            Ok(_) | Err(registry::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())

@@ -25,6 +25,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod cidr;
 pub mod cluster;
 pub mod controllers;
 pub mod data_dir;
@@ -33,6 +34,7 @@ pub mod kubelet;
 pub mod manifest;
 pub mod patch;
 pub mod play;
+pub mod proxy;
 pub mod quantity;
 pub mod registry;
 pub mod scheduler;

@@ -5,8 +5,8 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use wasmkube::cidr::Cidr;
 use wasmkube::cluster::{Cluster, ClusterConfig};
-use wasmkube::kubelet::ipam::Cidr;
 use wasmkube::play::{PlayOptions, play};
 use wasmkube::server::{self, pki};
 use wasmkube_runtime::{Backoff, ImageConfig, ImageRef, ImageStore};
@@ -53,6 +53,12 @@ enum Command {
         /// The network pod IPs come from
         #[arg(long, default_value = "10.244.0.0/16")]
         pod_cidr: Cidr,
+        /// The network Services' cluster IPs come from
+        #[arg(long, default_value = "10.96.0.0/12")]
+        service_cidr: Cidr,
+        /// Host address node ports and LoadBalancer ports listen on
+        #[arg(long, default_value = "0.0.0.0")]
+        node_port_address: std::net::IpAddr,
     },
     /// Manage the local image store
     #[command(subcommand)]
@@ -124,6 +130,10 @@ async fn serve(
     let cluster = Cluster::start(config)
         .await
         .context("starting the cluster")?;
+    cluster
+        .publish_api(address)
+        .await
+        .context("publishing the API's endpoints")?;
     let host = if address.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else if address.is_ipv6() {
@@ -209,6 +219,8 @@ fn main() -> anyhow::Result<()> {
             node_name,
             restart_backoff,
             pod_cidr,
+            service_cidr,
+            node_port_address,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -225,6 +237,8 @@ fn main() -> anyhow::Result<()> {
                 ..Backoff::default()
             };
             config.pod_cidr = pod_cidr;
+            config.service_network.cidr = service_cidr;
+            config.node_port_address = node_port_address;
             let result = runtime.block_on(serve(config, listen, insecure_http, &data_dir));
             runtime.shutdown_timeout(Duration::from_secs(2));
             result

@@ -8,7 +8,8 @@
 
 use std::sync::OnceLock;
 
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, Patch, Status};
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
@@ -224,6 +225,14 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     ("io.k8s.api.core.v1.Namespace", "", "v1", "Namespace"),
     ("io.k8s.api.core.v1.Node", "", "v1", "Node"),
     ("io.k8s.api.core.v1.Event", "", "v1", "Event"),
+    ("io.k8s.api.core.v1.Service", "", "v1", "Service"),
+    ("io.k8s.api.core.v1.Endpoints", "", "v1", "Endpoints"),
+    (
+        "io.k8s.api.discovery.v1.EndpointSlice",
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+    ),
     (
         "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
         "",
@@ -250,6 +259,9 @@ fn build() -> Map<String, Value> {
     generator.subschema_for::<Namespace>();
     generator.subschema_for::<Node>();
     generator.subschema_for::<Event>();
+    generator.subschema_for::<Service>();
+    generator.subschema_for::<Endpoints>();
+    generator.subschema_for::<EndpointSlice>();
     generator.subschema_for::<Status>();
     generator.subschema_for::<DeleteOptions>();
     generator.subschema_for::<Patch>();

@@ -825,3 +825,170 @@ async fn a_compacted_resource_version_is_gone() {
     assert_eq!(event["object"]["code"], 410);
     assert_eq!(event["object"]["reason"], "Expired");
 }
+
+fn service(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec})
+}
+
+const SERVICES: &str = "/api/v1/namespaces/default/services";
+
+#[tokio::test]
+async fn services_get_cluster_ips_and_node_ports_once_each() {
+    let api = api().await;
+    let (code, web) = api
+        .send(
+            "POST",
+            SERVICES,
+            Some(service(
+                "web",
+                json!({"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80}]}),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{web}");
+    let ip: std::net::Ipv4Addr = web["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+    assert_eq!(ip.octets()[0], 10);
+    assert_eq!(ip.octets()[1] & 0xf0, 96, "{ip} is in 10.96.0.0/12");
+    assert_eq!(web["spec"]["clusterIPs"], json!([ip.to_string()]));
+    let node_port = web["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&node_port), "{node_port}");
+    assert_eq!(web["spec"]["ports"][0]["targetPort"], 80);
+
+    // Asking for what another Service holds names the field.
+    let (code, status) = api
+        .send(
+            "POST",
+            SERVICES,
+            Some(service(
+                "copy",
+                json!({"type": "NodePort", "clusterIP": ip.to_string(),
+                    "ports": [{"port": 80, "nodePort": node_port}]}),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "spec.clusterIPs: Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "spec.ports[0].nodePort: Invalid value: {node_port}: provided port is already allocated"
+        )),
+        "{message}"
+    );
+    let (code, status) = api
+        .send(
+            "POST",
+            SERVICES,
+            Some(service(
+                "outside",
+                json!({"type": "NodePort", "clusterIP": "192.168.1.1", "ports": [{"port": 80, "nodePort": 80}]}),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("the provided IP (192.168.1.1) is not in the valid range. The range of valid IPs is 10.96.0.0/12"),
+        "{message}"
+    );
+    assert!(
+        message.contains("The range of valid ports is 30000-32767"),
+        "{message}"
+    );
+
+    // A replace without the allocated fields keeps them.
+    let (code, replaced) = api
+        .send(
+            "PUT",
+            &format!("{SERVICES}/web"),
+            Some(service(
+                "web",
+                json!({"type": "NodePort", "selector": {"app": "web2"}, "ports": [{"port": 80}]}),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{replaced}");
+    assert_eq!(replaced["spec"]["clusterIP"], ip.to_string());
+    assert_eq!(replaced["spec"]["ports"][0]["nodePort"], node_port);
+    let (code, status) = api
+        .send(
+            "PATCH",
+            &format!("{SERVICES}/web"),
+            Some(json!({"spec": {"clusterIP": "10.96.0.99", "clusterIPs": ["10.96.0.99"]}})),
+            &[("content-type", "application/merge-patch+json")],
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("may not change once set"),
+        "{status}"
+    );
+
+    // Once deleted, its address and port may be asked for again.
+    let (code, _) = api
+        .send("DELETE", &format!("{SERVICES}/web"), None, &[])
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, copy) = api
+        .send(
+            "POST",
+            SERVICES,
+            Some(service(
+                "copy",
+                json!({"type": "NodePort", "clusterIP": ip.to_string(),
+                    "ports": [{"port": 80, "nodePort": node_port}]}),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{copy}");
+}
+
+#[tokio::test]
+async fn concurrent_service_creates_get_distinct_addresses() {
+    let api = Arc::new(api().await);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let api = Arc::clone(&api);
+        tasks.push(tokio::spawn(async move {
+            let (code, svc) = api
+                .send(
+                    "POST",
+                    SERVICES,
+                    Some(service(
+                        &format!("s{i}"),
+                        json!({"type": "NodePort", "ports": [{"port": 80}]}),
+                    )),
+                    &[],
+                )
+                .await;
+            assert_eq!(code, StatusCode::CREATED, "{svc}");
+            (
+                svc["spec"]["clusterIP"].as_str().unwrap().to_string(),
+                svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap(),
+            )
+        }));
+    }
+    let mut ips = std::collections::HashSet::new();
+    let mut ports = std::collections::HashSet::new();
+    for task in tasks {
+        let (ip, port) = task.await.unwrap();
+        assert!(ips.insert(ip.clone()), "{ip} handed out twice");
+        assert!(ports.insert(port), "{port} handed out twice");
+    }
+    let (code, list) = api.send("GET", SERVICES, None, &[]).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(list["items"].as_array().unwrap().len(), 40);
+}

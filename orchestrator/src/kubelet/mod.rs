@@ -131,6 +131,11 @@ impl Kubelet {
         })
     }
 
+    /// The pods' and Services' network on this node.
+    pub fn cluster_net(&self) -> Arc<wasmkube_runtime::net::ClusterNet> {
+        Arc::clone(self.runtime.cluster_net())
+    }
+
     pub fn node_name(&self) -> &str {
         &self.node_name
     }

@@ -7,6 +7,7 @@
 //! and the in-process components (kubelet, scheduler, controllers) both use
 //! it, so every write follows the same rules.
 
+pub mod allocator;
 mod error;
 pub mod kinds;
 pub mod metadata;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use self::allocator::{Allocators, Reservation, ServiceAllocator, ServiceNetwork};
 pub use self::error::{Error, Result};
 use self::metadata::{metadata_mut, now, str_at};
 use self::namespaces::{Namespace, Namespaces};
@@ -139,6 +141,7 @@ pub struct Registry {
     store: Arc<dyn Store>,
     resources: Arc<Resources>,
     namespaces: Arc<Namespaces>,
+    allocators: Arc<Allocators>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -152,11 +155,27 @@ const UPDATE_ATTEMPTS: usize = 16;
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, resources: Resources) -> Registry {
+        Registry::with_service_network(store, resources, ServiceNetwork::default())
+    }
+
+    /// A registry whose Services take their addresses from `network`.
+    pub fn with_service_network(
+        store: Arc<dyn Store>,
+        resources: Resources,
+        network: ServiceNetwork,
+    ) -> Registry {
+        let services = ServiceAllocator::new(Arc::clone(&store), network);
         Registry {
             store,
             resources: Arc::new(resources),
             namespaces: Arc::default(),
+            allocators: Arc::new(Allocators { services }),
         }
+    }
+
+    /// Where Services get their addresses from.
+    pub fn service_network(&self) -> &ServiceNetwork {
+        self.allocators.services.network()
     }
 
     pub fn resources(&self) -> &Resources {
@@ -413,6 +432,8 @@ impl Registry {
         ] {
             meta.remove(owned);
         }
+        // Zero values a protobuf client sends for fields it did not set.
+        meta.retain(|_, v| !(v.is_null() || v.as_str() == Some("")));
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(now()));
         meta.insert("generation".into(), json!(1));
@@ -440,6 +461,8 @@ impl Registry {
         (resource.hooks.validate)(&body, None)
             .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         self.check_namespace(resource, namespace.as_deref(), &name)?;
+        let _reservation = (resource.hooks.allocate)(&self.allocators, &mut body, None)
+            .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         metadata::record_manager(
             &mut body,
             options.manager_name(),
@@ -599,7 +622,8 @@ impl Registry {
                 ));
             }
             let desired = change(&current)?;
-            let next = self.prepare_update(resource, &current, desired, subresource, options)?;
+            let (next, _reservation) =
+                self.prepare_update(resource, &current, desired, subresource, options)?;
             if strip_volatile(&next) == strip_volatile(&current) {
                 return Ok(Written {
                     object: current,
@@ -668,7 +692,8 @@ impl Registry {
         mut desired: Value,
         subresource: Option<&str>,
         options: &WriteOptions,
-    ) -> Result<Value> {
+    ) -> Result<(Value, Reservation)> {
+        let mut reservation = Reservation::default();
         let mut next = if subresource == Some("status") {
             let mut next = current.clone();
             next["status"] = desired.get("status").cloned().unwrap_or(json!({}));
@@ -762,6 +787,8 @@ impl Registry {
             }
             (resource.hooks.validate)(&next, Some(current))
                 .map_err(|i| Error::Invalid(i, resource.group.into()))?;
+            reservation = (resource.hooks.allocate)(&self.allocators, &mut next, Some(current))
+                .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         }
         let mut compare_old = current.clone();
         let mut compare_new = next.clone();
@@ -784,7 +811,7 @@ impl Registry {
             &resource.api_version(),
             changed,
         );
-        Ok(next)
+        Ok((next, reservation))
     }
 
     /// Deletes an object: at once, or gracefully (pods on a node) or once

@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 
+use super::allocator::{Allocators, Reservation};
 use crate::admission::Invalid;
 
 /// The verbs of a resource that supports all of them.
@@ -44,6 +45,19 @@ pub struct Hooks {
     /// Decodes into the typed object: type errors as `Err`, unknown field
     /// paths in the `Ok` list.
     pub decode: fn(&Value) -> Result<Vec<String>, String>,
+    /// Hands out what the object needs from a shared pool (a Service's
+    /// cluster IP and node ports) on create (`old` is `None`) and update;
+    /// what it reserves is held until the write is done.
+    pub allocate: fn(&Allocators, &mut Value, Option<&Value>) -> Result<Reservation, Invalid>,
+}
+
+/// An `allocate` hook for kinds that take nothing from a pool.
+pub fn allocate_nothing(
+    _: &Allocators,
+    _: &mut Value,
+    _: Option<&Value>,
+) -> Result<Reservation, Invalid> {
+    Ok(Reservation::default())
 }
 
 impl std::fmt::Debug for Hooks {

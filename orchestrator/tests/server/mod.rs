@@ -78,6 +78,9 @@ impl Server {
                 "200ms",
                 "--node-name",
                 &self.node,
+                // Tests stay on loopback.
+                "--node-port-address",
+                "127.0.0.1",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

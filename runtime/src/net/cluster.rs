@@ -1,17 +1,28 @@
 //! The pods' addresses on this host: which pod network answers at which
 //! pod IP, so a guest connecting to another pod's IP reaches that pod's
-//! listener, as on a flat Kubernetes pod network.
+//! listener, as on a flat Kubernetes pod network; and the Services' virtual
+//! IPs, each port balanced over its endpoints (what kube-proxy does).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use super::{PodNet, lock};
+use super::{DialError, PodConnection, PodNet, Route, lock};
 
-/// Pod IP to pod network, for every pod of one runtime.
+/// Pod IP to pod network, for every pod of one runtime, and the Services'
+/// virtual IPs.
 #[derive(Debug, Default)]
 pub struct ClusterNet {
     pods: Mutex<HashMap<IpAddr, Weak<PodNet>>>,
+    services: RwLock<HashMap<IpAddr, HashMap<u16, Arc<Backends>>>>,
+}
+
+/// The endpoints of one Service port, taken in turn.
+#[derive(Debug)]
+struct Backends {
+    endpoints: Vec<SocketAddr>,
+    next: AtomicUsize,
 }
 
 /// A pod IP already belongs to a live pod.
@@ -41,5 +52,137 @@ impl ClusterNet {
         if pods.get(&ip).is_some_and(|p| p.strong_count() == 0) {
             pods.remove(&ip);
         }
+    }
+
+    /// Makes `ip` a Service address: a connection to one of `ports` goes
+    /// to one of that port's endpoints (pod IP and target port), in turn;
+    /// to a port without endpoints (or not listed) it is refused.
+    pub fn set_service(&self, ip: IpAddr, ports: HashMap<u16, Vec<SocketAddr>>) {
+        let mut services = self.services.write().unwrap_or_else(|e| e.into_inner());
+        let current = services.entry(ip).or_default();
+        current.retain(|port, _| ports.contains_key(port));
+        for (port, endpoints) in ports {
+            // Unchanged endpoints keep their turn.
+            if current.get(&port).is_some_and(|b| b.endpoints == endpoints) {
+                continue;
+            }
+            current.insert(
+                port,
+                Arc::new(Backends {
+                    endpoints,
+                    next: AtomicUsize::new(0),
+                }),
+            );
+        }
+    }
+
+    /// Stops answering at the Service address `ip`.
+    pub fn remove_service(&self, ip: IpAddr) {
+        let mut services = self.services.write().unwrap_or_else(|e| e.into_inner());
+        services.remove(&ip);
+    }
+
+    /// The Service addresses known.
+    pub fn service_ips(&self) -> Vec<IpAddr> {
+        let services = self.services.read().unwrap_or_else(|e| e.into_inner());
+        services.keys().copied().collect()
+    }
+
+    /// Where a connection to `to` goes: a pod's port (for a Service, one
+    /// of its endpoints whose pod is here), refused, or out of the cluster.
+    pub(crate) fn route(&self, to: SocketAddr) -> Route {
+        let backends = {
+            let services = self.services.read().unwrap_or_else(|e| e.into_inner());
+            match services.get(&to.ip()) {
+                None => None,
+                Some(ports) => match ports.get(&to.port()) {
+                    Some(b) => Some(Arc::clone(b)),
+                    None => return Route::Refused,
+                },
+            }
+        };
+        let Some(backends) = backends else {
+            return match self.lookup(to.ip()) {
+                Some(pod) => Route::Pod(pod, to.port()),
+                None => Route::Outside,
+            };
+        };
+        let count = backends.endpoints.len();
+        let start = backends.next.fetch_add(1, Ordering::Relaxed);
+        // Skip endpoints whose pod is gone from this host.
+        (0..count)
+            .map(|i| backends.endpoints[(start + i) % count])
+            .find_map(|e| Some(Route::Pod(self.lookup(e.ip())?, e.port())))
+            .unwrap_or(Route::Refused)
+    }
+
+    /// Opens a connection from the host to `to`: a pod IP and port, or a
+    /// Service address (balanced as for guests).
+    pub fn dial(&self, to: SocketAddr) -> Result<PodConnection, DialError> {
+        match self.route(to) {
+            Route::Pod(pod, port) => pod.dial(port),
+            Route::Refused | Route::Outside => Err(DialError::Unreachable(to)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    fn pod_at(ip: &str, cluster: &Arc<ClusterNet>) -> Arc<PodNet> {
+        PodNet::attach(ip.parse().unwrap(), cluster).unwrap()
+    }
+
+    fn routed(cluster: &ClusterNet, to: &str) -> Option<(IpAddr, u16)> {
+        match cluster.route(addr(to)) {
+            Route::Pod(pod, port) => Some((pod.ip().unwrap(), port)),
+            Route::Refused => None,
+            Route::Outside => panic!("{to} routed outside"),
+        }
+    }
+
+    #[test]
+    fn service_ports_balance_over_live_endpoints() {
+        let cluster = Arc::new(ClusterNet::default());
+        let a = pod_at("10.244.0.2", &cluster);
+        let b = pod_at("10.244.0.3", &cluster);
+        let vip: IpAddr = "10.96.0.10".parse().unwrap();
+        cluster.set_service(
+            vip,
+            HashMap::from([(80, vec![addr("10.244.0.2:8080"), addr("10.244.0.3:8080")])]),
+        );
+        let mut seen: Vec<_> = (0..4).map(|_| routed(&cluster, "10.96.0.10:80")).collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                Some((a.ip().unwrap(), 8080)),
+                Some((a.ip().unwrap(), 8080)),
+                Some((b.ip().unwrap(), 8080)),
+                Some((b.ip().unwrap(), 8080)),
+            ]
+        );
+        // A port the Service does not have is refused, not sent outside.
+        assert_eq!(routed(&cluster, "10.96.0.10:81"), None);
+        drop(b);
+        for _ in 0..3 {
+            assert_eq!(
+                routed(&cluster, "10.96.0.10:80"),
+                Some((a.ip().unwrap(), 8080))
+            );
+        }
+        cluster.set_service(vip, HashMap::from([(80, vec![])]));
+        assert_eq!(routed(&cluster, "10.96.0.10:80"), None);
+        cluster.remove_service(vip);
+        assert!(matches!(
+            cluster.route(addr("10.96.0.10:80")),
+            Route::Outside
+        ));
+        assert_eq!(routed(&cluster, "10.244.0.2:9"), Some((a.ip().unwrap(), 9)));
     }
 }

@@ -11,7 +11,10 @@
 //! guest connecting to another pod's IP reaches that pod's listener, and
 //! its pod mates can reach it at its own IP too.
 //!
-//! Not yet here: Services, DNS, egress to the outside world (a connect to
+//! Services' virtual IPs live there too: a connection to one goes to one of
+//! its endpoints, in turn.
+//!
+//! Not yet here: DNS, egress to the outside world (a connect to
 //! an address that is neither loopback nor a pod is refused as
 //! access-denied).
 
@@ -41,6 +44,9 @@ pub enum DialError {
     /// Nothing in the pod listens on that port.
     #[error("connection refused: nothing in the pod listens on port {0}")]
     Refused(u16),
+    /// No pod answers at that address (or the Service has no endpoints).
+    #[error("connection refused: no pod or ready endpoint answers at {0}")]
+    Unreachable(SocketAddr),
 }
 
 /// One pod's port space.
@@ -97,14 +103,15 @@ impl PodNet {
         self.ip
     }
 
-    /// The network a connection to `ip` goes to: this pod's for loopback
-    /// and its own IP, another pod's for that pod's IP.
-    pub(crate) fn route(self: &Arc<Self>, ip: IpAddr) -> Route {
-        if ip.is_loopback() || Some(ip) == self.ip {
-            return Route::Pod(Arc::clone(self));
+    /// Where a connection to `to` goes: this pod for loopback and its own
+    /// IP, another pod for that pod's IP, one of a Service's endpoints for
+    /// its address.
+    pub(crate) fn route(self: &Arc<Self>, to: SocketAddr) -> Route {
+        if to.ip().is_loopback() || Some(to.ip()) == self.ip {
+            return Route::Pod(Arc::clone(self), to.port());
         }
-        match self.cluster.as_ref().and_then(|c| c.lookup(ip)) {
-            Some(other) => Route::Pod(other),
+        match &self.cluster {
+            Some(cluster) => cluster.route(to),
             None => Route::Outside,
         }
     }
@@ -183,8 +190,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Where a connection goes.
 pub(crate) enum Route {
-    /// To a pod on this host (this one or another).
-    Pod(Arc<PodNet>),
+    /// To a port of a pod on this host (this one or another).
+    Pod(Arc<PodNet>, u16),
+    /// Nowhere: a Service port without endpoints.
+    Refused,
     /// Out of the pod network.
     Outside,
 }

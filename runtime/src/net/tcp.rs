@@ -246,16 +246,20 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
         if family_of(&remote) != s.family || remote.port() == 0 || remote.ip().is_unspecified() {
             return Err(ErrorCode::InvalidArgument.into());
         }
-        let target = match s.net.route(remote.ip()) {
-            Route::Pod(target) => target,
+        let target = match s.net.route(remote) {
+            Route::Pod(target, port) => Some((target, port)),
+            // A Service port without endpoints refuses, as kube-proxy's
+            // reject rule does.
+            Route::Refused => None,
             // Egress to the outside world is not here yet.
             Route::Outside => return Err(ErrorCode::AccessDenied.into()),
         };
         let local = match s.state {
             // Within the pod the connection comes from the address it went
-            // to; between pods, from this pod's IP.
+            // to; to other pods and Services, from this pod's IP.
             State::Unbound => {
-                let from = if Arc::ptr_eq(&target, &s.net) {
+                let within = remote.ip().is_loopback() || Some(remote.ip()) == s.net.ip();
+                let from = if within {
                     remote.ip()
                 } else {
                     s.net.ip().unwrap_or(remote.ip())
@@ -265,11 +269,16 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
             State::Bound(a) => a,
             _ => return Err(ErrorCode::InvalidState.into()),
         };
-        let (ours, theirs) = End::pair(WINDOW);
-        let result = target
-            .deliver(remote.port(), theirs, local)
-            .map(|()| ours)
-            .map_err(|_| ErrorCode::ConnectionRefused);
+        let result = match target {
+            Some((target, port)) => {
+                let (ours, theirs) = End::pair(WINDOW);
+                target
+                    .deliver(port, theirs, local)
+                    .map(|()| ours)
+                    .map_err(|_| ErrorCode::ConnectionRefused)
+            }
+            None => Err(ErrorCode::ConnectionRefused),
+        };
         s.state = State::Connecting {
             local,
             remote,

@@ -1,18 +1,27 @@
 //! The built-in kinds: their descriptors and hooks.
 
 mod pod;
+mod service;
 
 use k8s_openapi::api::core::v1::{Event, Namespace, Node};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::resources::{ALL_VERBS, Hooks, Resource, Subresource};
+use super::resources::{ALL_VERBS, Hooks, Resource, Subresource, allocate_nothing};
 use crate::admission::{Errors, Invalid, check_dns_label, check_dns_subdomain};
 
 pub use pod::qos_class;
 
 pub(crate) fn all() -> Vec<Resource> {
-    vec![namespaces(), pod::resource(), nodes(), events()]
+    vec![
+        namespaces(),
+        pod::resource(),
+        nodes(),
+        events(),
+        service::services(),
+        service::endpoints(),
+        service::endpoint_slices(),
+    ]
 }
 
 /// Hooks that accept anything the typed decode accepts.
@@ -22,6 +31,7 @@ pub(crate) fn plain_hooks<T: DeserializeOwned>() -> Hooks {
         initial_status: |_| {},
         validate: validate_metadata,
         decode: decode::<T>,
+        allocate: allocate_nothing,
     }
 }
 
@@ -125,6 +135,7 @@ fn namespaces() -> Resource {
                 errors.into_result("Namespace", name_of(ns))
             },
             decode: decode::<Namespace>,
+            allocate: allocate_nothing,
         },
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{decode, name_of};
 use crate::admission::{FieldError, Invalid};
-use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource};
+use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource, allocate_nothing};
 
 pub(super) fn resource() -> Resource {
     Resource {
@@ -59,6 +59,7 @@ pub(super) fn resource() -> Resource {
             },
             validate,
             decode: decode::<Pod>,
+            allocate: allocate_nothing,
         },
     }
 }

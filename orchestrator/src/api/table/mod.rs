@@ -1,6 +1,8 @@
 //! `meta.k8s.io/v1` Table answers: the columns kubectl prints for each kind,
 //! computed as kubectl's own printers compute them.
 
+mod network;
+
 use serde_json::{Value, json};
 
 use crate::registry::Resource;
@@ -46,6 +48,9 @@ fn columns(kind: &str) -> Vec<Value> {
         0,
         "CreationTimestamp is a timestamp representing the server time when this object was created.",
     );
+    if let Some(columns) = network::columns(kind, name.clone(), age.clone()) {
+        return columns;
+    }
     match kind {
         "Pod" => vec![
             name,
@@ -245,6 +250,15 @@ pub fn human_duration(seconds: i64) -> String {
     } else {
         format!("{}y", hours / 24 / 365)
     }
+}
+
+/// The AGE cell of an object.
+fn age_cell(object: &Value) -> Value {
+    json!(age_of(
+        object
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+    ))
 }
 
 fn age_of(timestamp: Option<&str>) -> String {
@@ -537,6 +551,9 @@ fn event_cells(event: &Value) -> Vec<Value> {
 }
 
 fn cells(kind: &str, object: &Value) -> Vec<Value> {
+    if let Some(cells) = network::cells(kind, object) {
+        return cells;
+    }
     match kind {
         "Pod" => pod_cells(object),
         "Node" => node_cells(object),
@@ -547,20 +564,9 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
                 "" => "Active",
                 phase => phase,
             }),
-            json!(age_of(
-                object
-                    .pointer("/metadata/creationTimestamp")
-                    .and_then(Value::as_str)
-            )),
+            age_cell(object),
         ],
-        _ => vec![
-            json!(s(object, "/metadata/name")),
-            json!(age_of(
-                object
-                    .pointer("/metadata/creationTimestamp")
-                    .and_then(Value::as_str)
-            )),
-        ],
+        _ => vec![json!(s(object, "/metadata/name")), age_cell(object)],
     }
 }
 

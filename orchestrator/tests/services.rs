@@ -1,0 +1,280 @@
+//! The guide's Services chapter through the real kubectl: a NodePort
+//! Service over two hostname pods, reached from the host at the node port
+//! and from a pod at the cluster IP; Endpoints and EndpointSlices that
+//! follow readiness; a LoadBalancer served on the host.
+//!
+//! kubectl is required: these tests fail (never skip) without it.
+
+mod server;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use server::Server;
+
+const SERVICE: &str = "kind: Service
+apiVersion: v1
+metadata:
+  name: hostname-service
+spec:
+  type: NodePort
+  selector:
+    app: echo-hostname
+  ports:
+    - nodePort: 30163
+      port: 8080
+      targetPort: 80
+";
+
+/// The guide's two pods; the first is ready only while `/tmp/ready` exists.
+const PODS: &str = "kind: Pod
+apiVersion: v1
+metadata:
+  name: hostname-pod-101
+  labels:
+    app: echo-hostname
+    app-version: v101
+spec:
+  containers:
+    - name: nginx-hostname
+      image: echo-hostname:1.0.1
+      ports:
+        - containerPort: 80
+      readinessProbe:
+        exec: {command: [cat, /tmp/ready]}
+        periodSeconds: 1
+---
+kind: Pod
+apiVersion: v1
+metadata:
+  name: hostname-pod-102
+  labels:
+    app: echo-hostname
+    app-version: v102
+spec:
+  containers:
+    - name: nginx-hostname
+      image: echo-hostname:1.0.2
+      ports:
+        - containerPort: 80
+      readinessProbe:
+        tcpSocket: {port: 80}
+        periodSeconds: 1
+";
+
+/// One HTTP/1.0 GET from the host; the body, or why not.
+fn http_get(port: u16) -> Result<String, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| e.to_string())?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.") => Ok(body.to_string()),
+        _ => Err(format!("not an HTTP answer: {answer:?}")),
+    }
+}
+
+fn endpoints(server: &Server) -> String {
+    server.kubectl_ok(&["get", "endpoints", "hostname-service", "--no-headers"])
+}
+
+#[test]
+fn the_guides_node_port_service_balances_over_ready_pods() {
+    let server = Server::start();
+    let service = server.manifest("service.yaml", SERVICE);
+    let pods = server.manifest("pods.yaml", PODS);
+    assert_eq!(
+        server.kubectl_ok(&["apply", "-f", &service]).trim(),
+        "service/hostname-service created"
+    );
+    server.kubectl_ok(&["apply", "-f", &pods]);
+
+    let svc = server.kubectl_ok(&["get", "service", "hostname-service", "-o", "wide"]);
+    let lines: Vec<&str> = svc.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE",
+            "SELECTOR"
+        ]
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[0], "hostname-service");
+    assert_eq!(row[1], "NodePort");
+    let cluster_ip = row[2].to_string();
+    assert!(
+        cluster_ip.starts_with("10.9") || cluster_ip.starts_with("10.10"),
+        "{svc}"
+    );
+    assert_eq!(row[3], "<none>");
+    assert_eq!(row[4], "8080:30163/TCP");
+    assert_eq!(row[6], "app=echo-hostname");
+    let default_services = server.kubectl_ok(&["get", "svc", "kubernetes", "--no-headers"]);
+    assert!(
+        default_services.contains("ClusterIP")
+            && default_services.contains("10.96.0.1 ")
+            && default_services.contains("443/TCP"),
+        "{default_services}"
+    );
+
+    // Pod 102 is ready; 101 waits for its file.
+    let ip = |pod: &str| server.kubectl_ok(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"]);
+    server.wait_for(Duration::from_secs(60), || {
+        server
+            .kubectl_ok(&["get", "pod", "hostname-pod-102"])
+            .contains("1/1")
+            && !ip("hostname-pod-101").is_empty()
+    });
+    let (ip101, ip102) = (ip("hostname-pod-101"), ip("hostname-pod-102"));
+    server.wait_for(Duration::from_secs(30), || {
+        endpoints(&server).contains(&format!("{ip102}:80"))
+    });
+    let only_102 = endpoints(&server);
+    assert!(
+        !only_102.contains(&ip101),
+        "a pod not ready is no endpoint: {only_102}"
+    );
+    let not_ready = server.kubectl_ok(&[
+        "get",
+        "endpoints",
+        "hostname-service",
+        "-o",
+        "jsonpath={.subsets[0].notReadyAddresses[0].ip}",
+    ]);
+    assert_eq!(not_ready, ip101);
+    for _ in 0..4 {
+        let body = http_get(30163).unwrap();
+        assert!(
+            body.contains("version: 1.0.2"),
+            "only the ready pod answers: {body}"
+        );
+    }
+
+    // Both ready: the node port balances over both.
+    server.kubectl_ok(&["exec", "hostname-pod-101", "--", "touch", "/tmp/ready"]);
+    server.wait_for(Duration::from_secs(30), || {
+        endpoints(&server).contains(&format!("{ip101}:80"))
+    });
+    let both = endpoints(&server);
+    assert!(both.contains(&format!("{ip102}:80")), "{both}");
+    let mut versions = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let body = http_get(30163).unwrap();
+        assert!(body.starts_with("Hostname: hostname-pod-10"), "{body}");
+        versions.insert(body.split("version: ").nth(1).unwrap().trim().to_string());
+    }
+    assert_eq!(
+        versions.into_iter().collect::<Vec<_>>(),
+        ["1.0.1", "1.0.2"],
+        "both pods answer through the node port"
+    );
+    let slices = server.kubectl_ok(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=hostname-service",
+    ]);
+    let slice_row: Vec<&str> = slices.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(slice_row[1], "IPv4", "{slices}");
+    assert_eq!(slice_row[2], "80", "{slices}");
+    assert!(
+        slices.contains(&ip101) && slices.contains(&ip102),
+        "{slices}"
+    );
+
+    // A pod inside the cluster reaches the Service at its cluster IP and port.
+    let client = server.manifest(
+        "client.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: client\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: toolbox\n    command: [sh, -c, \"wget -qO- http://{cluster_ip}:8080/ && wget -qO- http://{cluster_ip}:8080/\"]\n"
+        ),
+    );
+    server.kubectl_ok(&["apply", "-f", &client]);
+    server.wait_for(Duration::from_secs(60), || {
+        let pod = server.kubectl_ok(&["get", "pod", "client"]);
+        pod.contains("Completed") || pod.contains("Error")
+    });
+    let logs = server.kubectl_ok(&["logs", "client"]);
+    assert_eq!(
+        logs.matches("Hostname: hostname-pod-10").count(),
+        2,
+        "{logs}"
+    );
+
+    // Not ready again: out of the endpoints, and the node port stops
+    // sending it traffic.
+    server.kubectl_ok(&["exec", "hostname-pod-101", "--", "rm", "/tmp/ready"]);
+    server.wait_for(Duration::from_secs(30), || {
+        !endpoints(&server).contains(&ip101)
+    });
+    for _ in 0..4 {
+        let body = http_get(30163).unwrap();
+        assert!(body.contains("version: 1.0.2"), "{body}");
+    }
+
+    // Deleting the Service closes its node port and removes its endpoints.
+    server.kubectl_ok(&["delete", "service", "hostname-service"]);
+    server.wait_for(Duration::from_secs(30), || http_get(30163).is_err());
+    server.wait_for(Duration::from_secs(30), || {
+        !server
+            .kubectl_ok(&["get", "endpoints"])
+            .contains("hostname-service")
+    });
+}
+
+/// A free port on the host's loopback, for a LoadBalancer's port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_load_balancer_is_served_on_the_host_at_its_port() {
+    let server = Server::start();
+    let port = free_port();
+    let manifest = server.manifest(
+        "lb.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {{app: web}}\nspec:\n  containers:\n  - name: web\n    image: echo-hostname:1.0.1\n    ports: [{{name: http, containerPort: 80}}]\n    readinessProbe: {{tcpSocket: {{port: http}}, periodSeconds: 1}}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: LoadBalancer\n  selector: {{app: web}}\n  ports: [{{port: {port}, targetPort: http}}]\n"
+        ),
+    );
+    server.kubectl_ok(&["apply", "-f", &manifest]);
+    server.wait_for(Duration::from_secs(60), || {
+        server
+            .kubectl_ok(&["get", "svc", "web"])
+            .contains("127.0.0.1")
+    });
+    let row = server.kubectl_ok(&["get", "svc", "web", "--no-headers"]);
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1], "LoadBalancer");
+    assert_eq!(cells[3], "127.0.0.1");
+    let (service_port, node_port) = cells[4].trim_end_matches("/TCP").split_once(':').unwrap();
+    assert_eq!(service_port, port.to_string());
+    let node_port: u16 = node_port.parse().unwrap();
+    assert!((30000..=32767).contains(&node_port), "{row}");
+    server.wait_for(Duration::from_secs(60), || {
+        http_get(port).is_ok_and(|b| b.contains("Hostname: web"))
+    });
+    let through_node_port = http_get(node_port).unwrap();
+    assert!(
+        through_node_port.contains("Hostname: web"),
+        "{through_node_port}"
+    );
+}
