@@ -1,6 +1,6 @@
 //! The guide's Services chapter through the real kubectl: a NodePort
 //! Service over two hostname pods, reached from the host at the node port
-//! and from a pod at the cluster IP; Endpoints and EndpointSlices that
+//! and from a pod at the cluster IP and by name; Endpoints and EndpointSlices that
 //! follow readiness; a LoadBalancer served on the host.
 //!
 //! kubectl is required: these tests fail (never skip) without it.
@@ -196,11 +196,12 @@ fn the_guides_node_port_service_balances_over_ready_pods() {
         "{slices}"
     );
 
-    // A pod inside the cluster reaches the Service at its cluster IP and port.
+    // A pod inside the cluster reaches the Service at its cluster IP and
+    // port, and by its names.
     let client = server.manifest(
         "client.yaml",
         &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: client\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: toolbox\n    command: [sh, -c, \"wget -qO- http://{cluster_ip}:8080/ && wget -qO- http://{cluster_ip}:8080/\"]\n"
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: client\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: toolbox\n    command: [sh, -c, \"wget -qO- http://{cluster_ip}:8080/ && wget -qO- http://hostname-service:8080/ && wget -qO- http://hostname-service.default:8080/ && wget -qO- http://hostname-service.default.svc.cluster.local:8080/\"]\n"
         ),
     );
     server.kubectl_ok(&["apply", "-f", &client]);
@@ -211,7 +212,7 @@ fn the_guides_node_port_service_balances_over_ready_pods() {
     let logs = server.kubectl_ok(&["logs", "client"]);
     assert_eq!(
         logs.matches("Hostname: hostname-pod-10").count(),
-        2,
+        4,
         "{logs}"
     );
 

@@ -130,6 +130,13 @@ impl Runtime {
             }
         })
         .map_err(Error::Link)?;
+        crate::net::dns::add_to_linker(&mut linker, |s: &mut GuestState| {
+            crate::net::tcp::PodTcpView {
+                table: &mut s.table,
+                net: &s.net,
+            }
+        })
+        .map_err(Error::Link)?;
         crate::ownership::file_owner::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |s| s,

@@ -111,7 +111,7 @@ impl Sandbox {
             )));
         }
         let net = match spec.ip {
-            Some(ip) => PodNet::attach(ip, runtime.cluster_net())
+            Some(ip) => PodNet::attach(ip, &spec.namespace, runtime.cluster_net())
                 .map_err(|e| Error::Invalid(e.to_string()))?,
             None => Arc::new(PodNet::default()),
         };

@@ -3,7 +3,9 @@
 //! balanced over the ready endpoints of its EndpointSlices; NodePort and
 //! LoadBalancer Services are also served on host ports (`nodePort`, and
 //! for LoadBalancer the Service `port`), and a LoadBalancer gets the host
-//! address as its ingress in status.
+//! address as its ingress in status. Service names resolve for guests
+//! (`<service>.<namespace>.svc.cluster.local`, headless ones to their
+//! ready pods).
 //!
 //! Level-triggered: any change to Services or EndpointSlices (and a
 //! periodic pass) recomputes the whole table from one list of each.
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use wasmkube_runtime::net::ClusterNet;
+use wasmkube_runtime::net::{CLUSTER_DOMAIN, ClusterNet};
 
 use self::listeners::Listeners;
 use crate::events::{EventType, Recorder};
@@ -143,6 +145,30 @@ fn endpoints_of(port: &Value, slices: &[&Value]) -> Vec<SocketAddr> {
     endpoints
 }
 
+/// The addresses of the ready endpoints of `slices`, each once, sorted.
+fn ready_addresses(slices: &[&Value]) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = slices
+        .iter()
+        .flat_map(|s| {
+            s.get("endpoints")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .filter(|e| e.pointer("/conditions/ready") != Some(&json!(false)))
+        .flat_map(|e| {
+            e.get("addresses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|a| a.as_str()?.parse().ok())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
 impl Proxy {
     /// The address a load balancer reports as its ingress.
     fn ingress_ip(&self) -> IpAddr {
@@ -182,15 +208,22 @@ impl Proxy {
         let mut host_ports: HashMap<SocketAddr, SocketAddr> = HashMap::new();
         // Host ports of each LoadBalancer Service, for its status.
         let mut balancers: Vec<(&Value, Vec<SocketAddr>)> = Vec::new();
+        let mut names: HashMap<String, Vec<IpAddr>> = HashMap::new();
         for service in &services {
-            let Ok(ip) = text(service, "/spec/clusterIP").parse::<IpAddr>() else {
-                continue;
-            };
             let key = (
                 text(service, "/metadata/namespace"),
                 text(service, "/metadata/name"),
             );
             let slices = by_service.get(&key).map(Vec::as_slice).unwrap_or_default();
+            let fqdn = format!("{}.{}.svc.{CLUSTER_DOMAIN}", key.1, key.0);
+            let Ok(ip) = text(service, "/spec/clusterIP").parse::<IpAddr>() else {
+                if text(service, "/spec/clusterIP") == "None" {
+                    // Headless: the name is its ready pods' addresses.
+                    names.insert(fqdn, ready_addresses(slices));
+                }
+                continue;
+            };
+            names.insert(fqdn, vec![ip]);
             let kind = text(service, "/spec/type");
             let mut ports = HashMap::new();
             let mut balanced = Vec::new();
@@ -218,6 +251,7 @@ impl Proxy {
                 balancers.push((service, balanced));
             }
         }
+        self.cluster.set_names(names);
         for gone in self.cluster.service_ips() {
             if !addresses.contains(&gone) {
                 self.cluster.remove_service(gone);

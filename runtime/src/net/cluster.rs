@@ -16,6 +16,9 @@ use super::{DialError, PodConnection, PodNet, Route, lock};
 pub struct ClusterNet {
     pods: Mutex<HashMap<IpAddr, Weak<PodNet>>>,
     services: RwLock<HashMap<IpAddr, HashMap<u16, Arc<Backends>>>>,
+    /// Cluster DNS: fully qualified names (`web.default.svc.cluster.local`)
+    /// to addresses.
+    names: RwLock<HashMap<String, Vec<IpAddr>>>,
 }
 
 /// The endpoints of one Service port, taken in turn.
@@ -88,6 +91,18 @@ impl ClusterNet {
         services.keys().copied().collect()
     }
 
+    /// Replaces the cluster's DNS names: each fully qualified name (no
+    /// trailing dot) with its addresses.
+    pub fn set_names(&self, names: HashMap<String, Vec<IpAddr>>) {
+        *self.names.write().unwrap_or_else(|e| e.into_inner()) = names;
+    }
+
+    /// The addresses of a fully qualified cluster name.
+    pub(crate) fn resolve(&self, name: &str) -> Option<Vec<IpAddr>> {
+        let names = self.names.read().unwrap_or_else(|e| e.into_inner());
+        names.get(name).cloned()
+    }
+
     /// Where a connection to `to` goes: a pod's port (for a Service, one
     /// of its endpoints whose pod is here), refused, or out of the cluster.
     pub(crate) fn route(&self, to: SocketAddr) -> Route {
@@ -135,7 +150,7 @@ mod tests {
     }
 
     fn pod_at(ip: &str, cluster: &Arc<ClusterNet>) -> Arc<PodNet> {
-        PodNet::attach(ip.parse().unwrap(), cluster).unwrap()
+        PodNet::attach(ip.parse().unwrap(), "default", cluster).unwrap()
     }
 
     fn routed(cluster: &ClusterNet, to: &str) -> Option<(IpAddr, u16)> {

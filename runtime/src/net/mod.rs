@@ -14,11 +14,16 @@
 //! Services' virtual IPs live there too: a connection to one goes to one of
 //! its endpoints, in turn.
 //!
-//! Not yet here: DNS, egress to the outside world (a connect to
+//! Guests look names up through [`dns`]: Services by name (`web`,
+//! `web.default`, `web.default.svc.cluster.local`), other names on the
+//! host.
+//!
+//! Not yet here: egress to the outside world (a connect to
 //! an address that is neither loopback nor a pod is refused as
 //! access-denied).
 
 mod cluster;
+pub(crate) mod dns;
 mod pipe;
 pub(crate) mod tcp;
 
@@ -59,6 +64,8 @@ pub struct PodNet {
     ip: Option<IpAddr>,
     /// Where other pods are, when this pod has an IP.
     cluster: Option<Arc<ClusterNet>>,
+    /// The DNS search domains of the pod's namespace.
+    search: Vec<String>,
 }
 
 impl Drop for PodNet {
@@ -73,29 +80,94 @@ const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
 
 impl Default for PodNet {
     fn default() -> Self {
-        PodNet::new(None, None)
+        PodNet::new(None, None, Vec::new())
     }
+}
+
+/// The cluster's DNS domain.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+/// Names with fewer dots than this try the search path first.
+const NDOTS: usize = 5;
+
+/// What a name resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    /// Addresses known in the cluster (or the name was an address).
+    Cluster(Vec<IpAddr>),
+    /// A name in the cluster domain that does not exist.
+    Unknown,
+    /// Not a cluster name: for the host's resolver.
+    Host(String),
 }
 
 /// The address the host side appears to connect from.
 const HOST_PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 impl PodNet {
-    fn new(ip: Option<IpAddr>, cluster: Option<Arc<ClusterNet>>) -> PodNet {
+    fn new(ip: Option<IpAddr>, cluster: Option<Arc<ClusterNet>>, search: Vec<String>) -> PodNet {
         PodNet {
             listeners: Mutex::default(),
             bound: Mutex::default(),
             next_ephemeral: Mutex::new(*EPHEMERAL.start()),
             ip,
             cluster,
+            search,
         }
     }
 
-    /// The network of a pod answering at `ip` among the pods of `cluster`.
-    pub fn attach(ip: IpAddr, cluster: &Arc<ClusterNet>) -> Result<Arc<PodNet>, AddressInUse> {
-        let net = Arc::new(PodNet::new(Some(ip), Some(Arc::clone(cluster))));
+    /// The network of a pod of `namespace` answering at `ip` among the
+    /// pods of `cluster`; its names are looked up as a pod of that
+    /// namespace's are (search `<ns>.svc.cluster.local`, `svc.cluster.local`,
+    /// `cluster.local`).
+    pub fn attach(
+        ip: IpAddr,
+        namespace: &str,
+        cluster: &Arc<ClusterNet>,
+    ) -> Result<Arc<PodNet>, AddressInUse> {
+        let search = [
+            format!("{namespace}.svc.{CLUSTER_DOMAIN}"),
+            format!("svc.{CLUSTER_DOMAIN}"),
+            CLUSTER_DOMAIN.to_string(),
+        ];
+        let net = Arc::new(PodNet::new(
+            Some(ip),
+            Some(Arc::clone(cluster)),
+            search.to_vec(),
+        ));
         cluster.register(ip, &net)?;
         Ok(net)
+    }
+
+    /// What `name` resolves to for a guest of this pod: cluster names
+    /// through the search path (as resolv.conf's `ndots:5` does), the
+    /// rest through the host's resolver.
+    pub(crate) fn resolve(&self, name: &str) -> Resolved {
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            return Resolved::Cluster(vec![ip]);
+        }
+        let absolute = name.ends_with('.');
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if name == "localhost" {
+            return Resolved::Cluster(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+        }
+        let Some(cluster) = &self.cluster else {
+            return Resolved::Host(name);
+        };
+        let dots = name.matches('.').count();
+        if !absolute && dots < NDOTS {
+            for domain in &self.search {
+                if let Some(ips) = cluster.resolve(&format!("{name}.{domain}")) {
+                    return Resolved::Cluster(ips);
+                }
+            }
+        }
+        if let Some(ips) = cluster.resolve(&name) {
+            return Resolved::Cluster(ips);
+        }
+        if name == CLUSTER_DOMAIN || name.ends_with(&format!(".{CLUSTER_DOMAIN}")) {
+            return Resolved::Unknown;
+        }
+        Resolved::Host(name)
     }
 
     /// The pod's IP, if it has one.
@@ -227,6 +299,47 @@ mod tests {
         net.release(80);
         assert!(net.dial(80).is_err());
         assert!(net.claim(80));
+    }
+
+    #[test]
+    fn names_resolve_through_the_namespace_search_path() {
+        let cluster = Arc::new(ClusterNet::default());
+        let web: IpAddr = "10.96.0.20".parse().unwrap();
+        let other: IpAddr = "10.96.0.30".parse().unwrap();
+        cluster.set_names(HashMap::from([
+            ("web.shop.svc.cluster.local".to_string(), vec![web]),
+            ("web.other.svc.cluster.local".to_string(), vec![other]),
+        ]));
+        let net = PodNet::attach("10.244.0.5".parse().unwrap(), "shop", &cluster).unwrap();
+        for name in [
+            "web",
+            "WEB",
+            "web.shop",
+            "web.shop.svc",
+            "web.shop.svc.cluster.local",
+            "web.shop.svc.cluster.local.",
+        ] {
+            assert_eq!(net.resolve(name), Resolved::Cluster(vec![web]), "{name}");
+        }
+        assert_eq!(net.resolve("web.other"), Resolved::Cluster(vec![other]));
+        assert_eq!(
+            net.resolve("missing.shop.svc.cluster.local"),
+            Resolved::Unknown
+        );
+        assert_eq!(net.resolve("missing"), Resolved::Host("missing".into()));
+        assert_eq!(
+            net.resolve("example.org"),
+            Resolved::Host("example.org".into())
+        );
+        assert_eq!(
+            net.resolve("10.1.2.3"),
+            Resolved::Cluster(vec!["10.1.2.3".parse().unwrap()])
+        );
+        // A pod outside the cluster network has only the host's resolver.
+        assert_eq!(
+            PodNet::default().resolve("web"),
+            Resolved::Host("web".into())
+        );
     }
 
     #[test]
