@@ -47,6 +47,11 @@ impl Cidr {
         1 << (32 - self.prefix)
     }
 
+    /// The network's prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     /// The address `offset` into the network.
     pub fn nth(&self, offset: u32) -> Ipv4Addr {
         Ipv4Addr::from(self.base.wrapping_add(offset))

@@ -109,6 +109,12 @@ impl Cluster {
         bootstrap(&registry).await?;
         let (stop, stopped) = watch::channel(false);
         let kubelet = Arc::new(Kubelet::start(registry.clone(), &config).await?);
+        // Pod and Service addresses never leave the host; the rest is egress.
+        let service_cidr = config.service_network.cidr;
+        kubelet.cluster_net().set_internal_networks(&[
+            (config.pod_cidr.nth(0), config.pod_cidr.prefix()),
+            (service_cidr.nth(0), service_cidr.prefix()),
+        ]);
         let mut tasks = JoinSet::new();
         tasks.spawn(kubelet.clone().run(stopped.clone()));
         tasks.spawn(scheduler::run(registry.clone(), stopped.clone()));

@@ -279,3 +279,40 @@ fn a_load_balancer_is_served_on_the_host_at_its_port() {
         "{through_node_port}"
     );
 }
+
+/// A Service without a selector whose EndpointSlice points outside the
+/// cluster (here, a server on the host): guests reach it by name, over
+/// real TCP from the host.
+#[test]
+fn a_service_with_an_outside_endpoint_is_reached_from_a_pod() {
+    let server = Server::start();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let body = "hello from the host\n";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let manifest = server.manifest(
+        "outside.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: outside\nspec:\n  ports: [{{port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: outside-1\n  labels: {{kubernetes.io/service-name: outside}}\naddressType: IPv4\nports: [{{port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: client\nspec:\n  restartPolicy: OnFailure\n  containers:\n  - name: c\n    image: toolbox\n    command: [wget, -qO-, http://outside/]\n"
+        ),
+    );
+    server.kubectl_ok(&["apply", "-f", &manifest]);
+    server.wait_for(Duration::from_secs(60), || {
+        server
+            .kubectl_ok(&["get", "pod", "client"])
+            .contains("Completed")
+    });
+    let logs = server.kubectl_ok(&["logs", "client"]);
+    assert_eq!(logs, "hello from the host\n");
+}

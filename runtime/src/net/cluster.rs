@@ -4,7 +4,7 @@
 //! IPs, each port balanced over its endpoints (what kube-proxy does).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
@@ -19,6 +19,9 @@ pub struct ClusterNet {
     /// Cluster DNS: fully qualified names (`web.default.svc.cluster.local`)
     /// to addresses.
     names: RwLock<HashMap<String, Vec<IpAddr>>>,
+    /// The pod and service networks, `(base, mask)`: their addresses
+    /// never leave the host.
+    internal: RwLock<Vec<(u32, u32)>>,
 }
 
 /// The endpoints of one Service port, taken in turn.
@@ -91,6 +94,28 @@ impl ClusterNet {
         services.keys().copied().collect()
     }
 
+    /// Declares the cluster's own networks (pod and service CIDRs): an
+    /// address inside them that no pod or Service has is refused rather
+    /// than sent out of the host.
+    pub fn set_internal_networks(&self, networks: &[(Ipv4Addr, u8)]) {
+        let networks = networks
+            .iter()
+            .map(|(base, prefix)| {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+                (u32::from(*base) & mask, mask)
+            })
+            .collect();
+        *self.internal.write().unwrap_or_else(|e| e.into_inner()) = networks;
+    }
+
+    fn is_internal(&self, ip: IpAddr) -> bool {
+        let IpAddr::V4(ip) = ip else { return false };
+        let internal = self.internal.read().unwrap_or_else(|e| e.into_inner());
+        internal
+            .iter()
+            .any(|(base, mask)| u32::from(ip) & mask == *base)
+    }
+
     /// Replaces the cluster's DNS names: each fully qualified name (no
     /// trailing dot) with its addresses.
     pub fn set_names(&self, names: HashMap<String, Vec<IpAddr>>) {
@@ -119,15 +144,21 @@ impl ClusterNet {
         let Some(backends) = backends else {
             return match self.lookup(to.ip()) {
                 Some(pod) => Route::Pod(pod, to.port()),
-                None => Route::Outside,
+                None if self.is_internal(to.ip()) => Route::Refused,
+                None => Route::Outside(to),
             };
         };
         let count = backends.endpoints.len();
         let start = backends.next.fetch_add(1, Ordering::Relaxed);
-        // Skip endpoints whose pod is gone from this host.
+        // Skip endpoints whose pod is gone; an endpoint outside the
+        // cluster's networks (the API's own) is reached from the host.
         (0..count)
             .map(|i| backends.endpoints[(start + i) % count])
-            .find_map(|e| Some(Route::Pod(self.lookup(e.ip())?, e.port())))
+            .find_map(|e| match self.lookup(e.ip()) {
+                Some(pod) => Some(Route::Pod(pod, e.port())),
+                None if self.is_internal(e.ip()) => None,
+                None => Some(Route::Outside(e)),
+            })
             .unwrap_or(Route::Refused)
     }
 
@@ -136,7 +167,7 @@ impl ClusterNet {
     pub fn dial(&self, to: SocketAddr) -> Result<PodConnection, DialError> {
         match self.route(to) {
             Route::Pod(pod, port) => pod.dial(port),
-            Route::Refused | Route::Outside => Err(DialError::Unreachable(to)),
+            Route::Refused | Route::Outside(_) => Err(DialError::Unreachable(to)),
         }
     }
 }
@@ -157,13 +188,14 @@ mod tests {
         match cluster.route(addr(to)) {
             Route::Pod(pod, port) => Some((pod.ip().unwrap(), port)),
             Route::Refused => None,
-            Route::Outside => panic!("{to} routed outside"),
+            Route::Outside(_) => panic!("{to} routed outside"),
         }
     }
 
     #[test]
     fn service_ports_balance_over_live_endpoints() {
         let cluster = Arc::new(ClusterNet::default());
+        cluster.set_internal_networks(&[("10.244.0.0".parse().unwrap(), 16)]);
         let a = pod_at("10.244.0.2", &cluster);
         let b = pod_at("10.244.0.3", &cluster);
         let vip: IpAddr = "10.96.0.10".parse().unwrap();
@@ -196,7 +228,23 @@ mod tests {
         cluster.remove_service(vip);
         assert!(matches!(
             cluster.route(addr("10.96.0.10:80")),
-            Route::Outside
+            Route::Outside(_)
+        ));
+        // Inside the cluster's networks, what nothing answers at is refused.
+        cluster.set_internal_networks(&[
+            ("10.244.0.0".parse().unwrap(), 16),
+            ("10.96.0.0".parse().unwrap(), 12),
+        ]);
+        assert_eq!(routed(&cluster, "10.96.0.10:80"), None);
+        assert!(matches!(
+            cluster.route(addr("192.0.2.1:80")),
+            Route::Outside(_)
+        ));
+        // A Service endpoint outside them (the API's) is reached from the host.
+        cluster.set_service(vip, HashMap::from([(443, vec![addr("192.0.2.7:6443")])]));
+        assert!(matches!(
+            cluster.route(addr("10.96.0.10:443")),
+            Route::Outside(to) if to == addr("192.0.2.7:6443")
         ));
         assert_eq!(routed(&cluster, "10.244.0.2:9"), Some((a.ip().unwrap(), 9)));
     }

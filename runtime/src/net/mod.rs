@@ -18,12 +18,14 @@
 //! `web.default`, `web.default.svc.cluster.local`), other names on the
 //! host.
 //!
-//! Not yet here: egress to the outside world (a connect to
-//! an address that is neither loopback nor a pod is refused as
-//! access-denied).
+//! A connection to any other address leaves the host as real TCP
+//! ([`egress`]).
+//!
+//! Not yet here: UDP.
 
 mod cluster;
 pub(crate) mod dns;
+mod egress;
 mod pipe;
 pub(crate) mod tcp;
 
@@ -184,7 +186,7 @@ impl PodNet {
         }
         match &self.cluster {
             Some(cluster) => cluster.route(to),
-            None => Route::Outside,
+            None => Route::Outside(to),
         }
     }
 
@@ -266,8 +268,8 @@ pub(crate) enum Route {
     Pod(Arc<PodNet>, u16),
     /// Nowhere: a Service port without endpoints.
     Refused,
-    /// Out of the pod network.
-    Outside,
+    /// Out of the cluster, from the host: to this address.
+    Outside(SocketAddr),
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::{HasData, Resource, ResourceTable};
 use wasmtime_wasi::p2::bindings::sockets::network::{
     ErrorCode, IpAddressFamily, IpSocketAddress, Network,
@@ -50,6 +50,8 @@ enum State {
         local: SocketAddr,
         remote: SocketAddr,
         result: Result<End, ErrorCode>,
+        /// A connection to the outside still being made from the host.
+        dialing: Option<oneshot::Receiver<Result<(), ErrorCode>>>,
     },
     Connected {
         local: SocketAddr,
@@ -91,10 +93,24 @@ impl Drop for PodTcpSocket {
 #[wasmtime_wasi::async_trait]
 impl Pollable for PodTcpSocket {
     async fn ready(&mut self) {
-        if let State::Listening { incoming, next, .. } = &mut self.state
-            && next.is_none()
-        {
-            *next = incoming.recv().await;
+        match &mut self.state {
+            State::Listening { incoming, next, .. } if next.is_none() => {
+                *next = incoming.recv().await;
+            }
+            State::Connecting {
+                result,
+                dialing: dialing @ Some(_),
+                ..
+            } => {
+                if let Some(rx) = dialing.as_mut() {
+                    let outcome = rx.await.unwrap_or(Err(ErrorCode::ConnectionAborted));
+                    if let Err(code) = outcome {
+                        *result = Err(code);
+                    }
+                }
+                *dialing = None;
+            }
+            _ => {}
         }
     }
 }
@@ -246,14 +262,7 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
         if family_of(&remote) != s.family || remote.port() == 0 || remote.ip().is_unspecified() {
             return Err(ErrorCode::InvalidArgument.into());
         }
-        let target = match s.net.route(remote) {
-            Route::Pod(target, port) => Some((target, port)),
-            // A Service port without endpoints refuses, as kube-proxy's
-            // reject rule does.
-            Route::Refused => None,
-            // Egress to the outside world is not here yet.
-            Route::Outside => return Err(ErrorCode::AccessDenied.into()),
-        };
+        let route = s.net.route(remote);
         let local = match s.state {
             // Within the pod the connection comes from the address it went
             // to; to other pods and Services, from this pod's IP.
@@ -269,20 +278,28 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
             State::Bound(a) => a,
             _ => return Err(ErrorCode::InvalidState.into()),
         };
-        let result = match target {
-            Some((target, port)) => {
+        let (result, dialing) = match route {
+            Route::Pod(target, port) => {
                 let (ours, theirs) = End::pair(WINDOW);
-                target
+                let delivered = target
                     .deliver(port, theirs, local)
                     .map(|()| ours)
-                    .map_err(|_| ErrorCode::ConnectionRefused)
+                    .map_err(|_| ErrorCode::ConnectionRefused);
+                (delivered, None)
             }
-            None => Err(ErrorCode::ConnectionRefused),
+            // A Service port without endpoints refuses, as kube-proxy's
+            // reject rule does.
+            Route::Refused => (Err(ErrorCode::ConnectionRefused), None),
+            Route::Outside(to) => {
+                let (ours, theirs) = End::pair(WINDOW);
+                (Ok(ours), Some(super::egress::dial(to, theirs)))
+            }
         };
         s.state = State::Connecting {
             local,
             remote,
             result,
+            dialing,
         };
         Ok(())
     }
@@ -292,9 +309,29 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
         this: Resource<PodTcpSocket>,
     ) -> SocketResult<(Resource<DynInputStream>, Resource<DynOutputStream>)> {
         let s = self.table.get_mut(&this)?;
-        let State::Connecting { local, remote, .. } = s.state else {
+        let State::Connecting {
+            local,
+            remote,
+            result,
+            dialing,
+        } = &mut s.state
+        else {
             return Err(ErrorCode::NotInProgress.into());
         };
+        let (local, remote) = (*local, *remote);
+        if let Some(rx) = dialing {
+            match rx.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    return Err(ErrorCode::WouldBlock.into());
+                }
+                Ok(Ok(())) => {}
+                Ok(Err(code)) => *result = Err(code),
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    *result = Err(ErrorCode::ConnectionAborted)
+                }
+            }
+            *dialing = None;
+        }
         let State::Connecting { result, .. } = std::mem::replace(&mut s.state, State::Closed)
         else {
             unreachable!("checked above")
