@@ -316,3 +316,44 @@ fn a_service_with_an_outside_endpoint_is_reached_from_a_pod() {
     let logs = server.kubectl_ok(&["logs", "client"]);
     assert_eq!(logs, "hello from the host\n");
 }
+
+/// `http-hello`, a `wasi:http/proxy` component, served on its named port:
+/// probes reach it, a NodePort Service balances to it, and `kubectl exec`
+/// still runs commands in its container (through the toolbox).
+#[test]
+fn an_http_handler_pod_is_probed_and_served_through_a_node_port() {
+    let server = Server::start();
+    let manifest = server.manifest(
+        "hello.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hello\n  labels: {app: hello}\nspec:\n  containers:\n  - name: hello\n    image: http-hello\n    ports: [{name: http, containerPort: 8080}]\n    readinessProbe: {httpGet: {path: /ready, port: http}, periodSeconds: 1}\n    livenessProbe: {httpGet: {path: /live, port: 8080}, periodSeconds: 1}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: hello\nspec:\n  type: NodePort\n  selector: {app: hello}\n  ports: [{port: 80, targetPort: http}]\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &manifest]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/hello",
+        "--timeout=60s",
+    ]);
+    let node_port: u16 = server
+        .kubectl_ok(&[
+            "get",
+            "svc",
+            "hello",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+        .parse()
+        .unwrap();
+    server.wait_for(Duration::from_secs(30), || {
+        http_get(node_port).is_ok_and(|b| b == "Hello from wasmkube! You asked for /\n")
+    });
+    let endpoints = server.kubectl_ok(&["get", "endpoints", "hello", "--no-headers"]);
+    assert!(endpoints.contains(":8080"), "{endpoints}");
+    // Probes pass and nothing restarts it.
+    std::thread::sleep(Duration::from_secs(3));
+    let pod = server.kubectl_ok(&["get", "pod", "hello", "--no-headers"]);
+    let cells: Vec<&str> = pod.split_whitespace().collect();
+    assert_eq!(&cells[1..4], ["1/1", "Running", "0"], "{pod}");
+    let hostname = server.kubectl_ok(&["exec", "hello", "--", "sh", "-c", "echo $HOSTNAME"]);
+    assert_eq!(hostname, "hello\n");
+}

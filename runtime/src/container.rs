@@ -22,6 +22,7 @@ use crate::limits::{
 use crate::logs::{self, LineObserver, LogOutput, LogSink, Stream};
 use crate::net::PodNet;
 use crate::ownership::MountTable;
+use crate::runtime::Prepared;
 use crate::sandbox::{Sandbox, join_sub_path};
 
 /// Errors that stop a container from starting (its own failures later are
@@ -104,6 +105,9 @@ pub struct ContainerSpec {
     pub output: Option<Arc<dyn LineObserver>>,
     /// Startup, liveness and readiness probes (run by the pod's supervisor).
     pub probes: crate::probe::Probes,
+    /// The TCP ports the container declares (`containerPort`): where a
+    /// `wasi:http/proxy` image is served.
+    pub ports: Vec<u16>,
 }
 
 impl std::fmt::Debug for ContainerSpec {
@@ -118,6 +122,7 @@ impl std::fmt::Debug for ContainerSpec {
             .field("mounts", &self.mounts)
             .field("limits", &self.limits)
             .field("probes", &self.probes)
+            .field("ports", &self.ports)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +138,46 @@ pub(crate) struct GuestState {
     pub(crate) mounts: MountTable,
     /// The pod's network, for the runtime's own `wasi:sockets/tcp`.
     pub(crate) net: Arc<PodNet>,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    /// Sends the guest's outgoing `wasi:http` requests through the pod's
+    /// network.
+    http_out: crate::net::http_out::PodHttp,
+}
+
+impl GuestState {
+    /// The state of a guest of the pod whose network is `net`.
+    pub(crate) fn new(
+        wasi: WasiCtx,
+        limiter: MemoryLimiter,
+        kill: Arc<KillSwitch>,
+        cpu: Arc<CpuAccount>,
+        mounts: MountTable,
+        net: &Arc<PodNet>,
+    ) -> GuestState {
+        GuestState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter,
+            kill,
+            cpu,
+            mounts,
+            net: Arc::clone(net),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_out: crate::net::http_out::PodHttp {
+                net: Arc::clone(net),
+            },
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for GuestState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_out,
+        }
+    }
 }
 
 impl WasiView for GuestState {
@@ -160,6 +205,14 @@ impl KillSwitch {
 
     pub(crate) fn is_killed(&self) -> bool {
         self.killed.load(Ordering::Acquire)
+    }
+
+    /// Waits for the kill. For one waiter only: the one that ends the
+    /// container.
+    pub(crate) async fn killed(&self) {
+        if !self.is_killed() {
+            self.notify.notified().await;
+        }
     }
 }
 
@@ -307,9 +360,9 @@ impl Sandbox {
     ) -> Result<RunningContainer, StartError> {
         let invalid = |message: String| invalid_spec(spec, message);
         let io = |path: &std::path::Path| io_error(spec, path);
-        let (image, pre) = self.runtime.load(&spec.image).await?;
+        let (image, prepared) = self.runtime.load(&spec.image).await?;
         let argv = argv(spec, &image);
-        if argv.is_empty() {
+        if argv.is_empty() && matches!(prepared, Prepared::Command(_)) {
             return Err(invalid(format!(
                 "image {:?} has no entrypoint and no command was given",
                 spec.image
@@ -352,13 +405,25 @@ impl Sandbox {
         wasi.stdout(LogOutput::new(Arc::clone(&sink), Stream::Stdout));
         wasi.stderr(LogOutput::new(Arc::clone(&sink), Stream::Stderr));
 
-        let launched = self.launch(
-            spec,
-            pre,
-            wasi.build(),
-            mounts,
-            Box::new(move || sink.finish()),
-        );
+        let launched = match prepared {
+            Prepared::Command(pre) => self.launch(
+                spec,
+                pre,
+                wasi.build(),
+                mounts,
+                Box::new(move || sink.finish()),
+            ),
+            Prepared::Proxy(pre) => {
+                let setup = crate::serve::Setup {
+                    spec: spec.clone(),
+                    image,
+                    argv,
+                    rootfs,
+                    sink,
+                };
+                self.serve(setup, pre)?
+            }
+        };
         Ok(RunningContainer {
             started_at: launched.started_at,
             usage: launched.usage,
@@ -446,6 +511,44 @@ impl Sandbox {
         Ok((wasi, mounts))
     }
 
+    /// A store for one guest instance of `spec`: its memory limit, its
+    /// share of the container's CPU quota, the container's kill switch.
+    pub(crate) fn guest_store(
+        &self,
+        spec: &ContainerSpec,
+        wasi: WasiCtx,
+        mounts: Vec<(String, PathBuf)>,
+        usage: &Arc<Usage>,
+        kill: &Arc<KillSwitch>,
+        cpu: &Arc<CpuAccount>,
+    ) -> Store<GuestState> {
+        let mut store = Store::new(
+            self.runtime.engine().wasmtime(),
+            GuestState::new(
+                wasi,
+                MemoryLimiter::new(spec.limits.memory_bytes, Arc::clone(usage)),
+                Arc::clone(kill),
+                Arc::clone(cpu),
+                MountTable::new(mounts),
+                &self.net,
+            ),
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            if state.kill.is_killed() {
+                return Err(wasmtime::Error::msg("container stopped"));
+            }
+            Ok(match state.cpu.on_tick() {
+                // Yield every tick so one spinning guest shares its thread.
+                TickAction::Continue => UpdateDeadline::Yield(1),
+                TickAction::Throttle(sleep) => UpdateDeadline::YieldCustom(1, sleep),
+            })
+        });
+        store
+    }
+
     /// Instantiates the image in a store of its own (memory limit, CPU
     /// quota, kill switch) and runs it on the guest runtime; `finish` runs
     /// when the guest has ended, before its exit status is made.
@@ -464,32 +567,7 @@ impl Sandbox {
             spec.limits.cpu_millis,
             self.runtime.config().cpu_period,
         );
-        let mut store = Store::new(
-            self.runtime.engine().wasmtime(),
-            GuestState {
-                wasi,
-                table: ResourceTable::new(),
-                limiter: MemoryLimiter::new(spec.limits.memory_bytes, Arc::clone(&usage)),
-                kill: Arc::clone(&kill),
-                cpu: Arc::clone(&cpu),
-                mounts: MountTable::new(mounts),
-                net: Arc::clone(&self.net),
-            },
-        );
-        store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| {
-            let state = ctx.data();
-            if state.kill.is_killed() {
-                return Err(wasmtime::Error::msg("container stopped"));
-            }
-            Ok(match state.cpu.on_tick() {
-                // Yield every tick so one spinning guest shares its thread.
-                TickAction::Continue => UpdateDeadline::Yield(1),
-                TickAction::Throttle(sleep) => UpdateDeadline::YieldCustom(1, sleep),
-            })
-        });
-
+        let store = self.guest_store(spec, wasi, mounts, &usage, &kill, &cpu);
         let started_at = jiff::Timestamp::now();
         let running = self.runtime.engine().guest_running();
         let memory_limit = spec.limits.memory_bytes;

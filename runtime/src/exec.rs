@@ -13,6 +13,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::container::{ContainerSpec, StartError};
 use crate::images::Image;
+use crate::runtime::Prepared;
 use crate::sandbox::Sandbox;
 
 /// The image that runs commands an image does not provide.
@@ -99,11 +100,19 @@ impl Sandbox {
             .roots
             .current(&spec.name)
             .ok_or_else(|| ExecError::NotRunning(spec.name.clone()))?;
-        let (own, own_pre) = self.runtime.load(&spec.image).await?;
-        let (image, pre) = if provides(&own, spec, program) {
-            (own, own_pre)
-        } else {
-            self.runtime.load(TOOLBOX).await?
+        let (image, pre) = match self.runtime.load(&spec.image).await? {
+            (own, Prepared::Command(pre)) if provides(&own, spec, program) => (own, pre),
+            // A command the image lacks (or an HTTP handler image, which
+            // runs no commands): the toolbox runs it.
+            _ => match self.runtime.load(TOOLBOX).await? {
+                (image, Prepared::Command(pre)) => (image, pre),
+                (image, Prepared::Proxy(_)) => {
+                    return Err(ExecError::Start(StartError::NotCommand {
+                        image: image.reference.clone(),
+                        message: "the toolbox image is not a command".into(),
+                    }));
+                }
+            },
         };
         let (mut wasi, mounts) = self.context(spec, &image, command, Path::new(&root))?;
         let stdout = MemoryOutputPipe::new(OUTPUT_LIMIT);

@@ -45,6 +45,7 @@ pub mod probe;
 mod roots;
 pub mod runtime;
 pub mod sandbox;
+pub mod serve;
 
 pub use container::{ContainerSpec, ExitReason, ExitStatus, Mount, RunningContainer, StartError};
 pub use exec::{ExecError, ExecOutput};

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::container::{GuestState, StartError};
 use crate::engine::{self, Engine};
@@ -16,6 +17,14 @@ use crate::images::{self, Image, ImageStore};
 use crate::net::ClusterNet;
 use crate::roots::Janitor;
 use crate::sandbox::{self, Sandbox, SandboxSpec};
+
+/// An image ready to instantiate: a command (`wasi:cli/run`) or an HTTP
+/// handler (`wasi:http/proxy`, served on the container's ports).
+#[derive(Clone)]
+pub(crate) enum Prepared {
+    Command(CommandPre<GuestState>),
+    Proxy(ProxyPre<GuestState>),
+}
 
 /// Errors creating the runtime.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +101,7 @@ pub(crate) struct RuntimeShared {
     images: ImageStore,
     linker: Linker<GuestState>,
     /// Images ready to instantiate, by component digest.
-    ready: Mutex<HashMap<String, CommandPre<GuestState>>>,
+    ready: Mutex<HashMap<String, Prepared>>,
     guests: Option<tokio::runtime::Runtime>,
     /// Prepares and deletes container roots in the background.
     janitor: Janitor,
@@ -130,6 +139,7 @@ impl Runtime {
             }
         })
         .map_err(Error::Link)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(Error::Link)?;
         crate::net::dns::add_to_linker(&mut linker, |s: &mut GuestState| {
             crate::net::tcp::PodTcpView {
                 table: &mut s.table,
@@ -248,7 +258,7 @@ impl RuntimeShared {
     pub(crate) async fn load(
         self: &Arc<Self>,
         reference: &str,
-    ) -> Result<(Image, CommandPre<GuestState>), StartError> {
+    ) -> Result<(Image, Prepared), StartError> {
         let image = self.images.resolve(reference)?;
         if let Some(pre) = self
             .ready
@@ -274,7 +284,7 @@ impl RuntimeShared {
         Ok((image, pre))
     }
 
-    fn instantiate_pre(&self, image: &Image) -> Result<CommandPre<GuestState>, StartError> {
+    fn instantiate_pre(&self, image: &Image) -> Result<Prepared, StartError> {
         let path: &Path = &image.path;
         let component = self
             .engine
@@ -289,23 +299,19 @@ impl RuntimeShared {
             .exports(engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        if !exports.iter().any(|e| e.starts_with("wasi:cli/run@"))
-            && exports
-                .iter()
-                .any(|e| e.starts_with("wasi:http/incoming-handler@"))
-        {
-            return Err(StartError::NotCommand {
-                image: image.reference.clone(),
-                message:
-                    "it is a wasi:http/proxy component (it exports wasi:http/incoming-handler, \
-                          not wasi:cli/run); serving those on a containerPort is not supported yet"
-                        .into(),
-            });
-        }
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(not_command)?;
-        CommandPre::new(pre).map_err(not_command)
+        let serves_http = !exports.iter().any(|e| e.starts_with("wasi:cli/run@"))
+            && exports
+                .iter()
+                .any(|e| e.starts_with("wasi:http/incoming-handler@"));
+        if serves_http {
+            return ProxyPre::new(pre).map(Prepared::Proxy).map_err(not_command);
+        }
+        CommandPre::new(pre)
+            .map(Prepared::Command)
+            .map_err(not_command)
     }
 }

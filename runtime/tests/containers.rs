@@ -322,16 +322,3 @@ async fn compiled_components_are_cached_on_disk() {
         "the second runtime recompiled"
     );
 }
-
-#[tokio::test(flavor = "multi_thread")]
-async fn http_proxy_components_are_refused_with_the_reason() {
-    let sb = sandbox(&[]);
-    let spec = ContainerSpec {
-        name: "web".into(),
-        image: "http-hello".into(),
-        ..Default::default()
-    };
-    let err = sb.start_container(&spec, 0).await.unwrap_err().to_string();
-    assert!(err.contains("it is a wasi:http/proxy component"), "{err}");
-    sb.remove().unwrap();
-}

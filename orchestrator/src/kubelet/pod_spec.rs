@@ -340,6 +340,13 @@ fn container_spec(
         output: options.output.as_ref().map(|make| make(pod_name, &c.name)),
         env,
         probes,
+        ports: c
+            .ports
+            .iter()
+            .flatten()
+            .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+            .filter_map(|p| u16::try_from(p.container_port).ok())
+            .collect(),
     })
 }
 

@@ -26,6 +26,7 @@
 mod cluster;
 pub(crate) mod dns;
 mod egress;
+pub(crate) mod http_out;
 mod pipe;
 pub(crate) mod tcp;
 
@@ -246,7 +247,7 @@ impl PodNet {
         lock(&self.bound).insert(port)
     }
 
-    fn release(&self, port: u16) {
+    pub(crate) fn release(&self, port: u16) {
         lock(&self.bound).remove(&port);
         lock(&self.listeners).remove(&port);
     }
