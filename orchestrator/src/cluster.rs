@@ -145,6 +145,11 @@ impl Cluster {
         &self.registry
     }
 
+    /// The pods' and Services' network of the node.
+    pub fn network(&self) -> Arc<wasmkube_runtime::net::ClusterNet> {
+        self.kubelet.cluster_net()
+    }
+
     /// Points the `kubernetes` Service at the API served on `address`
     /// (its Endpoints, its EndpointSlice and its target port), as the API
     /// server's endpoint reconciler does.

@@ -356,4 +356,52 @@ fn an_http_handler_pod_is_probed_and_served_through_a_node_port() {
     assert_eq!(&cells[1..4], ["1/1", "Running", "0"], "{pod}");
     let hostname = server.kubectl_ok(&["exec", "hello", "--", "sh", "-c", "echo $HOSTNAME"]);
     assert_eq!(hostname, "hello\n");
+
+    // The toolbox's network applets, from inside the pod.
+    let cluster_ip =
+        server.kubectl_ok(&["get", "svc", "hello", "-o", "jsonpath={.spec.clusterIP}"]);
+    let lookup = server.kubectl_ok(&["exec", "hello", "--", "nslookup", "hello"]);
+    assert_eq!(lookup, format!("Name:\thello\nAddress: {cluster_ip}\n"));
+    let missing = server.kubectl(&[
+        "exec",
+        "hello",
+        "--",
+        "nslookup",
+        "nope.default.svc.cluster.local",
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stdout)
+            .contains("** server can't find nope.default.svc.cluster.local: NXDOMAIN"),
+        "{missing:?}"
+    );
+    let curl = server.kubectl_ok(&[
+        "exec",
+        "hello",
+        "--",
+        "curl",
+        "-s",
+        "http://hello.default/x",
+    ]);
+    assert_eq!(curl, "Hello from wasmkube! You asked for /x\n");
+    let refused = server.kubectl(&["exec", "hello", "--", "curl", "-sS", "http://hello:81/"]);
+    assert_eq!(refused.status.code(), Some(7), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("curl: (7) Failed to connect to hello port 81"),
+        "{refused:?}"
+    );
+    let raw = server.kubectl_ok(&[
+        "exec",
+        "hello",
+        "--",
+        "sh",
+        "-c",
+        "printf 'GET /nc HTTP/1.0\\r\\n\\r\\n' | nc hello 80",
+    ]);
+    assert!(
+        raw.starts_with("HTTP/1.0 200 OK") || raw.starts_with("HTTP/1.1 200 OK"),
+        "{raw}"
+    );
+    assert!(raw.ends_with("You asked for /nc\n"), "{raw}");
 }

@@ -144,6 +144,9 @@ impl Server {
         });
         let serving = http1::Builder::new()
             .keep_alive(true)
+            // A client that shuts its sending side after the request (as
+            // `nc` does) still gets the answer.
+            .half_close(true)
             .serve_connection(TokioIo::new(stream), service);
         let mut stopped = self.stopped.subscribe();
         tokio::select! {
@@ -165,8 +168,18 @@ impl Server {
 
     async fn handle(
         &self,
-        request: hyper::Request<hyper::body::Incoming>,
+        mut request: hyper::Request<hyper::body::Incoming>,
     ) -> wasmtime::Result<hyper::Response<HyperOutgoingBody>> {
+        // An HTTP/1.0 request may come without a Host; the handler is
+        // given one, as the request reached this host.
+        if request.uri().authority().is_none()
+            && !request.headers().contains_key(hyper::header::HOST)
+        {
+            request.headers_mut().insert(
+                hyper::header::HOST,
+                hyper::header::HeaderValue::from_static("localhost"),
+            );
+        }
         let setup = &self.setup;
         let (mut wasi, mounts) =
             self.sandbox

@@ -1,4 +1,4 @@
-//! Network applets over wasi:sockets: `wget`.
+//! Network applets over wasi:sockets: `wget`, `curl`, `nc`, `nslookup`.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -60,6 +60,95 @@ fn decode_chunked(mut body: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(body.get(..size)?);
         body = body.get(size + 2..)?;
     }
+}
+
+/// An HTTP response as read.
+struct Response {
+    status_line: String,
+    code: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+/// Why a fetch failed.
+enum FetchError {
+    /// The name did not resolve.
+    Resolve,
+    /// No connection to that address.
+    Connect(std::net::IpAddr, std::io::Error),
+    Io(std::io::Error),
+    Malformed(String),
+}
+
+/// GETs `target` over HTTP/1.1 (`Connection: close`); `connecting` is told
+/// the address first.
+fn fetch(
+    target: &Url,
+    timeout: Duration,
+    connecting: impl FnOnce(std::net::SocketAddr),
+) -> Result<Response, FetchError> {
+    let address = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|_| FetchError::Resolve)?
+        .next()
+        .ok_or(FetchError::Resolve)?;
+    connecting(address);
+    let mut stream = TcpStream::connect_timeout(&address, timeout)
+        .map_err(|e| FetchError::Connect(address.ip(), e))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let host_header = if target.port == 80 {
+        target.host.clone()
+    } else {
+        format!("{}:{}", target.host, target.port)
+    };
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: toolbox\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        target.path
+    );
+    let mut response = Vec::new();
+    stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.read_to_end(&mut response))
+        .map_err(FetchError::Io)?;
+    let head_end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| FetchError::Malformed("error getting response".into()))?;
+    let head = String::from_utf8_lossy(&response[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("").to_string();
+    let code: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let raw = &response[head_end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        decode_chunked(raw)
+            .ok_or_else(|| FetchError::Malformed("malformed chunked response".into()))?
+    } else {
+        let length = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok());
+        match length {
+            Some(n) => raw[..n.min(raw.len())].to_vec(),
+            None => raw.to_vec(),
+        }
+    };
+    Ok(Response {
+        status_line,
+        code,
+        head,
+        body,
+    })
 }
 
 /// `wget [-q] [-O FILE|-] [-T SECONDS] URL`: HTTP GET, the body to FILE
@@ -132,98 +221,37 @@ pub fn wget(ctx: &mut Ctx, args: &[String]) -> i32 {
             return 1;
         }
     };
-    let addresses: Vec<_> = match (target.host.as_str(), target.port).to_socket_addrs() {
-        Ok(a) => a.collect(),
-        Err(_) => {
-            ctx.error("wget", &format!("bad address '{}'", target.host));
-            return 1;
-        }
-    };
-    let Some(address) = addresses.first().copied() else {
-        ctx.error("wget", &format!("bad address '{}'", target.host));
-        return 1;
-    };
-    if !quiet {
-        let _ = writeln!(
-            ctx.io.stderr,
-            "Connecting to {}:{} ({address})",
-            target.host, target.port
-        );
-    }
-    let mut stream = match TcpStream::connect_timeout(&address, timeout) {
-        Ok(s) => s,
-        Err(e) => {
-            ctx.error(
-                "wget",
-                &format!(
-                    "can't connect to remote host ({}): {}",
-                    address.ip(),
-                    describe(&e)
-                ),
+    let response = match fetch(&target, timeout, |address| {
+        if !quiet {
+            let _ = writeln!(
+                ctx.io.stderr,
+                "Connecting to {}:{} ({address})",
+                target.host, target.port
             );
+        }
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            let message = match e {
+                FetchError::Resolve => format!("bad address '{}'", target.host),
+                FetchError::Connect(ip, e) => {
+                    format!("can't connect to remote host ({ip}): {}", describe(&e))
+                }
+                FetchError::Io(e) => describe(&e),
+                FetchError::Malformed(why) => why,
+            };
+            ctx.error("wget", &message);
             return 1;
         }
     };
-    let _ = stream.set_read_timeout(Some(timeout));
-    let host_header = if target.port == 80 {
-        target.host.clone()
-    } else {
-        format!("{}:{}", target.host, target.port)
-    };
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: Wget\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        target.path
-    );
-    let mut response = Vec::new();
-    if let Err(e) = stream
-        .write_all(request.as_bytes())
-        .and_then(|()| stream.read_to_end(&mut response))
-    {
-        ctx.error("wget", &describe(&e));
+    if !(200..300).contains(&response.code) {
+        ctx.error(
+            "wget",
+            &format!("server returned error: {}", response.status_line),
+        );
         return 1;
     }
-    let Some(head_end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
-        ctx.error("wget", "error getting response");
-        return 1;
-    };
-    let head = String::from_utf8_lossy(&response[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let code: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    if !(200..300).contains(&code) {
-        ctx.error("wget", &format!("server returned error: {status_line}"));
-        return 1;
-    }
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let raw = &response[head_end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        match decode_chunked(raw) {
-            Some(b) => b,
-            None => {
-                ctx.error("wget", "malformed chunked response");
-                return 1;
-            }
-        }
-    } else {
-        let length = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse::<usize>().ok());
-        match length {
-            Some(n) => raw[..n.min(raw.len())].to_vec(),
-            None => raw.to_vec(),
-        }
-    };
+    let body = response.body;
     let file = output.unwrap_or_else(|| {
         let last = target.path.rsplit('/').next().unwrap_or("");
         let last = last.split('?').next().unwrap_or("");
@@ -252,6 +280,282 @@ pub fn wget(ctx: &mut Ctx, args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// `curl [-s] [-S] [-f] [-i] [-o FILE] [-m SECONDS] URL`: HTTP GET, the
+/// body to stdout (or FILE). Exit codes as curl's: 6 the host did not
+/// resolve, 7 no connection, 22 an HTTP error with `-f`, 28 a timeout.
+pub fn curl(ctx: &mut Ctx, args: &[String]) -> i32 {
+    let (mut silent, mut show_errors, mut fail, mut include) = (false, false, false, false);
+    let mut output: Option<String> = None;
+    let mut timeout = Duration::from_secs(900);
+    let mut url = None;
+    let mut i = 1;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        match arg {
+            "-o" | "--output" | "-m" | "--max-time" => {
+                i += 1;
+                let Some(value) = args.get(i) else {
+                    ctx.error("curl", &format!("option {arg}: requires parameter"));
+                    return 2;
+                };
+                if arg == "-o" || arg == "--output" {
+                    output = Some(value.clone());
+                } else {
+                    match value.parse::<f64>() {
+                        Ok(secs) if secs > 0.0 => timeout = Duration::from_secs_f64(secs),
+                        _ => {
+                            ctx.error(
+                                "curl",
+                                &format!("option {arg}: expected a proper numerical parameter"),
+                            );
+                            return 2;
+                        }
+                    }
+                }
+            }
+            "--silent" => silent = true,
+            "--show-error" => show_errors = true,
+            "--fail" => fail = true,
+            "--include" => include = true,
+            _ if arg.starts_with('-') && arg.len() > 1 && !arg.starts_with("--") => {
+                for flag in arg[1..].chars() {
+                    match flag {
+                        's' => silent = true,
+                        'S' => show_errors = true,
+                        'f' => fail = true,
+                        'i' => include = true,
+                        // Progress meters and redirects are not shown.
+                        'L' | 'v' => {}
+                        other => {
+                            ctx.error("curl", &format!("option -{other}: is unknown"));
+                            return 2;
+                        }
+                    }
+                }
+            }
+            _ => url = Some(arg.to_string()),
+        }
+        i += 1;
+    }
+    let report = |ctx: &mut Ctx, code: i32, message: &str| {
+        if !silent || show_errors {
+            let _ = writeln!(ctx.io.stderr, "curl: ({code}) {message}");
+        }
+        code
+    };
+    let Some(url) = url else {
+        let _ = writeln!(ctx.io.stderr, "curl: no URL specified");
+        return 2;
+    };
+    let target = match parse_url(&url) {
+        Ok(t) => t,
+        Err(e) => return report(ctx, 3, &e),
+    };
+    let response = match fetch(&target, timeout, |_| {}) {
+        Ok(r) => r,
+        Err(FetchError::Resolve) => {
+            return report(ctx, 6, &format!("Could not resolve host: {}", target.host));
+        }
+        Err(FetchError::Connect(_, e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return report(ctx, 28, "Connection timed out");
+        }
+        Err(FetchError::Connect(_, e)) => {
+            return report(
+                ctx,
+                7,
+                &format!(
+                    "Failed to connect to {} port {}: {}",
+                    target.host,
+                    target.port,
+                    describe(&e)
+                ),
+            );
+        }
+        Err(FetchError::Io(e)) => {
+            return report(ctx, 56, &format!("Recv failure: {}", describe(&e)))
+        }
+        Err(FetchError::Malformed(why)) => return report(ctx, 8, &why),
+    };
+    if fail && response.code >= 400 {
+        return report(
+            ctx,
+            22,
+            &format!("The requested URL returned error: {}", response.code),
+        );
+    }
+    let mut bytes = Vec::new();
+    if include {
+        bytes.extend_from_slice(response.head.as_bytes());
+        bytes.extend_from_slice(b"\r\n\r\n");
+    }
+    bytes.extend_from_slice(&response.body);
+    match output {
+        Some(file) if file != "-" => match std::fs::write(&file, &bytes) {
+            Ok(()) => 0,
+            Err(e) => report(
+                ctx,
+                23,
+                &format!("Failure writing output to destination: {}", describe(&e)),
+            ),
+        },
+        _ => {
+            let _ = ctx.out().write_all(&bytes);
+            0
+        }
+    }
+}
+
+/// `nslookup NAME`: the addresses NAME resolves to for this pod.
+pub fn nslookup(ctx: &mut Ctx, args: &[String]) -> i32 {
+    let Some(name) = args.iter().skip(1).find(|a| !a.starts_with('-')) else {
+        let _ = writeln!(ctx.io.stderr, "usage: nslookup NAME");
+        return 1;
+    };
+    match (name.as_str(), 0).to_socket_addrs() {
+        Ok(addresses) => {
+            let mut seen = Vec::new();
+            for a in addresses {
+                if !seen.contains(&a.ip()) {
+                    seen.push(a.ip());
+                }
+            }
+            if seen.is_empty() {
+                let _ = writeln!(ctx.out(), "** server can't find {name}: NXDOMAIN");
+                return 1;
+            }
+            let _ = writeln!(ctx.out(), "Name:\t{name}");
+            for ip in seen {
+                let _ = writeln!(ctx.out(), "Address: {ip}");
+            }
+            0
+        }
+        Err(_) => {
+            let _ = writeln!(ctx.out(), "** server can't find {name}: NXDOMAIN");
+            1
+        }
+    }
+}
+
+/// `nc [-w SECS] [-z] HOST PORT` connects: sends stdin (to its end), then
+/// shuts its side and copies what comes back to stdout. `-z` only checks
+/// that the port answers. `nc -l [-p] PORT` listens for one connection:
+/// sends stdin to it and copies what it sends to stdout. (A guest has no
+/// threads: the two directions take turns, so this is for scripts, not
+/// for typing.)
+pub fn nc(ctx: &mut Ctx, args: &[String]) -> i32 {
+    let (mut listen, mut scan) = (false, false);
+    let mut timeout: Option<Duration> = None;
+    let mut operands = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "-l" => listen = true,
+            "-z" => scan = true,
+            "-p" => {}
+            "-w" => {
+                i += 1;
+                match args.get(i).and_then(|v| v.parse::<u64>().ok()) {
+                    Some(secs) => timeout = Some(Duration::from_secs(secs)),
+                    None => {
+                        ctx.error("nc", "bad -w value");
+                        return 1;
+                    }
+                }
+            }
+            "-lp" => listen = true,
+            other if other.starts_with('-') && other.len() > 1 => {
+                ctx.error("nc", &format!("invalid option -- '{}'", &other[1..]));
+                return 1;
+            }
+            other => operands.push(other.to_string()),
+        }
+        i += 1;
+    }
+    let read_stdin = |ctx: &mut Ctx| -> Vec<u8> {
+        let mut input = Vec::new();
+        if let Ok(mut stdin) = ctx.open("-") {
+            let _ = stdin.read_to_end(&mut input);
+        }
+        input
+    };
+    if listen {
+        let Some(port) = operands.last().and_then(|p| p.parse::<u16>().ok()) else {
+            ctx.error("nc", "listen needs a port");
+            return 1;
+        };
+        let listener = match std::net::TcpListener::bind(("0.0.0.0", port)) {
+            Ok(l) => l,
+            Err(e) => {
+                ctx.error("nc", &format!("bind: {}", describe(&e)));
+                return 1;
+            }
+        };
+        let (mut stream, _) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.error("nc", &describe(&e));
+                return 1;
+            }
+        };
+        let input = read_stdin(ctx);
+        if !input.is_empty() {
+            let _ = stream.write_all(&input);
+        }
+        let mut received = Vec::new();
+        let _ = stream.read_to_end(&mut received);
+        let _ = ctx.out().write_all(&received);
+        return 0;
+    }
+    let [host, port] = operands.as_slice() else {
+        ctx.error("nc", "usage: nc [-w SECS] [-z] HOST PORT | nc -l [-p] PORT");
+        return 1;
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        ctx.error("nc", &format!("bad port '{port}'"));
+        return 1;
+    };
+    let Some(address) = (host.as_str(), port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+    else {
+        ctx.error("nc", &format!("bad address '{host}'"));
+        return 1;
+    };
+    let connected = match timeout {
+        Some(t) => TcpStream::connect_timeout(&address, t),
+        None => TcpStream::connect(address),
+    };
+    let mut stream = match connected {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.error(
+                "nc",
+                &format!(
+                    "can't connect to remote host ({}): {}",
+                    address.ip(),
+                    describe(&e)
+                ),
+            );
+            return 1;
+        }
+    };
+    if scan {
+        return 0;
+    }
+    let _ = stream.set_read_timeout(timeout);
+    let input = read_stdin(ctx);
+    if stream.write_all(&input).is_err() {
+        ctx.error("nc", "write failed");
+        return 1;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    let _ = ctx.out().write_all(&received);
+    0
 }
 
 fn describe(e: &std::io::Error) -> String {
