@@ -28,8 +28,9 @@ fi
 P2=target/wasm32-wasip2/release
 P1=target/wasm32-wasip1/release
 
-"${CARGO[@]}" build --release --target wasm32-wasip2 -p toolbox -p http-server -p http-hello -p echo-hostname
+"${CARGO[@]}" build --release --target wasm32-wasip2 -p toolbox -p http-server -p http-hello -p echo-hostname -p ambassador
 cp "$P2/toolbox.wasm" "$DIST/toolbox.wasm"
+cp "$P2/ambassador.wasm" "$DIST/ambassador.wasm"
 cp "$P2/http-server.wasm" "$DIST/http-server.wasm"
 cp "$P2/http_hello.wasm" "$DIST/http-hello.wasm"
 cp "$P2/echo-hostname.wasm" "$DIST/echo-hostname-1.0.1.wasm"

@@ -67,6 +67,13 @@ pub const IMAGES: &[BuiltinImage] = &[
         cmd: &[],
     },
     BuiltinImage {
+        name: "ambassador",
+        tags: &["latest"],
+        bytes: dist!("ambassador.wasm"),
+        entrypoint: &["ambassador"],
+        cmd: &[],
+    },
+    BuiltinImage {
         name: "stress",
         tags: &["latest"],
         bytes: dist!("stress.wasm"),
