@@ -140,6 +140,13 @@ impl Runtime {
         })
         .map_err(Error::Link)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(Error::Link)?;
+        crate::net::udp::add_to_linker(&mut linker, |s: &mut GuestState| {
+            crate::net::tcp::PodTcpView {
+                table: &mut s.table,
+                net: &s.net,
+            }
+        })
+        .map_err(Error::Link)?;
         crate::net::dns::add_to_linker(&mut linker, |s: &mut GuestState| {
             crate::net::tcp::PodTcpView {
                 table: &mut s.table,

@@ -108,7 +108,12 @@ async fn two_pods_both_listen_on_port_80_and_a_pod_binds_it_once() {
     }
 }
 
+/// A pod at `ip`, in a cluster whose pod network is 10.244.0.0/16 (as the
+/// kubelet declares it).
 fn with_ip(ip: &str) -> Sandbox {
+    runtime()
+        .cluster_net()
+        .set_internal_networks(&[("10.244.0.0".parse().unwrap(), 16)]);
     let mut spec = sandbox_spec(&[]);
     spec.ip = Some(ip.parse().unwrap());
     runtime().run_pod_sandbox(spec).expect("sandbox")
@@ -155,8 +160,14 @@ async fn a_pod_reaches_another_pod_at_its_ip() {
             .any(|l| l.contains("can't connect to remote host (10.244.200.2): Connection refused")),
         "{lines:?}"
     );
-    let (exit, _) = run(&b, &sh("nowhere", "wget -qO- http://10.244.200.99/")).await;
+    let (exit, lines) = run(&b, &sh("nowhere", "wget -qO- http://10.244.200.99/")).await;
     assert_eq!(exit.exit_code, 1);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("can't connect to remote host (10.244.200.99): Connection refused")),
+        "inside the pod network, an address no pod has is refused: {lines:?}"
+    );
 
     in_a.stop();
     in_a.wait().await;
@@ -168,4 +179,44 @@ async fn a_pod_reaches_another_pod_at_its_ip() {
             .lookup("10.244.200.1".parse().unwrap())
             .is_none()
     );
+}
+
+/// UDP ports are per pod: two pods bind the same port, and datagrams reach
+/// a pod mate over loopback and another pod at its IP.
+#[tokio::test(flavor = "multi_thread")]
+async fn udp_ports_are_per_pod_and_datagrams_reach_pods() {
+    let a = with_ip("10.244.201.1");
+    let b = with_ip("10.244.201.2");
+    let c = with_ip("10.244.201.3");
+    let server = |answer: &str| sh("server", &format!("echo {answer} | nc -u -l -p 5353"));
+    let in_a = a.start_container(&server("pong-a"), 0).await.unwrap();
+    let in_b = b.start_container(&server("pong-b"), 0).await.unwrap();
+    // Both bound :5353; a pod mate asks over loopback, another pod by IP.
+    let (exit, lines) = run(
+        &a,
+        &sh("client", "sleep 0.3; echo ping | nc -u -w 5 127.0.0.1 5353"),
+    )
+    .await;
+    assert_eq!(exit.exit_code, 0, "{lines:?}");
+    assert_eq!(lines, ["pong-a"]);
+    let (exit, lines) = run(
+        &c,
+        &sh("client", "echo ping | nc -u -w 5 10.244.201.2 5353"),
+    )
+    .await;
+    assert_eq!(exit.exit_code, 0, "{lines:?}");
+    assert_eq!(lines, ["pong-b"]);
+    for server in [in_a, in_b] {
+        let log = server.log_path().to_path_buf();
+        let exit = tokio::time::timeout(Duration::from_secs(10), server.wait())
+            .await
+            .expect("the server ends after one datagram");
+        assert_eq!(exit.exit_code, 0);
+        let lines: Vec<String> = logs::read_log(&log)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.content)
+            .collect();
+        assert_eq!(lines, ["ping"]);
+    }
 }

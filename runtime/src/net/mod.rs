@@ -21,7 +21,9 @@
 //! A connection to any other address leaves the host as real TCP
 //! ([`egress`]).
 //!
-//! Not yet here: UDP.
+//! UDP ([`udp`]) has per-pod ports too; datagrams between pods are
+//! delivered in memory. Not yet here: UDP to the outside world, UDP
+//! Services.
 
 mod cluster;
 pub(crate) mod dns;
@@ -29,6 +31,7 @@ mod egress;
 pub(crate) mod http_out;
 mod pipe;
 pub(crate) mod tcp;
+pub(crate) mod udp;
 
 pub use cluster::{AddressInUse, ClusterNet};
 pub use pipe::PodConnection;
@@ -69,6 +72,8 @@ pub struct PodNet {
     cluster: Option<Arc<ClusterNet>>,
     /// The DNS search domains of the pod's namespace.
     search: Vec<String>,
+    /// Bound UDP ports: where their datagrams go.
+    udp: Mutex<HashMap<u16, mpsc::Sender<udp::Datagram>>>,
 }
 
 impl Drop for PodNet {
@@ -115,6 +120,7 @@ impl PodNet {
             ip,
             cluster,
             search,
+            udp: Mutex::default(),
         }
     }
 

@@ -438,6 +438,81 @@ pub fn nslookup(ctx: &mut Ctx, args: &[String]) -> i32 {
     }
 }
 
+/// `nc -u`: one datagram each way. `nc -u HOST PORT` sends stdin as one
+/// datagram and prints the first answer (waiting up to `-w` seconds);
+/// `nc -u -l PORT` prints the first datagram it gets and answers it with
+/// stdin.
+fn nc_udp(ctx: &mut Ctx, listen: bool, operands: &[String], timeout: Option<Duration>) -> i32 {
+    let mut input = Vec::new();
+    if let Ok(mut stdin) = ctx.open("-") {
+        let _ = stdin.read_to_end(&mut input);
+    }
+    let mut buf = vec![0u8; 65_536];
+    if listen {
+        let Some(port) = operands.last().and_then(|p| p.parse::<u16>().ok()) else {
+            ctx.error("nc", "listen needs a port");
+            return 1;
+        };
+        let socket = match std::net::UdpSocket::bind(("0.0.0.0", port)) {
+            Ok(s) => s,
+            Err(e) => {
+                ctx.error("nc", &format!("bind: {}", describe(&e)));
+                return 1;
+            }
+        };
+        let _ = socket.set_read_timeout(timeout);
+        let (n, from) = match socket.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e) => {
+                ctx.error("nc", &describe(&e));
+                return 1;
+            }
+        };
+        let _ = ctx.out().write_all(&buf[..n]);
+        if !input.is_empty() {
+            let _ = socket.send_to(&input, from);
+        }
+        return 0;
+    }
+    let [host, port] = operands else {
+        ctx.error(
+            "nc",
+            "usage: nc -u [-w SECS] HOST PORT | nc -u -l [-p] PORT",
+        );
+        return 1;
+    };
+    let Some(address) = port
+        .parse::<u16>()
+        .ok()
+        .and_then(|port| (host.as_str(), port).to_socket_addrs().ok()?.next())
+    else {
+        ctx.error("nc", &format!("bad address '{host}:{port}'"));
+        return 1;
+    };
+    let socket = match std::net::UdpSocket::bind(("0.0.0.0", 0)) {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.error("nc", &format!("bind: {}", describe(&e)));
+            return 1;
+        }
+    };
+    if let Err(e) = socket.send_to(&input, address) {
+        ctx.error("nc", &describe(&e));
+        return 1;
+    }
+    let _ = socket.set_read_timeout(Some(timeout.unwrap_or(Duration::from_secs(5))));
+    match socket.recv_from(&mut buf) {
+        Ok((n, _)) => {
+            let _ = ctx.out().write_all(&buf[..n]);
+            0
+        }
+        Err(e) => {
+            ctx.error("nc", &describe(&e));
+            1
+        }
+    }
+}
+
 /// `nc [-w SECS] [-z] HOST PORT` connects: sends stdin (to its end), then
 /// shuts its side and copies what comes back to stdout. `-z` only checks
 /// that the port answers. `nc -l [-p] PORT` listens for one connection:
@@ -445,7 +520,7 @@ pub fn nslookup(ctx: &mut Ctx, args: &[String]) -> i32 {
 /// threads: the two directions take turns, so this is for scripts, not
 /// for typing.)
 pub fn nc(ctx: &mut Ctx, args: &[String]) -> i32 {
-    let (mut listen, mut scan) = (false, false);
+    let (mut listen, mut scan, mut udp) = (false, false, false);
     let mut timeout: Option<Duration> = None;
     let mut operands = Vec::new();
     let mut i = 1;
@@ -453,6 +528,7 @@ pub fn nc(ctx: &mut Ctx, args: &[String]) -> i32 {
         match args[i].as_str() {
             "-l" => listen = true,
             "-z" => scan = true,
+            "-u" => udp = true,
             "-p" => {}
             "-w" => {
                 i += 1;
@@ -480,6 +556,9 @@ pub fn nc(ctx: &mut Ctx, args: &[String]) -> i32 {
         }
         input
     };
+    if udp {
+        return nc_udp(ctx, listen, &operands, timeout);
+    }
     if listen {
         let Some(port) = operands.last().and_then(|p| p.parse::<u16>().ok()) else {
             ctx.error("nc", "listen needs a port");
