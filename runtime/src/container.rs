@@ -511,6 +511,21 @@ impl Sandbox {
         Ok((wasi, mounts))
     }
 
+    /// What one container instance is accounted and stopped by: its usage,
+    /// its kill switch and its CPU quota.
+    pub(crate) fn accounts(
+        &self,
+        spec: &ContainerSpec,
+    ) -> (Arc<Usage>, Arc<KillSwitch>, Arc<CpuAccount>) {
+        let usage = Arc::new(Usage::default());
+        let cpu = CpuAccount::new(
+            Arc::clone(&usage),
+            spec.limits.cpu_millis,
+            self.runtime.config().cpu_period,
+        );
+        (usage, Arc::new(KillSwitch::default()), cpu)
+    }
+
     /// A store for one guest instance of `spec`: its memory limit, its
     /// share of the container's CPU quota, the container's kill switch.
     pub(crate) fn guest_store(
@@ -560,13 +575,7 @@ impl Sandbox {
         mounts: Vec<(String, PathBuf)>,
         finish: Box<dyn FnOnce() + Send>,
     ) -> Launched {
-        let usage = Arc::new(Usage::default());
-        let kill = Arc::new(KillSwitch::default());
-        let cpu = CpuAccount::new(
-            Arc::clone(&usage),
-            spec.limits.cpu_millis,
-            self.runtime.config().cpu_period,
-        );
+        let (usage, kill, cpu) = self.accounts(spec);
         let store = self.guest_store(spec, wasi, mounts, &usage, &kill, &cpu);
         let started_at = jiff::Timestamp::now();
         let running = self.runtime.engine().guest_running();

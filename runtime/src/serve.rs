@@ -76,13 +76,7 @@ impl Sandbox {
             }
             listeners.push((port, self.net.listen(port)));
         }
-        let usage = Arc::new(Usage::default());
-        let kill = Arc::new(KillSwitch::default());
-        let cpu = CpuAccount::new(
-            Arc::clone(&usage),
-            spec.limits.cpu_millis,
-            self.runtime.config().cpu_period,
-        );
+        let (usage, kill, cpu) = self.accounts(spec);
         let memory_limit = spec.limits.memory_bytes;
         let server = Arc::new(Server {
             sandbox: self.clone(),

@@ -245,13 +245,10 @@ impl ServiceAllocator {
             );
             return;
         }
-        let view = state.view.as_ref();
-        let taken_by_other = view
-            .and_then(|v| v.ips.get(&address))
-            .is_some_and(|holder| holder != owner);
-        let mine = view
-            .and_then(|v| v.held.get(owner))
-            .is_some_and(|h| h.ips.contains(&address));
+        let (taken_by_other, mine) = match state.view.as_ref() {
+            Some(v) => v.standing(owner, &v.ips, |h| h.ips.contains(&address), &address),
+            None => (false, false),
+        };
         if taken_by_other || (!mine && state.reserved_ips.contains(&address)) {
             errors.push(
                 "spec.clusterIPs",
@@ -356,13 +353,10 @@ impl ServiceAllocator {
                 );
                 continue;
             };
-            let view = state.view.as_ref();
-            let taken_by_other = view
-                .and_then(|v| v.ports.get(&number))
-                .is_some_and(|holder| holder != owner);
-            let mine = view
-                .and_then(|v| v.held.get(owner))
-                .is_some_and(|h| h.ports.contains(&number));
+            let (taken_by_other, mine) = match state.view.as_ref() {
+                Some(v) => v.standing(owner, &v.ports, |h| h.ports.contains(&number), &number),
+                None => (false, false),
+            };
             if taken_by_other || (!mine && !state.reserved_ports.insert(number)) {
                 errors.push(
                     field,
@@ -444,6 +438,20 @@ impl View {
             }
         }
         true
+    }
+
+    /// Whether `item` is held by a Service other than `owner`, and whether
+    /// `owner` holds it already.
+    fn standing<T: std::hash::Hash + Eq>(
+        &self,
+        owner: &str,
+        holders: &HashMap<T, String>,
+        held_by_owner: impl Fn(&Held) -> bool,
+        item: &T,
+    ) -> (bool, bool) {
+        let taken_by_other = holders.get(item).is_some_and(|holder| holder != owner);
+        let mine = self.held.get(owner).is_some_and(held_by_owner);
+        (taken_by_other, mine)
     }
 
     fn put(&mut self, service: &Value) {

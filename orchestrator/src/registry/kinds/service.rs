@@ -23,16 +23,7 @@ pub(super) fn services() -> Resource {
         namespaced: true,
         short_names: &["svc"],
         categories: &["all"],
-        verbs: &[
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ],
+        verbs: ALL_VERBS,
         subresources: &[Subresource {
             name: "status",
             kind: "Service",
