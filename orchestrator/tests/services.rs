@@ -186,6 +186,22 @@ fn the_guides_node_port_service_balances_over_ready_pods() {
         ["1.0.1", "1.0.2"],
         "both pods answer through the node port"
     );
+    // kubectl describe reads the slices (and dereferences their port
+    // names): both ready endpoints are listed.
+    let described = server.kubectl_ok(&["describe", "service", "hostname-service"]);
+    let endpoints_line = described
+        .lines()
+        .find(|l| l.starts_with("Endpoints:"))
+        .unwrap_or_else(|| panic!("{described}"));
+    assert!(
+        endpoints_line.contains(&format!("{ip101}:80"))
+            && endpoints_line.contains(&format!("{ip102}:80")),
+        "{described}"
+    );
+    assert!(
+        described.contains("NodePort:                 <unset>  30163/TCP"),
+        "{described}"
+    );
     let slices = server.kubectl_ok(&[
         "get",
         "endpointslices",
@@ -230,6 +246,30 @@ fn the_guides_node_port_service_balances_over_ready_pods() {
         let body = http_get(30163).unwrap();
         assert!(body.contains("version: 1.0.2"), "{body}");
     }
+
+    // A Service without pods: an empty placeholder slice, and describe
+    // still works.
+    let lonely = server.manifest(
+        "lonely.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: lonely\nspec:\n  selector: {app: nobody}\n  ports: [{port: 80}]\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &lonely]);
+    server.wait_for(Duration::from_secs(30), || {
+        server
+            .kubectl_ok(&[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=lonely",
+                "--no-headers",
+            ])
+            .contains("<unset>")
+    });
+    let described = server.kubectl_ok(&["describe", "service", "lonely"]);
+    assert!(
+        described.lines().any(|l| l.trim_end() == "Endpoints:"),
+        "{described}"
+    );
 
     // Deleting the Service closes its node port and removes its endpoints.
     server.kubectl_ok(&["delete", "service", "hostname-service"]);

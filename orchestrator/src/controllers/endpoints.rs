@@ -341,6 +341,16 @@ fn ports_json(ports: &Ports) -> Vec<Value> {
         .collect()
 }
 
+/// EndpointSlice ports always carry a name, empty for an unnamed Service
+/// port (kubectl reads it without checking, as the API server always
+/// sends it).
+fn slice_ports(ports: &Ports) -> Vec<Value> {
+    ports
+        .iter()
+        .map(|(name, port, protocol)| json!({"name": name, "port": port, "protocol": protocol}))
+        .collect()
+}
+
 fn endpoint_address(backend: &Backend) -> Value {
     let mut address = json!({"ip": backend.ip, "targetRef": backend.target});
     if !backend.node.is_empty() {
@@ -485,27 +495,11 @@ async fn write_slices(
     }]);
     let mut wanted: Vec<(Vec<Value>, Vec<Value>)> = groups
         .iter()
-        .map(|(ports, backends)| (ports_json(ports), slice_endpoints(backends)))
+        .map(|(ports, backends)| (slice_ports(ports), slice_endpoints(backends)))
         .collect();
     if wanted.is_empty() {
-        let ports = service
-            .pointer("/spec/ports")
-            .and_then(Value::as_array)
-            .map(|ports| {
-                ports
-                    .iter()
-                    .map(|p| {
-                        let mut port =
-                            json!({"port": Value::Null, "protocol": text(p, "/protocol")});
-                        if !text(p, "/name").is_empty() {
-                            port["name"] = json!(text(p, "/name"));
-                        }
-                        port
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        wanted.push((ports, Vec::new()));
+        // No pod: one placeholder slice without ports or endpoints.
+        wanted.push((Vec::new(), Vec::new()));
     }
     let mut unused: Vec<&Value> = current.to_vec();
     let options = WriteOptions::manager(SLICES_MANAGER);

@@ -227,7 +227,11 @@ fn slice_cells(slice: &Value) -> Vec<Value> {
         json!(s(slice, "/metadata/name")),
         json!(s(slice, "/addressType")),
         json!(ports),
-        json!(first_three(&addresses)),
+        json!(if addresses.is_empty() {
+            "<unset>".to_string()
+        } else {
+            first_three(&addresses)
+        }),
         age_cell(slice),
     ]
 }
