@@ -96,6 +96,10 @@ const DNS_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower ca
 const DNS_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \
      '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')";
 
+const DNS_1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', \
+     start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', \
+     regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+
 fn label_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -109,6 +113,29 @@ fn label_ok(s: &str) -> bool {
 pub(crate) fn check_dns_label(errors: &mut Errors, field: &str, value: &str) {
     if !label_ok(value) {
         errors.invalid(field, value, DNS_LABEL_MSG);
+    }
+}
+
+/// Whether `name` is an IANA service name, as container port names and
+/// named target ports are: up to 15 lower case letters, digits and '-',
+/// at least one letter, no leading, trailing or doubled '-'.
+pub(crate) fn is_port_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.bytes().any(|b| b.is_ascii_lowercase())
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+}
+
+/// Checks an RFC 1035 label (Service names): an RFC 1123 label that
+/// starts with a letter.
+pub(crate) fn check_dns_1035_label(errors: &mut Errors, field: &str, value: &str) {
+    if !label_ok(value) || !value.starts_with(|c: char| c.is_ascii_lowercase()) {
+        errors.invalid(field, value, DNS_1035_MSG);
     }
 }
 

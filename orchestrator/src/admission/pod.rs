@@ -201,16 +201,7 @@ fn validate_container(errors: &mut Errors, path: &str, c: &Container, volumes: &
             errors.unsupported(format!("{pp}.protocol"), proto, PROTOCOLS);
         }
         if let Some(name) = &p.name {
-            let ok = !name.is_empty()
-                && name.len() <= 15
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && name.bytes().any(|b| b.is_ascii_lowercase())
-                && !name.starts_with('-')
-                && !name.ends_with('-')
-                && !name.contains("--");
-            if !ok {
+            if !super::is_port_name(name) {
                 errors.invalid(format!("{pp}.name"), name, "must be no more than 15 characters, lowercase letters, digits and '-', with at least one letter");
             } else if !port_names.insert(name.clone()) {
                 errors.duplicate(format!("{pp}.name"), name);

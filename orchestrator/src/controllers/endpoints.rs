@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::registry::metadata::text;
 use crate::registry::{
     DeleteOptions, Error, LabelSelector, ListOptions, Registry, Resource, Result, WriteOptions,
 };
@@ -113,10 +114,6 @@ fn all_namespaces(registry: &Registry, kinds: &Kinds) -> BTreeSet<String> {
         }
     }
     namespaces
-}
-
-fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 fn items(registry: &Registry, resource: &Resource, namespace: &str) -> Result<Vec<Value>> {

@@ -23,6 +23,7 @@ use wasmkube_runtime::net::{CLUSTER_DOMAIN, ClusterNet};
 
 use self::listeners::Listeners;
 use crate::events::{EventType, Recorder};
+use crate::registry::metadata::text;
 use crate::registry::{ListOptions, Registry, Resource, WriteOptions};
 use crate::store::Watch;
 
@@ -94,10 +95,6 @@ pub async fn run(
             watches = None;
         }
     }
-}
-
-fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 fn port_of(value: &Value, field: &str) -> Option<u16> {

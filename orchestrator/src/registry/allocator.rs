@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::admission::{Errors, Invalid};
 use crate::cidr::Cidr;
+use crate::registry::metadata::text;
 use crate::store::{EventType, Store, Watch};
 
 const PREFIX: &str = "/core/services/";
@@ -507,10 +508,6 @@ fn owner_of(service: &Value) -> String {
         text(service, "/metadata/namespace"),
         text(service, "/metadata/name")
     )
-}
-
-fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {

@@ -36,6 +36,11 @@ pub fn str_at<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
     object.pointer(pointer).and_then(Value::as_str)
 }
 
+/// The string at `pointer`, empty when absent or not a string.
+pub fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
+    str_at(object, pointer).unwrap_or("")
+}
+
 /// The `fieldsV1` set of everything in `value` (for a manager that wrote
 /// all of it), skipping what the server owns.
 pub fn fields_of(value: &Value) -> Value {

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 use wasmtime::component::Resource;
@@ -17,7 +17,7 @@ use wasmtime_wasi::p2::bindings::sockets::network::{
 use wasmtime_wasi::p2::{DynPollable, Pollable, SocketError};
 
 use super::tcp::{PodTcp, PodTcpView};
-use super::{PodNet, Route};
+use super::{PodNet, Route, lock};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -112,10 +112,6 @@ pub struct OutgoingStream {
 #[wasmtime_wasi::async_trait]
 impl Pollable for OutgoingStream {
     async fn ready(&mut self) {}
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Registers the pod UDP over wasmtime-wasi's (which must be added first).

@@ -7,7 +7,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Value, json};
 
 use super::{decode, name_of, plain_hooks, validate_metadata};
-use crate::admission::{Errors, Invalid, check_dns_label};
+use crate::admission::{Errors, Invalid, check_dns_1035_label, check_dns_label, is_port_name};
+use crate::registry::metadata::text;
 use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource};
 
 const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
@@ -95,10 +96,6 @@ pub(super) fn endpoint_slices() -> Resource {
     }
 }
 
-fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
-
 /// Kubernetes' Service defaults: type ClusterIP, session affinity None,
 /// TCP ports whose target is the port itself, single-stack IPv4 and the
 /// Cluster traffic policies.
@@ -179,7 +176,7 @@ fn defaults(service: &mut Value) {
 fn validate(service: &Value, old: Option<&Value>) -> Result<(), Invalid> {
     let name = name_of(service);
     let mut errors = Errors::default();
-    check_dns_1035(&mut errors, "metadata.name", name);
+    check_dns_1035_label(&mut errors, "metadata.name", name);
     let kind = text(service, "/spec/type");
     if !TYPES.contains(&kind) {
         errors.unsupported("spec.type", kind, TYPES);
@@ -300,37 +297,9 @@ fn validate(service: &Value, old: Option<&Value>) -> Result<(), Invalid> {
     errors.into_result("Service", name)
 }
 
-/// Service names are DNS-1035 labels: they start with a letter.
-fn check_dns_1035(errors: &mut Errors, field: &str, value: &str) {
-    let ok = !value.is_empty()
-        && value.len() <= 63
-        && value.starts_with(|c: char| c.is_ascii_lowercase())
-        && !value.ends_with('-')
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !ok {
-        errors.invalid(
-            field,
-            value,
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
-        );
-    }
-}
-
-/// A named port (IANA service name): up to 15 lower case letters, digits
-/// and '-', with at least one letter.
+/// A named target port must be an IANA service name.
 fn check_port_name(errors: &mut Errors, field: &str, value: &str) {
-    let ok = !value.is_empty()
-        && value.len() <= 15
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && value.bytes().any(|b| b.is_ascii_lowercase())
-        && !value.starts_with('-')
-        && !value.ends_with('-')
-        && !value.contains("--");
-    if !ok {
+    if !is_port_name(value) {
         errors.invalid(
             field,
             value,
