@@ -8,6 +8,11 @@
 //! Both paths end in the same pod; the NodePort path adds the host TCP
 //! connection over loopback, the proxy's accept and the copy into the pod
 //! network. The ratio is what the target (>= 0.8x) is about.
+//!
+//! Where a reference `wasmtime` 48.0.8 CLI is found (`$WASMTIME`, else
+//! `wasmtime` on PATH), `http-hello` is also served by `wasmtime serve` in
+//! a child process and measured over loopback in the same rounds: the
+//! NodePort path against it has a target of >= 1.0x.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -116,6 +121,66 @@ async fn rate(path: Path, keep_alive: bool) -> f64 {
     total as f64 / started.elapsed().as_secs_f64()
 }
 
+/// `wasmtime serve` of the same `http-hello` component, when a reference
+/// CLI of the pinned version is installed.
+struct Reference {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Reference {
+    async fn start() -> Option<Reference> {
+        let program = std::env::var("WASMTIME").unwrap_or_else(|_| "wasmtime".into());
+        let version = std::process::Command::new(&program)
+            .arg("--version")
+            .output();
+        match version {
+            Ok(out) if String::from_utf8_lossy(&out.stdout).contains("48.0.8") => {}
+            Ok(out) => {
+                println!(
+                    "  no reference: {program} is {}, not 48.0.8",
+                    String::from_utf8_lossy(&out.stdout).trim()
+                );
+                return None;
+            }
+            Err(_) => {
+                println!("  no reference: no wasmtime CLI found (set WASMTIME to one)");
+                return None;
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let component = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../guest-examples/dist/http-hello.wasm");
+        let child = std::process::Command::new(&program)
+            .args(["serve", "-S", "cli", "--addr"])
+            .arg(addr.to_string())
+            .arg(component)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting wasmtime serve");
+        let reference = Reference { child, addr };
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Some(reference);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("wasmtime serve did not listen on {addr} within 30 s");
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 async fn wait_for_endpoint(cluster: &Cluster, service: &str) -> String {
     let endpoints = cluster.registry().resource("", "Endpoints");
     for _ in 0..600 {
@@ -165,6 +230,7 @@ fn main() {
             registry.create(&services, Some("default"), service, &options).await.unwrap();
         }
         println!("node_port: {CLIENTS} clients, {SECONDS} s per measurement");
+        let reference = Reference::start().await;
         for (image, port, keep_alive) in cases {
             let ip: IpAddr = wait_for_endpoint(&cluster, image).await.parse().unwrap();
             let service = registry.get(&services, Some("default"), image).unwrap();
@@ -174,9 +240,14 @@ fn main() {
                 .unwrap() as u16;
             let direct = Path::Direct(cluster.network(), SocketAddr::new(ip, port));
             let through = Path::NodePort(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), node_port));
-            // Warm both paths (compile cache, first instances, listener).
+            // Warm every path (compile cache, first instances, listener).
             rate(direct.clone(), keep_alive).await;
+            let reference = reference.as_ref().filter(|_| image == "http-hello");
+            if let Some(r) = reference {
+                rate(Path::NodePort(r.addr), keep_alive).await;
+            }
             let mut ratios = Vec::new();
+            let mut against_reference = Vec::new();
             for round in 1..=3 {
                 let d = rate(direct.clone(), keep_alive).await;
                 let n = rate(through.clone(), keep_alive).await;
@@ -186,12 +257,27 @@ fn main() {
                     "  {image:<12} round {round}: direct {d:>8.0} req/s, NodePort {n:>8.0} req/s = {ratio:.2}x of direct{}",
                     if keep_alive { " (keep-alive)" } else { " (connection per request)" }
                 );
+                if let Some(r) = reference {
+                    let w = rate(Path::NodePort(r.addr), keep_alive).await;
+                    against_reference.push(n / w);
+                    println!(
+                        "  {image:<12} round {round}: wasmtime serve {w:>8.0} req/s; NodePort = {:.2}x of it",
+                        n / w
+                    );
+                }
             }
             ratios.sort_by(f64::total_cmp);
             println!(
                 "  {image:<12} NodePort/direct: median {:.2}x, lowest {:.2}x (target >= 0.8x)",
                 ratios[1], ratios[0]
             );
+            if !against_reference.is_empty() {
+                against_reference.sort_by(f64::total_cmp);
+                println!(
+                    "  {image:<12} NodePort/wasmtime serve: median {:.2}x, lowest {:.2}x (target >= 1.0x)",
+                    against_reference[1], against_reference[0]
+                );
+            }
         }
         let listed = registry.list(&pods, Some("default"), &ListOptions::default()).unwrap();
         assert_eq!(listed.items.len(), 2);

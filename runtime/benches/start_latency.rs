@@ -80,7 +80,9 @@ fn main() {
         let engine = runtime.engine().wasmtime().clone();
         let component = runtime
             .engine()
-            .component(&image.digest, || std::fs::read(&image.path))
+            .component(&image.digest, engine::Purpose::Command, || {
+                std::fs::read(&image.path)
+            })
             .unwrap();
         let mut linker: Linker<Bare> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();

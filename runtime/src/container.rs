@@ -65,6 +65,14 @@ pub enum StartError {
     },
 }
 
+/// What one container is accounted and stopped by: its usage, its kill
+/// switch and its CPU quota.
+pub(crate) struct Accounts {
+    pub(crate) usage: Arc<Usage>,
+    pub(crate) kill: Arc<KillSwitch>,
+    pub(crate) cpu: Arc<CpuAccount>,
+}
+
 /// A volume mounted into a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
@@ -511,39 +519,39 @@ impl Sandbox {
         Ok((wasi, mounts))
     }
 
-    /// What one container instance is accounted and stopped by: its usage,
-    /// its kill switch and its CPU quota.
-    pub(crate) fn accounts(
-        &self,
-        spec: &ContainerSpec,
-    ) -> (Arc<Usage>, Arc<KillSwitch>, Arc<CpuAccount>) {
+    /// What one container is accounted and stopped by.
+    pub(crate) fn accounts(&self, spec: &ContainerSpec) -> Accounts {
         let usage = Arc::new(Usage::default());
         let cpu = CpuAccount::new(
             Arc::clone(&usage),
             spec.limits.cpu_millis,
             self.runtime.config().cpu_period,
         );
-        (usage, Arc::new(KillSwitch::default()), cpu)
+        Accounts {
+            usage,
+            kill: Arc::new(KillSwitch::default()),
+            cpu,
+        }
     }
 
-    /// A store for one guest instance of `spec`: its memory limit, its
-    /// share of the container's CPU quota, the container's kill switch.
+    /// A store on `engine` for one guest instance of `spec`: its memory
+    /// limit, its share of the container's CPU quota, the container's kill
+    /// switch.
     pub(crate) fn guest_store(
         &self,
+        engine: &wasmtime::Engine,
         spec: &ContainerSpec,
         wasi: WasiCtx,
         mounts: Vec<(String, PathBuf)>,
-        usage: &Arc<Usage>,
-        kill: &Arc<KillSwitch>,
-        cpu: &Arc<CpuAccount>,
+        accounts: &Accounts,
     ) -> Store<GuestState> {
         let mut store = Store::new(
-            self.runtime.engine().wasmtime(),
+            engine,
             GuestState::new(
                 wasi,
-                MemoryLimiter::new(spec.limits.memory_bytes, Arc::clone(usage)),
-                Arc::clone(kill),
-                Arc::clone(cpu),
+                MemoryLimiter::new(spec.limits.memory_bytes, Arc::clone(&accounts.usage)),
+                Arc::clone(&accounts.kill),
+                Arc::clone(&accounts.cpu),
                 MountTable::new(mounts),
                 &self.net,
             ),
@@ -575,8 +583,10 @@ impl Sandbox {
         mounts: Vec<(String, PathBuf)>,
         finish: Box<dyn FnOnce() + Send>,
     ) -> Launched {
-        let (usage, kill, cpu) = self.accounts(spec);
-        let store = self.guest_store(spec, wasi, mounts, &usage, &kill, &cpu);
+        let accounts = self.accounts(spec);
+        let engine = pre.instance_pre().engine();
+        let store = self.guest_store(engine, spec, wasi, mounts, &accounts);
+        let Accounts { usage, kill, cpu } = accounts;
         let started_at = jiff::Timestamp::now();
         let running = self.runtime.engine().guest_running();
         let memory_limit = spec.limits.memory_bytes;

@@ -1,12 +1,20 @@
-//! The wasmtime engine every guest shares: its configuration, the epoch
+//! The wasmtime engines guests run on: their configuration, the epoch
 //! ticker that drives CPU quotas and kills, and the on-disk cache of
 //! compiled components keyed by content digest and engine settings.
+//!
+//! Commands (`wasi:cli/run`) run on an engine that allocates on demand: a
+//! container instantiates once and may run for days. HTTP handlers
+//! (`wasi:http/proxy`) get an instance per request, so they run on a
+//! second engine whose instances come from a pool reserved in advance
+//! (linear memories, tables, stacks reused and reset with copy-on-write),
+//! made the first time a handler image is loaded. Where the address space
+//! cannot hold the pool, handlers share the commands' engine instead.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 use wasmtime::component::Component;
 
@@ -36,48 +44,137 @@ pub enum Error {
     },
 }
 
-/// The shared engine: compile once, run everywhere in this process.
-pub struct Engine {
+/// How many handler instances may be alive at once across the node: the
+/// size of the handler pool. Requests beyond it wait for a slot.
+pub const HANDLER_INSTANCES: u32 = 256;
+
+/// What a component is compiled and instantiated for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A command: instantiated once per container start.
+    Command,
+    /// An HTTP handler: instantiated per request from the pool.
+    Handler,
+}
+
+/// One wasmtime engine and the components loaded into it.
+struct Flavour {
     engine: wasmtime::Engine,
-    cache_dir: PathBuf,
     /// Hash of the settings that make compiled code (in)compatible; part of
     /// every cache key so a changed configuration never loads stale code.
     settings_key: String,
     loaded: Mutex<HashMap<String, Component>>,
+}
+
+impl Flavour {
+    fn new(config: &wasmtime::Config) -> wasmtime::Result<Self> {
+        let engine = wasmtime::Engine::new(config)?;
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(Flavour {
+            engine,
+            settings_key: format!("{:016x}", hasher.finish()),
+            loaded: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+/// The shared engines: compile once, run everywhere in this process.
+pub struct Engine {
+    commands: Flavour,
+    /// Made on first use; `None` when the pool could not be reserved.
+    handlers: Arc<OnceLock<Option<Flavour>>>,
+    cache_dir: PathBuf,
     /// How many components this engine had to compile (not found in the
     /// cache): what the cache saves is visible, and testable.
     compilations: std::sync::atomic::AtomicU64,
     ticker: Arc<Ticker>,
 }
 
+/// The settings both engines share.
+fn base_config() -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config
+}
+
+/// The handler engine's pool: `HANDLER_INSTANCES` component instances,
+/// each with room for several core instances, memories and tables. Linear
+/// memories are full 4 GiB wasm32 slots, so a container's memory limit,
+/// not the pool, decides how far a handler may grow; they are reserved
+/// address space, touched only as guests use them.
+fn pool() -> wasmtime::PoolingAllocationConfig {
+    let n = HANDLER_INSTANCES;
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n * 16)
+        .total_memories(n * 4)
+        .total_tables(n * 8)
+        .total_stacks(n)
+        .max_memory_size(1 << 32);
+    pool
+}
+
 impl Engine {
-    /// Creates the engine with epoch interruption on and starts its ticker.
+    /// Creates the commands' engine with epoch interruption on and starts
+    /// the ticker.
     pub fn new(cache_dir: &Path, tick: Duration) -> Result<Self, Error> {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        let engine = wasmtime::Engine::new(&config).map_err(Error::Config)?;
+        let commands = Flavour::new(&base_config()).map_err(Error::Config)?;
         std::fs::create_dir_all(cache_dir).map_err(|source| Error::Cache {
             path: cache_dir.to_path_buf(),
             source,
         })?;
-        let mut hasher = std::hash::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let settings_key = format!("{:016x}", hasher.finish());
-        let ticker = Ticker::start(engine.clone(), tick);
+        let handlers = Arc::new(OnceLock::new());
+        let ticker = Ticker::start(commands.engine.clone(), Arc::clone(&handlers), tick);
         Ok(Engine {
-            engine,
+            commands,
+            handlers,
             cache_dir: cache_dir.to_path_buf(),
-            settings_key,
-            loaded: Mutex::new(HashMap::new()),
             compilations: std::sync::atomic::AtomicU64::new(0),
             ticker,
         })
     }
 
-    /// The underlying wasmtime engine.
+    /// The commands' wasmtime engine.
     pub fn wasmtime(&self) -> &wasmtime::Engine {
-        &self.engine
+        &self.commands.engine
+    }
+
+    /// The engine HTTP handlers run on: the pooled one, made now if this is
+    /// the first handler, or the commands' engine where no pool fits.
+    pub fn handlers(&self) -> &wasmtime::Engine {
+        &self.flavour(Purpose::Handler).engine
+    }
+
+    /// Whether handlers run on a pool of their own.
+    pub fn handlers_pooled(&self) -> bool {
+        self.pooled().is_some()
+    }
+
+    fn pooled(&self) -> Option<&Flavour> {
+        self.handlers
+            .get_or_init(|| {
+                let mut config = base_config();
+                config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool()));
+                match Flavour::new(&config) {
+                    Ok(flavour) => Some(flavour),
+                    Err(e) => {
+                        tracing::warn!(
+                            "HTTP handlers are allocated on demand: the instance pool could not be reserved: {e:#}"
+                        );
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    fn flavour(&self, purpose: Purpose) -> &Flavour {
+        match purpose {
+            Purpose::Command => &self.commands,
+            Purpose::Handler => self.pooled().unwrap_or(&self.commands),
+        }
     }
 
     /// Marks a guest as running (the ticker runs only while some guest does);
@@ -89,14 +186,17 @@ impl Engine {
         }
     }
 
-    /// Returns the compiled component for `digest`: from memory, else from
-    /// the disk cache, else compiled from `bytes` and written to the cache.
+    /// Returns the compiled component for `digest` on the engine for
+    /// `purpose`: from memory, else from the disk cache, else compiled from
+    /// `bytes` and written to the cache.
     pub fn component(
         &self,
         digest: &str,
+        purpose: Purpose,
         bytes: impl FnOnce() -> std::io::Result<Vec<u8>>,
     ) -> Result<Component, Error> {
-        if let Some(c) = self
+        let flavour = self.flavour(purpose);
+        if let Some(c) = flavour
             .loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -107,8 +207,8 @@ impl Engine {
         let hex = digest.trim_start_matches("sha256:");
         let path = self
             .cache_dir
-            .join(format!("{hex}-{}.cwasm", self.settings_key));
-        let component = match self.load_cached(&path) {
+            .join(format!("{hex}-{}.cwasm", flavour.settings_key));
+        let component = match load_cached(&flavour.engine, &path) {
             Some(c) => c,
             None => {
                 let bytes = bytes().map_err(|source| Error::Cache {
@@ -116,13 +216,13 @@ impl Engine {
                     source,
                 })?;
                 self.compilations.fetch_add(1, Ordering::Relaxed);
-                let compiled =
-                    self.engine
-                        .precompile_component(&bytes)
-                        .map_err(|source| Error::Compile {
-                            digest: digest.to_string(),
-                            source,
-                        })?;
+                let compiled = flavour
+                    .engine
+                    .precompile_component(&bytes)
+                    .map_err(|source| Error::Compile {
+                        digest: digest.to_string(),
+                        source,
+                    })?;
                 let tmp = path.with_extension(format!("tmp{}", std::process::id()));
                 let written =
                     std::fs::write(&tmp, &compiled).and_then(|()| std::fs::rename(&tmp, &path));
@@ -132,7 +232,7 @@ impl Engine {
                 }
                 // SAFETY: `compiled` was produced by `precompile_component` of
                 // this very engine a moment ago.
-                unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|source| {
+                unsafe { Component::deserialize(&flavour.engine, &compiled) }.map_err(|source| {
                     Error::Compile {
                         digest: digest.to_string(),
                         source,
@@ -140,7 +240,8 @@ impl Engine {
                 })?
             }
         };
-        self.loaded
+        flavour
+            .loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(digest.to_string(), component.clone());
@@ -151,23 +252,23 @@ impl Engine {
     pub fn compilations(&self) -> u64 {
         self.compilations.load(Ordering::Relaxed)
     }
+}
 
-    fn load_cached(&self, path: &Path) -> Option<Component> {
-        if !path.exists() {
-            return None;
-        }
-        // SAFETY: files in the cache directory are written only by
-        // `component` above (atomically, via rename) from this engine's
-        // `precompile_component`, and wasmtime checks the engine
-        // compatibility header; the directory belongs to the server's data
-        // dir, which is as trusted as the binary itself.
-        match unsafe { Component::deserialize_file(&self.engine, path) } {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "discarding unusable compiled component: {e:#}");
-                let _ = std::fs::remove_file(path);
-                None
-            }
+fn load_cached(engine: &wasmtime::Engine, path: &Path) -> Option<Component> {
+    if !path.exists() {
+        return None;
+    }
+    // SAFETY: files in the cache directory are written only by
+    // `Engine::component` (atomically, via rename) from an engine's
+    // `precompile_component`, and wasmtime checks the engine compatibility
+    // header; the directory belongs to the server's data dir, which is as
+    // trusted as the binary itself.
+    match unsafe { Component::deserialize_file(engine, path) } {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "discarding unusable compiled component: {e:#}");
+            let _ = std::fs::remove_file(path);
+            None
         }
     }
 }
@@ -191,7 +292,11 @@ struct Ticker {
 }
 
 impl Ticker {
-    fn start(engine: wasmtime::Engine, tick: Duration) -> Arc<Self> {
+    fn start(
+        engine: wasmtime::Engine,
+        handlers: Arc<OnceLock<Option<Flavour>>>,
+        tick: Duration,
+    ) -> Arc<Self> {
         let ticker = Arc::new(Ticker {
             running: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
@@ -228,6 +333,9 @@ impl Ticker {
                     }
                     std::thread::sleep(tick);
                     engine.increment_epoch();
+                    if let Some(Some(handlers)) = handlers.get() {
+                        handlers.engine.increment_epoch();
+                    }
                 }
             })
             .expect("spawning the epoch thread");

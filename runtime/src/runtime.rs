@@ -5,14 +5,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::container::{GuestState, StartError};
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, Purpose};
 use crate::images::{self, Image, ImageStore};
 use crate::net::ClusterNet;
 use crate::roots::Janitor;
@@ -100,6 +100,10 @@ pub(crate) struct RuntimeShared {
     engine: Engine,
     images: ImageStore,
     linker: Linker<GuestState>,
+    /// The same imports on the handlers' engine, made with it.
+    handler_linker: OnceLock<Linker<GuestState>>,
+    /// One permit per live handler instance: requests beyond the pool wait.
+    handler_slots: Arc<tokio::sync::Semaphore>,
     /// Images ready to instantiate, by component digest.
     ready: Mutex<HashMap<String, Prepared>>,
     guests: Option<tokio::runtime::Runtime>,
@@ -130,35 +134,7 @@ impl Runtime {
         raise_open_file_limit();
         let engine = Engine::new(&config.data_dir.join("cache/compiled"), config.epoch_tick)?;
         let images = ImageStore::open(config.data_dir.join("images"))?;
-        let mut linker = Linker::new(engine.wasmtime());
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(Error::Link)?;
-        crate::net::tcp::add_to_linker(&mut linker, |s: &mut GuestState| {
-            crate::net::tcp::PodTcpView {
-                table: &mut s.table,
-                net: &s.net,
-            }
-        })
-        .map_err(Error::Link)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(Error::Link)?;
-        crate::net::udp::add_to_linker(&mut linker, |s: &mut GuestState| {
-            crate::net::tcp::PodTcpView {
-                table: &mut s.table,
-                net: &s.net,
-            }
-        })
-        .map_err(Error::Link)?;
-        crate::net::dns::add_to_linker(&mut linker, |s: &mut GuestState| {
-            crate::net::tcp::PodTcpView {
-                table: &mut s.table,
-                net: &s.net,
-            }
-        })
-        .map_err(Error::Link)?;
-        crate::ownership::file_owner::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(Error::Link)?;
+        let linker = link(engine.wasmtime())?;
         let guests = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.guest_threads.max(1))
             .thread_name("wasmkube-guest")
@@ -171,6 +147,10 @@ impl Runtime {
                 engine,
                 images,
                 linker,
+                handler_linker: OnceLock::new(),
+                handler_slots: Arc::new(tokio::sync::Semaphore::new(
+                    engine::HANDLER_INSTANCES as usize,
+                )),
                 ready: Mutex::new(HashMap::new()),
                 guests: Some(guests),
                 janitor: Janitor::start(),
@@ -209,6 +189,42 @@ impl Runtime {
     pub fn run_pod_sandbox(&self, spec: SandboxSpec) -> Result<Sandbox, sandbox::Error> {
         Sandbox::create(Arc::clone(&self.shared), spec)
     }
+}
+
+/// A linker with everything a guest may import: WASI p2 with the pod's own
+/// sockets and name lookup shadowing wasmtime-wasi's, wasi:http, and file
+/// ownership.
+fn link(engine: &wasmtime::Engine) -> Result<Linker<GuestState>, Error> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(Error::Link)?;
+    crate::net::tcp::add_to_linker(&mut linker, |s: &mut GuestState| {
+        crate::net::tcp::PodTcpView {
+            table: &mut s.table,
+            net: &s.net,
+        }
+    })
+    .map_err(Error::Link)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(Error::Link)?;
+    crate::net::udp::add_to_linker(&mut linker, |s: &mut GuestState| {
+        crate::net::tcp::PodTcpView {
+            table: &mut s.table,
+            net: &s.net,
+        }
+    })
+    .map_err(Error::Link)?;
+    crate::net::dns::add_to_linker(&mut linker, |s: &mut GuestState| {
+        crate::net::tcp::PodTcpView {
+            table: &mut s.table,
+            net: &s.net,
+        }
+    })
+    .map_err(Error::Link)?;
+    crate::ownership::file_owner::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        &mut linker,
+        |s| s,
+    )
+    .map_err(Error::Link)?;
+    Ok(linker)
 }
 
 /// Every container holds a few descriptors (its log, its preopened
@@ -293,32 +309,63 @@ impl RuntimeShared {
 
     fn instantiate_pre(&self, image: &Image) -> Result<Prepared, StartError> {
         let path: &Path = &image.path;
+        let read = || std::fs::read(path);
         let component = self
             .engine
-            .component(&image.digest, || std::fs::read(path))?;
+            .component(&image.digest, Purpose::Command, read)?;
         let not_command = |e: wasmtime::Error| StartError::NotCommand {
             image: image.reference.clone(),
             message: format!("{e:#}"),
         };
-        let engine = self.engine.wasmtime();
         let exports: Vec<String> = component
             .component_type()
-            .exports(engine)
+            .exports(self.engine.wasmtime())
             .map(|(name, _)| name.to_string())
             .collect();
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(not_command)?;
         let serves_http = !exports.iter().any(|e| e.starts_with("wasi:cli/run@"))
             && exports
                 .iter()
                 .any(|e| e.starts_with("wasi:http/incoming-handler@"));
         if serves_http {
+            let component = self
+                .engine
+                .component(&image.digest, Purpose::Handler, read)?;
+            let pre = self
+                .handler_linker(image)?
+                .instantiate_pre(&component)
+                .map_err(not_command)?;
             return ProxyPre::new(pre).map(Prepared::Proxy).map_err(not_command);
         }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(not_command)?;
         CommandPre::new(pre)
             .map(Prepared::Command)
             .map_err(not_command)
+    }
+
+    /// The linker for the handlers' engine (the commands' one when they
+    /// share it).
+    fn handler_linker(&self, image: &Image) -> Result<&Linker<GuestState>, StartError> {
+        if !self.engine.handlers_pooled() {
+            return Ok(&self.linker);
+        }
+        if let Some(linker) = self.handler_linker.get() {
+            return Ok(linker);
+        }
+        let linker = link(self.engine.handlers()).map_err(|e| StartError::NotCommand {
+            image: image.reference.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(self.handler_linker.get_or_init(|| linker))
+    }
+
+    /// A slot for one handler instance; held until its store is dropped.
+    pub(crate) async fn handler_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        Arc::clone(&self.handler_slots)
+            .acquire_owned()
+            .await
+            .expect("the handler slots are never closed")
     }
 }

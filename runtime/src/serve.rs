@@ -5,7 +5,7 @@
 //! and pod mates reach it like any other pod port.
 //!
 //! Each request gets an instance of its own from the pre-instantiated
-//! component, in a store with the container's memory limit, its share of
+//! component, allocated from the handlers' pool (see `engine`), in a store with the container's memory limit, its share of
 //! the container's CPU quota and its kill switch; what the guest prints
 //! goes to the container's log. The container runs until it is stopped.
 
@@ -18,10 +18,10 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::container::{ContainerSpec, GuestState, KillSwitch, Launched, StartError};
+use crate::container::{Accounts, ContainerSpec, GuestState, Launched, StartError};
 use crate::exit::exit_status;
 use crate::images::Image;
-use crate::limits::{CpuAccount, CpuMetered, Usage};
+use crate::limits::CpuMetered;
 use crate::logs::{LogOutput, LogSink, Stream};
 use crate::net::PodConnection;
 use crate::sandbox::Sandbox;
@@ -43,9 +43,7 @@ struct Server {
     sandbox: Sandbox,
     setup: Setup,
     pre: ProxyPre<GuestState>,
-    usage: Arc<Usage>,
-    kill: Arc<KillSwitch>,
-    cpu: Arc<CpuAccount>,
+    accounts: Accounts,
     /// Turns true when the container stops: open connections close.
     stopped: tokio::sync::watch::Sender<bool>,
 }
@@ -76,15 +74,15 @@ impl Sandbox {
             }
             listeners.push((port, self.net.listen(port)));
         }
-        let (usage, kill, cpu) = self.accounts(spec);
+        let accounts = self.accounts(spec);
+        let usage = Arc::clone(&accounts.usage);
+        let kill = Arc::clone(&accounts.kill);
         let memory_limit = spec.limits.memory_bytes;
         let server = Arc::new(Server {
             sandbox: self.clone(),
             setup,
             pre,
-            usage: Arc::clone(&usage),
-            kill: Arc::clone(&kill),
-            cpu,
+            accounts,
             stopped: tokio::sync::watch::Sender::new(false),
         });
         let started_at = jiff::Timestamp::now();
@@ -104,7 +102,7 @@ impl Sandbox {
                     }
                 });
             }
-            server.kill.killed().await;
+            server.accounts.kill.killed().await;
             accepting.abort_all();
             server.stopped.send_replace(true);
             for port in ports {
@@ -113,7 +111,7 @@ impl Sandbox {
             server.setup.sink.finish();
             exit_status(
                 Err(wasmtime::Error::msg("container stopped")),
-                &server.usage,
+                &server.accounts.usage,
                 true,
                 memory_limit,
                 started_at,
@@ -180,13 +178,14 @@ impl Server {
                 .context(&setup.spec, &setup.image, &setup.argv, &setup.rootfs)?;
         wasi.stdout(LogOutput::new(Arc::clone(&setup.sink), Stream::Stdout));
         wasi.stderr(LogOutput::new(Arc::clone(&setup.sink), Stream::Stderr));
+        // Wait for a slot in the pool before taking one.
+        let slot = self.sandbox.runtime.handler_slot().await;
         let mut store = self.sandbox.guest_store(
+            self.pre.instance_pre().engine(),
             &setup.spec,
             wasi.build(),
             mounts,
-            &self.usage,
-            &self.kill,
-            &self.cpu,
+            &self.accounts,
         );
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store.data_mut().http().new_incoming_request(
@@ -196,15 +195,22 @@ impl Server {
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
         let run = async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, incoming, out)
-                .await
+            let handled = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, out)
+                    .await
+            }
+            .await;
+            // The instance goes back to the pool before its slot is freed.
+            drop(store);
+            drop(slot);
+            handled
         };
         // The guest may go on writing the body after it has sent the
         // head: it runs on its own.
-        let task = tokio::spawn(CpuMetered::new(run, Arc::clone(&self.cpu)));
+        let task = tokio::spawn(CpuMetered::new(run, Arc::clone(&self.accounts.cpu)));
         match receiver.await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => Ok(failure(&format!("the handler failed: {code:?}"))),

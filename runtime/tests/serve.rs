@@ -123,3 +123,44 @@ async fn without_declared_ports_a_handler_serves_8080() {
     assert_eq!(body, "Hello from wasmkube! You asked for /\n");
     running.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_beyond_the_handler_pool_wait_for_a_slot() {
+    let sb = sandbox(&[]);
+    let running = sb.start_container(&hello(vec![80]), 0).await.unwrap();
+    assert!(
+        runtime().engine().handlers_pooled(),
+        "a 64-bit host with room for the pool allocates handlers from it"
+    );
+    // More slow requests at once than the pool has instances: every one
+    // is answered, none fails for want of a slot.
+    let many = engine::HANDLER_INSTANCES as usize + 64;
+    let mut conns = Vec::new();
+    for _ in 0..many {
+        conns.push(dial(&sb, 80).await);
+    }
+    let mut requests = tokio::task::JoinSet::new();
+    for (i, mut conn) in conns.into_iter().enumerate() {
+        requests.spawn(async move {
+            conn.write_all(format!("GET /{i}?delay=200 HTTP/1.1\r\nHost: pod\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            (i, response(&mut conn).await)
+        });
+    }
+    let mut answered = 0;
+    while let Some(done) = requests.join_next().await {
+        let (i, (head, body)) = done.unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK"),
+            "request {i}: {head}\n{body}"
+        );
+        assert_eq!(
+            body,
+            format!("Hello from wasmkube! You asked for /{i}?delay=200\n")
+        );
+        answered += 1;
+    }
+    assert_eq!(answered, many);
+    running.stop();
+}
