@@ -108,17 +108,6 @@ async fn two_pods_both_listen_on_port_80_and_a_pod_binds_it_once() {
     }
 }
 
-/// A pod at `ip`, in a cluster whose pod network is 10.244.0.0/16 (as the
-/// kubelet declares it).
-fn with_ip(ip: &str) -> Sandbox {
-    runtime()
-        .cluster_net()
-        .set_internal_networks(&[("10.244.0.0".parse().unwrap(), 16)]);
-    let mut spec = sandbox_spec(&[]);
-    spec.ip = Some(ip.parse().unwrap());
-    runtime().run_pod_sandbox(spec).expect("sandbox")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_reaches_another_pod_at_its_ip() {
     let a = with_ip("10.244.200.1");

@@ -164,3 +164,115 @@ async fn requests_beyond_the_handler_pool_wait_for_a_slot() {
     assert_eq!(answered, many);
     running.stop();
 }
+
+/// Asks the handler on port 8080 of `sb` to fetch `url` itself.
+async fn fetch_through(sb: &Sandbox, url: &str) -> (String, String) {
+    let mut conn = dial(sb, 8080).await;
+    conn.write_all(format!("GET /?fetch={url} HTTP/1.1\r\nHost: pod\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    response(&mut conn).await
+}
+
+/// A handler's outgoing `wasi:http` requests go through its pod's network:
+/// to another pod by IP, to a Service by its cluster name (balanced onto
+/// the pod), refused where nothing listens, NXDOMAIN for unknown names.
+#[tokio::test(flavor = "multi_thread")]
+async fn outgoing_http_requests_reach_pods_and_services_by_name() {
+    let backend = with_ip("10.244.202.1");
+    let front = with_ip("10.244.202.2");
+    let web = ContainerSpec {
+        name: "web".into(),
+        image: "echo-hostname:1.0.2".into(),
+        ..Default::default()
+    };
+    let serving = backend.start_container(&web, 0).await.unwrap();
+    let handler = front.start_container(&hello(vec![]), 0).await.unwrap();
+    let net = runtime().cluster_net();
+    let service_ip: std::net::IpAddr = "10.96.202.1".parse().unwrap();
+    net.set_service(
+        service_ip,
+        [(8000, vec!["10.244.202.1:80".parse().unwrap()])].into(),
+    );
+    net.set_names(
+        [(
+            "fetched-backend.default.svc.cluster.local".to_string(),
+            vec![service_ip],
+        )]
+        .into(),
+    );
+    // echo-hostname may take a moment to listen.
+    let mut answered = None;
+    for _ in 0..100 {
+        let (head, body) = fetch_through(&front, "http://10.244.202.1/").await;
+        if head.starts_with("HTTP/1.1 200") {
+            answered = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = answered.expect("the handler reached the other pod by IP");
+    assert!(
+        body.starts_with("http://10.244.202.1/ answered 200\n"),
+        "{body}"
+    );
+    assert!(body.contains("version: 1.0.2"), "{body}");
+
+    for url in [
+        "http://fetched-backend:8000/",
+        "http://fetched-backend.default:8000/",
+        "http://fetched-backend.default.svc.cluster.local:8000/",
+    ] {
+        let (head, body) = fetch_through(&front, url).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{url}: {head}\n{body}");
+        assert!(body.starts_with(&format!("{url} answered 200\n")), "{body}");
+        assert!(body.contains("version: 1.0.2"), "{url}: {body}");
+    }
+
+    // A Service endpoint outside the cluster networks is reached from the
+    // host, as the API's endpoint is.
+    let host = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host_port = host.local_addr().unwrap().port();
+    let answering = tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = host.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let n = conn.read(&mut buf).await.unwrap();
+            let request = String::from_utf8_lossy(&buf[..n]).to_string();
+            let body = format!("host saw {}", request.lines().next().unwrap_or(""));
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(answer.as_bytes()).await.unwrap();
+        }
+    });
+    let outside_ip: std::net::IpAddr = "10.96.202.2".parse().unwrap();
+    net.set_service(
+        outside_ip,
+        [(
+            9000,
+            vec![format!("127.0.0.1:{host_port}").parse().unwrap()],
+        )]
+        .into(),
+    );
+    let (head, body) = fetch_through(&front, "http://10.96.202.2:9000/from-pod").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    assert!(body.contains("host saw GET /from-pod HTTP/1.1"), "{body}");
+    net.remove_service(outside_ip);
+    answering.abort();
+
+    let (head, body) = fetch_through(&front, "http://10.244.202.9/").await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert!(body.contains("ConnectionRefused"), "{body}");
+    let (head, body) = fetch_through(&front, "http://nosuch.default.svc.cluster.local/").await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert!(body.contains("NXDOMAIN"), "{body}");
+
+    net.remove_service(service_ip);
+    net.set_names(Default::default());
+    handler.stop();
+    serving.stop();
+    handler.wait().await;
+    serving.wait().await;
+}

@@ -95,10 +95,15 @@ async fn send(
         .unwrap_or("/")
         .parse()
         .map_err(|_| Error::HttpRequestUriInvalid)?;
+    // The connection must be driven while the request is written and the
+    // answer awaited: it runs on its own task, which the returned future
+    // waits for once the body has been read.
+    let driving = tokio::spawn(Box::into_pin(connection));
     let mut sender = sender;
     let response = sender.send_request(request).await.map_err(Error::from)?;
     let response = response.map(|body| body.map_err(Error::from).boxed_unsync());
-    Ok((response, connection))
+    let rest = async move { driving.await.unwrap_or(Ok(())) };
+    Ok((response, Box::new(rest)))
 }
 
 async fn resolve(net: &PodNet, host: &str) -> Result<IpAddr, Error> {

@@ -90,3 +90,14 @@ pub async fn run(sandbox: &Sandbox, spec: &ContainerSpec) -> (ExitStatus, Vec<St
         .collect();
     (exit, lines)
 }
+
+/// A pod at `ip`, in a cluster whose pod network is 10.244.0.0/16 (as the
+/// kubelet declares it).
+pub fn with_ip(ip: &str) -> Sandbox {
+    runtime()
+        .cluster_net()
+        .set_internal_networks(&[("10.244.0.0".parse().unwrap(), 16)]);
+    let mut spec = sandbox_spec(&[]);
+    spec.ip = Some(ip.parse().unwrap());
+    runtime().run_pod_sandbox(spec).expect("sandbox")
+}
