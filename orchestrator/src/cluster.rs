@@ -126,6 +126,15 @@ impl Cluster {
             registry.clone(),
             stopped.clone(),
         ));
+        tasks.spawn(controllers::replicaset::run(
+            registry.clone(),
+            stopped.clone(),
+        ));
+        tasks.spawn(controllers::deployment::run(
+            registry.clone(),
+            stopped.clone(),
+        ));
+        tasks.spawn(controllers::garbage::run(registry.clone(), stopped.clone()));
         tasks.spawn(proxy::run(
             registry.clone(),
             kubelet.cluster_net(),

@@ -223,7 +223,14 @@ impl Engine {
                         digest: digest.to_string(),
                         source,
                     })?;
-                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                // Two pods may compile one image at once: each writes its own
+                // temporary file, and the last rename wins with the same bytes.
+                static WRITES: AtomicUsize = AtomicUsize::new(0);
+                let tmp = path.with_extension(format!(
+                    "tmp{}-{}",
+                    std::process::id(),
+                    WRITES.fetch_add(1, Ordering::Relaxed)
+                ));
                 let written =
                     std::fs::write(&tmp, &compiled).and_then(|()| std::fs::rename(&tmp, &path));
                 if let Err(e) = written {

@@ -12,6 +12,7 @@ mod openapi;
 mod protobuf;
 mod query;
 mod response;
+mod scale;
 pub mod table;
 mod watch;
 

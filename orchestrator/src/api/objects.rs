@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::query::Query;
 use super::response::{json_response, with_warnings};
 use super::table::{IncludeObject, table};
-use super::{ApiState, watch};
+use super::{ApiState, scale, watch};
 use crate::patch::PatchKind;
 use crate::registry::{
     DeleteOptions, Deleted, Error, FieldSelector, LabelSelector, ListOptions, Resource, Result,
@@ -269,6 +269,36 @@ async fn handle(
         (&Method::GET, Some(name), Some("log")) => {
             let pod = registry.get(resource, namespace, name)?;
             logs(state, &pod, &query).await
+        }
+        (&Method::GET, Some(name), Some("scale")) => {
+            let object = registry.get(resource, namespace, name)?;
+            Ok(json_response(StatusCode::OK, &scale::of(&object)))
+        }
+        (&Method::PUT | &Method::PATCH, Some(name), Some("scale")) => {
+            let change = if method == Method::PUT {
+                scale::Change::Replace(parse_body(
+                    &headers,
+                    &body,
+                    "io.k8s.api.autoscaling.v1.Scale",
+                )?)
+            } else {
+                let kind = PatchKind::from_content_type(content_type(&headers)).ok_or_else(|| {
+                    Error::UnsupportedMediaType(format!(
+                        "the body of the request was in an unknown format - accepted media types include: \
+                         application/json-patch+json, application/merge-patch+json, \
+                         application/strategic-merge-patch+json (got {})",
+                        content_type(&headers)
+                    ))
+                })?;
+                scale::Change::Patch(kind, &body)
+            };
+            let mut options = write_options(&query)?;
+            options
+                .field_manager
+                .get_or_insert_with(|| "unknown".into());
+            let scaled =
+                scale::write(registry, resource, namespace, name, change, &options).await?;
+            Ok(json_response(StatusCode::OK, &scaled))
         }
         (&Method::GET, Some(name), _) => {
             verb_allowed(resource, "get")?;

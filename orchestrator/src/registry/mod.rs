@@ -851,6 +851,32 @@ impl Registry {
             });
         }
         let deleting = current.pointer("/metadata/deletionTimestamp").is_some();
+        // Orphan and Foreground deletion hold the owner with a finalizer
+        // until the garbage collector has dealt with its dependents.
+        let policy_finalizer = match options.propagation_policy.as_deref() {
+            None | Some("" | "Background") => None,
+            Some("Orphan") => Some("orphan"),
+            Some("Foreground") => Some("foregroundDeletion"),
+            Some(other) => {
+                return Err(Error::BadRequest(format!(
+                    "DeleteOptions.PropagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                )));
+            }
+        };
+        let mut current = current;
+        if let Some(finalizer) = policy_finalizer
+            && !deleting
+            && resource.kind != "Namespace"
+        {
+            let list = metadata_mut(&mut current)
+                .entry("finalizers")
+                .or_insert_with(|| json!([]));
+            if let Some(list) = list.as_array_mut()
+                && !list.iter().any(|f| f == finalizer)
+            {
+                list.push(json!(finalizer));
+            }
+        }
         let has_finalizers = current
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)

@@ -16,6 +16,45 @@ enum Requirement {
     Less(String, i64),
 }
 
+/// A `metav1.LabelSelector` object as selector text (`app=web,tier in
+/// (a,b),!canary`), as kubectl prints it; `empty` when it selects all.
+pub fn format_selector(selector: Option<&Value>, empty: &str) -> String {
+    let mut parts = Vec::new();
+    let Some(selector) = selector else {
+        return empty.to_string();
+    };
+    if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
+        for (key, value) in labels {
+            parts.push(format!("{key}={}", value.as_str().unwrap_or_default()));
+        }
+    }
+    let expressions = selector.get("matchExpressions").and_then(Value::as_array);
+    for expression in expressions.into_iter().flatten() {
+        let key = expression.get("key").and_then(Value::as_str).unwrap_or("");
+        let values: Vec<&str> = expression
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let op = expression
+            .get("operator")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        parts.push(match op {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            other => format!("{key} {other} ({})", values.join(",")),
+        });
+    }
+    if parts.is_empty() {
+        empty.to_string()
+    } else {
+        parts.join(",")
+    }
+}
+
 /// A parsed label selector; the empty selector matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LabelSelector(Vec<Requirement>);
@@ -48,6 +87,12 @@ impl LabelSelector {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// A selector from a `metav1.LabelSelector` object (`matchLabels` and
+    /// `matchExpressions`); `None` or `{}` selects everything.
+    pub fn from_object(selector: Option<&Value>) -> Result<LabelSelector, String> {
+        LabelSelector::parse(&format_selector(selector, ""))
     }
 
     /// Whether an object's `metadata.labels` satisfy every requirement.

@@ -1,6 +1,7 @@
 //! `meta.k8s.io/v1` Table answers: the columns kubectl prints for each kind,
 //! computed as kubectl's own printers compute them.
 
+mod apps;
 mod network;
 
 use serde_json::{Value, json};
@@ -49,6 +50,9 @@ fn columns(kind: &str) -> Vec<Value> {
         "CreationTimestamp is a timestamp representing the server time when this object was created.",
     );
     if let Some(columns) = network::columns(kind, name.clone(), age.clone()) {
+        return columns;
+    }
+    if let Some(columns) = apps::columns(kind, name.clone(), age.clone()) {
         return columns;
     }
     match kind {
@@ -552,6 +556,9 @@ fn event_cells(event: &Value) -> Vec<Value> {
 
 fn cells(kind: &str, object: &Value) -> Vec<Value> {
     if let Some(cells) = network::cells(kind, object) {
+        return cells;
+    }
+    if let Some(cells) = apps::cells(kind, object) {
         return cells;
     }
     match kind {

@@ -1,5 +1,6 @@
 //! The built-in kinds: their descriptors and hooks.
 
+mod apps;
 mod pod;
 mod service;
 
@@ -10,6 +11,7 @@ use serde_json::{Value, json};
 use super::resources::{ALL_VERBS, Hooks, Resource, Subresource, allocate_nothing};
 use crate::admission::{Errors, Invalid, check_dns_label, check_dns_subdomain};
 
+pub use apps::scaled_value;
 pub use pod::qos_class;
 
 pub(crate) fn all() -> Vec<Resource> {
@@ -21,6 +23,8 @@ pub(crate) fn all() -> Vec<Resource> {
         service::services(),
         service::endpoints(),
         service::endpoint_slices(),
+        apps::deployments(),
+        apps::replica_sets(),
     ]
 }
 

@@ -69,7 +69,7 @@ fn set_default(object: &mut serde_json::Map<String, Value>, field: &str, value: 
 }
 
 /// Kubernetes' pod defaults, the ones a user sees in `get -o yaml`.
-fn defaults(pod: &mut Value) {
+pub(super) fn defaults(pod: &mut Value) {
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };

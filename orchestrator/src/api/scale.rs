@@ -1,0 +1,109 @@
+//! The `scale` subresource of Deployments and ReplicaSets: an
+//! autoscaling/v1 Scale made from the object (`spec.replicas`, and the
+//! replicas and selector its status reports), written back as a change of
+//! `spec.replicas` only. `kubectl scale` patches it.
+
+use serde_json::{Value, json};
+
+use crate::admission::Errors;
+use crate::patch::{self, PatchKind};
+use crate::registry::metadata::text;
+use crate::registry::selectors::format_selector;
+use crate::registry::{Error, Registry, Resource, Result, WriteOptions};
+
+const SCALE_SCHEMA: &str = "io.k8s.api.autoscaling.v1.Scale";
+
+/// The Scale of `object`.
+pub fn of(object: &Value) -> Value {
+    let mut metadata = json!({});
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(value) = object.pointer(&format!("/metadata/{field}")) {
+            metadata[field] = value.clone();
+        }
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": format_selector(object.pointer("/spec/selector"), ""),
+        },
+    })
+}
+
+/// How a write to the scale subresource arrives.
+pub enum Change<'a> {
+    /// PUT of a whole Scale.
+    Replace(Value),
+    /// PATCH of the Scale.
+    Patch(PatchKind, &'a [u8]),
+}
+
+/// Applies `change` to the Scale of the object and stores the replica
+/// count it asks for; returns the new Scale.
+pub async fn write(
+    registry: &Registry,
+    resource: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+    change: Change<'_>,
+    options: &WriteOptions,
+) -> Result<Value> {
+    let current = registry.get(resource, namespace, name)?;
+    let scale = of(&current);
+    let wanted = match change {
+        Change::Replace(body) => body,
+        Change::Patch(kind, body) => {
+            let parsed = patch::parse(kind, body).map_err(Error::BadRequest)?;
+            patch::apply(kind, &scale, &parsed, SCALE_SCHEMA).map_err(Error::BadRequest)?
+        }
+    };
+    let replicas = match wanted.pointer("/spec/replicas") {
+        None | Some(Value::Null) => 0,
+        Some(value) => value.as_i64().ok_or_else(|| {
+            Error::BadRequest(format!(
+                "spec.replicas: Invalid value: {value}: must be an integer"
+            ))
+        })?,
+    };
+    if replicas < 0 {
+        let mut errors = Errors::default();
+        errors.push(
+            "spec.replicas",
+            format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+        );
+        let invalid = errors
+            .into_result("Scale", name)
+            .expect_err("an error was pushed");
+        return Err(Error::Invalid(invalid, "autoscaling".into()));
+    }
+    // A Scale that names a resourceVersion is a precondition on the object.
+    let precondition = text(&wanted, "/metadata/resourceVersion")
+        .parse::<u64>()
+        .ok()
+        .filter(|rv| text(&current, "/metadata/resourceVersion") != rv.to_string());
+    if precondition.is_some() {
+        return Err(Error::Conflict {
+            resource: resource.plural.into(),
+            group: resource.group.into(),
+            name: name.into(),
+            why: "the object has been modified; please apply your changes to the latest version and try again".into(),
+        });
+    }
+    let written = registry
+        .update_with(resource, namespace, name, None, options, None, |object| {
+            let mut next = object.clone();
+            next["spec"]["replicas"] = json!(replicas);
+            Ok(next)
+        })
+        .await?;
+    Ok(of(&written.object))
+}

@@ -1,0 +1,138 @@
+//! The loop controllers share: watch some resources, mark the namespace of
+//! every change dirty, reconcile each dirty namespace as a whole, and come
+//! back when a reconcile asks to (a deadline, a pod turning available) or
+//! when the periodic pass repairs what a lost watch missed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::registry::{ListOptions, Registry, Resource, Result};
+
+/// What a controller does with one namespace.
+pub trait Reconciler: Send + Sync + 'static {
+    /// Brings `namespace` in line; `Ok(Some(d))` asks to be called again
+    /// for it after `d` even if nothing changes.
+    fn reconcile(&self, namespace: &str) -> impl Future<Output = Result<Option<Duration>>> + Send;
+}
+
+/// Runs `reconciler` over the namespaces of `watched` until `stop` turns true.
+pub async fn run<R: Reconciler>(
+    registry: Registry,
+    name: &'static str,
+    watched: Vec<Resource>,
+    resync: Duration,
+    reconciler: R,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (changes, mut changed) = mpsc::unbounded_channel::<Option<String>>();
+    let mut watchers = tokio::task::JoinSet::new();
+    for resource in watched.iter().cloned() {
+        let registry = registry.clone();
+        let changes = changes.clone();
+        watchers.spawn(follow(registry, resource, changes));
+    }
+    let mut tick = tokio::time::interval(resync);
+    let mut dirty = BTreeSet::new();
+    let mut due: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut everything = true;
+    loop {
+        if everything {
+            dirty.extend(namespaces_of(&registry, &watched));
+            everything = false;
+        }
+        for namespace in std::mem::take(&mut dirty) {
+            let again = match reconciler.reconcile(&namespace).await {
+                Ok(again) => again,
+                Err(e) => {
+                    tracing::debug!("{name}: namespace {namespace}: {e}; retrying");
+                    Some(Duration::from_millis(500))
+                }
+            };
+            if let Some(after) = again {
+                let at = Instant::now() + after;
+                let entry = due.entry(namespace).or_insert(at);
+                *entry = (*entry).min(at);
+            }
+        }
+        let next = due.values().min().copied();
+        tokio::select! {
+            change = changed.recv() => {
+                let mut all = vec![change.flatten()];
+                let mut lost = false;
+                while let Ok(more) = changed.try_recv() {
+                    all.push(more);
+                }
+                for change in all {
+                    match change {
+                        Some(namespace) => { dirty.insert(namespace); }
+                        None => lost = true,
+                    }
+                }
+                everything |= lost;
+            }
+            _ = async { match next { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
+                let now = Instant::now();
+                let ready: Vec<String> = due.iter().filter(|(_, at)| **at <= now).map(|(n, _)| n.clone()).collect();
+                for namespace in ready {
+                    due.remove(&namespace);
+                    dirty.insert(namespace);
+                }
+            }
+            _ = tick.tick() => everything = true,
+            _ = stop.changed() => {
+                watchers.abort_all();
+                return;
+            }
+        }
+    }
+}
+
+/// Sends the namespace of every change to `resource`; `None` when the
+/// watch had to start again (changes may have been missed).
+async fn follow(
+    registry: Registry,
+    resource: Resource,
+    changes: mpsc::UnboundedSender<Option<String>>,
+) {
+    loop {
+        let revision = registry.store().revision();
+        let Ok(mut watch) = registry.watch(&resource, None, revision) else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        while let Some(Ok(event)) = watch.next().await {
+            let namespace = event
+                .object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if changes.send(Some(namespace)).is_err() {
+                return;
+            }
+        }
+        if changes.send(None).is_err() {
+            return;
+        }
+    }
+}
+
+fn namespaces_of(registry: &Registry, watched: &[Resource]) -> BTreeSet<String> {
+    let mut namespaces = BTreeSet::new();
+    for resource in watched {
+        if let Ok(listed) = registry.list(resource, None, &ListOptions::default()) {
+            namespaces.extend(
+                listed
+                    .items
+                    .iter()
+                    .filter_map(|o| Some(o.pointer("/metadata/namespace")?.as_str()?.to_string())),
+            );
+        }
+    }
+    namespaces
+}

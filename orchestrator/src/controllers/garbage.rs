@@ -1,0 +1,264 @@
+//! The garbage collector: objects whose owners (by `ownerReferences`) are
+//! all gone are deleted, in the background; references to owners that are
+//! gone are dropped where other owners remain. An owner deleted with
+//! `propagationPolicy: Orphan` carries the `orphan` finalizer until its
+//! dependents no longer point at it; with `Foreground`, the
+//! `foregroundDeletion` finalizer until its dependents are gone.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::driver::{self, Reconciler};
+use super::owners::deleting;
+use crate::registry::metadata::text;
+use crate::registry::{
+    DeleteOptions, Error, ListOptions, Registry, Resource, Result, WriteOptions,
+};
+
+const MANAGER: &str = "garbage-collector";
+pub const ORPHAN: &str = "orphan";
+pub const FOREGROUND: &str = "foregroundDeletion";
+
+struct Collector {
+    registry: Registry,
+}
+
+/// Runs until `stop` turns true.
+pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
+    let watched: Vec<Resource> = registry
+        .resources()
+        .all()
+        .iter()
+        .filter(|r| r.namespaced && r.kind != "Event")
+        .cloned()
+        .collect();
+    let collector = Collector {
+        registry: registry.clone(),
+    };
+    driver::run(
+        registry,
+        MANAGER,
+        watched,
+        Duration::from_secs(30),
+        collector,
+        stop,
+    )
+    .await;
+}
+
+fn finalizers(object: &Value) -> Vec<&str> {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|f| f.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn owner_refs(object: &Value) -> Vec<Value> {
+    object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// One object of the namespace, with its resource.
+struct Object {
+    resource: Resource,
+    value: Value,
+}
+
+impl Reconciler for Collector {
+    async fn reconcile(&self, namespace: &str) -> Result<Option<Duration>> {
+        let mut objects = Vec::new();
+        for resource in self
+            .registry
+            .resources()
+            .all()
+            .iter()
+            .filter(|r| r.namespaced && r.kind != "Event")
+        {
+            for value in self
+                .registry
+                .list(resource, Some(namespace), &ListOptions::default())?
+                .items
+            {
+                objects.push(Object {
+                    resource: resource.clone(),
+                    value,
+                });
+            }
+        }
+        let by_uid: HashMap<&str, &Object> = objects
+            .iter()
+            .map(|o| (text(&o.value, "/metadata/uid"), o))
+            .collect();
+        let mut again = None;
+        // Dependents of owners that are gone, or going with a policy.
+        for object in objects.iter().filter(|o| !deleting(&o.value)) {
+            let refs = owner_refs(&object.value);
+            if refs.is_empty() {
+                continue;
+            }
+            let mut gone = Vec::new();
+            let mut orphaned_by = Vec::new();
+            let mut foreground = false;
+            for reference in &refs {
+                let uid = text(reference, "/uid");
+                match by_uid.get(uid) {
+                    Some(owner)
+                        if deleting(&owner.value) && finalizers(&owner.value).contains(&ORPHAN) =>
+                    {
+                        orphaned_by.push(uid.to_string());
+                    }
+                    Some(owner)
+                        if deleting(&owner.value)
+                            && finalizers(&owner.value).contains(&FOREGROUND) =>
+                    {
+                        foreground = true;
+                    }
+                    Some(_) => {}
+                    None => {
+                        if !self.owner_exists(reference, namespace)? {
+                            gone.push(uid.to_string());
+                        }
+                    }
+                }
+            }
+            let remaining = refs.len() - gone.len() - orphaned_by.len();
+            if (remaining == 0 && !gone.is_empty()) || foreground {
+                let policy = if foreground {
+                    "Foreground"
+                } else {
+                    "Background"
+                };
+                self.delete(object, policy).await?;
+                again = Some(Duration::from_millis(200));
+            } else if !gone.is_empty() || !orphaned_by.is_empty() {
+                let drop: Vec<String> = gone.into_iter().chain(orphaned_by).collect();
+                self.drop_refs(object, &drop).await?;
+                again = Some(Duration::from_millis(200));
+            }
+        }
+        // Owners whose policy finalizer is done.
+        for owner in objects.iter().filter(|o| deleting(&o.value)) {
+            let held = finalizers(&owner.value);
+            let policy = [ORPHAN, FOREGROUND].into_iter().find(|f| held.contains(f));
+            let Some(policy) = policy else { continue };
+            let uid = text(&owner.value, "/metadata/uid");
+            let dependents = objects
+                .iter()
+                .filter(|o| owner_refs(&o.value).iter().any(|r| text(r, "/uid") == uid))
+                .count();
+            if dependents == 0 {
+                self.finish(owner, policy).await?;
+            } else {
+                again = Some(Duration::from_millis(200));
+            }
+        }
+        Ok(again)
+    }
+}
+
+impl Collector {
+    /// Whether the owner a reference names still exists (same uid). An
+    /// owner of a kind this server does not serve counts as gone.
+    fn owner_exists(&self, reference: &Value, namespace: &str) -> Result<bool> {
+        let api_version = text(reference, "/apiVersion");
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let Some(resource) = self
+            .registry
+            .resources()
+            .by_kind(group, text(reference, "/kind"))
+            .cloned()
+        else {
+            return Ok(false);
+        };
+        let ns = resource.namespaced.then_some(namespace);
+        let found = self
+            .registry
+            .find(&resource, ns, text(reference, "/name"))?;
+        Ok(found.is_some_and(|o| text(&o, "/metadata/uid") == text(reference, "/uid")))
+    }
+
+    async fn delete(&self, object: &Object, policy: &str) -> Result<()> {
+        let options = DeleteOptions {
+            propagation_policy: Some(policy.to_string()),
+            ..DeleteOptions::default()
+        };
+        match self
+            .registry
+            .delete(
+                &object.resource,
+                Some(text(&object.value, "/metadata/namespace")),
+                text(&object.value, "/metadata/name"),
+                &options,
+            )
+            .await
+        {
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn drop_refs(&self, object: &Object, uids: &[String]) -> Result<()> {
+        let result = self
+            .registry
+            .update_with(
+                &object.resource,
+                Some(text(&object.value, "/metadata/namespace")),
+                text(&object.value, "/metadata/name"),
+                None,
+                &WriteOptions::manager(MANAGER),
+                None,
+                |current| {
+                    let mut next = current.clone();
+                    let kept: Vec<Value> = owner_refs(current)
+                        .into_iter()
+                        .filter(|r| !uids.iter().any(|u| u == text(r, "/uid")))
+                        .collect();
+                    let meta = next["metadata"].as_object_mut().expect("metadata");
+                    if kept.is_empty() {
+                        meta.remove("ownerReferences");
+                    } else {
+                        meta.insert("ownerReferences".into(), json!(kept));
+                    }
+                    Ok(next)
+                },
+            )
+            .await;
+        match result {
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn finish(&self, owner: &Object, finalizer: &str) -> Result<()> {
+        let result = self
+            .registry
+            .update_with(
+                &owner.resource,
+                Some(text(&owner.value, "/metadata/namespace")),
+                text(&owner.value, "/metadata/name"),
+                None,
+                &WriteOptions::manager(MANAGER),
+                None,
+                |current| {
+                    let mut next = current.clone();
+                    let kept: Vec<&str> = finalizers(current)
+                        .into_iter()
+                        .filter(|f| *f != finalizer)
+                        .collect();
+                    next["metadata"]["finalizers"] = json!(kept);
+                    Ok(next)
+                },
+            )
+            .await;
+        match result {
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

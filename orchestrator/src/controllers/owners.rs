@@ -1,0 +1,74 @@
+//! Controller references: who owns an object, making an owner reference,
+//! and adopting orphans that match a selector.
+
+use serde_json::{Value, json};
+
+use crate::registry::metadata::text;
+use crate::registry::{Registry, Resource, Result, WriteOptions};
+
+/// The uid of the object's controlling owner, if it has one.
+pub fn controller_uid(object: &Value) -> Option<&str> {
+    object
+        .pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))?
+        .get("uid")?
+        .as_str()
+}
+
+/// A controller reference to `owner` (of `kind` in `api_version`).
+pub fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": text(owner, "/metadata/name"),
+        "uid": text(owner, "/metadata/uid"),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// Whether the object is being deleted.
+pub fn deleting(object: &Value) -> bool {
+    object.pointer("/metadata/deletionTimestamp").is_some()
+}
+
+/// Makes `owner` the controller of the orphan `object`, unless someone
+/// else took it first; returns the object as written.
+pub async fn adopt(
+    registry: &Registry,
+    resource: &Resource,
+    object: &Value,
+    reference: &Value,
+    manager: &str,
+) -> Result<Value> {
+    let namespace = text(object, "/metadata/namespace").to_string();
+    let name = text(object, "/metadata/name").to_string();
+    let written = registry
+        .update_with(
+            resource,
+            Some(&namespace),
+            &name,
+            None,
+            &WriteOptions::manager(manager),
+            None,
+            |current| {
+                let mut next = current.clone();
+                if controller_uid(current).is_some() || deleting(current) {
+                    return Ok(next);
+                }
+                let refs = next["metadata"]
+                    .as_object_mut()
+                    .expect("stored objects have metadata")
+                    .entry("ownerReferences")
+                    .or_insert_with(|| json!([]));
+                if let Some(refs) = refs.as_array_mut() {
+                    refs.push(reference.clone());
+                }
+                Ok(next)
+            },
+        )
+        .await?;
+    Ok(written.object)
+}

@@ -1,0 +1,395 @@
+//! The ReplicaSet controller: keeps `spec.replicas` pods of the template
+//! alive for every ReplicaSet, named `<replicaset>-<5 chars>` and owned by
+//! it; adopts orphans its selector matches; deletes the surplus, least
+//! useful first; reports replicas, ready and available pods in status.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::driver::{self, Reconciler};
+use super::owners::{adopt, controller_ref, controller_uid, deleting};
+use crate::events::{EventType, Recorder};
+use crate::registry::metadata::text;
+use crate::registry::{
+    DeleteOptions, Error, LabelSelector, ListOptions, Registry, Resource, Result, WriteOptions,
+};
+
+const MANAGER: &str = "replicaset-controller";
+/// How many pods one pass creates or deletes at once.
+const BURST: usize = 250;
+
+struct ReplicaSets {
+    registry: Registry,
+    replica_sets: Resource,
+    pods: Resource,
+    events: Recorder,
+}
+
+/// Runs until `stop` turns true.
+pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
+    let replica_sets = registry.resource("apps", "ReplicaSet");
+    let pods = registry.resource("", "Pod");
+    let reconciler = ReplicaSets {
+        events: Recorder::new(registry.clone(), MANAGER, None),
+        registry: registry.clone(),
+        replica_sets: replica_sets.clone(),
+        pods: pods.clone(),
+    };
+    driver::run(
+        registry,
+        MANAGER,
+        vec![replica_sets, pods],
+        Duration::from_secs(10),
+        reconciler,
+        stop,
+    )
+    .await;
+}
+
+impl Reconciler for ReplicaSets {
+    async fn reconcile(&self, namespace: &str) -> Result<Option<Duration>> {
+        let all = ListOptions::default();
+        let sets = self
+            .registry
+            .list(&self.replica_sets, Some(namespace), &all)?
+            .items;
+        if sets.is_empty() {
+            return Ok(None);
+        }
+        let pods = self.registry.list(&self.pods, Some(namespace), &all)?.items;
+        let mut again: Option<Duration> = None;
+        for rs in sets.iter().filter(|rs| !deleting(rs)) {
+            match self.sync(rs, &pods).await {
+                Ok(Some(after)) => again = Some(again.map_or(after, |a| a.min(after))),
+                Ok(None) => {}
+                Err(Error::NotFound { .. } | Error::Conflict { .. }) => {
+                    again = Some(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(again)
+    }
+}
+
+/// Whether a pod still counts toward its set: not being deleted, not done.
+pub fn active(pod: &Value) -> bool {
+    !deleting(pod) && !matches!(text(pod, "/status/phase"), "Succeeded" | "Failed")
+}
+
+/// When the pod turned Ready, if it is.
+fn ready_since(pod: &Value) -> Option<jiff::Timestamp> {
+    let conditions = pod.pointer("/status/conditions")?.as_array()?;
+    let ready = conditions.iter().find(|c| text(c, "/type") == "Ready")?;
+    if text(ready, "/status") != "True" {
+        return None;
+    }
+    text(ready, "/lastTransitionTime")
+        .parse()
+        .ok()
+        .or(Some(jiff::Timestamp::UNIX_EPOCH))
+}
+
+/// Whether a ready pod has been ready `min_ready` seconds; otherwise how
+/// long until it will have been (`Err`), or `None` if it is not ready.
+pub fn available(
+    pod: &Value,
+    min_ready: i64,
+    now: jiff::Timestamp,
+) -> Option<Result<(), Duration>> {
+    let since = ready_since(pod)?;
+    if min_ready <= 0 {
+        return Some(Ok(()));
+    }
+    let until = since
+        .checked_add(jiff::SignedDuration::from_secs(min_ready))
+        .unwrap_or(since);
+    if until <= now {
+        Some(Ok(()))
+    } else {
+        let left = until.duration_since(now);
+        Some(Err(Duration::from_millis(left.as_millis().max(0) as u64)))
+    }
+}
+
+/// How readily a pod is given up when there are too many: not yet
+/// scheduled first, then pending, then not ready, then the newest.
+fn deletion_rank(pod: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
+    let scheduled = u8::from(pod.pointer("/spec/nodeName").is_some());
+    let running = u8::from(text(pod, "/status/phase") == "Running");
+    let ready = u8::from(ready_since(pod).is_some());
+    let created = text(pod, "/metadata/creationTimestamp").to_string();
+    (scheduled, running, ready, std::cmp::Reverse(created))
+}
+
+impl ReplicaSets {
+    async fn sync(&self, rs: &Value, pods: &[Value]) -> Result<Option<Duration>> {
+        let uid = text(rs, "/metadata/uid");
+        let name = text(rs, "/metadata/name");
+        let namespace = text(rs, "/metadata/namespace");
+        let selector = match LabelSelector::from_object(rs.pointer("/spec/selector")) {
+            Ok(s) if !s.is_empty() => s,
+            _ => return Ok(None),
+        };
+        let mut mine: Vec<Value> = Vec::new();
+        for pod in pods {
+            match controller_uid(pod) {
+                Some(owner) if owner == uid => mine.push(pod.clone()),
+                None if active(pod) && selector.matches(pod) => {
+                    let reference = controller_ref(rs, "apps/v1", "ReplicaSet");
+                    let adopted =
+                        adopt(&self.registry, &self.pods, pod, &reference, MANAGER).await?;
+                    if controller_uid(&adopted) == Some(uid) {
+                        mine.push(adopted);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut live: Vec<&Value> = mine.iter().filter(|p| active(p)).collect();
+        let wanted = rs
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .max(0) as usize;
+        if live.len() < wanted {
+            self.create_pods(rs, wanted - live.len()).await;
+        } else if live.len() > wanted {
+            live.sort_by_key(|p| deletion_rank(p));
+            let surplus: Vec<&Value> = live.drain(..live.len() - wanted).collect();
+            self.delete_pods(rs, &surplus).await;
+        }
+        // Status from what was seen; the writes above bring another pass.
+        let min_ready = rs
+            .pointer("/spec/minReadySeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let now = jiff::Timestamp::now();
+        let counted: Vec<&Value> = mine.iter().filter(|p| active(p)).collect();
+        let template_labels = rs.pointer("/spec/template/metadata/labels");
+        let fully_labeled = counted
+            .iter()
+            .filter(|p| {
+                template_labels
+                    .and_then(Value::as_object)
+                    .is_none_or(|labels| {
+                        labels.iter().all(|(k, v)| {
+                            p.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v)
+                        })
+                    })
+            })
+            .count();
+        let mut ready = 0;
+        let mut available_now = 0;
+        let mut again: Option<Duration> = None;
+        for pod in &counted {
+            match available(pod, min_ready, now) {
+                Some(Ok(())) => {
+                    ready += 1;
+                    available_now += 1;
+                }
+                Some(Err(left)) => {
+                    ready += 1;
+                    again = Some(again.map_or(left, |a| a.min(left)));
+                }
+                None => {}
+            }
+        }
+        let status = json!({
+            "replicas": counted.len(),
+            "fullyLabeledReplicas": fully_labeled,
+            "readyReplicas": ready,
+            "availableReplicas": available_now,
+            "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+        });
+        if without_zeros(rs.get("status")) != without_zeros(Some(&status)) {
+            self.registry
+                .update_with(
+                    &self.replica_sets,
+                    Some(namespace),
+                    name,
+                    Some("status"),
+                    &WriteOptions::manager(MANAGER),
+                    None,
+                    |current| {
+                        let mut next = current.clone();
+                        let mut merged = current.get("status").cloned().unwrap_or(json!({}));
+                        for (k, v) in status.as_object().expect("built as an object") {
+                            merged[k] = v.clone();
+                        }
+                        next["status"] = merged;
+                        Ok(next)
+                    },
+                )
+                .await?;
+        }
+        Ok(again.map(|d| d + Duration::from_millis(50)))
+    }
+
+    async fn create_pods(&self, rs: &Value, count: usize) {
+        let namespace = text(rs, "/metadata/namespace");
+        let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let mut metadata = json!({
+            "generateName": format!("{}-", text(rs, "/metadata/name")),
+            "ownerReferences": [controller_ref(rs, "apps/v1", "ReplicaSet")],
+        });
+        for field in ["labels", "annotations"] {
+            if let Some(value) = template.pointer(&format!("/metadata/{field}")) {
+                metadata[field] = value.clone();
+            }
+        }
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": metadata,
+            "spec": template.get("spec").cloned().unwrap_or(json!({})),
+        });
+        let options = WriteOptions::manager(MANAGER);
+        let mut left = count;
+        while left > 0 {
+            let batch = left.min(BURST);
+            left -= batch;
+            let creates = (0..batch).map(|_| {
+                self.registry
+                    .create(&self.pods, Some(namespace), pod.clone(), &options)
+            });
+            for result in futures::future::join_all(creates).await {
+                match result {
+                    Ok(written) => {
+                        let message =
+                            format!("Created pod: {}", text(&written.object, "/metadata/name"));
+                        self.events
+                            .record(rs, EventType::Normal, "SuccessfulCreate", &message, None)
+                            .await;
+                    }
+                    Err(e) => {
+                        self.events
+                            .record(
+                                rs,
+                                EventType::Warning,
+                                "FailedCreate",
+                                &format!("Error creating: {e}"),
+                                None,
+                            )
+                            .await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn delete_pods(&self, rs: &Value, pods: &[&Value]) {
+        for chunk in pods.chunks(BURST) {
+            let deletes = chunk.iter().map(|pod| async move {
+                let name = text(pod, "/metadata/name");
+                let namespace = text(pod, "/metadata/namespace");
+                let result = self
+                    .registry
+                    .delete(&self.pods, Some(namespace), name, &DeleteOptions::default())
+                    .await;
+                (name, result)
+            });
+            for (name, result) in futures::future::join_all(deletes).await {
+                match result {
+                    Ok(_) => {
+                        self.events
+                            .record(
+                                rs,
+                                EventType::Normal,
+                                "SuccessfulDelete",
+                                &format!("Deleted pod: {name}"),
+                                None,
+                            )
+                            .await;
+                    }
+                    Err(Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        self.events
+                            .record(
+                                rs,
+                                EventType::Warning,
+                                "FailedDelete",
+                                &format!("Error deleting: {e}"),
+                                None,
+                            )
+                            .await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A status with zero counts left out, as Kubernetes omits them, so a
+/// stored status and a computed one compare equal.
+fn without_zeros(status: Option<&Value>) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Some(map) = status.and_then(Value::as_object) {
+        for (k, v) in map {
+            if k == "conditions" || v == &json!(0) {
+                continue;
+            }
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn surplus_pods_go_unscheduled_then_pending_then_unready_then_newest() {
+        let pod = |name: &str, node: bool, phase: &str, ready: bool, created: &str| {
+            let mut p = json!({"metadata": {"name": name, "creationTimestamp": created},
+                "spec": {}, "status": {"phase": phase}});
+            if node {
+                p["spec"]["nodeName"] = json!("n");
+            }
+            if ready {
+                p["status"]["conditions"] =
+                    json!([{"type": "Ready", "status": "True", "lastTransitionTime": created}]);
+            }
+            p
+        };
+        let mut pods = [
+            pod("old-ready", true, "Running", true, "2026-01-01T00:00:00Z"),
+            pod("new-ready", true, "Running", true, "2026-01-02T00:00:00Z"),
+            pod("unready", true, "Running", false, "2026-01-01T00:00:00Z"),
+            pod("pending", true, "Pending", false, "2026-01-01T00:00:00Z"),
+            pod(
+                "unscheduled",
+                false,
+                "Pending",
+                false,
+                "2026-01-01T00:00:00Z",
+            ),
+        ];
+        pods.sort_by_key(deletion_rank);
+        let order: Vec<&str> = pods.iter().map(|p| text(p, "/metadata/name")).collect();
+        assert_eq!(
+            order,
+            [
+                "unscheduled",
+                "pending",
+                "unready",
+                "new-ready",
+                "old-ready"
+            ]
+        );
+    }
+
+    #[test]
+    fn availability_waits_for_min_ready_seconds() {
+        let now: jiff::Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
+        let pod = json!({"status": {"conditions": [{"type": "Ready", "status": "True",
+            "lastTransitionTime": "2026-01-01T00:00:05Z"}]}});
+        assert_eq!(available(&pod, 0, now), Some(Ok(())));
+        assert_eq!(available(&pod, 5, now), Some(Ok(())));
+        assert_eq!(available(&pod, 8, now), Some(Err(Duration::from_secs(3))));
+        assert_eq!(available(&json!({}), 0, now), None);
+    }
+}

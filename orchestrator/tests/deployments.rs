@@ -1,0 +1,449 @@
+//! The guide's Deployments chapter through the real kubectl: a Deployment
+//! of five replicas, a deleted pod replaced, a rolling update within
+//! maxSurge and maxUnavailable (watched at every step), history, undo back
+//! to the first ReplicaSet, scale, Recreate, and cascading deletes.
+//!
+//! kubectl is required: these tests fail (never skip) without it.
+
+mod server;
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use server::Server;
+
+/// The guide's rolling-update example, with our image.
+const DEPLOYMENT: &str = "kind: Deployment
+apiVersion: apps/v1
+metadata:
+  name: nginx-deployment
+spec:
+  replicas: 5
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxSurge: 2
+      maxUnavailable: 1
+  selector:
+    matchLabels:
+      app: nginx
+  template:
+    metadata:
+      name: nginx
+      labels:
+        app: nginx
+    spec:
+      containers:
+        - name: nginx
+          image: echo-hostname:1.0.1
+";
+
+fn json(server: &Server, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&server.kubectl_ok(&all)).unwrap()
+}
+
+fn items(server: &Server, args: &[&str]) -> Vec<Value> {
+    json(server, args)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Pods of `selector` that count: not terminating, not finished.
+fn live_pods(server: &Server, selector: &str) -> Vec<Value> {
+    items(server, &["get", "pods", "-l", selector])
+        .into_iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .collect()
+}
+
+/// Whether `text` has a line `label   value` (kubectl aligns the values).
+fn has_line(text: &str, label: &str, value: &str) -> bool {
+    text.lines().any(|l| {
+        l.strip_prefix(label)
+            .is_some_and(|rest| rest.trim() == value)
+    })
+}
+
+fn rolled_out(server: &Server, name: &str) -> String {
+    server.kubectl_ok(&[
+        "rollout",
+        "status",
+        &format!("deployment/{name}"),
+        "--timeout=90s",
+    ])
+}
+
+/// Watches the pods of `selector` through `kubectl get -w`, recording the
+/// most pods alive at once and the fewest ready ones once all were.
+struct PodWatch {
+    child: Child,
+    seen: Arc<Mutex<(usize, usize, usize)>>,
+}
+
+impl PodWatch {
+    /// `expected` ready pods are there before the change being watched:
+    /// the fewest-ready count starts once the watch has seen them all.
+    fn start(server: &Server, selector: &str, expected: usize) -> PodWatch {
+        let mut child = server
+            .kubectl_command(&[
+                "get",
+                "pods",
+                "-l",
+                selector,
+                "-w",
+                "-o",
+                "json",
+                "--output-watch-events",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        // (most alive, fewest ready after the first full set, events)
+        let seen = Arc::new(Mutex::new((0usize, usize::MAX, 0usize)));
+        let record = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut pods: BTreeMap<String, Value> = BTreeMap::new();
+            let mut listed = false;
+            let events =
+                serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>();
+            for event in events {
+                let Ok(event) = event else { return };
+                let object = &event["object"];
+                let name = text(object, "/metadata/name").to_string();
+                if text(&event, "/type") == "DELETED" {
+                    pods.remove(&name);
+                } else {
+                    pods.insert(name, object.clone());
+                }
+                let alive: Vec<&Value> = pods
+                    .values()
+                    .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+                    .collect();
+                let ready = alive
+                    .iter()
+                    .filter(|p| {
+                        p.pointer("/status/conditions")
+                            .and_then(Value::as_array)
+                            .is_some_and(|c| {
+                                c.iter().any(|c| {
+                                    text(c, "/type") == "Ready" && text(c, "/status") == "True"
+                                })
+                            })
+                    })
+                    .count();
+                listed |= ready == expected;
+                let mut seen = record.lock().unwrap();
+                seen.0 = seen.0.max(alive.len());
+                if listed {
+                    seen.1 = seen.1.min(ready);
+                }
+                seen.2 += 1;
+            }
+        });
+        PodWatch { child, seen }
+    }
+
+    /// (most pods alive at once, fewest ready at once, events seen).
+    fn stop(mut self) -> (usize, usize, usize) {
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self.seen.lock().unwrap()
+    }
+}
+
+#[test]
+fn the_guides_rolling_update_history_undo_and_scale() {
+    let server = Server::start();
+    let path = server.manifest("deployment.yaml", DEPLOYMENT);
+    let out = server.kubectl_ok(&["apply", "-f", &path]);
+    assert!(
+        out.contains("deployment.apps/nginx-deployment created"),
+        "{out}"
+    );
+    let out = rolled_out(&server, "nginx-deployment");
+    assert!(
+        out.contains("deployment \"nginx-deployment\" successfully rolled out"),
+        "{out}"
+    );
+
+    // Columns as kubectl shows them.
+    let table = server.kubectl_ok(&["get", "deployment", "nginx-deployment"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["nginx-deployment", "5/5", "5", "5"], "{table}");
+    let wide = server.kubectl_ok(&["get", "deployment", "-o", "wide"]);
+    assert!(
+        wide.lines()
+            .next()
+            .unwrap()
+            .contains("CONTAINERS   IMAGES                SELECTOR"),
+        "{wide}"
+    );
+    assert!(
+        wide.contains("nginx        echo-hostname:1.0.1   app=nginx"),
+        "{wide}"
+    );
+
+    // Five pods of one ReplicaSet, named after it, carrying its hash.
+    let sets = items(&server, &["get", "replicasets", "-l", "app=nginx"]);
+    assert_eq!(sets.len(), 1);
+    let first_rs = text(&sets[0], "/metadata/name").to_string();
+    let hash = text(&sets[0], "/metadata/labels/pod-template-hash").to_string();
+    assert_eq!(first_rs, format!("nginx-deployment-{hash}"));
+    assert_eq!(
+        text(
+            &sets[0],
+            "/metadata/annotations/deployment.kubernetes.io~1revision"
+        ),
+        "1"
+    );
+    assert_eq!(
+        text(&sets[0], "/metadata/ownerReferences/0/kind"),
+        "Deployment"
+    );
+    let pods = live_pods(&server, "app=nginx");
+    assert_eq!(pods.len(), 5);
+    for pod in &pods {
+        let name = text(pod, "/metadata/name");
+        assert!(
+            name.starts_with(&format!("{first_rs}-")) && name.len() == first_rs.len() + 6,
+            "{name}"
+        );
+        assert_eq!(text(pod, "/metadata/labels/pod-template-hash"), hash);
+        assert_eq!(text(pod, "/metadata/ownerReferences/0/name"), first_rs);
+    }
+    let rs_table = server.kubectl_ok(&["get", "rs"]);
+    let header: Vec<&str> = rs_table
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]);
+    assert!(
+        rs_table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with(&format!("{first_rs}   5         5         5")),
+        "{rs_table}"
+    );
+
+    // A deleted pod is replaced.
+    let victim = text(&pods[0], "/metadata/name").to_string();
+    server.kubectl_ok(&["delete", "pod", &victim, "--wait=false"]);
+    server.wait_for(Duration::from_secs(30), || {
+        let pods = live_pods(&server, "app=nginx");
+        pods.len() == 5 && pods.iter().all(|p| text(p, "/metadata/name") != victim)
+    });
+    rolled_out(&server, "nginx-deployment");
+
+    // Rolling update, watched: never more than 5 + maxSurge pods, never
+    // fewer than 5 - maxUnavailable ready.
+    let watch = PodWatch::start(&server, "app=nginx", 5);
+    std::thread::sleep(Duration::from_millis(500));
+    server.kubectl_ok(&[
+        "set",
+        "image",
+        "deployment/nginx-deployment",
+        "nginx=echo-hostname:1.0.2",
+    ]);
+    let out = rolled_out(&server, "nginx-deployment");
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let (most, fewest_ready, events) = watch.stop();
+    assert!(events > 10, "the watch saw the rollout ({events} events)");
+    assert!(
+        most <= 7,
+        "at most replicas + maxSurge = 7 pods at once, saw {most}"
+    );
+    assert!(most > 5, "the surge was used: {most}");
+    assert!(
+        fewest_ready >= 4,
+        "at least replicas - maxUnavailable = 4 ready, saw {fewest_ready}"
+    );
+    let pods = live_pods(&server, "app=nginx");
+    assert_eq!(pods.len(), 5);
+    assert!(
+        pods.iter()
+            .all(|p| text(p, "/spec/containers/0/image") == "echo-hostname:1.0.2")
+    );
+
+    let history = server.kubectl_ok(&["rollout", "history", "deployment/nginx-deployment"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    let second = server.kubectl_ok(&[
+        "rollout",
+        "history",
+        "deployment/nginx-deployment",
+        "--revision=2",
+    ]);
+    assert!(second.contains("echo-hostname:1.0.2"), "{second}");
+    let described = server.kubectl_ok(&["describe", "deployment", "nginx-deployment"]);
+    assert!(
+        described.contains(&format!("Scaled up replica set {first_rs} to 5")),
+        "{described}"
+    );
+    assert!(
+        described.contains(&format!("Scaled down replica set {first_rs} to 0")),
+        "{described}"
+    );
+    assert!(
+        has_line(&described, "StrategyType:", "RollingUpdate"),
+        "{described}"
+    );
+    assert!(
+        has_line(
+            &described,
+            "RollingUpdateStrategy:",
+            "1 max unavailable, 2 max surge"
+        ),
+        "{described}"
+    );
+
+    // Undo: back to the first template, in the first ReplicaSet, as
+    // revision 3.
+    server.kubectl_ok(&["rollout", "undo", "deployment/nginx-deployment"]);
+    rolled_out(&server, "nginx-deployment");
+    let pods = live_pods(&server, "app=nginx");
+    assert_eq!(pods.len(), 5);
+    for pod in &pods {
+        assert_eq!(text(pod, "/spec/containers/0/image"), "echo-hostname:1.0.1");
+        assert_eq!(text(pod, "/metadata/ownerReferences/0/name"), first_rs);
+    }
+    let history = server.kubectl_ok(&["rollout", "history", "deployment/nginx-deployment"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["2", "3"], "{history}");
+    assert_eq!(items(&server, &["get", "rs", "-l", "app=nginx"]).len(), 2);
+
+    // Scale, through the scale subresource.
+    let out = server.kubectl_ok(&["scale", "deployment", "nginx-deployment", "--replicas=2"]);
+    assert!(
+        out.contains("deployment.apps/nginx-deployment scaled"),
+        "{out}"
+    );
+    server.wait_for(Duration::from_secs(30), || {
+        live_pods(&server, "app=nginx").len() == 2
+    });
+    rolled_out(&server, "nginx-deployment");
+    let scale: Value = serde_json::from_str(&server.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/nginx-deployment/scale",
+    ]))
+    .unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 2);
+    let bad = server.kubectl(&["scale", "deployment", "nginx-deployment", "--replicas=-1"]);
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(said.contains("replicas"), "{said}");
+
+    // Deleting the Deployment takes its ReplicaSets and pods with it.
+    server.kubectl_ok(&["delete", "deployment", "nginx-deployment"]);
+    server.wait_for(Duration::from_secs(30), || {
+        items(&server, &["get", "rs", "-l", "app=nginx"]).is_empty()
+            && items(&server, &["get", "pods", "-l", "app=nginx"]).is_empty()
+    });
+}
+
+#[test]
+fn recreate_never_runs_old_and_new_pods_together_and_orphans_stay() {
+    let server = Server::start();
+    let manifest = DEPLOYMENT
+        .replace("nginx-deployment", "recreated")
+        .replace("app: nginx", "app: recreated")
+        .replace(
+            "    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 2\n      maxUnavailable: 1\n",
+            "    type: Recreate\n",
+        )
+        .replace("replicas: 5", "replicas: 3");
+    let path = server.manifest("recreate.yaml", &manifest);
+    server.kubectl_ok(&["apply", "-f", &path]);
+    rolled_out(&server, "recreated");
+    let watch = PodWatch::start(&server, "app=recreated", 3);
+    std::thread::sleep(Duration::from_millis(500));
+    server.kubectl_ok(&[
+        "set",
+        "image",
+        "deployment/recreated",
+        "nginx=echo-hostname:1.0.2",
+    ]);
+    rolled_out(&server, "recreated");
+    let (most, fewest_ready, _) = watch.stop();
+    assert!(
+        most <= 3,
+        "Recreate never has more than the replicas: saw {most}"
+    );
+    assert_eq!(fewest_ready, 0, "Recreate has a moment with no pod");
+    let described = server.kubectl_ok(&["describe", "deployment", "recreated"]);
+    assert!(
+        has_line(&described, "StrategyType:", "Recreate"),
+        "{described}"
+    );
+
+    // Orphan: the ReplicaSets and pods stay, no longer owned.
+    let out = server.kubectl_ok(&["delete", "deployment", "recreated", "--cascade=orphan"]);
+    assert!(
+        out.contains("deployment.apps \"recreated\" deleted"),
+        "{out}"
+    );
+    server.wait_for(Duration::from_secs(20), || {
+        server
+            .kubectl(&["get", "deployment", "recreated"])
+            .status
+            .code()
+            == Some(1)
+    });
+    let sets = items(&server, &["get", "rs", "-l", "app=recreated"]);
+    assert_eq!(sets.len(), 2);
+    assert!(
+        sets.iter()
+            .all(|rs| rs.pointer("/metadata/ownerReferences").is_none()),
+        "{sets:?}"
+    );
+    assert_eq!(live_pods(&server, "app=recreated").len(), 3);
+
+    // Foreground: the ReplicaSet waits for its pods to go first.
+    let live = sets
+        .iter()
+        .find(|rs| rs["spec"]["replicas"] == 3)
+        .map(|rs| text(rs, "/metadata/name").to_string())
+        .unwrap();
+    server.kubectl_ok(&[
+        "delete",
+        "rs",
+        &live,
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    server.wait_for(Duration::from_secs(30), || {
+        live_pods(&server, "app=recreated").is_empty()
+            && server.kubectl(&["get", "rs", &live]).status.code() == Some(1)
+    });
+}
