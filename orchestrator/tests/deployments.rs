@@ -364,6 +364,58 @@ fn the_guides_rolling_update_history_undo_and_scale() {
     let said = String::from_utf8_lossy(&bad.stderr);
     assert!(said.contains("replicas"), "{said}");
 
+    // Paused: a template change waits; resumed, it rolls out (onto the
+    // revision-2 set, whose template it is again).
+    let out = server.kubectl_ok(&["rollout", "pause", "deployment/nginx-deployment"]);
+    assert!(
+        out.contains("deployment.apps/nginx-deployment paused"),
+        "{out}"
+    );
+    server.kubectl_ok(&[
+        "set",
+        "image",
+        "deployment/nginx-deployment",
+        "nginx=echo-hostname:1.0.2",
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+    let pods = live_pods(&server, "app=nginx");
+    assert!(
+        pods.iter()
+            .all(|p| text(p, "/spec/containers/0/image") == "echo-hostname:1.0.1")
+    );
+    assert_eq!(items(&server, &["get", "rs", "-l", "app=nginx"]).len(), 2);
+    let out = server.kubectl_ok(&["rollout", "resume", "deployment/nginx-deployment"]);
+    assert!(
+        out.contains("deployment.apps/nginx-deployment resumed"),
+        "{out}"
+    );
+    rolled_out(&server, "nginx-deployment");
+    let pods = live_pods(&server, "app=nginx");
+    assert_eq!(pods.len(), 2);
+    assert!(
+        pods.iter()
+            .all(|p| text(p, "/spec/containers/0/image") == "echo-hostname:1.0.2")
+    );
+    assert_eq!(items(&server, &["get", "rs", "-l", "app=nginx"]).len(), 2);
+    // Restart: same image, new pods.
+    let before: Vec<String> = pods
+        .iter()
+        .map(|p| text(p, "/metadata/name").to_string())
+        .collect();
+    let out = server.kubectl_ok(&["rollout", "restart", "deployment/nginx-deployment"]);
+    assert!(
+        out.contains("deployment.apps/nginx-deployment restarted"),
+        "{out}"
+    );
+    rolled_out(&server, "nginx-deployment");
+    server.wait_for(Duration::from_secs(30), || {
+        let pods = live_pods(&server, "app=nginx");
+        pods.len() == 2
+            && pods
+                .iter()
+                .all(|p| !before.contains(&text(p, "/metadata/name").to_string()))
+    });
+
     // Deleting the Deployment takes its ReplicaSets and pods with it.
     server.kubectl_ok(&["delete", "deployment", "nginx-deployment"]);
     server.wait_for(Duration::from_secs(30), || {
@@ -446,4 +498,89 @@ fn recreate_never_runs_old_and_new_pods_together_and_orphans_stay() {
         live_pods(&server, "app=recreated").is_empty()
             && server.kubectl(&["get", "rs", &live]).status.code() == Some(1)
     });
+}
+
+/// The guide's first Deployment manifest as printed, only the image
+/// changed: an `extensions/v1beta1` Deployment with `strategy: Recreate`.
+const GUIDE_OLD_DEPLOYMENT: &str = "kind: Deployment
+apiVersion: extensions/v1beta1
+metadata:
+  name: nginx-deployment
+spec:
+  # A deployment's specification really only
+  # has a few useful options
+
+  # 1. How many copies of each pod do we want?
+  replicas: 3
+
+  # 2. How do want to update the pods?
+  strategy: Recreate
+
+  # 3. Which pods are managed by this deployment?
+  selector:
+    # This matches against the labels we set on the pod!
+    matchLabels:
+      deploy: example
+
+  # Where deployments start to look intimidating. In reality,
+  # this template field is a regular pod configuration!
+  template:
+    metadata:
+      # Set labels on the pod.
+      # This is used in the deployment selector.
+      labels:
+        deploy: example
+    spec:
+      containers:
+        - name: nginx
+          image: echo-hostname:1.0.1
+";
+
+#[test]
+fn the_guides_old_api_version_manifest_runs_with_a_deprecation_warning() {
+    let server = Server::start();
+    let versions = server.kubectl_ok(&["api-versions"]);
+    for version in [
+        "apps/v1",
+        "apps/v1beta1",
+        "apps/v1beta2",
+        "extensions/v1beta1",
+    ] {
+        assert!(versions.lines().any(|l| l == version), "{versions}");
+    }
+    let path = server.manifest("old.yaml", GUIDE_OLD_DEPLOYMENT);
+    let out = server.kubectl(&["apply", "-f", &path]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("nginx-deployment created"), "{stdout}");
+    assert!(
+        stderr.contains("Warning: extensions/v1beta1 Deployment is deprecated in v1.9+, unavailable in v1.16+; use apps/v1 Deployment"),
+        "{stderr}"
+    );
+    // Stored as apps/v1, with the strategy the guide meant.
+    let stored = json(&server, &["get", "deployments.v1.apps", "nginx-deployment"]);
+    assert_eq!(stored["apiVersion"], "apps/v1");
+    assert_eq!(stored["spec"]["strategy"]["type"], "Recreate");
+    rolled_out(&server, "nginx-deployment");
+    assert_eq!(live_pods(&server, "deploy=example").len(), 3);
+    // Applying it again changes nothing: kubectl sends a patch (its diff
+    // sees the guide's string strategy against the stored object), and
+    // the patched object is the same.
+    server.kubectl_ok(&["apply", "-f", &path]);
+    let again = json(&server, &["get", "deployments.v1.apps", "nginx-deployment"]);
+    assert_eq!(again["metadata"]["generation"], 1);
+    assert_eq!(
+        items(&server, &["get", "rs", "-l", "deploy=example"]).len(),
+        1
+    );
+    let table = server.kubectl_ok(&["get", "deployment", "nginx-deployment"]);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("nginx-deployment   3/3"),
+        "{table}"
+    );
 }

@@ -101,9 +101,8 @@ fn aggregated_group(resources: &Resources, group: &str) -> Value {
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| {
             let list: Vec<Value> = resources
-                .all()
+                .in_version(g, v)
                 .iter()
-                .filter(|r| r.group == g && r.version == v)
                 .map(aggregated_resource)
                 .collect();
             json!({"version": v, "resources": list, "freshness": "Current"})
@@ -187,16 +186,12 @@ pub fn groups(resources: &Resources, format: Format) -> Value {
 
 /// The `APIResourceList` of one group version.
 pub fn resource_list(resources: &Resources, group: &str, version: &str) -> Option<Value> {
-    let in_version: Vec<&Resource> = resources
-        .all()
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .collect();
+    let in_version = resources.in_version(group, version);
     if in_version.is_empty() {
         return None;
     }
     let mut list = Vec::new();
-    for resource in in_version {
+    for resource in &in_version {
         let mut entry = json!({
             "name": resource.plural,
             "singularName": resource.singular,

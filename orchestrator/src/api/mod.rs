@@ -5,6 +5,7 @@
 //! with `oneshot` and no socket, an embedding program can hand it to
 //! `kube::Client`, and [`crate::server`] serves it over HTTPS.
 
+mod alias;
 mod discovery;
 mod exec;
 pub mod objects;

@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use super::query::Query;
 use super::response::{json_response, with_warnings};
 use super::table::{IncludeObject, table};
-use super::{ApiState, scale, watch};
+use super::{ApiState, alias, scale, watch};
 use crate::patch::PatchKind;
+use crate::registry::resources::Alias;
 use crate::registry::{
     DeleteOptions, Deleted, Error, FieldSelector, LabelSelector, ListOptions, Resource, Result,
     WriteOptions,
@@ -44,6 +45,8 @@ pub trait PodLogs: Send + Sync {
 /// A parsed resource path.
 struct Target {
     resource: Resource,
+    /// The old group version the request was made at, if it was.
+    alias: Option<Alias>,
     namespace: Option<String>,
     name: Option<String>,
     subresource: Option<String>,
@@ -83,20 +86,20 @@ fn parse_target(state: &ApiState, group: &str, version: &str, rest: &str) -> Res
         state
             .registry
             .resources()
-            .find(group, version, plural)
-            .cloned()
+            .find_served(group, version, plural)
+            .map(|(resource, alias)| (resource.clone(), alias.copied()))
             .ok_or(Error::NoRoute)
     };
     let namespaced_path = segments.first() == Some(&"namespaces")
         && segments.len() >= 3
         && !(segments.len() == 3 && matches!(segments[2], "status" | "finalize"));
-    let (resource, namespace, name, subresource) = if namespaced_path {
-        let resource = find(segments[2])?;
+    let ((resource, alias), namespace, name, subresource) = if namespaced_path {
+        let (resource, alias) = find(segments[2])?;
         if !resource.namespaced {
             return Err(Error::NoRoute);
         }
         (
-            resource,
+            (resource, alias),
             Some(segments[1]),
             segments.get(3),
             segments.get(4),
@@ -119,6 +122,7 @@ fn parse_target(state: &ApiState, group: &str, version: &str, rest: &str) -> Res
     }
     Ok(Target {
         resource,
+        alias,
         namespace: namespace.map(str::to_string),
         name: name.map(|n| n.to_string()),
         subresource: subresource.map(|s| s.to_string()),
@@ -205,6 +209,43 @@ async fn handle(
     body: Bytes,
 ) -> Result<Response> {
     let target = parse_target(state, group, version, rest)?;
+    let Some(old) = target.alias else {
+        return serve(state, target, method, raw_query, headers, body).await;
+    };
+    // A request at an old group version: converted in, converted out.
+    let current = target.resource.api_version();
+    let body = if method == Method::PATCH {
+        match PatchKind::from_content_type(content_type(&headers)) {
+            Some(kind) => {
+                Bytes::from(alias::patch_to_current(&old, &current, kind, &body).into_owned())
+            }
+            None => body,
+        }
+    } else if (method == Method::POST || method == Method::PUT)
+        && content_type(&headers).starts_with("application/json")
+        && let Ok(mut value) = serde_json::from_slice::<Value>(&body)
+    {
+        alias::to_current(&old, &current, &mut value);
+        Bytes::from(serde_json::to_vec(&value).expect("JSON values serialise"))
+    } else {
+        body
+    };
+    let streams = Query::parse(raw_query.as_deref())?.flag("watch");
+    let response = serve(state, target, method, raw_query, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    Ok(alias::answer(&old, &current, response, !streams).await)
+}
+
+/// Answers a request for `target`.
+async fn serve(
+    state: &ApiState,
+    target: Target,
+    method: Method,
+    raw_query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
     let query = Query::parse(raw_query.as_deref())?;
     let registry = &state.registry;
     let resource = &target.resource;

@@ -177,12 +177,8 @@ fn resource_paths(resource: &Resource, paths: &mut serde_json::Map<String, Value
 
 fn document(resources: &Resources, group: &str, version: &str) -> Value {
     let mut paths = serde_json::Map::new();
-    for resource in resources
-        .all()
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
-        resource_paths(resource, &mut paths);
+    for resource in resources.in_version(group, version) {
+        resource_paths(&resource, &mut paths);
     }
     json!({
         "openapi": "3.0.0",

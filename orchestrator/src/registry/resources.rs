@@ -141,20 +141,92 @@ impl Resource {
     }
 }
 
+/// An old group version still served for a kind (so old manifests run
+/// unchanged): its objects are stored and validated as the current
+/// version's, and every answer carries a deprecation warning.
+#[derive(Debug, Clone, Copy)]
+pub struct Alias {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The group of the current version.
+    pub current_group: &'static str,
+    /// Kubernetes' own deprecation notice for it.
+    pub warning: &'static str,
+}
+
+impl Alias {
+    /// `extensions/v1beta1`.
+    pub fn api_version(&self) -> String {
+        format!("{}/{}", self.group, self.version)
+    }
+}
+
 /// Every resource the server serves.
 #[derive(Debug, Clone)]
 pub struct Resources {
     all: Vec<Resource>,
+    aliases: Vec<Alias>,
 }
 
 impl Resources {
     pub fn new(all: Vec<Resource>) -> Resources {
-        Resources { all }
+        Resources {
+            all,
+            aliases: Vec::new(),
+        }
     }
 
-    /// The built-in resources.
+    /// The built-in resources, with the old versions they are served at.
     pub fn builtin() -> Resources {
-        Resources::new(super::kinds::all())
+        Resources {
+            all: super::kinds::all(),
+            aliases: super::kinds::aliases(),
+        }
+    }
+
+    /// The resource served at `group/version/plural`, current or by an
+    /// old version (then with that alias).
+    pub fn find_served(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<(&Resource, Option<&Alias>)> {
+        if let Some(resource) = self.find(group, version, plural) {
+            return Some((resource, None));
+        }
+        self.aliases
+            .iter()
+            .filter(|a| a.group == group && a.version == version)
+            .find_map(|alias| {
+                let resource = self.by_kind(alias.current_group, alias.kind)?;
+                (resource.plural == plural).then_some((resource, Some(alias)))
+            })
+    }
+
+    /// The resources discovery lists under `group/version`, old versions
+    /// included (as copies naming that version).
+    pub fn in_version(&self, group: &str, version: &str) -> Vec<Resource> {
+        let mut out: Vec<Resource> = self
+            .all
+            .iter()
+            .filter(|r| r.group == group && r.version == version)
+            .cloned()
+            .collect();
+        for alias in self
+            .aliases
+            .iter()
+            .filter(|a| a.group == group && a.version == version)
+        {
+            if let Some(resource) = self.by_kind(alias.current_group, alias.kind) {
+                let mut view = resource.clone();
+                view.group = alias.group;
+                view.version = alias.version;
+                out.push(view);
+            }
+        }
+        out
     }
 
     pub fn all(&self) -> &[Resource] {
@@ -177,9 +249,11 @@ impl Resources {
     /// group first.
     pub fn group_versions(&self) -> Vec<(&'static str, &'static str)> {
         let mut out: Vec<(&'static str, &'static str)> = Vec::new();
-        for r in &self.all {
-            if !out.contains(&(r.group, r.version)) {
-                out.push((r.group, r.version));
+        let current = self.all.iter().map(|r| (r.group, r.version));
+        let old = self.aliases.iter().map(|a| (a.group, a.version));
+        for pair in current.chain(old) {
+            if !out.contains(&pair) {
+                out.push(pair);
             }
         }
         out

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Event, Namespace, Node};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::resources::{ALL_VERBS, Hooks, Resource, Subresource, allocate_nothing};
+use super::resources::{ALL_VERBS, Alias, Hooks, Resource, Subresource, allocate_nothing};
 use crate::admission::{Errors, Invalid, check_dns_label, check_dns_subdomain};
 
 pub use apps::scaled_value;
@@ -25,6 +25,34 @@ pub(crate) fn all() -> Vec<Resource> {
         service::endpoint_slices(),
         apps::deployments(),
         apps::replica_sets(),
+    ]
+}
+
+/// Old group versions still served, as the guide's manifests use them.
+pub(crate) fn aliases() -> Vec<Alias> {
+    let deployment = |group, version, warning| Alias {
+        group,
+        version,
+        kind: "Deployment",
+        current_group: "apps",
+        warning,
+    };
+    vec![
+        deployment(
+            "apps",
+            "v1beta2",
+            "apps/v1beta2 Deployment is deprecated in v1.9+, unavailable in v1.16+; use apps/v1 Deployment",
+        ),
+        deployment(
+            "apps",
+            "v1beta1",
+            "apps/v1beta1 Deployment is deprecated in v1.9+, unavailable in v1.16+; use apps/v1 Deployment",
+        ),
+        deployment(
+            "extensions",
+            "v1beta1",
+            "extensions/v1beta1 Deployment is deprecated in v1.9+, unavailable in v1.16+; use apps/v1 Deployment",
+        ),
     ]
 }
 
