@@ -59,6 +59,10 @@ enum Command {
         /// Host address node ports and LoadBalancer ports listen on
         #[arg(long, default_value = "0.0.0.0")]
         node_port_address: std::net::IpAddr,
+        /// Pods this node takes at most (its `pods` capacity), as the
+        /// kubelet's --max-pods; Kubernetes' default is 110
+        #[arg(long, default_value_t = 110)]
+        max_pods: u32,
     },
     /// Manage the local image store
     #[command(subcommand)]
@@ -221,6 +225,7 @@ fn main() -> anyhow::Result<()> {
             pod_cidr,
             service_cidr,
             node_port_address,
+            max_pods,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -239,6 +244,7 @@ fn main() -> anyhow::Result<()> {
             config.pod_cidr = pod_cidr;
             config.service_network.cidr = service_cidr;
             config.node_port_address = node_port_address;
+            config.max_pods = max_pods;
             let result = runtime.block_on(serve(config, listen, insecure_http, &data_dir));
             runtime.shutdown_timeout(Duration::from_secs(2));
             result

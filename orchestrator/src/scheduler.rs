@@ -32,16 +32,57 @@ pub async fn run(registry: Registry, mut stop: watch::Receiver<bool>) {
         }
     };
     let mut tick = tokio::time::interval(RETRY_EVERY);
+    // A pass lists every pod: it runs when a change can give it work (a
+    // new unbound pod, or room freed while pods wait), once for all the
+    // changes that came meanwhile.
+    let mut pass = true;
+    let mut waiting = false;
     loop {
-        if let Err(e) = schedule_pending(&registry, &recorder).await {
-            tracing::warn!("scheduling: {e}");
+        if std::mem::take(&mut pass) {
+            match schedule_pending(&registry, &recorder).await {
+                Ok(left) => waiting = left,
+                Err(e) => {
+                    tracing::warn!("scheduling: {e}");
+                    waiting = true;
+                }
+            }
         }
         tokio::select! {
-            _ = watch.next() => {}
-            _ = tick.tick() => {}
+            event = watch.next() => {
+                let mut events = vec![event];
+                events.extend(std::iter::from_fn(|| watch.try_next().map(Some)));
+                for event in events {
+                    match event {
+                        Some(Ok(event)) => pass |= gives_work(&event, waiting),
+                        _ => {
+                            pass = true;
+                            match registry.watch(&pods, None, registry.store().revision()) {
+                                Ok(w) => watch = w,
+                                Err(e) => tracing::warn!("scheduler cannot watch pods: {e}"),
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => pass = true,
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Whether a change to a pod can give the scheduler something to do.
+fn gives_work(event: &crate::store::WatchEvent, waiting: bool) -> bool {
+    let pod = &event.object;
+    let unbound = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty();
+    let gone = event.event_type == crate::store::EventType::Deleted
+        || pod.pointer("/metadata/deletionTimestamp").is_some()
+        || !is_active(pod);
+    (unbound && !gone) || (waiting && gone)
 }
 
 /// Requests of a pod: the sum of its containers' (init containers: the
@@ -93,10 +134,14 @@ fn is_active(pod: &Value) -> bool {
     )
 }
 
+/// How many bindings are written at once.
+const BIND_AT_ONCE: usize = 128;
+
+/// Binds what fits; `Ok(true)` when pods are left waiting for room.
 async fn schedule_pending(
     registry: &Registry,
     recorder: &Recorder,
-) -> Result<(), crate::registry::Error> {
+) -> Result<bool, crate::registry::Error> {
     let pods = registry.resource("", "Pod");
     let nodes = registry.resource("", "Node");
     let all = registry.list(&pods, None, &ListOptions::default())?.items;
@@ -116,8 +161,10 @@ async fn schedule_pending(
         })
         .collect();
     if pending.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
+    let mut left_waiting = false;
+    let mut placed: Vec<(&Value, String)> = Vec::new();
     let node_list = registry.list(&nodes, None, &ListOptions::default())?.items;
     // What each node has left.
     let mut free: Vec<(String, BTreeMap<&'static str, i128>, i128)> = node_list
@@ -178,34 +225,15 @@ async fn schedule_pending(
         }
         match chosen {
             Some(index) => {
-                let node = free[index].0.clone();
-                // The event goes first so it precedes the kubelet's, which
-                // start the moment the binding lands.
-                let namespace = pod
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                let name = pod
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                recorder
-                    .record(
-                        pod,
-                        EventType::Normal,
-                        "Scheduled",
-                        &format!("Successfully assigned {namespace}/{name} to {node}"),
-                        None,
-                    )
-                    .await;
-                if bind(registry, pod, &node).await? {
-                    for (resource, amount) in &wanted {
-                        *free[index].1.entry(resource).or_insert(0) -= amount;
-                    }
-                    free[index].2 -= 1;
+                // Room is taken now; the bindings are written together below.
+                for (resource, amount) in &wanted {
+                    *free[index].1.entry(resource).or_insert(0) -= amount;
                 }
+                free[index].2 -= 1;
+                placed.push((pod, free[index].0.clone()));
             }
             None => {
+                left_waiting = true;
                 let mut message = format!("0/{} nodes are available:", free.len());
                 let parts: Vec<String> = reasons.iter().map(|(r, n)| format!(" {n} {r}")).collect();
                 message.push_str(&parts.join(","));
@@ -221,7 +249,34 @@ async fn schedule_pending(
             }
         }
     }
-    Ok(())
+    for chunk in placed.chunks(BIND_AT_ONCE) {
+        let binds = chunk.iter().map(|(pod, node)| async move {
+            // The event goes first so it precedes the kubelet's, which
+            // start the moment the binding lands.
+            let namespace = pod
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let name = pod
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            recorder
+                .record(
+                    pod,
+                    EventType::Normal,
+                    "Scheduled",
+                    &format!("Successfully assigned {namespace}/{name} to {node}"),
+                    None,
+                )
+                .await;
+            bind(registry, pod, node).await
+        });
+        for result in futures::future::join_all(binds).await {
+            result?;
+        }
+    }
+    Ok(left_waiting)
 }
 
 /// Binds `pod` to `node`; false if the pod changed or went meanwhile.

@@ -47,7 +47,10 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
         registry,
         MANAGER,
         vec![deployments, replica_sets],
-        Duration::from_secs(10),
+        driver::Pace {
+            resync: Duration::from_secs(10),
+            batch: Duration::from_millis(50),
+        },
         reconciler,
         stop,
     )

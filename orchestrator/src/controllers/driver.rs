@@ -20,12 +20,21 @@ pub trait Reconciler: Send + Sync + 'static {
     fn reconcile(&self, namespace: &str) -> impl Future<Output = Result<Option<Duration>>> + Send;
 }
 
+/// How often a controller looks: a full pass at least every `resync`,
+/// and passes at most every `batch` (changes meanwhile wait and are done
+/// together, so a burst of writes costs a few passes, not one each).
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub resync: Duration,
+    pub batch: Duration,
+}
+
 /// Runs `reconciler` over the namespaces of `watched` until `stop` turns true.
 pub async fn run<R: Reconciler>(
     registry: Registry,
     name: &'static str,
     watched: Vec<Resource>,
-    resync: Duration,
+    pace: Pace,
     reconciler: R,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -36,7 +45,8 @@ pub async fn run<R: Reconciler>(
         let changes = changes.clone();
         watchers.spawn(follow(registry, resource, changes));
     }
-    let mut tick = tokio::time::interval(resync);
+    let mut tick = tokio::time::interval(pace.resync);
+    let mut last_pass = Instant::now() - pace.batch;
     let mut dirty = BTreeSet::new();
     let mut due: BTreeMap<String, Instant> = BTreeMap::new();
     let mut everything = true;
@@ -44,6 +54,21 @@ pub async fn run<R: Reconciler>(
         if everything {
             dirty.extend(namespaces_of(&registry, &watched));
             everything = false;
+        }
+        if !dirty.is_empty() {
+            let since = last_pass.elapsed();
+            if since < pace.batch {
+                tokio::time::sleep(pace.batch - since).await;
+                while let Ok(more) = changed.try_recv() {
+                    match more {
+                        Some(namespace) => {
+                            dirty.insert(namespace);
+                        }
+                        None => dirty.extend(namespaces_of(&registry, &watched)),
+                    }
+                }
+            }
+            last_pass = Instant::now();
         }
         for namespace in std::mem::take(&mut dirty) {
             let again = match reconciler.reconcile(&namespace).await {

@@ -41,7 +41,10 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
         registry,
         MANAGER,
         watched,
-        Duration::from_secs(30),
+        driver::Pace {
+            resync: Duration::from_secs(30),
+            batch: Duration::from_millis(500),
+        },
         collector,
         stop,
     )

@@ -40,7 +40,10 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
         registry,
         MANAGER,
         vec![replica_sets, pods],
-        Duration::from_secs(10),
+        driver::Pace {
+            resync: Duration::from_secs(10),
+            batch: Duration::from_millis(50),
+        },
         reconciler,
         stop,
     )

@@ -223,6 +223,10 @@ impl Resources {
                 let mut view = resource.clone();
                 view.group = alias.group;
                 view.version = alias.version;
+                // Short names and `all` belong to the current version only,
+                // or kubectl would list deployments once per version.
+                view.short_names = &[];
+                view.categories = &[];
                 out.push(view);
             }
         }

@@ -5,7 +5,8 @@
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use serde_json::{Map, Value, json};
 
-use super::{decode, name_of, pod, validate_metadata};
+use super::pod::{self, set_default};
+use super::{decode, name_of, validate_metadata};
 use crate::admission::{Errors, Invalid};
 use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource, allocate_nothing};
 use crate::registry::selectors::{LabelSelector, format_selector};
@@ -77,12 +78,6 @@ pub(super) fn replica_sets() -> Resource {
             decode: decode::<ReplicaSet>,
             allocate: allocate_nothing,
         },
-    }
-}
-
-fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
-    if map.get(key).is_none_or(Value::is_null) {
-        map.insert(key.to_string(), value);
     }
 }
 
@@ -325,6 +320,27 @@ mod tests {
             json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
         );
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+        assert!(validate(&d, None, true).is_ok());
+    }
+
+    #[test]
+    fn empty_strings_from_protobuf_clients_are_defaulted() {
+        // `kubectl create deployment` sends every zero value.
+        let mut d = deployment(json!({
+            "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"type": ""},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"restartPolicy": "", "dnsPolicy": "",
+                    "containers": [{"name": "c", "image": "x:1", "imagePullPolicy": ""}]}}}));
+        deployment_defaults(&mut d);
+        assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+        assert_eq!(d["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "IfNotPresent"
+        );
         assert!(validate(&d, None, true).is_ok());
     }
 

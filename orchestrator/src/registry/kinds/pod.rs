@@ -64,8 +64,18 @@ pub(super) fn resource() -> Resource {
     }
 }
 
-fn set_default(object: &mut serde_json::Map<String, Value>, field: &str, value: Value) {
-    object.entry(field).or_insert(value);
+/// Sets `field` unless it has a value. An empty string counts as unset:
+/// string fields are plain Go strings in Kubernetes, and protobuf clients
+/// (`kubectl create deployment`) send them empty.
+pub(super) fn set_default(object: &mut serde_json::Map<String, Value>, field: &str, value: Value) {
+    let unset = match object.get(field) {
+        None | Some(Value::Null) => true,
+        Some(Value::String(text)) => text.is_empty(),
+        Some(_) => false,
+    };
+    if unset {
+        object.insert(field.to_string(), value);
+    }
 }
 
 /// Kubernetes' pod defaults, the ones a user sees in `get -o yaml`.
