@@ -584,3 +584,40 @@ fn the_guides_old_api_version_manifest_runs_with_a_deprecation_warning() {
         "{table}"
     );
 }
+
+/// `kubectl create deployment` writes protobuf (every zero value spelled
+/// out) and `rollout undo` writes the old template back without them: the
+/// undo still lands on the first ReplicaSet.
+#[test]
+fn undo_of_a_created_deployment_reuses_its_first_replica_set() {
+    let server = Server::start();
+    let out = server.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=echo-hostname:1.0.1",
+        "--replicas=2",
+    ]);
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    rolled_out(&server, "web");
+    let first = items(&server, &["get", "rs", "-l", "app=web"]);
+    assert_eq!(first.len(), 1);
+    let first = text(&first[0], "/metadata/name").to_string();
+    server.kubectl_ok(&[
+        "set",
+        "image",
+        "deployment/web",
+        "echo-hostname=echo-hostname:1.0.2",
+    ]);
+    rolled_out(&server, "web");
+    server.kubectl_ok(&["rollout", "undo", "deployment/web"]);
+    rolled_out(&server, "web");
+    let sets = items(&server, &["get", "rs", "-l", "app=web"]);
+    assert_eq!(sets.len(), 2, "{sets:?}");
+    let pods = live_pods(&server, "app=web");
+    assert_eq!(pods.len(), 2);
+    assert!(
+        pods.iter()
+            .all(|p| text(p, "/metadata/ownerReferences/0/name") == first)
+    );
+}

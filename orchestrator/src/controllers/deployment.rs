@@ -109,9 +109,11 @@ pub fn template_hash(template: &Value, collisions: i64) -> String {
         .collect()
 }
 
-/// Drops nulls and empty objects and lists, which typed Kubernetes
-/// objects cannot tell from absent fields (`creationTimestamp: null`,
-/// `resources: {}` as `kubectl rollout undo` writes them).
+/// Drops what typed Kubernetes objects cannot tell from an absent field:
+/// nulls, empty objects and lists, and zero values (`""`, `false`, `0`,
+/// the zero time). Templates arrive both ways: `kubectl create deployment`
+/// sends every zero value (protobuf), `kubectl rollout undo` writes
+/// `creationTimestamp: null` and leaves zeros out.
 fn normalize(value: &mut Value) {
     match value {
         Value::Object(map) => {
@@ -127,10 +129,12 @@ fn normalize(value: &mut Value) {
 
 fn is_empty(value: &Value) -> bool {
     match value {
-        Value::Null => true,
+        Value::Null | Value::Bool(false) => true,
         Value::Object(map) => map.is_empty(),
         Value::Array(items) => items.is_empty(),
-        _ => false,
+        Value::String(text) => text.is_empty() || text == "1970-01-01T00:00:00Z",
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::Bool(true) => false,
     }
 }
 
@@ -921,6 +925,11 @@ mod tests {
             "spec": {"containers": [{"name": "c", "image": "x"}]}});
         assert!(same_template(Some(&stored), Some(&undone)));
         assert_eq!(template_hash(&stored, 0), template_hash(&undone, 0));
+        let from_protobuf = json!({"metadata": {"creationTimestamp": "1970-01-01T00:00:00Z",
+                "generateName": "", "generation": 0, "labels": {"app": "web"}},
+            "spec": {"hostIPC": false, "containers": [{"name": "c", "image": "x", "stdin": false,
+                "workingDir": "", "resources": {}}]}});
+        assert!(same_template(Some(&from_protobuf), Some(&undone)));
     }
 
     #[test]
