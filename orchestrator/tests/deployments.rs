@@ -78,6 +78,18 @@ fn has_line(text: &str, label: &str, value: &str) -> bool {
     })
 }
 
+/// `kubectl rollout history`, and the revision numbers it lists.
+fn rollout_history(server: &Server, name: &str) -> (String, Vec<String>) {
+    let history = server.kubectl_ok(&["rollout", "history", &format!("deployment/{name}")]);
+    let numbers = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .map(str::to_string)
+        .collect();
+    (history, numbers)
+}
+
 fn rolled_out(server: &Server, name: &str) -> String {
     server.kubectl_ok(&[
         "rollout",
@@ -286,12 +298,7 @@ fn the_guides_rolling_update_history_undo_and_scale() {
             .all(|p| text(p, "/spec/containers/0/image") == "echo-hostname:1.0.2")
     );
 
-    let history = server.kubectl_ok(&["rollout", "history", "deployment/nginx-deployment"]);
-    let revisions: Vec<&str> = history
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|w| w.parse::<u32>().is_ok())
-        .collect();
+    let (history, revisions) = rollout_history(&server, "nginx-deployment");
     assert_eq!(revisions, ["1", "2"], "{history}");
     let second = server.kubectl_ok(&[
         "rollout",
@@ -332,12 +339,7 @@ fn the_guides_rolling_update_history_undo_and_scale() {
         assert_eq!(text(pod, "/spec/containers/0/image"), "echo-hostname:1.0.1");
         assert_eq!(text(pod, "/metadata/ownerReferences/0/name"), first_rs);
     }
-    let history = server.kubectl_ok(&["rollout", "history", "deployment/nginx-deployment"]);
-    let revisions: Vec<&str> = history
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|w| w.parse::<u32>().is_ok())
-        .collect();
+    let (history, revisions) = rollout_history(&server, "nginx-deployment");
     assert_eq!(revisions, ["2", "3"], "{history}");
     assert_eq!(items(&server, &["get", "rs", "-l", "app=nginx"]).len(), 2);
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::driver::{self, Reconciler};
+use super::edit;
 use super::owners::{adopt, controller_ref, controller_uid, deleting};
 use crate::events::{EventType, Recorder};
 use crate::registry::kinds::scaled_value;
@@ -359,21 +360,17 @@ impl Deployments {
             Err(Error::AlreadyExists { .. }) => {
                 // Someone else's set has this name (a hash collision):
                 // count it, and the next pass hashes differently.
-                self.registry
-                    .update_with(
-                        &self.deployments,
-                        Some(namespace),
-                        text(deployment, "/metadata/name"),
-                        Some("status"),
-                        &WriteOptions::manager(MANAGER),
-                        None,
-                        |current| {
-                            let mut next = current.clone();
-                            next["status"]["collisionCount"] = json!(collisions + 1);
-                            Ok(next)
-                        },
-                    )
-                    .await?;
+                edit(
+                    &self.registry,
+                    &self.deployments,
+                    deployment,
+                    Some("status"),
+                    MANAGER,
+                    |next| {
+                        next["status"]["collisionCount"] = json!(collisions + 1);
+                    },
+                )
+                .await?;
                 return Err(Error::Conflict {
                     resource: "replicasets".into(),
                     group: "apps".into(),
@@ -390,23 +387,17 @@ impl Deployments {
     }
 
     async fn annotate_revision(&self, rs: &Value, revision: i64) -> Result<Value> {
-        let written = self
-            .registry
-            .update_with(
-                &self.replica_sets,
-                Some(text(rs, "/metadata/namespace")),
-                text(rs, "/metadata/name"),
-                None,
-                &WriteOptions::manager(MANAGER),
-                None,
-                |current| {
-                    let mut next = current.clone();
-                    next["metadata"]["annotations"][REVISION] = json!(revision.to_string());
-                    Ok(next)
-                },
-            )
-            .await?;
-        Ok(written.object)
+        edit(
+            &self.registry,
+            &self.replica_sets,
+            rs,
+            None,
+            MANAGER,
+            |next| {
+                next["metadata"]["annotations"][REVISION] = json!(revision.to_string());
+            },
+        )
+        .await
     }
 
     /// Sets a ReplicaSet's replicas (and the deployment's annotations on
@@ -423,26 +414,19 @@ impl Deployments {
         if from == to && annotations_current {
             return Ok(());
         }
-        let written = self
-            .registry
-            .update_with(
-                &self.replica_sets,
-                Some(text(rs, "/metadata/namespace")),
-                text(rs, "/metadata/name"),
-                None,
-                &WriteOptions::manager(MANAGER),
-                None,
-                |current| {
-                    let mut next = current.clone();
-                    next["spec"]["replicas"] = json!(to);
-                    next["metadata"]["annotations"][DESIRED] = json!(wanted.to_string());
-                    next["metadata"]["annotations"][MAX_REPLICAS] =
-                        json!((wanted + surge).to_string());
-                    Ok(next)
-                },
-            )
-            .await?;
-        *rs = written.object;
+        *rs = edit(
+            &self.registry,
+            &self.replica_sets,
+            rs,
+            None,
+            MANAGER,
+            |next| {
+                next["spec"]["replicas"] = json!(to);
+                next["metadata"]["annotations"][DESIRED] = json!(wanted.to_string());
+                next["metadata"]["annotations"][MAX_REPLICAS] = json!((wanted + surge).to_string());
+            },
+        )
+        .await?;
         if from != to {
             self.scaled_event(deployment, rs, from, to).await;
         }
@@ -766,24 +750,18 @@ impl Deployments {
             status["collisionCount"] = collisions.clone();
         }
         if without_zero_counts(&status) != without_zero_counts(&previous) {
-            let namespace = text(deployment, "/metadata/namespace");
-            let name = text(deployment, "/metadata/name");
             let revision = new_rs.map(revision);
-            self.registry
-                .update_with(
-                    &self.deployments,
-                    Some(namespace),
-                    name,
-                    Some("status"),
-                    &WriteOptions::manager(MANAGER),
-                    None,
-                    |current| {
-                        let mut next = current.clone();
-                        next["status"] = status.clone();
-                        Ok(next)
-                    },
-                )
-                .await?;
+            edit(
+                &self.registry,
+                &self.deployments,
+                deployment,
+                Some("status"),
+                MANAGER,
+                |next| {
+                    next["status"] = status.clone();
+                },
+            )
+            .await?;
             if let Some(revision) = revision {
                 self.set_revision(deployment, revision).await?;
             }
@@ -803,21 +781,17 @@ impl Deployments {
         if current == Some(revision.to_string().as_str()) || revision == 0 {
             return Ok(());
         }
-        self.registry
-            .update_with(
-                &self.deployments,
-                Some(text(deployment, "/metadata/namespace")),
-                text(deployment, "/metadata/name"),
-                None,
-                &WriteOptions::manager(MANAGER),
-                None,
-                |current| {
-                    let mut next = current.clone();
-                    next["metadata"]["annotations"][REVISION] = json!(revision.to_string());
-                    Ok(next)
-                },
-            )
-            .await?;
+        edit(
+            &self.registry,
+            &self.deployments,
+            deployment,
+            None,
+            MANAGER,
+            |next| {
+                next["metadata"]["annotations"][REVISION] = json!(revision.to_string());
+            },
+        )
+        .await?;
         Ok(())
     }
 }

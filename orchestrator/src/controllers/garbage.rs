@@ -11,11 +11,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::driver::{self, Reconciler};
+use super::edit;
 use super::owners::deleting;
 use crate::registry::metadata::text;
-use crate::registry::{
-    DeleteOptions, Error, ListOptions, Registry, Resource, Result, WriteOptions,
-};
+use crate::registry::{DeleteOptions, Error, ListOptions, Registry, Resource, Result};
 
 const MANAGER: &str = "garbage-collector";
 pub const ORPHAN: &str = "orphan";
@@ -191,7 +190,7 @@ impl Collector {
             propagation_policy: Some(policy.to_string()),
             ..DeleteOptions::default()
         };
-        match self
+        let result = self
             .registry
             .delete(
                 &object.resource,
@@ -199,69 +198,59 @@ impl Collector {
                 text(&object.value, "/metadata/name"),
                 &options,
             )
-            .await
-        {
-            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+            .await;
+        gone_is_done(result)
     }
 
     async fn drop_refs(&self, object: &Object, uids: &[String]) -> Result<()> {
-        let result = self
-            .registry
-            .update_with(
-                &object.resource,
-                Some(text(&object.value, "/metadata/namespace")),
-                text(&object.value, "/metadata/name"),
-                None,
-                &WriteOptions::manager(MANAGER),
-                None,
-                |current| {
-                    let mut next = current.clone();
-                    let kept: Vec<Value> = owner_refs(current)
-                        .into_iter()
-                        .filter(|r| !uids.iter().any(|u| u == text(r, "/uid")))
-                        .collect();
-                    let meta = next["metadata"].as_object_mut().expect("metadata");
-                    if kept.is_empty() {
-                        meta.remove("ownerReferences");
-                    } else {
-                        meta.insert("ownerReferences".into(), json!(kept));
-                    }
-                    Ok(next)
-                },
-            )
-            .await;
-        match result {
-            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        let result = edit(
+            &self.registry,
+            &object.resource,
+            &object.value,
+            None,
+            MANAGER,
+            |next| {
+                let kept: Vec<Value> = owner_refs(next)
+                    .into_iter()
+                    .filter(|r| !uids.iter().any(|u| u == text(r, "/uid")))
+                    .collect();
+                let meta = next["metadata"].as_object_mut().expect("metadata");
+                if kept.is_empty() {
+                    meta.remove("ownerReferences");
+                } else {
+                    meta.insert("ownerReferences".into(), json!(kept));
+                }
+            },
+        )
+        .await;
+        gone_is_done(result)
     }
 
     async fn finish(&self, owner: &Object, finalizer: &str) -> Result<()> {
-        let result = self
-            .registry
-            .update_with(
-                &owner.resource,
-                Some(text(&owner.value, "/metadata/namespace")),
-                text(&owner.value, "/metadata/name"),
-                None,
-                &WriteOptions::manager(MANAGER),
-                None,
-                |current| {
-                    let mut next = current.clone();
-                    let kept: Vec<&str> = finalizers(current)
-                        .into_iter()
-                        .filter(|f| *f != finalizer)
-                        .collect();
-                    next["metadata"]["finalizers"] = json!(kept);
-                    Ok(next)
-                },
-            )
-            .await;
-        match result {
-            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        let result = edit(
+            &self.registry,
+            &owner.resource,
+            &owner.value,
+            None,
+            MANAGER,
+            |next| {
+                let kept: Vec<String> = finalizers(next)
+                    .into_iter()
+                    .filter(|f| *f != finalizer)
+                    .map(str::to_string)
+                    .collect();
+                next["metadata"]["finalizers"] = json!(kept);
+            },
+        )
+        .await;
+        gone_is_done(result)
+    }
+}
+
+/// An object that is already gone needs nothing more.
+fn gone_is_done<T>(result: Result<T>) -> Result<()> {
+    match result {
+        Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
 }

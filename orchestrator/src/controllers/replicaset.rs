@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::driver::{self, Reconciler};
+use super::edit;
 use super::owners::{adopt, controller_ref, controller_uid, deleting};
 use crate::events::{EventType, Recorder};
 use crate::registry::metadata::text;
@@ -129,8 +130,6 @@ fn deletion_rank(pod: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
 impl ReplicaSets {
     async fn sync(&self, rs: &Value, pods: &[Value]) -> Result<Option<Duration>> {
         let uid = text(rs, "/metadata/uid");
-        let name = text(rs, "/metadata/name");
-        let namespace = text(rs, "/metadata/namespace");
         let selector = match LabelSelector::from_object(rs.pointer("/spec/selector")) {
             Ok(s) if !s.is_empty() => s,
             _ => return Ok(None),
@@ -207,25 +206,21 @@ impl ReplicaSets {
             "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
         });
         if without_zeros(rs.get("status")) != without_zeros(Some(&status)) {
-            self.registry
-                .update_with(
-                    &self.replica_sets,
-                    Some(namespace),
-                    name,
-                    Some("status"),
-                    &WriteOptions::manager(MANAGER),
-                    None,
-                    |current| {
-                        let mut next = current.clone();
-                        let mut merged = current.get("status").cloned().unwrap_or(json!({}));
-                        for (k, v) in status.as_object().expect("built as an object") {
-                            merged[k] = v.clone();
-                        }
-                        next["status"] = merged;
-                        Ok(next)
-                    },
-                )
-                .await?;
+            edit(
+                &self.registry,
+                &self.replica_sets,
+                rs,
+                Some("status"),
+                MANAGER,
+                |next| {
+                    let mut merged = next.get("status").cloned().unwrap_or(json!({}));
+                    for (k, v) in status.as_object().expect("built as an object") {
+                        merged[k] = v.clone();
+                    }
+                    next["status"] = merged;
+                },
+            )
+            .await?;
         }
         Ok(again.map(|d| d + Duration::from_millis(50)))
     }
