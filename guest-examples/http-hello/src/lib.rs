@@ -29,7 +29,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
             Some(url) => match fetch(url) {
                 Ok((status, body)) => (
                     200,
-                    format!("{url} answered {status}\n{}", String::from_utf8_lossy(&body)),
+                    format!(
+                        "{url} answered {status}\n{}",
+                        String::from_utf8_lossy(&body)
+                    ),
                 ),
                 Err(e) => (502, format!("fetching {url}: {e}\n")),
             },
