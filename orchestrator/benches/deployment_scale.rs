@@ -24,6 +24,7 @@ async fn bare_runtime(n: usize) -> Duration {
         sandbox: SandboxSpec {
             uid: format!("bare-{i}"),
             name: format!("bare-{i}"),
+            hostname: None,
             namespace: "default".into(),
             volumes: vec![],
             ip: None,

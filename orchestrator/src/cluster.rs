@@ -58,6 +58,8 @@ pub struct ClusterConfig {
     pub service_network: ServiceNetwork,
     /// The host address node ports and LoadBalancer ports listen on.
     pub node_port_address: IpAddr,
+    /// How long a Job waits before replacing a failed pod.
+    pub job_backoff: controllers::job::Backoff,
 }
 
 impl ClusterConfig {
@@ -70,6 +72,7 @@ impl ClusterConfig {
             pod_cidr: "10.244.0.0/16".parse().expect("a valid CIDR"),
             service_network: ServiceNetwork::default(),
             node_port_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            job_backoff: controllers::job::Backoff::default(),
         }
     }
 }
@@ -134,6 +137,12 @@ impl Cluster {
             registry.clone(),
             stopped.clone(),
         ));
+        tasks.spawn(controllers::job::run(
+            registry.clone(),
+            config.job_backoff,
+            stopped.clone(),
+        ));
+        tasks.spawn(controllers::cronjob::run(registry.clone(), stopped.clone()));
         tasks.spawn(controllers::garbage::run(registry.clone(), stopped.clone()));
         tasks.spawn(proxy::run(
             registry.clone(),

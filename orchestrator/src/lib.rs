@@ -28,6 +28,7 @@ pub mod api;
 pub mod cidr;
 pub mod cluster;
 pub mod controllers;
+pub mod cron;
 pub mod data_dir;
 pub mod events;
 pub mod kubelet;

@@ -63,6 +63,11 @@ enum Command {
         /// kubelet's --max-pods; Kubernetes' default is 110
         #[arg(long, default_value_t = 110)]
         max_pods: u32,
+        /// How long a Job waits before replacing its first failed pod,
+        /// doubled for each further failure up to six minutes (as
+        /// Kubernetes' 10s)
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        job_backoff: Duration,
     },
     /// Manage the local image store
     #[command(subcommand)]
@@ -226,6 +231,7 @@ fn main() -> anyhow::Result<()> {
             service_cidr,
             node_port_address,
             max_pods,
+            job_backoff,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -245,6 +251,7 @@ fn main() -> anyhow::Result<()> {
             config.service_network.cidr = service_cidr;
             config.node_port_address = node_port_address;
             config.max_pods = max_pods;
+            config.job_backoff.base = job_backoff;
             let result = runtime.block_on(serve(config, listen, insecure_http, &data_dir));
             runtime.shutdown_timeout(Duration::from_secs(2));
             result

@@ -37,6 +37,7 @@ fn main() {
             sandbox: SandboxSpec {
                 uid: format!("idle-{i}"),
                 name: format!("idle-{i}"),
+                hostname: None,
                 namespace: "default".into(),
                 volumes: vec![],
                 ip: None,

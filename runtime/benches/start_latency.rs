@@ -122,6 +122,7 @@ fn main() {
             .run_pod_sandbox(SandboxSpec {
                 uid: "bench".into(),
                 name: "bench".into(),
+                hostname: None,
                 namespace: "default".into(),
                 volumes: vec![],
                 ip: None,

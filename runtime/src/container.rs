@@ -497,7 +497,8 @@ impl Sandbox {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
             })
             .collect();
-        env.push(("HOSTNAME".into(), self.spec.name.clone()));
+        let hostname = self.spec.hostname.as_ref().unwrap_or(&self.spec.name);
+        env.push(("HOSTNAME".into(), hostname.clone()));
         let working_dir = spec
             .working_dir
             .clone()

@@ -58,8 +58,10 @@ pub struct VolumeSpec {
 pub struct SandboxSpec {
     /// Unique id; names the pod's directory.
     pub uid: String,
-    /// The pod's name: its containers' `HOSTNAME`.
+    /// The pod's name: its containers' `HOSTNAME` unless `hostname` is set.
     pub name: String,
+    /// The containers' `HOSTNAME` (a pod's `spec.hostname`), if not `name`.
+    pub hostname: Option<String>,
     /// Its namespace.
     pub namespace: String,
     /// Its volumes.

@@ -25,6 +25,9 @@ pub fn to_current(alias: &Alias, current_api_version: &str, body: &mut Value) {
     if object.get("apiVersion").and_then(Value::as_str) == Some(&alias.api_version()) {
         object.insert("apiVersion".into(), json!(current_api_version));
     }
+    if alias.kind != "Deployment" {
+        return;
+    }
     let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };

@@ -83,7 +83,7 @@ pub fn active(pod: &Value) -> bool {
 }
 
 /// When the pod turned Ready, if it is.
-fn ready_since(pod: &Value) -> Option<jiff::Timestamp> {
+pub(super) fn ready_since(pod: &Value) -> Option<jiff::Timestamp> {
     let conditions = pod.pointer("/status/conditions")?.as_array()?;
     let ready = conditions.iter().find(|c| text(c, "/type") == "Ready")?;
     if text(ready, "/status") != "True" {

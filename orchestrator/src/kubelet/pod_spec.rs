@@ -275,6 +275,7 @@ pub fn to_runtime(pod: &Pod, node: &NodeInfo, options: &Options) -> Result<PodSp
                 .clone()
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             name: name.clone(),
+            hostname: spec.hostname.clone().filter(|h| !h.is_empty()),
             namespace: pod
                 .metadata
                 .namespace

@@ -646,7 +646,14 @@ impl Registry {
             let finished = next.pointer("/metadata/deletionTimestamp").is_some()
                 && empty("/metadata/finalizers")
                 && (resource.kind != "Namespace" || empty("/spec/finalizers"))
-                && !(resource.kind == "Pod" && next.pointer("/spec/nodeName").is_some());
+                // A pod on a node goes once its kubelet has let it go
+                // (a grace period of 0).
+                && !(resource.kind == "Pod"
+                    && next.pointer("/spec/nodeName").is_some()
+                    && next
+                        .pointer("/metadata/deletionGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                        != Some(0));
             let preconditions = Preconditions {
                 revision: Some(revision),
                 uid: None,
@@ -915,7 +922,12 @@ impl Registry {
                     return Ok(Deleted::Pending(current));
                 }
             }
-            if !(deleting && grace == 0 && has_finalizers) {
+            let recorded_grace = current
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
+            // Deleting with grace 0 again only records the 0 (a kubelet
+            // done with a pod that finalizers still hold).
+            if !(deleting && grace == 0 && has_finalizers && recorded_grace == Some(0)) {
                 let mut next = current.clone();
                 let meta = metadata_mut(&mut next);
                 let at = jiff::Timestamp::now()

@@ -12,6 +12,8 @@ pub struct Server {
     child: Option<Child>,
     dir: tempfile::TempDir,
     node: String,
+    /// More `serve` flags.
+    extra: Vec<String>,
 }
 
 /// The directory of the kubectl on PATH; the tests fail without one.
@@ -55,12 +57,18 @@ pub fn read_lines_until(
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A server run with more `serve` flags.
+    pub fn start_with(extra: &[&str]) -> Server {
         kubectl_dir();
         let dir = tempfile::tempdir().unwrap();
         let mut server = Server {
             child: None,
             dir,
             node: "test-node".into(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         server.spawn();
         server
@@ -82,6 +90,7 @@ impl Server {
                 "--node-port-address",
                 "127.0.0.1",
             ])
+            .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -31,6 +31,7 @@ pub fn sandbox_spec(volumes: &[&str]) -> SandboxSpec {
     SandboxSpec {
         uid: uid("t"),
         name: "testpod".into(),
+        hostname: None,
         namespace: "default".into(),
         volumes: volumes
             .iter()

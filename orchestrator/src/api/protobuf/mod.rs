@@ -395,11 +395,38 @@ fn plain_message(bytes: &[u8], schema: &str, depth: usize) -> Result<Value, Stri
             if let Some(list) = list.as_array_mut() {
                 list.extend(values);
             }
-        } else if let Some(value) = values.pop() {
+        } else if let Some(value) = values.pop()
+            && !go_zero(schema, field, &name, &value)
+        {
             object.insert(name, value);
         }
     }
     Ok(Value::Object(object))
+}
+
+/// Whether `value` is the zero value of a plain (non-pointer) Go field,
+/// which protobuf clients always send and JSON leaves out: an unset
+/// field, not a choice. Empty strings; ObjectMeta's zero generation and
+/// creation time; the plain booleans of containers and pod specs.
+/// Pointer fields set to zero (`replicas: 0`, `suspend: false`) are kept.
+fn go_zero(schema: &str, field: &Field, name: &str, value: &Value) -> bool {
+    match (field.kind, value) {
+        (Kind::String, Value::String(text)) => text.is_empty(),
+        _ => match schema.rsplit('.').next().unwrap_or(schema) {
+            "ObjectMeta" => match name {
+                "generation" => value == &json!(0),
+                "creationTimestamp" => value == &json!("1970-01-01T00:00:00Z"),
+                _ => false,
+            },
+            "Container" | "EphemeralContainer" => {
+                matches!(name, "stdin" | "stdinOnce" | "tty") && value == &json!(false)
+            }
+            "PodSpec" => {
+                matches!(name, "hostNetwork" | "hostPID" | "hostIPC") && value == &json!(false)
+            }
+            _ => false,
+        },
+    }
 }
 
 fn scalar(kind: Kind, raw: u64) -> Value {
@@ -476,6 +503,38 @@ mod tests {
         assert_eq!(
             message(&ios, "io.k8s.apimachinery.pkg.util.intstr.IntOrString", 0).unwrap(),
             json!("http")
+        );
+    }
+
+    #[test]
+    fn plain_zero_values_are_unset_pointer_zeros_are_kept() {
+        // ObjectMeta{name: "", generateName: "", generation: 0}.
+        let mut meta = Vec::new();
+        field(1, b"", &mut meta);
+        field(2, b"", &mut meta);
+        varint(7 << 3, &mut meta);
+        varint(0, &mut meta);
+        assert_eq!(
+            message(&meta, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", 0).unwrap(),
+            json!({})
+        );
+        // Container{name: "c", workingDir: "", stdin: false}, then a DeploymentSpec whose
+        // pointer `replicas: 0` is a choice.
+        let mut container = Vec::new();
+        field(1, b"c", &mut container);
+        field(5, b"", &mut container);
+        varint(16 << 3, &mut container);
+        varint(0, &mut container);
+        assert_eq!(
+            message(&container, "io.k8s.api.core.v1.Container", 0).unwrap(),
+            json!({"name": "c"})
+        );
+        let mut spec = Vec::new();
+        varint(1 << 3, &mut spec);
+        varint(0, &mut spec);
+        assert_eq!(
+            message(&spec, "io.k8s.api.apps.v1.DeploymentSpec", 0).unwrap(),
+            json!({"replicas": 0})
         );
     }
 

@@ -5,8 +5,9 @@ use serde_json::{Value, json};
 use super::{age_cell, column, s};
 use crate::registry::selectors::format_selector;
 
-pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>> {
-    let wide = [
+/// The wide columns of workloads: CONTAINERS, IMAGES, SELECTOR.
+pub(super) fn wide_columns() -> [Value; 3] {
+    [
         column(
             "Containers",
             "string",
@@ -25,7 +26,11 @@ pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>>
             1,
             "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.",
         ),
-    ];
+    ]
+}
+
+pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>> {
+    let wide = wide_columns();
     Some(match kind {
         "Deployment" => [
             name,
@@ -55,10 +60,12 @@ fn count(object: &Value, pointer: &str) -> i64 {
     object.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
 }
 
-/// The template's container names and images, comma-separated.
-fn template_cells(object: &Value) -> [Value; 3] {
+/// The template's container names and images, comma-separated, and the
+/// selector, of the workload spec at `spec` (`/spec` or a CronJob's
+/// `/spec/jobTemplate/spec`).
+pub(super) fn template_cells_at(object: &Value, spec: &str) -> [Value; 3] {
     let containers = object
-        .pointer("/spec/template/spec/containers")
+        .pointer(&format!("{spec}/template/spec/containers"))
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -67,8 +74,15 @@ fn template_cells(object: &Value) -> [Value; 3] {
     [
         json!(names.join(",")),
         json!(images.join(",")),
-        json!(format_selector(object.pointer("/spec/selector"), "<none>")),
+        json!(format_selector(
+            object.pointer(&format!("{spec}/selector")),
+            "<none>"
+        )),
     ]
+}
+
+fn template_cells(object: &Value) -> [Value; 3] {
+    template_cells_at(object, "/spec")
 }
 
 pub(super) fn cells(kind: &str, object: &Value) -> Option<Vec<Value>> {

@@ -2,6 +2,7 @@
 //! computed as kubectl's own printers compute them.
 
 mod apps;
+mod batch;
 mod network;
 
 use serde_json::{Value, json};
@@ -53,6 +54,9 @@ fn columns(kind: &str) -> Vec<Value> {
         return columns;
     }
     if let Some(columns) = apps::columns(kind, name.clone(), age.clone()) {
+        return columns;
+    }
+    if let Some(columns) = batch::columns(kind, name.clone(), age.clone()) {
         return columns;
     }
     match kind {
@@ -559,6 +563,9 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
         return cells;
     }
     if let Some(cells) = apps::cells(kind, object) {
+        return cells;
+    }
+    if let Some(cells) = batch::cells(kind, object) {
         return cells;
     }
     match kind {

@@ -1,6 +1,7 @@
 //! The built-in kinds: their descriptors and hooks.
 
 mod apps;
+mod batch;
 mod pod;
 mod service;
 
@@ -12,6 +13,7 @@ use super::resources::{ALL_VERBS, Alias, Hooks, Resource, Subresource, allocate_
 use crate::admission::{Errors, Invalid, check_dns_label, check_dns_subdomain};
 
 pub use apps::scaled_value;
+pub use batch::{COMPLETION_INDEX, CONTROLLER_UID, JOB_NAME};
 pub use pod::qos_class;
 
 pub(crate) fn all() -> Vec<Resource> {
@@ -25,6 +27,8 @@ pub(crate) fn all() -> Vec<Resource> {
         service::endpoint_slices(),
         apps::deployments(),
         apps::replica_sets(),
+        batch::jobs(),
+        batch::cron_jobs(),
     ]
 }
 
@@ -37,7 +41,15 @@ pub(crate) fn aliases() -> Vec<Alias> {
         current_group: "apps",
         warning,
     };
+    let cron_job = Alias {
+        group: "batch",
+        version: "v1beta1",
+        kind: "CronJob",
+        current_group: "batch",
+        warning: "batch/v1beta1 CronJob is deprecated in v1.21+, unavailable in v1.25+; use batch/v1 CronJob",
+    };
     vec![
+        cron_job,
         deployment(
             "apps",
             "v1beta2",
