@@ -449,3 +449,160 @@ fn an_http_handler_pod_is_probed_and_served_through_a_node_port() {
     );
     assert!(raw.ends_with("You asked for /nc\n"), "{raw}");
 }
+
+/// The guide's canary: two Deployments (3 × 1.0.1, 1 × 1.0.2, its
+/// extensions/v1beta1 manifests) behind one NodePort Service that selects
+/// both; then the canary is scaled up and the old version down to zero.
+const CANARY: &str = "kind: Deployment
+apiVersion: extensions/v1beta1
+metadata:
+  name: hostname-101-deployment
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: hostname
+      version: v101
+  template:
+    metadata:
+      labels:
+        app: hostname
+        version: v101
+    spec:
+      containers:
+        - name: nginx-hostname
+          image: echo-hostname:1.0.1
+          ports:
+            - containerPort: 80
+---
+kind: Deployment
+apiVersion: extensions/v1beta1
+metadata:
+  name: hostname-102-deployment
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: hostname
+      version: v102
+  template:
+    metadata:
+      labels:
+        app: hostname
+        version: v102
+    spec:
+      containers:
+        - name: nginx-hostname
+          image: echo-hostname:1.0.2
+          ports:
+            - containerPort: 80
+---
+kind: Service
+apiVersion: v1
+metadata:
+  name: hostname-service
+spec:
+  selector:
+    app: hostname
+  type: NodePort
+  ports:
+    - port: 8080
+      targetPort: 80
+";
+
+/// Who answered through `port` over `n` requests: (hostname, version).
+fn answers(port: u16, n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|_| {
+            let body = http_get(port).unwrap();
+            let field = |name: &str| {
+                body.split(", ")
+                    .find_map(|part| part.trim().strip_prefix(name))
+                    .unwrap_or_else(|| panic!("no {name} in {body:?}"))
+                    .to_string()
+            };
+            (field("Hostname: "), field("version: "))
+        })
+        .collect()
+}
+
+#[test]
+fn a_canary_deployment_shares_one_service_with_the_old_version() {
+    let server = Server::start();
+    let path = server.manifest("canary.yaml", CANARY);
+    server.kubectl_ok(&["apply", "-f", &path]);
+    server.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/hostname-101-deployment",
+        "--timeout=60s",
+    ]);
+    server.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/hostname-102-deployment",
+        "--timeout=60s",
+    ]);
+    server.wait_for(Duration::from_secs(30), || {
+        let addresses = server.kubectl_ok(&[
+            "get",
+            "endpoints",
+            "hostname-service",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ]);
+        addresses.split_whitespace().count() == 4
+    });
+    let node_port: u16 = server
+        .kubectl_ok(&[
+            "get",
+            "service",
+            "hostname-service",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+        .parse()
+        .unwrap();
+    let pod_version = |version: &str| {
+        server
+            .kubectl_ok(&["get", "pods", "-l", &format!("version={version}"), "-o", "name"])
+            .lines()
+            .map(|l| l.trim_start_matches("pod/").to_string())
+            .collect::<Vec<String>>()
+    };
+    let old = pod_version("v101");
+    let canary = pod_version("v102");
+    assert_eq!((old.len(), canary.len()), (3, 1));
+    // Both versions answer, each from its own Deployment's pods.
+    let seen = answers(node_port, 60);
+    for (host, version) in &seen {
+        match version.as_str() {
+            "1.0.1" => assert!(old.contains(host), "{host} is not a v101 pod"),
+            "1.0.2" => assert_eq!(host, &canary[0]),
+            other => panic!("unexpected version {other}"),
+        }
+    }
+    let hosts: std::collections::BTreeSet<&String> = seen.iter().map(|(h, _)| h).collect();
+    assert_eq!(hosts.len(), 4, "all four pods take traffic: {seen:?}");
+    // The canary takes over.
+    server.kubectl_ok(&["scale", "deployment/hostname-102-deployment", "--replicas=3"]);
+    server.kubectl_ok(&["scale", "deployment/hostname-101-deployment", "--replicas=0"]);
+    server.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/hostname-102-deployment",
+        "--timeout=60s",
+    ]);
+    server.wait_for(Duration::from_secs(60), || {
+        let addresses = server.kubectl_ok(&[
+            "get",
+            "endpoints",
+            "hostname-service",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ]);
+        addresses.split_whitespace().count() == 3 && pod_version("v101").is_empty()
+    });
+    let seen = answers(node_port, 30);
+    assert!(seen.iter().all(|(_, v)| v == "1.0.2"), "{seen:?}");
+}
