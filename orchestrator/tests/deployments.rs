@@ -623,3 +623,116 @@ fn undo_of_a_created_deployment_reuses_its_first_replica_set() {
             .all(|p| text(p, "/metadata/ownerReferences/0/name") == first)
     );
 }
+
+#[test]
+fn min_ready_seconds_delays_availability_and_a_stuck_rollout_exceeds_its_deadline() {
+    let server = Server::start();
+    let path = server.manifest(
+        "slow.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: steady}
+spec:
+  replicas: 2
+  minReadySeconds: 3
+  selector: {matchLabels: {app: steady}}
+  template:
+    metadata: {labels: {app: steady}}
+    spec:
+      containers: [{name: c, image: toolbox, command: [sleep, '3600']}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stuck}
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 3
+  selector: {matchLabels: {app: stuck}}
+  template:
+    metadata: {labels: {app: stuck}}
+    spec:
+      containers:
+      - name: c
+        image: toolbox
+        command: [sleep, '3600']
+        readinessProbe: {exec: {command: ['false']}, periodSeconds: 1}
+",
+    );
+    server.kubectl_ok(&["apply", "-f", &path]);
+    // Ready is not yet available: both pods ready, none available, for a while.
+    let mut ready_at = None;
+    server.wait_for(Duration::from_secs(30), || {
+        let d = json(&server, &["get", "deployment", "steady"]);
+        let ready = d.pointer("/status/readyReplicas").and_then(Value::as_i64);
+        let available = d
+            .pointer("/status/availableReplicas")
+            .and_then(Value::as_i64);
+        if ready == Some(2) && ready_at.is_none() {
+            assert_eq!(
+                available.unwrap_or(0),
+                0,
+                "available before minReadySeconds: {d:#}"
+            );
+            ready_at = Some(std::time::Instant::now());
+        }
+        available == Some(2)
+    });
+    let waited = ready_at.expect("seen ready before available").elapsed();
+    assert!(
+        waited >= Duration::from_secs(2),
+        "available {waited:?} after ready, minReadySeconds is 3"
+    );
+    let table = server.kubectl_ok(&["get", "deployment", "steady"]);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()[1..4]
+            == ["2/2", "2", "2"],
+        "{table}"
+    );
+
+    // A pod never ready: the rollout gives up at its deadline.
+    let out = server.kubectl(&["rollout", "status", "deployment/stuck", "--timeout=60s"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("deployment \"stuck\" exceeded its progress deadline"),
+        "{err}"
+    );
+    let stuck = json(&server, &["get", "deployment", "stuck"]);
+    let progressing = stuck["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| text(c, "/type") == "Progressing")
+        .unwrap()
+        .clone();
+    assert_eq!(text(&progressing, "/status"), "False");
+    assert_eq!(text(&progressing, "/reason"), "ProgressDeadlineExceeded");
+    let described = server.kubectl_ok(&["describe", "deployment", "stuck"]);
+    let condition_row = |kind: &str| {
+        described
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|words| words.first() == Some(&kind))
+    };
+    assert_eq!(
+        condition_row("Progressing").unwrap(),
+        ["Progressing", "False", "ProgressDeadlineExceeded"],
+        "{described}"
+    );
+    assert_eq!(
+        condition_row("Available").unwrap(),
+        ["Available", "False", "MinimumReplicasUnavailable"],
+        "{described}"
+    );
+    assert!(
+        described.contains(
+            "Readiness:     exec [false] delay=0s timeout=1s period=1s #success=1 #failure=3"
+        ),
+        "{described}"
+    );
+}

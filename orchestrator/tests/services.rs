@@ -565,7 +565,14 @@ fn a_canary_deployment_shares_one_service_with_the_old_version() {
         .unwrap();
     let pod_version = |version: &str| {
         server
-            .kubectl_ok(&["get", "pods", "-l", &format!("version={version}"), "-o", "name"])
+            .kubectl_ok(&[
+                "get",
+                "pods",
+                "-l",
+                &format!("version={version}"),
+                "-o",
+                "name",
+            ])
             .lines()
             .map(|l| l.trim_start_matches("pod/").to_string())
             .collect::<Vec<String>>()
@@ -585,8 +592,16 @@ fn a_canary_deployment_shares_one_service_with_the_old_version() {
     let hosts: std::collections::BTreeSet<&String> = seen.iter().map(|(h, _)| h).collect();
     assert_eq!(hosts.len(), 4, "all four pods take traffic: {seen:?}");
     // The canary takes over.
-    server.kubectl_ok(&["scale", "deployment/hostname-102-deployment", "--replicas=3"]);
-    server.kubectl_ok(&["scale", "deployment/hostname-101-deployment", "--replicas=0"]);
+    server.kubectl_ok(&[
+        "scale",
+        "deployment/hostname-102-deployment",
+        "--replicas=3",
+    ]);
+    server.kubectl_ok(&[
+        "scale",
+        "deployment/hostname-101-deployment",
+        "--replicas=0",
+    ]);
     server.kubectl_ok(&[
         "rollout",
         "status",

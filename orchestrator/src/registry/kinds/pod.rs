@@ -110,6 +110,11 @@ pub(super) fn defaults(pod: &mut Value) {
             );
             set_default(container, "terminationMessagePolicy", json!("File"));
             set_default(container, "resources", json!({}));
+            for kind in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                if let Some(probe) = container.get_mut(kind).and_then(Value::as_object_mut) {
+                    probe_defaults(probe);
+                }
+            }
             if let Some(ports) = container.get_mut("ports").and_then(Value::as_array_mut) {
                 for port in ports.iter_mut().filter_map(Value::as_object_mut) {
                     set_default(port, "protocol", json!("TCP"));
@@ -132,6 +137,18 @@ pub(super) fn defaults(pod: &mut Value) {
                 }
             }
         }
+    }
+}
+
+/// Kubernetes' probe defaults, as `describe` shows them (`timeout=1s
+/// period=10s #success=1 #failure=3`).
+fn probe_defaults(probe: &mut serde_json::Map<String, Value>) {
+    set_default(probe, "timeoutSeconds", json!(1));
+    set_default(probe, "periodSeconds", json!(10));
+    set_default(probe, "successThreshold", json!(1));
+    set_default(probe, "failureThreshold", json!(3));
+    if let Some(get) = probe.get_mut("httpGet").and_then(Value::as_object_mut) {
+        set_default(get, "scheme", json!("HTTP"));
     }
 }
 
