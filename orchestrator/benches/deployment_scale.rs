@@ -145,9 +145,11 @@ fn main() {
         until_rolled_out(&registry, "sleepers", 0).await;
 
         let started = Instant::now();
+        let revision = registry.store().revision();
         set_spec(&registry, "sleepers", |d| d["spec"]["replicas"] = json!(n)).await;
         until_rolled_out(&registry, "sleepers", n as i64).await;
         let scaled = started.elapsed();
+        let writes = registry.store().revision() - revision;
         println!("deployment_scale: {n} replicas of toolbox sleep");
         println!(
             "  bare runtime, {n} pods running:           {:>6.2} s ({:.0} pods/s)",
@@ -159,6 +161,10 @@ fn main() {
             scaled.as_secs_f64(),
             n as f64 / scaled.as_secs_f64(),
             scaled.as_secs_f64() / bare.as_secs_f64()
+        );
+        println!(
+            "  store writes meanwhile: {writes} ({:.1} per pod)",
+            writes as f64 / n as f64
         );
 
         // Down to 100, then a rolling update of those 100.

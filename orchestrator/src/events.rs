@@ -1,9 +1,17 @@
 //! Recording Events (`kubectl describe`'s Events section, `kubectl get
-//! events`), with Kubernetes' aggregation: the same event about the same
-//! object again bumps its count and lastTimestamp instead of adding one.
+//! events`), correlated as Kubernetes' recorders do:
+//! - the same event about the same object again bumps its count and
+//!   lastTimestamp instead of adding one;
+//! - after 10 events of one reason about one object with different
+//!   messages within 10 minutes, the rest are counted on one event whose
+//!   message starts `(combined from similar events): `;
+//! - each object and reason has a budget of 25 writes, refilled one per
+//!   5 minutes; beyond it events are dropped (a ReplicaSet making 1,000
+//!   pods writes 25 events, not 1,000).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -21,14 +29,80 @@ pub enum EventType {
 /// same" for counting.
 type EventKey = (String, String, String, String);
 
+/// Distinct messages of one reason about one object before the rest are
+/// combined (client-go's aggregator).
+const SIMILAR_LIMIT: usize = 10;
+/// How long similar messages are remembered.
+const SIMILAR_WINDOW: Duration = Duration::from_secs(600);
+/// Writes one object and reason may make at once (client-go's spam filter)...
+const BURST: f64 = 25.0;
+/// ... and how fast that budget comes back.
+const REFILL_EVERY: Duration = Duration::from_secs(300);
+/// Entries each correlation map holds before old ones are forgotten.
+const REMEMBERED: usize = 4096;
+
+/// What the recorder remembers between events.
+#[derive(Default)]
+struct Memory {
+    /// Event key -> (namespace, name) of the event it was written as.
+    seen: HashMap<EventKey, (String, String)>,
+    /// (object uid, type, reason) -> when the window began, its messages.
+    similar: HashMap<(String, &'static str, String), (Instant, HashSet<String>)>,
+    /// (object uid, type, reason) -> (tokens, last refill).
+    budget: HashMap<(String, &'static str, String), (f64, Instant)>,
+}
+
+impl Memory {
+    /// The message to record (combined once there are too many similar
+    /// ones), or `None` when the object and reason are over budget.
+    fn correlate(
+        &mut self,
+        uid: &str,
+        kind: &'static str,
+        reason: &str,
+        message: &str,
+    ) -> Option<String> {
+        let now = Instant::now();
+        let key = (uid.to_string(), kind, reason.to_string());
+        if self.budget.len() > REMEMBERED {
+            self.budget
+                .retain(|_, (_, at)| now.duration_since(*at) < REFILL_EVERY.mul_f64(BURST));
+        }
+        let (tokens, at) = self.budget.entry(key.clone()).or_insert((BURST, now));
+        let refill = now.duration_since(*at).as_secs_f64() / REFILL_EVERY.as_secs_f64();
+        *tokens = (*tokens + refill).min(BURST);
+        *at = now;
+        if *tokens < 1.0 {
+            return None;
+        }
+        *tokens -= 1.0;
+        if self.similar.len() > REMEMBERED {
+            self.similar
+                .retain(|_, (since, _)| now.duration_since(*since) < SIMILAR_WINDOW);
+        }
+        let (since, messages) = self
+            .similar
+            .entry(key)
+            .or_insert_with(|| (now, HashSet::new()));
+        if now.duration_since(*since) > SIMILAR_WINDOW {
+            *since = now;
+            messages.clear();
+        }
+        if messages.contains(message) || messages.len() < SIMILAR_LIMIT {
+            messages.insert(message.to_string());
+            return Some(message.to_string());
+        }
+        Some(format!("(combined from similar events): {message}"))
+    }
+}
+
 /// Writes events on behalf of one component (`kubelet`, `default-scheduler`).
 #[derive(Clone)]
 pub struct Recorder {
     registry: Registry,
     component: String,
     host: Option<String>,
-    /// (object uid, reason, message, field path) -> event name, for counts.
-    seen: Arc<Mutex<HashMap<EventKey, (String, String)>>>,
+    memory: Arc<Mutex<Memory>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -45,7 +119,7 @@ impl Recorder {
             registry,
             component: component.into(),
             host: host.map(str::to_string),
-            seen: Arc::new(Mutex::new(HashMap::new())),
+            memory: Arc::new(Mutex::new(Memory::default())),
         }
     }
 
@@ -87,13 +161,33 @@ impl Recorder {
             ns => ns,
         };
         let events = self.registry.resource("", "Event");
+        let kind = match event_type {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        };
+        let Some(message) = self
+            .memory
+            .lock()
+            .unwrap()
+            .correlate(&uid, kind, reason, message)
+        else {
+            tracing::debug!("event {reason} about {uid} dropped: over its budget");
+            return Ok(());
+        };
+        let message = message.as_str();
+        // A combined event is one event for every similar message.
+        let counted = if message.starts_with("(combined from similar events): ") {
+            "(combined)"
+        } else {
+            message
+        };
         let key = (
             uid.clone(),
             reason.to_string(),
-            message.to_string(),
+            counted.to_string(),
             field_path.unwrap_or("").to_string(),
         );
-        let existing = self.seen.lock().unwrap().get(&key).cloned();
+        let existing = self.memory.lock().unwrap().seen.get(&key).cloned();
         let options = WriteOptions::manager(&self.component);
         let time = now();
         if let Some((ns, name)) = existing {
@@ -104,6 +198,7 @@ impl Recorder {
                     let count = next.get("count").and_then(Value::as_i64).unwrap_or(1);
                     next["count"] = json!(count + 1);
                     next["lastTimestamp"] = json!(time);
+                    next["message"] = json!(message);
                     Ok(next)
                 })
                 .await;
@@ -142,7 +237,7 @@ impl Recorder {
             "firstTimestamp": time,
             "lastTimestamp": time,
             "count": 1,
-            "type": match event_type { EventType::Normal => "Normal", EventType::Warning => "Warning" },
+            "type": kind,
             "eventTime": null,
             "reportingComponent": self.component,
             "reportingInstance": self.host.clone().unwrap_or_default(),
@@ -150,7 +245,46 @@ impl Recorder {
         self.registry
             .create(&events, Some(&namespace), event, &options)
             .await?;
-        self.seen.lock().unwrap().insert(key, (namespace, name));
+        let mut memory = self.memory.lock().unwrap();
+        if memory.seen.len() > REMEMBERED {
+            memory.seen.clear();
+        }
+        memory.seen.insert(key, (namespace, name));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn similar_events_are_combined_and_a_flood_is_cut_off() {
+        let mut memory = Memory::default();
+        let mut recorded = Vec::new();
+        for i in 0..1000 {
+            let message = format!("Created pod: web-{i}");
+            if let Some(m) = memory.correlate("rs-uid", "Normal", "SuccessfulCreate", &message) {
+                recorded.push(m);
+            }
+        }
+        assert_eq!(recorded.len(), 25, "the burst, then nothing");
+        assert_eq!(recorded[9], "Created pod: web-9");
+        assert_eq!(
+            recorded[10],
+            "(combined from similar events): Created pod: web-10"
+        );
+        // Another reason, or another object, has its own budget.
+        assert!(
+            memory
+                .correlate("rs-uid", "Normal", "SuccessfulDelete", "Deleted pod: web-1")
+                .is_some()
+        );
+        assert_eq!(
+            memory
+                .correlate("other", "Normal", "SuccessfulCreate", "Created pod: x")
+                .as_deref(),
+            Some("Created pod: x")
+        );
     }
 }

@@ -694,6 +694,31 @@ spec:
         "{table}"
     );
 
+    // A Scale with a stale resourceVersion is refused, and changes nothing
+    // (kubectl scale --resource-version checks before it writes; the
+    // server checks in the write).
+    let stale = server.manifest(
+        "scale.json",
+        r#"{"apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": {"name": "steady", "namespace": "default", "resourceVersion": "1"},
+            "spec": {"replicas": 3}}"#,
+    );
+    let out = server.kubectl(&[
+        "replace",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/steady/scale",
+        "-f",
+        &stale,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the object has been modified; please apply your changes to the latest version and try again"),
+        "{err}"
+    );
+    let d = json(&server, &["get", "deployment", "steady"]);
+    assert_eq!(d.pointer("/spec/replicas"), Some(&serde_json::json!(2)));
+
     // A pod never ready: the rollout gives up at its deadline.
     let out = server.kubectl(&["rollout", "status", "deployment/stuck", "--timeout=60s"]);
     assert!(!out.status.success());

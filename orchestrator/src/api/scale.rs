@@ -85,25 +85,25 @@ pub async fn write(
             .expect_err("an error was pushed");
         return Err(Error::Invalid(invalid, "autoscaling".into()));
     }
-    // A Scale that names a resourceVersion is a precondition on the object.
+    // A Scale that names a resourceVersion is a precondition on the object,
+    // checked in the same write.
     let precondition = text(&wanted, "/metadata/resourceVersion")
         .parse::<u64>()
-        .ok()
-        .filter(|rv| text(&current, "/metadata/resourceVersion") != rv.to_string());
-    if precondition.is_some() {
-        return Err(Error::Conflict {
-            resource: resource.plural.into(),
-            group: resource.group.into(),
-            name: name.into(),
-            why: "the object has been modified; please apply your changes to the latest version and try again".into(),
-        });
-    }
+        .ok();
     let written = registry
-        .update_with(resource, namespace, name, None, options, None, |object| {
-            let mut next = object.clone();
-            next["spec"]["replicas"] = json!(replicas);
-            Ok(next)
-        })
+        .update_with(
+            resource,
+            namespace,
+            name,
+            None,
+            options,
+            precondition,
+            |object| {
+                let mut next = object.clone();
+                next["spec"]["replicas"] = json!(replicas);
+                Ok(next)
+            },
+        )
         .await?;
     Ok(of(&written.object))
 }

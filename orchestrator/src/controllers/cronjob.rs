@@ -40,7 +40,10 @@ struct CronJobs {
 /// Runs until `stop` turns true.
 pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
     let reconciler = CronJobs::new(registry.clone());
-    let watched = vec![reconciler.cron_jobs.clone(), reconciler.jobs.clone()];
+    let watched = vec![
+        reconciler.cron_jobs.clone().into(),
+        reconciler.jobs.clone().into(),
+    ];
     driver::run(
         registry,
         MANAGER,

@@ -47,7 +47,7 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
     driver::run(
         registry,
         MANAGER,
-        vec![deployments, replica_sets],
+        vec![deployments.into(), replica_sets.into()],
         driver::Pace {
             resync: Duration::from_secs(10),
             batch: Duration::from_millis(50),
@@ -311,14 +311,13 @@ impl Deployments {
         selector["matchLabels"][HASH_LABEL] = json!(hash);
         let wanted = replicas(deployment);
         // The first step of the rollout: as many as the surge allows now.
+        let (surge, _) = surge_and_unavailable(deployment);
         let start = if text(deployment, "/spec/strategy/type") == "Recreate" {
             0
         } else {
-            let (surge, _) = surge_and_unavailable(deployment);
             let current: i64 = old.iter().map(replicas).sum();
             (wanted + surge - current).clamp(0, wanted)
         };
-        let (surge, _) = surge_and_unavailable(deployment);
         let name = format!("{}-{hash}", text(deployment, "/metadata/name"));
         let mut labels = template
             .pointer("/metadata/labels")
@@ -749,8 +748,7 @@ impl Deployments {
         if let Some(collisions) = previous.get("collisionCount") {
             status["collisionCount"] = collisions.clone();
         }
-        if without_zero_counts(&status) != without_zero_counts(&previous) {
-            let revision = new_rs.map(revision);
+        if !super::same_status(&status, &previous) {
             edit(
                 &self.registry,
                 &self.deployments,
@@ -762,10 +760,9 @@ impl Deployments {
                 },
             )
             .await?;
-            if let Some(revision) = revision {
-                self.set_revision(deployment, revision).await?;
-            }
-        } else if let Some(rs) = new_rs {
+        }
+        if let Some(rs) = new_rs {
+            // A no-op when the revision is already the set's.
             self.set_revision(deployment, revision(rs)).await?;
         }
         Ok(again)
@@ -828,37 +825,6 @@ fn merge_condition(old: Option<&Value>, mut new: Value, stamp: &str, touched: bo
     new["lastTransitionTime"] = transition;
     new["lastUpdateTime"] = update;
     new
-}
-
-/// A status without zero counts and timestamps, for "did it change".
-fn without_zero_counts(status: &Value) -> Value {
-    let mut out = serde_json::Map::new();
-    if let Some(map) = status.as_object() {
-        for (k, v) in map {
-            if v == &json!(0) {
-                continue;
-            }
-            if k == "conditions" {
-                let stripped: Vec<Value> = v
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|c| {
-                        let mut c = c.clone();
-                        if let Some(o) = c.as_object_mut() {
-                            o.remove("lastUpdateTime");
-                            o.remove("lastTransitionTime");
-                        }
-                        c
-                    })
-                    .collect();
-                out.insert(k.clone(), json!(stripped));
-                continue;
-            }
-            out.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(out)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::registry::metadata::text;
 use crate::registry::{ListOptions, Registry, Resource, Result};
 
 /// What a controller does with one namespace.
@@ -29,21 +30,41 @@ pub struct Pace {
     pub batch: Duration,
 }
 
-/// Runs `reconciler` over the namespaces of `watched` until `stop` turns true.
+/// A resource a controller follows, and which of its changes concern it.
+#[derive(Clone)]
+pub struct Watched {
+    pub resource: Resource,
+    /// Whether a change to this object can give the controller work
+    /// (deletions always can).
+    pub relevant: fn(&Value) -> bool,
+}
+
+impl From<Resource> for Watched {
+    /// Every change is relevant.
+    fn from(resource: Resource) -> Watched {
+        Watched {
+            resource,
+            relevant: |_| true,
+        }
+    }
+}
+
+/// Runs `reconciler` over the namespaces of `watched` until `stop` turns
+/// true.
 pub async fn run<R: Reconciler>(
     registry: Registry,
     name: &'static str,
-    watched: Vec<Resource>,
+    watched: Vec<Watched>,
     pace: Pace,
     reconciler: R,
     mut stop: watch::Receiver<bool>,
 ) {
     let (changes, mut changed) = mpsc::unbounded_channel::<Option<String>>();
     let mut watchers = tokio::task::JoinSet::new();
-    for resource in watched.iter().cloned() {
+    for watch in watched {
         let registry = registry.clone();
         let changes = changes.clone();
-        watchers.spawn(follow(registry, resource, changes));
+        watchers.spawn(follow(registry, watch, changes));
     }
     let mut tick = tokio::time::interval(pace.resync);
     let mut last_pass = Instant::now() - pace.batch;
@@ -52,7 +73,7 @@ pub async fn run<R: Reconciler>(
     let mut everything = true;
     loop {
         if everything {
-            dirty.extend(namespaces_of(&registry, &watched));
+            dirty.extend(namespaces(&registry));
             everything = false;
         }
         if !dirty.is_empty() {
@@ -64,7 +85,7 @@ pub async fn run<R: Reconciler>(
                         Some(namespace) => {
                             dirty.insert(namespace);
                         }
-                        None => dirty.extend(namespaces_of(&registry, &watched)),
+                        None => dirty.extend(namespaces(&registry)),
                     }
                 }
             }
@@ -117,20 +138,25 @@ pub async fn run<R: Reconciler>(
     }
 }
 
-/// Sends the namespace of every change to `resource`; `None` when the
-/// watch had to start again (changes may have been missed).
+/// Sends the namespace of every relevant change to the watched resource;
+/// `None` when the watch had to start again (changes may have been missed).
 async fn follow(
     registry: Registry,
-    resource: Resource,
+    watched: Watched,
     changes: mpsc::UnboundedSender<Option<String>>,
 ) {
     loop {
         let revision = registry.store().revision();
-        let Ok(mut watch) = registry.watch(&resource, None, revision) else {
+        let Ok(mut watch) = registry.watch(&watched.resource, None, revision) else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
         while let Some(Ok(event)) = watch.next().await {
+            // A deletion always counts: what was deleted may be an owner.
+            let deleted = event.event_type == crate::store::EventType::Deleted;
+            if !deleted && !(watched.relevant)(&event.object) {
+                continue;
+            }
             let namespace = event
                 .object
                 .pointer("/metadata/namespace")
@@ -147,17 +173,17 @@ async fn follow(
     }
 }
 
-fn namespaces_of(registry: &Registry, watched: &[Resource]) -> BTreeSet<String> {
-    let mut namespaces = BTreeSet::new();
-    for resource in watched {
-        if let Ok(listed) = registry.list(resource, None, &ListOptions::default()) {
-            namespaces.extend(
-                listed
-                    .items
-                    .iter()
-                    .filter_map(|o| Some(o.pointer("/metadata/namespace")?.as_str()?.to_string())),
-            );
-        }
-    }
-    namespaces
+/// Every namespace: a full pass looks at each.
+fn namespaces(registry: &Registry) -> BTreeSet<String> {
+    let namespaces = registry.resource("", "Namespace");
+    registry
+        .list(&namespaces, None, &ListOptions::default())
+        .map(|listed| {
+            listed
+                .items
+                .iter()
+                .map(|n| text(n, "/metadata/name").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }

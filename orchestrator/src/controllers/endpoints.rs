@@ -15,11 +15,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::driver::{self, Reconciler};
+
 use crate::registry::metadata::text;
 use crate::registry::{
     DeleteOptions, Error, LabelSelector, ListOptions, Registry, Resource, Result, WriteOptions,
 };
-use crate::store::Watch;
 
 const ENDPOINTS_MANAGER: &str = "endpoint-controller";
 const SLICES_MANAGER: &str = "endpointslice-controller.k8s.io";
@@ -38,82 +39,42 @@ struct Kinds {
 }
 
 /// Runs until `stop` turns true.
-pub async fn run(registry: Registry, mut stop: watch::Receiver<bool>) {
+pub async fn run(registry: Registry, stop: watch::Receiver<bool>) {
     let kinds = Kinds {
         services: registry.resource("", "Service"),
         pods: registry.resource("", "Pod"),
         endpoints: registry.resource("", "Endpoints"),
         slices: registry.resource("discovery.k8s.io", "EndpointSlice"),
     };
-    let mut watches: Option<[Watch; 2]> = None;
-    let mut tick = tokio::time::interval(RESYNC_EVERY);
-    let mut dirty = BTreeSet::new();
-    let mut everything = true;
-    loop {
-        if watches.is_none() {
-            let revision = registry.store().revision();
-            watches = registry
-                .watch(&kinds.services, None, revision)
-                .and_then(|s| Ok([s, registry.watch(&kinds.pods, None, revision)?]))
-                .ok();
-            everything = true;
-        }
-        if everything {
-            dirty.extend(all_namespaces(&registry, &kinds));
-            everything = false;
-        }
-        for namespace in std::mem::take(&mut dirty) {
-            if let Err(e) = reconcile(&registry, &kinds, &namespace).await {
-                tracing::debug!("endpoints of namespace {namespace}: {e}; retrying");
-                dirty.insert(namespace);
-            }
-        }
-        let Some([services, pods]) = watches.as_mut() else {
-            tokio::select! {
-                _ = tick.tick() => continue,
-                _ = stop.changed() => return,
-            }
-        };
-        let event = tokio::select! {
-            event = services.next() => event,
-            event = pods.next() => event,
-            _ = tick.tick() => { everything = true; continue }
-            _ = stop.changed() => return,
-        };
-        let mut events = vec![event];
-        events.extend(std::iter::from_fn(|| services.try_next().map(Some)));
-        events.extend(std::iter::from_fn(|| pods.try_next().map(Some)));
-        for event in events {
-            match event {
-                Some(Ok(event)) => {
-                    if let Some(ns) = event
-                        .object
-                        .pointer("/metadata/namespace")
-                        .and_then(Value::as_str)
-                    {
-                        dirty.insert(ns.to_string());
-                    }
-                }
-                // A watch that fails starts again from a full pass.
-                _ => watches = None,
-            }
-        }
-    }
+    let watched = vec![kinds.services.clone().into(), kinds.pods.clone().into()];
+    let reconciler = Controller {
+        registry: registry.clone(),
+        kinds,
+    };
+    driver::run(
+        registry,
+        ENDPOINTS_MANAGER,
+        watched,
+        driver::Pace {
+            resync: RESYNC_EVERY,
+            batch: Duration::from_millis(20),
+        },
+        reconciler,
+        stop,
+    )
+    .await;
 }
 
-fn all_namespaces(registry: &Registry, kinds: &Kinds) -> BTreeSet<String> {
-    let mut namespaces = BTreeSet::new();
-    for resource in [&kinds.services, &kinds.endpoints, &kinds.slices] {
-        if let Ok(listed) = registry.list(resource, None, &ListOptions::default()) {
-            namespaces.extend(
-                listed
-                    .items
-                    .iter()
-                    .filter_map(|o| Some(o.pointer("/metadata/namespace")?.as_str()?.to_string())),
-            );
-        }
+struct Controller {
+    registry: Registry,
+    kinds: Kinds,
+}
+
+impl Reconciler for Controller {
+    async fn reconcile(&self, namespace: &str) -> Result<Option<Duration>> {
+        reconcile(&self.registry, &self.kinds, namespace).await?;
+        Ok(None)
     }
-    namespaces
 }
 
 fn items(registry: &Registry, resource: &Resource, namespace: &str) -> Result<Vec<Value>> {
@@ -126,7 +87,15 @@ fn items(registry: &Registry, resource: &Resource, namespace: &str) -> Result<Ve
 /// line with its pods.
 async fn reconcile(registry: &Registry, kinds: &Kinds, namespace: &str) -> Result<()> {
     let services = items(registry, &kinds.services, namespace)?;
-    let pods = items(registry, &kinds.pods, namespace)?;
+    // Pods matter only to Services that select them.
+    let selecting = services
+        .iter()
+        .any(|s| s.pointer("/spec/selector").is_some_and(|v| !v.is_null()));
+    let pods = if selecting {
+        items(registry, &kinds.pods, namespace)?
+    } else {
+        Vec::new()
+    };
     let endpoints = items(registry, &kinds.endpoints, namespace)?;
     let slices = items(registry, &kinds.slices, namespace)?;
     let mut wanted = BTreeSet::new();

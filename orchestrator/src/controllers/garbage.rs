@@ -26,12 +26,20 @@ struct Collector {
 
 /// Runs until `stop` turns true.
 pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
-    let watched: Vec<Resource> = registry
+    let watched: Vec<driver::Watched> = registry
         .resources()
         .all()
         .iter()
         .filter(|r| r.namespaced && r.kind != "Event")
-        .cloned()
+        .map(|r| driver::Watched {
+            resource: r.clone(),
+            // Dependents (they have references) and owners being deleted
+            // (with a policy finalizer); deletions always count.
+            relevant: |o| {
+                o.pointer("/metadata/ownerReferences").is_some()
+                    || o.pointer("/metadata/deletionTimestamp").is_some()
+            },
+        })
         .collect();
     let collector = Collector {
         registry: registry.clone(),

@@ -18,13 +18,13 @@ use serde_json::{Value, json};
 
 use super::driver::{self, Reconciler};
 use super::edit;
-use super::owners::{controller_ref, controller_uid, deleting};
+use super::owners::{controller_kind, controller_ref, controller_uid, deleting};
 use super::replicaset::ready_since;
 use crate::events::{EventType, Recorder};
-use crate::registry::kinds::COMPLETION_INDEX;
+use crate::registry::kinds::{COMPLETION_INDEX, JOB_NAME};
 use crate::registry::metadata::text;
 use crate::registry::{
-    DeleteOptions, Error, ListOptions, Registry, Resource, Result, WriteOptions,
+    DeleteOptions, Error, LabelSelector, ListOptions, Registry, Resource, Result, WriteOptions,
 };
 
 const MANAGER: &str = "job-controller";
@@ -84,7 +84,13 @@ pub async fn run(registry: Registry, backoff: Backoff, stop: tokio::sync::watch:
     driver::run(
         registry,
         MANAGER,
-        vec![jobs, pods],
+        vec![
+            jobs.into(),
+            driver::Watched {
+                resource: pods,
+                relevant: |pod| controller_kind(pod) == Some("Job") || tracked(pod),
+            },
+        ],
         driver::Pace {
             resync: Duration::from_secs(10),
             batch: Duration::from_millis(50),
@@ -245,10 +251,20 @@ struct Outcome {
 
 impl Reconciler for Jobs {
     async fn reconcile(&self, namespace: &str) -> Result<Option<Duration>> {
-        let all = ListOptions::default();
+        // Every pod a Job makes carries the job-name label.
+        let of_jobs = ListOptions {
+            labels: LabelSelector::parse(JOB_NAME).expect("a valid selector"),
+            ..ListOptions::default()
+        };
         // Pods first: a Job missing from the later list is really gone.
-        let pods = self.registry.list(&self.pods, Some(namespace), &all)?.items;
-        let jobs = self.registry.list(&self.jobs, Some(namespace), &all)?.items;
+        let pods = self
+            .registry
+            .list(&self.pods, Some(namespace), &of_jobs)?
+            .items;
+        let jobs = self
+            .registry
+            .list(&self.jobs, Some(namespace), &ListOptions::default())?
+            .items;
         let live: HashSet<&str> = jobs
             .iter()
             .filter(|j| !deleting(j))
@@ -779,6 +795,11 @@ fn pod_for(job: &Value, name: &str, template: &Value, index: Option<i64>) -> Val
             metadata[field] = value.clone();
         }
     }
+    // Also with a manual selector: the controller finds its pods by it.
+    if !metadata["labels"].is_object() {
+        metadata["labels"] = json!({});
+    }
+    metadata["labels"][JOB_NAME] = json!(name);
     let mut spec = template.get("spec").cloned().unwrap_or(json!({}));
     if let Some(i) = index {
         metadata["generateName"] = json!(format!("{name}-{i}-"));

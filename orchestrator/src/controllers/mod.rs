@@ -11,7 +11,7 @@ pub mod namespace;
 pub mod owners;
 pub mod replicaset;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::registry::metadata::text;
 use crate::registry::{Registry, Resource, Result, WriteOptions};
@@ -43,4 +43,29 @@ pub async fn edit(
         )
         .await?;
     Ok(written.object)
+}
+
+/// Whether two statuses say the same: zero counts count as absent (as
+/// Kubernetes omits them), and conditions compare without their times.
+pub fn same_status(a: &Value, b: &Value) -> bool {
+    fn essential(status: &Value) -> Value {
+        let mut out = serde_json::Map::new();
+        for (k, v) in status.as_object().into_iter().flatten() {
+            if v == &json!(0) {
+                continue;
+            }
+            let mut v = v.clone();
+            if k == "conditions" {
+                for c in v.as_array_mut().into_iter().flatten() {
+                    if let Some(c) = c.as_object_mut() {
+                        c.remove("lastUpdateTime");
+                        c.remove("lastTransitionTime");
+                    }
+                }
+            }
+            out.insert(k.clone(), v);
+        }
+        Value::Object(out)
+    }
+    essential(a) == essential(b)
 }

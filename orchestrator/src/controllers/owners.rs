@@ -6,15 +6,23 @@ use serde_json::{Value, json};
 use crate::registry::metadata::text;
 use crate::registry::{Registry, Resource, Result, WriteOptions};
 
-/// The uid of the object's controlling owner, if it has one.
-pub fn controller_uid(object: &Value) -> Option<&str> {
+/// The object's controlling owner reference, if it has one.
+fn controller(object: &Value) -> Option<&Value> {
     object
         .pointer("/metadata/ownerReferences")?
         .as_array()?
         .iter()
-        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))?
-        .get("uid")?
-        .as_str()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+}
+
+/// The uid of the object's controlling owner, if it has one.
+pub fn controller_uid(object: &Value) -> Option<&str> {
+    controller(object)?.get("uid")?.as_str()
+}
+
+/// The kind of the object's controlling owner, if it has one.
+pub fn controller_kind(object: &Value) -> Option<&str> {
+    controller(object)?.get("kind")?.as_str()
 }
 
 /// A controller reference to `owner` (of `kind` in `api_version`).

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::driver::{self, Reconciler};
 use super::edit;
-use super::owners::{adopt, controller_ref, controller_uid, deleting};
+use super::owners::{adopt, controller_kind, controller_ref, controller_uid, deleting};
 use crate::events::{EventType, Recorder};
 use crate::registry::metadata::text;
 use crate::registry::{
@@ -40,7 +40,14 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
     driver::run(
         registry,
         MANAGER,
-        vec![replica_sets, pods],
+        vec![
+            replica_sets.into(),
+            driver::Watched {
+                resource: pods,
+                // Its own pods, and orphans it might adopt.
+                relevant: |pod| matches!(controller_kind(pod), None | Some("ReplicaSet")),
+            },
+        ],
         driver::Pace {
             resync: Duration::from_secs(10),
             batch: Duration::from_millis(50),
@@ -205,7 +212,7 @@ impl ReplicaSets {
             "availableReplicas": available_now,
             "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
         });
-        if without_zeros(rs.get("status")) != without_zeros(Some(&status)) {
+        if !super::same_status(&status, rs.get("status").unwrap_or(&Value::Null)) {
             edit(
                 &self.registry,
                 &self.replica_sets,
@@ -252,28 +259,28 @@ impl ReplicaSets {
                 self.registry
                     .create(&self.pods, Some(namespace), pod.clone(), &options)
             });
+            // Events are written together, so their commits are shared.
+            let mut created = Vec::new();
+            let mut failure = None;
             for result in futures::future::join_all(creates).await {
                 match result {
-                    Ok(written) => {
-                        let message =
-                            format!("Created pod: {}", text(&written.object, "/metadata/name"));
-                        self.events
-                            .record(rs, EventType::Normal, "SuccessfulCreate", &message, None)
-                            .await;
-                    }
-                    Err(e) => {
-                        self.events
-                            .record(
-                                rs,
-                                EventType::Warning,
-                                "FailedCreate",
-                                &format!("Error creating: {e}"),
-                                None,
-                            )
-                            .await;
-                        return;
-                    }
+                    Ok(written) => created.push(format!(
+                        "Created pod: {}",
+                        text(&written.object, "/metadata/name")
+                    )),
+                    Err(e) => failure = Some(format!("Error creating: {e}")),
                 }
+            }
+            futures::future::join_all(created.iter().map(|message| {
+                self.events
+                    .record(rs, EventType::Normal, "SuccessfulCreate", message, None)
+            }))
+            .await;
+            if let Some(message) = failure {
+                self.events
+                    .record(rs, EventType::Warning, "FailedCreate", &message, None)
+                    .await;
+                return;
             }
         }
     }
@@ -289,50 +296,28 @@ impl ReplicaSets {
                     .await;
                 (name, result)
             });
+            let mut notes = Vec::new();
             for (name, result) in futures::future::join_all(deletes).await {
                 match result {
-                    Ok(_) => {
-                        self.events
-                            .record(
-                                rs,
-                                EventType::Normal,
-                                "SuccessfulDelete",
-                                &format!("Deleted pod: {name}"),
-                                None,
-                            )
-                            .await;
-                    }
+                    Ok(_) => notes.push((
+                        EventType::Normal,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {name}"),
+                    )),
                     Err(Error::NotFound { .. }) => {}
-                    Err(e) => {
-                        self.events
-                            .record(
-                                rs,
-                                EventType::Warning,
-                                "FailedDelete",
-                                &format!("Error deleting: {e}"),
-                                None,
-                            )
-                            .await;
-                    }
+                    Err(e) => notes.push((
+                        EventType::Warning,
+                        "FailedDelete",
+                        format!("Error deleting: {e}"),
+                    )),
                 }
             }
+            futures::future::join_all(notes.iter().map(|(kind, reason, message)| {
+                self.events.record(rs, *kind, reason, message, None)
+            }))
+            .await;
         }
     }
-}
-
-/// A status with zero counts left out, as Kubernetes omits them, so a
-/// stored status and a computed one compare equal.
-fn without_zeros(status: Option<&Value>) -> Value {
-    let mut out = serde_json::Map::new();
-    if let Some(map) = status.and_then(Value::as_object) {
-        for (k, v) in map {
-            if k == "conditions" || v == &json!(0) {
-                continue;
-            }
-            out.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(out)
 }
 
 #[cfg(test)]

@@ -209,6 +209,28 @@ fn validate_job_spec(errors: &mut Errors, spec: &Value, prefix: &str, check_sele
         at_least(errors, spec, prefix, field, 0);
     }
     at_least(errors, spec, prefix, "activeDeadlineSeconds", 1);
+    // Accepted by Kubernetes, not carried out here: refused, not ignored.
+    for field in [
+        "podFailurePolicy",
+        "successPolicy",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+    ] {
+        if spec.get(field).is_some_and(|v| !v.is_null()) {
+            errors.push(
+                format!("{prefix}{field}"),
+                "Forbidden: not supported by this server yet".into(),
+            );
+        }
+    }
+    if let Some(policy) = spec.get("podReplacementPolicy").and_then(Value::as_str)
+        && policy != "TerminatingOrFailed"
+    {
+        errors.push(
+            format!("{prefix}podReplacementPolicy"),
+            format!("Unsupported value: {policy:?}: this server supports only \"TerminatingOrFailed\" so far"),
+        );
+    }
     let mode = spec
         .get("completionMode")
         .and_then(Value::as_str)
@@ -413,6 +435,14 @@ mod tests {
         );
         assert!(
             message.contains("spec.completions: Required value: when completion mode is Indexed"),
+            "{message}"
+        );
+        let mut job = dice_job();
+        job["spec"]["podFailurePolicy"] = json!({"rules": []});
+        job_defaults(&mut job);
+        let message = validate_job(&job, None).unwrap_err().to_string();
+        assert!(
+            message.contains("spec.podFailurePolicy: Forbidden: not supported by this server yet"),
             "{message}"
         );
     }
