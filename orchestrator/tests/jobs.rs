@@ -202,15 +202,11 @@ fn the_guides_dice_job_rolls_until_a_six() {
     let mut by_start: Vec<&Value> = pods.iter().collect();
     by_start.sort_by_key(|p| (terminated(p, "startedAt"), terminated(p, "finishedAt")));
     for pair in by_start.windows(2) {
-        let ended = seconds(
-            &pair[0],
-            "/status/containerStatuses/0/state/terminated/finishedAt",
+        let (ended, started) = (
+            terminated(pair[0], "finishedAt"),
+            terminated(pair[1], "startedAt"),
         );
-        let started = seconds(
-            &pair[1],
-            "/status/containerStatuses/0/state/terminated/startedAt",
-        );
-        assert!(started >= ended, "{:#?}", pair);
+        assert!(started >= ended, "{pair:#?}");
     }
     let jobs = server.kubectl_ok(&["get", "jobs"]);
     if condition(&job, "Complete").is_some() {
