@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use server::Server;
+use server::{Server, text};
 
 /// The guide's rolling-update example, with our image.
 const DEPLOYMENT: &str = "kind: Deployment
@@ -42,29 +42,10 @@ spec:
           image: echo-hostname:1.0.1
 ";
 
-fn json(server: &Server, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    serde_json::from_str(&server.kubectl_ok(&all)).unwrap()
-}
-
-fn items(server: &Server, args: &[&str]) -> Vec<Value> {
-    json(server, args)["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
 /// Pods of `selector` that count: not terminating, not finished.
 fn live_pods(server: &Server, selector: &str) -> Vec<Value> {
-    items(server, &["get", "pods", "-l", selector])
+    server
+        .items(&["get", "pods", "-l", selector])
         .into_iter()
         .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
         .collect()
@@ -215,7 +196,7 @@ fn the_guides_rolling_update_history_undo_and_scale() {
     );
 
     // Five pods of one ReplicaSet, named after it, carrying its hash.
-    let sets = items(&server, &["get", "replicasets", "-l", "app=nginx"]);
+    let sets = server.items(&["get", "replicasets", "-l", "app=nginx"]);
     assert_eq!(sets.len(), 1);
     let first_rs = text(&sets[0], "/metadata/name").to_string();
     let hash = text(&sets[0], "/metadata/labels/pod-template-hash").to_string();
@@ -341,7 +322,7 @@ fn the_guides_rolling_update_history_undo_and_scale() {
     }
     let (history, revisions) = rollout_history(&server, "nginx-deployment");
     assert_eq!(revisions, ["2", "3"], "{history}");
-    assert_eq!(items(&server, &["get", "rs", "-l", "app=nginx"]).len(), 2);
+    assert_eq!(server.items(&["get", "rs", "-l", "app=nginx"]).len(), 2);
 
     // Scale, through the scale subresource.
     let out = server.kubectl_ok(&["scale", "deployment", "nginx-deployment", "--replicas=2"]);
@@ -385,7 +366,7 @@ fn the_guides_rolling_update_history_undo_and_scale() {
         pods.iter()
             .all(|p| text(p, "/spec/containers/0/image") == "echo-hostname:1.0.1")
     );
-    assert_eq!(items(&server, &["get", "rs", "-l", "app=nginx"]).len(), 2);
+    assert_eq!(server.items(&["get", "rs", "-l", "app=nginx"]).len(), 2);
     let out = server.kubectl_ok(&["rollout", "resume", "deployment/nginx-deployment"]);
     assert!(
         out.contains("deployment.apps/nginx-deployment resumed"),
@@ -398,7 +379,7 @@ fn the_guides_rolling_update_history_undo_and_scale() {
         pods.iter()
             .all(|p| text(p, "/spec/containers/0/image") == "echo-hostname:1.0.2")
     );
-    assert_eq!(items(&server, &["get", "rs", "-l", "app=nginx"]).len(), 2);
+    assert_eq!(server.items(&["get", "rs", "-l", "app=nginx"]).len(), 2);
     // Restart: same image, new pods.
     let before: Vec<String> = pods
         .iter()
@@ -421,8 +402,8 @@ fn the_guides_rolling_update_history_undo_and_scale() {
     // Deleting the Deployment takes its ReplicaSets and pods with it.
     server.kubectl_ok(&["delete", "deployment", "nginx-deployment"]);
     server.wait_for(Duration::from_secs(30), || {
-        items(&server, &["get", "rs", "-l", "app=nginx"]).is_empty()
-            && items(&server, &["get", "pods", "-l", "app=nginx"]).is_empty()
+        server.items(&["get", "rs", "-l", "app=nginx"]).is_empty()
+            && server.items(&["get", "pods", "-l", "app=nginx"]).is_empty()
     });
 }
 
@@ -474,7 +455,7 @@ fn recreate_never_runs_old_and_new_pods_together_and_orphans_stay() {
             .code()
             == Some(1)
     });
-    let sets = items(&server, &["get", "rs", "-l", "app=recreated"]);
+    let sets = server.items(&["get", "rs", "-l", "app=recreated"]);
     assert_eq!(sets.len(), 2);
     assert!(
         sets.iter()
@@ -561,7 +542,7 @@ fn the_guides_old_api_version_manifest_runs_with_a_deprecation_warning() {
         "{stderr}"
     );
     // Stored as apps/v1, with the strategy the guide meant.
-    let stored = json(&server, &["get", "deployments.v1.apps", "nginx-deployment"]);
+    let stored = server.json(&["get", "deployments.v1.apps", "nginx-deployment"]);
     assert_eq!(stored["apiVersion"], "apps/v1");
     assert_eq!(stored["spec"]["strategy"]["type"], "Recreate");
     rolled_out(&server, "nginx-deployment");
@@ -570,10 +551,10 @@ fn the_guides_old_api_version_manifest_runs_with_a_deprecation_warning() {
     // sees the guide's string strategy against the stored object), and
     // the patched object is the same.
     server.kubectl_ok(&["apply", "-f", &path]);
-    let again = json(&server, &["get", "deployments.v1.apps", "nginx-deployment"]);
+    let again = server.json(&["get", "deployments.v1.apps", "nginx-deployment"]);
     assert_eq!(again["metadata"]["generation"], 1);
     assert_eq!(
-        items(&server, &["get", "rs", "-l", "deploy=example"]).len(),
+        server.items(&["get", "rs", "-l", "deploy=example"]).len(),
         1
     );
     let table = server.kubectl_ok(&["get", "deployment", "nginx-deployment"]);
@@ -602,7 +583,7 @@ fn undo_of_a_created_deployment_reuses_its_first_replica_set() {
     ]);
     assert!(out.contains("deployment.apps/web created"), "{out}");
     rolled_out(&server, "web");
-    let first = items(&server, &["get", "rs", "-l", "app=web"]);
+    let first = server.items(&["get", "rs", "-l", "app=web"]);
     assert_eq!(first.len(), 1);
     let first = text(&first[0], "/metadata/name").to_string();
     server.kubectl_ok(&[
@@ -614,7 +595,7 @@ fn undo_of_a_created_deployment_reuses_its_first_replica_set() {
     rolled_out(&server, "web");
     server.kubectl_ok(&["rollout", "undo", "deployment/web"]);
     rolled_out(&server, "web");
-    let sets = items(&server, &["get", "rs", "-l", "app=web"]);
+    let sets = server.items(&["get", "rs", "-l", "app=web"]);
     assert_eq!(sets.len(), 2, "{sets:?}");
     let pods = live_pods(&server, "app=web");
     assert_eq!(pods.len(), 2);
@@ -662,7 +643,7 @@ spec:
     // Ready is not yet available: both pods ready, none available, for a while.
     let mut ready_at = None;
     server.wait_for(Duration::from_secs(30), || {
-        let d = json(&server, &["get", "deployment", "steady"]);
+        let d = server.json(&["get", "deployment", "steady"]);
         let ready = d.pointer("/status/readyReplicas").and_then(Value::as_i64);
         let available = d
             .pointer("/status/availableReplicas")
@@ -716,7 +697,7 @@ spec:
         err.contains("the object has been modified; please apply your changes to the latest version and try again"),
         "{err}"
     );
-    let d = json(&server, &["get", "deployment", "steady"]);
+    let d = server.json(&["get", "deployment", "steady"]);
     assert_eq!(d.pointer("/spec/replicas"), Some(&serde_json::json!(2)));
 
     // A pod never ready: the rollout gives up at its deadline.
@@ -727,7 +708,7 @@ spec:
         err.contains("deployment \"stuck\" exceeded its progress deadline"),
         "{err}"
     );
-    let stuck = json(&server, &["get", "deployment", "stuck"]);
+    let stuck = server.json(&["get", "deployment", "stuck"]);
     let progressing = stuck["status"]["conditions"]
         .as_array()
         .unwrap()

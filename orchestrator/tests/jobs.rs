@@ -12,7 +12,7 @@ mod server;
 use std::time::Duration;
 
 use serde_json::Value;
-use server::Server;
+use server::{Server, text};
 
 /// The guide's dice Job, with our image.
 const DICE_JOB: &str = r#"kind: Job
@@ -84,26 +84,6 @@ spec:
 
 const TRACKING: &str = "batch.kubernetes.io/job-tracking";
 
-fn json(server: &Server, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    serde_json::from_str(&server.kubectl_ok(&all)).unwrap()
-}
-
-fn items(server: &Server, args: &[&str]) -> Vec<Value> {
-    json(server, args)["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
 fn int(object: &Value, pointer: &str) -> i64 {
     object.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
 }
@@ -124,9 +104,19 @@ fn seconds(object: &Value, pointer: &str) -> i64 {
 
 /// The pods of a Job, oldest first.
 fn pods_of(server: &Server, job: &str) -> Vec<Value> {
-    let mut pods = items(server, &["get", "pods", "-l", &format!("job-name={job}")]);
+    let mut pods = server.items(&["get", "pods", "-l", &format!("job-name={job}")]);
     pods.sort_by_key(|p| text(p, "/metadata/creationTimestamp").to_string());
     pods
+}
+
+/// `kubectl wait --for=condition=COND job/NAME`.
+fn wait_condition(server: &Server, name: &str, condition: &str, seconds: u32) {
+    server.kubectl_ok(&[
+        "wait",
+        &format!("--for=condition={condition}"),
+        &format!("job/{name}"),
+        &format!("--timeout={seconds}s"),
+    ]);
 }
 
 fn finished(job: &Value) -> bool {
@@ -136,7 +126,7 @@ fn finished(job: &Value) -> bool {
 fn wait_finished(server: &Server, job: &str, limit: Duration) -> Value {
     let mut last = Value::Null;
     server.wait_for(limit, || {
-        last = json(server, &["get", "job", job]);
+        last = server.json(&["get", "job", job]);
         finished(&last)
     });
     last
@@ -164,7 +154,7 @@ fn the_guides_dice_job_rolls_until_a_six() {
             .iter()
             .all(|p| !p.to_string().contains(TRACKING))
     });
-    let job = json(&server, &["get", "job", "dice-job"]);
+    let job = server.json(&["get", "job", "dice-job"]);
     let pods = pods_of(&server, "dice-job");
     let failed: Vec<&Value> = pods
         .iter()
@@ -229,7 +219,7 @@ fn the_guides_dice_job_rolls_until_a_six() {
     // Deleting a finished pod loses none of the counts.
     let first = text(&pods[0], "/metadata/name").to_string();
     server.kubectl_ok(&["delete", "pod", &first]);
-    let after = json(&server, &["get", "job", "dice-job"]);
+    let after = server.json(&["get", "job", "dice-job"]);
     assert_eq!(int(&after, "/status/failed"), failed.len() as i64);
     assert_eq!(int(&after, "/status/succeeded"), succeeded.len() as i64);
     assert_eq!(pods_of(&server, "dice-job").len(), pods.len() - 1);
@@ -257,13 +247,8 @@ spec:
 ",
     );
     server.kubectl_ok(&["apply", "-f", &path]);
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=failed",
-        "job/fails",
-        "--timeout=90s",
-    ]);
-    let job = json(&server, &["get", "job", "fails"]);
+    wait_condition(&server, "fails", "failed", 90);
+    let job = server.json(&["get", "job", "fails"]);
     let failure = condition(&job, "Failed").unwrap();
     assert_eq!(text(failure, "/reason"), "BackoffLimitExceeded");
     assert_eq!(
@@ -273,7 +258,7 @@ spec:
     let pods = pods_of(&server, "fails");
     assert_eq!(pods.len(), 3, "backoffLimit 2 allows three pods");
     server.wait_for(Duration::from_secs(20), || {
-        int(&json(&server, &["get", "job", "fails"]), "/status/failed") == 3
+        int(&server.json(&["get", "job", "fails"]), "/status/failed") == 3
     });
     for pod in &pods {
         assert_eq!(text(pod, "/status/phase"), "Failed");
@@ -352,14 +337,9 @@ spec:
     );
     server.kubectl_ok(&["apply", "-f", &path]);
     for name in ["squares", "fixed", "queue"] {
-        server.kubectl_ok(&[
-            "wait",
-            "--for=condition=complete",
-            &format!("job/{name}"),
-            "--timeout=90s",
-        ]);
+        wait_condition(&server, name, "complete", 90);
     }
-    let squares = json(&server, &["get", "job", "squares"]);
+    let squares = server.json(&["get", "job", "squares"]);
     assert_eq!(text(&squares, "/status/completedIndexes"), "0-2");
     assert_eq!(int(&squares, "/status/succeeded"), 3);
     let mut logs: Vec<String> = Vec::new();
@@ -504,17 +484,12 @@ spec:
         "-p",
         r#"{"spec":{"suspend":false}}"#,
     ]);
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=complete",
-        "job/later",
-        "--timeout=60s",
-    ]);
+    wait_condition(&server, "later", "complete", 60);
     let pods = pods_of(&server, "later");
     assert_eq!(pods.len(), 1);
     let log = server.kubectl_ok(&["logs", text(&pods[0], "/metadata/name")]);
     assert_eq!(log.trim(), "resumed");
-    let later = json(&server, &["get", "job", "later"]);
+    let later = server.json(&["get", "job", "later"]);
     let resumed = later["status"]["conditions"]
         .as_array()
         .unwrap()
@@ -546,7 +521,7 @@ spec:
     let first_name = text(&first[0], "/metadata/name").to_string();
     server.kubectl_ok(&["delete", "pod", &first_name, "--wait=false"]);
     server.wait_for(Duration::from_secs(60), || {
-        let job = json(&server, &["get", "job", "long"]);
+        let job = server.json(&["get", "job", "long"]);
         let pods = pods_of(&server, "long");
         int(&job, "/status/failed") == 1
             && pods.iter().any(|p| {
@@ -613,7 +588,7 @@ fn the_guides_cron_job_runs_each_minute() {
         ),
         "{warning}"
     );
-    let stored = json(&server, &["get", "cronjob", "google-check-cronjob"]);
+    let stored = server.json(&["get", "cronjob", "google-check-cronjob"]);
     assert_eq!(text(&stored, "/apiVersion"), "batch/v1");
     assert_eq!(text(&stored, "/spec/concurrencyPolicy"), "Allow");
     let table = server.kubectl_ok(&["get", "cronjobs"]);
@@ -636,17 +611,13 @@ fn the_guides_cron_job_runs_each_minute() {
         "by-hand",
         "--from=cronjob/google-check-cronjob",
     ]);
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=complete",
-        "job/by-hand",
-        "--timeout=60s",
-    ]);
+    wait_condition(&server, "by-hand", "complete", 60);
 
     // The schedule: a Job named for its minute, within the next minute.
     let mut scheduled = Vec::new();
     server.wait_for(Duration::from_secs(90), || {
-        scheduled = items(&server, &["get", "jobs"])
+        scheduled = server
+            .items(&["get", "jobs"])
             .into_iter()
             .filter(|j| {
                 text(j, "/metadata/name")
@@ -677,7 +648,7 @@ fn the_guides_cron_job_runs_each_minute() {
     assert!(pod_name.starts_with(&format!("{name}-")), "{pod_name}");
     assert_eq!(server.kubectl_ok(&["logs", pod_name]).trim(), "checked");
     server.wait_for(Duration::from_secs(20), || {
-        let cron_job = json(&server, &["get", "cronjob", "google-check-cronjob"]);
+        let cron_job = server.json(&["get", "cronjob", "google-check-cronjob"]);
         cron_job.pointer("/status/lastScheduleTime").is_some()
             && cron_job.pointer("/status/lastSuccessfulTime").is_some()
     });
@@ -689,6 +660,6 @@ fn the_guides_cron_job_runs_each_minute() {
     // Deleting the CronJob takes its Jobs and their pods.
     server.kubectl_ok(&["delete", "-f", &path]);
     server.wait_for(Duration::from_secs(30), || {
-        items(&server, &["get", "jobs"]).is_empty() && items(&server, &["get", "pods"]).is_empty()
+        server.items(&["get", "jobs"]).is_empty() && server.items(&["get", "pods"]).is_empty()
     });
 }

@@ -510,6 +510,20 @@ spec:
       targetPort: 80
 ";
 
+/// How many ready addresses the Service's Endpoints list.
+fn ready_addresses(server: &Server) -> usize {
+    server
+        .kubectl_ok(&[
+            "get",
+            "endpoints",
+            "hostname-service",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ])
+        .split_whitespace()
+        .count()
+}
+
 /// Who answered through `port` over `n` requests: (hostname, version).
 fn answers(port: u16, n: usize) -> Vec<(String, String)> {
     (0..n)
@@ -543,16 +557,7 @@ fn a_canary_deployment_shares_one_service_with_the_old_version() {
         "deployment/hostname-102-deployment",
         "--timeout=60s",
     ]);
-    server.wait_for(Duration::from_secs(30), || {
-        let addresses = server.kubectl_ok(&[
-            "get",
-            "endpoints",
-            "hostname-service",
-            "-o",
-            "jsonpath={.subsets[*].addresses[*].ip}",
-        ]);
-        addresses.split_whitespace().count() == 4
-    });
+    server.wait_for(Duration::from_secs(30), || ready_addresses(&server) == 4);
     let node_port: u16 = server
         .kubectl_ok(&[
             "get",
@@ -609,14 +614,7 @@ fn a_canary_deployment_shares_one_service_with_the_old_version() {
         "--timeout=60s",
     ]);
     server.wait_for(Duration::from_secs(60), || {
-        let addresses = server.kubectl_ok(&[
-            "get",
-            "endpoints",
-            "hostname-service",
-            "-o",
-            "jsonpath={.subsets[*].addresses[*].ip}",
-        ]);
-        addresses.split_whitespace().count() == 3 && pod_version("v101").is_empty()
+        ready_addresses(&server) == 3 && pod_version("v101").is_empty()
     });
     let seen = answers(node_port, 30);
     assert!(seen.iter().all(|(_, v)| v == "1.0.2"), "{seen:?}");

@@ -80,23 +80,16 @@ impl Reconciler for CronJobs {
             return Ok(None);
         }
         let jobs = self.registry.list(&self.jobs, Some(namespace), &all)?.items;
-        let mut again: Option<Duration> = None;
+        let mut again = driver::Again::default();
         for cron_job in cron_jobs.iter().filter(|c| !deleting(c)) {
             let uid = text(cron_job, "/metadata/uid");
             let mine: Vec<&Value> = jobs
                 .iter()
                 .filter(|j| controller_uid(j) == Some(uid))
                 .collect();
-            match self.sync(cron_job, &mine, Timestamp::now()).await {
-                Ok(Some(after)) => again = Some(again.map_or(after, |a| a.min(after))),
-                Ok(None) => {}
-                Err(Error::NotFound { .. } | Error::Conflict { .. }) => {
-                    again = Some(Duration::from_millis(100));
-                }
-                Err(e) => return Err(e),
-            }
+            again.note(self.sync(cron_job, &mine, Timestamp::now()).await)?;
         }
-        Ok(again)
+        Ok(again.when())
     }
 }
 
@@ -305,19 +298,14 @@ impl CronJobs {
         } else {
             zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
         };
-        let mut metadata = json!({
-            "name": name,
-            "namespace": namespace,
-            "ownerReferences": [controller_ref(cron_job, "batch/v1", "CronJob")],
-        });
-        for field in ["labels", "annotations"] {
-            if let Some(value) = template.pointer(&format!("/metadata/{field}")) {
-                metadata[field] = value.clone();
-            }
-        }
-        if !metadata["annotations"].is_object() {
-            metadata["annotations"] = json!({});
-        }
+        let mut metadata = super::from_template(
+            json!({
+                "name": name,
+                "namespace": namespace,
+                "ownerReferences": [controller_ref(cron_job, "batch/v1", "CronJob")],
+            }),
+            &template,
+        );
         metadata["annotations"][SCHEDULED_TIMESTAMP] = json!(scheduled);
         let job = json!({
             "apiVersion": "batch/v1",

@@ -72,20 +72,11 @@ impl Reconciler for Deployments {
             .registry
             .list(&self.replica_sets, Some(namespace), &all)?
             .items;
-        let mut again: Option<Duration> = None;
+        let mut again = driver::Again::default();
         for deployment in deployments.iter().filter(|d| !deleting(d)) {
-            match self.sync(deployment, &sets).await {
-                Ok(Some(after)) => again = Some(again.map_or(after, |a| a.min(after))),
-                Ok(None) => {}
-                Err(
-                    Error::NotFound { .. } | Error::Conflict { .. } | Error::AlreadyExists { .. },
-                ) => {
-                    again = Some(Duration::from_millis(100));
-                }
-                Err(e) => return Err(e),
-            }
+            again.note(self.sync(deployment, &sets).await)?;
         }
-        Ok(again)
+        Ok(again.when())
     }
 }
 

@@ -12,13 +12,41 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::registry::metadata::text;
-use crate::registry::{ListOptions, Registry, Resource, Result};
+use crate::registry::{Error, ListOptions, Registry, Resource, Result};
 
 /// What a controller does with one namespace.
 pub trait Reconciler: Send + Sync + 'static {
     /// Brings `namespace` in line; `Ok(Some(d))` asks to be called again
     /// for it after `d` even if nothing changes.
     fn reconcile(&self, namespace: &str) -> impl Future<Output = Result<Option<Duration>>> + Send;
+}
+
+/// When a namespace's pass should come back, from what its objects'
+/// syncs said: the soonest time one asked for, soon after a lost race (the
+/// object changed or went meanwhile); any other error ends the pass.
+#[derive(Debug, Default)]
+pub struct Again(Option<Duration>);
+
+impl Again {
+    pub fn note(&mut self, result: Result<Option<Duration>>) -> Result<()> {
+        match result {
+            Ok(Some(after)) => self.within(after),
+            Ok(None) => {}
+            Err(Error::NotFound { .. } | Error::Conflict { .. } | Error::AlreadyExists { .. }) => {
+                self.within(Duration::from_millis(100))
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn within(&mut self, after: Duration) {
+        self.0 = Some(self.0.map_or(after, |a| a.min(after)));
+    }
+
+    pub fn when(self) -> Option<Duration> {
+        self.0
+    }
 }
 
 /// How often a controller looks: a full pass at least every `resync`,

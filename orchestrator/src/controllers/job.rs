@@ -277,23 +277,16 @@ impl Reconciler for Jobs {
         for pod in released {
             self.release(pod).await?;
         }
-        let mut again: Option<Duration> = None;
+        let mut again = driver::Again::default();
         for job in jobs.iter().filter(|j| !deleting(j)) {
             let uid = text(job, "/metadata/uid");
             let mine: Vec<&Value> = pods
                 .iter()
                 .filter(|p| controller_uid(p) == Some(uid))
                 .collect();
-            match self.sync(job, &mine).await {
-                Ok(Some(after)) => again = Some(again.map_or(after, |a| a.min(after))),
-                Ok(None) => {}
-                Err(Error::NotFound { .. } | Error::Conflict { .. }) => {
-                    again = Some(Duration::from_millis(100));
-                }
-                Err(e) => return Err(e),
-            }
+            again.note(self.sync(job, &mine).await)?;
         }
-        Ok(again)
+        Ok(again.when())
     }
 }
 
@@ -785,28 +778,20 @@ impl Jobs {
 /// tracking finalizer; in an Indexed Job, named and labelled by its index,
 /// which its containers read as `JOB_COMPLETION_INDEX`.
 fn pod_for(job: &Value, name: &str, template: &Value, index: Option<i64>) -> Value {
-    let mut metadata = json!({
-        "generateName": format!("{name}-"),
-        "ownerReferences": [controller_ref(job, "batch/v1", "Job")],
-        "finalizers": [TRACKING_FINALIZER],
-    });
-    for field in ["labels", "annotations"] {
-        if let Some(value) = template.pointer(&format!("/metadata/{field}")) {
-            metadata[field] = value.clone();
-        }
-    }
+    let mut metadata = super::from_template(
+        json!({
+            "generateName": format!("{name}-"),
+            "ownerReferences": [controller_ref(job, "batch/v1", "Job")],
+            "finalizers": [TRACKING_FINALIZER],
+        }),
+        template,
+    );
     // Also with a manual selector: the controller finds its pods by it.
-    if !metadata["labels"].is_object() {
-        metadata["labels"] = json!({});
-    }
     metadata["labels"][JOB_NAME] = json!(name);
     let mut spec = template.get("spec").cloned().unwrap_or(json!({}));
     if let Some(i) = index {
         metadata["generateName"] = json!(format!("{name}-{i}-"));
         for field in ["labels", "annotations"] {
-            if !metadata[field].is_object() {
-                metadata[field] = json!({});
-            }
             metadata[field][COMPLETION_INDEX] = json!(i.to_string());
         }
         if spec.get("hostname").is_none() {

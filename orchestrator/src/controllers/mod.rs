@@ -69,3 +69,18 @@ pub fn same_status(a: &Value, b: &Value) -> bool {
     }
     essential(a) == essential(b)
 }
+
+/// Metadata for an object made from `template` (a pod from a pod
+/// template, a Job from a CronJob's): `metadata` with the template's
+/// labels and annotations.
+pub fn from_template(mut metadata: Value, template: &Value) -> Value {
+    for field in ["labels", "annotations"] {
+        if let Some(map) = template
+            .pointer(&format!("/metadata/{field}"))
+            .filter(|v| v.is_object())
+        {
+            metadata[field] = map.clone();
+        }
+    }
+    metadata
+}

@@ -69,18 +69,11 @@ impl Reconciler for ReplicaSets {
             return Ok(None);
         }
         let pods = self.registry.list(&self.pods, Some(namespace), &all)?.items;
-        let mut again: Option<Duration> = None;
+        let mut again = driver::Again::default();
         for rs in sets.iter().filter(|rs| !deleting(rs)) {
-            match self.sync(rs, &pods).await {
-                Ok(Some(after)) => again = Some(again.map_or(after, |a| a.min(after))),
-                Ok(None) => {}
-                Err(Error::NotFound { .. } | Error::Conflict { .. }) => {
-                    again = Some(Duration::from_millis(100));
-                }
-                Err(e) => return Err(e),
-            }
+            again.note(self.sync(rs, &pods).await)?;
         }
-        Ok(again)
+        Ok(again.when())
     }
 }
 
@@ -235,15 +228,13 @@ impl ReplicaSets {
     async fn create_pods(&self, rs: &Value, count: usize) {
         let namespace = text(rs, "/metadata/namespace");
         let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
-        let mut metadata = json!({
-            "generateName": format!("{}-", text(rs, "/metadata/name")),
-            "ownerReferences": [controller_ref(rs, "apps/v1", "ReplicaSet")],
-        });
-        for field in ["labels", "annotations"] {
-            if let Some(value) = template.pointer(&format!("/metadata/{field}")) {
-                metadata[field] = value.clone();
-            }
-        }
+        let metadata = super::from_template(
+            json!({
+                "generateName": format!("{}-", text(rs, "/metadata/name")),
+                "ownerReferences": [controller_ref(rs, "apps/v1", "ReplicaSet")],
+            }),
+            &template,
+        );
         let pod = json!({
             "apiVersion": "v1",
             "kind": "Pod",

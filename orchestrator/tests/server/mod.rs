@@ -146,6 +146,21 @@ impl Server {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `kubectl ARGS -o json`, parsed.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl_ok(&all)).unwrap()
+    }
+
+    /// The `items` of `kubectl ARGS -o json`.
+    pub fn items(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        self.json(args)["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Polls `done` until it holds; fails the test after `limit`.
     pub fn wait_for(&self, limit: Duration, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + limit;
@@ -197,6 +212,14 @@ impl Server {
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// The string at `pointer`, or "".
+pub fn text<'a>(object: &'a serde_json::Value, pointer: &str) -> &'a str {
+    object
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
 }
 
 impl Drop for Server {
