@@ -613,6 +613,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn finished_jobs_beyond_the_history_limits_are_deleted() {
+        let f = fixture(utc_every_minute()).await;
+        for minute in 0..4 {
+            f.pass(f.minute(minute, 1)).await;
+        }
+        let jobs = &f.controller.jobs;
+        for (minute, outcome) in [
+            (0, "Complete"),
+            (1, "Complete"),
+            (2, "Failed"),
+            (3, "Failed"),
+        ] {
+            let job = f
+                .controller
+                .registry
+                .get(jobs, Some(NS), &f.job_name(minute))
+                .unwrap();
+            let start = seconds(f.minute(minute, 1));
+            edit(
+                &f.controller.registry,
+                jobs,
+                &job,
+                Some("status"),
+                "test",
+                |j| {
+                    j["status"] = json!({"startTime": start, "completionTime": start,
+                    "conditions": [{"type": outcome, "status": "True"}]});
+                },
+            )
+            .await
+            .unwrap();
+        }
+        f.set("successfulJobsHistoryLimit", json!(1)).await;
+        f.set("failedJobsHistoryLimit", json!(0)).await;
+        f.pass(f.minute(3, 30)).await;
+        assert_eq!(f.names(), [f.job_name(1)], "the newest success is kept");
+        let status = &f.cron_job()["status"];
+        assert!(status.get("active").is_none(), "{status}");
+        assert_eq!(status["lastSuccessfulTime"], json!(seconds(f.minute(1, 1))));
+    }
+
+    #[tokio::test]
     async fn suspended_cron_jobs_start_nothing() {
         let mut spec = utc_every_minute();
         spec["suspend"] = json!(true);

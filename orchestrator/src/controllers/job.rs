@@ -316,11 +316,13 @@ impl Jobs {
         let mut job = job.clone();
         let status = job.get("status").cloned().unwrap_or(json!({}));
 
-        // 1. Terminated pods not yet counted are recorded as uncounted.
+        // 1. Terminated pods not yet counted are recorded as uncounted
+        // (once the Job has finished, pods that end later are not counted).
         let mut uncounted_ok = uid_list(&status, "succeeded");
         let mut uncounted_failed = uid_list(&status, "failed");
         let mut new = false;
-        for pod in pods.iter().filter(|p| tracked(p)) {
+        let done = finished(&job);
+        for pod in pods.iter().filter(|p| tracked(p) && !done) {
             let uid = text(pod, "/metadata/uid").to_string();
             if uncounted_ok.contains(&uid) || uncounted_failed.contains(&uid) {
                 continue;
@@ -352,10 +354,10 @@ impl Jobs {
             )
             .await?;
         }
-        // 2. Their finalizers go.
+        // 2. Their finalizers go (all of them once the Job has finished).
         for pod in pods.iter().filter(|p| tracked(p)) {
             let uid = text(pod, "/metadata/uid").to_string();
-            if uncounted_ok.contains(&uid) || uncounted_failed.contains(&uid) {
+            if done || uncounted_ok.contains(&uid) || uncounted_failed.contains(&uid) {
                 self.release(pod).await?;
             }
         }
