@@ -21,7 +21,7 @@ use super::job::finished;
 use super::owners::{controller_ref, controller_uid, deleting};
 use crate::cron::{MISSED_LIMIT, Schedule};
 use crate::events::{EventType, Recorder};
-use crate::registry::metadata::text;
+use crate::registry::metadata::{text, timestamp as seconds};
 use crate::registry::{
     DeleteOptions, Error, ListOptions, Registry, Resource, Result, WriteOptions,
 };
@@ -91,12 +91,6 @@ impl Reconciler for CronJobs {
         }
         Ok(again.when())
     }
-}
-
-fn seconds(t: Timestamp) -> String {
-    Timestamp::from_second(t.as_second())
-        .expect("in range")
-        .to_string()
 }
 
 fn time_at(object: &Value, pointer: &str) -> Option<Timestamp> {

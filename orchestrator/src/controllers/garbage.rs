@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::driver::{self, Reconciler};
 use super::edit;
-use super::owners::deleting;
+use super::owners::{deleting, finalizers};
 use crate::registry::metadata::text;
 use crate::registry::{DeleteOptions, Error, ListOptions, Registry, Resource, Result};
 
@@ -56,14 +56,6 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
         stop,
     )
     .await;
-}
-
-fn finalizers(object: &Value) -> Vec<&str> {
-    object
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .map(|f| f.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
 }
 
 fn owner_refs(object: &Value) -> Vec<Value> {

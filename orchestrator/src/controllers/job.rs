@@ -18,11 +18,11 @@ use serde_json::{Value, json};
 
 use super::driver::{self, Reconciler};
 use super::edit;
-use super::owners::{controller_kind, controller_ref, controller_uid, deleting};
+use super::owners::{controller_kind, controller_ref, controller_uid, deleting, finalizers};
 use super::replicaset::ready_since;
 use crate::events::{EventType, Recorder};
 use crate::registry::kinds::{COMPLETION_INDEX, JOB_NAME};
-use crate::registry::metadata::text;
+use crate::registry::metadata::{text, timestamp};
 use crate::registry::{
     DeleteOptions, Error, LabelSelector, ListOptions, Registry, Resource, Result, WriteOptions,
 };
@@ -101,17 +101,8 @@ pub async fn run(registry: Registry, backoff: Backoff, stop: tokio::sync::watch:
     .await;
 }
 
-fn finalizers(object: &Value) -> impl Iterator<Item = &str> {
-    object
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-}
-
 fn tracked(pod: &Value) -> bool {
-    finalizers(pod).any(|f| f == TRACKING_FINALIZER)
+    finalizers(pod).contains(&TRACKING_FINALIZER)
 }
 
 fn phase(pod: &Value) -> &str {
@@ -310,9 +301,7 @@ impl Jobs {
 
     async fn sync(&self, job: &Value, pods: &[&Value]) -> Result<Option<Duration>> {
         let now = Timestamp::now();
-        let now_text = jiff::Timestamp::from_second(now.as_second())
-            .expect("in range")
-            .to_string();
+        let now_text = timestamp(now);
         let mut job = job.clone();
         let status = job.get("status").cloned().unwrap_or(json!({}));
 

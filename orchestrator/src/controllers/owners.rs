@@ -37,6 +37,15 @@ pub fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
     })
 }
 
+/// The object's finalizers.
+pub fn finalizers(object: &Value) -> Vec<&str> {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|f| f.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 /// Whether the object is being deleted.
 pub fn deleting(object: &Value) -> bool {
     object.pointer("/metadata/deletionTimestamp").is_some()

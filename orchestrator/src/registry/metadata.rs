@@ -5,8 +5,12 @@ use serde_json::{Map, Value, json};
 
 /// Now as Kubernetes writes times: RFC 3339, seconds, UTC.
 pub fn now() -> String {
-    let now = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(now.as_second())
+    timestamp(jiff::Timestamp::now())
+}
+
+/// `t` as Kubernetes writes times: RFC 3339 in whole seconds.
+pub fn timestamp(t: jiff::Timestamp) -> String {
+    jiff::Timestamp::from_second(t.as_second())
         .expect("in range")
         .to_string()
 }

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::apps::{template_cells_at, wide_columns};
 use super::{age_cell, age_of, column, human_duration, s};
+use crate::controllers::job::has_condition;
 
 pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>> {
     Some(match kind {
@@ -31,15 +32,6 @@ pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>>
         .collect(),
         _ => return None,
     })
-}
-
-fn has_condition(job: &Value, kind: &str) -> bool {
-    job.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|list| {
-            list.iter()
-                .any(|c| s(c, "/type") == kind && s(c, "/status") == "True")
-        })
 }
 
 /// The STATUS column of a Job.
