@@ -7,6 +7,7 @@
 
 mod server;
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -80,6 +81,26 @@ fn http_get(port: u16) -> Result<String, String> {
         Some((head, body)) if head.starts_with("HTTP/1.") => Ok(body.to_string()),
         _ => Err(format!("not an HTTP answer: {answer:?}")),
     }
+}
+
+fn set(versions: &[&str]) -> BTreeSet<String> {
+    versions.iter().map(|v| v.to_string()).collect()
+}
+
+/// The versions of the echo-hostname pods that answer `n` requests in a
+/// row to the node port `port`.
+fn versions_answering(port: u16, n: usize) -> Result<BTreeSet<String>, String> {
+    Ok(answers(port, n)?.into_iter().map(|(_, v)| v).collect())
+}
+
+/// Waits until four requests in a row to the guide's node port are
+/// answered by exactly `versions`. The proxy takes endpoints in turn, so
+/// with two endpoints four answers from one version mean the other is out.
+fn wait_for_versions(server: &Server, versions: &[&str]) {
+    let expected = Ok(set(versions));
+    server.wait_for(Duration::from_secs(30), || {
+        versions_answering(30163, 4) == expected
+    });
 }
 
 fn endpoints(server: &Server) -> String {
@@ -160,13 +181,14 @@ fn the_guides_node_port_service_balances_over_ready_pods() {
         "jsonpath={.subsets[0].notReadyAddresses[0].ip}",
     ]);
     assert_eq!(not_ready, ip101);
-    for _ in 0..4 {
-        let body = http_get(30163).unwrap();
-        assert!(
-            body.contains("version: 1.0.2"),
-            "only the ready pod answers: {body}"
-        );
-    }
+    // The proxy follows the EndpointSlices a moment after they change, as
+    // kube-proxy does.
+    wait_for_versions(&server, &["1.0.2"]);
+    assert_eq!(
+        versions_answering(30163, 4),
+        Ok(set(&["1.0.2"])),
+        "only the ready pod answers"
+    );
 
     // Both ready: the node port balances over both.
     server.kubectl_ok(&["exec", "hostname-pod-101", "--", "touch", "/tmp/ready"]);
@@ -175,15 +197,10 @@ fn the_guides_node_port_service_balances_over_ready_pods() {
     });
     let both = endpoints(&server);
     assert!(both.contains(&format!("{ip102}:80")), "{both}");
-    let mut versions = std::collections::BTreeSet::new();
-    for _ in 0..10 {
-        let body = http_get(30163).unwrap();
-        assert!(body.starts_with("Hostname: hostname-pod-10"), "{body}");
-        versions.insert(body.split("version: ").nth(1).unwrap().trim().to_string());
-    }
+    wait_for_versions(&server, &["1.0.1", "1.0.2"]);
     assert_eq!(
-        versions.into_iter().collect::<Vec<_>>(),
-        ["1.0.1", "1.0.2"],
+        versions_answering(30163, 10),
+        Ok(set(&["1.0.1", "1.0.2"])),
         "both pods answer through the node port"
     );
     // kubectl describe reads the slices (and dereferences their port
@@ -242,10 +259,8 @@ fn the_guides_node_port_service_balances_over_ready_pods() {
     server.wait_for(Duration::from_secs(30), || {
         !endpoints(&server).contains(&ip101)
     });
-    for _ in 0..4 {
-        let body = http_get(30163).unwrap();
-        assert!(body.contains("version: 1.0.2"), "{body}");
-    }
+    wait_for_versions(&server, &["1.0.2"]);
+    assert_eq!(versions_answering(30163, 4), Ok(set(&["1.0.2"])));
 
     // A Service without pods: an empty placeholder slice, and describe
     // still works.
@@ -525,17 +540,17 @@ fn ready_addresses(server: &Server) -> usize {
 }
 
 /// Who answered through `port` over `n` requests: (hostname, version).
-fn answers(port: u16, n: usize) -> Vec<(String, String)> {
+fn answers(port: u16, n: usize) -> Result<Vec<(String, String)>, String> {
     (0..n)
         .map(|_| {
-            let body = http_get(port).unwrap();
+            let body = http_get(port)?;
             let field = |name: &str| {
                 body.split(", ")
                     .find_map(|part| part.trim().strip_prefix(name))
-                    .unwrap_or_else(|| panic!("no {name} in {body:?}"))
-                    .to_string()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("no {name} in {body:?}"))
             };
-            (field("Hostname: "), field("version: "))
+            Ok((field("Hostname: ")?, field("version: ")?))
         })
         .collect()
 }
@@ -585,8 +600,18 @@ fn a_canary_deployment_shares_one_service_with_the_old_version() {
     let old = pod_version("v101");
     let canary = pod_version("v102");
     assert_eq!((old.len(), canary.len()), (3, 1));
-    // Both versions answer, each from its own Deployment's pods.
-    let seen = answers(node_port, 60);
+    // Both versions answer, each from its own Deployment's pods, once the
+    // proxy has the four endpoints (it follows the EndpointSlices a moment
+    // after they change, as kube-proxy does).
+    let hosts = |seen: &[(String, String)]| {
+        seen.iter()
+            .map(|(h, _)| h.clone())
+            .collect::<BTreeSet<String>>()
+    };
+    server.wait_for(Duration::from_secs(30), || {
+        answers(node_port, 8).is_ok_and(|seen| hosts(&seen).len() == 4)
+    });
+    let seen = answers(node_port, 60).unwrap();
     for (host, version) in &seen {
         match version.as_str() {
             "1.0.1" => assert!(old.contains(host), "{host} is not a v101 pod"),
@@ -594,8 +619,11 @@ fn a_canary_deployment_shares_one_service_with_the_old_version() {
             other => panic!("unexpected version {other}"),
         }
     }
-    let hosts: std::collections::BTreeSet<&String> = seen.iter().map(|(h, _)| h).collect();
-    assert_eq!(hosts.len(), 4, "all four pods take traffic: {seen:?}");
+    assert_eq!(
+        hosts(&seen).len(),
+        4,
+        "all four pods take traffic: {seen:?}"
+    );
     // The canary takes over.
     server.kubectl_ok(&[
         "scale",
@@ -616,6 +644,12 @@ fn a_canary_deployment_shares_one_service_with_the_old_version() {
     server.wait_for(Duration::from_secs(60), || {
         ready_addresses(&server) == 3 && pod_version("v101").is_empty()
     });
-    let seen = answers(node_port, 30);
-    assert!(seen.iter().all(|(_, v)| v == "1.0.2"), "{seen:?}");
+    // Endpoints are taken in turn, so six answers in a row from the new
+    // version mean no old pod is left among them.
+    let only_new = |seen: &[(String, String)]| seen.iter().all(|(_, v)| v == "1.0.2");
+    server.wait_for(Duration::from_secs(30), || {
+        answers(node_port, 6).is_ok_and(|seen| only_new(&seen))
+    });
+    let seen = answers(node_port, 30).unwrap();
+    assert!(only_new(&seen), "{seen:?}");
 }
