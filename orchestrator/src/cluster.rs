@@ -22,6 +22,7 @@ use crate::proxy;
 use crate::registry::allocator::ServiceNetwork;
 use crate::registry::{self, Registry, Resources, WriteOptions};
 use crate::scheduler;
+use crate::store::seal::Sealer;
 use crate::store::{RedbStore, StoreOptions};
 
 /// Why a cluster could not start.
@@ -35,6 +36,12 @@ pub enum Error {
     },
     #[error("cannot open the store")]
     Store(#[from] crate::store::Error),
+    #[error("cannot read or create the encryption key {path}")]
+    KeyFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot create the system objects")]
     Bootstrap(#[from] registry::Error),
     #[error("cannot start the kubelet")]
@@ -103,10 +110,25 @@ impl Cluster {
             path: config.data_dir.clone(),
             source,
         })?;
-        let store = RedbStore::open(&config.data_dir.join("store.redb"), StoreOptions::default())?;
+        // Secrets are encrypted at rest with a key made at the first start.
+        let key_file = config.data_dir.join("encryption.key");
+        let resources = Resources::builtin();
+        let secrets = resources.by_kind("", "Secret").map(|r| r.prefix());
+        let sealer =
+            Sealer::from_key_file(&key_file, secrets.into_iter().collect()).map_err(|source| {
+                Error::KeyFile {
+                    path: key_file.clone(),
+                    source,
+                }
+            })?;
+        let options = StoreOptions {
+            sealer: Some(Arc::new(sealer)),
+            ..StoreOptions::default()
+        };
+        let store = RedbStore::open(&config.data_dir.join("store.redb"), options)?;
         let registry = Registry::with_service_network(
             Arc::new(store.clone()),
-            Resources::builtin(),
+            resources,
             config.service_network.clone(),
         );
         bootstrap(&registry).await?;
@@ -144,6 +166,11 @@ impl Cluster {
         ));
         tasks.spawn(controllers::cronjob::run(registry.clone(), stopped.clone()));
         tasks.spawn(controllers::garbage::run(registry.clone(), stopped.clone()));
+        tasks.spawn(controllers::volumes::run(
+            registry.clone(),
+            config.data_dir.clone(),
+            stopped.clone(),
+        ));
         tasks.spawn(proxy::run(
             registry.clone(),
             kubelet.cluster_net(),
@@ -302,6 +329,26 @@ async fn bootstrap(registry: &Registry) -> Result<(), registry::Error> {
                 body,
                 &WriteOptions::manager("wasmkube"),
             )
+            .await
+        {
+            Ok(_) | Err(registry::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // The default StorageClass: directories under the data directory.
+    let classes = registry.resource("storage.k8s.io", "StorageClass");
+    let class = controllers::volumes::LOCAL_PATH_CLASS;
+    if registry.find(&classes, None, class)?.is_none() {
+        let body = json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": class,
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": controllers::volumes::LOCAL_PATH,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+        });
+        match registry
+            .create(&classes, None, body, &WriteOptions::manager("wasmkube"))
             .await
         {
             Ok(_) | Err(registry::Error::AlreadyExists { .. }) => {}

@@ -12,6 +12,7 @@ use wasmkube_runtime::{
 use crate::admission;
 use crate::kubelet::host_ports;
 use crate::kubelet::pod_spec::{self, NodeInfo, Options};
+use crate::kubelet::sources::NoSources;
 use crate::manifest::{self, Object};
 
 /// What stops `play` before any pod runs.
@@ -32,9 +33,10 @@ pub enum Error {
     /// A Pod fails validation.
     #[error(transparent)]
     Invalid(#[from] admission::Invalid),
-    /// A Pod asks for something not supported.
+    /// A Pod asks for something not supported (or not found: play has no
+    /// ConfigMaps or Secrets).
     #[error(transparent)]
-    Unsupported(#[from] pod_spec::Unsupported),
+    Unsupported(#[from] pod_spec::Error),
     /// Nothing to run.
     #[error("{0}: no Pods to run (play runs kind: Pod; apply other kinds to a server)")]
     NoPods(String),
@@ -159,9 +161,7 @@ pub async fn play(options: PlayOptions) -> Result<i32, Error> {
             return Err(Error::DuplicatePod(name));
         }
     }
-    let node = NodeInfo {
-        node_name: node_name(),
-    };
+    let node = NodeInfo::host(&node_name());
     let translate = Options {
         backoff: options.backoff,
         output: Some(Arc::new(|pod: &str, container: &str| {
@@ -169,10 +169,11 @@ pub async fn play(options: PlayOptions) -> Result<i32, Error> {
                 prefix: format!("[{pod}/{container}]"),
             }) as Arc<dyn LineObserver>
         })),
+        volume_dirs: None,
     };
     let specs = pods
         .iter()
-        .map(|p| pod_spec::to_runtime(p, &node, &translate))
+        .map(|p| pod_spec::to_runtime(p, &node, &translate, &NoSources).map(|t| t.spec))
         .collect::<Result<Vec<_>, _>>()?;
 
     let runtime = Runtime::new(RuntimeConfig::new(&options.data_dir))?;

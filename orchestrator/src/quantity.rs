@@ -102,6 +102,29 @@ impl Quantity {
         (self.nanos + milli - 1).div_euclid(milli)
     }
 
+    /// `self / divisor` rounded up, as the downward API reports resources
+    /// (`limits.memory` with divisor `1Mi`); `None` for a divisor of zero.
+    pub fn ceil_div(&self, divisor: &Quantity) -> Option<i128> {
+        if divisor.nanos <= 0 {
+            return None;
+        }
+        Some((self.nanos + divisor.nanos - 1).div_euclid(divisor.nanos))
+    }
+
+    /// A whole number of units.
+    pub fn from_units(units: i128) -> Quantity {
+        Quantity {
+            nanos: units * NANO,
+        }
+    }
+
+    /// A number of thousandths (millicores).
+    pub fn from_millis(millis: i128) -> Quantity {
+        Quantity {
+            nanos: millis * (NANO / 1000),
+        }
+    }
+
     /// True below zero.
     pub fn is_negative(&self) -> bool {
         self.nanos < 0

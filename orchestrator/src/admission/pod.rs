@@ -1,7 +1,7 @@
 //! Validation of Pods, after Kubernetes' `ValidatePod`: names, containers,
 //! images, volumes and their mounts, ports, env, resources, restart policy.
 
-use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 use std::collections::{BTreeMap, HashSet};
 
 use super::{Errors, Invalid, check_dns_label, check_dns_subdomain};
@@ -115,6 +115,7 @@ fn validate_volumes(errors: &mut Errors, volumes: &[Volume]) -> HashSet<String> 
                 );
             }
         }
+        validate_written_volume(errors, &path, v);
         if let Some(empty) = &v.empty_dir
             && let Some(limit) = &empty.size_limit
             && let Err(e) = Quantity::parse(&limit.0)
@@ -127,6 +128,104 @@ fn validate_volumes(errors: &mut Errors, volumes: &[Volume]) -> HashSet<String> 
         }
     }
     names
+}
+
+/// A path inside a volume the kubelet writes: relative, no `..` element,
+/// not starting with `..` (the writer's own names).
+fn validate_local_path(errors: &mut Errors, field: String, path: &str) {
+    if path.is_empty() {
+        errors.required(field);
+    } else if path.starts_with('/') {
+        errors.invalid(field, path, "must be a relative path");
+    } else if path.split('/').any(|p| p == "..") {
+        errors.invalid(field, path, "must not contain '..'");
+    } else if path.starts_with("..") {
+        errors.invalid(field, path, "must not start with '..'");
+    }
+}
+
+fn validate_mode(errors: &mut Errors, field: String, mode: Option<i32>) {
+    if let Some(mode) = mode
+        && !(0..=0o777).contains(&mode)
+    {
+        errors.invalid(
+            field,
+            &mode.to_string(),
+            "must be a number between 0 and 0777 (octal), both inclusive",
+        );
+    }
+}
+
+fn validate_items(errors: &mut Errors, field: &str, items: Option<&[KeyToPath]>) {
+    for (k, item) in items.unwrap_or_default().iter().enumerate() {
+        let at = format!("{field}.items[{k}]");
+        if item.key.is_empty() {
+            errors.required(format!("{at}.key"));
+        }
+        validate_local_path(errors, format!("{at}.path"), &item.path);
+        validate_mode(errors, format!("{at}.mode"), item.mode);
+    }
+}
+
+fn validate_downward_items(errors: &mut Errors, field: &str, items: &[DownwardAPIVolumeFile]) {
+    for (k, item) in items.iter().enumerate() {
+        let at = format!("{field}.items[{k}]");
+        validate_local_path(errors, format!("{at}.path"), &item.path);
+        validate_mode(errors, format!("{at}.mode"), item.mode);
+        match (&item.field_ref, &item.resource_field_ref) {
+            (None, None) => errors.required(format!("{at}.fieldRef")),
+            (Some(_), Some(_)) => errors.push(
+                at,
+                "Invalid value: \"\": fieldRef and resourceFieldRef can not be specified simultaneously".into(),
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// The configMap, secret, downwardAPI and projected sources.
+fn validate_written_volume(errors: &mut Errors, path: &str, v: &Volume) {
+    if let Some(cm) = &v.config_map {
+        let at = format!("{path}.configMap");
+        if cm.name.is_empty() {
+            errors.required(format!("{at}.name"));
+        }
+        validate_mode(errors, format!("{at}.defaultMode"), cm.default_mode);
+        validate_items(errors, &at, cm.items.as_deref());
+    }
+    if let Some(secret) = &v.secret {
+        let at = format!("{path}.secret");
+        if secret.secret_name.as_deref().is_none_or(str::is_empty) {
+            errors.required(format!("{at}.secretName"));
+        }
+        validate_mode(errors, format!("{at}.defaultMode"), secret.default_mode);
+        validate_items(errors, &at, secret.items.as_deref());
+    }
+    if let Some(downward) = &v.downward_api {
+        let at = format!("{path}.downwardAPI");
+        validate_mode(errors, format!("{at}.defaultMode"), downward.default_mode);
+        validate_downward_items(errors, &at, downward.items.as_deref().unwrap_or_default());
+    }
+    if let Some(projected) = &v.projected {
+        let at = format!("{path}.projected");
+        validate_mode(errors, format!("{at}.defaultMode"), projected.default_mode);
+        for (k, source) in projected.sources.iter().flatten().enumerate() {
+            let at = format!("{at}.sources[{k}]");
+            if let Some(cm) = &source.config_map {
+                validate_items(errors, &format!("{at}.configMap"), cm.items.as_deref());
+            }
+            if let Some(secret) = &source.secret {
+                validate_items(errors, &format!("{at}.secret"), secret.items.as_deref());
+            }
+            if let Some(d) = &source.downward_api {
+                validate_downward_items(
+                    errors,
+                    &format!("{at}.downwardAPI"),
+                    d.items.as_deref().unwrap_or_default(),
+                );
+            }
+        }
+    }
 }
 
 fn validate_sub_path(errors: &mut Errors, field: String, sub: &str) {
@@ -324,6 +423,21 @@ mod tests {
             text.contains("resources.limits[memory]: Invalid value: \"12MB\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn written_volume_paths_stay_inside() {
+        let yaml = "metadata:\n  name: p\nspec:\n  volumes:\n  - name: cfg\n    configMap:\n      name: c\n      defaultMode: 1000\n      items:\n      - {key: a, path: ../x}\n      - {key: b, path: /etc/x}\n      - {key: c, path: ..data}\n  - name: s\n    secret: {}\n  containers:\n  - name: c\n    image: toolbox\n";
+        let text = validate(&pod(yaml)).unwrap_err().to_string();
+        for expected in [
+            "spec.volumes[0].configMap.defaultMode: Invalid value: \"1000\": must be a number between 0 and 0777 (octal), both inclusive",
+            "spec.volumes[0].configMap.items[0].path: Invalid value: \"../x\": must not contain '..'",
+            "spec.volumes[0].configMap.items[1].path: Invalid value: \"/etc/x\": must be a relative path",
+            "spec.volumes[0].configMap.items[2].path: Invalid value: \"..data\": must not start with '..'",
+            "spec.volumes[1].secret.secretName: Required value",
+        ] {
+            assert!(text.contains(expected), "{expected} in {text}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod job;
 pub mod namespace;
 pub mod owners;
 pub mod replicaset;
+pub mod volumes;
 
 use serde_json::{Value, json};
 

@@ -4,6 +4,9 @@
 //! logs.
 //!
 //! - [`pod_spec`]: a Pod's spec in the runtime's terms.
+//! - [`sources`]: the ConfigMaps, Secrets and Services a pod refers to.
+//! - [`volumes`]: the files of configMap, secret, downwardAPI and projected
+//!   volumes, put in place by [`atomic_dir`].
 //! - [`host_ports`]: `hostPort` publishing.
 //! - `exec`: `kubectl exec` in a pod's containers.
 //! - `hooks`: preStop hooks within the grace period.
@@ -14,6 +17,7 @@
 //! - `status`: runtime status into a Pod's status.
 //! - `logs`: `pods/log`.
 
+pub mod atomic_dir;
 mod exec;
 mod hooks;
 pub mod host_ports;
@@ -22,7 +26,9 @@ mod logs;
 pub mod node;
 pub mod pod_spec;
 mod probes;
+pub mod sources;
 mod status;
+pub mod volumes;
 mod worker;
 
 use std::collections::HashMap;
@@ -62,6 +68,22 @@ pub fn default_node_name() -> String {
     }
 }
 
+/// Where memory-backed volumes of the server with `data_dir` live: under
+/// `/dev/shm` (a tmpfs on Linux), named after the data directory so servers
+/// side by side keep apart.
+pub fn memory_dir(data_dir: &std::path::Path) -> Option<PathBuf> {
+    use sha2::Digest;
+    let shm = std::path::Path::new("/dev/shm");
+    let absolute = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let id = hex::encode(&sha2::Sha256::digest(absolute.as_os_str().as_encoded_bytes())[..8]);
+    if shm.is_dir() {
+        Some(shm.join(format!("wasmkube-{id}")))
+    } else {
+        tracing::warn!("no /dev/shm: Secret and projected volumes cannot be mounted");
+        None
+    }
+}
+
 /// What a worker is told to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Signal {
@@ -85,6 +107,13 @@ pub struct Kubelet {
     recorder: Recorder,
     backoff: Backoff,
     pods_dir: PathBuf,
+    /// Memory-backed home of Secret and projected volumes and
+    /// `emptyDir.medium: Memory`, one directory per pod; `None` where the
+    /// host has no tmpfs (those volumes then fail to mount: a Secret is
+    /// never written to disk).
+    memory_dir: Option<PathBuf>,
+    /// What containers without limits may use (the downward API's view).
+    allocatable: sources::Allocatable,
     /// Pod IPs.
     ipam: ipam::Ipam,
     /// Running pods by uid, for exec.
@@ -118,8 +147,19 @@ impl Kubelet {
             &config.pod_cidr.to_string(),
         )
         .await?;
+        let memory_dir = memory_dir(&config.data_dir);
+        // What an earlier run left (a kill leaves no chance to tidy): the
+        // workers write everything again as they start.
+        if let Some(dir) = &memory_dir
+            && let Err(e) = std::fs::remove_dir_all(dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("clearing {}: {e}", dir.display());
+        }
         Ok(Kubelet {
             recorder: Recorder::new(registry.clone(), "kubelet", Some(&config.node_name)),
+            memory_dir,
+            allocatable: sources::Allocatable::host(),
             registry,
             node_name: config.node_name.clone(),
             runtime,

@@ -9,7 +9,7 @@ use crate::registry::{Error, Registry, Result, WriteOptions};
 /// The kubelet version nodes report.
 pub const KUBELET_VERSION: &str = "v1.33.0-wasmkube";
 
-fn host_memory_kib() -> u64 {
+pub(crate) fn host_memory_kib() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {

@@ -2,8 +2,9 @@
 //! every status change and event, and stops it when the pod is deleted.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
@@ -11,8 +12,9 @@ use tokio::sync::{mpsc, watch};
 use wasmkube_runtime::{ContainerState, PodRunner, PodStatus, ProbeEvent, RestartPolicy};
 
 use super::exec::PodHandle;
-use super::pod_spec::{self, NodeInfo, Options};
-use super::{Kubelet, Signal, hooks, host_ports, status};
+use super::pod_spec::{self, NodeInfo, Options, VolumeDirs, WrittenVolume};
+use super::sources::RegistrySources;
+use super::{Kubelet, Signal, atomic_dir, hooks, host_ports, status, volumes};
 use crate::events::EventType;
 use crate::registry::WriteOptions;
 use crate::registry::metadata::{now, str_at};
@@ -50,22 +52,66 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
         Some("OnFailure") => RestartPolicy::OnFailure,
         _ => RestartPolicy::Always,
     };
-    let node = NodeInfo {
-        node_name: kubelet.node_name.clone(),
+    let start_time = now();
+    // The pod's address: the one it had (the server restarted) if free.
+    let previous_ip = typed
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .and_then(|ip| ip.parse().ok());
+    let Some(lease) = IpLease::take(&kubelet, previous_ip) else {
+        let message = format!(
+            "Failed to create pod sandbox: no pod IP left in {}",
+            kubelet.ipam.cidr()
+        );
+        report_config_error(&kubelet, &pod, &message, &start_time).await;
+        wait_for_end(&kubelet, &pod, &mut signal).await;
+        return;
     };
+    let uid = str_at(&pod, "/metadata/uid")
+        .unwrap_or_default()
+        .to_string();
+    let memory = MemoryVolumes::new(&kubelet, &uid);
     let options = Options {
         backoff: kubelet.backoff,
         output: None,
+        volume_dirs: Some(VolumeDirs {
+            disk: kubelet.pods_dir.join(&uid).join("written"),
+            memory: memory.dir.clone(),
+        }),
     };
-    let start_time = now();
-    let mut spec = match pod_spec::to_runtime(&typed, &node, &options) {
-        Ok(spec) => spec,
-        Err(unsupported) => {
-            report_config_error(&kubelet, &pod, &unsupported.to_string(), &start_time).await;
-            wait_for_end(&kubelet, &pod, &mut signal).await;
-            return;
-        }
+    let node = NodeInfo {
+        pod_ip: Some(lease.ip),
+        allocatable: kubelet.allocatable,
+        ..NodeInfo::host(&kubelet.node_name)
     };
+    let Some(translated) = prepare(
+        &kubelet,
+        &pod,
+        &typed,
+        &node,
+        &options,
+        &start_time,
+        &mut signal,
+    )
+    .await
+    else {
+        return;
+    };
+    for warning in &translated.warnings {
+        kubelet
+            .recorder
+            .record(
+                &pod,
+                EventType::Warning,
+                &warning.reason,
+                &warning.message,
+                None,
+            )
+            .await;
+    }
+    let written = translated.written;
+    let spec = translated.spec;
     // Images: Pulling/Pulled events; a failure is reported by the runner.
     let mut images = HashMap::new();
     for (container, field) in spec
@@ -139,22 +185,6 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             }
         }
     }
-    // The pod's address: the one it had (the server restarted) if free.
-    let previous_ip = typed
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ip.as_deref())
-        .and_then(|ip| ip.parse().ok());
-    let Some(lease) = IpLease::take(&kubelet, previous_ip) else {
-        let message = format!(
-            "Failed to create pod sandbox: no pod IP left in {}",
-            kubelet.ipam.cidr()
-        );
-        report_config_error(&kubelet, &pod, &message, &start_time).await;
-        wait_for_end(&kubelet, &pod, &mut signal).await;
-        return;
-    };
-    spec.sandbox.ip = Some(lease.ip);
     let pod_ip = Some(lease.ip);
     let sandbox_name = spec.sandbox.name.clone();
     let container_specs = spec.containers.clone();
@@ -166,9 +196,6 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             return;
         }
     };
-    let uid = str_at(&pod, "/metadata/uid")
-        .unwrap_or_default()
-        .to_string();
     let _registered = Registered::new(
         &kubelet,
         &uid,
@@ -202,6 +229,8 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
     let mut statuses = runner.watch();
     let mut probe_events = runner.probe_events();
     let mut previous: Option<PodStatus> = None;
+    let mut refresh = tokio::time::interval(REFRESH_EVERY);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let outcome = loop {
         let current = statuses.borrow_and_update().clone();
         announce(&kubelet, &pod, previous.as_ref(), &current, &images).await;
@@ -223,6 +252,9 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
                 }
                 Some(event) = next_probe_event(&mut probe_events) => {
                     record_probe_event(&kubelet, &pod, event).await;
+                }
+                _ = refresh.tick(), if !written.is_empty() => {
+                    refresh_volumes(&kubelet, &pod, &written);
                 }
                 s = wait_signal(&mut signal) => break Wake::Signal(s),
             }
@@ -558,6 +590,131 @@ async fn announce(
     }
 }
 
+/// How often the files of ConfigMap, Secret and downward API volumes are
+/// brought up to date (Kubernetes' kubelet takes up to a minute or two).
+const REFRESH_EVERY: Duration = Duration::from_secs(2);
+
+/// A pod's memory-backed volumes, removed when its worker ends (deleted or
+/// the server stopping: they are written again at the next start).
+struct MemoryVolumes {
+    dir: Option<PathBuf>,
+}
+
+impl MemoryVolumes {
+    fn new(kubelet: &Kubelet, uid: &str) -> MemoryVolumes {
+        MemoryVolumes {
+            dir: kubelet.memory_dir.as_ref().map(|d| d.join(uid)),
+        }
+    }
+}
+
+impl Drop for MemoryVolumes {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir
+            && let Err(e) = std::fs::remove_dir_all(dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("removing {}: {e}", dir.display());
+        }
+    }
+}
+
+/// Puts the files of every kubelet-written volume in place.
+fn write_volumes(
+    kubelet: &Kubelet,
+    pod: &Pod,
+    written: &[WrittenVolume],
+) -> Result<(), pod_spec::Error> {
+    let sources = RegistrySources(&kubelet.registry);
+    for w in written {
+        let failed = |message: String| pod_spec::Error::Mount {
+            volume: w.volume.name.clone(),
+            message,
+        };
+        let payload = volumes::payload(pod, &w.volume, &sources, kubelet.allocatable)
+            .map_err(|m| failed(m.0))?;
+        atomic_dir::write(&w.dir, &payload).map_err(|e| failed(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Brings written volumes up to date with their sources and the pod's
+/// labels and annotations now; on failure the files stay as they were.
+fn refresh_volumes(kubelet: &Kubelet, pod: &Value, written: &[WrittenVolume]) {
+    let pods = kubelet.registry.resource("", "Pod");
+    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+    let name = str_at(pod, "/metadata/name").unwrap_or_default();
+    let latest = kubelet
+        .registry
+        .find(&pods, namespace, name)
+        .ok()
+        .flatten()
+        .filter(|p| p.pointer("/metadata/uid") == pod.pointer("/metadata/uid"))
+        .and_then(|p| serde_json::from_value::<Pod>(p).ok());
+    let Some(latest) = latest else { return };
+    if let Err(e) = write_volumes(kubelet, &latest, written) {
+        tracing::debug!("pod {name}: {e}");
+    }
+}
+
+/// Translates the pod and writes its volumes, waiting (with back-off) while
+/// something it refers to is missing, as Kubernetes retries a missing
+/// ConfigMap; `None` when the pod ended first (or can never run).
+async fn prepare(
+    kubelet: &Kubelet,
+    pod: &Value,
+    typed: &Pod,
+    node: &NodeInfo,
+    options: &Options,
+    start_time: &str,
+    signal: &mut watch::Receiver<Signal>,
+) -> Option<pod_spec::Translated> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let sources = RegistrySources(&kubelet.registry);
+        let problem = match pod_spec::to_runtime(typed, node, options, &sources) {
+            Ok(translated) => match write_volumes(kubelet, typed, &translated.written) {
+                Ok(()) => return Some(translated),
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        match &problem {
+            pod_spec::Error::Unsupported(_) => {
+                report_config_error(kubelet, pod, &problem.to_string(), start_time).await;
+                wait_for_end(kubelet, pod, signal).await;
+                return None;
+            }
+            pod_spec::Error::Config(message) => {
+                report_config_error(kubelet, pod, message, start_time).await;
+            }
+            pod_spec::Error::Mount { .. } => {
+                kubelet
+                    .recorder
+                    .record(
+                        pod,
+                        EventType::Warning,
+                        "FailedMount",
+                        &problem.to_string(),
+                        None,
+                    )
+                    .await;
+                report_waiting(kubelet, pod, "ContainerCreating", None, start_time).await;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            s = wait_signal(signal) => {
+                if s == Signal::Delete {
+                    kubelet.finish_deletion(pod).await;
+                }
+                return None;
+            }
+        }
+        delay = (delay * 2).min(Duration::from_secs(8));
+    }
+}
+
 async fn write_status(
     kubelet: &Kubelet,
     pod: &Value,
@@ -622,12 +779,34 @@ async fn report_config_error(kubelet: &Kubelet, pod: &Value, message: &str, star
             None,
         )
         .await;
+    report_waiting(
+        kubelet,
+        pod,
+        "CreateContainerConfigError",
+        Some(message),
+        start_time,
+    )
+    .await;
+}
+
+/// Every container waiting for `reason`.
+async fn report_waiting(
+    kubelet: &Kubelet,
+    pod: &Value,
+    reason: &str,
+    message: Option<&str>,
+    start_time: &str,
+) {
     let pods = kubelet.registry.resource("", "Pod");
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
     let name = pod
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
+    let mut waiting = json!({"reason": reason});
+    if let Some(message) = message {
+        waiting["message"] = json!(message);
+    }
     let statuses: Vec<Value> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -635,8 +814,7 @@ async fn report_config_error(kubelet: &Kubelet, pod: &Value, message: &str, star
             cs.iter()
                 .map(|c| {
                     json!({"name": c["name"], "ready": false, "restartCount": 0, "image": c["image"], "imageID": "",
-                        "started": false, "lastState": {},
-                        "state": {"waiting": {"reason": "CreateContainerConfigError", "message": message}}})
+                        "started": false, "lastState": {}, "state": {"waiting": waiting}})
                 })
                 .collect()
         })

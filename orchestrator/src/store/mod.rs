@@ -12,6 +12,7 @@
 
 mod encode;
 mod redb;
+pub mod seal;
 mod watch;
 
 use std::sync::Arc;

@@ -20,6 +20,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
 use super::encode::Encoded;
+use super::seal::{self, Sealer};
 use super::{
     Error, EventType, ListPage, Preconditions, Result, Revision, Store, Watch, WatchEvent, Write,
     stamp_revision,
@@ -41,6 +42,8 @@ pub struct StoreOptions {
     pub compact_every: Duration,
     /// Most writes in one commit; bounds a transaction's size.
     pub max_batch: usize,
+    /// Encrypts the values of the keys it covers (Secrets) at rest.
+    pub sealer: Option<Arc<Sealer>>,
 }
 
 impl Default for StoreOptions {
@@ -49,6 +52,7 @@ impl Default for StoreOptions {
             retained_revisions: 10_000,
             compact_every: Duration::from_secs(60),
             max_batch: 1024,
+            sealer: None,
         }
     }
 }
@@ -64,6 +68,7 @@ struct Shared {
     events: broadcast::Sender<Arc<WatchEvent>>,
     /// Durable commits made, to see how many writes share one.
     commits: AtomicU64,
+    sealer: Option<Arc<Sealer>>,
 }
 
 enum Request {
@@ -132,6 +137,7 @@ impl RedbStore {
             compacted: AtomicU64::new(compacted),
             events,
             commits: AtomicU64::new(0),
+            sealer: options.sealer.clone(),
         });
         let (sender, receiver) = mpsc::channel();
         let writer_shared = shared.clone();
@@ -184,7 +190,7 @@ impl Store for RedbStore {
         let txn = self.shared.db.begin_read()?;
         let table = txn.open_table(OBJECTS)?;
         match table.get(key)? {
-            Some(bytes) => Ok(Some(decode_object(key, bytes.value())?.1)),
+            Some(bytes) => Ok(Some(decode_object(&self.shared, key, bytes.value())?.1)),
             None => Ok(None),
         }
     }
@@ -214,7 +220,7 @@ impl Store for RedbStore {
                 continue_after = Some(std::mem::take(&mut last_key));
                 break;
             }
-            items.push(decode_object(key, value.value())?.1);
+            items.push(decode_object(&self.shared, key, value.value())?.1);
             last_key.clear();
             last_key.push_str(key);
         }
@@ -269,8 +275,7 @@ fn replay(shared: &Shared, prefix: &str, after: Revision) -> Result<Vec<Arc<Watc
     let mut events = Vec::new();
     for entry in log.range(after + 1..)? {
         let (revision, bytes) = entry?;
-        let event = decode_event(revision.value(), bytes.value())?;
-        if event.key.starts_with(prefix) {
+        if let Some(event) = decode_event(shared, revision.value(), bytes.value(), prefix)? {
             events.push(Arc::new(event));
         }
     }
@@ -355,7 +360,7 @@ fn commit_batch(shared: &Shared, writes: Vec<(Queued, oneshot::Sender<Result<Arc
             let mut objects = txn.open_table(OBJECTS)?;
             let mut log = txn.open_table(LOG)?;
             for write in writes {
-                outcomes.push(apply(&mut objects, &mut log, revision + 1, write)?);
+                outcomes.push(apply(shared, &mut objects, &mut log, revision + 1, write)?);
                 if matches!(outcomes.last(), Some(Ok(_))) {
                     revision += 1;
                 }
@@ -393,6 +398,7 @@ fn commit_batch(shared: &Shared, writes: Vec<(Queued, oneshot::Sender<Result<Arc
 /// Applies one write at `revision`. The outer `Result` is a backend failure
 /// that aborts the batch; the inner one is this write's own answer.
 fn apply(
+    shared: &Shared,
     objects: &mut ::redb::Table<&str, &[u8]>,
     log: &mut ::redb::Table<u64, &[u8]>,
     revision: Revision,
@@ -402,7 +408,7 @@ fn apply(
     // The current object stays unparsed unless a deletion needs it: the
     // writer thread is the one serial part.
     let current = match objects.get(write.key())? {
-        Some(bytes) => Some(Current::read(write.key(), bytes.value())?),
+        Some(bytes) => Some(Current::read(shared, write.key(), bytes.value())?),
         None => None,
     };
     let (key, event_type, mut object) = match write {
@@ -449,7 +455,14 @@ fn apply(
     entry.extend_from_slice(&(key.len() as u32).to_be_bytes());
     entry.extend_from_slice(key.as_bytes());
     let json_at = entry.len();
-    encoded.write_with_revision(&mut entry, revision);
+    match shared.sealer.as_deref().filter(|s| s.covers(&key)) {
+        Some(sealer) => {
+            let mut json = Vec::with_capacity(encoded.len_with_revision());
+            encoded.write_with_revision(&mut json, revision);
+            sealer.seal(&key, &json, &mut entry);
+        }
+        None => encoded.write_with_revision(&mut entry, revision),
+    }
     if event_type == EventType::Deleted {
         objects.remove(key.as_str())?;
     } else {
@@ -475,7 +488,7 @@ struct Current {
 }
 
 impl Current {
-    fn read(key: &str, bytes: &[u8]) -> Result<Current> {
+    fn read(shared: &Shared, key: &str, bytes: &[u8]) -> Result<Current> {
         if bytes.len() < 8 {
             return Err(Error::Backend(Arc::new(::redb::Error::Corrupted(format!(
                 "object at {key} is truncated"
@@ -483,7 +496,7 @@ impl Current {
         }
         Ok(Current {
             revision: u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
-            json: bytes[8..].to_vec(),
+            json: open(shared, key, &bytes[8..])?.into_owned(),
         })
     }
 
@@ -543,21 +556,35 @@ fn compact(shared: &Shared, retained: u64) -> Result<()> {
     Ok(())
 }
 
-fn decode_object(key: &str, bytes: &[u8]) -> Result<(Revision, Value)> {
+/// The JSON of a value stored at `key`, decrypted if it was sealed.
+fn open<'a>(shared: &Shared, key: &str, stored: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
+    seal::open_with(shared.sealer.as_deref(), key, stored)
+        .map_err(|e| Error::Backend(Arc::new(::redb::Error::Corrupted(e.to_string()))))
+}
+
+fn decode_object(shared: &Shared, key: &str, bytes: &[u8]) -> Result<(Revision, Value)> {
     if bytes.len() < 8 {
         return Err(Error::Backend(Arc::new(::redb::Error::Corrupted(format!(
             "object at {key} is truncated"
         )))));
     }
     let revision = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
-    let object = serde_json::from_slice(&bytes[8..]).map_err(|source| Error::Corrupt {
+    let json = open(shared, key, &bytes[8..])?;
+    let object = serde_json::from_slice(&json).map_err(|source| Error::Corrupt {
         key: key.to_string(),
         source,
     })?;
     Ok((revision, object))
 }
 
-fn decode_event(revision: Revision, bytes: &[u8]) -> Result<WatchEvent> {
+/// A log entry as a watch event, if its key is under `prefix` (others are
+/// not parsed).
+fn decode_event(
+    shared: &Shared,
+    revision: Revision,
+    bytes: &[u8],
+    prefix: &str,
+) -> Result<Option<WatchEvent>> {
     let corrupt = || {
         Error::Backend(Arc::new(::redb::Error::Corrupted(format!(
             "log entry {revision} is malformed"
@@ -574,16 +601,19 @@ fn decode_event(revision: Revision, bytes: &[u8]) -> Result<WatchEvent> {
     let key = bytes
         .get(5..5 + len)
         .and_then(|k| std::str::from_utf8(k).ok())
-        .ok_or_else(corrupt)?
-        .to_string();
-    let object = serde_json::from_slice(&bytes[5 + len..]).map_err(|source| Error::Corrupt {
-        key: key.clone(),
+        .ok_or_else(corrupt)?;
+    if !key.starts_with(prefix) {
+        return Ok(None);
+    }
+    let json = open(shared, key, &bytes[5 + len..])?;
+    let object = serde_json::from_slice(&json).map_err(|source| Error::Corrupt {
+        key: key.to_string(),
         source,
     })?;
-    Ok(WatchEvent {
+    Ok(Some(WatchEvent {
         revision,
         event_type,
-        key,
+        key: key.to_string(),
         object: Arc::new(object),
-    })
+    }))
 }

@@ -225,5 +225,10 @@ pub fn text<'a>(object: &'a serde_json::Value, pointer: &str) -> &'a str {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill_9();
+        // A kill leaves the memory-backed volumes (Secrets) behind; the
+        // next start would clear them, but there is none.
+        if let Some(dir) = wasmkube::kubelet::memory_dir(self.dir.path()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

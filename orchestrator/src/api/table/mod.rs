@@ -3,6 +3,7 @@
 
 mod apps;
 mod batch;
+mod config;
 mod network;
 
 use serde_json::{Value, json};
@@ -57,6 +58,9 @@ fn columns(kind: &str) -> Vec<Value> {
         return columns;
     }
     if let Some(columns) = batch::columns(kind, name.clone(), age.clone()) {
+        return columns;
+    }
+    if let Some(columns) = config::columns(kind, name.clone(), age.clone()) {
         return columns;
     }
     match kind {
@@ -566,6 +570,9 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
         return cells;
     }
     if let Some(cells) = batch::cells(kind, object) {
+        return cells;
+    }
+    if let Some(cells) = config::cells(kind, object) {
         return cells;
     }
     match kind {

@@ -2,8 +2,10 @@
 
 mod apps;
 mod batch;
+mod config;
 mod pod;
 mod service;
+mod storage;
 
 use k8s_openapi::api::core::v1::{Event, Namespace, Node};
 use serde::de::DeserializeOwned;
@@ -14,7 +16,9 @@ use crate::admission::{Errors, Invalid, check_dns_label, check_dns_subdomain};
 
 pub use apps::scaled_value;
 pub use batch::{COMPLETION_INDEX, CONTROLLER_UID, JOB_NAME};
+pub use config::is_config_key;
 pub use pod::qos_class;
+pub use storage::{PV_PROTECTION, PVC_PROTECTION, is_default_class};
 
 pub(crate) fn all() -> Vec<Resource> {
     vec![
@@ -22,6 +26,11 @@ pub(crate) fn all() -> Vec<Resource> {
         pod::resource(),
         nodes(),
         events(),
+        config::config_maps(),
+        config::secrets(),
+        storage::persistent_volumes(),
+        storage::persistent_volume_claims(),
+        storage::storage_classes(),
         service::services(),
         service::endpoints(),
         service::endpoint_slices(),
