@@ -407,3 +407,104 @@ fn bad_keys_and_secret_types_are_refused_clearly() {
         "{err}"
     );
 }
+
+const DOWNWARD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: downward
+  labels: {app: shop, tier: front}
+  annotations: {build: \"42\"}
+spec:
+  volumes:
+  - name: podinfo
+    downwardAPI:
+      items:
+      - path: labels
+        fieldRef: {fieldPath: metadata.labels}
+      - path: annotations
+        fieldRef: {fieldPath: metadata.annotations}
+      - path: mem
+        resourceFieldRef: {containerName: c, resource: limits.memory, divisor: 1Mi}
+  - name: all-in-one
+    projected:
+      sources:
+      - secret:
+          name: api-authentication-secret
+          items: [{key: token, path: creds/token}]
+      - configMap:
+          name: example-configmap
+          items: [{key: database, path: db}]
+      - downwardAPI:
+          items: [{path: name, fieldRef: {fieldPath: metadata.name}}]
+  - name: scratch
+    emptyDir: {}
+  containers:
+  - name: c
+    image: toolbox
+    command: [sh, -c, 'echo $(MY_IP) > /scratch/ip; sleep 3600']
+    env:
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: MY_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    - name: CPU_MILLIS
+      valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 1m}}
+    - name: DB
+      valueFrom: {configMapKeyRef: {name: example-configmap, key: database}}
+    resources:
+      limits: {memory: 64Mi, cpu: 250m}
+    volumeMounts:
+    - {name: podinfo, mountPath: /etc/podinfo}
+    - {name: all-in-one, mountPath: /projected}
+    - {name: scratch, mountPath: /scratch, subPathExpr: $(POD_NAME)}
+";
+
+#[test]
+fn downward_api_and_projected_volumes_and_env() {
+    let server = Server::start();
+    for (name, text) in [
+        ("cm.yaml", CONFIG_MAP),
+        ("secret.yaml", SECRET),
+        ("downward.yaml", DOWNWARD),
+    ] {
+        let file = server.manifest(name, text);
+        server.kubectl_ok(&["apply", "-f", &file]);
+    }
+    ready(&server, "downward");
+    let cat = |path: &str| exec(&server, "downward", &["cat", path]);
+    assert_eq!(cat("/etc/podinfo/labels"), "app=\"shop\"\ntier=\"front\"");
+    assert!(
+        cat("/etc/podinfo/annotations").contains("build=\"42\""),
+        "{}",
+        cat("/etc/podinfo/annotations")
+    );
+    assert_eq!(cat("/etc/podinfo/mem"), "64");
+    assert_eq!(cat("/projected/creds/token"), "SECRET_7t4836378erwdser34\n");
+    assert_eq!(cat("/projected/db"), "mongodb");
+    assert_eq!(cat("/projected/name"), "downward");
+    let env = exec(&server, "downward", &["env"]);
+    let pod = server.json(&["get", "pod", "downward"]);
+    let ip = text(&pod, "/status/podIP");
+    assert!(!ip.is_empty());
+    for expected in [
+        format!("MY_IP={ip}"),
+        "CPU_MILLIS=250".to_string(),
+        "DB=mongodb".to_string(),
+        "POD_NAME=downward".to_string(),
+    ] {
+        assert!(env.lines().any(|l| l == expected), "{expected} in:\n{env}");
+    }
+    // subPathExpr: the emptyDir's `downward` directory is /scratch.
+    assert_eq!(cat("/scratch/ip"), format!("{ip}\n"));
+    let dir = server
+        .data_dir()
+        .join("pods")
+        .join(text(&pod, "/metadata/uid"))
+        .join("volumes/scratch/downward/ip");
+    assert_eq!(std::fs::read_to_string(&dir).unwrap(), format!("{ip}\n"));
+    // A new label reaches the labels file.
+    server.kubectl_ok(&["label", "pod", "downward", "tier=back", "--overwrite"]);
+    server.wait_for(Duration::from_secs(20), || {
+        cat("/etc/podinfo/labels") == "app=\"shop\"\ntier=\"back\""
+    });
+}
