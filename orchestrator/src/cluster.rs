@@ -67,6 +67,8 @@ pub struct ClusterConfig {
     pub node_port_address: IpAddr,
     /// How long a Job waits before replacing a failed pod.
     pub job_backoff: controllers::job::Backoff,
+    /// Host directories pods' hostPath volumes may use; all when `None`.
+    pub allowed_host_paths: Option<Vec<PathBuf>>,
 }
 
 impl ClusterConfig {
@@ -80,6 +82,7 @@ impl ClusterConfig {
             service_network: ServiceNetwork::default(),
             node_port_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             job_backoff: controllers::job::Backoff::default(),
+            allowed_host_paths: None,
         }
     }
 }

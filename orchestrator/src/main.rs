@@ -68,6 +68,10 @@ enum Command {
         /// Kubernetes' 10s)
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         job_backoff: Duration,
+        /// Host directories pods' hostPath volumes may use (the path or
+        /// below it), comma-separated; every path when not given
+        #[arg(long, value_delimiter = ',')]
+        allowed_host_paths: Option<Vec<PathBuf>>,
     },
     /// Manage the local image store
     #[command(subcommand)]
@@ -232,6 +236,7 @@ fn main() -> anyhow::Result<()> {
             node_port_address,
             max_pods,
             job_backoff,
+            allowed_host_paths,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -252,6 +257,7 @@ fn main() -> anyhow::Result<()> {
             config.node_port_address = node_port_address;
             config.max_pods = max_pods;
             config.job_backoff.base = job_backoff;
+            config.allowed_host_paths = allowed_host_paths;
             let result = runtime.block_on(serve(config, listen, insecure_http, &data_dir));
             runtime.shutdown_timeout(Duration::from_secs(2));
             result

@@ -170,6 +170,7 @@ pub async fn play(options: PlayOptions) -> Result<i32, Error> {
             }) as Arc<dyn LineObserver>
         })),
         volume_dirs: None,
+        allowed_host_paths: None,
     };
     let specs = pods
         .iter()

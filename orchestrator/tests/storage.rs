@@ -413,3 +413,116 @@ spec:
         .join("note");
     assert_eq!(std::fs::read_to_string(&note).unwrap(), "quick\n");
 }
+
+/// The guide's security-context pod, `alpine` changed to `toolbox`.
+const SECURITY_CONTEXT_POD: &str = "kind: Pod
+apiVersion: v1
+metadata:
+  name: security-context-pod
+spec:
+  securityContext:
+    runAsUser: 45
+    fsGroup: 231
+  volumes:
+    - name: simple-directory
+      emptyDir: {}
+  containers:
+    - name: example-container
+      image: toolbox
+      command: [\"/bin/sh\"]
+      args: [\"-c\", \"while true; do date >> /etc/directory/file.txt; sleep 5; done\"]
+      volumeMounts:
+        - name: simple-directory
+          mountPath: /etc/directory
+";
+
+#[test]
+fn the_guides_security_context_owns_the_files_the_guest_writes() {
+    let server = Server::start();
+    let pod = server.manifest("security-context.yaml", SECURITY_CONTEXT_POD);
+    server.kubectl_ok(&["apply", "-f", &pod]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/security-context-pod",
+        "--timeout=60s",
+    ]);
+    // SAFETY: plain syscall.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        // Without the privilege the pod says so in a Warning event.
+        let mut events = String::new();
+        server.wait_for(Duration::from_secs(20), || {
+            events = server.kubectl_ok(&["get", "events"]);
+            events.contains("SecurityContextNotApplied")
+        });
+        assert!(events.contains("needs root or CAP_CHOWN"), "{events}");
+        return;
+    }
+    let mut listing = String::new();
+    server.wait_for(Duration::from_secs(20), || {
+        listing = server.kubectl_ok(&[
+            "exec",
+            "security-context-pod",
+            "--",
+            "ls",
+            "-l",
+            "/etc/directory",
+        ]);
+        listing.contains("file.txt")
+    });
+    let fields: Vec<&str> = listing
+        .lines()
+        .find(|l| l.ends_with("file.txt"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // As the guide shows: `-rw-r--r--    1 45      231          58 Jul  3 09:45 file.txt`
+    assert_eq!(&fields[..4], ["-rw-r--r--", "1", "45", "231"], "{listing}");
+    assert_eq!(fields.last(), Some(&"file.txt"));
+}
+
+#[test]
+fn host_paths_outside_the_allowed_ones_are_refused() {
+    let allowed = tempfile::tempdir().unwrap();
+    let allowed_path = allowed.path().display().to_string();
+    let server = Server::start_with(&["--allowed-host-paths", &allowed_path]);
+    let pod = |name: &str, path: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  volumes:\n  - name: h\n    hostPath: {{path: {path}, type: DirectoryOrCreate}}\n  containers:\n  - name: c\n    image: toolbox\n    command: [sh, -c, 'echo hi > /h/note; sleep 3600']\n    volumeMounts: [{{name: h, mountPath: /h}}]\n"
+        )
+    };
+    let outside = server.manifest("outside.yaml", &pod("outside", "/etc/wasmkube-test"));
+    server.kubectl_ok(&["apply", "-f", &outside]);
+    let mut message = String::new();
+    server.wait_for(Duration::from_secs(20), || {
+        let p = server.json(&["get", "pod", "outside"]);
+        message = text(&p, "/status/containerStatuses/0/state/waiting/message").to_string();
+        !message.is_empty()
+    });
+    assert!(
+        message.contains(&format!(
+            "\"/etc/wasmkube-test\" is not allowed: this server lets pods use only host paths under {allowed_path}"
+        )),
+        "{message}"
+    );
+    assert!(
+        !std::path::Path::new("/etc/wasmkube-test").exists(),
+        "nothing made outside"
+    );
+    let inside_path = allowed.path().join("data");
+    let inside = server.manifest(
+        "inside.yaml",
+        &pod("inside", &inside_path.display().to_string()),
+    );
+    server.kubectl_ok(&["apply", "-f", &inside]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/inside",
+        "--timeout=60s",
+    ]);
+    server.wait_for(Duration::from_secs(10), || {
+        inside_path.join("note").is_file()
+    });
+}

@@ -182,7 +182,18 @@ impl PodRunner {
     /// within a tokio runtime (the supervising loops run there; the guests
     /// run on the runtime's own threads).
     pub fn start(runtime: &Runtime, spec: PodSpec) -> Result<PodRunner, sandbox::Error> {
+        PodRunner::start_with(runtime, spec, |_| {})
+    }
+
+    /// Like [`PodRunner::start`], with `prepare` run on the sandbox (its
+    /// volumes in place) before any container starts.
+    pub fn start_with(
+        runtime: &Runtime,
+        spec: PodSpec,
+        prepare: impl FnOnce(&Sandbox),
+    ) -> Result<PodRunner, sandbox::Error> {
         let sandbox = runtime.run_pod_sandbox(spec.sandbox.clone())?;
+        prepare(&sandbox);
         let waiting = |containers: &[ContainerSpec], reason: &str| -> Vec<ContainerStatus> {
             containers
                 .iter()

@@ -7,6 +7,7 @@
 //! - [`sources`]: the ConfigMaps, Secrets and Services a pod refers to.
 //! - [`volumes`]: the files of configMap, secret, downwardAPI and projected
 //!   volumes, put in place by [`atomic_dir`].
+//! - [`file_owners`]: `fsGroup` and `runAsUser` on files in volumes.
 //! - [`host_ports`]: `hostPort` publishing.
 //! - `exec`: `kubectl exec` in a pod's containers.
 //! - `hooks`: preStop hooks within the grace period.
@@ -19,6 +20,7 @@
 
 pub mod atomic_dir;
 mod exec;
+pub mod file_owners;
 mod hooks;
 pub mod host_ports;
 pub mod ipam;
@@ -114,6 +116,11 @@ pub struct Kubelet {
     memory_dir: Option<PathBuf>,
     /// What containers without limits may use (the downward API's view).
     allocatable: sources::Allocatable,
+    /// Applies `runAsUser` to what guests create in volumes; `None` where
+    /// inotify is unavailable.
+    owners: Option<Arc<file_owners::Follower>>,
+    /// Host directories pods' hostPath volumes may use; all when `None`.
+    allowed_host_paths: Option<Arc<[PathBuf]>>,
     /// Pod IPs.
     ipam: ipam::Ipam,
     /// Running pods by uid, for exec.
@@ -160,11 +167,15 @@ impl Kubelet {
             recorder: Recorder::new(registry.clone(), "kubelet", Some(&config.node_name)),
             memory_dir,
             allocatable: sources::Allocatable::host(),
+            owners: file_owners::Follower::start()
+                .inspect_err(|e| tracing::warn!("no inotify: runAsUser cannot be applied: {e}"))
+                .ok(),
             registry,
             node_name: config.node_name.clone(),
             runtime,
             backoff: config.backoff,
             pods_dir: config.data_dir.join("pods"),
+            allowed_host_paths: config.allowed_host_paths.as_deref().map(Arc::from),
             ipam: ipam::Ipam::new(config.pod_cidr),
             pods: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),

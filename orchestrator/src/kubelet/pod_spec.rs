@@ -129,6 +129,8 @@ pub struct Options {
     pub output: Option<OutputFactory>,
     /// Where kubelet-written volumes go; without, they are unsupported.
     pub volume_dirs: Option<VolumeDirs>,
+    /// Host directories `hostPath` volumes may use; all when `None`.
+    pub allowed_host_paths: Option<Arc<[PathBuf]>>,
 }
 
 /// Expands `$(VAR)` references as Kubernetes does: a defined variable is
@@ -439,110 +441,131 @@ fn claimed_dir(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn volume(
-    pod_name: &str,
-    namespace: &str,
-    i: usize,
-    v: &Volume,
-    dirs: Option<&VolumeDirs>,
-    sources: &dyn Sources,
-    written: &mut Vec<WrittenVolume>,
-    read_only: &mut std::collections::HashSet<String>,
-) -> Result<VolumeSpec, Error> {
-    let field = format!("spec.volumes[{i}]");
-    let unsupported = |field: String, message: String| {
-        Error::Unsupported(Unsupported {
-            pod: pod_name.into(),
-            field,
-            message,
-        })
-    };
-    let need_dirs = || {
-        dirs.ok_or_else(|| {
-            unsupported(
-                field.clone(),
-                "this volume type needs a server's kubelet (wasmkube serve)".into(),
-            )
-        })
-    };
-    let source = if let Some(empty) = &v.empty_dir {
-        match empty.medium.as_deref().unwrap_or("") {
-            "" => VolumeSource::EmptyDir,
-            "Memory" => {
-                let dir = need_dirs()?.of(Backing::Memory, &v.name)?;
-                std::fs::create_dir_all(&dir).map_err(|e| Error::Mount {
-                    volume: v.name.clone(),
-                    message: format!("cannot create {}: {e}", dir.display()),
-                })?;
-                VolumeSource::HostDir(dir)
+/// A pod's volumes as they are translated: what the kubelet writes and
+/// which volumes containers only read.
+struct PodVolumes<'a> {
+    pod_name: &'a str,
+    namespace: &'a str,
+    options: &'a Options,
+    sources: &'a dyn Sources,
+    written: Vec<WrittenVolume>,
+    read_only: std::collections::HashSet<String>,
+}
+
+impl PodVolumes<'_> {
+    fn translate(&mut self, i: usize, v: &Volume) -> Result<VolumeSpec, Error> {
+        let field = format!("spec.volumes[{i}]");
+        let unsupported = |field: String, message: String| {
+            Error::Unsupported(Unsupported {
+                pod: self.pod_name.into(),
+                field,
+                message,
+            })
+        };
+        let need_dirs = || {
+            self.options.volume_dirs.as_ref().ok_or_else(|| {
+                unsupported(
+                    field.clone(),
+                    "this volume type needs a server's kubelet (wasmkube serve)".into(),
+                )
+            })
+        };
+        let source = if let Some(empty) = &v.empty_dir {
+            match empty.medium.as_deref().unwrap_or("") {
+                "" => VolumeSource::EmptyDir,
+                "Memory" => {
+                    let dir = need_dirs()?.of(Backing::Memory, &v.name)?;
+                    std::fs::create_dir_all(&dir).map_err(|e| Error::Mount {
+                        volume: v.name.clone(),
+                        message: format!("cannot create {}: {e}", dir.display()),
+                    })?;
+                    VolumeSource::HostDir(dir)
+                }
+                other => {
+                    return Err(unsupported(
+                        format!("{field}.emptyDir.medium"),
+                        format!("{other:?} is not supported (\"\" and \"Memory\" are)"),
+                    ));
+                }
             }
-            other => {
+        } else if let Some(host) = &v.host_path {
+            let path = PathBuf::from(&host.path);
+            if let Some(allowed) = self.options.allowed_host_paths.as_deref()
+                && !allowed.iter().any(|a| path.starts_with(a))
+            {
+                let list: Vec<String> = allowed.iter().map(|a| a.display().to_string()).collect();
                 return Err(unsupported(
-                    format!("{field}.emptyDir.medium"),
-                    format!("{other:?} is not supported (\"\" and \"Memory\" are)"),
-                ));
-            }
-        }
-    } else if let Some(host) = &v.host_path {
-        let path = PathBuf::from(&host.path);
-        let kind = host.type_.as_deref().unwrap_or("");
-        match kind {
-            "" | "Directory" | "DirectoryOrCreate" => {}
-            "File" | "FileOrCreate" | "Socket" | "CharDevice" | "BlockDevice" => {
-                return Err(unsupported(
-                    format!("{field}.hostPath.type"),
+                    format!("{field}.hostPath.path"),
                     format!(
-                        "{kind:?}: WASI guests can mount only directories (mount the directory that holds {})",
-                        host.path
+                        "{:?} is not allowed: this server lets pods use only host paths under {} (serve --allowed-host-paths)",
+                        host.path,
+                        list.join(", ")
                     ),
                 ));
             }
-            other => {
-                return Err(unsupported(
-                    format!("{field}.hostPath.type"),
-                    format!("unknown hostPath type {other:?}"),
-                ));
+            let kind = host.type_.as_deref().unwrap_or("");
+            match kind {
+                "" | "Directory" | "DirectoryOrCreate" => {}
+                "File" | "FileOrCreate" | "Socket" | "CharDevice" | "BlockDevice" => {
+                    return Err(unsupported(
+                        format!("{field}.hostPath.type"),
+                        format!(
+                            "{kind:?}: WASI guests can mount only directories (mount the directory that holds {})",
+                            host.path
+                        ),
+                    ));
+                }
+                other => {
+                    return Err(unsupported(
+                        format!("{field}.hostPath.type"),
+                        format!("unknown hostPath type {other:?}"),
+                    ));
+                }
             }
-        }
-        check_host_dir(&path, kind).map_err(|message| Error::Mount {
-            volume: v.name.clone(),
-            message,
-        })?;
-        VolumeSource::HostDir(path)
-    } else if let Some(backing) = volumes::written(v) {
-        let dir = need_dirs()?.of(backing, &v.name)?;
-        written.push(WrittenVolume {
-            volume: v.clone(),
-            dir: dir.clone(),
-        });
-        // Their files are the kubelet's: containers only read them.
-        read_only.insert(v.name.clone());
-        VolumeSource::HostDir(dir)
-    } else if let Some(claim) = &v.persistent_volume_claim {
-        if claim.read_only == Some(true) {
-            read_only.insert(v.name.clone());
-        }
-        VolumeSource::HostDir(claimed_dir(sources, namespace, &v.name, &claim.claim_name)?)
-    } else {
-        let kind = serde_json::to_value(v)
-            .ok()
-            .and_then(|j| {
-                j.as_object()
-                    .and_then(|o| o.keys().find(|k| *k != "name").cloned())
-            })
-            .unwrap_or_else(|| "unknown".into());
-        return Err(unsupported(
-            field,
-            format!(
-                "volumes of type {kind} are not supported yet (emptyDir, hostPath, configMap, secret, downwardAPI, projected and persistentVolumeClaim are)"
-            ),
-        ));
-    };
-    Ok(VolumeSpec {
-        name: v.name.clone(),
-        source,
-    })
+            check_host_dir(&path, kind).map_err(|message| Error::Mount {
+                volume: v.name.clone(),
+                message,
+            })?;
+            VolumeSource::HostDir(path)
+        } else if let Some(backing) = volumes::written(v) {
+            let dir = need_dirs()?.of(backing, &v.name)?;
+            self.written.push(WrittenVolume {
+                volume: v.clone(),
+                dir: dir.clone(),
+            });
+            // Their files are the kubelet's: containers only read them.
+            self.read_only.insert(v.name.clone());
+            VolumeSource::HostDir(dir)
+        } else if let Some(claim) = &v.persistent_volume_claim {
+            if claim.read_only == Some(true) {
+                self.read_only.insert(v.name.clone());
+            }
+            VolumeSource::HostDir(claimed_dir(
+                self.sources,
+                self.namespace,
+                &v.name,
+                &claim.claim_name,
+            )?)
+        } else {
+            let kind = serde_json::to_value(v)
+                .ok()
+                .and_then(|j| {
+                    j.as_object()
+                        .and_then(|o| o.keys().find(|k| *k != "name").cloned())
+                })
+                .unwrap_or_else(|| "unknown".into());
+            return Err(unsupported(
+                field,
+                format!(
+                    "volumes of type {kind} are not supported yet (emptyDir, hostPath, configMap, secret, downwardAPI, projected and persistentVolumeClaim are)"
+                ),
+            ));
+        };
+        Ok(VolumeSpec {
+            name: v.name.clone(),
+            source,
+        })
+    }
 }
 
 /// Translates a validated Pod, resolving what it refers to from `sources`.
@@ -559,26 +582,24 @@ pub fn to_runtime(
         message: "Required value".into(),
     })?;
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let mut written = Vec::new();
-    let mut read_only = std::collections::HashSet::new();
+    let mut pod_volumes = PodVolumes {
+        pod_name: &name,
+        namespace,
+        options,
+        sources,
+        written: Vec::new(),
+        read_only: std::collections::HashSet::new(),
+    };
     let volumes = spec
         .volumes
         .iter()
         .flatten()
         .enumerate()
-        .map(|(i, v)| {
-            volume(
-                &name,
-                namespace,
-                i,
-                v,
-                options.volume_dirs.as_ref(),
-                sources,
-                &mut written,
-                &mut read_only,
-            )
-        })
+        .map(|(i, v)| pod_volumes.translate(i, v))
         .collect::<Result<Vec<_>, _>>()?;
+    let PodVolumes {
+        written, read_only, ..
+    } = pod_volumes;
     // Services of the pod's namespace, unless links are off; the API's own
     // `kubernetes` Service always (Kubernetes' master service).
     let mut services = Vec::new();

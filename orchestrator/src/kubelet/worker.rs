@@ -14,7 +14,7 @@ use wasmkube_runtime::{ContainerState, PodRunner, PodStatus, ProbeEvent, Restart
 use super::exec::PodHandle;
 use super::pod_spec::{self, NodeInfo, Options, VolumeDirs, WrittenVolume};
 use super::sources::RegistrySources;
-use super::{Kubelet, Signal, atomic_dir, hooks, host_ports, status, volumes};
+use super::{Kubelet, Signal, atomic_dir, file_owners, hooks, host_ports, status, volumes};
 use crate::events::EventType;
 use crate::registry::WriteOptions;
 use crate::registry::metadata::{now, str_at};
@@ -79,6 +79,7 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             disk: kubelet.pods_dir.join(&uid).join("written"),
             memory: memory.dir.clone(),
         }),
+        allowed_host_paths: kubelet.allowed_host_paths.clone(),
     };
     let node = NodeInfo {
         pod_ip: Some(lease.ip),
@@ -188,7 +189,32 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
     let pod_ip = Some(lease.ip);
     let sandbox_name = spec.sandbox.name.clone();
     let container_specs = spec.containers.clone();
-    let mut runner = match PodRunner::start(&kubelet.runtime, spec) {
+    // Owners of what guests create in volumes, set up before they start.
+    let (plans, mut ownership_warnings) = file_owners::plan(&typed);
+    let _followed = FollowedVolumes {
+        kubelet: Arc::clone(&kubelet),
+        uid: uid.clone(),
+    };
+    let started = PodRunner::start_with(&kubelet.runtime, spec, |sandbox| {
+        for plan in &plans {
+            if let Err(message) = apply_ownership(&kubelet, &uid, sandbox, plan) {
+                ownership_warnings.push(message);
+            }
+        }
+    });
+    for message in &ownership_warnings {
+        kubelet
+            .recorder
+            .record(
+                &pod,
+                EventType::Warning,
+                "SecurityContextNotApplied",
+                message,
+                None,
+            )
+            .await;
+    }
+    let mut runner = match started {
         Ok(r) => r,
         Err(e) => {
             report_config_error(&kubelet, &pod, &e.to_string(), &start_time).await;
@@ -615,6 +641,58 @@ impl Drop for MemoryVolumes {
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!("removing {}: {e}", dir.display());
+        }
+    }
+}
+
+/// `fsGroup` and the owner of new files for one volume; `Err` says why
+/// they cannot be applied.
+fn apply_ownership(
+    kubelet: &Kubelet,
+    pod_uid: &str,
+    sandbox: &wasmkube_runtime::Sandbox,
+    plan: &file_owners::VolumePlan,
+) -> Result<(), String> {
+    let Some(dir) = sandbox.volume_path(&plan.volume) else {
+        return Ok(());
+    };
+    let asked = match (plan.fs_group, plan.owner.uid) {
+        (Some(g), Some(u)) => format!("runAsUser {u} and fsGroup {g}"),
+        (Some(g), None) => format!("fsGroup {g}"),
+        (None, Some(u)) => format!("runAsUser {u}"),
+        (None, None) => format!("runAsGroup {}", plan.owner.gid.unwrap_or_default()),
+    };
+    let refused = |e: std::io::Error| {
+        format!(
+            "{asked} cannot be applied to volume {:?}: changing file owners needs root or CAP_CHOWN ({e}); files keep the server's owner",
+            plan.volume
+        )
+    };
+    if let Some(group) = plan.fs_group {
+        file_owners::apply_fs_group(dir, group).map_err(refused)?;
+    }
+    if plan.owner != file_owners::Owner::default() {
+        let Some(follower) = &kubelet.owners else {
+            return Err(format!(
+                "{asked} cannot be applied to volume {:?}: this host has no inotify to follow new files",
+                plan.volume
+            ));
+        };
+        follower.follow(pod_uid, dir, plan.owner).map_err(refused)?;
+    }
+    Ok(())
+}
+
+/// Stops following a pod's volumes when its worker ends.
+struct FollowedVolumes {
+    kubelet: Arc<Kubelet>,
+    uid: String,
+}
+
+impl Drop for FollowedVolumes {
+    fn drop(&mut self) {
+        if let Some(follower) = &self.kubelet.owners {
+            follower.forget(&self.uid);
         }
     }
 }
