@@ -526,3 +526,36 @@ fn host_paths_outside_the_allowed_ones_are_refused() {
         inside_path.join("note").is_file()
     });
 }
+
+#[test]
+fn an_empty_dir_over_its_size_limit_evicts_the_pod() {
+    let server = Server::start();
+    let pod = server.manifest(
+        "limited.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: limited\nspec:\n  restartPolicy: Never\n  volumes:\n  - name: cache\n    emptyDir: {sizeLimit: 1Ki}\n  containers:\n  - name: c\n    image: toolbox\n    command: [sh, -c, 'sleep 1; seq 1 2000 > /cache/big; sleep 3600']\n    volumeMounts: [{name: cache, mountPath: /cache}]\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &pod]);
+    let mut p = serde_json::Value::Null;
+    server.wait_for(Duration::from_secs(30), || {
+        p = server.json(&["get", "pod", "limited"]);
+        text(&p, "/status/phase") == "Failed"
+    });
+    assert_eq!(text(&p, "/status/reason"), "Evicted");
+    assert_eq!(
+        text(&p, "/status/message"),
+        "Usage of EmptyDir volume \"cache\" exceeds the limit \"1Ki\". "
+    );
+    // kubectl's STATUS shows the stopped container's reason, as for an
+    // evicted pod in Kubernetes.
+    let row = server.kubectl_ok(&["get", "pod", "limited", "--no-headers"]);
+    assert!(row.contains("0/1"), "{row}");
+    let events = server.kubectl_ok(&["get", "events", "--field-selector", "reason=Evicted"]);
+    assert!(events.contains("exceeds the limit"), "{events}");
+    // Deleting an evicted pod works and removes its directory.
+    server.kubectl_ok(&["delete", "pod", "limited"]);
+    let dir = server
+        .data_dir()
+        .join("pods")
+        .join(text(&p, "/metadata/uid"));
+    assert!(!dir.exists(), "{dir:?}");
+}

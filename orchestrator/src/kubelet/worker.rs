@@ -255,6 +255,7 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
     let mut statuses = runner.watch();
     let mut probe_events = runner.probe_events();
     let mut previous: Option<PodStatus> = None;
+    let size_limits = size_limits(&typed);
     let mut refresh = tokio::time::interval(REFRESH_EVERY);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let outcome = loop {
@@ -279,8 +280,11 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
                 Some(event) = next_probe_event(&mut probe_events) => {
                     record_probe_event(&kubelet, &pod, event).await;
                 }
-                _ = refresh.tick(), if !written.is_empty() => {
+                _ = refresh.tick(), if !written.is_empty() || !size_limits.is_empty() => {
                     refresh_volumes(&kubelet, &pod, &written);
+                    if let Some(message) = over_limit(runner.sandbox(), &size_limits) {
+                        break Wake::Evicted(message);
+                    }
                 }
                 s = wait_signal(&mut signal) => break Wake::Signal(s),
             }
@@ -290,6 +294,31 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             // The runner finished: wait for deletion or shutdown.
             Wake::Finished => break wait_signal(&mut signal).await,
             Wake::Signal(s) => break s,
+            Wake::Evicted(message) => {
+                kubelet
+                    .recorder
+                    .record(&pod, EventType::Warning, "Evicted", &message, None)
+                    .await;
+                let sandbox = runner.sandbox().clone();
+                let last = runner.stop().await;
+                write_evicted(
+                    &kubelet,
+                    &pod,
+                    &last,
+                    policy,
+                    &images,
+                    &start_time,
+                    &message,
+                )
+                .await;
+                if wait_signal(&mut signal).await == Signal::Delete {
+                    if let Err(e) = sandbox.remove() {
+                        tracing::warn!("removing pod {name}: {e}");
+                    }
+                    kubelet.finish_deletion(&pod).await;
+                }
+                return;
+            }
         }
     };
     let sandbox = runner.sandbox().clone();
@@ -400,6 +429,8 @@ enum Wake {
     Changed,
     Finished,
     Signal(Signal),
+    /// An emptyDir outgrew its `sizeLimit`: the message says which.
+    Evicted(String),
 }
 
 /// The next probe report; pends forever once there will be none.
@@ -613,6 +644,102 @@ async fn announce(
             }
             ContainerState::Terminated(_) => {}
         }
+    }
+}
+
+/// The emptyDir volumes with a `sizeLimit`: (name, bytes, as written).
+fn size_limits(pod: &Pod) -> Vec<(String, u64, String)> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| {
+            let limit = v.empty_dir.as_ref()?.size_limit.as_ref()?;
+            let bytes = crate::quantity::Quantity::parse(&limit.0)
+                .ok()?
+                .ceil_units();
+            Some((
+                v.name.clone(),
+                bytes.clamp(0, u64::MAX as i128) as u64,
+                limit.0.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// Bytes of the files under `dir` (links not followed).
+fn usage(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => pending.push(entry.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// Kubernetes' eviction message for the first emptyDir over its limit.
+fn over_limit(
+    sandbox: &wasmkube_runtime::Sandbox,
+    limits: &[(String, u64, String)],
+) -> Option<String> {
+    limits.iter().find_map(|(volume, bytes, written)| {
+        let dir = sandbox.volume_path(volume)?;
+        (usage(dir) > *bytes)
+            .then(|| format!("Usage of EmptyDir volume {volume:?} exceeds the limit {written:?}. "))
+    })
+}
+
+/// The status of an evicted pod: Failed, reason Evicted, its containers
+/// as they ended.
+async fn write_evicted(
+    kubelet: &Kubelet,
+    pod: &Value,
+    last: &PodStatus,
+    policy: RestartPolicy,
+    images: &HashMap<String, (String, String)>,
+    start_time: &str,
+    message: &str,
+) {
+    let pods = kubelet.registry.resource("", "Pod");
+    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+    let name = str_at(pod, "/metadata/name").unwrap_or_default();
+    let uid = pod.pointer("/metadata/uid").cloned();
+    let result = kubelet
+        .registry
+        .update_with(
+            &pods,
+            namespace,
+            name,
+            Some("status"),
+            &WriteOptions::manager("kubelet"),
+            None,
+            |existing| {
+                if existing.pointer("/metadata/uid").cloned() != uid {
+                    return Err(crate::registry::Error::NotFound {
+                        resource: "pods".into(),
+                        group: String::new(),
+                        name: name.into(),
+                    });
+                }
+                let mut next = existing.clone();
+                status::apply(&mut next, last, policy, images, start_time);
+                next["status"]["phase"] = json!("Failed");
+                next["status"]["reason"] = json!("Evicted");
+                next["status"]["message"] = json!(message);
+                Ok(next)
+            },
+        )
+        .await;
+    if let Err(e) = result {
+        tracing::warn!("pod {name} eviction status: {e}");
     }
 }
 
