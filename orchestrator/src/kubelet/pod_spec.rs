@@ -174,17 +174,12 @@ pub fn expand_vars(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Strin
     out
 }
 
+/// The value of an env `fieldRef`: the pod's metadata entries (not whole
+/// label or annotation sets, as in Kubernetes), its node, account and IPs.
 fn field_ref(pod: &Pod, node: &NodeInfo, path: &str) -> Option<String> {
-    let meta = &pod.metadata;
     let spec = pod.spec.as_ref();
-    let indexed = |prefix: &str, map: Option<&std::collections::BTreeMap<String, String>>| {
-        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
-        Some(map.and_then(|m| m.get(key)).cloned().unwrap_or_default())
-    };
     match path {
-        "metadata.name" => meta.name.clone(),
-        "metadata.namespace" => Some(meta.namespace.clone().unwrap_or_else(|| "default".into())),
-        "metadata.uid" => meta.uid.clone(),
+        "metadata.labels" | "metadata.annotations" => None,
         "spec.nodeName" => Some(
             spec.and_then(|s| s.node_name.clone())
                 .unwrap_or_else(|| node.node_name.clone()),
@@ -195,13 +190,7 @@ fn field_ref(pod: &Pod, node: &NodeInfo, path: &str) -> Option<String> {
         ),
         "status.podIP" | "status.podIPs" => node.pod_ip.map(|ip| ip.to_string()),
         "status.hostIP" | "status.hostIPs" => Some(node.host_ip.clone()),
-        p if p.starts_with("metadata.labels['") => {
-            indexed("metadata.labels['", meta.labels.as_ref())
-        }
-        p if p.starts_with("metadata.annotations['") => {
-            indexed("metadata.annotations['", meta.annotations.as_ref())
-        }
-        _ => None,
+        _ => volumes::metadata_field(pod, path),
     }
 }
 

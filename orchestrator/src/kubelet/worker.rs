@@ -708,39 +708,13 @@ async fn write_evicted(
     start_time: &str,
     message: &str,
 ) {
-    let pods = kubelet.registry.resource("", "Pod");
-    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
-    let name = str_at(pod, "/metadata/name").unwrap_or_default();
-    let uid = pod.pointer("/metadata/uid").cloned();
-    let result = kubelet
-        .registry
-        .update_with(
-            &pods,
-            namespace,
-            name,
-            Some("status"),
-            &WriteOptions::manager("kubelet"),
-            None,
-            |existing| {
-                if existing.pointer("/metadata/uid").cloned() != uid {
-                    return Err(crate::registry::Error::NotFound {
-                        resource: "pods".into(),
-                        group: String::new(),
-                        name: name.into(),
-                    });
-                }
-                let mut next = existing.clone();
-                status::apply(&mut next, last, policy, images, start_time);
-                next["status"]["phase"] = json!("Failed");
-                next["status"]["reason"] = json!("Evicted");
-                next["status"]["message"] = json!(message);
-                Ok(next)
-            },
-        )
-        .await;
-    if let Err(e) = result {
-        tracing::warn!("pod {name} eviction status: {e}");
-    }
+    update_status(kubelet, pod, |next| {
+        status::apply(next, last, policy, images, start_time);
+        next["status"]["phase"] = json!("Failed");
+        next["status"]["reason"] = json!("Evicted");
+        next["status"]["message"] = json!(message);
+    })
+    .await;
 }
 
 /// How often the files of ConfigMap, Secret and downward API volumes are
@@ -929,12 +903,22 @@ async fn write_status(
     start_time: &str,
     pod_ip: Option<std::net::IpAddr>,
 ) {
+    update_status(kubelet, pod, |next| {
+        status::apply(next, current, policy, images, start_time);
+        if let Some(ip) = pod_ip {
+            next["status"]["podIP"] = json!(ip.to_string());
+            next["status"]["podIPs"] = json!([{"ip": ip.to_string()}]);
+        }
+    })
+    .await;
+}
+
+/// Writes this pod's status (`change` edits the stored pod), unless the
+/// pod is gone or was replaced by another of the same name.
+async fn update_status(kubelet: &Kubelet, pod: &Value, change: impl Fn(&mut Value)) {
     let pods = kubelet.registry.resource("", "Pod");
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
-    let name = pod
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let name = str_at(pod, "/metadata/name").unwrap_or_default();
     let uid = pod.pointer("/metadata/uid").cloned();
     let result = kubelet
         .registry
@@ -954,11 +938,7 @@ async fn write_status(
                     });
                 }
                 let mut next = existing.clone();
-                status::apply(&mut next, current, policy, images, start_time);
-                if let Some(ip) = pod_ip {
-                    next["status"]["podIP"] = json!(ip.to_string());
-                    next["status"]["podIPs"] = json!([{"ip": ip.to_string()}]);
-                }
+                change(&mut next);
                 Ok(next)
             },
         )

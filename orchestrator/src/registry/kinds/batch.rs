@@ -6,7 +6,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use serde_json::{Map, Value, json};
 
 use super::pod::{self, set_default};
-use super::{decode, name_of, validate_metadata};
+use super::{decode, name_of, status, validate_metadata};
 use crate::admission::{Errors, Invalid};
 use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource, allocate_nothing};
 use crate::registry::selectors::LabelSelector;
@@ -17,15 +17,6 @@ pub const CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";
 pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";
 /// Where an Indexed Job's pod finds its index.
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
-
-const fn status(kind: &'static str) -> [Subresource; 1] {
-    [Subresource {
-        name: "status",
-        kind,
-        group_version: None,
-        verbs: &["get", "patch", "update"],
-    }]
-}
 
 const JOB_SUBRESOURCES: [Subresource; 1] = status("Job");
 const CRONJOB_SUBRESOURCES: [Subresource; 1] = status("CronJob");

@@ -77,6 +77,16 @@ pub(crate) fn aliases() -> Vec<Alias> {
     ]
 }
 
+/// The one `status` subresource of a kind.
+pub(crate) const fn status(kind: &'static str) -> [Subresource; 1] {
+    [Subresource {
+        name: "status",
+        kind,
+        group_version: None,
+        verbs: &["get", "patch", "update"],
+    }]
+}
+
 /// Hooks that accept anything the typed decode accepts.
 pub(crate) fn plain_hooks<T: DeserializeOwned>() -> Hooks {
     Hooks {

@@ -7,7 +7,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::{Map, Value, json};
 
 use super::pod::set_default;
-use super::{decode, name_of, validate_metadata};
+use super::{decode, name_of, status, validate_metadata};
 use crate::admission::{Errors, Invalid, check_dns_subdomain};
 use crate::quantity::Quantity;
 use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource, allocate_nothing};
@@ -26,15 +26,6 @@ const ACCESS_MODES: &[&str] = &[
 const RECLAIM_POLICIES: &[&str] = &["Delete", "Recycle", "Retain"];
 const VOLUME_MODES: &[&str] = &["Block", "Filesystem"];
 const BINDING_MODES: &[&str] = &["Immediate", "WaitForFirstConsumer"];
-
-const fn status(kind: &'static str) -> [Subresource; 1] {
-    [Subresource {
-        name: "status",
-        kind,
-        group_version: None,
-        verbs: &["get", "patch", "update"],
-    }]
-}
 
 const PV_STATUS: [Subresource; 1] = status("PersistentVolume");
 const PVC_STATUS: [Subresource; 1] = status("PersistentVolumeClaim");
