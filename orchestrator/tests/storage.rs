@@ -459,8 +459,11 @@ fn the_guides_security_context_owns_the_files_the_guest_writes() {
         assert!(events.contains("needs root or CAP_CHOWN"), "{events}");
         return;
     }
+    // The owner is applied as the file appears (inotify): allow the moment
+    // between the two.
     let mut listing = String::new();
-    server.wait_for(Duration::from_secs(20), || {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let fields = loop {
         listing = server.kubectl_ok(&[
             "exec",
             "security-context-pod",
@@ -469,17 +472,20 @@ fn the_guides_security_context_owns_the_files_the_guest_writes() {
             "-l",
             "/etc/directory",
         ]);
-        listing.contains("file.txt")
-    });
-    let fields: Vec<&str> = listing
-        .lines()
-        .find(|l| l.ends_with("file.txt"))
-        .unwrap()
-        .split_whitespace()
-        .collect();
+        let fields: Vec<String> = listing
+            .lines()
+            .find(|l| l.ends_with("file.txt"))
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        if (fields.len() > 4 && fields[2] == "45") || std::time::Instant::now() > deadline {
+            break fields;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     // As the guide shows: `-rw-r--r--    1 45      231          58 Jul  3 09:45 file.txt`
+    assert!(fields.len() > 4, "{listing}");
     assert_eq!(&fields[..4], ["-rw-r--r--", "1", "45", "231"], "{listing}");
-    assert_eq!(fields.last(), Some(&"file.txt"));
+    assert_eq!(fields.last().map(String::as_str), Some("file.txt"));
 }
 
 #[test]
