@@ -461,7 +461,7 @@ fn the_guides_security_context_owns_the_files_the_guest_writes() {
     }
     // The owner is applied as the file appears (inotify): allow the moment
     // between the two.
-    let mut listing = String::new();
+    let mut listing: String;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let fields = loop {
         listing = server.kubectl_ok(&[
