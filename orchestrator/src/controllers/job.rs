@@ -285,12 +285,7 @@ impl Jobs {
     /// Removes the tracking finalizer from `pod`.
     async fn release(&self, pod: &Value) -> Result<()> {
         let result = edit(&self.registry, &self.pods, pod, None, MANAGER, |p| {
-            if let Some(list) = p
-                .pointer_mut("/metadata/finalizers")
-                .and_then(Value::as_array_mut)
-            {
-                list.retain(|f| f != TRACKING_FINALIZER);
-            }
+            super::owners::remove_finalizer(p, TRACKING_FINALIZER)
         })
         .await;
         match result {

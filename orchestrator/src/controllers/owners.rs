@@ -46,6 +46,16 @@ pub fn finalizers(object: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// Takes `finalizer` off the object's finalizers.
+pub fn remove_finalizer(object: &mut Value, finalizer: &str) {
+    if let Some(list) = object
+        .pointer_mut("/metadata/finalizers")
+        .and_then(Value::as_array_mut)
+    {
+        list.retain(|f| f != finalizer);
+    }
+}
+
 /// Whether the object is being deleted.
 pub fn deleting(object: &Value) -> bool {
     object.pointer("/metadata/deletionTimestamp").is_some()

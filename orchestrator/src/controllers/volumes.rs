@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::driver::{self, Again, Reconciler, Watched};
 use super::edit;
+use super::owners::{deleting, finalizers, remove_finalizer};
 use crate::events::{EventType, Recorder};
 use crate::quantity::Quantity;
 use crate::registry::kinds::{PV_PROTECTION, PVC_PROTECTION, is_default_class};
@@ -105,22 +106,6 @@ fn strings(object: &Value, pointer: &str) -> Vec<String> {
         .collect()
 }
 
-fn has_finalizer(object: &Value, finalizer: &str) -> bool {
-    object
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|l| l.iter().any(|f| f == finalizer))
-}
-
-fn without_finalizer(object: &mut Value, finalizer: &str) {
-    if let Some(list) = object
-        .pointer_mut("/metadata/finalizers")
-        .and_then(Value::as_array_mut)
-    {
-        list.retain(|f| f != finalizer);
-    }
-}
-
 /// Whether `volume` can serve `claim`: same class and volume mode, every
 /// access mode asked for, at least the size asked for, not another's.
 fn fits(volume: &Value, claim: &Value) -> bool {
@@ -135,7 +120,7 @@ fn fits(volume: &Value, claim: &Value) -> bool {
         }
     };
     let modes = strings(volume, "/spec/accessModes");
-    free && volume.pointer("/metadata/deletionTimestamp").is_none()
+    free && !deleting(volume)
         && matches!(text(volume, "/status/phase"), "Available" | "Pending" | "")
         && text(volume, "/spec/storageClassName") == text(claim, "/spec/storageClassName")
         && text(volume, "/spec/volumeMode") == text(claim, "/spec/volumeMode")
@@ -323,19 +308,19 @@ impl Volumes {
         pods: &[Value],
     ) -> Result<Option<Duration>> {
         let name = text(claim, "/metadata/name");
-        if claim.pointer("/metadata/deletionTimestamp").is_some() {
+        if deleting(claim) {
             let in_use = pods.iter().any(|p| {
                 !matches!(text(p, "/status/phase"), "Succeeded" | "Failed")
                     && claims_of(p).any(|c| c == name)
             });
-            if !in_use && has_finalizer(claim, PVC_PROTECTION) {
+            if !in_use && finalizers(claim).contains(&PVC_PROTECTION) {
                 edit(
                     &self.registry,
                     &self.kinds.claims,
                     claim,
                     None,
                     MANAGER,
-                    |c| without_finalizer(c, PVC_PROTECTION),
+                    |c| remove_finalizer(c, PVC_PROTECTION),
                 )
                 .await?;
             }
@@ -438,15 +423,15 @@ impl Volumes {
     /// Phases, release and reclaim of one volume.
     async fn sync_volume(&self, volume: &Value) -> Result<Option<Duration>> {
         let phase = text(volume, "/status/phase");
-        if volume.pointer("/metadata/deletionTimestamp").is_some() {
-            if phase != "Bound" && has_finalizer(volume, PV_PROTECTION) {
+        if deleting(volume) {
+            if phase != "Bound" && finalizers(volume).contains(&PV_PROTECTION) {
                 edit(
                     &self.registry,
                     &self.kinds.volumes,
                     volume,
                     None,
                     MANAGER,
-                    |v| without_finalizer(v, PV_PROTECTION),
+                    |v| remove_finalizer(v, PV_PROTECTION),
                 )
                 .await?;
             }

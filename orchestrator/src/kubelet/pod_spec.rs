@@ -208,6 +208,27 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The text of `key` in a ConfigMap's or Secret's entries; `Ok(None)` when
+/// an optional object or key is missing (the variable is left unset).
+fn entry(
+    entries: Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, sources::Missing>,
+    key: &str,
+    optional: Option<bool>,
+    object: impl Fn() -> String,
+) -> Result<Option<String>, Error> {
+    let Some(entries) = entries.map_err(|m| Error::Config(m.0))? else {
+        return Ok(None);
+    };
+    match entries.get(key) {
+        Some(bytes) => Ok(Some(text(bytes))),
+        None if optional == Some(true) => Ok(None),
+        None => Err(Error::Config(format!(
+            "couldn't find key {key} in {}",
+            object()
+        ))),
+    }
+}
+
 /// One container's environment, in Kubernetes' order of precedence: the
 /// Services' variables, overridden by `envFrom` (in order), overridden by
 /// `env` (in order, each value expanding the variables before it).
@@ -307,33 +328,19 @@ fn container_env(
                         .map_err(|m| unsupported(format!("{path}.resourceFieldRef"), m))?
                 } else if let Some(key) = &from.config_map_key_ref {
                     let entries =
-                        sources::config_map(cx.sources, namespace, &key.name, key.optional)
-                            .map_err(|m| Error::Config(m.0))?;
-                    let Some(entries) = entries else { continue };
-                    match entries.get(&key.key) {
-                        Some(bytes) => text(bytes),
-                        None if key.optional == Some(true) => continue,
-                        None => {
-                            return Err(Error::Config(format!(
-                                "couldn't find key {} in ConfigMap {namespace}/{}",
-                                key.key, key.name
-                            )));
-                        }
-                    }
+                        sources::config_map(cx.sources, namespace, &key.name, key.optional);
+                    let found = entry(entries, &key.key, key.optional, || {
+                        format!("ConfigMap {namespace}/{}", key.name)
+                    })?;
+                    let Some(value) = found else { continue };
+                    value
                 } else if let Some(key) = &from.secret_key_ref {
-                    let entries = sources::secret(cx.sources, namespace, &key.name, key.optional)
-                        .map_err(|m| Error::Config(m.0))?;
-                    let Some(entries) = entries else { continue };
-                    match entries.get(&key.key) {
-                        Some(bytes) => text(bytes),
-                        None if key.optional == Some(true) => continue,
-                        None => {
-                            return Err(Error::Config(format!(
-                                "couldn't find key {} in Secret {namespace}/{}",
-                                key.key, key.name
-                            )));
-                        }
-                    }
+                    let entries = sources::secret(cx.sources, namespace, &key.name, key.optional);
+                    let found = entry(entries, &key.key, key.optional, || {
+                        format!("Secret {namespace}/{}", key.name)
+                    })?;
+                    let Some(value) = found else { continue };
+                    value
                 } else {
                     return Err(unsupported(path, "Required value: one source".into()));
                 }

@@ -86,7 +86,7 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
         allocatable: kubelet.allocatable,
         ..NodeInfo::host(&kubelet.node_name)
     };
-    let Some(translated) = prepare(
+    let Some((translated, mut shown)) = prepare(
         &kubelet,
         &pod,
         &typed,
@@ -281,7 +281,7 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
                     record_probe_event(&kubelet, &pod, event).await;
                 }
                 _ = refresh.tick(), if !written.is_empty() || !size_limits.is_empty() => {
-                    refresh_volumes(&kubelet, &pod, &written);
+                    refresh_volumes(&kubelet, &pod, &written, &mut shown);
                     if let Some(message) = over_limit(runner.sandbox(), &size_limits) {
                         break Wake::Evicted(message);
                     }
@@ -798,28 +798,40 @@ impl Drop for FollowedVolumes {
     }
 }
 
-/// Puts the files of every kubelet-written volume in place.
+/// Puts the files of every kubelet-written volume in place; `shown`
+/// remembers what each shows, so an unchanged volume is not read back.
 fn write_volumes(
     kubelet: &Kubelet,
     pod: &Pod,
     written: &[WrittenVolume],
+    shown: &mut Vec<Option<atomic_dir::Payload>>,
 ) -> Result<(), pod_spec::Error> {
+    shown.resize(written.len(), None);
     let sources = RegistrySources(&kubelet.registry);
-    for w in written {
+    for (w, shown) in written.iter().zip(shown.iter_mut()) {
         let failed = |message: String| pod_spec::Error::Mount {
             volume: w.volume.name.clone(),
             message,
         };
         let payload = volumes::payload(pod, &w.volume, &sources, kubelet.allocatable)
             .map_err(|m| failed(m.0))?;
+        if shown.as_ref() == Some(&payload) {
+            continue;
+        }
         atomic_dir::write(&w.dir, &payload).map_err(|e| failed(e.to_string()))?;
+        *shown = Some(payload);
     }
     Ok(())
 }
 
 /// Brings written volumes up to date with their sources and the pod's
 /// labels and annotations now; on failure the files stay as they were.
-fn refresh_volumes(kubelet: &Kubelet, pod: &Value, written: &[WrittenVolume]) {
+fn refresh_volumes(
+    kubelet: &Kubelet,
+    pod: &Value,
+    written: &[WrittenVolume],
+    shown: &mut Vec<Option<atomic_dir::Payload>>,
+) {
     let pods = kubelet.registry.resource("", "Pod");
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
     let name = str_at(pod, "/metadata/name").unwrap_or_default();
@@ -831,7 +843,7 @@ fn refresh_volumes(kubelet: &Kubelet, pod: &Value, written: &[WrittenVolume]) {
         .filter(|p| p.pointer("/metadata/uid") == pod.pointer("/metadata/uid"))
         .and_then(|p| serde_json::from_value::<Pod>(p).ok());
     let Some(latest) = latest else { return };
-    if let Err(e) = write_volumes(kubelet, &latest, written) {
+    if let Err(e) = write_volumes(kubelet, &latest, written, shown) {
         tracing::debug!("pod {name}: {e}");
     }
 }
@@ -847,15 +859,18 @@ async fn prepare(
     options: &Options,
     start_time: &str,
     signal: &mut watch::Receiver<Signal>,
-) -> Option<pod_spec::Translated> {
+) -> Option<(pod_spec::Translated, Vec<Option<atomic_dir::Payload>>)> {
     let mut delay = Duration::from_millis(500);
+    let mut shown = Vec::new();
     loop {
         let sources = RegistrySources(&kubelet.registry);
         let problem = match pod_spec::to_runtime(typed, node, options, &sources) {
-            Ok(translated) => match write_volumes(kubelet, typed, &translated.written) {
-                Ok(()) => return Some(translated),
-                Err(e) => e,
-            },
+            Ok(translated) => {
+                match write_volumes(kubelet, typed, &translated.written, &mut shown) {
+                    Ok(()) => return Some((translated, shown)),
+                    Err(e) => e,
+                }
+            }
             Err(e) => e,
         };
         match &problem {

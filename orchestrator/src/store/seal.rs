@@ -95,11 +95,7 @@ impl Sealer {
         self.random
             .fill(&mut nonce)
             .expect("the system's random source failed");
-        out.push(SEALED);
-        out.extend_from_slice(&nonce);
-        let start = out.len();
-        out.extend_from_slice(json);
-        let mut body = out.split_off(start);
+        let mut body = json.to_vec();
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
@@ -107,6 +103,8 @@ impl Sealer {
                 &mut body,
             )
             .expect("AES-GCM sealing of an in-memory buffer");
+        out.push(SEALED);
+        out.extend_from_slice(&nonce);
         out.extend_from_slice(&body);
     }
 

@@ -292,14 +292,8 @@ fn validate_secret(secret: &Value, old: Option<&Value>) -> Result<(), Invalid> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::messages;
     use super::*;
-
-    fn messages(result: Result<(), Invalid>) -> Vec<String> {
-        result
-            .err()
-            .map(|i| i.errors.iter().map(ToString::to_string).collect())
-            .unwrap_or_default()
-    }
 
     #[test]
     fn config_keys_are_file_names_that_cannot_escape() {

@@ -77,6 +77,15 @@ pub(crate) fn aliases() -> Vec<Alias> {
     ]
 }
 
+/// Each field error of a validation, as `field: message` (for tests).
+#[cfg(test)]
+fn messages(result: Result<(), Invalid>) -> Vec<String> {
+    result
+        .err()
+        .map(|i| i.errors.iter().map(ToString::to_string).collect())
+        .unwrap_or_default()
+}
+
 /// The one `status` subresource of a kind.
 pub(crate) const fn status(kind: &'static str) -> [Subresource; 1] {
     [Subresource {

@@ -414,14 +414,8 @@ fn validate_storage_class(sc: &Value, old: Option<&Value>) -> Result<(), Invalid
 
 #[cfg(test)]
 mod tests {
+    use super::super::messages;
     use super::*;
-
-    fn messages(result: Result<(), Invalid>) -> Vec<String> {
-        result
-            .err()
-            .map(|i| i.errors.iter().map(ToString::to_string).collect())
-            .unwrap_or_default()
-    }
 
     #[test]
     fn the_guides_volume_and_claim_are_valid() {
