@@ -290,6 +290,7 @@ impl Cluster {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
         self.kubelet.stop_all().await;
+        self.registry.stop_caches();
         self.store.close();
     }
 }

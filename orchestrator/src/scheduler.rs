@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::events::{EventType, Recorder};
 use crate::quantity::Quantity;
 use crate::registry::metadata::now;
-use crate::registry::{ListOptions, Registry, WriteOptions};
+use crate::registry::{LabelSelector, Registry, WriteOptions};
 
 const NAME: &str = "default-scheduler";
 /// How often unbound pods are retried without a change.
@@ -142,11 +142,14 @@ async fn schedule_pending(
     registry: &Registry,
     recorder: &Recorder,
 ) -> Result<bool, crate::registry::Error> {
-    let pods = registry.resource("", "Pod");
-    let nodes = registry.resource("", "Node");
-    let all = registry.list(&pods, None, &ListOptions::default())?.items;
+    let everything = LabelSelector::default();
+    let all = registry
+        .cache(&registry.resource("", "Pod"))
+        .list(None, &everything)
+        .await?;
     let pending: Vec<&Value> = all
         .iter()
+        .map(|p| &**p)
         .filter(|p| {
             p.pointer("/spec/nodeName")
                 .and_then(Value::as_str)
@@ -165,7 +168,10 @@ async fn schedule_pending(
     }
     let mut left_waiting = false;
     let mut placed: Vec<(&Value, String)> = Vec::new();
-    let node_list = registry.list(&nodes, None, &ListOptions::default())?.items;
+    let node_list = registry
+        .cache(&registry.resource("", "Node"))
+        .list(None, &everything)
+        .await?;
     // What each node has left.
     let mut free: Vec<(String, BTreeMap<&'static str, i128>, i128)> = node_list
         .iter()

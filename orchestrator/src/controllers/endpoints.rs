@@ -9,7 +9,9 @@
 //! Services, pods, Endpoints and slices. A periodic pass repairs what
 //! anyone else changed.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -19,7 +21,7 @@ use super::driver::{self, Reconciler};
 
 use crate::registry::metadata::text;
 use crate::registry::{
-    DeleteOptions, Error, LabelSelector, ListOptions, Registry, Resource, Result, WriteOptions,
+    DeleteOptions, Error, LabelSelector, Registry, Resource, Result, WriteOptions,
 };
 
 const ENDPOINTS_MANAGER: &str = "endpoint-controller";
@@ -77,27 +79,32 @@ impl Reconciler for Controller {
     }
 }
 
-fn items(registry: &Registry, resource: &Resource, namespace: &str) -> Result<Vec<Value>> {
-    Ok(registry
-        .list(resource, Some(namespace), &ListOptions::default())?
-        .items)
+async fn items(
+    registry: &Registry,
+    resource: &Resource,
+    namespace: &str,
+) -> Result<Vec<Arc<Value>>> {
+    registry
+        .cache(resource)
+        .list(Some(namespace), &LabelSelector::default())
+        .await
 }
 
 /// Brings the Endpoints and slices of every Service in `namespace` in
 /// line with its pods.
 async fn reconcile(registry: &Registry, kinds: &Kinds, namespace: &str) -> Result<()> {
-    let services = items(registry, &kinds.services, namespace)?;
+    let services = items(registry, &kinds.services, namespace).await?;
     // Pods matter only to Services that select them.
     let selecting = services
         .iter()
         .any(|s| s.pointer("/spec/selector").is_some_and(|v| !v.is_null()));
     let pods = if selecting {
-        items(registry, &kinds.pods, namespace)?
+        items(registry, &kinds.pods, namespace).await?
     } else {
         Vec::new()
     };
-    let endpoints = items(registry, &kinds.endpoints, namespace)?;
-    let slices = items(registry, &kinds.slices, namespace)?;
+    let endpoints = items(registry, &kinds.endpoints, namespace).await?;
+    let slices = items(registry, &kinds.slices, namespace).await?;
     let mut wanted = BTreeSet::new();
     for service in &services {
         let Some(groups) = desired(service, &pods) else {
@@ -105,10 +112,14 @@ async fn reconcile(registry: &Registry, kinds: &Kinds, namespace: &str) -> Resul
         };
         let name = text(service, "/metadata/name");
         wanted.insert(name.to_string());
-        let current = endpoints.iter().find(|e| text(e, "/metadata/name") == name);
+        let current = endpoints
+            .iter()
+            .map(|e| &**e)
+            .find(|e| text(e, "/metadata/name") == name);
         write_endpoints(registry, &kinds.endpoints, service, &groups, current).await?;
         let mine: Vec<&Value> = slices
             .iter()
+            .map(|s| &**s)
             .filter(|s| owned_slice(s) && text(s, &label_pointer(SERVICE_NAME_LABEL)) == name)
             .collect();
         write_slices(registry, &kinds.slices, service, &groups, &mine).await?;
@@ -172,7 +183,7 @@ type Ports = Vec<(String, i64, String)>;
 /// Backends grouped by the ports they resolve the Service's ports to (a
 /// named target port may differ between pods); `None` for a Service the
 /// controller leaves alone (no selector, or ExternalName).
-fn desired(service: &Value, pods: &[Value]) -> Option<BTreeMap<Ports, Vec<Backend>>> {
+fn desired(service: &Value, pods: &[impl Borrow<Value>]) -> Option<BTreeMap<Ports, Vec<Backend>>> {
     if text(service, "/spec/type") == "ExternalName" {
         return None;
     }
@@ -194,7 +205,11 @@ fn desired(service: &Value, pods: &[Value]) -> Option<BTreeMap<Ports, Vec<Backen
         .cloned()
         .unwrap_or_default();
     let mut groups: BTreeMap<Ports, Vec<Backend>> = BTreeMap::new();
-    for pod in pods.iter().filter(|p| selector.matches(p)) {
+    for pod in pods
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|p| selector.matches(p))
+    {
         let ip = text(pod, "/status/podIP");
         let phase = text(pod, "/status/phase");
         if ip.is_empty() || phase == "Succeeded" || phase == "Failed" {
@@ -593,6 +608,6 @@ mod tests {
     fn services_without_selectors_are_left_alone() {
         let mut s = service(json!(80));
         s["spec"].as_object_mut().unwrap().remove("selector");
-        assert!(desired(&s, &[]).is_none());
+        assert!(desired(&s, &[] as &[Value]).is_none());
     }
 }

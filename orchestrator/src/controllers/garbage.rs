@@ -6,6 +6,7 @@
 //! `foregroundDeletion` finalizer until its dependents are gone.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -14,7 +15,7 @@ use super::driver::{self, Reconciler};
 use super::edit;
 use super::owners::{deleting, finalizers};
 use crate::registry::metadata::text;
-use crate::registry::{DeleteOptions, Error, ListOptions, Registry, Resource, Result};
+use crate::registry::{Cache, DeleteOptions, Error, LabelSelector, Registry, Resource, Result};
 
 const MANAGER: &str = "garbage-collector";
 pub const ORPHAN: &str = "orphan";
@@ -22,6 +23,8 @@ pub const FOREGROUND: &str = "foregroundDeletion";
 
 struct Collector {
     registry: Registry,
+    /// Every namespaced resource that can hold dependents, with its cache.
+    kinds: Vec<(Resource, Arc<Cache>)>,
 }
 
 /// Runs until `stop` turns true.
@@ -42,6 +45,10 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
         })
         .collect();
     let collector = Collector {
+        kinds: watched
+            .iter()
+            .map(|w| (w.resource.clone(), registry.cache(&w.resource)))
+            .collect(),
         registry: registry.clone(),
     };
     driver::run(
@@ -69,24 +76,15 @@ fn owner_refs(object: &Value) -> Vec<Value> {
 /// One object of the namespace, with its resource.
 struct Object {
     resource: Resource,
-    value: Value,
+    value: Arc<Value>,
 }
 
 impl Reconciler for Collector {
     async fn reconcile(&self, namespace: &str) -> Result<Option<Duration>> {
         let mut objects = Vec::new();
-        for resource in self
-            .registry
-            .resources()
-            .all()
-            .iter()
-            .filter(|r| r.namespaced && r.kind != "Event")
-        {
-            for value in self
-                .registry
-                .list(resource, Some(namespace), &ListOptions::default())?
-                .items
-            {
+        let all = LabelSelector::default();
+        for (resource, cache) in &self.kinds {
+            for value in cache.list(Some(namespace), &all).await? {
                 objects.push(Object {
                     resource: resource.clone(),
                     value,

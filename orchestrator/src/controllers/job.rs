@@ -11,6 +11,7 @@
 //! the uid moves into the counts, each step safe to repeat.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -24,7 +25,7 @@ use crate::events::{EventType, Recorder};
 use crate::registry::kinds::{COMPLETION_INDEX, JOB_NAME};
 use crate::registry::metadata::{text, timestamp};
 use crate::registry::{
-    DeleteOptions, Error, LabelSelector, ListOptions, Registry, Resource, Result, WriteOptions,
+    Cache, DeleteOptions, Error, LabelSelector, Registry, Resource, Result, WriteOptions,
 };
 
 const MANAGER: &str = "job-controller";
@@ -66,6 +67,8 @@ struct Jobs {
     registry: Registry,
     jobs: Resource,
     pods: Resource,
+    cached_jobs: Arc<Cache>,
+    cached_pods: Arc<Cache>,
     events: Recorder,
     backoff: Backoff,
 }
@@ -77,6 +80,8 @@ pub async fn run(registry: Registry, backoff: Backoff, stop: tokio::sync::watch:
     let reconciler = Jobs {
         events: Recorder::new(registry.clone(), MANAGER, None),
         registry: registry.clone(),
+        cached_jobs: registry.cache(&jobs),
+        cached_pods: registry.cache(&pods),
         jobs: jobs.clone(),
         pods: pods.clone(),
         backoff,
@@ -243,19 +248,13 @@ struct Outcome {
 impl Reconciler for Jobs {
     async fn reconcile(&self, namespace: &str) -> Result<Option<Duration>> {
         // Every pod a Job makes carries the job-name label.
-        let of_jobs = ListOptions {
-            labels: LabelSelector::parse(JOB_NAME).expect("a valid selector"),
-            ..ListOptions::default()
-        };
+        let of_jobs = LabelSelector::parse(JOB_NAME).expect("a valid selector");
         // Pods first: a Job missing from the later list is really gone.
-        let pods = self
-            .registry
-            .list(&self.pods, Some(namespace), &of_jobs)?
-            .items;
+        let pods = self.cached_pods.list(Some(namespace), &of_jobs).await?;
         let jobs = self
-            .registry
-            .list(&self.jobs, Some(namespace), &ListOptions::default())?
-            .items;
+            .cached_jobs
+            .list(Some(namespace), &LabelSelector::default())
+            .await?;
         let live: HashSet<&str> = jobs
             .iter()
             .filter(|j| !deleting(j))
@@ -273,6 +272,7 @@ impl Reconciler for Jobs {
             let uid = text(job, "/metadata/uid");
             let mine: Vec<&Value> = pods
                 .iter()
+                .map(|p| &**p)
                 .filter(|p| controller_uid(p) == Some(uid))
                 .collect();
             again.note(self.sync(job, &mine).await)?;

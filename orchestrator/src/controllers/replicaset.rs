@@ -3,6 +3,7 @@
 //! it; adopts orphans its selector matches; deletes the surplus, least
 //! useful first; reports replicas, ready and available pods in status.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,7 +14,7 @@ use super::owners::{adopt, controller_kind, controller_ref, controller_uid, dele
 use crate::events::{EventType, Recorder};
 use crate::registry::metadata::text;
 use crate::registry::{
-    DeleteOptions, Error, LabelSelector, ListOptions, Registry, Resource, Result, WriteOptions,
+    Cache, DeleteOptions, Error, LabelSelector, Registry, Resource, Result, WriteOptions,
 };
 
 const MANAGER: &str = "replicaset-controller";
@@ -22,9 +23,11 @@ const BURST: usize = 250;
 
 struct ReplicaSets {
     registry: Registry,
-    replica_sets: Resource,
     pods: Resource,
     events: Recorder,
+    replica_sets: Resource,
+    cached_sets: Arc<Cache>,
+    cached_pods: Arc<Cache>,
 }
 
 /// Runs until `stop` turns true.
@@ -34,6 +37,8 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
     let reconciler = ReplicaSets {
         events: Recorder::new(registry.clone(), MANAGER, None),
         registry: registry.clone(),
+        cached_sets: registry.cache(&replica_sets),
+        cached_pods: registry.cache(&pods),
         replica_sets: replica_sets.clone(),
         pods: pods.clone(),
     };
@@ -60,15 +65,12 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
 
 impl Reconciler for ReplicaSets {
     async fn reconcile(&self, namespace: &str) -> Result<Option<Duration>> {
-        let all = ListOptions::default();
-        let sets = self
-            .registry
-            .list(&self.replica_sets, Some(namespace), &all)?
-            .items;
+        let all = LabelSelector::default();
+        let sets = self.cached_sets.list(Some(namespace), &all).await?;
         if sets.is_empty() {
             return Ok(None);
         }
-        let pods = self.registry.list(&self.pods, Some(namespace), &all)?.items;
+        let pods = self.cached_pods.list(Some(namespace), &all).await?;
         let mut again = driver::Again::default();
         for rs in sets.iter().filter(|rs| !deleting(rs)) {
             again.note(self.sync(rs, &pods).await)?;
@@ -128,28 +130,28 @@ fn deletion_rank(pod: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
 }
 
 impl ReplicaSets {
-    async fn sync(&self, rs: &Value, pods: &[Value]) -> Result<Option<Duration>> {
+    async fn sync(&self, rs: &Value, pods: &[Arc<Value>]) -> Result<Option<Duration>> {
         let uid = text(rs, "/metadata/uid");
         let selector = match LabelSelector::from_object(rs.pointer("/spec/selector")) {
             Ok(s) if !s.is_empty() => s,
             _ => return Ok(None),
         };
-        let mut mine: Vec<Value> = Vec::new();
+        let mut mine: Vec<Arc<Value>> = Vec::new();
         for pod in pods {
             match controller_uid(pod) {
-                Some(owner) if owner == uid => mine.push(pod.clone()),
+                Some(owner) if owner == uid => mine.push(Arc::clone(pod)),
                 None if active(pod) && selector.matches(pod) => {
                     let reference = controller_ref(rs, "apps/v1", "ReplicaSet");
                     let adopted =
                         adopt(&self.registry, &self.pods, pod, &reference, MANAGER).await?;
                     if controller_uid(&adopted) == Some(uid) {
-                        mine.push(adopted);
+                        mine.push(Arc::new(adopted));
                     }
                 }
                 _ => {}
             }
         }
-        let mut live: Vec<&Value> = mine.iter().filter(|p| active(p)).collect();
+        let mut live: Vec<&Value> = mine.iter().map(|p| &**p).filter(|p| active(p)).collect();
         let wanted = rs
             .pointer("/spec/replicas")
             .and_then(Value::as_i64)
@@ -168,7 +170,7 @@ impl ReplicaSets {
             .and_then(Value::as_i64)
             .unwrap_or(0);
         let now = jiff::Timestamp::now();
-        let counted: Vec<&Value> = mine.iter().filter(|p| active(p)).collect();
+        let counted: Vec<&Value> = mine.iter().map(|p| &**p).filter(|p| active(p)).collect();
         let template_labels = rs.pointer("/spec/template/metadata/labels");
         let fully_labeled = counted
             .iter()

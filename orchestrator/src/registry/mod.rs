@@ -8,6 +8,7 @@
 //! it, so every write follows the same rules.
 
 pub mod allocator;
+pub mod cache;
 mod error;
 pub mod kinds;
 pub mod metadata;
@@ -20,6 +21,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use self::allocator::{Allocators, Reservation, ServiceAllocator, ServiceNetwork};
+pub use self::cache::Cache;
+use self::cache::Caches;
 pub use self::error::{Error, Result};
 use self::metadata::{metadata_mut, now, str_at};
 use self::namespaces::{Namespace, Namespaces};
@@ -142,6 +145,7 @@ pub struct Registry {
     resources: Arc<Resources>,
     namespaces: Arc<Namespaces>,
     allocators: Arc<Allocators>,
+    caches: Arc<Caches>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -170,6 +174,7 @@ impl Registry {
             resources: Arc::new(resources),
             namespaces: Arc::default(),
             allocators: Arc::new(Allocators { services }),
+            caches: Arc::default(),
         }
     }
 
@@ -184,6 +189,18 @@ impl Registry {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The shared in-memory copy of a resource's objects, for in-process
+    /// readers that look at all of them often (controllers); started on
+    /// first use, which must be within a tokio runtime.
+    pub fn cache(&self, resource: &Resource) -> Arc<Cache> {
+        self.caches.get(&self.store, resource)
+    }
+
+    /// Stops following the store in every cache (the server is stopping).
+    pub fn stop_caches(&self) {
+        self.caches.stop();
     }
 
     /// The resource of a built-in kind; panics on an unknown one, which is

@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 pub use self::redb::{RedbStore, StoreOptions};
-pub use self::watch::Watch;
+pub use self::watch::{Step, Watch};
 
 /// A point in the store's history; also every object's `resourceVersion`.
 pub type Revision = u64;

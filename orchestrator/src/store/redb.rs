@@ -21,6 +21,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::encode::Encoded;
 use super::seal::{self, Sealer};
+use super::watch::Replayed;
 use super::{
     Error, EventType, ListPage, Preconditions, Result, Revision, Store, Watch, WatchEvent, Write,
     stamp_revision,
@@ -258,7 +259,7 @@ impl Store for RedbStore {
     }
 }
 
-fn replay(shared: &Shared, prefix: &str, after: Revision) -> Result<Vec<Arc<WatchEvent>>> {
+fn replay(shared: &Shared, prefix: &str, after: Revision) -> Result<Replayed> {
     let txn = shared.db.begin_read()?;
     let compacted = txn
         .open_table(META)?
@@ -273,13 +274,15 @@ fn replay(shared: &Shared, prefix: &str, after: Revision) -> Result<Vec<Arc<Watc
     }
     let log = txn.open_table(LOG)?;
     let mut events = Vec::new();
+    let mut through = after;
     for entry in log.range(after + 1..)? {
         let (revision, bytes) = entry?;
-        if let Some(event) = decode_event(shared, revision.value(), bytes.value(), prefix)? {
+        through = revision.value();
+        if let Some(event) = decode_event(shared, through, bytes.value(), prefix)? {
             events.push(Arc::new(event));
         }
     }
-    Ok(events)
+    Ok(Replayed { events, through })
 }
 
 fn writer_loop(shared: &Shared, requests: &mpsc::Receiver<Request>, options: &StoreOptions) {

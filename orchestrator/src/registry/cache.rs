@@ -1,0 +1,389 @@
+//! Informer caches: the objects of one resource held in memory, kept
+//! current by a watch, shared by every in-process reader (controllers,
+//! the scheduler).
+//!
+//! A controller that lists pods on every pass would otherwise decode each
+//! pod from the store each time; a cache decodes nothing (it keeps the
+//! objects the store hands its watchers) and a read costs a reference
+//! count per object.
+//!
+//! Reads are as fresh as a read of the store: each waits until the cache
+//! has applied every revision the store had committed when the read began.
+//! So a controller that has just created pods sees them on its next pass
+//! and never makes them twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::{Error, LabelSelector, Resource, Result};
+use crate::store::{self, EventType, Revision, Step, Store};
+
+/// How long a read waits for its cache to catch up before it fails (a
+/// cache that cannot list the store keeps trying meanwhile).
+const CATCH_UP_WITHIN: Duration = Duration::from_secs(10);
+
+/// The objects of one resource, as of a revision.
+pub struct Cache {
+    resource: Resource,
+    store: Arc<dyn Store>,
+    /// Store key -> object.
+    objects: RwLock<BTreeMap<String, Arc<Value>>>,
+    /// The revision the objects are current to; closed when the cache
+    /// stops following the store.
+    progress: watch::Receiver<Revision>,
+    /// True once the registry's caches are stopped.
+    stopped: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("resource", &self.resource.plural)
+            .field("revision", &*self.progress.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// The objects (of `namespace`, or all) whose labels match, in key
+    /// order, as of at least the store's revision now.
+    pub async fn list(
+        &self,
+        namespace: Option<&str>,
+        labels: &LabelSelector,
+    ) -> Result<Vec<Arc<Value>>> {
+        self.fresh().await?;
+        let prefix = self.resource.namespace_prefix(namespace);
+        let objects = self.objects.read().expect("cache lock");
+        Ok(objects
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .filter(|(_, object)| labels.matches(object))
+            .map(|(_, object)| Arc::clone(object))
+            .collect())
+    }
+
+    /// One object, as of at least the store's revision now.
+    pub async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Option<Arc<Value>>> {
+        self.fresh().await?;
+        let key = self.resource.key(namespace, name);
+        Ok(self.objects.read().expect("cache lock").get(&key).cloned())
+    }
+
+    /// Waits until the cache has applied everything the store has
+    /// committed so far.
+    async fn fresh(&self) -> Result<()> {
+        if *self.stopped.borrow() {
+            return Err(store::Error::Closed.into());
+        }
+        let target = self.store.revision();
+        let mut progress = self.progress.clone();
+        match tokio::time::timeout(CATCH_UP_WITHIN, progress.wait_for(|at| *at >= target)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(store::Error::Closed.into()),
+            Err(_) => Err(Error::Timeout(format!(
+                "the cache of {} has not caught up with revision {target} of the store",
+                self.resource.plural
+            ))),
+        }
+    }
+
+    /// Fills the cache from a list, then applies the watch from there;
+    /// starts again from a list if the watch cannot resume.
+    async fn follow(
+        self: Arc<Cache>,
+        progress: watch::Sender<Revision>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let prefix = self.resource.prefix();
+        loop {
+            let filled = self.fill(&prefix);
+            let mut watching = match filled {
+                Ok(revision) => {
+                    progress.send_replace(revision);
+                    self.store.watch(&prefix, revision)
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = &watching {
+                tracing::warn!("cache of {}: {e}; starting again", self.resource.plural);
+            }
+            while let Ok(watch) = &mut watching {
+                let step = tokio::select! {
+                    step = watch.step() => step,
+                    _ = stop.changed() => return,
+                };
+                match step {
+                    Some(Ok(step)) => {
+                        let mut at = self.apply(step);
+                        // What has already been committed is applied too
+                        // before readers are told.
+                        while let Some(Ok(step)) = watch.try_step() {
+                            at = self.apply(step);
+                        }
+                        progress.send_replace(at);
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!("cache of {}: {e}; listing again", self.resource.plural);
+                        break;
+                    }
+                    None => return,
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Replaces the objects with a list of the store; its revision.
+    fn fill(&self, prefix: &str) -> store::Result<Revision> {
+        let page = self.store.list(prefix, None, 0)?;
+        let mut objects = BTreeMap::new();
+        for object in page.items {
+            let key = self.resource.key(
+                object
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str),
+                object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            );
+            objects.insert(key, Arc::new(object));
+        }
+        *self.objects.write().expect("cache lock") = objects;
+        Ok(page.revision)
+    }
+
+    /// Applies one step of the watch; the revision the cache is now at.
+    fn apply(&self, step: Step) -> Revision {
+        match step {
+            Step::Passed(revision) => revision,
+            Step::Event(event) => {
+                let mut objects = self.objects.write().expect("cache lock");
+                if event.event_type == EventType::Deleted {
+                    objects.remove(&event.key);
+                } else {
+                    objects.insert(event.key.clone(), Arc::clone(&event.object));
+                }
+                event.revision
+            }
+        }
+    }
+}
+
+/// The caches of one registry, made the first time each is asked for.
+#[derive(Default)]
+pub(super) struct Caches {
+    by_resource: Mutex<HashMap<String, Arc<Cache>>>,
+    /// Turned true (or dropped with the last registry) to stop them all.
+    stop: Mutex<Option<watch::Sender<bool>>>,
+}
+
+impl Caches {
+    /// The cache of `resource`, started now if it was not (which needs a
+    /// tokio runtime).
+    pub(super) fn get(&self, store: &Arc<dyn Store>, resource: &Resource) -> Arc<Cache> {
+        let mut by_resource = self.by_resource.lock().expect("caches lock");
+        if let Some(cache) = by_resource.get(&resource.prefix()) {
+            return Arc::clone(cache);
+        }
+        let stop = self
+            .stop
+            .lock()
+            .expect("caches lock")
+            .get_or_insert_with(|| watch::channel(false).0)
+            .subscribe();
+        let (progress, following) = watch::channel(0);
+        let cache = Arc::new(Cache {
+            resource: resource.clone(),
+            store: Arc::clone(store),
+            objects: RwLock::default(),
+            progress: following,
+            stopped: stop.clone(),
+        });
+        // Until the first fill, readers wait (revision 0 is never current
+        // once anything has been written).
+        tokio::spawn(Arc::clone(&cache).follow(progress, stop));
+        by_resource.insert(resource.prefix(), Arc::clone(&cache));
+        cache
+    }
+
+    /// Stops every cache; reads of them fail from then on, and a cache
+    /// asked for afterwards starts anew.
+    pub(super) fn stop(&self) {
+        if let Some(stop) = self.stop.lock().expect("caches lock").take() {
+            let _ = stop.send(true);
+        }
+        self.by_resource.lock().expect("caches lock").clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{DeleteOptions, Registry, Resources, WriteOptions};
+    use crate::store::{RedbStore, StoreOptions};
+    use serde_json::json;
+
+    /// A registry with the namespaces `default` and `other`.
+    async fn registry(dir: &std::path::Path) -> Registry {
+        let store = RedbStore::open(&dir.join("store.redb"), StoreOptions::default()).unwrap();
+        let registry = Registry::new(Arc::new(store), Resources::builtin());
+        let namespaces = registry.resource("", "Namespace");
+        for name in ["default", "other"] {
+            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            registry
+                .create(&namespaces, None, body, &WriteOptions::manager("test"))
+                .await
+                .unwrap();
+        }
+        registry
+    }
+
+    fn names(objects: &[Arc<Value>]) -> Vec<&str> {
+        objects
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect()
+    }
+
+    async fn make(registry: &Registry, kind: &str, namespace: &str, name: &str, app: &str) {
+        let resource = registry.resource("", kind);
+        let body = json!({"apiVersion": "v1", "kind": kind,
+            "metadata": {"name": name, "labels": {"app": app}}, "data": {}});
+        registry
+            .create(
+                &resource,
+                Some(namespace),
+                body,
+                &WriteOptions::manager("test"),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn reads_see_every_acknowledged_write_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path()).await;
+        make(&registry, "ConfigMap", "default", "before", "a").await;
+        let config_maps = registry.resource("", "ConfigMap");
+        let cache = registry.cache(&config_maps);
+        let all = LabelSelector::default();
+        assert_eq!(names(&cache.list(None, &all).await.unwrap()), ["before"]);
+        // Writes to other resources move the store on; the cache keeps up.
+        for i in 0..50 {
+            make(
+                &registry,
+                "ConfigMap",
+                "default",
+                &format!("cm-{i:02}"),
+                "b",
+            )
+            .await;
+            make(&registry, "Secret", "default", &format!("s-{i:02}"), "b").await;
+            let listed = cache.list(Some("default"), &all).await.unwrap();
+            assert_eq!(listed.len(), i + 2, "after cm-{i:02}");
+        }
+        let registry_view = registry
+            .list(&config_maps, Some("default"), &Default::default())
+            .unwrap();
+        let cached = cache.list(Some("default"), &all).await.unwrap();
+        assert_eq!(cached.len(), registry_view.items.len());
+        for (cached, stored) in cached.iter().zip(&registry_view.items) {
+            assert_eq!(**cached, *stored);
+        }
+        registry
+            .delete(
+                &config_maps,
+                Some("default"),
+                "before",
+                &DeleteOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert!(
+            cache
+                .get(Some("default"), "before")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(cache.get(Some("default"), "cm-07").await.unwrap().is_some());
+        registry.stop_caches();
+    }
+
+    #[tokio::test]
+    async fn lists_by_namespace_and_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path()).await;
+        make(&registry, "ConfigMap", "default", "x", "web").await;
+        make(&registry, "ConfigMap", "default", "y", "db").await;
+        make(&registry, "ConfigMap", "other", "z", "web").await;
+        let cache = registry.cache(&registry.resource("", "ConfigMap"));
+        let web = LabelSelector::parse("app=web").unwrap();
+        assert_eq!(names(&cache.list(None, &web).await.unwrap()), ["x", "z"]);
+        assert_eq!(
+            names(&cache.list(Some("default"), &web).await.unwrap()),
+            ["x"]
+        );
+        assert_eq!(
+            names(
+                &cache
+                    .list(Some("default"), &LabelSelector::default())
+                    .await
+                    .unwrap()
+            ),
+            ["x", "y"]
+        );
+        registry.stop_caches();
+        assert!(
+            cache.list(None, &web).await.is_err(),
+            "a stopped cache says so"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cache_that_lags_the_live_channel_catches_up_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path()).await;
+        let cache = registry.cache(&registry.resource("", "ConfigMap"));
+        let all = LabelSelector::default();
+        assert!(cache.list(None, &all).await.unwrap().is_empty());
+        // More writes than the live channel holds (4096), made while the
+        // cache cannot run: this test's runtime has one thread, and it is
+        // blocked on the writing thread.
+        let writer = registry.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let config_maps = writer.resource("", "ConfigMap");
+                let options = WriteOptions::manager("test");
+                let writes = (0..5000).map(|i| {
+                    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": format!("cm-{i:04}")}});
+                    writer.create(&config_maps, Some("default"), body, &options)
+                });
+                for written in futures::future::join_all(writes).await {
+                    written.unwrap();
+                }
+            });
+        })
+        .join()
+        .unwrap();
+        assert_eq!(cache.list(None, &all).await.unwrap().len(), 5000);
+        registry.stop_caches();
+    }
+}
