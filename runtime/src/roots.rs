@@ -2,7 +2,8 @@
 //! for every instance, holding `tmp/` and the mount points. Creating and
 //! deleting directories costs more than starting a small guest, so a root
 //! the previous instance left untouched is reused, and otherwise roots are
-//! prepared ahead and deleted behind by the janitor thread.
+//! deleted behind by the janitor thread, which also prepares one ahead for
+//! each container that has restarted.
 //!
 //! ```text
 //! <pod dir>/roots/<n>/        one instance's "/" (with an empty tmp/)
@@ -183,7 +184,7 @@ impl Roots {
     /// directory for each mount point (absolute guest paths) so the guest
     /// sees them when listing their parents. The previous instance's root
     /// is reused if nothing was created in it; otherwise it goes to the
-    /// janitor and a replacement is prepared.
+    /// janitor and a root for the next restart is prepared.
     pub(crate) fn take(
         self: &Arc<Self>,
         container: &str,
@@ -226,11 +227,15 @@ impl Roots {
             mount_points: mount_points.to_vec(),
             snapshot: snapshot.collect(),
         };
+        // A container that has restarted may well restart again: a root is
+        // prepared for then. A first instance prepares none, since most
+        // containers never restart and a spare root per pod is two
+        // directories made and deleted for nothing.
         if let Some(previous) = current.insert(container.to_string(), in_use) {
             self.janitor.submit(Job::Delete(previous.root));
+            drop(current);
+            self.janitor.submit(Job::Prepare(Arc::downgrade(self)));
         }
-        drop(current);
-        self.janitor.submit(Job::Prepare(Arc::downgrade(self)));
         Ok(root)
     }
 }

@@ -197,3 +197,56 @@ async fn a_lagging_watch_recovers_from_the_log() {
         assert_eq!(event.revision, seen);
     }
 }
+
+#[tokio::test]
+async fn a_watch_reports_progress_past_other_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.write(create("/other/before", "x")).await.unwrap();
+    store.write(create("/mine/before", "x")).await.unwrap();
+    store.write(create("/other/between", "x")).await.unwrap();
+    // From the log: the one event under the prefix, then how far it read.
+    let mut watch = store.watch("/mine/", 0).unwrap();
+    let Some(Ok(Step::Event(event))) = watch.try_step() else {
+        panic!("the replayed event first");
+    };
+    assert_eq!(event.revision, 2);
+    assert!(matches!(watch.try_step(), Some(Ok(Step::Passed(3)))));
+    assert!(watch.try_step().is_none());
+    // Live: a write elsewhere is progress, a write under the prefix an event.
+    store.write(create("/other/after", "x")).await.unwrap();
+    store.write(create("/mine/after", "x")).await.unwrap();
+    assert!(matches!(watch.step().await, Some(Ok(Step::Passed(4)))));
+    let Some(Ok(Step::Event(event))) = watch.step().await else {
+        panic!("the live event");
+    };
+    assert_eq!((event.revision, event.key.as_str()), (5, "/mine/after"));
+    assert!(watch.try_step().is_none());
+}
+
+#[tokio::test]
+async fn a_lagging_watch_reports_how_far_its_replay_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut watch = store.watch("/mine/", 0).unwrap();
+    store.write(create("/mine/first", "x")).await.unwrap();
+    // More than the live channel holds, none of them under the prefix.
+    for chunk in 0..10 {
+        let writes = (0..500).map(|i| store.write(create(&format!("/other/{chunk}-{i}"), "x")));
+        for result in futures::future::join_all(writes).await {
+            result.unwrap();
+        }
+    }
+    let mut steps = Vec::new();
+    while let Some(step) = watch.try_step() {
+        steps.push(step.unwrap());
+    }
+    assert!(
+        matches!(steps.first(), Some(Step::Event(e)) if e.revision == 1),
+        "{steps:?}"
+    );
+    assert!(
+        matches!(steps.last(), Some(Step::Passed(5001))),
+        "the watch knows the store is at 5001: {steps:?}"
+    );
+}
