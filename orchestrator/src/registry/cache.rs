@@ -193,8 +193,9 @@ impl Caches {
     /// The cache of `resource`, started now if it was not (which needs a
     /// tokio runtime).
     pub(super) fn get(&self, store: &Arc<dyn Store>, resource: &Resource) -> Arc<Cache> {
+        let prefix = resource.prefix();
         let mut by_resource = self.by_resource.lock().expect("caches lock");
-        if let Some(cache) = by_resource.get(&resource.prefix()) {
+        if let Some(cache) = by_resource.get(&prefix) {
             return Arc::clone(cache);
         }
         let stop = self
@@ -214,7 +215,7 @@ impl Caches {
         // Until the first fill, readers wait (revision 0 is never current
         // once anything has been written).
         tokio::spawn(Arc::clone(&cache).follow(progress, stop));
-        by_resource.insert(resource.prefix(), Arc::clone(&cache));
+        by_resource.insert(prefix, Arc::clone(&cache));
         cache
     }
 

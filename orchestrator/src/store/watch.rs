@@ -172,7 +172,8 @@ impl Watch {
                     Some(Ok(Step::Passed(event.revision)))
                 }
             }
-            Err(()) => match (self.replay)(&self.prefix, self.last) {
+            // Everything up to `seen` is accounted for: read on from there.
+            Err(()) => match (self.replay)(&self.prefix, self.seen) {
                 Ok(replayed) => {
                     self.pending.extend(replayed.events);
                     if replayed.through > self.seen {
