@@ -109,9 +109,13 @@ impl Cluster {
     /// Opens the store, creates the system objects, registers the node and
     /// starts the control loops.
     pub async fn start(config: ClusterConfig) -> Result<Cluster, Error> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
-            path: config.data_dir.clone(),
-            source,
+        // The data dir holds the store, the encryption key and volumes:
+        // nobody but the server's user enters it.
+        kubelet::private_dir::secure_data_dir(&config.data_dir).map_err(|source| {
+            Error::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            }
         })?;
         // Secrets are encrypted at rest with a key made at the first start.
         let key_file = config.data_dir.join("encryption.key");
@@ -201,7 +205,10 @@ impl Cluster {
     /// Points the `kubernetes` Service at the API served on `address`
     /// (its Endpoints, its EndpointSlice and its target port), as the API
     /// server's endpoint reconciler does.
+    /// Pods reach the API only through that Service: straight to the
+    /// listener (on any of the host's addresses) is refused.
     pub async fn publish_api(&self, address: SocketAddr) -> Result<(), registry::Error> {
+        self.network().set_host_only(vec![address]);
         let ip = if address.ip().is_unspecified() {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         } else {

@@ -16,7 +16,8 @@
 //! - [`registry`]: Kubernetes object semantics over the store (metadata,
 //!   concurrency, status, deletion, selectors), the resource descriptors.
 //! - [`api`]: the REST API (axum): discovery, OpenAPI, verbs, watch, Tables.
-//! - [`patch`]: JSON, merge and strategic merge patches.
+//! - [`patch`]: JSON, merge and strategic merge patches, with bounded work.
+//! - [`yaml`]: YAML bodies decoded with bounded alias expansion.
 //! - [`schema`]: OpenAPI schemas with Kubernetes' extensions.
 //! - [`server`]: HTTPS, the CA and token, the kubeconfig.
 //! - [`scheduler`], [`kubelet`], [`controllers`], [`events`].
@@ -42,3 +43,4 @@ pub mod scheduler;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod yaml;

@@ -10,6 +10,7 @@ use wasmkube_runtime::{
 };
 
 use crate::admission;
+use crate::kubelet::host_paths::HostPathPolicy;
 use crate::kubelet::host_ports;
 use crate::kubelet::pod_spec::{self, NodeInfo, Options};
 use crate::kubelet::sources::NoSources;
@@ -170,7 +171,7 @@ pub async fn play(options: PlayOptions) -> Result<i32, Error> {
             }) as Arc<dyn LineObserver>
         })),
         volume_dirs: None,
-        allowed_host_paths: None,
+        host_paths: HostPathPolicy::new(&options.data_dir, None),
     };
     let specs = pods
         .iter()

@@ -23,7 +23,7 @@ use crate::logs::{self, LineObserver, LogOutput, LogSink, Stream};
 use crate::net::PodNet;
 use crate::ownership::MountTable;
 use crate::runtime::Prepared;
-use crate::sandbox::{Sandbox, join_sub_path};
+use crate::sandbox::{Sandbox, sub_path};
 
 /// Errors that stop a container from starting (its own failures later are
 /// an [`ExitStatus`], not an error).
@@ -453,33 +453,34 @@ impl Sandbox {
         rootfs: &std::path::Path,
     ) -> Result<(WasiCtxBuilder, Vec<(String, PathBuf)>), StartError> {
         let invalid = |message: String| invalid_spec(spec, message);
-        let io = |path: &std::path::Path| io_error(spec, path);
         let mut wasi = WasiCtxBuilder::new();
         wasi.args(argv);
         wasi.preopened_dir(rootfs, "/", FsPerms::ReadWrite)
             .map_err(|e| invalid(format!("{e:#}")))?;
         let mut mounts = vec![("/".to_string(), rootfs.to_path_buf())];
         for mount in &spec.mounts {
-            let volume = self.volume_path(&mount.volume).ok_or_else(|| {
+            let volume = self.volumes.get(&mount.volume).ok_or_else(|| {
                 invalid(format!(
                     "volume {:?} is not defined in the pod",
                     mount.volume
                 ))
             })?;
-            let host = match &mount.sub_path {
+            let held = match &mount.sub_path {
                 Some(sub) if !sub.is_empty() => {
-                    let dir = join_sub_path(volume, sub).map_err(invalid)?;
-                    fs::create_dir_all(&dir).map_err(io(&dir))?;
-                    dir
+                    let rel = sub_path(sub).map_err(invalid)?;
+                    volume
+                        .make_below(&rel)
+                        .map_err(|e| invalid(format!("subPath {sub:?}: {e}")))?
                 }
-                _ => volume.to_path_buf(),
+                _ => volume.clone(),
             };
+            let host = held.real_path().to_path_buf();
             let perms = if mount.read_only {
                 FsPerms::ReadOnly
             } else {
                 FsPerms::ReadWrite
             };
-            wasi.preopened_dir(&host, &mount.mount_path, perms)
+            wasi.preopened_dir(held.handle(), &mount.mount_path, perms)
                 .map_err(|e| invalid(format!("mounting {}: {e:#}", mount.mount_path)))?;
             let guest = match mount.mount_path.trim_end_matches('/') {
                 "" => "/",

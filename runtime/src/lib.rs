@@ -18,6 +18,7 @@
 //! - [`convert`]: WASI p1 modules become components, keeping exit codes.
 //! - [`builtin`]: the example guests every wasmkube binary carries.
 //! - [`sandbox`]: a pod's directory and volumes.
+//! - [`host_dir`]: host directories held open, checked where they really are.
 //! - [`container`]: one container instance, from spec to exit status.
 //! - [`exec`]: commands run in a running container's context.
 //! - [`exit`]: exit codes and reasons (Completed, Error, OOMKilled).
@@ -35,6 +36,7 @@ pub mod convert;
 pub mod engine;
 pub mod exec;
 pub mod exit;
+pub mod host_dir;
 pub mod images;
 pub mod limits;
 pub mod logs;
@@ -49,6 +51,7 @@ pub mod serve;
 
 pub use container::{ContainerSpec, ExitReason, ExitStatus, Mount, RunningContainer, StartError};
 pub use exec::{ExecError, ExecOutput};
+pub use host_dir::HostDir;
 pub use images::{Image, ImageConfig, ImageRef, ImageStore};
 pub use limits::{Limits, UsageSnapshot};
 pub use logs::{LineObserver, Stream};
@@ -56,5 +59,5 @@ pub use pod::{
     Backoff, ContainerState, ContainerStatus, PodRunner, PodSpec, PodStatus, RestartPolicy,
 };
 pub use probe::{HttpGet, Probe, ProbeAction, ProbeEvent, ProbeKind, Probes};
-pub use runtime::{Runtime, RuntimeConfig};
+pub use runtime::{Runtime, RuntimeConfig, raise_open_file_limit};
 pub use sandbox::{Sandbox, SandboxSpec, VolumeSource, VolumeSpec};

@@ -228,21 +228,30 @@ fn link(engine: &wasmtime::Engine) -> Result<Linker<GuestState>, Error> {
 }
 
 /// Every container holds a few descriptors (its log, its preopened
-/// directories): a thousand pods need more than the usual soft limit of
-/// 1024, so raise it to the hard limit, as servers commonly do.
-fn raise_open_file_limit() {
+/// directories), and every API connection one: a thousand pods need more
+/// than the usual soft limit of 1024, so raise it to the hard limit, as
+/// servers commonly do. Returns the soft limit now in effect.
+pub fn raise_open_file_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: `limit` is a valid rlimit for getrlimit to fill and setrlimit to read.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
         }
     }
+    limit.rlim_cur
 }
 
 impl RuntimeShared {

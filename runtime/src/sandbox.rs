@@ -12,6 +12,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use crate::host_dir::HostDir;
 use crate::net::PodNet;
 use crate::roots::Roots;
 use crate::runtime::RuntimeShared;
@@ -40,8 +41,9 @@ pub enum Error {
 pub enum VolumeSource {
     /// A directory private to the pod, created empty, removed with it.
     EmptyDir,
-    /// An existing host directory (the caller decides which are allowed).
-    HostDir(PathBuf),
+    /// An existing host directory, held open (the caller decides which are
+    /// allowed, by where it really is: [`HostDir::real_path`]).
+    HostDir(HostDir),
 }
 
 /// One named volume of a pod.
@@ -75,7 +77,9 @@ pub struct SandboxSpec {
 pub struct Sandbox {
     pub(crate) spec: Arc<SandboxSpec>,
     pub(crate) dir: PathBuf,
-    pub(crate) volumes: Arc<HashMap<String, PathBuf>>,
+    /// Every volume's directory, held open: containers open them through
+    /// the held descriptors.
+    pub(crate) volumes: Arc<HashMap<String, HostDir>>,
     pub(crate) net: Arc<PodNet>,
     /// The private roots of container instances.
     pub(crate) roots: Arc<Roots>,
@@ -120,24 +124,15 @@ impl Sandbox {
         let dir = runtime.pods_dir().join(&spec.uid);
         let mut volumes = HashMap::new();
         for volume in &spec.volumes {
-            let path = match &volume.source {
+            let held = match &volume.source {
                 VolumeSource::EmptyDir => {
                     let path = dir.join("volumes").join(&volume.name);
                     fs::create_dir_all(&path).map_err(io_err(&path))?;
-                    path
+                    HostDir::open(&path).map_err(io_err(&path))?
                 }
-                VolumeSource::HostDir(path) => {
-                    if !path.is_dir() {
-                        return Err(Error::Invalid(format!(
-                            "volume {:?}: host directory {} does not exist",
-                            volume.name,
-                            path.display()
-                        )));
-                    }
-                    path.clone()
-                }
+                VolumeSource::HostDir(held) => held.clone(),
             };
-            if volumes.insert(volume.name.clone(), path).is_some() {
+            if volumes.insert(volume.name.clone(), held).is_some() {
                 return Err(Error::Invalid(format!(
                     "volume {:?} is declared twice",
                     volume.name
@@ -168,7 +163,7 @@ impl Sandbox {
 
     /// The host directory backing a volume.
     pub fn volume_path(&self, name: &str) -> Option<&Path> {
-        self.volumes.get(name).map(PathBuf::as_path)
+        self.volumes.get(name).map(HostDir::real_path)
     }
 
     /// Where a container's instance logs go.
@@ -201,9 +196,10 @@ impl Sandbox {
     }
 }
 
-/// Joins a `subPath` onto a volume directory, refusing anything that could
-/// leave the volume (absolute paths, `..`).
-pub(crate) fn join_sub_path(volume: &Path, sub_path: &str) -> Result<PathBuf, String> {
+/// A `subPath` as a relative path, refusing anything that could leave the
+/// volume by its spelling (absolute paths, `..`); symlinks on the way are
+/// refused when it is opened ([`HostDir::make_below`]).
+pub(crate) fn sub_path(sub_path: &str) -> Result<PathBuf, String> {
     let rel = Path::new(sub_path);
     if rel
         .components()
@@ -213,7 +209,10 @@ pub(crate) fn join_sub_path(volume: &Path, sub_path: &str) -> Result<PathBuf, St
             "subPath {sub_path:?} must be a relative path without '..'"
         ));
     }
-    Ok(volume.join(rel))
+    Ok(rel
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect())
 }
 
 #[cfg(test)]
@@ -222,10 +221,10 @@ mod tests {
 
     #[test]
     fn sub_paths_stay_inside_the_volume() {
-        let v = Path::new("/v");
-        assert_eq!(join_sub_path(v, "a/b").unwrap(), Path::new("/v/a/b"));
-        assert!(join_sub_path(v, "../x").is_err());
-        assert!(join_sub_path(v, "a/../../x").is_err());
-        assert!(join_sub_path(v, "/etc").is_err());
+        assert_eq!(sub_path("a/b").unwrap(), Path::new("a/b"));
+        assert_eq!(sub_path("./a/./b").unwrap(), Path::new("a/b"));
+        assert!(sub_path("../x").is_err());
+        assert!(sub_path("a/../../x").is_err());
+        assert!(sub_path("/etc").is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! Kubernetes' field paths and wording (`spec.containers[0].image:
 //! Required value`), so a user reads the same errors as from a cluster.
 
+pub mod metadata;
 pub mod pod;
 
 use std::fmt;

@@ -6,6 +6,7 @@
 //! `kube::Client`, and [`crate::server`] serves it over HTTPS.
 
 mod alias;
+mod body;
 mod discovery;
 mod exec;
 pub mod objects;
@@ -21,20 +22,18 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::json;
 
+pub use self::body::MAX_BODY_BYTES;
 pub use self::exec::PodExec;
 pub use self::objects::PodLogs;
 pub use self::response::json_response;
 use crate::registry::{Error, Registry};
-
-/// The largest request body accepted (Kubernetes' own limit is 3 MiB).
-pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// The Kubernetes version the server reports; kubectl's version dispatcher
 /// picks its client by the minor.
@@ -84,7 +83,6 @@ pub fn router(state: ApiState) -> Router {
         )
         .fallback(|| async { Error::NoRoute.into_response() })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -102,13 +100,31 @@ async fn authenticate(State(state): State<ApiState>, request: Request, next: Nex
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer_token);
         let valid = presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes()));
         if !valid {
             return Error::Unauthorized("Unauthorized".into()).into_response();
         }
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    if state.token.is_none() || !open {
+        response.extensions_mut().insert(Authenticated);
+    }
+    response
+}
+
+/// Marks a response to an authenticated request (a response extension),
+/// so the server knows which connections are its clients'.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated;
+
+/// The token of an `Authorization: Bearer <token>` header, read as the API
+/// server reads it: the scheme in any case, surrounding space ignored.
+fn bearer_token(header: &str) -> Option<&str> {
+    let mut words = header.trim().splitn(3, ' ');
+    let scheme = words.next()?;
+    let token = words.next()?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

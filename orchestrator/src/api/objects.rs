@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde_json::{Value, json};
 
+use super::body::{ApiBody, content_type, decode_object};
 use super::query::Query;
 use super::response::{json_response, with_warnings};
 use super::table::{IncludeObject, table};
@@ -58,7 +59,7 @@ pub(super) async fn core_handler(
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBody(body): ApiBody,
 ) -> Response {
     handle(&state, "", &version, &rest, method, query, headers, body)
         .await
@@ -71,7 +72,7 @@ pub(super) async fn group_handler(
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBody(body): ApiBody,
 ) -> Response {
     handle(
         &state, &group, &version, &rest, method, query, headers, body,
@@ -138,27 +139,6 @@ fn wants_table(headers: &HeaderMap) -> bool {
         .is_some_and(|first| first.contains("as=Table"))
 }
 
-fn content_type(headers: &HeaderMap) -> &str {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-}
-
-/// Reads a JSON, YAML or Kubernetes-protobuf request body for an object
-/// whose OpenAPI schema is `schema`.
-fn parse_body(headers: &HeaderMap, body: &[u8], schema: &str) -> Result<Value> {
-    let media = content_type(headers).split(';').next().unwrap_or("").trim();
-    match media {
-        "application/yaml" => serde_yaml::from_slice(body)
-            .map_err(|e| Error::BadRequest(format!("error decoding YAML body: {e}"))),
-        "application/vnd.kubernetes.protobuf" => super::protobuf::decode(body, schema)
-            .map_err(|e| Error::BadRequest(format!("error decoding protobuf body: {e}"))),
-        _ => serde_json::from_slice(body)
-            .map_err(|e| Error::BadRequest(format!("error decoding request body as JSON: {e}"))),
-    }
-}
-
 fn write_options(query: &Query) -> Result<WriteOptions> {
     Ok(WriteOptions {
         dry_run: query.dry_run()?,
@@ -170,6 +150,15 @@ fn write_options(query: &Query) -> Result<WriteOptions> {
 }
 
 fn list_options(query: &Query, resource: &Resource) -> Result<ListOptions> {
+    // Every list is served at the newest revision, which satisfies any
+    // resourceVersion asked for; one that is not a revision is refused.
+    if let Some(rv) = query.get("resourceVersion").filter(|rv| !rv.is_empty())
+        && rv.parse::<u64>().is_err()
+    {
+        return Err(Error::BadRequest(format!(
+            "invalid resource version: resourceVersion: Invalid value: {rv:?}: a resource version is a non-negative integer"
+        )));
+    }
     Ok(ListOptions {
         labels: LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
             .map_err(Error::BadRequest)?,
@@ -317,7 +306,7 @@ async fn serve(
         }
         (&Method::PUT | &Method::PATCH, Some(name), Some("scale")) => {
             let change = if method == Method::PUT {
-                scale::Change::Replace(parse_body(
+                scale::Change::Replace(decode_object(
                     &headers,
                     &body,
                     "io.k8s.api.autoscaling.v1.Scale",
@@ -359,7 +348,7 @@ async fn serve(
         }
         (&Method::POST, None, None) => {
             verb_allowed(resource, "create")?;
-            let body = parse_body(&headers, &body, resource.schema)?;
+            let body = decode_object(&headers, &body, resource.schema)?;
             let written = registry
                 .create(resource, namespace, body, &write_options(&query)?)
                 .await?;
@@ -371,7 +360,7 @@ async fn serve(
         (&Method::PUT, Some(name), sub) => {
             verb_allowed(resource, "update")?;
             let sub = writable_subresource(sub)?;
-            let body = parse_body(&headers, &body, resource.schema)?;
+            let body = decode_object(&headers, &body, resource.schema)?;
             let written = registry
                 .update(
                     resource,
@@ -477,7 +466,7 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Del
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        parse_body(
+        decode_object(
             headers,
             body,
             "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",

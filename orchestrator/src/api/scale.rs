@@ -62,8 +62,8 @@ pub async fn write(
     let wanted = match change {
         Change::Replace(body) => body,
         Change::Patch(kind, body) => {
-            let parsed = patch::parse(kind, body).map_err(Error::BadRequest)?;
-            patch::apply(kind, &scale, &parsed, SCALE_SCHEMA).map_err(Error::BadRequest)?
+            let parsed = patch::parse(kind, body)?;
+            patch::apply(kind, &scale, &parsed, SCALE_SCHEMA)?
         }
     };
     let replicas = match wanted.pointer("/spec/replicas") {

@@ -62,7 +62,7 @@ pub async fn run(registry: Registry, data_dir: PathBuf, stop: watch::Receiver<bo
         recorder: Recorder::new(registry.clone(), MANAGER, None),
         registry: registry.clone(),
         kinds,
-        root: data_dir.join("volumes"),
+        root: crate::kubelet::host_paths::provisioned_dir(&data_dir),
     };
     driver::run(
         registry,

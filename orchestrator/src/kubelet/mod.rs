@@ -22,11 +22,13 @@ pub mod atomic_dir;
 mod exec;
 pub mod file_owners;
 mod hooks;
+pub mod host_paths;
 pub mod host_ports;
 pub mod ipam;
 mod logs;
 pub mod node;
 pub mod pod_spec;
+pub mod private_dir;
 mod probes;
 pub mod sources;
 mod status;
@@ -110,17 +112,17 @@ pub struct Kubelet {
     backoff: Backoff,
     pods_dir: PathBuf,
     /// Memory-backed home of Secret and projected volumes and
-    /// `emptyDir.medium: Memory`, one directory per pod; `None` where the
-    /// host has no tmpfs (those volumes then fail to mount: a Secret is
-    /// never written to disk).
-    memory_dir: Option<PathBuf>,
+    /// `emptyDir.medium: Memory`, one directory per pod; why not, where
+    /// the host has no tmpfs or the directory was refused (those volumes
+    /// then fail to mount: a Secret is never written to disk).
+    memory_dir: Result<PathBuf, String>,
     /// What containers without limits may use (the downward API's view).
     allocatable: sources::Allocatable,
     /// Applies `runAsUser` to what guests create in volumes; `None` where
     /// inotify is unavailable.
     owners: Option<Arc<file_owners::Follower>>,
-    /// Host directories pods' hostPath volumes may use; all when `None`.
-    allowed_host_paths: Option<Arc<[PathBuf]>>,
+    /// Which host directories pods may mount.
+    host_paths: host_paths::HostPathPolicy,
     /// Pod IPs.
     ipam: ipam::Ipam,
     /// Running pods by uid, for exec.
@@ -154,14 +156,18 @@ impl Kubelet {
             &config.pod_cidr.to_string(),
         )
         .await?;
-        let memory_dir = memory_dir(&config.data_dir);
-        // What an earlier run left (a kill leaves no chance to tidy): the
-        // workers write everything again as they start.
-        if let Some(dir) = &memory_dir
-            && let Err(e) = std::fs::remove_dir_all(dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!("clearing {}: {e}", dir.display());
+        // What an earlier run left (a kill leaves no chance to tidy) is
+        // cleared: the workers write everything again as they start.
+        let memory_dir = match memory_dir(&config.data_dir) {
+            None => Err("this host has no memory-backed storage (/dev/shm)".to_string()),
+            Some(dir) => private_dir::claim_memory_dir(&dir)
+                .map(|()| dir)
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(why) = &memory_dir {
+            tracing::error!(
+                "Secret, projected and Memory emptyDir volumes cannot be mounted: {why}"
+            );
         }
         Ok(Kubelet {
             recorder: Recorder::new(registry.clone(), "kubelet", Some(&config.node_name)),
@@ -175,7 +181,10 @@ impl Kubelet {
             runtime,
             backoff: config.backoff,
             pods_dir: config.data_dir.join("pods"),
-            allowed_host_paths: config.allowed_host_paths.as_deref().map(Arc::from),
+            host_paths: host_paths::HostPathPolicy::new(
+                &config.data_dir,
+                config.allowed_host_paths.as_deref(),
+            ),
             ipam: ipam::Ipam::new(config.pod_cidr),
             pods: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),

@@ -6,14 +6,15 @@
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Volume};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmkube_runtime::limits::Limits;
 use wasmkube_runtime::{
-    Backoff, ContainerSpec, LineObserver, Mount, PodSpec, RestartPolicy, SandboxSpec, VolumeSource,
-    VolumeSpec,
+    Backoff, ContainerSpec, HostDir, LineObserver, Mount, PodSpec, RestartPolicy, SandboxSpec,
+    VolumeSource, VolumeSpec,
 };
 
+use super::host_paths::{HostPathPolicy, Missing, Refused};
 use super::sources::{self, Allocatable, Sources};
 use super::volumes::{self, Backing};
 use crate::quantity::Quantity;
@@ -76,20 +77,23 @@ pub struct VolumeDirs {
     /// On disk (ConfigMaps, the downward API).
     pub disk: PathBuf,
     /// In memory (Secrets, projected volumes, `emptyDir.medium: Memory`);
-    /// `None` where the host has no tmpfs.
-    pub memory: Option<PathBuf>,
+    /// why not, where the host has no usable tmpfs.
+    pub memory: Result<PathBuf, String>,
 }
 
 impl VolumeDirs {
     fn of(&self, backing: Backing, volume: &str) -> Result<PathBuf, Error> {
         match backing {
             Backing::Disk => Ok(self.disk.join(volume)),
-            Backing::Memory => self.memory.as_ref().map(|m| m.join(volume)).ok_or_else(|| {
-                Error::Mount {
+            Backing::Memory => match &self.memory {
+                Ok(memory) => Ok(memory.join(volume)),
+                Err(why) => Err(Error::Mount {
                     volume: volume.to_string(),
-                    message: "this host has no memory-backed storage (/dev/shm), and Secret, projected and Memory emptyDir volumes are never put on disk".into(),
-                }
-            }),
+                    message: format!(
+                        "Secret, projected and Memory emptyDir volumes are never put on disk, and memory-backed storage is unusable: {why}"
+                    ),
+                }),
+            },
         }
     }
 }
@@ -129,8 +133,8 @@ pub struct Options {
     pub output: Option<OutputFactory>,
     /// Where kubelet-written volumes go; without, they are unsupported.
     pub volume_dirs: Option<VolumeDirs>,
-    /// Host directories `hostPath` volumes may use; all when `None`.
-    pub allowed_host_paths: Option<Arc<[PathBuf]>>,
+    /// Which host directories pods may mount.
+    pub host_paths: HostPathPolicy,
 }
 
 /// Expands `$(VAR)` references as Kubernetes does: a defined variable is
@@ -375,30 +379,26 @@ fn limits(c: &Container) -> Limits {
     }
 }
 
-/// Checks a directory `hostPath` against its `type`, creating it when
-/// missing for `DirectoryOrCreate` and no type (as container runtimes do);
-/// the message is Kubernetes' when the check fails.
-fn check_host_dir(path: &std::path::Path, kind: &str) -> Result<(), String> {
-    match kind {
-        "" | "DirectoryOrCreate" if !path.exists() => std::fs::create_dir_all(path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display())),
-        "Directory" if path.is_dir() => Ok(()),
-        "Directory" => Err(format!(
-            "hostPath type check failed: {} is not a directory",
-            path.display()
-        )),
-        _ => Ok(()),
-    }
+/// A directory the kubelet makes and fills for a volume (written volumes,
+/// memory-backed emptyDirs), held for the pod.
+fn kubelet_dir(volume: &str, dir: &Path) -> Result<HostDir, Error> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| HostDir::open(dir))
+        .map_err(|e| Error::Mount {
+            volume: volume.to_string(),
+            message: format!("cannot create {}: {e}", dir.display()),
+        })
 }
 
 /// The host directory behind a claim: its bound volume's `hostPath` or
 /// `local` path.
 fn claimed_dir(
     sources: &dyn Sources,
+    options: &Options,
     namespace: &str,
     volume: &str,
     claim: &str,
-) -> Result<PathBuf, Error> {
+) -> Result<HostDir, Error> {
     let mount = |message: String| Error::Mount {
         volume: volume.to_string(),
         message,
@@ -422,19 +422,32 @@ fn claimed_dir(
         .persistent_volume(&pv_name)
         .ok_or_else(|| mount(format!("persistentvolume {pv_name:?} not found")))?;
     let spec = pv.spec.unwrap_or_default();
-    if let Some(host) = spec.host_path {
+    let path = if let Some(host) = spec.host_path {
         let path = PathBuf::from(&host.path);
-        check_host_dir(&path, host.type_.as_deref().unwrap_or("")).map_err(mount)?;
-        Ok(path)
+        match host.type_.as_deref().unwrap_or("") {
+            "" | "DirectoryOrCreate" => {
+                // Made where the rules allow, then held as any claim's is.
+                options
+                    .host_paths
+                    .open(&path, Missing::Create)
+                    .map_err(|refused| mount(refused.to_string()))?;
+            }
+            _ => {}
+        }
+        path
     } else if let Some(local) = spec.local {
-        Ok(PathBuf::from(local.path))
+        PathBuf::from(local.path)
     } else {
-        Err(Error::Unsupported(Unsupported {
+        return Err(Error::Unsupported(Unsupported {
             pod: String::new(),
             field: format!("persistentvolume {pv_name}"),
             message: "only hostPath and local persistent volumes can be mounted here".into(),
-        }))
-    }
+        }));
+    };
+    options
+        .host_paths
+        .open_claimed(&path)
+        .map_err(|refused| mount(refused.to_string()))
 }
 
 /// A pod's volumes as they are translated: what the kubelet writes and
@@ -471,11 +484,7 @@ impl PodVolumes<'_> {
                 "" => VolumeSource::EmptyDir,
                 "Memory" => {
                     let dir = need_dirs()?.of(Backing::Memory, &v.name)?;
-                    std::fs::create_dir_all(&dir).map_err(|e| Error::Mount {
-                        volume: v.name.clone(),
-                        message: format!("cannot create {}: {e}", dir.display()),
-                    })?;
-                    VolumeSource::HostDir(dir)
+                    VolumeSource::HostDir(kubelet_dir(&v.name, &dir)?)
                 }
                 other => {
                     return Err(unsupported(
@@ -485,23 +494,10 @@ impl PodVolumes<'_> {
                 }
             }
         } else if let Some(host) = &v.host_path {
-            let path = PathBuf::from(&host.path);
-            if let Some(allowed) = self.options.allowed_host_paths.as_deref()
-                && !allowed.iter().any(|a| path.starts_with(a))
-            {
-                let list: Vec<String> = allowed.iter().map(|a| a.display().to_string()).collect();
-                return Err(unsupported(
-                    format!("{field}.hostPath.path"),
-                    format!(
-                        "{:?} is not allowed: this server lets pods use only host paths under {} (serve --allowed-host-paths)",
-                        host.path,
-                        list.join(", ")
-                    ),
-                ));
-            }
             let kind = host.type_.as_deref().unwrap_or("");
-            match kind {
-                "" | "Directory" | "DirectoryOrCreate" => {}
+            let missing = match kind {
+                "" | "DirectoryOrCreate" => Missing::Create,
+                "Directory" => Missing::Refuse,
                 "File" | "FileOrCreate" | "Socket" | "CharDevice" | "BlockDevice" => {
                     return Err(unsupported(
                         format!("{field}.hostPath.type"),
@@ -517,12 +513,21 @@ impl PodVolumes<'_> {
                         format!("unknown hostPath type {other:?}"),
                     ));
                 }
-            }
-            check_host_dir(&path, kind).map_err(|message| Error::Mount {
-                volume: v.name.clone(),
-                message,
-            })?;
-            VolumeSource::HostDir(path)
+            };
+            let held = self
+                .options
+                .host_paths
+                .open(Path::new(&host.path), missing)
+                .map_err(|refused| match refused {
+                    Refused::NotAllowed(message) => {
+                        unsupported(format!("{field}.hostPath.path"), message)
+                    }
+                    Refused::Unavailable(message) => Error::Mount {
+                        volume: v.name.clone(),
+                        message,
+                    },
+                })?;
+            VolumeSource::HostDir(held)
         } else if let Some(backing) = volumes::written(v) {
             let dir = need_dirs()?.of(backing, &v.name)?;
             self.written.push(WrittenVolume {
@@ -531,13 +536,14 @@ impl PodVolumes<'_> {
             });
             // Their files are the kubelet's: containers only read them.
             self.read_only.insert(v.name.clone());
-            VolumeSource::HostDir(dir)
+            VolumeSource::HostDir(kubelet_dir(&v.name, &dir)?)
         } else if let Some(claim) = &v.persistent_volume_claim {
             if claim.read_only == Some(true) {
                 self.read_only.insert(v.name.clone());
             }
             VolumeSource::HostDir(claimed_dir(
                 self.sources,
+                self.options,
                 self.namespace,
                 &v.name,
                 &claim.claim_name,
@@ -896,7 +902,7 @@ mod tests {
         let options = Options {
             volume_dirs: Some(VolumeDirs {
                 disk: dirs.path().join("disk"),
-                memory: Some(dirs.path().join("memory")),
+                memory: Ok(dirs.path().join("memory")),
             }),
             ..Options::default()
         };

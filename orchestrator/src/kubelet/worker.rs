@@ -79,7 +79,7 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             disk: kubelet.pods_dir.join(&uid).join("written"),
             memory: memory.dir.clone(),
         }),
-        allowed_host_paths: kubelet.allowed_host_paths.clone(),
+        host_paths: kubelet.host_paths.clone(),
     };
     let node = NodeInfo {
         pod_ip: Some(lease.ip),
@@ -724,20 +724,25 @@ const REFRESH_EVERY: Duration = Duration::from_secs(2);
 /// A pod's memory-backed volumes, removed when its worker ends (deleted or
 /// the server stopping: they are written again at the next start).
 struct MemoryVolumes {
-    dir: Option<PathBuf>,
+    /// The pod's directory, or why there is none.
+    dir: Result<PathBuf, String>,
 }
 
 impl MemoryVolumes {
     fn new(kubelet: &Kubelet, uid: &str) -> MemoryVolumes {
         MemoryVolumes {
-            dir: kubelet.memory_dir.as_ref().map(|d| d.join(uid)),
+            dir: kubelet
+                .memory_dir
+                .as_ref()
+                .map(|d| d.join(uid))
+                .map_err(Clone::clone),
         }
     }
 }
 
 impl Drop for MemoryVolumes {
     fn drop(&mut self) {
-        if let Some(dir) = &self.dir
+        if let Ok(dir) = &self.dir
             && let Err(e) = std::fs::remove_dir_all(dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {

@@ -45,8 +45,15 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("{0}")]
     NotAcceptable(String),
-    #[error("{0}")]
+    /// Kubernetes' RequestEntityTooLarge: a body, patch or object over a
+    /// limit.
+    #[error("Request entity too large: {0}")]
     TooLarge(String),
+    /// A request that cannot be processed as asked (a JSON patch that
+    /// does not apply): 422 without field causes, as the API server
+    /// answers a failed patch.
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     Gone(String),
     #[error("the server could not find the requested resource")]
@@ -63,7 +70,7 @@ impl Error {
         match self {
             Error::NotFound { .. } | Error::NoRoute => 404,
             Error::AlreadyExists { .. } | Error::Conflict { .. } => 409,
-            Error::Invalid(..) => 422,
+            Error::Invalid(..) | Error::Unprocessable(_) => 422,
             Error::BadRequest(_) => 400,
             Error::Forbidden(_) => 403,
             Error::Unauthorized(_) => 401,
@@ -82,7 +89,7 @@ impl Error {
             Error::NotFound { .. } | Error::NoRoute => "NotFound",
             Error::AlreadyExists { .. } => "AlreadyExists",
             Error::Conflict { .. } => "Conflict",
-            Error::Invalid(..) => "Invalid",
+            Error::Invalid(..) | Error::Unprocessable(_) => "Invalid",
             Error::BadRequest(_) => "BadRequest",
             Error::Forbidden(_) => "Forbidden",
             Error::Unauthorized(_) => "Unauthorized",
@@ -114,8 +121,8 @@ impl Error {
                 group,
                 name,
                 ..
-            } => Some(json!({"name": name, "group": group, "kind": resource})),
-            Error::Invalid(invalid, group) => Some(json!({
+            } => json!({"name": name, "group": group, "kind": resource}),
+            Error::Invalid(invalid, group) => json!({
                 "name": invalid.name,
                 "group": group,
                 "kind": invalid.kind,
@@ -124,10 +131,12 @@ impl Error {
                     "message": e.message,
                     "field": e.field,
                 })).collect::<Vec<_>>(),
-            })),
-            _ => None,
+            }),
+            Error::Internal(message) => json!({"causes": [{"message": message}]}),
+            // Every Status the API server sends carries details, if empty.
+            _ => json!({}),
         };
-        let mut status = json!({
+        json!({
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
@@ -135,11 +144,8 @@ impl Error {
             "message": self.to_string(),
             "reason": self.reason(),
             "code": self.code(),
-        });
-        if let Some(details) = details {
-            status["details"] = details;
-        }
-        status
+            "details": details,
+        })
     }
 
     /// Maps a store failure on `name` of `resource`.
@@ -170,7 +176,18 @@ impl Error {
             store::Error::Gone { requested, oldest } => {
                 Error::Gone(format!("too old resource version: {requested} ({oldest})"))
             }
-            other => Error::Internal(other.to_string()),
+            other => Error::from(other),
+        }
+    }
+}
+
+impl From<crate::patch::Error> for Error {
+    fn from(error: crate::patch::Error) -> Self {
+        use crate::patch::Error as Patch;
+        match error {
+            Patch::Decode(message) => Error::BadRequest(message),
+            Patch::TooManyOperations(_) => Error::TooLarge(error.to_string()),
+            Patch::CopyLimit { .. } | Patch::Apply(_) => Error::Unprocessable(error.to_string()),
         }
     }
 }
@@ -181,6 +198,9 @@ impl From<store::Error> for Error {
             store::Error::Gone { requested, oldest } => {
                 Error::Gone(format!("too old resource version: {requested} ({oldest})"))
             }
+            store::Error::TooLarge { size, limit, .. } => Error::TooLarge(format!(
+                "the object would take {size} bytes in the store, more than its limit of {limit} bytes"
+            )),
             other => Error::Internal(other.to_string()),
         }
     }

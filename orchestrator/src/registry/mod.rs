@@ -475,8 +475,7 @@ impl Registry {
                 resource.group.into(),
             ));
         }
-        (resource.hooks.validate)(&body, None)
-            .map_err(|i| Error::Invalid(i, resource.group.into()))?;
+        validate(resource, &body, None)?;
         self.check_namespace(resource, namespace.as_deref(), &name)?;
         let _reservation = (resource.hooks.allocate)(&self.allocators, &mut body, None)
             .map_err(|i| Error::Invalid(i, resource.group.into()))?;
@@ -565,7 +564,7 @@ impl Registry {
         subresource: Option<&str>,
         options: &WriteOptions,
     ) -> Result<Written> {
-        let patch_value = patch::parse(kind, patch_body).map_err(Error::BadRequest)?;
+        let patch_value = patch::parse(kind, patch_body)?;
         let applied = WriteOptions {
             apply_fields: (kind == PatchKind::Apply).then(|| metadata::fields_of(&patch_value)),
             ..options.clone()
@@ -590,9 +589,9 @@ impl Registry {
                 options,
                 None,
                 |current| {
-                    let mut patched = patch::apply(kind, current, &patch_value, schema)
-                        .map_err(Error::BadRequest)?;
+                    let mut patched = patch::apply(kind, current, &patch_value, schema)?;
                     self.check_body(resource, &mut patched)?;
+                    check_identity(&patched, name, namespace)?;
                     warnings = self.check_fields(resource, &patched, options.validation)?;
                     Ok(patched)
                 },
@@ -809,8 +808,7 @@ impl Registry {
                     ));
                 }
             }
-            (resource.hooks.validate)(&next, Some(current))
-                .map_err(|i| Error::Invalid(i, resource.group.into()))?;
+            validate(resource, &next, Some(current))?;
             reservation = (resource.hooks.allocate)(&self.allocators, &mut next, Some(current))
                 .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         }
@@ -1005,6 +1003,46 @@ pub fn revision_of(object: &Value) -> Revision {
 }
 
 /// The object without what changes on every write, to detect no-ops.
+/// Checks an object about to be written: the metadata every kind shares,
+/// then the kind's own rules; all problems are reported together.
+fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Result<()> {
+    let mut errors = crate::admission::Errors::default();
+    crate::admission::metadata::check(&mut errors, object);
+    let name = str_at(object, "/metadata/name").unwrap_or_default();
+    let common = errors.into_result(resource.kind, name);
+    let kind = (resource.hooks.validate)(object, old);
+    let invalid = match (common, kind) {
+        (Ok(()), Ok(())) => return Ok(()),
+        (Err(invalid), Ok(())) | (Ok(()), Err(invalid)) => invalid,
+        (Err(mut common), Err(kind)) => {
+            common.errors.extend(kind.errors);
+            common
+        }
+    };
+    Err(Error::Invalid(invalid, resource.group.into()))
+}
+
+/// A patched object must still be the object the URL names: a patch that
+/// renames it or removes its metadata is refused, as the API server's
+/// name check refuses it (nothing is silently put back).
+fn check_identity(object: &Value, name: &str, namespace: Option<&str>) -> Result<()> {
+    let found = str_at(object, "/metadata/name").unwrap_or("");
+    if found != name {
+        return Err(Error::BadRequest(format!(
+            "the name of the object ({found}) does not match the name on the URL ({name})"
+        )));
+    }
+    if let (Some(namespace), Some(found)) = (namespace, str_at(object, "/metadata/namespace"))
+        && !found.is_empty()
+        && found != namespace
+    {
+        return Err(Error::BadRequest(format!(
+            "the namespace of the object ({found}) does not match the namespace on the URL ({namespace})"
+        )));
+    }
+    Ok(())
+}
+
 fn strip_volatile(object: &Value) -> Value {
     let mut object = object.clone();
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {

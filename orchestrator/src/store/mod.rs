@@ -28,6 +28,10 @@ pub type Revision = u64;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The largest object the store takes, as encoded (etcd's default request
+/// limit, which bounds a Kubernetes object to the same size).
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -50,6 +54,13 @@ pub enum Error {
         key: String,
         #[source]
         source: serde_json::Error,
+    },
+    /// The object, encoded, is larger than [`MAX_OBJECT_BYTES`].
+    #[error("the object at {key} is {size} bytes, more than the store's limit of {limit}")]
+    TooLarge {
+        key: String,
+        size: usize,
+        limit: usize,
     },
     #[error("the store is closed")]
     Closed,

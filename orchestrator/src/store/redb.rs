@@ -338,10 +338,18 @@ impl Queued {
                     top.entry("metadata")
                         .or_insert_with(|| Value::Object(Default::default()));
                 }
-                Some(Encoded::new(object).map_err(|source| Error::Corrupt {
+                let encoded = Encoded::new(object).map_err(|source| Error::Corrupt {
                     key: key.clone(),
                     source,
-                })?)
+                })?;
+                if encoded.len_with_revision() > super::MAX_OBJECT_BYTES {
+                    return Err(Error::TooLarge {
+                        key: key.clone(),
+                        size: encoded.len_with_revision(),
+                        limit: super::MAX_OBJECT_BYTES,
+                    });
+                }
+                Some(encoded)
             }
             Write::Delete { .. } => None,
         };

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use super::{DialError, PodConnection, PodNet, Route, lock};
+use super::{DialError, PodConnection, PodNet, Route, address, lock};
 
 /// Pod IP to pod network, for every pod of one runtime, and the Services'
 /// virtual IPs.
@@ -22,6 +22,9 @@ pub struct ClusterNet {
     /// The pod and service networks, `(base, mask)`: their addresses
     /// never leave the host.
     internal: RwLock<Vec<(u32, u32)>>,
+    /// The host's own servers pods reach only through a Service (the API):
+    /// an unspecified IP stands for every address of the host.
+    host_only: RwLock<Vec<SocketAddr>>,
 }
 
 /// The endpoints of one Service port, taken in turn.
@@ -108,6 +111,25 @@ impl ClusterNet {
         *self.internal.write().unwrap_or_else(|e| e.into_inner()) = networks;
     }
 
+    /// Declares servers of the host that pods may reach only through a
+    /// Service's endpoints (the API server's listener), never directly.
+    pub fn set_host_only(&self, listeners: Vec<SocketAddr>) {
+        *self.host_only.write().unwrap_or_else(|e| e.into_inner()) = listeners;
+    }
+
+    /// Whether a guest may connect straight to `to`, outside the cluster.
+    fn egress_allowed(&self, to: SocketAddr) -> bool {
+        if !address::may_leave_host(to.ip()) {
+            return false;
+        }
+        let host_only = self.host_only.read().unwrap_or_else(|e| e.into_inner());
+        !host_only.iter().any(|listener| {
+            listener.port() == to.port()
+                && (address::canonical(listener.ip()) == to.ip()
+                    || (listener.ip().is_unspecified() && address::is_host_address(to.ip())))
+        })
+    }
+
     fn is_internal(&self, ip: IpAddr) -> bool {
         let IpAddr::V4(ip) = ip else { return false };
         let internal = self.internal.read().unwrap_or_else(|e| e.into_inner());
@@ -145,7 +167,8 @@ impl ClusterNet {
             return match self.lookup(to.ip()) {
                 Some(pod) => Route::Pod(pod, to.port()),
                 None if self.is_internal(to.ip()) => Route::Refused,
-                None => Route::Outside(to),
+                None if self.egress_allowed(to) => Route::Outside(to),
+                None => Route::Denied,
             };
         };
         let count = backends.endpoints.len();
@@ -167,7 +190,7 @@ impl ClusterNet {
     pub fn dial(&self, to: SocketAddr) -> Result<PodConnection, DialError> {
         match self.route(to) {
             Route::Pod(pod, port) => pod.dial(port),
-            Route::Refused | Route::Outside(_) => Err(DialError::Unreachable(to)),
+            Route::Refused | Route::Outside(_) | Route::Denied => Err(DialError::Unreachable(to)),
         }
     }
 }
@@ -188,7 +211,7 @@ mod tests {
         match cluster.route(addr(to)) {
             Route::Pod(pod, port) => Some((pod.ip().unwrap(), port)),
             Route::Refused => None,
-            Route::Outside(_) => panic!("{to} routed outside"),
+            Route::Outside(_) | Route::Denied => panic!("{to} routed outside"),
         }
     }
 
@@ -247,5 +270,74 @@ mod tests {
             Route::Outside(to) if to == addr("192.0.2.7:6443")
         ));
         assert_eq!(routed(&cluster, "10.244.0.2:9"), Some((a.ip().unwrap(), 9)));
+    }
+
+    /// Regression: a guest reached services on the host's own addresses.
+    #[test]
+    fn host_only_addresses_are_denied() {
+        let cluster = ClusterNet::default();
+        for to in [
+            "169.254.169.254:80",
+            "[fe80::1]:80",
+            "127.0.0.1:80",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert!(matches!(cluster.route(addr(to)), Route::Denied), "{to}");
+        }
+        cluster.set_host_only(vec![addr("192.0.2.77:6443"), addr("0.0.0.0:7443")]);
+        assert!(matches!(
+            cluster.route(addr("192.0.2.77:6443")),
+            Route::Denied
+        ));
+        assert!(matches!(
+            cluster.route(addr("192.0.2.77:80")),
+            Route::Outside(_)
+        ));
+        // A wildcard listener: every address of this host, at its port.
+        let own = host_addresses();
+        assert!(!own.is_empty(), "this host has an address besides loopback");
+        for ip in own {
+            let listener = SocketAddr::new(ip, 7443);
+            assert!(
+                matches!(cluster.route(listener), Route::Denied),
+                "{listener}"
+            );
+            let elsewhere = SocketAddr::new(ip, 7444);
+            assert!(
+                matches!(cluster.route(elsewhere), Route::Outside(_)),
+                "{elsewhere}"
+            );
+        }
+    }
+
+    /// The host's addresses other than loopback and link-local.
+    fn host_addresses() -> Vec<IpAddr> {
+        let mut found = Vec::new();
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        // SAFETY: getifaddrs fills `list`, which is walked read-only and
+        // freed once.
+        unsafe {
+            if libc::getifaddrs(&mut list) != 0 {
+                return found;
+            }
+            let mut next = list;
+            while let Some(entry) = next.as_ref() {
+                if let Some(sockaddr) = entry.ifa_addr.as_ref() {
+                    let ip = match i32::from(sockaddr.sa_family) {
+                        libc::AF_INET => {
+                            let v4 = &*(entry.ifa_addr as *const libc::sockaddr_in);
+                            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))))
+                        }
+                        _ => None,
+                    };
+                    if let Some(ip) = ip.filter(|ip| address::may_leave_host(*ip)) {
+                        found.push(ip);
+                    }
+                }
+                next = entry.ifa_next;
+            }
+            libc::freeifaddrs(list);
+        }
+        found
     }
 }

@@ -76,6 +76,7 @@ async fn send(
             handshake(stream).await?
         }
         Route::Refused => return Err(Error::ConnectionRefused),
+        Route::Denied => return Err(Error::DestinationIpProhibited),
         Route::Outside(to) => {
             let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(to))
                 .await

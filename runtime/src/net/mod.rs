@@ -19,12 +19,15 @@
 //! host.
 //!
 //! A connection to any other address leaves the host as real TCP
-//! ([`egress`]).
+//! ([`egress`]), unless [`address`] says it may not (the host's loopback
+//! in any spelling, link-local and other host-only ranges, the API's own
+//! listener).
 //!
 //! UDP ([`udp`]) has per-pod ports too; datagrams between pods are
 //! delivered in memory. Not yet here: UDP to the outside world, UDP
 //! Services.
 
+mod address;
 mod cluster;
 pub(crate) mod dns;
 mod egress;
@@ -188,19 +191,27 @@ impl PodNet {
     /// IP, another pod for that pod's IP, one of a Service's endpoints for
     /// its address.
     pub(crate) fn route(self: &Arc<Self>, to: SocketAddr) -> Route {
-        if to.ip().is_loopback() || Some(to.ip()) == self.ip {
+        let to = SocketAddr::new(address::canonical(to.ip()), to.port());
+        if self.is_own(to.ip()) {
             return Route::Pod(Arc::clone(self), to.port());
         }
         match &self.cluster {
             Some(cluster) => cluster.route(to),
-            None => Route::Outside(to),
+            None if address::may_leave_host(to.ip()) => Route::Outside(to),
+            None => Route::Denied,
         }
+    }
+
+    /// Whether `ip` is this pod's own, in any spelling: its loopback, the
+    /// unspecified address (which means "here", as on Linux) or its IP.
+    pub(crate) fn is_own(&self, ip: IpAddr) -> bool {
+        address::is_pod_local(ip) || Some(address::canonical(ip)) == self.ip
     }
 
     /// Addresses a guest of this pod may bind: loopback, the wildcard and
     /// the pod's own IP.
     pub(crate) fn bindable(&self, ip: IpAddr) -> bool {
-        ip.is_loopback() || ip.is_unspecified() || Some(ip) == self.ip
+        self.is_own(ip)
     }
 
     /// Opens a connection from the host to a port of the pod.
@@ -277,6 +288,10 @@ pub(crate) enum Route {
     Refused,
     /// Out of the cluster, from the host: to this address.
     Outside(SocketAddr),
+    /// Nowhere, by rule: an address that must not be reached from a pod
+    /// (the host's own, link-local, the API's listener other than through
+    /// its Service).
+    Denied,
 }
 
 #[cfg(test)]

@@ -267,7 +267,7 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
             // Within the pod the connection comes from the address it went
             // to; to other pods and Services, from this pod's IP.
             State::Unbound => {
-                let within = remote.ip().is_loopback() || Some(remote.ip()) == s.net.ip();
+                let within = s.net.is_own(remote.ip());
                 let from = if within {
                     remote.ip()
                 } else {
@@ -290,6 +290,7 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
             // A Service port without endpoints refuses, as kube-proxy's
             // reject rule does.
             Route::Refused => (Err(ErrorCode::ConnectionRefused), None),
+            Route::Denied => (Err(ErrorCode::AccessDenied), None),
             Route::Outside(to) => {
                 let (ours, theirs) = End::pair(WINDOW);
                 (Ok(ours), Some(super::egress::dial(to, theirs)))

@@ -407,7 +407,7 @@ impl udp::HostOutgoingDatagramStream for PodTcpView<'_> {
                     Err(ErrorCode::InvalidArgument.into())
                 };
             }
-            let from_ip: IpAddr = if to.ip().is_loopback() || Some(to.ip()) == stream.net.ip() {
+            let from_ip: IpAddr = if stream.net.is_own(to.ip()) {
                 to.ip()
             } else {
                 stream.net.ip().unwrap_or(to.ip())
@@ -423,7 +423,7 @@ impl udp::HostOutgoingDatagramStream for PodTcpView<'_> {
                 ),
                 // Nothing answers there: the datagram is lost, as UDP's are.
                 Route::Refused => {}
-                Route::Outside(_) => {
+                Route::Outside(_) | Route::Denied => {
                     return if sent > 0 {
                         Ok(sent)
                     } else {

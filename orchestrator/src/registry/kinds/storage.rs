@@ -349,40 +349,16 @@ fn validate_pvc(pvc: &Value, old: Option<&Value>) -> Result<(), Invalid> {
     errors.into_result("PersistentVolumeClaim", name_of(pvc))
 }
 
-/// A Kubernetes qualified name: `[prefix/]name`, the prefix a DNS
-/// subdomain, the name up to 63 alphanumerics, '-', '_' and '.', starting
-/// and ending alphanumeric.
-fn is_qualified_name(text: &str) -> bool {
-    let (prefix, name) = match text.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, text),
-    };
-    let name_ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    let prefix_ok = prefix.is_none_or(|p| {
-        let mut errors = Errors::default();
-        check_dns_subdomain(&mut errors, "", p);
-        errors.into_result("", "").is_ok()
-    });
-    name_ok && prefix_ok
-}
-
 fn validate_storage_class(sc: &Value, old: Option<&Value>) -> Result<(), Invalid> {
     let mut errors = Errors::default();
     validate_metadata(sc, old)?;
     match sc.get("provisioner").and_then(Value::as_str) {
         None | Some("") => errors.required("provisioner"),
-        Some(p) if !is_qualified_name(p) => errors.invalid(
-            "provisioner",
-            p,
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
-        ),
-        Some(_) => {}
+        Some(p) => {
+            for why in crate::admission::metadata::qualified_name(p) {
+                errors.invalid("provisioner", p, &why);
+            }
+        }
     }
     if let Some(policy) = sc.get("reclaimPolicy").and_then(Value::as_str)
         && !["Delete", "Retain"].contains(&policy)
