@@ -1,107 +1,19 @@
 //! The API router driven in-process with `oneshot`: status codes, Status
 //! bodies, negotiation, patches, dry runs, watches.
 
+mod router;
+
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
+use router::{TOKEN, api, pod};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use wasmkube::api::{ApiState, router};
 use wasmkube::registry::{Registry, Resources};
 use wasmkube::store::{RedbStore, StoreOptions};
-
-const TOKEN: &str = "test-token";
-
-struct Api {
-    router: Router,
-    _dir: tempfile::TempDir,
-}
-
-async fn api() -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(&dir.path().join("store.redb"), StoreOptions::default()).unwrap();
-    let registry = Registry::new(Arc::new(store), Resources::builtin());
-    let router = router(ApiState {
-        registry,
-        token: Some(TOKEN.into()),
-        logs: None,
-        exec: None,
-    });
-    let api = Api { router, _dir: dir };
-    let (code, _) = api
-        .send(
-            "POST",
-            "/api/v1/namespaces",
-            Some(json!({"metadata": {"name": "default"}})),
-            &[],
-        )
-        .await;
-    assert_eq!(code, StatusCode::CREATED);
-    api
-}
-
-fn pod(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {"containers": [{"name": "c", "image": "toolbox", "command": ["sleep", "100"]}]}})
-}
-
-impl Api {
-    async fn raw(&self, request: Request<Body>) -> axum::response::Response {
-        self.router.clone().oneshot(request).await.unwrap()
-    }
-
-    async fn send(
-        &self,
-        method: &str,
-        uri: &str,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> (StatusCode, Value) {
-        let (code, _, value) = self
-            .send_full(method, uri, body.map(|b| b.to_string()), headers)
-            .await;
-        (code, value)
-    }
-
-    async fn send_full(
-        &self,
-        method: &str,
-        uri: &str,
-        body: Option<String>,
-        headers: &[(&str, &str)],
-    ) -> (StatusCode, axum::http::HeaderMap, Value) {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
-        if body.is_some()
-            && !headers
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-        }
-        for (k, v) in headers {
-            request = request.header(*k, *v);
-        }
-        let response = self
-            .raw(
-                request
-                    .body(body.map(Body::from).unwrap_or_else(Body::empty))
-                    .unwrap(),
-            )
-            .await;
-        let code = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
-        (code, headers, value)
-    }
-}
 
 #[tokio::test]
 async fn requests_without_the_token_are_unauthorized() {
@@ -717,17 +629,6 @@ async fn exec_requests_that_cannot_run_get_a_status() {
         )
         .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
-async fn oversized_bodies_are_refused() {
-    let api = api().await;
-    let mut big = pod("big");
-    big["metadata"]["annotations"] = json!({"x": "y".repeat(4 * 1024 * 1024)});
-    let (code, _) = api
-        .send("POST", "/api/v1/namespaces/default/pods", Some(big), &[])
-        .await;
-    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]

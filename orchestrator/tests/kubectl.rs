@@ -114,6 +114,10 @@ fn apply_twice_replace_and_create_an_existing_object() {
     let server = Server::start();
     let file = server.manifest("web.yaml", SLEEPER);
     server.kubectl_ok(&["apply", "-f", &file]);
+    // Until it runs, the kubelet writes its status, and `kubectl replace`
+    // (a GET, then a PUT at that resourceVersion) would race those writes
+    // as it does on any cluster.
+    server.kubectl_ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=60s"]);
     assert_eq!(
         server.kubectl_ok(&["apply", "-f", &file]).trim(),
         "pod/web unchanged"
@@ -693,7 +697,7 @@ spec:
 #[test]
 fn pre_stop_hooks_run_on_deletion_within_the_grace_period() {
     let server = Server::start();
-    let out = server.data_dir().join("prestop-out");
+    let out = server.host_dir().join("prestop-out");
     let file = server.manifest(
         "prestop.yaml",
         &format!(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use server::{Server, text};
 
-/// The guide's PersistentVolume, its path moved into the test's data dir.
+/// The guide's PersistentVolume, its path moved into the test's host directory.
 fn persistent_volume(path: &str) -> String {
     format!(
         "kind: PersistentVolume
@@ -123,7 +123,7 @@ fn data_survives_the_pod(server: &Server) -> usize {
 #[test]
 fn the_guides_persistent_volume_binds_and_keeps_data_across_pods() {
     let server = Server::start();
-    let host = server.data_dir().join("my-persistent-volume");
+    let host = server.host_dir().join("my-persistent-volume");
     let pv = server.manifest("pv.yaml", &persistent_volume(&host.display().to_string()));
     server.kubectl_ok(&["apply", "-f", &pv]);
     server.wait_for(Duration::from_secs(20), || {
@@ -351,7 +351,7 @@ fn malformed_claims_are_refused_and_unbound_claims_wait() {
         "Pending"
     );
     // A volume appears: the claim binds and the pod starts.
-    let host = server.data_dir().join("late");
+    let host = server.host_dir().join("late");
     let pv = server.manifest("pv.yaml", &persistent_volume(&host.display().to_string()));
     server.kubectl_ok(&["apply", "-f", &pv]);
     bound(&server, "my-small-pvc");

@@ -2,6 +2,7 @@
 //! loopback when asked), and the admin kubeconfig that points kubectl at it.
 
 pub mod connections;
+mod parse_errors;
 pub mod pki;
 
 use std::future::Future;
@@ -128,9 +129,8 @@ pub async fn serve(
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                         {
                             Ok(Ok(tls)) => {
-                                builder
-                                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                                    .await
+                                let io = TokioIo::new(parse_errors::WithStatus::new(tls));
+                                builder.serve_connection_with_upgrades(io, service).await
                             }
                             Ok(Err(e)) => {
                                 tracing::debug!("TLS handshake failed: {e}");
@@ -143,9 +143,8 @@ pub async fn serve(
                         }
                     }
                     None => {
-                        builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                            .await
+                        let io = TokioIo::new(parse_errors::WithStatus::new(stream));
+                        builder.serve_connection_with_upgrades(io, service).await
                     }
                 };
                 if let Err(e) = result {

@@ -11,9 +11,14 @@ use std::time::{Duration, Instant};
 pub struct Server {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Scratch space on the host outside the data directory, for hostPath
+    /// volumes (pods may not mount the data directory).
+    host: tempfile::TempDir,
     node: String,
     /// More `serve` flags.
     extra: Vec<String>,
+    /// The server's open file limit (soft and hard), when a test sets one.
+    open_file_limit: Option<u64>,
 }
 
 /// The directory of the kubectl on PATH; the tests fail without one.
@@ -67,15 +72,51 @@ impl Server {
         let mut server = Server {
             child: None,
             dir,
+            host: tempfile::tempdir().unwrap(),
             node: "test-node".into(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            open_file_limit: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// A server whose process may open at most `limit` files (its soft and
+    /// hard limit both), as on a host with the usual limit of 1,024.
+    pub fn start_with_open_file_limit(limit: u64) -> Server {
+        kubectl_dir();
+        let mut server = Server {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            host: tempfile::tempdir().unwrap(),
+            node: "test-node".into(),
+            extra: Vec::new(),
+            open_file_limit: Some(limit),
         };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasmkube"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wasmkube"));
+        if let Some(limit) = self.open_file_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; the closure touches
+            // nothing else between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command
             .arg("--data-dir")
             .arg(self.dir.path())
             .args([
@@ -104,6 +145,44 @@ impl Server {
             "the server did not start: {seen}"
         );
         self.child = Some(child);
+    }
+
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
+    }
+
+    /// The server's resident memory, from /proc, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// What a client needs from the kubeconfig: the API's address, the CA
+    /// (PEM) and the bearer token.
+    pub fn client_config(&self) -> (std::net::SocketAddr, String, String) {
+        use base64::Engine;
+        let config = std::fs::read_to_string(self.kubeconfig()).unwrap();
+        let field = |name: &str| {
+            config
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| panic!("{name} in the kubeconfig"))
+        };
+        let server = field("server:");
+        let address = server
+            .trim_start_matches("https://")
+            .parse()
+            .expect("the API's address");
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(field("certificate-authority-data:"))
+            .unwrap();
+        (address, String::from_utf8(ca).unwrap(), field("token:"))
     }
 
     pub fn node_name(&self) -> &str {
@@ -211,6 +290,12 @@ impl Server {
 
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A directory of the host's for `hostPath` volumes, outside the data
+    /// directory.
+    pub fn host_dir(&self) -> &Path {
+        self.host.path()
     }
 }
 

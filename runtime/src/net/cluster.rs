@@ -119,14 +119,20 @@ impl ClusterNet {
 
     /// Whether a guest may connect straight to `to`, outside the cluster.
     fn egress_allowed(&self, to: SocketAddr) -> bool {
-        if !address::may_leave_host(to.ip()) {
-            return false;
-        }
+        address::may_leave_host(to.ip()) && !self.is_host_only(to)
+    }
+
+    /// Whether `to` is one of the host's servers pods reach only through
+    /// a Service.
+    fn is_host_only(&self, to: SocketAddr) -> bool {
+        let to = SocketAddr::new(address::canonical(to.ip()), to.port());
         let host_only = self.host_only.read().unwrap_or_else(|e| e.into_inner());
-        !host_only.iter().any(|listener| {
+        host_only.iter().any(|listener| {
+            let ip = address::canonical(listener.ip());
             listener.port() == to.port()
-                && (address::canonical(listener.ip()) == to.ip()
-                    || (listener.ip().is_unspecified() && address::is_host_address(to.ip())))
+                && (ip == to.ip()
+                    || (ip.is_unspecified()
+                        && (address::is_pod_local(to.ip()) || address::is_host_address(to.ip()))))
         })
     }
 
@@ -174,13 +180,15 @@ impl ClusterNet {
         let count = backends.endpoints.len();
         let start = backends.next.fetch_add(1, Ordering::Relaxed);
         // Skip endpoints whose pod is gone; an endpoint outside the
-        // cluster's networks (the API's own) is reached from the host.
+        // cluster's networks is reached from the host if it is egress, or
+        // the API's own listener (the `kubernetes` Service).
         (0..count)
             .map(|i| backends.endpoints[(start + i) % count])
             .find_map(|e| match self.lookup(e.ip()) {
                 Some(pod) => Some(Route::Pod(pod, e.port())),
                 None if self.is_internal(e.ip()) => None,
-                None => Some(Route::Outside(e)),
+                None if self.egress_allowed(e) || self.is_host_only(e) => Some(Route::Outside(e)),
+                None => None,
             })
             .unwrap_or(Route::Refused)
     }
@@ -263,11 +271,21 @@ mod tests {
             cluster.route(addr("192.0.2.1:80")),
             Route::Outside(_)
         ));
-        // A Service endpoint outside them (the API's) is reached from the host.
+        // A Service endpoint outside them is reached from the host.
         cluster.set_service(vip, HashMap::from([(443, vec![addr("192.0.2.7:6443")])]));
         assert!(matches!(
             cluster.route(addr("10.96.0.10:443")),
             Route::Outside(to) if to == addr("192.0.2.7:6443")
+        ));
+        // An endpoint on the host's loopback is not egress (a selector-less
+        // Service pointing at a host-only port), unless it is the API's.
+        cluster.set_service(vip, HashMap::from([(22, vec![addr("127.0.0.1:22")])]));
+        assert_eq!(routed(&cluster, "10.96.0.10:22"), None);
+        cluster.set_host_only(vec![addr("127.0.0.1:6443")]);
+        cluster.set_service(vip, HashMap::from([(443, vec![addr("127.0.0.1:6443")])]));
+        assert!(matches!(
+            cluster.route(addr("10.96.0.10:443")),
+            Route::Outside(to) if to == addr("127.0.0.1:6443")
         ));
         assert_eq!(routed(&cluster, "10.244.0.2:9"), Some((a.ip().unwrap(), 9)));
     }

@@ -489,7 +489,10 @@ fn nc_udp(ctx: &mut Ctx, listen: bool, operands: &[String], timeout: Option<Dura
         ctx.error("nc", &format!("bad address '{host}:{port}'"));
         return 1;
     };
-    let socket = match std::net::UdpSocket::bind(("0.0.0.0", 0)) {
+    // A socket of the address's family: an IPv6 address is sent to from
+    // an IPv6 socket.
+    let any = if address.is_ipv6() { "::" } else { "0.0.0.0" };
+    let socket = match std::net::UdpSocket::bind((any, 0)) {
         Ok(s) => s,
         Err(e) => {
             ctx.error("nc", &format!("bind: {}", describe(&e)));
@@ -500,15 +503,27 @@ fn nc_udp(ctx: &mut Ctx, listen: bool, operands: &[String], timeout: Option<Dura
         ctx.error("nc", &describe(&e));
         return 1;
     }
-    let _ = socket.set_read_timeout(Some(timeout.unwrap_or(Duration::from_secs(5))));
-    match socket.recv_from(&mut buf) {
-        Ok((n, _)) => {
-            let _ = ctx.out().write_all(&buf[..n]);
-            0
-        }
-        Err(e) => {
-            ctx.error("nc", &describe(&e));
-            1
+    // A read timeout on a UDP socket is not honoured under WASI: the
+    // answer is waited for by polling a non-blocking socket instead.
+    let deadline = std::time::Instant::now() + timeout.unwrap_or(Duration::from_secs(5));
+    let _ = socket.set_nonblocking(true);
+    loop {
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                let _ = ctx.out().write_all(&buf[..n]);
+                return 0;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= deadline {
+                    ctx.error("nc", "no answer before the timeout");
+                    return 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                ctx.error("nc", &describe(&e));
+                return 1;
+            }
         }
     }
 }
