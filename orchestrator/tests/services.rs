@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use server::Server;
+use server::{Server, text};
 
 const SERVICE: &str = "kind: Service
 apiVersion: v1
@@ -340,15 +340,20 @@ fn a_load_balancer_is_served_on_the_host_at_its_port() {
 }
 
 /// A Service without a selector whose EndpointSlice points outside the
-/// cluster (here, a server on the host): guests reach it by name, over
-/// real TCP from the host.
+/// cluster is reached over real TCP from the host: the `kubernetes`
+/// Service (the API's listener) is. One pointing at a server on the host's
+/// own loopback is not: that is the host, not egress (Kubernetes refuses
+/// such endpoint addresses outright).
 #[test]
-fn a_service_with_an_outside_endpoint_is_reached_from_a_pod() {
+fn a_service_with_an_outside_endpoint_is_reached_only_where_egress_may_go() {
     let server = Server::start();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reached.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let Ok(mut stream) = stream else { continue };
             let mut request = [0u8; 1024];
             let _ = stream.read(&mut request);
@@ -363,17 +368,38 @@ fn a_service_with_an_outside_endpoint_is_reached_from_a_pod() {
     let manifest = server.manifest(
         "outside.yaml",
         &format!(
-            "apiVersion: v1\nkind: Service\nmetadata:\n  name: outside\nspec:\n  ports: [{{port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: outside-1\n  labels: {{kubernetes.io/service-name: outside}}\naddressType: IPv4\nports: [{{port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: client\nspec:\n  restartPolicy: OnFailure\n  containers:\n  - name: c\n    image: toolbox\n    command: [wget, -qO-, http://outside/]\n"
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: outside\nspec:\n  ports: [{{port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: outside-1\n  labels: {{kubernetes.io/service-name: outside}}\naddressType: IPv4\nports: [{{port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: client\nspec:\n  restartPolicy: Never\n  containers:\n  - name: api\n    image: toolbox\n    command: [nc, -z, -w, '5', kubernetes.default, '443']\n  - name: outside\n    image: toolbox\n    command: [wget, -q, -T, '5', -O-, http://outside/]\n"
         ),
     );
     server.kubectl_ok(&["apply", "-f", &manifest]);
+    let mut pod = serde_json::Value::Null;
     server.wait_for(Duration::from_secs(60), || {
-        server
-            .kubectl_ok(&["get", "pod", "client"])
-            .contains("Completed")
+        pod = server.json(&["get", "pod", "client"]);
+        let phase = text(&pod, "/status/phase");
+        phase == "Succeeded" || phase == "Failed"
     });
-    let logs = server.kubectl_ok(&["logs", "client"]);
-    assert_eq!(logs, "hello from the host\n");
+    let exit = |name: &str| {
+        pod["status"]["containerStatuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c.pointer("/state/terminated/exitCode"))
+            .and_then(serde_json::Value::as_i64)
+    };
+    assert_eq!(
+        exit("api"),
+        Some(0),
+        "the API is reached through its Service: {pod}"
+    );
+    assert_ne!(
+        exit("outside"),
+        Some(0),
+        "the host's loopback is not: {pod}"
+    );
+    let logs = server.kubectl(&["logs", "client", "-c", "outside"]);
+    assert!(!String::from_utf8_lossy(&logs.stdout).contains("hello from the host"));
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
 /// `http-hello`, a `wasi:http/proxy` component, served on its named port:

@@ -229,8 +229,9 @@ async fn outgoing_http_requests_reach_pods_and_services_by_name() {
         assert!(body.contains("version: 1.0.2"), "{url}: {body}");
     }
 
-    // A Service endpoint outside the cluster networks is reached from the
-    // host, as the API's endpoint is.
+    // A Service endpoint on the host's own loopback is no egress: refused,
+    // unless it is the API's listener (declared host-only), which pods
+    // reach through its Service.
     let host = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_port = host.local_addr().unwrap().port();
     let answering = tokio::spawn(async move {
@@ -257,8 +258,16 @@ async fn outgoing_http_requests_reach_pods_and_services_by_name() {
         .into(),
     );
     let (head, body) = fetch_through(&front, "http://10.96.202.2:9000/from-pod").await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}\n{body}");
+    assert!(body.contains("ConnectionRefused"), "{body}");
+    net.set_host_only(vec![format!("127.0.0.1:{host_port}").parse().unwrap()]);
+    let (head, body) = fetch_through(&front, "http://10.96.202.2:9000/from-pod").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
     assert!(body.contains("host saw GET /from-pod HTTP/1.1"), "{body}");
+    // Straight to the listener, not through the Service: refused.
+    let (head, body) = fetch_through(&front, &format!("http://127.0.0.1:{host_port}/")).await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}\n{body}");
+    net.set_host_only(Vec::new());
     net.remove_service(outside_ip);
     answering.abort();
 

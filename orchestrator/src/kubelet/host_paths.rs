@@ -73,6 +73,27 @@ impl HostPathPolicy {
     /// Opens the directory at `path` for a pod, making it first with
     /// [`Missing::Create`], if the rules allow where it really is.
     pub fn open(&self, path: &Path, missing: Missing) -> Result<HostDir, Refused> {
+        self.open_checked(path, missing, |asked, real| self.check(asked, real))
+    }
+
+    /// Opens the directory of a persistent volume: the same rules, but the
+    /// volumes the server's provisioner made under its data directory are
+    /// its to mount.
+    pub fn open_claimed(&self, path: &Path, missing: Missing) -> Result<HostDir, Refused> {
+        self.open_checked(path, missing, |asked, real| match &self.provisioned {
+            Some(provisioned) if real.starts_with(provisioned) && real != provisioned => Ok(()),
+            _ => self.check(asked, real),
+        })
+    }
+
+    /// Opens `path` (made first where missing, if asked), checking where
+    /// it would be before anything is made and where it is once opened.
+    fn open_checked(
+        &self,
+        path: &Path,
+        missing: Missing,
+        check: impl Fn(&Path, &Path) -> Result<(), Refused>,
+    ) -> Result<HostDir, Refused> {
         let (base, rest) = existing_base(path)?;
         if !rest.as_os_str().is_empty() && missing == Missing::Refuse {
             return Err(Refused::Unavailable(format!(
@@ -81,31 +102,13 @@ impl HostPathPolicy {
             )));
         }
         let base = HostDir::open(&base).map_err(|e| describe(path, &e))?;
-        // Where it is, or would be once made: checked before anything is.
-        let target = base.real_path().join(&rest);
-        self.check(path, &target)?;
+        check(path, &base.real_path().join(&rest))?;
         let held = if rest.as_os_str().is_empty() {
             base
         } else {
             base.make_below(&rest).map_err(|e| describe(path, &e))?
         };
-        self.check(path, held.real_path())?;
-        Ok(held)
-    }
-
-    /// Opens the directory of a persistent volume: the same rules, but the
-    /// volumes the server's provisioner made under its data directory are
-    /// its to mount.
-    pub fn open_claimed(&self, path: &Path) -> Result<HostDir, Refused> {
-        let held = HostDir::open(path).map_err(|e| describe(path, &e))?;
-        let real = held.real_path();
-        if let Some(provisioned) = &self.provisioned
-            && real.starts_with(provisioned)
-            && real != provisioned
-        {
-            return Ok(held);
-        }
-        self.check(path, real)?;
+        check(path, held.real_path())?;
         Ok(held)
     }
 
@@ -247,9 +250,19 @@ mod tests {
         assert!(open.open(&host.root.join("other"), Missing::Refuse).is_ok());
         // Its provisioner's volumes are mounted through their claims.
         let provisioned = host.root.join("data/volumes");
-        assert!(open.open_claimed(&provisioned.join("pvc-1")).is_ok());
-        assert!(open.open_claimed(&provisioned).is_err());
-        assert!(open.open_claimed(&host.root.join("data")).is_err());
+        assert!(
+            open.open_claimed(&provisioned.join("pvc-1"), Missing::Refuse)
+                .is_ok()
+        );
+        assert!(
+            open.open_claimed(&provisioned.join("pvc-2"), Missing::Create)
+                .is_ok()
+        );
+        assert!(open.open_claimed(&provisioned, Missing::Refuse).is_err());
+        assert!(
+            open.open_claimed(&host.root.join("data"), Missing::Refuse)
+                .is_err()
+        );
     }
 
     #[test]

@@ -422,21 +422,14 @@ fn claimed_dir(
         .persistent_volume(&pv_name)
         .ok_or_else(|| mount(format!("persistentvolume {pv_name:?} not found")))?;
     let spec = pv.spec.unwrap_or_default();
-    let path = if let Some(host) = spec.host_path {
-        let path = PathBuf::from(&host.path);
-        match host.type_.as_deref().unwrap_or("") {
-            "" | "DirectoryOrCreate" => {
-                // Made where the rules allow, then held as any claim's is.
-                options
-                    .host_paths
-                    .open(&path, Missing::Create)
-                    .map_err(|refused| mount(refused.to_string()))?;
-            }
-            _ => {}
-        }
-        path
+    let (path, missing) = if let Some(host) = spec.host_path {
+        let missing = match host.type_.as_deref().unwrap_or("") {
+            "" | "DirectoryOrCreate" => Missing::Create,
+            _ => Missing::Refuse,
+        };
+        (PathBuf::from(&host.path), missing)
     } else if let Some(local) = spec.local {
-        PathBuf::from(local.path)
+        (PathBuf::from(local.path), Missing::Refuse)
     } else {
         return Err(Error::Unsupported(Unsupported {
             pod: String::new(),
@@ -446,7 +439,7 @@ fn claimed_dir(
     };
     options
         .host_paths
-        .open_claimed(&path)
+        .open_claimed(&path, missing)
         .map_err(|refused| mount(refused.to_string()))
 }
 
