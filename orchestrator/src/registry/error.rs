@@ -54,6 +54,10 @@ pub enum Error {
     /// answers a failed patch.
     #[error("{0}")]
     Unprocessable(String),
+    /// A request the server could not read at all (414 URI too long, 431
+    /// headers too large).
+    #[error("{1}")]
+    Unreadable(u16, String),
     #[error("{0}")]
     Gone(String),
     #[error("the server could not find the requested resource")]
@@ -72,6 +76,7 @@ impl Error {
             Error::AlreadyExists { .. } | Error::Conflict { .. } => 409,
             Error::Invalid(..) | Error::Unprocessable(_) => 422,
             Error::BadRequest(_) => 400,
+            Error::Unreadable(code, _) => *code,
             Error::Forbidden(_) => 403,
             Error::Unauthorized(_) => 401,
             Error::MethodNotAllowed(_) => 405,
@@ -90,7 +95,7 @@ impl Error {
             Error::AlreadyExists { .. } => "AlreadyExists",
             Error::Conflict { .. } => "Conflict",
             Error::Invalid(..) | Error::Unprocessable(_) => "Invalid",
-            Error::BadRequest(_) => "BadRequest",
+            Error::BadRequest(_) | Error::Unreadable(..) => "BadRequest",
             Error::Forbidden(_) => "Forbidden",
             Error::Unauthorized(_) => "Unauthorized",
             Error::MethodNotAllowed(_) => "MethodNotAllowed",

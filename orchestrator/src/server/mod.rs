@@ -9,7 +9,6 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use axum::Router;

@@ -53,17 +53,9 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
     } else {
         return None;
     };
-    let status = serde_json::json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": "BadRequest",
-        "code": code,
-        "details": {},
-    })
-    .to_string();
+    let status = crate::registry::Error::Unreadable(code, message.into())
+        .status()
+        .to_string();
     Some(
         format!(
             "HTTP/1.1 {line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{status}",
