@@ -205,6 +205,7 @@ impl Cluster {
     /// Points the `kubernetes` Service at the API served on `address`
     /// (its Endpoints, its EndpointSlice and its target port), as the API
     /// server's endpoint reconciler does.
+    ///
     /// Pods reach the API only through that Service: straight to the
     /// listener (on any of the host's addresses) is refused.
     pub async fn publish_api(&self, address: SocketAddr) -> Result<(), registry::Error> {

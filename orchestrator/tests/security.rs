@@ -111,13 +111,7 @@ fn guests_never_reach_the_hosts_loopback() {
         "hello.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hello\nspec:\n  containers:\n  - name: hello\n    image: http-hello\n    ports: [{containerPort: 8080}]\n    readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1}\n",
     );
-    server.kubectl_ok(&["apply", "-f", &manifest]);
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/hello",
-        "--timeout=60s",
-    ]);
+    server.apply_ready(&manifest, "hello");
     // The probe is sound: the listener answers a connection from the host.
     let mut answer = String::new();
     TcpStream::connect((Ipv4Addr::LOCALHOST, host.tcp_port))
@@ -267,13 +261,7 @@ fn secrets_and_the_data_dir_are_private_to_the_server() {
         "--from-literal=key=s3cr3t-value",
     ]);
     let manifest = server.manifest("reader.yaml", SECRET_POD);
-    server.kubectl_ok(&["apply", "-f", &manifest]);
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/reader",
-        "--timeout=60s",
-    ]);
+    server.apply_ready(&manifest, "reader");
     assert_eq!(
         server.kubectl_ok(&["exec", "reader", "--", "cat", "/etc/api/key"]),
         "s3cr3t-value"
@@ -332,13 +320,7 @@ fn host_paths_cannot_escape_by_symlink_or_reach_the_data_dir() {
     assert!(!Path::new("/wasmkube-made-this").exists());
     // A real directory under the allowed one works.
     let inside = server.manifest("inside.yaml", &pod("inside", &ok.join("data")));
-    server.kubectl_ok(&["apply", "-f", &inside]);
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/inside",
-        "--timeout=60s",
-    ]);
+    server.apply_ready(&inside, "inside");
 
     // Without the flag: the data dir, what is in it and what holds it
     // are refused, by path or by symlink.

@@ -32,7 +32,7 @@ const OBJECT_MEDIA_TYPES: &str =
     "application/json, application/yaml, application/vnd.kubernetes.protobuf";
 
 /// A whole request body of at most [`MAX_BODY_BYTES`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub struct ApiBody(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for ApiBody {
@@ -44,14 +44,6 @@ impl<S: Send + Sync> FromRequest<S> for ApiBody {
             .await
             .map(ApiBody)
             .map_err(IntoResponse::into_response)
-    }
-}
-
-impl std::ops::Deref for ApiBody {
-    type Target = Bytes;
-
-    fn deref(&self) -> &Bytes {
-        &self.0
     }
 }
 

@@ -45,8 +45,6 @@ pub struct HostPathPolicy {
     allowed: Option<Arc<[PathBuf]>>,
     /// The server's data directory, as it really is.
     data_dir: Option<PathBuf>,
-    /// Its provisioner's volumes, as they really are.
-    provisioned: Option<PathBuf>,
 }
 
 /// How a directory is found.
@@ -66,7 +64,6 @@ impl HostPathPolicy {
         HostPathPolicy {
             allowed: allowed.map(|dirs| dirs.iter().map(|d| real(d)).collect()),
             data_dir: Some(real(data_dir)),
-            provisioned: Some(provisioned_dir(&real(data_dir))),
         }
     }
 
@@ -80,7 +77,8 @@ impl HostPathPolicy {
     /// volumes the server's provisioner made under its data directory are
     /// its to mount.
     pub fn open_claimed(&self, path: &Path, missing: Missing) -> Result<HostDir, Refused> {
-        self.open_checked(path, missing, |asked, real| match &self.provisioned {
+        let provisioned = self.data_dir.as_deref().map(provisioned_dir);
+        self.open_checked(path, missing, |asked, real| match &provisioned {
             Some(provisioned) if real.starts_with(provisioned) && real != provisioned => Ok(()),
             _ => self.check(asked, real),
         })

@@ -178,9 +178,6 @@ impl Error {
                 name,
                 why: "the object has been modified; please apply your changes to the latest version and try again".into(),
             },
-            store::Error::Gone { requested, oldest } => {
-                Error::Gone(format!("too old resource version: {requested} ({oldest})"))
-            }
             other => Error::from(other),
         }
     }

@@ -342,10 +342,11 @@ impl Queued {
                     key: key.clone(),
                     source,
                 })?;
-                if encoded.len_with_revision() > super::MAX_OBJECT_BYTES {
+                let size = encoded.len_with_revision();
+                if size > super::MAX_OBJECT_BYTES {
                     return Err(Error::TooLarge {
                         key: key.clone(),
-                        size: encoded.len_with_revision(),
+                        size,
                         limit: super::MAX_OBJECT_BYTES,
                     });
                 }

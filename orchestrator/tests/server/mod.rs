@@ -225,6 +225,18 @@ impl Server {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `kubectl apply -f FILE`, then waits (up to a minute) for `pod` to
+    /// be Ready.
+    pub fn apply_ready(&self, file: &str, pod: &str) {
+        self.kubectl_ok(&["apply", "-f", file]);
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{pod}"),
+            "--timeout=60s",
+        ]);
+    }
+
     /// `kubectl ARGS -o json`, parsed.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();

@@ -187,7 +187,9 @@ impl ClusterNet {
             .find_map(|e| match self.lookup(e.ip()) {
                 Some(pod) => Some(Route::Pod(pod, e.port())),
                 None if self.is_internal(e.ip()) => None,
-                None if self.egress_allowed(e) || self.is_host_only(e) => Some(Route::Outside(e)),
+                None if address::may_leave_host(e.ip()) || self.is_host_only(e) => {
+                    Some(Route::Outside(e))
+                }
                 None => None,
             })
             .unwrap_or(Route::Refused)
