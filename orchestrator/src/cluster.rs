@@ -102,9 +102,6 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// The namespaces every cluster has.
-const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
-
 impl Cluster {
     /// Opens the store, creates the system objects, registers the node and
     /// starts the control loops.
@@ -225,7 +222,6 @@ impl Cluster {
                 API_SERVICE,
                 None,
                 &options,
-                None,
                 |current| {
                     let mut next = current.clone();
                     next["spec"]["ports"][0]["targetPort"] = json!(port);
@@ -267,7 +263,6 @@ impl Cluster {
                             API_SERVICE,
                             None,
                             &options,
-                            None,
                             |current| {
                                 let mut next = body.clone();
                                 next["metadata"] = current["metadata"].clone();
@@ -308,7 +303,7 @@ const API_SERVICE: &str = "kubernetes";
 
 async fn bootstrap(registry: &Registry) -> Result<(), registry::Error> {
     let namespaces = registry.resource("", "Namespace");
-    for name in SYSTEM_NAMESPACES {
+    for name in crate::registry::SYSTEM_NAMESPACES {
         if registry.find(&namespaces, None, name)?.is_none() {
             let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
             match registry

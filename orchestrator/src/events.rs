@@ -193,7 +193,7 @@ impl Recorder {
         if let Some((ns, name)) = existing {
             let updated = self
                 .registry
-                .update_with(&events, Some(&ns), &name, None, &options, None, |current| {
+                .update_with(&events, Some(&ns), &name, None, &options, |current| {
                     let mut next = current.clone();
                     let count = next.get("count").and_then(Value::as_i64).unwrap_or(1);
                     next["count"] = json!(count + 1);

@@ -298,7 +298,7 @@ async fn bind(
         .and_then(Value::as_str)
         .unwrap_or("");
     let result = registry
-        .update_with(&pods, namespace, name, Some("binding"), &WriteOptions::manager(NAME), None, |current| {
+        .update_with(&pods, namespace, name, Some("binding"), &WriteOptions::manager(NAME), |current| {
             let mut next = current.clone();
             if !next.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").is_empty() {
                 return Err(crate::registry::Error::Conflict {
@@ -351,7 +351,6 @@ async fn mark_unschedulable(
             name,
             Some("status"),
             &WriteOptions::manager(NAME),
-            None,
             |current| {
                 let mut next = current.clone();
                 set_condition(&mut next, condition.clone());

@@ -8,8 +8,6 @@
 
 use std::sync::OnceLock;
 
-use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, Patch, Status};
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
@@ -219,20 +217,9 @@ const PATCH_STRATEGIES: &[(&str, &str, &str, Option<&str>)] = &[
     ),
 ];
 
-/// `(schema, group, version, kind)` of every top-level type served.
-const KINDS: &[(&str, &str, &str, &str)] = &[
-    ("io.k8s.api.core.v1.Pod", "", "v1", "Pod"),
-    ("io.k8s.api.core.v1.Namespace", "", "v1", "Namespace"),
-    ("io.k8s.api.core.v1.Node", "", "v1", "Node"),
-    ("io.k8s.api.core.v1.Event", "", "v1", "Event"),
-    ("io.k8s.api.core.v1.Service", "", "v1", "Service"),
-    ("io.k8s.api.core.v1.Endpoints", "", "v1", "Endpoints"),
-    (
-        "io.k8s.api.discovery.v1.EndpointSlice",
-        "discovery.k8s.io",
-        "v1",
-        "EndpointSlice",
-    ),
+/// `(schema, group, version, kind)` of the API's own types that are not
+/// resources (every resource's come from its descriptor).
+const API_TYPES: &[(&str, &str, &str, &str)] = &[
     (
         "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
         "",
@@ -255,19 +242,20 @@ pub fn definitions() -> &'static Map<String, Value> {
 
 fn build() -> Map<String, Value> {
     let mut generator = SchemaSettings::openapi3().into_generator();
-    generator.subschema_for::<Pod>();
-    generator.subschema_for::<Namespace>();
-    generator.subschema_for::<Node>();
-    generator.subschema_for::<Event>();
-    generator.subschema_for::<Service>();
-    generator.subschema_for::<Endpoints>();
-    generator.subschema_for::<EndpointSlice>();
+    let resources = crate::registry::kinds::all();
+    for resource in &resources {
+        (resource.hooks.typed.schema)(&mut generator);
+    }
     generator.subschema_for::<Status>();
     generator.subschema_for::<DeleteOptions>();
     generator.subschema_for::<Patch>();
     let mut definitions = generator.take_definitions(true);
-    for (schema, group, version, kind) in KINDS {
-        if let Some(definition) = definitions.get_mut(*schema).and_then(Value::as_object_mut) {
+    let kinds = resources
+        .iter()
+        .map(|r| (r.schema, r.group, r.version, r.kind))
+        .chain(API_TYPES.iter().copied());
+    for (schema, group, version, kind) in kinds {
+        if let Some(definition) = definitions.get_mut(schema).and_then(Value::as_object_mut) {
             definition.insert(
                 "x-kubernetes-group-version-kind".into(),
                 json!([{"group": group, "version": version, "kind": kind}]),
@@ -347,5 +335,22 @@ mod tests {
         assert_eq!(volumes["x-kubernetes-patch-strategy"], "merge,retainKeys");
         let env = field(resolve(&containers["items"]), "env").unwrap();
         assert_eq!(env["x-kubernetes-patch-merge-key"], "name");
+    }
+
+    #[test]
+    fn every_served_kind_has_its_schema() {
+        for resource in crate::registry::kinds::all() {
+            let schema =
+                named(resource.schema).unwrap_or_else(|| panic!("no schema for {}", resource.kind));
+            assert_eq!(
+                schema["x-kubernetes-group-version-kind"][0]["kind"], resource.kind,
+                "{}",
+                resource.schema
+            );
+        }
+        let deployment = named("io.k8s.api.apps.v1.Deployment").unwrap();
+        let template = field(field(deployment, "spec").unwrap(), "template").unwrap();
+        let containers = field(field(template, "spec").unwrap(), "containers").unwrap();
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
     }
 }

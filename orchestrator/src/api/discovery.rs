@@ -198,6 +198,7 @@ pub fn resource_list(resources: &Resources, group: &str, version: &str) -> Optio
             "namespaced": resource.namespaced,
             "kind": resource.kind,
             "verbs": resource.verbs,
+            "storageVersionHash": storage_version_hash(resource),
         });
         if !resource.short_names.is_empty() {
             entry["shortNames"] = json!(resource.short_names);
@@ -232,4 +233,14 @@ pub fn resource_list(resources: &Resources, group: &str, version: &str) -> Optio
         "groupVersion": group_version,
         "resources": list,
     }))
+}
+
+/// The API server's storage version hash: the first 8 bytes of the SHA-256
+/// of `group/version/kind`, in base64. Clients compare it to notice a
+/// resource's storage version changing.
+fn storage_version_hash(resource: &Resource) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let gvk = format!("{}/{}/{}", resource.group, resource.version, resource.kind);
+    base64::engine::general_purpose::STANDARD.encode(&Sha256::digest(gvk.as_bytes())[..8])
 }

@@ -62,6 +62,7 @@ impl std::fmt::Debug for ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/version", get(version))
+        .route("/version/", get(version))
         .route("/healthz", get(healthy))
         .route("/livez", get(healthy))
         .route("/readyz", get(healthy))
@@ -91,7 +92,7 @@ pub fn router(state: ApiState) -> Router {
 async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let open = matches!(
         request.uri().path(),
-        "/healthz" | "/livez" | "/readyz" | "/version"
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/"
     );
     if let Some(token) = &state.token
         && !open

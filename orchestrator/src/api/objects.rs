@@ -412,10 +412,13 @@ async fn serve(
         (&Method::DELETE, Some(name), None) => {
             verb_allowed(resource, "delete")?;
             let options = delete_options(&query, &headers, &body)?;
-            let object = match registry.delete(resource, namespace, name, &options).await? {
+            let answer = match registry.delete(resource, namespace, name, &options).await? {
+                Deleted::Gone(object) if !resource.returns_deleted => {
+                    deleted_status(resource, &object)
+                }
                 Deleted::Gone(object) | Deleted::Pending(object) => object,
             };
-            Ok(json_response(StatusCode::OK, &object))
+            Ok(json_response(StatusCode::OK, &answer))
         }
         (&Method::DELETE, None, None) => {
             verb_allowed(resource, "deletecollection")?;
@@ -567,4 +570,21 @@ async fn logs(state: &ApiState, pod: &Value, query: &Query) -> Result<Response> 
         Ok::<_, std::convert::Infallible>,
     ));
     Ok(([(header::CONTENT_TYPE, "text/plain")], body).into_response())
+}
+
+/// What a DELETE that removed the object answers, for kinds whose storage
+/// does not return the object: a success Status naming what went.
+fn deleted_status(resource: &Resource, object: &Value) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {
+            "name": object.pointer("/metadata/name"),
+            "group": resource.group,
+            "kind": resource.plural,
+            "uid": object.pointer("/metadata/uid"),
+        },
+    })
 }

@@ -87,23 +87,16 @@ pub async fn write(
     }
     // A Scale that names a resourceVersion is a precondition on the object,
     // checked in the same write.
-    let precondition = text(&wanted, "/metadata/resourceVersion")
-        .parse::<u64>()
-        .ok();
+    let precondition = text(&wanted, "/metadata/resourceVersion").to_string();
     let written = registry
-        .update_with(
-            resource,
-            namespace,
-            name,
-            None,
-            options,
-            precondition,
-            |object| {
-                let mut next = object.clone();
-                next["spec"]["replicas"] = json!(replicas);
-                Ok(next)
-            },
-        )
+        .update_with(resource, namespace, name, None, options, |object| {
+            let mut next = object.clone();
+            next["spec"]["replicas"] = json!(replicas);
+            if !precondition.is_empty() {
+                next["metadata"]["resourceVersion"] = json!(precondition);
+            }
+            Ok(next)
+        })
         .await?;
     Ok(of(&written.object))
 }

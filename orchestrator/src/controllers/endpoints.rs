@@ -409,28 +409,20 @@ async fn write_endpoints(
                 return Ok(());
             }
             registry
-                .update_with(
-                    resource,
-                    Some(namespace),
-                    name,
-                    None,
-                    &options,
-                    None,
-                    |now| {
-                        let mut next = now.clone();
-                        next["metadata"]["labels"] = json!(labels);
-                        match next.as_object_mut() {
-                            Some(o) if subsets.is_empty() => {
-                                o.remove("subsets");
-                            }
-                            Some(o) => {
-                                o.insert("subsets".into(), json!(subsets));
-                            }
-                            None => {}
+                .update_with(resource, Some(namespace), name, None, &options, |now| {
+                    let mut next = now.clone();
+                    next["metadata"]["labels"] = json!(labels);
+                    match next.as_object_mut() {
+                        Some(o) if subsets.is_empty() => {
+                            o.remove("subsets");
                         }
-                        Ok(next)
-                    },
-                )
+                        Some(o) => {
+                            o.insert("subsets".into(), json!(subsets));
+                        }
+                        None => {}
+                    }
+                    Ok(next)
+                })
                 .await
                 .map(drop)
         }
@@ -504,7 +496,6 @@ async fn write_slices(
                         &slice_name,
                         None,
                         &options,
-                        None,
                         |now| {
                             let mut next = now.clone();
                             next["metadata"]["labels"] = json!(labels);

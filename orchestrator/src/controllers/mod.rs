@@ -35,7 +35,6 @@ pub async fn edit(
             text(object, "/metadata/name"),
             subresource,
             &WriteOptions::manager(manager),
-            None,
             |current| {
                 let mut next = current.clone();
                 change(&mut next);

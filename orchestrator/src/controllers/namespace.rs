@@ -75,7 +75,6 @@ async fn reconcile(registry: &Registry, namespace: &Value) -> Result<()> {
             name,
             Some("finalize"),
             &WriteOptions::manager(NAME),
-            None,
             |current| {
                 let mut next = current.clone();
                 next["spec"]["finalizers"] = json!([]);

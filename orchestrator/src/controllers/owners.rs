@@ -79,7 +79,6 @@ pub async fn adopt(
             &name,
             None,
             &WriteOptions::manager(manager),
-            None,
             |current| {
                 let mut next = current.clone();
                 if controller_uid(current).is_some() || deleting(current) {

@@ -123,19 +123,11 @@ pub async fn register(
     }
     let fresh = status(name, max_pods, &since);
     registry
-        .update_with(
-            &nodes,
-            None,
-            name,
-            Some("status"),
-            &options,
-            None,
-            |current| {
-                let mut next = current.clone();
-                next["status"] = fresh.clone();
-                Ok(next)
-            },
-        )
+        .update_with(&nodes, None, name, Some("status"), &options, |current| {
+            let mut next = current.clone();
+            next["status"] = fresh.clone();
+            Ok(next)
+        })
         .await?;
     Ok(())
 }
@@ -151,7 +143,6 @@ pub async fn heartbeat(registry: &Registry, name: &str) -> Result<()> {
             name,
             Some("status"),
             &WriteOptions::manager("kubelet"),
-            None,
             |current| {
                 let mut next = current.clone();
                 if let Some(conditions) = next

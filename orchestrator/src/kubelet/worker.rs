@@ -948,7 +948,6 @@ async fn update_status(kubelet: &Kubelet, pod: &Value, change: impl Fn(&mut Valu
             name,
             Some("status"),
             &WriteOptions::manager("kubelet"),
-            None,
             |existing| {
                 if existing.pointer("/metadata/uid").cloned() != uid {
                     return Err(crate::registry::Error::NotFound {
@@ -1032,7 +1031,6 @@ async fn report_waiting(
             name,
             Some("status"),
             &WriteOptions::manager("kubelet"),
-            None,
             |existing| {
                 let mut next = existing.clone();
                 next["status"]["containerStatuses"] = json!(statuses);

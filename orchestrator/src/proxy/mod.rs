@@ -301,7 +301,6 @@ impl Proxy {
                 text(service, "/metadata/name"),
                 Some("status"),
                 &WriteOptions::manager(NAME),
-                None,
                 |current| {
                     let mut next = current.clone();
                     next["status"]["loadBalancer"] = ingress.clone();

@@ -12,19 +12,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{resource} {name:?} not found")]
+    #[error("{} {name:?} not found", qualified(resource, group))]
     NotFound {
         resource: String,
         group: String,
         name: String,
     },
-    #[error("{resource} {name:?} already exists")]
+    #[error("{} {name:?} already exists", qualified(resource, group))]
     AlreadyExists {
         resource: String,
         group: String,
         name: String,
     },
-    #[error("Operation cannot be fulfilled on {resource} {name:?}: {why}")]
+    #[error(
+        "Operation cannot be fulfilled on {} {name:?}: {why}",
+        qualified(resource, group)
+    )]
     Conflict {
         resource: String,
         group: String,
@@ -37,6 +40,14 @@ pub enum Error {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Forbidden for one object, with the reason the API server gives.
+    #[error("{} {name:?} is forbidden: {why}", qualified(resource, group))]
+    Refused {
+        resource: String,
+        group: String,
+        name: String,
+        why: String,
+    },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -66,6 +77,9 @@ pub enum Error {
     Timeout(String),
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// A failure the API server passes on as it is: 500 with no reason.
+    #[error("{0}")]
+    Unclassified(String),
 }
 
 impl Error {
@@ -77,7 +91,7 @@ impl Error {
             Error::Invalid(..) | Error::Unprocessable(_) => 422,
             Error::BadRequest(_) => 400,
             Error::Unreadable(code, _) => *code,
-            Error::Forbidden(_) => 403,
+            Error::Forbidden(_) | Error::Refused { .. } => 403,
             Error::Unauthorized(_) => 401,
             Error::MethodNotAllowed(_) => 405,
             Error::UnsupportedMediaType(_) => 415,
@@ -85,7 +99,7 @@ impl Error {
             Error::TooLarge(_) => 413,
             Error::Gone(_) => 410,
             Error::Timeout(_) => 504,
-            Error::Internal(_) => 500,
+            Error::Internal(_) | Error::Unclassified(_) => 500,
         }
     }
 
@@ -96,7 +110,7 @@ impl Error {
             Error::Conflict { .. } => "Conflict",
             Error::Invalid(..) | Error::Unprocessable(_) => "Invalid",
             Error::BadRequest(_) | Error::Unreadable(..) => "BadRequest",
-            Error::Forbidden(_) => "Forbidden",
+            Error::Forbidden(_) | Error::Refused { .. } => "Forbidden",
             Error::Unauthorized(_) => "Unauthorized",
             Error::MethodNotAllowed(_) => "MethodNotAllowed",
             Error::UnsupportedMediaType(_) => "UnsupportedMediaType",
@@ -105,6 +119,7 @@ impl Error {
             Error::Gone(_) => "Expired",
             Error::Timeout(_) => "Timeout",
             Error::Internal(_) => "InternalError",
+            Error::Unclassified(_) => "",
         }
     }
 
@@ -126,6 +141,12 @@ impl Error {
                 group,
                 name,
                 ..
+            }
+            | Error::Refused {
+                resource,
+                group,
+                name,
+                ..
             } => json!({"name": name, "group": group, "kind": resource}),
             Error::Invalid(invalid, group) => json!({
                 "name": invalid.name,
@@ -141,7 +162,7 @@ impl Error {
             // Every Status the API server sends carries details, if empty.
             _ => json!({}),
         };
-        json!({
+        let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
@@ -150,7 +171,12 @@ impl Error {
             "reason": self.reason(),
             "code": self.code(),
             "details": details,
-        })
+        });
+        if self.reason().is_empty() {
+            // The API server's unknown reason is empty, and left out.
+            status.as_object_mut().map(|s| s.remove("reason"));
+        }
+        status
     }
 
     /// Maps a store failure on `name` of `resource`.
@@ -221,5 +247,15 @@ fn cause_reason(message: &str) -> &'static str {
         "FieldValueNotFound"
     } else {
         "FieldValueInvalid"
+    }
+}
+
+/// A resource as the API server names it in messages: `pods`,
+/// `deployments.apps`.
+fn qualified(resource: &str, group: &str) -> String {
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
     }
 }

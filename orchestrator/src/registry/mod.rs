@@ -25,6 +25,7 @@ pub use self::cache::Cache;
 use self::cache::Caches;
 pub use self::error::{Error, Result};
 use self::metadata::{metadata_mut, now, str_at};
+pub use self::namespaces::SYSTEM_NAMESPACES;
 use self::namespaces::{Namespace, Namespaces};
 pub use self::resources::{Resource, Resources};
 pub use self::selectors::{FieldSelector, LabelSelector};
@@ -339,7 +340,7 @@ impl Registry {
         body: &Value,
         validation: FieldValidation,
     ) -> Result<Vec<String>> {
-        let unknown = (resource.hooks.decode)(body).map_err(|e| {
+        let unknown = (resource.hooks.typed.decode)(body).map_err(|e| {
             Error::BadRequest(format!(
                 "{} in version \"{}\" cannot be handled as a {}: {e}",
                 resource.kind, resource.version, resource.kind
@@ -396,10 +397,14 @@ impl Registry {
         match state {
             Namespace::Active => Ok(()),
             Namespace::Missing => Err(Self::not_found(&namespaces, namespace)),
-            Namespace::Terminating => Err(Error::Forbidden(format!(
-                "{} {:?} is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
-                resource.plural, name
-            ))),
+            Namespace::Terminating => Err(Error::Refused {
+                resource: resource.plural.into(),
+                group: resource.group.into(),
+                name: name.into(),
+                why: format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                ),
+            }),
         }
     }
 
@@ -440,6 +445,13 @@ impl Registry {
                 _ => String::new(),
             },
         };
+        if let Ok(Some(_)) = precondition(meta.get("resourceVersion").and_then(Value::as_str)) {
+            // The API server's words and code: a version copied from another
+            // object is most likely a mistake.
+            return Err(Error::Unclassified(
+                "resourceVersion should not be set on objects to be created".into(),
+            ));
+        }
         for owned in [
             "resourceVersion",
             "deletionTimestamp",
@@ -530,23 +542,10 @@ impl Registry {
                 )));
             }
         }
-        let wanted: Option<Revision> = match str_at(&body, "/metadata/resourceVersion") {
-            Some(rv) if !rv.is_empty() => Some(
-                rv.parse()
-                    .map_err(|_| Error::BadRequest(format!("invalid resourceVersion {rv:?}")))?,
-            ),
-            _ => None,
-        };
         let mut written = self
-            .update_with(
-                resource,
-                namespace,
-                name,
-                subresource,
-                options,
-                wanted,
-                |_| Ok(body.clone()),
-            )
+            .update_with(resource, namespace, name, subresource, options, |_| {
+                Ok(body.clone())
+            })
             .await?;
         written.warnings = warnings;
         Ok(written)
@@ -581,21 +580,13 @@ impl Registry {
         let mut warnings = Vec::new();
         let schema = resource.schema;
         let written = self
-            .update_with(
-                resource,
-                namespace,
-                name,
-                subresource,
-                options,
-                None,
-                |current| {
-                    let mut patched = patch::apply(kind, current, &patch_value, schema)?;
-                    self.check_body(resource, &mut patched)?;
-                    check_identity(&patched, name, namespace)?;
-                    warnings = self.check_fields(resource, &patched, options.validation)?;
-                    Ok(patched)
-                },
-            )
+            .update_with(resource, namespace, name, subresource, options, |current| {
+                let mut patched = patch::apply(kind, current, &patch_value, schema)?;
+                self.check_body(resource, &mut patched)?;
+                check_identity(&patched, name, namespace)?;
+                warnings = self.check_fields(resource, &patched, options.validation)?;
+                Ok(patched)
+            })
             .await;
         match written {
             Ok(mut written) => {
@@ -607,8 +598,10 @@ impl Registry {
     }
 
     /// Read-modify-write with retries: `change` gets the current object and
-    /// returns the desired one. With `wanted`, the write happens only if the
-    /// object is still at that revision (one attempt).
+    /// returns the desired one. A desired object naming a `resourceVersion`
+    /// (other than "0") is written only if the object is still at that
+    /// revision, as the API server's updates and patches are; one that
+    /// names none, or "0", is an unconditional update.
     #[allow(clippy::too_many_arguments)]
     pub async fn update_with(
         &self,
@@ -617,15 +610,15 @@ impl Registry {
         name: &str,
         subresource: Option<&str>,
         options: &WriteOptions,
-        wanted: Option<Revision>,
         mut change: impl FnMut(&Value) -> Result<Value>,
     ) -> Result<Written> {
         let key = resource.key(namespace, name);
         for _ in 0..UPDATE_ATTEMPTS {
             let current = self.get(resource, namespace, name)?;
             let revision = revision_of(&current);
-            if let Some(wanted) = wanted
-                && wanted != revision
+            let desired = change(&current)?;
+            if precondition(str_at(&desired, "/metadata/resourceVersion"))?
+                .is_some_and(|wanted| wanted != revision)
             {
                 return Err(Error::from_store(
                     store::Error::Conflict {
@@ -637,7 +630,6 @@ impl Registry {
                     name,
                 ));
             }
-            let desired = change(&current)?;
             let (next, _reservation) =
                 self.prepare_update(resource, &current, desired, subresource, options)?;
             if strip_volatile(&next) == strip_volatile(&current) {
@@ -694,7 +686,9 @@ impl Registry {
                         created: false,
                     });
                 }
-                Err(store::Error::Conflict { .. }) if wanted.is_none() => continue,
+                // Another writer came first: the change is made again on
+                // what it wrote (a precondition then fails above).
+                Err(store::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(Error::from_store(e, resource.plural, resource.group, name)),
             }
         }
@@ -845,6 +839,14 @@ impl Registry {
         name: &str,
         options: &DeleteOptions,
     ) -> Result<Deleted> {
+        if resource.kind == "Namespace" && SYSTEM_NAMESPACES.contains(&name) {
+            return Err(Error::Refused {
+                resource: resource.plural.into(),
+                group: String::new(),
+                name: name.into(),
+                why: "this namespace may not be deleted".into(),
+            });
+        }
         let current = self.get(resource, namespace, name)?;
         if let Some(uid) = &options.preconditions.uid
             && str_at(&current, "/metadata/uid") != Some(uid.as_str())
@@ -992,6 +994,21 @@ impl Registry {
             .await
             .map_err(|e| Error::from_store(e, resource.plural, resource.group, name))?;
         Ok(Deleted::Gone(object))
+    }
+}
+
+/// The revision an update is conditional on: the desired object's
+/// `resourceVersion`, unless it is empty or "0" (unconditional).
+fn precondition(resource_version: Option<&str>) -> Result<Option<Revision>> {
+    match resource_version {
+        None | Some("") => Ok(None),
+        Some(rv) => match rv.parse::<Revision>() {
+            Ok(0) => Ok(None),
+            Ok(revision) => Ok(Some(revision)),
+            Err(_) => Err(Error::BadRequest(format!(
+                "metadata.resourceVersion: Invalid value: {rv:?}: must be a resource version the server gave"
+            ))),
+        },
     }
 }
 

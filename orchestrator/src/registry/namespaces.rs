@@ -14,6 +14,10 @@ use crate::store::{EventType, Store, Watch};
 
 const PREFIX: &str = "/core/namespaces/";
 
+/// The namespaces every cluster has; none of them may be deleted.
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
 /// A namespace's state as the create path needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Namespace {

@@ -5,6 +5,8 @@
 //! works from these descriptors, so a new resource is one entry here plus
 //! its hooks.
 
+use schemars::{JsonSchema, SchemaGenerator};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::allocator::{Allocators, Reservation};
@@ -42,13 +44,34 @@ pub struct Hooks {
     pub initial_status: fn(&mut Value),
     /// Checks a new object (`old` is `None`) or an update.
     pub validate: fn(&Value, Option<&Value>) -> Result<(), Invalid>,
-    /// Decodes into the typed object: type errors as `Err`, unknown field
-    /// paths in the `Ok` list.
-    pub decode: fn(&Value) -> Result<Vec<String>, String>,
+    /// The kind's Rust type: its decoding and its OpenAPI schema.
+    pub typed: Typed,
     /// Hands out what the object needs from a shared pool (a Service's
     /// cluster IP and node ports) on create (`old` is `None`) and update;
     /// what it reserves is held until the write is done.
     pub allocate: fn(&Allocators, &mut Value, Option<&Value>) -> Result<Reservation, Invalid>,
+}
+
+/// What a kind's Rust type gives: a checked decode and the OpenAPI schema.
+#[derive(Clone, Copy)]
+pub struct Typed {
+    /// Decodes into the typed object: type errors as `Err`, unknown field
+    /// paths in the `Ok` list.
+    pub decode: fn(&Value) -> Result<Vec<String>, String>,
+    /// Adds the type's schema (and every schema it refers to) to the
+    /// generator's definitions.
+    pub schema: fn(&mut SchemaGenerator),
+}
+
+impl Typed {
+    pub fn of<T: DeserializeOwned + JsonSchema>() -> Self {
+        Typed {
+            decode: super::kinds::decode::<T>,
+            schema: |generator| {
+                generator.subschema_for::<T>();
+            },
+        }
+    }
 }
 
 /// An `allocate` hook for kinds that take nothing from a pool.
@@ -87,6 +110,10 @@ pub struct Resource {
     pub field_selectors: &'static [&'static str],
     /// The OpenAPI schema name of the kind.
     pub schema: &'static str,
+    /// Whether a DELETE that removes the object answers with the object
+    /// (pods, Services, volumes, namespaces) rather than a success Status,
+    /// as the API server's storage for the kind does.
+    pub returns_deleted: bool,
     pub hooks: Hooks,
 }
 

@@ -67,6 +67,25 @@ impl Api {
         (code, value)
     }
 
+    /// A PATCH of `content_type` (`merge`, `strategic-merge`, `json`,
+    /// `apply`).
+    pub async fn patch(&self, uri: &str, patch_type: &str, body: Value) -> (StatusCode, Value) {
+        let content_type = match patch_type {
+            "json" => "application/json-patch+json".to_string(),
+            "apply" => "application/apply-patch+yaml".to_string(),
+            other => format!("application/{other}-patch+json"),
+        };
+        let (code, _, value) = self
+            .send_full(
+                "PATCH",
+                uri,
+                Some(body.to_string()),
+                &[("content-type", &content_type)],
+            )
+            .await;
+        (code, value)
+    }
+
     pub async fn send_full(
         &self,
         method: &str,

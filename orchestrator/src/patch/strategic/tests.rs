@@ -206,3 +206,57 @@ fn without_a_schema_lists_are_replaced() {
     .unwrap();
     assert_eq!(result["spec"]["list"], json!([3]));
 }
+
+/// `kubectl set image` on a two-container workload sends only the changed
+/// container, with the order of both: the other must stay.
+#[test]
+fn workload_templates_merge_containers_by_name() {
+    let spec = json!({"containers": [
+        {"name": "nginx", "image": "nginx:1", "env": [{"name": "A", "value": "1"}]},
+        {"name": "perl", "image": "perl:1"}
+    ]});
+    let patch_spec = json!({
+        "$setElementOrder/containers": [{"name": "nginx"}, {"name": "perl"}],
+        "containers": [{
+            "name": "nginx", "image": "nginx:2",
+            "$setElementOrder/env": [{"name": "A"}, {"name": "B"}],
+            "env": [{"name": "B", "value": "2"}]
+        }]
+    });
+    let wrap = |pointer: &[&str], leaf: Value| {
+        pointer
+            .iter()
+            .rev()
+            .fold(leaf, |inner, key| json!({ *key: inner }))
+    };
+    let kinds: [(&str, &[&str]); 4] = [
+        (
+            "io.k8s.api.apps.v1.Deployment",
+            &["spec", "template", "spec"],
+        ),
+        (
+            "io.k8s.api.apps.v1.ReplicaSet",
+            &["spec", "template", "spec"],
+        ),
+        ("io.k8s.api.batch.v1.Job", &["spec", "template", "spec"]),
+        (
+            "io.k8s.api.batch.v1.CronJob",
+            &["spec", "jobTemplate", "spec", "template", "spec"],
+        ),
+    ];
+    for (schema, path) in kinds {
+        let original = wrap(path, spec.clone());
+        let patch = wrap(path, patch_spec.clone());
+        let result = strategic_merge(&original, &patch, crate::schema::named(schema)).unwrap();
+        let pointer = format!("/{}/containers", path.join("/"));
+        assert_eq!(
+            result.pointer(&pointer).unwrap(),
+            &json!([
+                {"name": "nginx", "image": "nginx:2",
+                 "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+                {"name": "perl", "image": "perl:1"}
+            ]),
+            "{schema}"
+        );
+    }
+}

@@ -6,9 +6,11 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use serde_json::{Map, Value, json};
 
 use super::pod::{self, set_default};
-use super::{decode, name_of, validate_metadata};
+use super::{name_of, validate_metadata};
 use crate::admission::{Errors, Invalid};
-use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource, allocate_nothing};
+use crate::registry::resources::{
+    ALL_VERBS, Hooks, Resource, Subresource, Typed, allocate_nothing,
+};
 use crate::registry::selectors::{LabelSelector, format_selector};
 
 const fn subresources(kind: &'static str) -> [Subresource; 2] {
@@ -46,11 +48,12 @@ pub(super) fn deployments() -> Resource {
         status_subresource: true,
         field_selectors: &[],
         schema: "io.k8s.api.apps.v1.Deployment",
+        returns_deleted: false,
         hooks: Hooks {
             defaults: deployment_defaults,
             initial_status: |_| {},
             validate: |object, old| validate(object, old, true),
-            decode: decode::<Deployment>,
+            typed: Typed::of::<Deployment>(),
             allocate: allocate_nothing,
         },
     }
@@ -71,11 +74,12 @@ pub(super) fn replica_sets() -> Resource {
         status_subresource: true,
         field_selectors: &[],
         schema: "io.k8s.api.apps.v1.ReplicaSet",
+        returns_deleted: false,
         hooks: Hooks {
             defaults: replica_set_defaults,
             initial_status: |rs| rs["status"] = json!({"replicas": 0}),
             validate: |object, old| validate(object, old, false),
-            decode: decode::<ReplicaSet>,
+            typed: Typed::of::<ReplicaSet>(),
             allocate: allocate_nothing,
         },
     }

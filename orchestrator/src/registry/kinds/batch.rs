@@ -6,9 +6,11 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use serde_json::{Map, Value, json};
 
 use super::pod::{self, set_default};
-use super::{decode, name_of, status, validate_metadata};
+use super::{name_of, status, validate_metadata};
 use crate::admission::{Errors, Invalid};
-use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource, allocate_nothing};
+use crate::registry::resources::{
+    ALL_VERBS, Hooks, Resource, Subresource, Typed, allocate_nothing,
+};
 use crate::registry::selectors::LabelSelector;
 
 /// The label a Job's generated selector matches on.
@@ -36,11 +38,12 @@ pub(super) fn jobs() -> Resource {
         status_subresource: true,
         field_selectors: &["status.successful"],
         schema: "io.k8s.api.batch.v1.Job",
+        returns_deleted: false,
         hooks: Hooks {
             defaults: job_defaults,
             initial_status: |_| {},
             validate: validate_job,
-            decode: decode::<Job>,
+            typed: Typed::of::<Job>(),
             allocate: allocate_nothing,
         },
     }
@@ -61,11 +64,12 @@ pub(super) fn cron_jobs() -> Resource {
         status_subresource: true,
         field_selectors: &[],
         schema: "io.k8s.api.batch.v1.CronJob",
+        returns_deleted: false,
         hooks: Hooks {
             defaults: cron_job_defaults,
             initial_status: |_| {},
             validate: validate_cron_job,
-            decode: decode::<CronJob>,
+            typed: Typed::of::<CronJob>(),
             allocate: allocate_nothing,
         },
     }

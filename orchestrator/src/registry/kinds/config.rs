@@ -7,9 +7,9 @@ use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::{Map, Value, json};
 
-use super::{decode, name_of};
+use super::name_of;
 use crate::admission::{Errors, Invalid, check_dns_subdomain};
-use crate::registry::resources::{ALL_VERBS, Hooks, Resource, allocate_nothing};
+use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Typed, allocate_nothing};
 
 /// Most bytes of data one ConfigMap or Secret may hold.
 pub const MAX_DATA_BYTES: usize = 1024 * 1024;
@@ -41,11 +41,12 @@ pub(super) fn config_maps() -> Resource {
         status_subresource: false,
         field_selectors: &[],
         schema: "io.k8s.api.core.v1.ConfigMap",
+        returns_deleted: false,
         hooks: Hooks {
             defaults: |_| {},
             initial_status: |_| {},
             validate: validate_config_map,
-            decode: decode::<ConfigMap>,
+            typed: Typed::of::<ConfigMap>(),
             allocate: allocate_nothing,
         },
     }
@@ -66,11 +67,12 @@ pub(super) fn secrets() -> Resource {
         status_subresource: false,
         field_selectors: &["type"],
         schema: "io.k8s.api.core.v1.Secret",
+        returns_deleted: false,
         hooks: Hooks {
             defaults: secret_defaults,
             initial_status: |_| {},
             validate: validate_secret,
-            decode: decode::<Secret>,
+            typed: Typed::of::<Secret>(),
             allocate: allocate_nothing,
         },
     }

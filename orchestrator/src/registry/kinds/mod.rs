@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Event, Namespace, Node};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::resources::{ALL_VERBS, Alias, Hooks, Resource, Subresource, allocate_nothing};
+use super::resources::{ALL_VERBS, Alias, Hooks, Resource, Subresource, Typed, allocate_nothing};
 use crate::admission::{Errors, Invalid, check_dns_label, check_dns_subdomain};
 
 pub use apps::scaled_value;
@@ -97,12 +97,12 @@ pub(crate) const fn status(kind: &'static str) -> [Subresource; 1] {
 }
 
 /// Hooks that accept anything the typed decode accepts.
-pub(crate) fn plain_hooks<T: DeserializeOwned>() -> Hooks {
+pub(crate) fn plain_hooks<T: DeserializeOwned + schemars::JsonSchema>() -> Hooks {
     Hooks {
         defaults: |_| {},
         initial_status: |_| {},
         validate: validate_metadata,
-        decode: decode::<T>,
+        typed: Typed::of::<T>(),
         allocate: allocate_nothing,
     }
 }
@@ -183,6 +183,7 @@ fn namespaces() -> Resource {
         status_subresource: true,
         field_selectors: &["status.phase"],
         schema: "io.k8s.api.core.v1.Namespace",
+        returns_deleted: true,
         hooks: Hooks {
             defaults: |ns| {
                 let name = name_of(ns).to_string();
@@ -206,7 +207,7 @@ fn namespaces() -> Resource {
                 check_dns_label(&mut errors, "metadata.name", name_of(ns));
                 errors.into_result("Namespace", name_of(ns))
             },
-            decode: decode::<Namespace>,
+            typed: Typed::of::<Namespace>(),
             allocate: allocate_nothing,
         },
     }
@@ -232,6 +233,7 @@ fn nodes() -> Resource {
         status_subresource: true,
         field_selectors: &["spec.unschedulable"],
         schema: "io.k8s.api.core.v1.Node",
+        returns_deleted: false,
         hooks: plain_hooks::<Node>(),
     }
 }
@@ -263,6 +265,7 @@ fn events() -> Resource {
             "type",
         ],
         schema: "io.k8s.api.core.v1.Event",
+        returns_deleted: false,
         hooks: Hooks {
             validate: |event, _| {
                 let mut errors = Errors::default();

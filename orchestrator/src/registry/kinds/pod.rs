@@ -4,9 +4,11 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
-use super::{decode, name_of};
+use super::name_of;
 use crate::admission::{FieldError, Invalid};
-use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource, allocate_nothing};
+use crate::registry::resources::{
+    ALL_VERBS, Hooks, Resource, Subresource, Typed, allocate_nothing,
+};
 
 pub(super) fn resource() -> Resource {
     Resource {
@@ -51,6 +53,7 @@ pub(super) fn resource() -> Resource {
             "status.nominatedNodeName",
         ],
         schema: "io.k8s.api.core.v1.Pod",
+        returns_deleted: true,
         hooks: Hooks {
             defaults,
             initial_status: |pod| {
@@ -58,7 +61,7 @@ pub(super) fn resource() -> Resource {
                 pod["status"] = json!({"phase": "Pending", "qosClass": qos});
             },
             validate,
-            decode: decode::<Pod>,
+            typed: Typed::of::<Pod>(),
             allocate: allocate_nothing,
         },
     }

@@ -6,10 +6,10 @@ use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Value, json};
 
-use super::{decode, name_of, plain_hooks, validate_metadata};
+use super::{name_of, plain_hooks, validate_metadata};
 use crate::admission::{Errors, Invalid, check_dns_1035_label, check_dns_label, is_port_name};
 use crate::registry::metadata::text;
-use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource};
+use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource, Typed};
 
 const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
@@ -34,11 +34,12 @@ pub(super) fn services() -> Resource {
         status_subresource: true,
         field_selectors: &["spec.clusterIP", "spec.type"],
         schema: "io.k8s.api.core.v1.Service",
+        returns_deleted: true,
         hooks: Hooks {
             defaults,
             initial_status: |service| service["status"] = json!({"loadBalancer": {}}),
             validate,
-            decode: decode::<Service>,
+            typed: Typed::of::<Service>(),
             allocate: |allocators, service, old| allocators.services.allocate(service, old),
         },
     }
@@ -59,6 +60,7 @@ pub(super) fn endpoints() -> Resource {
         status_subresource: false,
         field_selectors: &[],
         schema: "io.k8s.api.core.v1.Endpoints",
+        returns_deleted: false,
         hooks: plain_hooks::<Endpoints>(),
     }
 }
@@ -78,6 +80,7 @@ pub(super) fn endpoint_slices() -> Resource {
         status_subresource: false,
         field_selectors: &["addressType"],
         schema: "io.k8s.api.discovery.v1.EndpointSlice",
+        returns_deleted: false,
         hooks: Hooks {
             validate: |slice, old| {
                 validate_metadata(slice, old)?;

@@ -7,10 +7,12 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::{Map, Value, json};
 
 use super::pod::set_default;
-use super::{decode, name_of, status, validate_metadata};
+use super::{name_of, status, validate_metadata};
 use crate::admission::{Errors, Invalid, check_dns_subdomain};
 use crate::quantity::Quantity;
-use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource, allocate_nothing};
+use crate::registry::resources::{
+    ALL_VERBS, Hooks, Resource, Subresource, Typed, allocate_nothing,
+};
 
 /// Kept on a claim while a pod uses it.
 pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
@@ -45,6 +47,7 @@ pub(super) fn persistent_volumes() -> Resource {
         status_subresource: true,
         field_selectors: &[],
         schema: "io.k8s.api.core.v1.PersistentVolume",
+        returns_deleted: true,
         hooks: Hooks {
             defaults: pv_defaults,
             // A new volume is Pending until the controller sees it, and
@@ -55,7 +58,7 @@ pub(super) fn persistent_volumes() -> Resource {
                 add_finalizer(pv, PV_PROTECTION);
             },
             validate: validate_pv,
-            decode: decode::<PersistentVolume>,
+            typed: Typed::of::<PersistentVolume>(),
             allocate: allocate_nothing,
         },
     }
@@ -76,6 +79,7 @@ pub(super) fn persistent_volume_claims() -> Resource {
         status_subresource: true,
         field_selectors: &[],
         schema: "io.k8s.api.core.v1.PersistentVolumeClaim",
+        returns_deleted: true,
         hooks: Hooks {
             defaults: pvc_defaults,
             initial_status: |pvc| {
@@ -83,7 +87,7 @@ pub(super) fn persistent_volume_claims() -> Resource {
                 add_finalizer(pvc, PVC_PROTECTION);
             },
             validate: validate_pvc,
-            decode: decode::<PersistentVolumeClaim>,
+            typed: Typed::of::<PersistentVolumeClaim>(),
             allocate: allocate_nothing,
         },
     }
@@ -104,6 +108,7 @@ pub(super) fn storage_classes() -> Resource {
         status_subresource: false,
         field_selectors: &[],
         schema: "io.k8s.api.storage.v1.StorageClass",
+        returns_deleted: false,
         hooks: Hooks {
             defaults: |sc| {
                 if let Some(object) = sc.as_object_mut() {
@@ -113,7 +118,7 @@ pub(super) fn storage_classes() -> Resource {
             },
             initial_status: |_| {},
             validate: validate_storage_class,
-            decode: decode::<StorageClass>,
+            typed: Typed::of::<StorageClass>(),
             allocate: allocate_nothing,
         },
     }

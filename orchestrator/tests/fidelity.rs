@@ -1,0 +1,284 @@
+//! Answers real clients rely on, checked against what the Kubernetes API
+//! server gives: resourceVersion rules, protected namespaces, DELETE's
+//! answer per kind, strategic merge on workloads, discovery details.
+
+mod router;
+
+use axum::http::StatusCode;
+use router::api;
+use serde_json::{Value, json};
+
+const CONFIG_MAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+fn config_map(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "0"}})
+}
+
+fn rv(object: &Value) -> String {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn updates_follow_the_resource_version_rules() {
+    let api = api().await;
+    let (code, created) = api
+        .send("POST", CONFIG_MAPS, Some(config_map("rv")), &[])
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let uri = format!("{CONFIG_MAPS}/rv");
+    let stale = rv(&created);
+
+    // No resourceVersion, or "0": an unconditional update.
+    let mut body = config_map("rv");
+    body["data"]["k"] = json!("1");
+    let (code, updated) = api.send("PUT", &uri, Some(body.clone()), &[]).await;
+    assert_eq!(code, StatusCode::OK, "{updated}");
+    body["metadata"]["resourceVersion"] = json!("0");
+    body["data"]["k"] = json!("2");
+    let (code, updated) = api.send("PUT", &uri, Some(body.clone()), &[]).await;
+    assert_eq!(code, StatusCode::OK, "{updated}");
+    assert_eq!(updated["data"]["k"], "2");
+
+    // A stale one: 409, and nothing written.
+    body["metadata"]["resourceVersion"] = json!(stale);
+    body["data"]["k"] = json!("lost");
+    let (code, status) = api.send("PUT", &uri, Some(body.clone()), &[]).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{status}");
+    assert_eq!(status["reason"], "Conflict");
+    assert_eq!(
+        status["message"],
+        "Operation cannot be fulfilled on configmaps \"rv\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    assert_eq!(status["details"]["name"], "rv");
+    assert_eq!(status["details"]["kind"], "configmaps");
+
+    // Patches carrying a stale resourceVersion conflict too, of every type.
+    for (patch_type, patch) in [
+        (
+            "merge",
+            json!({"metadata": {"resourceVersion": stale}, "data": {"k": "lost"}}),
+        ),
+        (
+            "strategic-merge",
+            json!({"metadata": {"resourceVersion": stale}, "data": {"k": "lost"}}),
+        ),
+        (
+            "json",
+            json!([
+                {"op": "replace", "path": "/metadata/resourceVersion", "value": stale},
+                {"op": "replace", "path": "/data/k", "value": "lost"}
+            ]),
+        ),
+    ] {
+        let (code, status) = api.patch(&uri, patch_type, patch).await;
+        assert_eq!(code, StatusCode::CONFLICT, "{patch_type}: {status}");
+    }
+    let (_, current) = api.send("GET", &uri, None, &[]).await;
+    assert_eq!(current["data"]["k"], "2");
+
+    // With the current one it applies.
+    let (code, patched) = api
+        .patch(
+            &uri,
+            "merge",
+            json!({"metadata": {"resourceVersion": rv(&current)}, "data": {"k": "3"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert_eq!(patched["data"]["k"], "3");
+
+    // A resourceVersion on a create is refused with the API server's words.
+    let mut copied = config_map("copied");
+    copied["metadata"]["resourceVersion"] = json!(stale);
+    let (code, status) = api.send("POST", CONFIG_MAPS, Some(copied), &[]).await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{status}");
+    assert_eq!(
+        status["message"],
+        "resourceVersion should not be set on objects to be created"
+    );
+}
+
+#[tokio::test]
+async fn scale_with_a_stale_resource_version_conflicts() {
+    let api = api().await;
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "toolbox"}]}}}});
+    let (code, created) = api
+        .send(
+            "POST",
+            "/apis/apps/v1/namespaces/default/deployments",
+            Some(deployment),
+            &[],
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let uri = "/apis/apps/v1/namespaces/default/deployments/web/scale";
+    let scale = |rv: &str, replicas: i64| {
+        json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": {"name": "web", "namespace": "default", "resourceVersion": rv},
+            "spec": {"replicas": replicas}})
+    };
+    let (code, scaled) = api.send("PUT", uri, Some(scale("0", 2)), &[]).await;
+    assert_eq!(code, StatusCode::OK, "{scaled}");
+    assert_eq!(scaled["spec"]["replicas"], 2);
+    let (code, status) = api
+        .send("PUT", uri, Some(scale(&rv(&created), 3)), &[])
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{status}");
+    assert_eq!(
+        status["message"],
+        "Operation cannot be fulfilled on deployments.apps \"web\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+}
+
+/// `kubectl set image deployment/two nginx=…` on a two-container
+/// Deployment: the other container stays.
+#[tokio::test]
+async fn set_image_keeps_the_other_containers() {
+    let api = api().await;
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "two"},
+    "spec": {"selector": {"matchLabels": {"app": "two"}},
+        "template": {"metadata": {"labels": {"app": "two"}},
+            "spec": {"containers": [
+                {"name": "nginx", "image": "nginx:1", "env": [{"name": "A", "value": "1"}]},
+                {"name": "perl", "image": "perl:1"}
+            ]}}}});
+    let (code, _) = api
+        .send(
+            "POST",
+            "/apis/apps/v1/namespaces/default/deployments",
+            Some(deployment),
+            &[],
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let patch = json!({"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "nginx"}, {"name": "perl"}],
+        "containers": [{"image": "nginx:2", "name": "nginx",
+            "$setElementOrder/env": [{"name": "A"}, {"name": "B"}],
+            "env": [{"name": "B", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "b"}}}]}]
+    }}}});
+    let (code, patched) = api
+        .patch(
+            "/apis/apps/v1/namespaces/default/deployments/two",
+            "strategic-merge",
+            patch,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    let containers = &patched["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers[0]["name"], "nginx");
+    assert_eq!(containers[0]["image"], "nginx:2");
+    assert_eq!(
+        containers[0]["env"],
+        json!([{"name": "A", "value": "1"},
+               {"name": "B", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "b"}}}])
+    );
+    assert_eq!(containers[1]["name"], "perl");
+    assert_eq!(containers[1]["image"], "perl:1");
+    assert_eq!(containers.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn system_namespaces_may_not_be_deleted() {
+    let api = api().await;
+    for name in ["kube-system", "kube-public", "kube-node-lease", "mine"] {
+        let (code, _) = api
+            .send(
+                "POST",
+                "/api/v1/namespaces",
+                Some(json!({"metadata": {"name": name}})),
+                &[],
+            )
+            .await;
+        assert_eq!(code, StatusCode::CREATED);
+    }
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let (code, status) = api
+            .send("DELETE", &format!("/api/v1/namespaces/{name}"), None, &[])
+            .await;
+        assert_eq!(code, StatusCode::FORBIDDEN, "{status}");
+        assert_eq!(status["reason"], "Forbidden");
+        assert_eq!(
+            status["message"],
+            format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted")
+        );
+        assert_eq!(
+            status["details"],
+            json!({"name": name, "group": "", "kind": "namespaces"})
+        );
+        let (code, _) = api
+            .send("GET", &format!("/api/v1/namespaces/{name}"), None, &[])
+            .await;
+        assert_eq!(code, StatusCode::OK);
+    }
+    let (code, body) = api
+        .send("DELETE", "/api/v1/namespaces/mine", None, &[])
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["kind"], "Namespace");
+}
+
+/// The API server's storage answers a DELETE with the object for pods,
+/// Services, volumes and namespaces, and with a success Status otherwise.
+#[tokio::test]
+async fn delete_answers_as_the_kind_does() {
+    let api = api().await;
+    let (_, created) = api
+        .send("POST", CONFIG_MAPS, Some(config_map("gone")), &[])
+        .await;
+    let (code, status) = api
+        .send("DELETE", &format!("{CONFIG_MAPS}/gone"), None, &[])
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        status,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": {"name": "gone", "group": "", "kind": "configmaps",
+                "uid": created["metadata"]["uid"]}})
+    );
+    api.send(
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        Some(router::pod("p")),
+        &[],
+    )
+    .await;
+    let (code, pod) = api
+        .send("DELETE", "/api/v1/namespaces/default/pods/p", None, &[])
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(pod["kind"], "Pod");
+}
+
+#[tokio::test]
+async fn version_answers_with_and_without_the_slash() {
+    let api = api().await;
+    for uri in ["/version", "/version/"] {
+        let (code, body) = api.send("GET", uri, None, &[]).await;
+        assert_eq!(code, StatusCode::OK, "{uri}");
+        assert_eq!(body["major"], "1", "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn discovery_carries_storage_version_hashes() {
+    let api = api().await;
+    let (_, core) = api.send("GET", "/api/v1", None, &[]).await;
+    let pods = core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "pods")
+        .unwrap();
+    // The hash the API server gives pods.
+    assert_eq!(pods["storageVersionHash"], "xPOwRZ+Yhw8=");
+    assert_eq!(pods["categories"], json!(["all"]));
+}
