@@ -282,3 +282,76 @@ async fn discovery_carries_storage_version_hashes() {
     assert_eq!(pods["storageVersionHash"], "xPOwRZ+Yhw8=");
     assert_eq!(pods["categories"], json!(["all"]));
 }
+
+/// A watch with a label selector: an object relabelled out of it is
+/// DELETED for that watch, one relabelled into it ADDED, whether the watch
+/// resumes from a list's resourceVersion or starts with the initial state.
+#[tokio::test]
+async fn a_selector_watch_sees_objects_leave_and_join() {
+    let api = api().await;
+    let labelled = |name: &str, tier: &str| {
+        let mut object = config_map(name);
+        object["metadata"]["labels"] = json!({"tier": tier});
+        object
+    };
+    for (name, tier) in [("x", "a"), ("y", "b"), ("z", "a")] {
+        let (code, _) = api
+            .send("POST", CONFIG_MAPS, Some(labelled(name, tier)), &[])
+            .await;
+        assert_eq!(code, StatusCode::CREATED);
+    }
+    let (_, listed) = api
+        .send(
+            "GET",
+            &format!("{CONFIG_MAPS}?labelSelector=tier%3Da"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    let from = listed["metadata"]["resourceVersion"].as_str().unwrap();
+    let resumed = api
+        .watch(&format!(
+            "{CONFIG_MAPS}?watch=true&labelSelector=tier%3Da&resourceVersion={from}&timeoutSeconds=2"
+        ))
+        .await;
+    let fresh = api
+        .watch(&format!(
+            "{CONFIG_MAPS}?watch=true&labelSelector=tier%3Da&timeoutSeconds=2"
+        ))
+        .await;
+    let relabel = |tier: &str| json!({"metadata": {"labels": {"tier": tier}}});
+    let steps = [
+        ("x", Some(relabel("b"))),                // leaves: DELETED
+        ("y", Some(relabel("a"))),                // joins: ADDED
+        ("z", Some(json!({"data": {"k": "1"}}))), // stays: MODIFIED
+        ("x", Some(json!({"data": {"k": "1"}}))), // outside: nothing
+        ("y", None),                              // deleted while in: DELETED
+        ("x", None),                              // deleted while out: nothing
+    ];
+    for (name, patch) in steps {
+        let uri = format!("{CONFIG_MAPS}/{name}");
+        let code = match patch {
+            Some(patch) => api.patch(&uri, "merge", patch).await.0,
+            None => api.send("DELETE", &uri, None, &[]).await.0,
+        };
+        assert_eq!(code, StatusCode::OK);
+    }
+    let seen = |events: Vec<Value>| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["type"].as_str().unwrap(),
+                    e["object"]["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let changes = ["DELETED x", "ADDED y", "MODIFIED z", "DELETED y"];
+    assert_eq!(seen(router::events(resumed).await), changes);
+    let mut expected = vec!["ADDED x", "ADDED z"];
+    expected.extend(changes);
+    assert_eq!(seen(router::events(fresh).await), expected);
+}

@@ -1,6 +1,7 @@
 //! Watches over HTTP: one JSON event per line on a chunked response that
 //! stays open until `timeoutSeconds` or the client leaves.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -14,7 +15,7 @@ use super::ApiState;
 use super::query::Query;
 use super::table::{IncludeObject, table};
 use crate::registry::{Error, ListOptions, Resource, Result};
-use crate::store::{EventType, Revision};
+use crate::store::{EventType, Revision, WatchEvent};
 
 /// How often a watch that allows bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
@@ -43,8 +44,15 @@ pub(super) fn serve(
         .number::<u64>("timeoutSeconds")?
         .map(Duration::from_secs);
     // The initial state (for a watch from "now"), then changes after it.
+    let mut selection = Selection::new(&options);
     let (initial, after) = match from {
-        Some(rv) if !send_initial => (Vec::new(), rv),
+        Some(rv) if !send_initial => {
+            if selection.filtered() {
+                let all = registry.list(resource, namespace, &ListOptions::default())?;
+                selection.resume(resource, &all.items, rv);
+            }
+            (Vec::new(), rv)
+        }
         _ => {
             let listed = registry.list(
                 resource,
@@ -55,6 +63,7 @@ pub(super) fn serve(
                     ..options.clone()
                 },
             )?;
+            selection.hold(resource, &listed.items);
             (listed.items, listed.revision)
         }
     };
@@ -124,13 +133,8 @@ pub(super) fn serve(
                             return;
                         }
                     };
-                    if !(options.labels.matches(&event.object) && options.fields.matches(&event.object)) {
+                    let Some(event_type) = selection.event_type(&event) else {
                         continue;
-                    }
-                    let event_type = match event.event_type {
-                        EventType::Added => "ADDED",
-                        EventType::Modified => "MODIFIED",
-                        EventType::Deleted => "DELETED",
                     };
                     if sender.send(line(event_type, &event.object)).await.is_err() {
                         return;
@@ -159,4 +163,110 @@ pub(super) fn serve(
         body,
     )
         .into_response())
+}
+
+/// What a watch with a selector has told its client is selected, so that a
+/// change taking an object out of the selection reaches the client as
+/// DELETED, and one bringing it in as ADDED, as the API server's watch
+/// cache reports them (reflectors and `kubectl get -l … -w` rely on it).
+struct Selection {
+    options: ListOptions,
+    /// Store keys of the selected objects the client holds.
+    held: HashSet<String>,
+    /// Keys whose state at the revision the client resumed from is not
+    /// known (changed since): their next change is taken as one to an
+    /// object the client holds.
+    unknown: HashSet<String>,
+}
+
+impl Selection {
+    fn new(options: &ListOptions) -> Selection {
+        Selection {
+            options: options.clone(),
+            held: HashSet::new(),
+            unknown: HashSet::new(),
+        }
+    }
+
+    fn filtered(&self) -> bool {
+        !(self.options.labels.is_empty() && self.options.fields.is_empty())
+    }
+
+    fn selects(&self, object: &Value) -> bool {
+        self.options.labels.matches(object) && self.options.fields.matches(object)
+    }
+
+    /// The client holds `objects` (the initial events it was sent).
+    fn hold(&mut self, resource: &Resource, objects: &[Value]) {
+        if self.filtered() {
+            self.held
+                .extend(objects.iter().map(|object| key_of(resource, object)));
+        }
+    }
+
+    /// The client resumes from `revision`; `objects` are all of the
+    /// resource's now. Those unchanged since are held if selected; the
+    /// others' state then is unknown.
+    fn resume(&mut self, resource: &Resource, objects: &[Value], revision: Revision) {
+        for object in objects {
+            let key = key_of(resource, object);
+            if crate::registry::revision_of(object) > revision {
+                self.unknown.insert(key);
+            } else if self.selects(object) {
+                self.held.insert(key);
+            }
+        }
+    }
+
+    /// The event the client gets for a change, if any.
+    fn event_type(&mut self, event: &WatchEvent) -> Option<&'static str> {
+        let selected = self.selects(&event.object);
+        if !self.filtered() {
+            return Some(match event.event_type {
+                EventType::Added => "ADDED",
+                EventType::Modified => "MODIFIED",
+                EventType::Deleted => "DELETED",
+            });
+        }
+        let key = event.key.as_str();
+        match event.event_type {
+            EventType::Added => {
+                self.unknown.remove(key);
+                selected.then(|| {
+                    self.held.insert(key.to_string());
+                    "ADDED"
+                })
+            }
+            // A deletion carries the object's last state: it was selected
+            // exactly when that state is.
+            EventType::Deleted => {
+                self.unknown.remove(key);
+                self.held.remove(key);
+                selected.then_some("DELETED")
+            }
+            EventType::Modified => {
+                let held = self.unknown.remove(key) || self.held.contains(key);
+                match (held, selected) {
+                    (true, true) => Some("MODIFIED"),
+                    (false, true) => {
+                        self.held.insert(key.to_string());
+                        Some("ADDED")
+                    }
+                    (true, false) => {
+                        self.held.remove(key);
+                        Some("DELETED")
+                    }
+                    (false, false) => None,
+                }
+            }
+        }
+    }
+}
+
+fn key_of(resource: &Resource, object: &Value) -> String {
+    let text = |pointer| object.pointer(pointer).and_then(Value::as_str);
+    resource.key(
+        text("/metadata/namespace"),
+        text("/metadata/name").unwrap_or_default(),
+    )
 }

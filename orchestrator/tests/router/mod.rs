@@ -67,6 +67,18 @@ impl Api {
         (code, value)
     }
 
+    /// Starts a watch (`uri` with `watch=true`); [`events`] reads it to its
+    /// end.
+    pub async fn watch(&self, uri: &str) -> axum::response::Response {
+        let request = Request::get(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = self.raw(request).await;
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        response
+    }
+
     /// A PATCH of `content_type` (`merge`, `strategic-merge`, `json`,
     /// `apply`).
     pub async fn patch(&self, uri: &str, patch_type: &str, body: Value) -> (StatusCode, Value) {
@@ -124,4 +136,21 @@ impl Api {
             .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
         (code, headers, value)
     }
+}
+
+/// The events of a watch, read until it ends (its `timeoutSeconds`).
+pub async fn events(response: axum::response::Response) -> Vec<Value> {
+    let bytes = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        response.into_body().collect(),
+    )
+    .await
+    .expect("the watch ends at timeoutSeconds")
+    .unwrap()
+    .to_bytes();
+    String::from_utf8(bytes.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
