@@ -97,7 +97,6 @@ async fn set_spec(registry: &Registry, name: &str, change: impl Fn(&mut Value)) 
             name,
             None,
             &WriteOptions::manager("bench"),
-            None,
             |current| {
                 let mut next = current.clone();
                 change(&mut next);

@@ -71,6 +71,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/{version}", get(core_resources))
         .route("/apis/{group}", get(group_discovery))
         .route("/apis/{group}/{version}", get(group_resources))
+        .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*path}", get(openapi_document))
         .route(
@@ -201,6 +202,30 @@ async fn group_resources(
         Some(list) => json_response(StatusCode::OK, &list),
         None => Error::NoRoute.into_response(),
     }
+}
+
+/// The v2 document, as protobuf when the client asks for it (client-go
+/// does), JSON otherwise.
+async fn openapi_v2(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let rendered = openapi::v2::rendered(state.registry.resources());
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (content_type, body) = if openapi::v2::PROTOBUF.iter().any(|t| accept.contains(t)) {
+        (openapi::v2::PROTOBUF[1], rendered.protobuf.as_slice())
+    } else {
+        ("application/json", rendered.json.as_slice())
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache, private"),
+        ],
+        [(header::ETAG, format!("\"{}\"", rendered.hash))],
+        Bytes::from_static(body),
+    )
+        .into_response()
 }
 
 async fn openapi_index(State(state): State<ApiState>) -> Response {

@@ -130,13 +130,26 @@ fn camel(name: &str) -> String {
 
 /// The JSON name of a field of `schema`.
 fn json_name(schema: &str, rust_name: &str) -> String {
+    property(schema, rust_name).unwrap_or_else(|| camel(rust_name.trim_start_matches("r#")))
+}
+
+/// The JSON property of `schema` a field is, if the schema is known and
+/// has it.
+fn property(schema: &str, rust_name: &str) -> Option<String> {
     let rust_name = rust_name.trim_start_matches("r#");
     schemas()
         .get(&schema.to_lowercase())
         .and_then(|s| s.get("properties"))
         .and_then(Value::as_object)
         .and_then(|props| props.keys().find(|p| snake(p) == rust_name).cloned())
-        .unwrap_or_else(|| camel(rust_name))
+}
+
+/// Whether a message field is an embedded Go struct whose fields JSON
+/// inlines into the parent (a `ConfigMapKeySelector`'s
+/// `LocalObjectReference`, a `Volume`'s `VolumeSource`): the parent's
+/// schema is known and has no property of that name.
+fn inlined(schema: &str, rust_name: &str) -> bool {
+    schemas().contains_key(&schema.to_lowercase()) && property(schema, rust_name).is_none()
 }
 
 /// A protobuf reader over one message.
@@ -341,7 +354,15 @@ fn plain_message(bytes: &[u8], schema: &str, depth: usize) -> Result<Value, Stri
             (Kind::Message, 2) => {
                 let n = reader.varint()? as usize;
                 let target = field.message.as_deref().unwrap_or_default();
-                values.push(message(reader.take(n)?, target, depth + 1)?);
+                let value = message(reader.take(n)?, target, depth + 1)?;
+                if !field.repeated
+                    && inlined(schema, &field.rust_name)
+                    && let Value::Object(fields) = value
+                {
+                    object.extend(fields);
+                    continue;
+                }
+                values.push(value);
             }
             (Kind::MapString | Kind::MapBytes | Kind::MapMessage, 2) => {
                 let n = reader.varint()? as usize;
@@ -503,6 +524,30 @@ mod tests {
         assert_eq!(
             message(&ios, "io.k8s.apimachinery.pkg.util.intstr.IntOrString", 0).unwrap(),
             json!("http")
+        );
+    }
+
+    /// Go structs embedded in others are fields of their own in protobuf and
+    /// inlined in JSON: kubectl debug's pod copy sends them.
+    #[test]
+    fn embedded_structs_are_inlined() {
+        let mut reference = Vec::new();
+        field(1, b"cfg", &mut reference);
+        let mut selector = Vec::new();
+        field(1, &reference, &mut selector);
+        field(2, b"a", &mut selector);
+        assert_eq!(
+            message(&selector, "io.k8s.api.core.v1.ConfigMapKeySelector", 0).unwrap(),
+            json!({"name": "cfg", "key": "a"})
+        );
+        let mut source = Vec::new();
+        field(2, &[], &mut source);
+        let mut volume = Vec::new();
+        field(1, b"data", &mut volume);
+        field(2, &source, &mut volume);
+        assert_eq!(
+            message(&volume, "io.k8s.api.core.v1.Volume", 0).unwrap(),
+            json!({"name": "data", "emptyDir": {}})
         );
     }
 

@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::registry::{Resource, Resources};
 
+pub mod v2;
+
 /// One rendered group-version document.
 #[derive(Debug)]
 pub struct Document {

@@ -1,0 +1,248 @@
+//! kubectl commands whose answers must be the API server's: no container
+//! lost by a patch, no lost update, no system namespace deleted, and every
+//! kubectl from 1.27 on able to apply, create and explain.
+
+mod server;
+
+use std::process::Command;
+
+use server::{Server, kubectl_dir};
+
+const TWO_CONTAINERS: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: two}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: two}}
+  template:
+    metadata: {labels: {app: two}}
+    spec:
+      containers:
+      - {name: nginx, image: toolbox, command: [sleep, '1000']}
+      - {name: perl, image: toolbox, command: [sleep, '1000']}
+";
+
+fn containers(server: &Server) -> Vec<serde_json::Value> {
+    server.json(&["get", "deployment", "two", "-o", "json"])["spec"]["template"]["spec"]
+        ["containers"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn set_image_and_set_env_keep_the_other_container() {
+    let server = Server::start();
+    let file = server.manifest("two.yaml", TWO_CONTAINERS);
+    server.kubectl_ok(&["apply", "-f", &file]);
+    server.kubectl_ok(&["set", "image", "deployment/two", "nginx=toolbox:latest"]);
+    let after = containers(&server);
+    let names: Vec<&str> = after.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["nginx", "perl"]);
+    assert_eq!(after[0]["image"], "toolbox:latest");
+    assert_eq!(after[1]["image"], "toolbox");
+
+    server.kubectl_ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=a=1",
+        "--from-literal=b=2",
+    ]);
+    server.kubectl_ok(&[
+        "set",
+        "env",
+        "deployment/two",
+        "--from=configmap/cfg",
+        "-c",
+        "perl",
+    ]);
+    server.kubectl_ok(&["set", "env", "deployment/two", "EXTRA=x", "-c", "perl"]);
+    let after = containers(&server);
+    assert_eq!(after.len(), 2, "{after:?}");
+    // kubectl adds a config map's keys in its map's (random) order.
+    let mut env: Vec<&str> = after[1]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(env.pop(), Some("EXTRA"));
+    env.sort();
+    assert_eq!(env, ["A", "B"]);
+    assert_eq!(
+        after[1]["env"][0]["valueFrom"]["configMapKeyRef"]["name"],
+        "cfg"
+    );
+    assert!(after[0].get("env").is_none(), "{after:?}");
+}
+
+#[test]
+fn stale_resource_versions_conflict() {
+    let server = Server::start();
+    server.kubectl_ok(&["create", "service", "clusterip", "s", "--tcp=80"]);
+    let out = server.kubectl(&[
+        "set",
+        "selector",
+        "svc",
+        "s",
+        "app=x",
+        "--resource-version=1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "Error from server (Conflict): Operation cannot be fulfilled on services \"s\": the object has been modified"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        server.json(&["get", "svc", "s", "-o", "json"])["spec"]["selector"],
+        serde_json::json!({"app": "s"})
+    );
+    // A replace from a stale copy conflicts; from a fresh one it applies.
+    let stale = server.kubectl_ok(&["get", "svc", "s", "-o", "yaml"]);
+    server.kubectl_ok(&["label", "svc", "s", "touched=yes"]);
+    let file = server.manifest("stale.yaml", &stale.replace("app: s", "app: changed"));
+    let out = server.kubectl(&["replace", "-f", &file]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(Conflict)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.kubectl_ok(&["set", "selector", "svc", "s", "app=x"]);
+    assert_eq!(
+        server.json(&["get", "svc", "s", "-o", "json"])["spec"]["selector"]["app"],
+        "x"
+    );
+}
+
+#[test]
+fn delete_namespaces_all_spares_the_system_ones() {
+    let server = Server::start();
+    server.kubectl_ok(&["create", "namespace", "scratch"]);
+    let out = server.kubectl(&["delete", "ns", "--all", "--wait=false"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for name in ["default", "kube-node-lease", "kube-public", "kube-system"] {
+        assert!(
+            stderr.contains(&format!(
+                "Error from server (Forbidden): namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("namespace \"scratch\" deleted"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let left = server.kubectl_ok(&["get", "ns", "-o", "name"]);
+    for name in ["default", "kube-node-lease", "kube-public", "kube-system"] {
+        assert!(left.contains(&format!("namespace/{name}\n")), "{left}");
+    }
+}
+
+/// `kubectl debug --copy-to` sends the pod copy as protobuf: embedded Go
+/// structs (the env source's config map reference) must come through.
+#[test]
+fn debug_copies_a_pod_with_its_env_sources() {
+    let server = Server::start();
+    server.kubectl_ok(&["create", "configmap", "cfg", "--from-literal=a=1"]);
+    let pod = server.manifest(
+        "src.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: src}
+spec:
+  containers:
+  - name: main
+    image: toolbox
+    command: [sleep, '1000']
+    env:
+    - name: A
+      valueFrom: {configMapKeyRef: {name: cfg, key: a}}
+",
+    );
+    server.kubectl_ok(&["apply", "-f", &pod]);
+    let out = server.kubectl(&[
+        "debug",
+        "src",
+        "--image=toolbox",
+        "--copy-to=copy",
+        "--container=dbg",
+        "--profile=general",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = server.json(&["get", "pod", "copy", "-o", "json"]);
+    assert_eq!(
+        copy["spec"]["containers"][0]["env"][0]["valueFrom"],
+        serde_json::json!({"configMapKeyRef": {"name": "cfg", "key": "a"}})
+    );
+    assert_eq!(copy["spec"]["containers"][1]["name"], "dbg");
+}
+
+/// kubectl 1.27 and 1.28 read `/openapi/v2` (as protobuf) before apply,
+/// create and explain; every version from 1.27 to 1.33 must do all three.
+#[test]
+fn every_kubectl_version_applies_creates_and_explains() {
+    let server = Server::start();
+    let dir = kubectl_dir();
+    for minor in 27..=33 {
+        let binary = dir.join(format!("kubectl.1.{minor}"));
+        let run = |args: &[&str]| -> String {
+            let out = Command::new(&binary)
+                .env("KUBECONFIG", server.kubeconfig())
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "kubectl 1.{minor} {}: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let name = format!("v{minor}");
+        let config = |value: &str| {
+            server.manifest(
+                &format!("{name}.yaml"),
+                &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: '{value}', gone: x}}\n"),
+            )
+        };
+        assert!(run(&["apply", "-f", &config("1")]).contains("created"));
+        // The second apply is a three-way strategic patch the client works
+        // out from the schema: `gone` is removed as it left the file.
+        let second = server.manifest(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: '2'}}\n"
+            ),
+        );
+        assert!(run(&["apply", "-f", &second]).contains("configured"));
+        assert_eq!(
+            server.json(&["get", "configmap", &name, "-o", "json"])["data"],
+            serde_json::json!({"k": "2"})
+        );
+        let deployment = server.manifest(
+            &format!("deploy-{name}.yaml"),
+            &TWO_CONTAINERS.replace("name: two", &format!("name: {name}")),
+        );
+        assert!(run(&["create", "-f", &deployment]).contains("created"));
+        let explain = run(&["explain", "deployment.spec.template.spec.containers.env"]);
+        assert!(explain.contains("EnvVar"), "kubectl 1.{minor}: {explain}");
+        run(&["delete", "deployment", &name, "--wait=false"]);
+    }
+}
