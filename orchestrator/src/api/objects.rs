@@ -139,10 +139,30 @@ fn wants_table(headers: &HeaderMap) -> bool {
         .is_some_and(|first| first.contains("as=Table"))
 }
 
-fn write_options(query: &Query) -> Result<WriteOptions> {
+/// A write's options; without a `fieldManager`, the manager is the
+/// client's User-Agent up to its first `/`, as the API server names it.
+fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions> {
+    let user_agent = || {
+        let agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let manager: String = agent
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(128)
+            .collect();
+        (!manager.is_empty()).then_some(manager)
+    };
     Ok(WriteOptions {
         dry_run: query.dry_run()?,
-        field_manager: query.get("fieldManager").map(str::to_string),
+        field_manager: query
+            .get("fieldManager")
+            .map(str::to_string)
+            .or_else(user_agent),
         validation: query.field_validation()?,
         force: query.flag("force"),
         ..WriteOptions::default()
@@ -322,10 +342,7 @@ async fn serve(
                 })?;
                 scale::Change::Patch(kind, &body)
             };
-            let mut options = write_options(&query)?;
-            options
-                .field_manager
-                .get_or_insert_with(|| "unknown".into());
+            let options = write_options(&query, &headers)?;
             let scaled =
                 scale::write(registry, resource, namespace, name, change, &options).await?;
             Ok(json_response(StatusCode::OK, &scaled))
@@ -350,7 +367,7 @@ async fn serve(
             verb_allowed(resource, "create")?;
             let body = decode_object(&headers, &body, resource.schema)?;
             let written = registry
-                .create(resource, namespace, body, &write_options(&query)?)
+                .create(resource, namespace, body, &write_options(&query, &headers)?)
                 .await?;
             Ok(with_warnings(
                 json_response(StatusCode::CREATED, &written.object),
@@ -368,7 +385,7 @@ async fn serve(
                     name,
                     body,
                     sub,
-                    &write_options(&query)?,
+                    &write_options(&query, &headers)?,
                 )
                 .await?;
             Ok(with_warnings(
@@ -387,15 +404,12 @@ async fn serve(
                     content_type(&headers)
                 ))
             })?;
-            let mut options = write_options(&query)?;
-            if kind == PatchKind::Apply && options.field_manager.is_none() {
+            if kind == PatchKind::Apply && query.get("fieldManager").is_none_or(str::is_empty) {
                 return Err(Error::BadRequest(
                     "PATCH with apply-patch+yaml requires a fieldManager query parameter".into(),
                 ));
             }
-            if options.field_manager.is_none() {
-                options.field_manager = Some("unknown".into());
-            }
+            let options = write_options(&query, &headers)?;
             let written = registry
                 .patch(resource, namespace, name, kind, &body, sub, &options)
                 .await?;

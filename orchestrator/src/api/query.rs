@@ -31,8 +31,13 @@ impl Query {
             .collect()
     }
 
+    /// A boolean parameter, read as Go's `strconv.ParseBool` reads it
+    /// (`true`, `True`, `1`, `t`, ...), as the API server does.
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
+        matches!(
+            self.get(key),
+            Some("1" | "t" | "T" | "true" | "True" | "TRUE")
+        )
     }
 
     pub fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>> {

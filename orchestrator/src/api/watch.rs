@@ -38,7 +38,7 @@ pub(super) fn serve(
                 .map_err(|_| Error::BadRequest(format!("invalid resourceVersion {rv:?}")))?,
         ),
     };
-    let send_initial = query.get("sendInitialEvents") == Some("true") || from.is_none();
+    let send_initial = query.flag("sendInitialEvents") || from.is_none();
     let bookmarks = query.flag("allowWatchBookmarks");
     let timeout = query
         .number::<u64>("timeoutSeconds")?
@@ -70,7 +70,7 @@ pub(super) fn serve(
     let watch = registry.watch(resource, namespace, after);
     let (sender, receiver) = mpsc::channel::<Bytes>(64);
     let resource = resource.clone();
-    let initial_end = query.get("sendInitialEvents") == Some("true");
+    let initial_end = query.flag("sendInitialEvents");
     tokio::spawn(async move {
         let line = |event_type: &str, object: &Value| -> Bytes {
             let object = if as_table && event_type != "BOOKMARK" && event_type != "ERROR" {

@@ -111,8 +111,9 @@ pub struct Resource {
     /// The OpenAPI schema name of the kind.
     pub schema: &'static str,
     /// Whether a DELETE that removes the object answers with the object
-    /// (pods, Services, volumes, namespaces) rather than a success Status,
-    /// as the API server's storage for the kind does.
+    /// (pods, Services, volumes, claims, storage classes, namespaces)
+    /// rather than a success Status, as the API server's storage for the
+    /// kind does (its OpenAPI names the object as DELETE's answer).
     pub returns_deleted: bool,
     pub hooks: Hooks,
 }

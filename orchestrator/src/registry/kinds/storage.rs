@@ -108,7 +108,7 @@ pub(super) fn storage_classes() -> Resource {
         status_subresource: false,
         field_selectors: &[],
         schema: "io.k8s.api.storage.v1.StorageClass",
-        returns_deleted: false,
+        returns_deleted: true,
         hooks: Hooks {
             defaults: |sc| {
                 if let Some(object) = sc.as_object_mut() {
