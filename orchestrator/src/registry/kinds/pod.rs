@@ -94,6 +94,11 @@ pub(super) fn defaults(pod: &mut Value) {
     set_default(spec, "enableServiceLinks", json!(true));
     set_default(spec, "priority", json!(0));
     set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    if let Some(volumes) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        for volume in volumes.iter_mut().filter_map(Value::as_object_mut) {
+            volume_defaults(volume);
+        }
+    }
     for list in ["initContainers", "containers"] {
         let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
             continue;
@@ -113,6 +118,19 @@ pub(super) fn defaults(pod: &mut Value) {
             );
             set_default(container, "terminationMessagePolicy", json!("File"));
             set_default(container, "resources", json!({}));
+            for env in container
+                .get_mut("env")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(field_ref) = env
+                    .pointer_mut("/valueFrom/fieldRef")
+                    .and_then(Value::as_object_mut)
+                {
+                    set_default(field_ref, "apiVersion", json!("v1"));
+                }
+            }
             for kind in ["livenessProbe", "readinessProbe", "startupProbe"] {
                 if let Some(probe) = container.get_mut(kind).and_then(Value::as_object_mut) {
                     probe_defaults(probe);
@@ -139,6 +157,82 @@ pub(super) fn defaults(pod: &mut Value) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Kubernetes' volume defaults: a volume naming no source is an
+/// `emptyDir`; file modes of projected files default to 0644; a downward
+/// API `fieldRef` to `v1`; a hostPath's type to "".
+fn volume_defaults(volume: &mut serde_json::Map<String, Value>) {
+    const SOURCES: &[&str] = &[
+        "hostPath",
+        "emptyDir",
+        "gcePersistentDisk",
+        "awsElasticBlockStore",
+        "gitRepo",
+        "secret",
+        "nfs",
+        "iscsi",
+        "glusterfs",
+        "persistentVolumeClaim",
+        "rbd",
+        "flexVolume",
+        "cinder",
+        "cephfs",
+        "flocker",
+        "downwardAPI",
+        "fc",
+        "azureFile",
+        "configMap",
+        "vsphereVolume",
+        "quobyte",
+        "azureDisk",
+        "photonPersistentDisk",
+        "projected",
+        "portworxVolume",
+        "scaleIO",
+        "storageos",
+        "csi",
+        "ephemeral",
+        "image",
+    ];
+    if !SOURCES
+        .iter()
+        .any(|s| volume.get(*s).is_some_and(|v| !v.is_null()))
+    {
+        volume.insert("emptyDir".into(), json!({}));
+    }
+    for source in ["configMap", "secret", "downwardAPI", "projected"] {
+        if let Some(source) = volume.get_mut(source).and_then(Value::as_object_mut) {
+            set_default(source, "defaultMode", json!(0o644));
+        }
+    }
+    if let Some(host_path) = volume.get_mut("hostPath").and_then(Value::as_object_mut) {
+        set_default(host_path, "type", json!(""));
+    }
+    if let Some(items) = volume
+        .get_mut("downwardAPI")
+        .and_then(|d| d.get_mut("items"))
+    {
+        field_ref_defaults(items);
+    }
+    let projected = volume
+        .get_mut("projected")
+        .and_then(|p| p.get_mut("sources"))
+        .and_then(Value::as_array_mut);
+    for source in projected.into_iter().flatten() {
+        if let Some(items) = source.pointer_mut("/downwardAPI/items") {
+            field_ref_defaults(items);
+        }
+    }
+}
+
+/// A downward API item list's `fieldRef`s default to `v1`.
+fn field_ref_defaults(items: &mut Value) {
+    for item in items.as_array_mut().into_iter().flatten() {
+        if let Some(field_ref) = item.get_mut("fieldRef").and_then(Value::as_object_mut) {
+            set_default(field_ref, "apiVersion", json!("v1"));
         }
     }
 }
@@ -286,6 +380,33 @@ mod tests {
         assert_eq!(
             pod["spec"]["containers"][0]["resources"]["requests"]["cpu"],
             "1"
+        );
+    }
+
+    #[test]
+    fn volume_and_field_ref_defaults() {
+        let mut pod = json!({"spec": {
+            "containers": [{"name": "a", "image": "toolbox",
+                "env": [{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}],
+            "volumes": [
+                {"name": "scratch"},
+                {"name": "cfg", "configMap": {"name": "c"}},
+                {"name": "info", "downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+                {"name": "host", "hostPath": {"path": "/tmp"}}
+            ]
+        }});
+        defaults(&mut pod);
+        let volumes = &pod["spec"]["volumes"];
+        assert_eq!(volumes[0], json!({"name": "scratch", "emptyDir": {}}));
+        assert_eq!(volumes[1]["configMap"]["defaultMode"], 420);
+        assert_eq!(
+            volumes[2]["downwardAPI"]["items"][0]["fieldRef"]["apiVersion"],
+            "v1"
+        );
+        assert_eq!(volumes[3]["hostPath"]["type"], "");
+        assert_eq!(
+            pod["spec"]["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["apiVersion"],
+            "v1"
         );
     }
 
