@@ -155,10 +155,16 @@ impl Cluster {
             registry.clone(),
             stopped.clone(),
         ));
-        tasks.spawn(controllers::replicaset::run(
-            registry.clone(),
-            stopped.clone(),
-        ));
+        for flavor in [
+            controllers::replicaset::REPLICA_SETS,
+            controllers::replicaset::REPLICATION_CONTROLLERS,
+        ] {
+            tasks.spawn(controllers::replicaset::run(
+                flavor,
+                registry.clone(),
+                stopped.clone(),
+            ));
+        }
         tasks.spawn(controllers::deployment::run(
             registry.clone(),
             stopped.clone(),

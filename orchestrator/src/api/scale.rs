@@ -1,4 +1,5 @@
-//! The `scale` subresource of Deployments and ReplicaSets: an
+//! The `scale` subresource of Deployments, ReplicaSets and
+//! ReplicationControllers: an
 //! autoscaling/v1 Scale made from the object (`spec.replicas`, and the
 //! replicas and selector its status reports), written back as a change of
 //! `spec.replicas` only. `kubectl scale` patches it.
@@ -8,7 +9,7 @@ use serde_json::{Value, json};
 use crate::admission::Errors;
 use crate::patch::{self, PatchKind};
 use crate::registry::metadata::text;
-use crate::registry::selectors::format_selector;
+use crate::registry::selectors::{format_selector, workload_selector};
 use crate::registry::{Error, Registry, Resource, Result, WriteOptions};
 
 const SCALE_SCHEMA: &str = "io.k8s.api.autoscaling.v1.Scale";
@@ -34,7 +35,7 @@ pub fn of(object: &Value) -> Value {
         "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
         "status": {
             "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": format_selector(object.pointer("/spec/selector"), ""),
+            "selector": format_selector(workload_selector(object, "/spec/selector").as_ref(), ""),
         },
     })
 }

@@ -2,6 +2,10 @@
 //! alive for every ReplicaSet, named `<replicaset>-<5 chars>` and owned by
 //! it; adopts orphans its selector matches; deletes the surplus, least
 //! useful first; reports replicas, ready and available pods in status.
+//!
+//! The same controller runs ReplicationControllers, whose selector is a
+//! plain label map (as Kubernetes' replication manager shares the
+//! ReplicaSet controller's code).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +21,48 @@ use crate::registry::{
     Cache, DeleteOptions, Error, LabelSelector, Registry, Resource, Result, WriteOptions,
 };
 
-const MANAGER: &str = "replicaset-controller";
+/// What differs between the kinds the controller runs.
+#[derive(Clone, Copy)]
+pub struct Flavor {
+    group: &'static str,
+    kind: &'static str,
+    api_version: &'static str,
+    manager: &'static str,
+    /// Pods it may own: its own, and orphans it might adopt.
+    relevant: fn(&Value) -> bool,
+    /// The set's selector; `None` selects nothing.
+    selector: fn(&Value) -> Option<LabelSelector>,
+}
+
+pub const REPLICA_SETS: Flavor = Flavor {
+    group: "apps",
+    kind: "ReplicaSet",
+    api_version: "apps/v1",
+    manager: "replicaset-controller",
+    relevant: |pod| matches!(controller_kind(pod), None | Some("ReplicaSet")),
+    selector: |rs| LabelSelector::from_object(rs.pointer("/spec/selector")).ok(),
+};
+
+pub const REPLICATION_CONTROLLERS: Flavor = Flavor {
+    group: "",
+    kind: "ReplicationController",
+    api_version: "v1",
+    manager: "replication-controller",
+    relevant: |pod| matches!(controller_kind(pod), None | Some("ReplicationController")),
+    selector: |rc| {
+        let labels = rc.pointer("/spec/selector")?.as_object()?;
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        Some(LabelSelector::from_map(&labels))
+    },
+};
 /// How many pods one pass creates or deletes at once.
 const BURST: usize = 250;
 
 struct ReplicaSets {
+    flavor: Flavor,
     registry: Registry,
     pods: Resource,
     events: Recorder,
@@ -30,12 +71,13 @@ struct ReplicaSets {
     cached_pods: Arc<Cache>,
 }
 
-/// Runs until `stop` turns true.
-pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
-    let replica_sets = registry.resource("apps", "ReplicaSet");
+/// Runs the controller of `flavor` until `stop` turns true.
+pub async fn run(flavor: Flavor, registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
+    let replica_sets = registry.resource(flavor.group, flavor.kind);
     let pods = registry.resource("", "Pod");
     let reconciler = ReplicaSets {
-        events: Recorder::new(registry.clone(), MANAGER, None),
+        flavor,
+        events: Recorder::new(registry.clone(), flavor.manager, None),
         registry: registry.clone(),
         cached_sets: registry.cache(&replica_sets),
         cached_pods: registry.cache(&pods),
@@ -44,13 +86,12 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
     };
     driver::run(
         registry,
-        MANAGER,
+        flavor.manager,
         vec![
             replica_sets.into(),
             driver::Watched {
                 resource: pods,
-                // Its own pods, and orphans it might adopt.
-                relevant: |pod| matches!(controller_kind(pod), None | Some("ReplicaSet")),
+                relevant: flavor.relevant,
             },
         ],
         driver::Pace {
@@ -132,18 +173,23 @@ fn deletion_rank(pod: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
 impl ReplicaSets {
     async fn sync(&self, rs: &Value, pods: &[Arc<Value>]) -> Result<Option<Duration>> {
         let uid = text(rs, "/metadata/uid");
-        let selector = match LabelSelector::from_object(rs.pointer("/spec/selector")) {
-            Ok(s) if !s.is_empty() => s,
+        let selector = match (self.flavor.selector)(rs) {
+            Some(s) if !s.is_empty() => s,
             _ => return Ok(None),
         };
+        let (kind, api_version, manager) = (
+            self.flavor.kind,
+            self.flavor.api_version,
+            self.flavor.manager,
+        );
         let mut mine: Vec<Arc<Value>> = Vec::new();
         for pod in pods {
             match controller_uid(pod) {
                 Some(owner) if owner == uid => mine.push(Arc::clone(pod)),
                 None if active(pod) && selector.matches(pod) => {
-                    let reference = controller_ref(rs, "apps/v1", "ReplicaSet");
+                    let reference = controller_ref(rs, api_version, kind);
                     let adopted =
-                        adopt(&self.registry, &self.pods, pod, &reference, MANAGER).await?;
+                        adopt(&self.registry, &self.pods, pod, &reference, manager).await?;
                     if controller_uid(&adopted) == Some(uid) {
                         mine.push(Arc::new(adopted));
                     }
@@ -213,7 +259,7 @@ impl ReplicaSets {
                 &self.replica_sets,
                 rs,
                 Some("status"),
-                MANAGER,
+                manager,
                 |next| {
                     let mut merged = next.get("status").cloned().unwrap_or(json!({}));
                     for (k, v) in status.as_object().expect("built as an object") {
@@ -233,7 +279,7 @@ impl ReplicaSets {
         let metadata = super::from_template(
             json!({
                 "generateName": format!("{}-", text(rs, "/metadata/name")),
-                "ownerReferences": [controller_ref(rs, "apps/v1", "ReplicaSet")],
+                "ownerReferences": [controller_ref(rs, self.flavor.api_version, self.flavor.kind)],
             }),
             &template,
         );
@@ -243,7 +289,7 @@ impl ReplicaSets {
             "metadata": metadata,
             "spec": template.get("spec").cloned().unwrap_or(json!({})),
         });
-        let options = WriteOptions::manager(MANAGER);
+        let options = WriteOptions::manager(self.flavor.manager);
         let mut left = count;
         while left > 0 {
             let batch = left.min(BURST);

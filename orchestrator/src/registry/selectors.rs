@@ -16,6 +16,19 @@ enum Requirement {
     Less(String, i64),
 }
 
+/// The selector of a workload at `pointer` as a `metav1.LabelSelector`: a
+/// ReplicationController's plain label map becomes its `matchLabels`.
+pub fn workload_selector(object: &Value, pointer: &str) -> Option<Value> {
+    let selector = object.pointer(pointer)?;
+    Some(
+        if object.get("kind").and_then(Value::as_str) == Some("ReplicationController") {
+            serde_json::json!({"matchLabels": selector})
+        } else {
+            selector.clone()
+        },
+    )
+}
+
 /// A `metav1.LabelSelector` object as selector text (`app=web,tier in
 /// (a,b),!canary`), as kubectl prints it; `empty` when it selects all.
 pub fn format_selector(selector: Option<&Value>, empty: &str) -> String {

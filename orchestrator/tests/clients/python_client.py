@@ -226,6 +226,8 @@ def main():
         Kind(apps, "replica_set", "ReplicaSet",
              {"apiVersion": "apps/v1", "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "py"}},
                                                "template": template}}),
+        Kind(core, "replication_controller", "ReplicationController",
+             {"apiVersion": "v1", "spec": {"replicas": 0, "selector": {"app": "py"}, "template": template}}),
         Kind(batch, "job", "Job",
              {"apiVersion": "batch/v1", "spec": {"suspend": True, "template": job_template}}),
         Kind(batch, "cron_job", "CronJob",

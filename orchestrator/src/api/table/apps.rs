@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::{age_cell, column, s};
-use crate::registry::selectors::format_selector;
+use crate::registry::selectors::{format_selector, workload_selector};
 
 /// The wide columns of workloads: CONTAINERS, IMAGES, SELECTOR.
 pub(super) fn wide_columns() -> [Value; 3] {
@@ -42,7 +42,7 @@ pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>>
         .into_iter()
         .chain(wide)
         .collect(),
-        "ReplicaSet" => [
+        "ReplicaSet" | "ReplicationController" => [
             name,
             column("Desired", "integer", 0, "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1."),
             column("Current", "integer", 0, "Replicas is the most recently observed number of replicas."),
@@ -75,7 +75,7 @@ pub(super) fn template_cells_at(object: &Value, spec: &str) -> [Value; 3] {
         json!(names.join(",")),
         json!(images.join(",")),
         json!(format_selector(
-            object.pointer(&format!("{spec}/selector")),
+            workload_selector(object, &format!("{spec}/selector")).as_ref(),
             "<none>"
         )),
     ]
@@ -102,7 +102,7 @@ pub(super) fn cells(kind: &str, object: &Value) -> Option<Vec<Value>> {
         .into_iter()
         .chain(template_cells(object))
         .collect(),
-        "ReplicaSet" => [
+        "ReplicaSet" | "ReplicationController" => [
             name,
             json!(count(object, "/spec/replicas")),
             json!(count(object, "/status/replicas")),

@@ -1,8 +1,10 @@
-//! apps/v1 ReplicaSet and Deployment: Kubernetes' defaults and the
-//! validation a user meets first (selector, template labels, replicas,
-//! strategy), with its field paths and messages.
+//! The replicated workloads, apps/v1 ReplicaSet and Deployment and the
+//! core ReplicationController: Kubernetes' defaults and the validation a
+//! user meets first (selector, template labels, replicas, strategy), with
+//! its field paths and messages.
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::ReplicationController;
 use serde_json::{Map, Value, json};
 
 use super::pod::{self, set_default};
@@ -31,6 +33,7 @@ const fn subresources(kind: &'static str) -> [Subresource; 2] {
 }
 
 const DEPLOYMENT_SUBRESOURCES: [Subresource; 2] = subresources("Deployment");
+const REPLICATION_CONTROLLER_SUBRESOURCES: [Subresource; 2] = subresources("ReplicationController");
 const REPLICASET_SUBRESOURCES: [Subresource; 2] = subresources("ReplicaSet");
 
 pub(super) fn deployments() -> Resource {
@@ -83,6 +86,92 @@ pub(super) fn replica_sets() -> Resource {
             allocate: allocate_nothing,
         },
     }
+}
+
+pub(super) fn replication_controllers() -> Resource {
+    Resource {
+        group: "",
+        version: "v1",
+        kind: "ReplicationController",
+        plural: "replicationcontrollers",
+        singular: "replicationcontroller",
+        namespaced: true,
+        short_names: &["rc"],
+        categories: &["all"],
+        verbs: ALL_VERBS,
+        subresources: &REPLICATION_CONTROLLER_SUBRESOURCES,
+        status_subresource: true,
+        field_selectors: &["status.replicas"],
+        schema: "io.k8s.api.core.v1.ReplicationController",
+        returns_deleted: false,
+        hooks: Hooks {
+            defaults: replication_controller_defaults,
+            initial_status: |rc| rc["status"] = json!({"replicas": 0}),
+            validate: validate_replication_controller,
+            typed: Typed::of::<ReplicationController>(),
+            allocate: allocate_nothing,
+        },
+    }
+}
+
+/// Kubernetes' ReplicationController defaults: the selector and the
+/// controller's labels are the template's labels when not given.
+fn replication_controller_defaults(rc: &mut Value) {
+    let template_labels = rc
+        .pointer("/spec/template/metadata/labels")
+        .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+        .cloned();
+    if let Some(labels) = template_labels {
+        if let Some(spec) = rc.get_mut("spec").and_then(Value::as_object_mut) {
+            let empty = spec
+                .get("selector")
+                .and_then(Value::as_object)
+                .is_none_or(Map::is_empty);
+            if empty {
+                spec.insert("selector".into(), labels.clone());
+            }
+        }
+        if let Some(metadata) = rc.get_mut("metadata").and_then(Value::as_object_mut) {
+            let empty = metadata
+                .get("labels")
+                .and_then(Value::as_object)
+                .is_none_or(Map::is_empty);
+            if empty {
+                metadata.insert("labels".into(), labels);
+            }
+        }
+    }
+    replica_set_defaults(rc);
+}
+
+fn validate_replication_controller(rc: &Value, old: Option<&Value>) -> Result<(), Invalid> {
+    validate_metadata(rc, old)?;
+    let mut errors = Errors::default();
+    let spec = rc.get("spec").cloned().unwrap_or_else(|| json!({}));
+    validate_replicas(&mut errors, &spec);
+    let selector = spec.get("selector").and_then(Value::as_object);
+    let template_labels = spec.pointer("/template/metadata/labels");
+    match selector {
+        None => errors.required("spec.selector"),
+        Some(selector) if selector.is_empty() => errors.required("spec.selector"),
+        Some(selector) => {
+            let labels = template_labels.and_then(Value::as_object);
+            let matches = selector
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+            if !matches {
+                errors.push(
+                    "spec.template.metadata.labels",
+                    format!(
+                        "Invalid value: {}: selector does not match labels in template",
+                        labels_value(template_labels)
+                    ),
+                );
+            }
+        }
+    }
+    validate_template(&mut errors, &spec);
+    errors.into_result("ReplicationController", name_of(rc))
 }
 
 /// Pod defaults applied inside `spec.template`, so templates compare
@@ -158,14 +247,7 @@ fn validate(object: &Value, old: Option<&Value>, is_deployment: bool) -> Result<
     };
     let mut errors = Errors::default();
     let spec = object.get("spec").cloned().unwrap_or_else(|| json!({}));
-    if let Some(replicas) = spec.get("replicas").and_then(Value::as_i64)
-        && replicas < 0
-    {
-        errors.push(
-            "spec.replicas",
-            format!("Invalid value: {replicas}: must be greater than or equal to 0"),
-        );
-    }
+    validate_replicas(&mut errors, &spec);
     let selector = spec.get("selector");
     let template_labels = spec.pointer("/template/metadata/labels");
     match selector {
@@ -205,6 +287,34 @@ fn validate(object: &Value, old: Option<&Value>, is_deployment: bool) -> Result<
             ),
         );
     }
+    validate_template(&mut errors, &spec);
+    if is_deployment {
+        validate_strategy(&mut errors, &spec);
+        if let Some(limit) = spec.get("revisionHistoryLimit").and_then(Value::as_i64)
+            && limit < 0
+        {
+            errors.push(
+                "spec.revisionHistoryLimit",
+                format!("Invalid value: {limit}: must be greater than or equal to 0"),
+            );
+        }
+    }
+    errors.into_result(kind, name_of(object))
+}
+
+fn validate_replicas(errors: &mut Errors, spec: &Value) {
+    if let Some(replicas) = spec.get("replicas").and_then(Value::as_i64)
+        && replicas < 0
+    {
+        errors.push(
+            "spec.replicas",
+            format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+        );
+    }
+}
+
+/// A replicated template: containers, and pods that always restart.
+fn validate_template(errors: &mut Errors, spec: &Value) {
     let containers = spec
         .pointer("/template/spec/containers")
         .and_then(Value::as_array);
@@ -218,18 +328,6 @@ fn validate(object: &Value, old: Option<&Value>, is_deployment: bool) -> Result<
     {
         errors.unsupported("spec.template.spec.restartPolicy", policy, &["Always"]);
     }
-    if is_deployment {
-        validate_strategy(&mut errors, &spec);
-        if let Some(limit) = spec.get("revisionHistoryLimit").and_then(Value::as_i64)
-            && limit < 0
-        {
-            errors.push(
-                "spec.revisionHistoryLimit",
-                format!("Invalid value: {limit}: must be greater than or equal to 0"),
-            );
-        }
-    }
-    errors.into_result(kind, name_of(object))
 }
 
 fn validate_strategy(errors: &mut Errors, spec: &Value) {

@@ -36,6 +36,7 @@ pub(crate) fn all() -> Vec<Resource> {
         service::endpoint_slices(),
         apps::deployments(),
         apps::replica_sets(),
+        apps::replication_controllers(),
         batch::jobs(),
         batch::cron_jobs(),
     ]
