@@ -35,6 +35,7 @@ struct CronJobs {
     cron_jobs: Resource,
     jobs: Resource,
     events: Recorder,
+    retries: driver::Retries,
 }
 
 /// Runs until `stop` turns true.
@@ -62,6 +63,7 @@ impl CronJobs {
     fn new(registry: Registry) -> CronJobs {
         CronJobs {
             events: Recorder::new(registry.clone(), MANAGER, None),
+            retries: driver::Retries::new(MANAGER),
             cron_jobs: registry.resource("batch", "CronJob"),
             jobs: registry.resource("batch", "Job"),
             registry,
@@ -80,14 +82,14 @@ impl Reconciler for CronJobs {
             return Ok(None);
         }
         let jobs = self.registry.list(&self.jobs, Some(namespace), &all)?.items;
-        let mut again = driver::Again::default();
+        let mut again = driver::Again::new(&self.retries);
         for cron_job in cron_jobs.iter().filter(|c| !deleting(c)) {
             let uid = text(cron_job, "/metadata/uid");
             let mine: Vec<&Value> = jobs
                 .iter()
                 .filter(|j| controller_uid(j) == Some(uid))
                 .collect();
-            again.note(self.sync(cron_job, &mine, Timestamp::now()).await)?;
+            again.note(cron_job, self.sync(cron_job, &mine, Timestamp::now()).await);
         }
         Ok(again.when())
     }

@@ -31,6 +31,7 @@ struct Deployments {
     replica_sets: Resource,
     pods: Resource,
     events: Recorder,
+    retries: driver::Retries,
 }
 
 /// Runs until `stop` turns true.
@@ -39,6 +40,7 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
     let replica_sets = registry.resource("apps", "ReplicaSet");
     let reconciler = Deployments {
         events: Recorder::new(registry.clone(), MANAGER, None),
+        retries: driver::Retries::new(MANAGER),
         registry: registry.clone(),
         deployments: deployments.clone(),
         replica_sets: replica_sets.clone(),
@@ -72,9 +74,9 @@ impl Reconciler for Deployments {
             .registry
             .list(&self.replica_sets, Some(namespace), &all)?
             .items;
-        let mut again = driver::Again::default();
+        let mut again = driver::Again::new(&self.retries);
         for deployment in deployments.iter().filter(|d| !deleting(d)) {
-            again.note(self.sync(deployment, &sets).await)?;
+            again.note(deployment, self.sync(deployment, &sets).await);
         }
         Ok(again.when())
     }

@@ -1,10 +1,13 @@
 //! The loop controllers share: watch some resources, mark the namespace of
-//! every change dirty, reconcile each dirty namespace as a whole, and come
-//! back when a reconcile asks to (a deadline, a pod turning available) or
-//! when the periodic pass repairs what a lost watch missed.
+//! every change dirty, reconcile each dirty namespace (each of its objects
+//! on its own: one object's failure is retried with its own back-off and
+//! never stops the others), and come back when a reconcile asks to (a
+//! deadline, a pod turning available, a retry) or when the periodic pass
+//! repairs what a lost watch missed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -21,31 +24,100 @@ pub trait Reconciler: Send + Sync + 'static {
     fn reconcile(&self, namespace: &str) -> impl Future<Output = Result<Option<Duration>>> + Send;
 }
 
+/// Per-object retries of one controller: an object whose sync fails
+/// (other than by a lost race) is logged at warn and tried again after
+/// 500 ms, doubling with each failure in a row up to five minutes, while
+/// the namespace's other objects go on being reconciled.
+#[derive(Debug)]
+pub struct Retries {
+    controller: &'static str,
+    /// Failures in a row, by object uid.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LAST_RETRY: Duration = Duration::from_secs(300);
+
+impl Retries {
+    pub fn new(controller: &'static str) -> Retries {
+        Retries {
+            controller,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// How long until `object` is tried again after another failure.
+    fn failed(&self, object: &Value) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(uid(object)).or_insert(0);
+        *count = count.saturating_add(1);
+        FIRST_RETRY
+            .saturating_mul(2u32.saturating_pow((*count - 1).min(20)))
+            .min(LAST_RETRY)
+    }
+
+    fn succeeded(&self, object: &Value) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if !failures.is_empty() {
+            failures.remove(&uid(object));
+        }
+    }
+}
+
+fn uid(object: &Value) -> String {
+    text(object, "/metadata/uid").to_string()
+}
+
 /// When a namespace's pass should come back, from what its objects'
 /// syncs said: the soonest time one asked for, soon after a lost race (the
-/// object changed or went meanwhile); any other error ends the pass.
-#[derive(Debug, Default)]
-pub struct Again(Option<Duration>);
+/// object changed or went meanwhile), or its object's back-off after a
+/// failure.
+#[derive(Debug)]
+pub struct Again<'a> {
+    retries: &'a Retries,
+    soonest: Option<Duration>,
+}
 
-impl Again {
-    pub fn note(&mut self, result: Result<Option<Duration>>) -> Result<()> {
+impl<'a> Again<'a> {
+    pub fn new(retries: &'a Retries) -> Again<'a> {
+        Again {
+            retries,
+            soonest: None,
+        }
+    }
+
+    /// What the sync of `object` said.
+    pub fn note(&mut self, object: &Value, result: Result<Option<Duration>>) {
         match result {
-            Ok(Some(after)) => self.within(after),
-            Ok(None) => {}
+            Ok(after) => {
+                self.retries.succeeded(object);
+                if let Some(after) = after {
+                    self.within(after);
+                }
+            }
             Err(Error::NotFound { .. } | Error::Conflict { .. } | Error::AlreadyExists { .. }) => {
                 self.within(Duration::from_millis(100))
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                let after = self.retries.failed(object);
+                tracing::warn!(
+                    "{}: {} {}/{}: {e}; retrying in {after:?}",
+                    self.retries.controller,
+                    text(object, "/kind"),
+                    text(object, "/metadata/namespace"),
+                    text(object, "/metadata/name"),
+                );
+                self.within(after);
+            }
         }
-        Ok(())
     }
 
     fn within(&mut self, after: Duration) {
-        self.0 = Some(self.0.map_or(after, |a| a.min(after)));
+        self.soonest = Some(self.soonest.map_or(after, |a| a.min(after)));
     }
 
     pub fn when(self) -> Option<Duration> {
-        self.0
+        self.soonest
     }
 }
 
@@ -123,8 +195,8 @@ pub async fn run<R: Reconciler>(
             let again = match reconciler.reconcile(&namespace).await {
                 Ok(again) => again,
                 Err(e) => {
-                    tracing::debug!("{name}: namespace {namespace}: {e}; retrying");
-                    Some(Duration::from_millis(500))
+                    tracing::warn!("{name}: namespace {namespace}: {e}; retrying");
+                    Some(FIRST_RETRY)
                 }
             };
             if let Some(after) = again {
@@ -214,4 +286,50 @@ fn namespaces(registry: &Registry) -> BTreeSet<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_failing_object_backs_off_alone_and_resets_on_success() {
+        let retries = Retries::new("test");
+        let (bad, good) = (
+            json!({"metadata": {"uid": "bad", "name": "bad"}}),
+            json!({"metadata": {"uid": "good", "name": "good"}}),
+        );
+        let failure = || Err(Error::Internal("broken".into()));
+        let mut delays = Vec::new();
+        for _ in 0..4 {
+            let mut again = Again::new(&retries);
+            again.note(&bad, failure());
+            again.note(&good, Ok(Some(Duration::from_secs(600))));
+            delays.push(again.when());
+        }
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(delays, [ms(500), ms(1000), ms(2000), ms(4000)]);
+        // A lost race is retried soon and does not count as a failure.
+        let mut again = Again::new(&retries);
+        again.note(
+            &bad,
+            Err(Error::Conflict {
+                resource: "pods".into(),
+                group: String::new(),
+                name: "bad".into(),
+                why: String::new(),
+            }),
+        );
+        assert_eq!(again.when(), ms(100));
+        let mut again = Again::new(&retries);
+        again.note(&bad, Ok(None));
+        again.note(&bad, failure());
+        assert_eq!(again.when(), ms(500));
+        for _ in 0..30 {
+            retries.failed(&bad);
+        }
+        assert_eq!(retries.failed(&bad), LAST_RETRY);
+    }
 }

@@ -52,6 +52,7 @@ pub async fn run(registry: Registry, stop: watch::Receiver<bool>) {
     let reconciler = Controller {
         registry: registry.clone(),
         kinds,
+        retries: driver::Retries::new(ENDPOINTS_MANAGER),
     };
     driver::run(
         registry,
@@ -70,12 +71,14 @@ pub async fn run(registry: Registry, stop: watch::Receiver<bool>) {
 struct Controller {
     registry: Registry,
     kinds: Kinds,
+    retries: driver::Retries,
 }
 
 impl Reconciler for Controller {
     async fn reconcile(&self, namespace: &str) -> Result<Option<Duration>> {
-        reconcile(&self.registry, &self.kinds, namespace).await?;
-        Ok(None)
+        let mut again = driver::Again::new(&self.retries);
+        reconcile(&self.registry, &self.kinds, namespace, &mut again).await?;
+        Ok(again.when())
     }
 }
 
@@ -91,8 +94,13 @@ async fn items(
 }
 
 /// Brings the Endpoints and slices of every Service in `namespace` in
-/// line with its pods.
-async fn reconcile(registry: &Registry, kinds: &Kinds, namespace: &str) -> Result<()> {
+/// line with its pods; what each Service's writes said goes to `again`.
+async fn reconcile(
+    registry: &Registry,
+    kinds: &Kinds,
+    namespace: &str,
+    again: &mut driver::Again<'_>,
+) -> Result<()> {
     let services = items(registry, &kinds.services, namespace).await?;
     // Pods matter only to Services that select them.
     let selecting = services
@@ -116,26 +124,38 @@ async fn reconcile(registry: &Registry, kinds: &Kinds, namespace: &str) -> Resul
             .iter()
             .map(|e| &**e)
             .find(|e| text(e, "/metadata/name") == name);
-        write_endpoints(registry, &kinds.endpoints, service, &groups, current).await?;
         let mine: Vec<&Value> = slices
             .iter()
             .map(|s| &**s)
             .filter(|s| owned_slice(s) && text(s, &label_pointer(SERVICE_NAME_LABEL)) == name)
             .collect();
-        write_slices(registry, &kinds.slices, service, &groups, &mine).await?;
+        let written = async {
+            write_endpoints(registry, &kinds.endpoints, service, &groups, current).await?;
+            write_slices(registry, &kinds.slices, service, &groups, &mine).await?;
+            Ok(None)
+        };
+        again.note(service, written.await);
     }
     // What a gone (or selector-less) Service left behind.
     for stale in endpoints.iter().filter(|e| {
         text(e, &label_pointer(ENDPOINTS_MANAGED_BY_LABEL)) == ENDPOINTS_MANAGER
             && !wanted.contains(text(e, "/metadata/name"))
     }) {
-        delete(registry, &kinds.endpoints, stale).await?;
+        again.note(
+            stale,
+            delete(registry, &kinds.endpoints, stale)
+                .await
+                .map(|()| None),
+        );
     }
     for stale in slices
         .iter()
         .filter(|s| owned_slice(s) && !wanted.contains(text(s, &label_pointer(SERVICE_NAME_LABEL))))
     {
-        delete(registry, &kinds.slices, stale).await?;
+        again.note(
+            stale,
+            delete(registry, &kinds.slices, stale).await.map(|()| None),
+        );
     }
     Ok(())
 }

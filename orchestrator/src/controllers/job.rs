@@ -71,6 +71,7 @@ struct Jobs {
     cached_pods: Arc<Cache>,
     events: Recorder,
     backoff: Backoff,
+    retries: driver::Retries,
 }
 
 /// Runs until `stop` turns true.
@@ -85,6 +86,7 @@ pub async fn run(registry: Registry, backoff: Backoff, stop: tokio::sync::watch:
         jobs: jobs.clone(),
         pods: pods.clone(),
         backoff,
+        retries: driver::Retries::new(MANAGER),
     };
     driver::run(
         registry,
@@ -267,7 +269,7 @@ impl Reconciler for Jobs {
         for pod in released {
             self.release(pod).await?;
         }
-        let mut again = driver::Again::default();
+        let mut again = driver::Again::new(&self.retries);
         for job in jobs.iter().filter(|j| !deleting(j)) {
             let uid = text(job, "/metadata/uid");
             let mine: Vec<&Value> = pods
@@ -275,7 +277,7 @@ impl Reconciler for Jobs {
                 .map(|p| &**p)
                 .filter(|p| controller_uid(p) == Some(uid))
                 .collect();
-            again.note(self.sync(job, &mine).await)?;
+            again.note(job, self.sync(job, &mine).await);
         }
         Ok(again.when())
     }

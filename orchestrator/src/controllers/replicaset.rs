@@ -63,6 +63,7 @@ const BURST: usize = 250;
 
 struct ReplicaSets {
     flavor: Flavor,
+    retries: driver::Retries,
     registry: Registry,
     pods: Resource,
     events: Recorder,
@@ -77,6 +78,7 @@ pub async fn run(flavor: Flavor, registry: Registry, stop: tokio::sync::watch::R
     let pods = registry.resource("", "Pod");
     let reconciler = ReplicaSets {
         flavor,
+        retries: driver::Retries::new(flavor.manager),
         events: Recorder::new(registry.clone(), flavor.manager, None),
         registry: registry.clone(),
         cached_sets: registry.cache(&replica_sets),
@@ -112,9 +114,9 @@ impl Reconciler for ReplicaSets {
             return Ok(None);
         }
         let pods = self.cached_pods.list(Some(namespace), &all).await?;
-        let mut again = driver::Again::default();
+        let mut again = driver::Again::new(&self.retries);
         for rs in sets.iter().filter(|rs| !deleting(rs)) {
-            again.note(self.sync(rs, &pods).await)?;
+            again.note(rs, self.sync(rs, &pods).await);
         }
         Ok(again.when())
     }

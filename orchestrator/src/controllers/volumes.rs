@@ -40,6 +40,7 @@ struct Volumes {
     /// Where provisioned volumes live: `<data dir>/volumes/<pv name>`.
     root: PathBuf,
     recorder: Recorder,
+    retries: driver::Retries,
 }
 
 pub async fn run(registry: Registry, data_dir: PathBuf, stop: watch::Receiver<bool>) {
@@ -60,6 +61,7 @@ pub async fn run(registry: Registry, data_dir: PathBuf, stop: watch::Receiver<bo
     ];
     let reconciler = Volumes {
         recorder: Recorder::new(registry.clone(), MANAGER, None),
+        retries: driver::Retries::new(MANAGER),
         registry: registry.clone(),
         kinds,
         root: crate::kubelet::host_paths::provisioned_dir(&data_dir),
@@ -559,7 +561,7 @@ impl Volumes {
 
 impl Reconciler for Volumes {
     async fn reconcile(&self, namespace: &str) -> Result<Option<Duration>> {
-        let mut again = Again::default();
+        let mut again = Again::new(&self.retries);
         let classes = self.list(&self.kinds.classes, None)?;
         if !namespace.is_empty() {
             let claims = self.list(&self.kinds.claims, Some(namespace))?;
@@ -567,12 +569,15 @@ impl Reconciler for Volumes {
                 let volumes = self.list(&self.kinds.volumes, None)?;
                 let pods = self.list(&self.kinds.pods, Some(namespace))?;
                 for claim in &claims {
-                    again.note(self.sync_claim(claim, &volumes, &classes, &pods).await)?;
+                    again.note(
+                        claim,
+                        self.sync_claim(claim, &volumes, &classes, &pods).await,
+                    );
                 }
             }
         }
         for volume in self.list(&self.kinds.volumes, None)? {
-            again.note(self.sync_volume(&volume).await)?;
+            again.note(&volume, self.sync_volume(&volume).await);
         }
         Ok(again.when())
     }
