@@ -69,6 +69,8 @@ pub struct ClusterConfig {
     pub job_backoff: controllers::job::Backoff,
     /// Host directories pods' hostPath volumes may use; all when `None`.
     pub allowed_host_paths: Option<Vec<PathBuf>>,
+    /// How long an Event lives after its last write.
+    pub event_ttl: std::time::Duration,
 }
 
 impl ClusterConfig {
@@ -83,6 +85,7 @@ impl ClusterConfig {
             node_port_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             job_backoff: controllers::job::Backoff::default(),
             allowed_host_paths: None,
+            event_ttl: crate::events::DEFAULT_TTL,
         }
     }
 }
@@ -176,6 +179,11 @@ impl Cluster {
         ));
         tasks.spawn(controllers::cronjob::run(registry.clone(), stopped.clone()));
         tasks.spawn(controllers::garbage::run(registry.clone(), stopped.clone()));
+        tasks.spawn(crate::events::expire(
+            registry.clone(),
+            config.event_ttl,
+            stopped.clone(),
+        ));
         tasks.spawn(controllers::volumes::run(
             registry.clone(),
             config.data_dir.clone(),

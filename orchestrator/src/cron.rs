@@ -166,4 +166,10 @@ mod tests {
         assert_eq!(latest, Some(at("2026-03-02T10:00:00Z")));
         assert!(missed > MISSED_LIMIT);
     }
+
+    #[test]
+    fn a_schedule_that_never_fires_has_no_next_time() {
+        let february_30 = Schedule::new("0 0 30 2 *", Some("UTC")).unwrap();
+        assert_eq!(february_30.next_after(at("2026-03-01T10:00:00Z")), None);
+    }
 }

@@ -8,6 +8,9 @@
 //! - each object and reason has a budget of 25 writes, refilled one per
 //!   5 minutes; beyond it events are dropped (a ReplicaSet making 1,000
 //!   pods writes 25 events, not 1,000).
+//!
+//! Events expire a TTL after their last write (an hour, as the API
+//! server's `--event-ttl`), so the store does not grow without bound.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -17,6 +20,82 @@ use serde_json::{Value, json};
 
 use crate::registry::metadata::now;
 use crate::registry::{Registry, WriteOptions};
+
+/// How long an Event lives after its last write, by default.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+
+/// Deletes Events not written to for `ttl`, looking every `ttl / 60`
+/// (between a second and a minute), until `stop` turns true.
+pub async fn expire(
+    registry: Registry,
+    ttl: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let events = registry.resource("", "Event");
+    let cache = registry.cache(&events);
+    let every = (ttl / 60).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Ok(all) = cache
+            .list(None, &crate::registry::LabelSelector::default())
+            .await
+        else {
+            continue;
+        };
+        let now = jiff::Timestamp::now();
+        let expired = all.iter().filter(|event| {
+            last_written(event).is_some_and(|at| {
+                at.checked_add(
+                    jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::MAX),
+                )
+                .is_ok_and(|until| until <= now)
+            })
+        });
+        for event in expired {
+            let text = |pointer| event.pointer(pointer).and_then(Value::as_str);
+            let deleted = registry
+                .delete(
+                    &events,
+                    text("/metadata/namespace"),
+                    text("/metadata/name").unwrap_or_default(),
+                    &crate::registry::DeleteOptions::default(),
+                )
+                .await;
+            if let Err(e) = deleted
+                && !matches!(e, crate::registry::Error::NotFound { .. })
+            {
+                tracing::warn!("expiring events: {e}");
+            }
+        }
+    }
+}
+
+/// When an Event was last written: the latest of its creation, its
+/// timestamps and its managers' writes.
+fn last_written(event: &Value) -> Option<jiff::Timestamp> {
+    let mut times: Vec<&str> = [
+        "/metadata/creationTimestamp",
+        "/lastTimestamp",
+        "/eventTime",
+        "/series/lastObservedTime",
+    ]
+    .iter()
+    .filter_map(|p| event.pointer(p).and_then(Value::as_str))
+    .collect();
+    for entry in event
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        times.extend(entry.get("time").and_then(Value::as_str));
+    }
+    times.iter().filter_map(|t| t.parse().ok()).max()
+}
 
 /// Normal or Warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

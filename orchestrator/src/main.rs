@@ -72,6 +72,10 @@ enum Command {
         /// below it), comma-separated; every path when not given
         #[arg(long, value_delimiter = ',')]
         allowed_host_paths: Option<Vec<PathBuf>>,
+        /// How long an Event is kept after it was last written (as the
+        /// API server's --event-ttl)
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        event_ttl: Duration,
     },
     /// Manage the local image store
     #[command(subcommand)]
@@ -106,7 +110,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
-        _ => return Err(format!("unknown unit in {s:?} (use ms, s or m)")),
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit in {s:?} (use ms, s, m or h)")),
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
@@ -237,6 +242,7 @@ fn main() -> anyhow::Result<()> {
             max_pods,
             job_backoff,
             allowed_host_paths,
+            event_ttl,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -258,6 +264,7 @@ fn main() -> anyhow::Result<()> {
             config.max_pods = max_pods;
             config.job_backoff.base = job_backoff;
             config.allowed_host_paths = allowed_host_paths;
+            config.event_ttl = event_ttl;
             let result = runtime.block_on(serve(config, listen, insecure_http, &data_dir));
             runtime.shutdown_timeout(Duration::from_secs(2));
             result

@@ -331,3 +331,33 @@ metadata: {name: kept, labels: {set: pr}}
             .is_empty()
     });
 }
+
+/// Events go a TTL after their last write (`--event-ttl`, an hour by
+/// default, as the API server's).
+#[test]
+fn events_expire_after_the_event_ttl() {
+    let server = Server::start_with(&["--event-ttl", "3s"]);
+    let event = server.manifest(
+        "event.yaml",
+        "apiVersion: v1
+kind: Event
+metadata: {name: noted}
+involvedObject: {kind: Pod, name: nobody, namespace: default}
+reason: Tested
+message: kept a while
+type: Normal
+",
+    );
+    server.kubectl_ok(&["create", "-f", &event]);
+    assert!(
+        server
+            .kubectl_ok(&["get", "events"])
+            .contains("kept a while")
+    );
+    server.wait_for(std::time::Duration::from_secs(30), || {
+        server
+            .items(&["get", "events", "-o", "json"])
+            .iter()
+            .all(|e| e["metadata"]["name"] != "noted")
+    });
+}

@@ -60,6 +60,23 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
 }
 
 impl CronJobs {
+    /// The `InvalidSchedule` warning, as Kubernetes' controller gives it.
+    async fn invalid_schedule(&self, cron_job: &Value, why: &str) {
+        let message = format!(
+            "invalid schedule: {} : {why}",
+            text(cron_job, "/spec/schedule")
+        );
+        self.events
+            .record(
+                cron_job,
+                EventType::Warning,
+                "InvalidSchedule",
+                &message,
+                None,
+            )
+            .await;
+    }
+
     fn new(registry: Registry) -> CronJobs {
         CronJobs {
             events: Recorder::new(registry.clone(), MANAGER, None),
@@ -168,17 +185,16 @@ impl CronJobs {
                 text(&spec, "/schedule"),
                 spec.get("timeZone").and_then(Value::as_str),
             ) {
+                // A schedule that names no time that ever comes (Feb 30)
+                // is as invalid as one that does not parse.
+                Ok(s) if s.next_after(now).is_none() => {
+                    self.invalid_schedule(cron_job, "it names no time that ever comes")
+                        .await;
+                    return Ok(None);
+                }
                 Ok(s) => s,
                 Err(e) => {
-                    self.events
-                        .record(
-                            cron_job,
-                            EventType::Warning,
-                            "InvalidSchedule",
-                            &format!("invalid schedule: {e}"),
-                            None,
-                        )
-                        .await;
+                    self.invalid_schedule(cron_job, &e).await;
                     return Ok(None);
                 }
             };
@@ -538,6 +554,34 @@ mod tests {
         fn job_name(&self, n: i64) -> String {
             format!("tick-{}", self.minute(n, 0).as_second() / 60)
         }
+    }
+
+    #[tokio::test]
+    async fn a_schedule_that_never_fires_is_an_invalid_schedule_event() {
+        let f = fixture(json!({"schedule": "0 0 30 2 *", "timeZone": "UTC"})).await;
+        assert_eq!(f.pass(f.minute(5, 0)).await, None);
+        assert!(f.jobs().is_empty());
+        let c = &f.controller;
+        let events = c
+            .registry
+            .list(
+                &c.registry.resource("", "Event"),
+                Some(NS),
+                &ListOptions::default(),
+            )
+            .unwrap();
+        let reasons: Vec<(&str, &str)> = events
+            .items
+            .iter()
+            .map(|e| (text(e, "/reason"), text(e, "/message")))
+            .collect();
+        assert_eq!(
+            reasons,
+            [(
+                "InvalidSchedule",
+                "invalid schedule: 0 0 30 2 * : it names no time that ever comes"
+            )]
+        );
     }
 
     fn utc_every_minute() -> Value {
