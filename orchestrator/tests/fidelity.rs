@@ -355,3 +355,141 @@ async fn a_selector_watch_sees_objects_leave_and_join() {
     expected.extend(changes);
     assert_eq!(seen(router::events(fresh).await), expected);
 }
+
+/// The pages of a list are one snapshot, at the first page's revision,
+/// whatever is written between them, as the API server's are.
+#[tokio::test]
+async fn paged_lists_are_one_snapshot() {
+    let api = api().await;
+    for name in ["p-a", "p-b", "p-c"] {
+        api.send("POST", CONFIG_MAPS, Some(config_map(name)), &[])
+            .await;
+    }
+    let (code, first) = api
+        .send("GET", &format!("{CONFIG_MAPS}?limit=1"), None, &[])
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(first["items"][0]["metadata"]["name"], "p-a");
+    let revision = first["metadata"]["resourceVersion"].clone();
+    // Written between the pages: a change, an addition and a deletion.
+    api.patch(
+        &format!("{CONFIG_MAPS}/p-b"),
+        "merge",
+        json!({"data": {"k": "changed"}}),
+    )
+    .await;
+    api.send("POST", CONFIG_MAPS, Some(config_map("p-d")), &[])
+        .await;
+    api.send("DELETE", &format!("{CONFIG_MAPS}/p-c"), None, &[])
+        .await;
+    let mut token = first["metadata"]["continue"].as_str().unwrap().to_string();
+    let mut seen = Vec::new();
+    loop {
+        let (code, page) = api
+            .send(
+                "GET",
+                &format!("{CONFIG_MAPS}?limit=1&continue={token}"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(code, StatusCode::OK, "{page}");
+        assert_eq!(page["metadata"]["resourceVersion"], revision);
+        for item in page["items"].as_array().unwrap() {
+            seen.push(format!(
+                "{}={}",
+                item["metadata"]["name"].as_str().unwrap(),
+                item["data"]["k"].as_str().unwrap()
+            ));
+        }
+        match page["metadata"]["continue"].as_str() {
+            Some(next) if !next.is_empty() => token = next.to_string(),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, ["p-b=0", "p-c=0"]);
+    // A new list sees the writes.
+    let (_, now) = api.send("GET", CONFIG_MAPS, None, &[]).await;
+    let names: Vec<&str> = now["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["p-a", "p-b", "p-d"]);
+}
+
+#[tokio::test]
+async fn resource_version_match_is_honoured() {
+    let api = api().await;
+    let (_, created) = api
+        .send("POST", CONFIG_MAPS, Some(config_map("m")), &[])
+        .await;
+    let old = rv(&created);
+    let (_, listed) = api.send("GET", CONFIG_MAPS, None, &[]).await;
+    let current = listed["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let get = |query: String| {
+        let api = &api;
+        async move {
+            api.send("GET", &format!("{CONFIG_MAPS}?{query}"), None, &[])
+                .await
+        }
+    };
+    let (code, exact) = get(format!(
+        "resourceVersion={current}&resourceVersionMatch=Exact"
+    ))
+    .await;
+    assert_eq!(code, StatusCode::OK, "{exact}");
+    assert_eq!(exact["metadata"]["resourceVersion"], current.as_str());
+    api.patch(
+        &format!("{CONFIG_MAPS}/m"),
+        "merge",
+        json!({"data": {"k": "1"}}),
+    )
+    .await;
+    let (code, gone) = get(format!("resourceVersion={old}&resourceVersionMatch=Exact")).await;
+    assert_eq!(code, StatusCode::GONE, "{gone}");
+    assert_eq!(gone["reason"], "Expired");
+    let (code, newer) = get(format!(
+        "resourceVersion={old}&resourceVersionMatch=NotOlderThan"
+    ))
+    .await;
+    assert_eq!(code, StatusCode::OK, "{newer}");
+    let (code, ahead) =
+        get("resourceVersion=999999&resourceVersionMatch=NotOlderThan".into()).await;
+    assert_eq!(code, StatusCode::GATEWAY_TIMEOUT, "{ahead}");
+    assert_eq!(ahead["reason"], "Timeout");
+    assert!(
+        ahead["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Too large resource version: 999999")
+    );
+    for (query, message) in [
+        (
+            "resourceVersionMatch=Exact",
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ),
+        (
+            "resourceVersion=0&resourceVersionMatch=Exact",
+            "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        ),
+    ] {
+        let (code, status) = get(query.into()).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+        assert!(
+            status["message"].as_str().unwrap().contains(message),
+            "{status}"
+        );
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("ListOptions.meta.k8s.io \"\" is invalid"),
+            "{status}"
+        );
+    }
+}

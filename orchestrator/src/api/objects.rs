@@ -169,17 +169,63 @@ fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions> {
     })
 }
 
+/// A list's options, checked as the API server checks them. A
+/// `resourceVersion` with `resourceVersionMatch=Exact` asks for that
+/// revision; otherwise for one at least as new ("0" or none: any).
 fn list_options(query: &Query, resource: &Resource) -> Result<ListOptions> {
-    // Every list is served at the newest revision, which satisfies any
-    // resourceVersion asked for; one that is not a revision is refused.
-    if let Some(rv) = query.get("resourceVersion").filter(|rv| !rv.is_empty())
-        && rv.parse::<u64>().is_err()
-    {
-        return Err(Error::BadRequest(format!(
-            "invalid resource version: resourceVersion: Invalid value: {rv:?}: a resource version is a non-negative integer"
-        )));
+    let rv = query.get("resourceVersion").filter(|rv| !rv.is_empty());
+    let revision = match rv {
+        None => None,
+        Some(rv) => Some(rv.parse::<u64>().map_err(|_| {
+            Error::BadRequest(format!(
+                "invalid resource version: resourceVersion: Invalid value: {rv:?}: a resource version is a non-negative integer"
+            ))
+        })?),
+    };
+    let continued = query.get("continue").is_some_and(|c| !c.is_empty());
+    let matching = query.get("resourceVersionMatch").filter(|m| !m.is_empty());
+    let forbidden = |message: String| {
+        let mut errors = crate::admission::Errors::default();
+        errors.push("resourceVersionMatch", message);
+        let invalid = errors
+            .into_result("ListOptions", "")
+            .expect_err("an error was pushed");
+        Err(Error::Invalid(invalid, "meta.k8s.io".into()))
+    };
+    let (exact, not_older_than) = match (matching, revision) {
+        (Some(_), None) => {
+            return forbidden(
+                "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+                    .into(),
+            );
+        }
+        (Some(_), Some(_)) if continued => {
+            return forbidden(
+                "Forbidden: resourceVersionMatch is forbidden when continue is provided".into(),
+            );
+        }
+        (Some("Exact"), Some(0)) => {
+            return forbidden(
+                "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""
+                    .into(),
+            );
+        }
+        (Some("Exact"), Some(rv)) => (Some(rv), None),
+        (Some("NotOlderThan") | None, rv) => (None, rv.filter(|rv| *rv > 0)),
+        (Some(other), _) => {
+            return forbidden(format!(
+                "Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\", \"\""
+            ));
+        }
+    };
+    if continued && not_older_than.is_some() && !query.flag("watch") {
+        return Err(Error::BadRequest(
+            "specifying resource version is not allowed when using continue".into(),
+        ));
     }
     Ok(ListOptions {
+        exact,
+        not_older_than,
         labels: LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
             .map_err(Error::BadRequest)?,
         fields: FieldSelector::parse(

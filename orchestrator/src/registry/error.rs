@@ -34,7 +34,9 @@ pub enum Error {
         name: String,
         why: String,
     },
-    #[error("{0}")]
+    /// An invalid object of a kind in a group, named as the API server
+    /// names it: `Deployment.apps "web" is invalid: …`.
+    #[error("{} {:?} is invalid: {}", qualified(&.0.kind, .1), .0.name, .0.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
     Invalid(Invalid, String),
     #[error("{0}")]
     BadRequest(String),
@@ -71,6 +73,15 @@ pub enum Error {
     Unreadable(u16, String),
     #[error("{0}")]
     Gone(String),
+    /// A page whose list's snapshot is gone; `inconsistent` goes on from
+    /// where it stopped, at the latest revision.
+    #[error(
+        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."
+    )]
+    ContinueExpired { inconsistent: String },
+    /// A list asked to be newer than the store is.
+    #[error("Too large resource version: {wanted}, current: {current}")]
+    TooLargeResourceVersion { wanted: u64, current: u64 },
     #[error("the server could not find the requested resource")]
     NoRoute,
     #[error("{0}")]
@@ -97,7 +108,8 @@ impl Error {
             Error::UnsupportedMediaType(_) => 415,
             Error::NotAcceptable(_) => 406,
             Error::TooLarge(_) => 413,
-            Error::Gone(_) => 410,
+            Error::Gone(_) | Error::ContinueExpired { .. } => 410,
+            Error::TooLargeResourceVersion { .. } => 504,
             Error::Timeout(_) => 504,
             Error::Internal(_) | Error::Unclassified(_) => 500,
         }
@@ -116,7 +128,8 @@ impl Error {
             Error::UnsupportedMediaType(_) => "UnsupportedMediaType",
             Error::NotAcceptable(_) => "NotAcceptable",
             Error::TooLarge(_) => "RequestEntityTooLarge",
-            Error::Gone(_) => "Expired",
+            Error::Gone(_) | Error::ContinueExpired { .. } => "Expired",
+            Error::TooLargeResourceVersion { .. } => "Timeout",
             Error::Timeout(_) => "Timeout",
             Error::Internal(_) => "InternalError",
             Error::Unclassified(_) => "",
@@ -159,6 +172,10 @@ impl Error {
                 })).collect::<Vec<_>>(),
             }),
             Error::Internal(message) => json!({"causes": [{"message": message}]}),
+            Error::TooLargeResourceVersion { .. } => json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            }),
             // Every Status the API server sends carries details, if empty.
             _ => json!({}),
         };
@@ -172,6 +189,9 @@ impl Error {
             "code": self.code(),
             "details": details,
         });
+        if let Error::ContinueExpired { inconsistent } = self {
+            status["metadata"] = json!({"continue": inconsistent});
+        }
         if self.reason().is_empty() {
             // The API server's unknown reason is empty, and left out.
             status.as_object_mut().map(|s| s.remove("reason"));

@@ -129,6 +129,11 @@ pub struct ListOptions {
     pub fields: FieldSelector,
     pub limit: usize,
     pub continue_token: Option<String>,
+    /// `resourceVersion` with `resourceVersionMatch=Exact`: the list must be
+    /// at that revision.
+    pub exact: Option<Revision>,
+    /// `resourceVersion` otherwise: the list must be at least that new.
+    pub not_older_than: Option<Revision>,
 }
 
 /// A list's answer.
@@ -244,19 +249,50 @@ impl Registry {
         options: &ListOptions,
     ) -> Result<Listed> {
         let prefix = resource.namespace_prefix(namespace);
-        let mut start = match &options.continue_token {
-            Some(token) => Some(decode_continue(token, &prefix)?),
-            None => None,
+        // Every page of a list reads the revision its first page read.
+        let (mut start, mut revision) = match &options.continue_token {
+            Some(token) => {
+                let (start, revision) = decode_continue(token, &prefix)?;
+                (Some(start), revision)
+            }
+            None => (None, options.exact),
         };
         let mut items = Vec::new();
-        let mut revision = None;
         loop {
             let want = if options.limit == 0 {
                 0
             } else {
                 options.limit - items.len()
             };
-            let page = self.store.list(&prefix, start.as_deref(), want)?;
+            let page = match self
+                .store
+                .list_at(&prefix, start.as_deref(), want, revision)
+            {
+                Err(store::Error::Released { revision: gone }) => {
+                    return Err(if options.continue_token.is_some() {
+                        Error::ContinueExpired {
+                            inconsistent: encode_continue(
+                                start.as_deref().unwrap_or(&prefix),
+                                None,
+                            ),
+                        }
+                    } else {
+                        Error::Gone(format!(
+                            "too old resource version: {gone} ({})",
+                            self.store.revision()
+                        ))
+                    });
+                }
+                other => other?,
+            };
+            if let Some(wanted) = options.not_older_than
+                && wanted > page.revision
+            {
+                return Err(Error::TooLargeResourceVersion {
+                    wanted,
+                    current: page.revision,
+                });
+            }
             revision.get_or_insert(page.revision);
             let filtered = page
                 .items
@@ -271,7 +307,7 @@ impl Registry {
                     return Ok(Listed {
                         items,
                         revision: revision.unwrap_or(0),
-                        continue_token: Some(encode_continue(&after)),
+                        continue_token: Some(encode_continue(&after, revision)),
                     });
                 }
                 None => {
@@ -1069,12 +1105,17 @@ fn strip_volatile(object: &Value) -> Value {
     object
 }
 
-fn encode_continue(after: &str) -> String {
+/// A continue token, shaped as the API server's: the key to go on after
+/// and the revision the pages read (none: the latest, an inconsistent
+/// list).
+fn encode_continue(after: &str, revision: Option<Revision>) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!({"start": after}).to_string())
+    let token =
+        json!({"v": "meta.k8s.io/v1", "rv": revision.map_or(-1, |r| r as i64), "start": after});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
 }
 
-fn decode_continue(token: &str, prefix: &str) -> Result<String> {
+fn decode_continue(token: &str, prefix: &str) -> Result<(String, Option<Revision>)> {
     use base64::Engine;
     let bad = || Error::BadRequest(format!("invalid continue token {token:?}"));
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -1085,5 +1126,10 @@ fn decode_continue(token: &str, prefix: &str) -> Result<String> {
     if !start.starts_with(prefix) {
         return Err(bad());
     }
-    Ok(start.to_string())
+    let revision = value
+        .get("rv")
+        .and_then(Value::as_i64)
+        .and_then(|rv| Revision::try_from(rv).ok())
+        .filter(|rv| *rv > 0);
+    Ok((start.to_string(), revision))
 }

@@ -13,6 +13,7 @@
 mod encode;
 mod redb;
 pub mod seal;
+mod snapshots;
 mod watch;
 
 use std::sync::Arc;
@@ -49,6 +50,9 @@ pub enum Error {
         requested: Revision,
         oldest: Revision,
     },
+    /// A page asked for the snapshot of a list the store has let go.
+    #[error("the snapshot at revision {revision} is no longer held")]
+    Released { revision: Revision },
     #[error("stored data is not valid JSON at {key}")]
     Corrupt {
         key: String,
@@ -175,7 +179,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Objects whose key starts with `prefix`, in key order, after
     /// `start_after` when given, at most `limit` (0 = all).
-    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage>;
+    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
+        self.list_at(prefix, start_after, limit, None)
+    }
+
+    /// [`Store::list`] as of `revision`, when given: the revision of a page
+    /// this store cut short (its snapshot is held for the pages after it)
+    /// or the latest; any other is [`Error::Released`].
+    fn list_at(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Option<Revision>,
+    ) -> Result<ListPage>;
 
     /// Applies a write; resolves once it is durable. Many concurrent writes
     /// share one commit.

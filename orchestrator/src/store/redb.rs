@@ -21,6 +21,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::encode::Encoded;
 use super::seal::{self, Sealer};
+use super::snapshots::Snapshots;
 use super::watch::Replayed;
 use super::{
     Error, EventType, ListPage, Preconditions, Result, Revision, Store, Watch, WatchEvent, Write,
@@ -70,6 +71,8 @@ struct Shared {
     /// Durable commits made, to see how many writes share one.
     commits: AtomicU64,
     sealer: Option<Arc<Sealer>>,
+    /// Snapshots of lists cut short, for their next pages.
+    snapshots: Snapshots,
 }
 
 enum Request {
@@ -139,6 +142,7 @@ impl RedbStore {
             events,
             commits: AtomicU64::new(0),
             sealer: options.sealer.clone(),
+            snapshots: Snapshots::default(),
         });
         let (sender, receiver) = mpsc::channel();
         let writer_shared = shared.clone();
@@ -158,6 +162,7 @@ impl RedbStore {
     /// Commits what is queued and stops the writer; later writes fail with
     /// [`Error::Closed`].
     pub fn close(&self) {
+        self.shared.snapshots.clear();
         self.handle.close();
     }
 
@@ -196,13 +201,28 @@ impl Store for RedbStore {
         }
     }
 
-    fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
-        let txn = self.shared.db.begin_read()?;
+    fn list_at(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        at: Option<Revision>,
+    ) -> Result<ListPage> {
+        let held = at.and_then(|revision| self.shared.snapshots.get(revision));
+        let txn = match held {
+            Some(txn) => txn,
+            None => Arc::new(self.shared.db.begin_read()?),
+        };
         let revision = txn
             .open_table(META)?
             .get("revision")?
             .map(|v| v.value())
             .unwrap_or(0);
+        if let Some(wanted) = at
+            && wanted != revision
+        {
+            return Err(Error::Released { revision: wanted });
+        }
         let table = txn.open_table(OBJECTS)?;
         let lower = match start_after {
             Some(after) if after >= prefix => Bound::Excluded(after),
@@ -224,6 +244,10 @@ impl Store for RedbStore {
             items.push(decode_object(&self.shared, key, value.value())?.1);
             last_key.clear();
             last_key.push_str(key);
+        }
+        drop(table);
+        if continue_after.is_some() {
+            self.shared.snapshots.hold(revision, txn);
         }
         Ok(ListPage {
             items,

@@ -93,6 +93,45 @@ async fn list_pages_by_prefix() {
 }
 
 #[tokio::test]
+async fn a_page_cut_short_holds_its_snapshot_for_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for name in ["a", "b"] {
+        store
+            .write(create(&format!("/pods/default/{name}"), name))
+            .await
+            .unwrap();
+    }
+    let first = store.list_at("/pods/default/", None, 1, None).unwrap();
+    store.write(create("/pods/default/c", "c")).await.unwrap();
+    let rest = store
+        .list_at(
+            "/pods/default/",
+            first.continue_after.as_deref(),
+            0,
+            Some(first.revision),
+        )
+        .unwrap();
+    assert_eq!(rest.revision, first.revision);
+    assert_eq!(rest.items.len(), 1, "c came after the snapshot");
+    // A revision no page was cut at (and not the latest) is not held.
+    assert!(matches!(
+        store.list_at("/pods/default/", None, 0, Some(first.revision - 1)),
+        Err(Error::Released { .. })
+    ));
+    // The latest needs no snapshot.
+    let latest = store.revision();
+    assert_eq!(
+        store
+            .list_at("/pods/default/", None, 0, Some(latest))
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
 async fn watch_replays_the_log_then_streams_live() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
