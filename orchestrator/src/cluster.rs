@@ -329,6 +329,22 @@ async fn bootstrap(registry: &Registry) -> Result<(), registry::Error> {
             }
         }
     }
+    let classes = registry.resource("scheduling.k8s.io", "PriorityClass");
+    for (name, value, description) in crate::registry::kinds::SYSTEM_PRIORITY_CLASSES {
+        if registry.find(&classes, None, name)?.is_none() {
+            let body = json!({
+                "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": name}, "value": value, "description": description,
+            });
+            match registry
+                .create(&classes, None, body, &WriteOptions::manager("wasmkube"))
+                .await
+            {
+                Ok(_) | Err(registry::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
     let services = registry.resource("", "Service");
     if registry
         .find(&services, Some("default"), API_SERVICE)?

@@ -361,3 +361,76 @@ type: Normal
             .all(|e| e["metadata"]["name"] != "noted")
     });
 }
+
+/// PriorityClasses (the system ones exist), a pod's class resolved to its
+/// priority as the Priority admission plugin does, PodTemplates, Leases.
+#[test]
+fn priority_classes_pod_templates_and_leases() {
+    let server = Server::start();
+    let classes = server.kubectl_ok(&["get", "priorityclasses"]);
+    assert!(classes.contains("system-node-critical"), "{classes}");
+    assert!(classes.contains("2000000000"), "{classes}");
+    let manifests = server.manifest(
+        "objects.yaml",
+        "apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: high}
+value: 1000
+preemptionPolicy: Never
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: important}
+spec:
+  priorityClassName: high
+  containers:
+  - {name: main, image: toolbox, command: [sleep, '1000']}
+---
+apiVersion: v1
+kind: PodTemplate
+metadata: {name: tmpl}
+template:
+  metadata: {labels: {app: t}}
+  spec:
+    containers:
+    - {name: main, image: toolbox}
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: leader}
+spec: {holderIdentity: me, leaseDurationSeconds: 15}
+",
+    );
+    server.kubectl_ok(&["apply", "-f", &manifests]);
+    let pod = server.json(&["get", "pod", "important", "-o", "json"]);
+    assert_eq!(pod["spec"]["priority"], 1000);
+    assert_eq!(pod["spec"]["preemptionPolicy"], "Never");
+    let templates = server.kubectl_ok(&["get", "podtemplates"]);
+    assert!(templates.contains("app=t"), "{templates}");
+    let leases = server.kubectl_ok(&["get", "leases"]);
+    assert!(
+        leases
+            .lines()
+            .any(|l| l.starts_with("leader") && l.contains(" me ")),
+        "{leases}"
+    );
+    let orphan = server.manifest(
+        "orphan.yaml",
+        "apiVersion: v1
+kind: Pod
+metadata: {name: orphan}
+spec:
+  priorityClassName: missing
+  containers:
+  - {name: main, image: toolbox}
+",
+    );
+    let out = server.kubectl(&["apply", "-f", &orphan]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("pods \"orphan\" is forbidden: no PriorityClass with name missing was found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

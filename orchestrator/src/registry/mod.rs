@@ -13,6 +13,7 @@ mod error;
 pub mod kinds;
 pub mod metadata;
 mod namespaces;
+mod priority;
 pub mod resources;
 pub mod selectors;
 
@@ -525,6 +526,9 @@ impl Registry {
         }
         validate(resource, &body, None)?;
         self.check_namespace(resource, namespace.as_deref(), &name)?;
+        if resource.group.is_empty() && resource.kind == "Pod" {
+            self.admit_priority(&mut body)?;
+        }
         let _reservation = (resource.hooks.allocate)(&self.allocators, &mut body, None)
             .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         metadata::record_manager(

@@ -184,6 +184,8 @@ def main():
     batch = client.BatchV1Api(api_client)
     storage = client.StorageV1Api(api_client)
     discovery = client.DiscoveryV1Api(api_client)
+    scheduling = client.SchedulingV1Api(api_client)
+    coordination = client.CoordinationV1Api(api_client)
     call("create Namespace", core.create_namespace, body={"metadata": {"name": NS}})
 
     pod_spec = {"containers": [{"name": "c", "image": "toolbox", "command": ["sleep", "3600"]}]}
@@ -228,6 +230,12 @@ def main():
                                                "template": template}}),
         Kind(core, "replication_controller", "ReplicationController",
              {"apiVersion": "v1", "spec": {"replicas": 0, "selector": {"app": "py"}, "template": template}}),
+        Kind(core, "pod_template", "PodTemplate", {"apiVersion": "v1", "template": template},
+             returns_object=True),
+        Kind(scheduling, "priority_class", "PriorityClass",
+             {"apiVersion": "scheduling.k8s.io/v1", "value": 100}, namespaced=False),
+        Kind(coordination, "lease", "Lease",
+             {"apiVersion": "coordination.k8s.io/v1", "spec": {"holderIdentity": "py", "leaseDurationSeconds": 15}}),
         Kind(batch, "job", "Job",
              {"apiVersion": "batch/v1", "spec": {"suspend": True, "template": job_template}}),
         Kind(batch, "cron_job", "CronJob",

@@ -5,6 +5,7 @@ mod apps;
 mod batch;
 mod config;
 mod network;
+mod scheduling;
 
 use serde_json::{Value, json};
 
@@ -58,6 +59,9 @@ fn columns(kind: &str) -> Vec<Value> {
         return columns;
     }
     if let Some(columns) = batch::columns(kind, name.clone(), age.clone()) {
+        return columns;
+    }
+    if let Some(columns) = scheduling::columns(kind, name.clone(), age.clone()) {
         return columns;
     }
     if let Some(columns) = config::columns(kind, name.clone(), age.clone()) {
@@ -570,6 +574,9 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
         return cells;
     }
     if let Some(cells) = batch::cells(kind, object) {
+        return cells;
+    }
+    if let Some(cells) = scheduling::cells(kind, object) {
         return cells;
     }
     if let Some(cells) = config::cells(kind, object) {

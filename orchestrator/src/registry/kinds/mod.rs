@@ -4,6 +4,7 @@ mod apps;
 mod batch;
 mod config;
 mod pod;
+mod scheduling;
 mod service;
 mod storage;
 
@@ -18,6 +19,7 @@ pub use apps::scaled_value;
 pub use batch::{COMPLETION_INDEX, CONTROLLER_UID, JOB_NAME};
 pub use config::is_config_key;
 pub use pod::qos_class;
+pub use scheduling::{HIGHEST_USER_PRIORITY, SYSTEM_PRIORITY_CLASSES};
 pub use storage::{PV_PROTECTION, PVC_PROTECTION, is_default_class};
 
 pub(crate) fn all() -> Vec<Resource> {
@@ -37,6 +39,9 @@ pub(crate) fn all() -> Vec<Resource> {
         apps::deployments(),
         apps::replica_sets(),
         apps::replication_controllers(),
+        scheduling::pod_templates(),
+        scheduling::priority_classes(),
+        scheduling::leases(),
         batch::jobs(),
         batch::cron_jobs(),
     ]
