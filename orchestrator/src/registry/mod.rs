@@ -842,6 +842,9 @@ impl Registry {
                     ));
                 }
             }
+            if resource.group.is_empty() && resource.kind == "Pod" {
+                priority::keep_on_update(&mut next, current);
+            }
             validate(resource, &next, Some(current))?;
             reservation = (resource.hooks.allocate)(&self.allocators, &mut next, Some(current))
                 .map_err(|i| Error::Invalid(i, resource.group.into()))?;

@@ -7,6 +7,21 @@ use serde_json::{Value, json};
 use super::metadata::text;
 use super::{Error, ListOptions, Registry, Result};
 
+/// An update that leaves out what admission set on create keeps it, as
+/// the Priority plugin does (the fields may not change anyway).
+pub(super) fn keep_on_update(pod: &mut Value, old: &Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in ["priority", "preemptionPolicy"] {
+        if spec.get(field).is_none_or(Value::is_null)
+            && let Some(previous) = old.pointer(&format!("/spec/{field}"))
+        {
+            spec.insert(field.into(), previous.clone());
+        }
+    }
+}
+
 impl Registry {
     /// Resolves a new pod's priority from its class.
     pub(super) fn admit_priority(&self, pod: &mut Value) -> Result<()> {
