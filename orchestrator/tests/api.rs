@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use router::{TOKEN, api, pod};
+use router::{api, pod};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use wasmkube::api::{ApiState, router};
@@ -646,14 +646,11 @@ async fn a_watch_streams_one_event_per_line() {
         .as_str()
         .unwrap()
         .to_string();
-    let request = Request::get(format!(
-        "/api/v1/namespaces/default/pods?watch=true&resourceVersion={rv}&timeoutSeconds=2"
-    ))
-    .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-    .body(Body::empty())
-    .unwrap();
-    let response = api.raw(request).await;
-    assert_eq!(response.status(), StatusCode::OK);
+    let response = api
+        .watch(&format!(
+            "/api/v1/namespaces/default/pods?watch=true&resourceVersion={rv}&timeoutSeconds=2"
+        ))
+        .await;
     api.send(
         "PATCH",
         "/api/v1/namespaces/default/pods/w",
@@ -663,19 +660,7 @@ async fn a_watch_streams_one_event_per_line() {
     .await;
     api.send("DELETE", "/api/v1/namespaces/default/pods/w", None, &[])
         .await;
-    let bytes = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        response.into_body().collect(),
-    )
-    .await
-    .expect("the watch ends at timeoutSeconds")
-    .unwrap()
-    .to_bytes();
-    let events: Vec<Value> = String::from_utf8(bytes.to_vec())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = router::events(response).await;
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["MODIFIED", "DELETED"]);
     assert_eq!(events[0]["object"]["metadata"]["labels"]["touched"], "yes");

@@ -14,6 +14,16 @@ fn config_map(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "0"}})
 }
 
+/// A Deployment of `containers`, its pods labelled `app: <name>`.
+fn deployment(name: &str, containers: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": containers}}}})
+}
+
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
 fn rv(object: &Value) -> String {
     object["metadata"]["resourceVersion"]
         .as_str()
@@ -104,19 +114,8 @@ async fn updates_follow_the_resource_version_rules() {
 #[tokio::test]
 async fn scale_with_a_stale_resource_version_conflicts() {
     let api = api().await;
-    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "c", "image": "toolbox"}]}}}});
-    let (code, created) = api
-        .send(
-            "POST",
-            "/apis/apps/v1/namespaces/default/deployments",
-            Some(deployment),
-            &[],
-        )
-        .await;
+    let web = deployment("web", json!([{"name": "c", "image": "toolbox"}]));
+    let (code, created) = api.send("POST", DEPLOYMENTS, Some(web), &[]).await;
     assert_eq!(code, StatusCode::CREATED, "{created}");
     let uri = "/apis/apps/v1/namespaces/default/deployments/web/scale";
     let scale = |rv: &str, replicas: i64| {
@@ -142,22 +141,14 @@ async fn scale_with_a_stale_resource_version_conflicts() {
 #[tokio::test]
 async fn set_image_keeps_the_other_containers() {
     let api = api().await;
-    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-    "metadata": {"name": "two"},
-    "spec": {"selector": {"matchLabels": {"app": "two"}},
-        "template": {"metadata": {"labels": {"app": "two"}},
-            "spec": {"containers": [
-                {"name": "nginx", "image": "nginx:1", "env": [{"name": "A", "value": "1"}]},
-                {"name": "perl", "image": "perl:1"}
-            ]}}}});
-    let (code, _) = api
-        .send(
-            "POST",
-            "/apis/apps/v1/namespaces/default/deployments",
-            Some(deployment),
-            &[],
-        )
-        .await;
+    let two = deployment(
+        "two",
+        json!([
+            {"name": "nginx", "image": "nginx:1", "env": [{"name": "A", "value": "1"}]},
+            {"name": "perl", "image": "perl:1"}
+        ]),
+    );
+    let (code, _) = api.send("POST", DEPLOYMENTS, Some(two), &[]).await;
     assert_eq!(code, StatusCode::CREATED);
     let patch = json!({"spec": {"template": {"spec": {
         "$setElementOrder/containers": [{"name": "nginx"}, {"name": "perl"}],
@@ -166,11 +157,7 @@ async fn set_image_keeps_the_other_containers() {
             "env": [{"name": "B", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "b"}}}]}]
     }}}});
     let (code, patched) = api
-        .patch(
-            "/apis/apps/v1/namespaces/default/deployments/two",
-            "strategic-merge",
-            patch,
-        )
+        .patch(&format!("{DEPLOYMENTS}/two"), "strategic-merge", patch)
         .await;
     assert_eq!(code, StatusCode::OK, "{patched}");
     let containers = &patched["spec"]["template"]["spec"]["containers"];

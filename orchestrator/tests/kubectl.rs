@@ -236,17 +236,8 @@ fn every_dispatched_kubectl_version_lists_pods() {
     for minor in 27..=33 {
         let binary = dir.join(format!("kubectl.1.{minor}"));
         assert!(binary.exists(), "{} is missing", binary.display());
-        let out = Command::new(&binary)
-            .env("KUBECONFIG", server.kubeconfig())
-            .args(["get", "pods"])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("web"),
-            "kubectl 1.{minor}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let pods = server.kubectl_binary_ok(&binary, &["get", "pods"]);
+        assert!(pods.contains("web"), "kubectl 1.{minor}: {pods}");
     }
 }
 

@@ -4,8 +4,6 @@
 
 mod server;
 
-use std::process::Command;
-
 use server::{Server, kubectl_dir};
 
 const TWO_CONTAINERS: &str = "apiVersion: apps/v1
@@ -200,21 +198,7 @@ fn every_kubectl_version_applies_creates_and_explains() {
     let dir = kubectl_dir();
     for minor in 27..=33 {
         let binary = dir.join(format!("kubectl.1.{minor}"));
-        let run = |args: &[&str]| -> String {
-            let out = Command::new(&binary)
-                .env("KUBECONFIG", server.kubeconfig())
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "kubectl 1.{minor} {}: {}{}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout).unwrap()
-        };
+        let run = |args: &[&str]| server.kubectl_binary_ok(&binary, args);
         let name = format!("v{minor}");
         let config = |value: &str| {
             server.manifest(

@@ -203,7 +203,12 @@ impl Server {
     }
 
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("kubectl");
+        self.kubectl_binary_command(Path::new("kubectl"), args)
+    }
+
+    /// A command of the kubectl at `binary` (one of the per-version ones).
+    pub fn kubectl_binary_command(&self, binary: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(binary);
         command.env("KUBECONFIG", self.kubeconfig()).args(args);
         command
     }
@@ -214,10 +219,20 @@ impl Server {
 
     /// Runs kubectl and returns its stdout, failing the test on an error.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
+        self.kubectl_binary_ok(Path::new("kubectl"), args)
+    }
+
+    /// Runs the kubectl at `binary` and returns its stdout, failing the
+    /// test on an error.
+    pub fn kubectl_binary_ok(&self, binary: &Path, args: &[&str]) -> String {
+        let out = self
+            .kubectl_binary_command(binary, args)
+            .output()
+            .expect("kubectl runs");
         assert!(
             out.status.success(),
-            "kubectl {} failed: {}{}",
+            "{} {} failed: {}{}",
+            binary.display(),
             args.join(" "),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
