@@ -480,3 +480,33 @@ async fn resource_version_match_is_honoured() {
         );
     }
 }
+
+#[tokio::test]
+async fn one_priority_class_may_be_the_global_default() {
+    let api = api().await;
+    let uri = "/apis/scheduling.k8s.io/v1/priorityclasses";
+    let class = |name: &str| {
+        json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": 10, "globalDefault": true})
+    };
+    let (code, _) = api.send("POST", uri, Some(class("first")), &[]).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, status) = api.send("POST", uri, Some(class("second")), &[]).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{status}");
+    assert_eq!(
+        status["message"],
+        "priorityclasses.scheduling.k8s.io \"second\" is forbidden: PriorityClass first is already marked as default. Only one default can exist"
+    );
+    // A pod without a class gets the default's priority.
+    let (code, pod) = api
+        .send(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            Some(router::pod("p")),
+            &[],
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{pod}");
+    assert_eq!(pod["spec"]["priority"], 10);
+    assert_eq!(pod["spec"]["priorityClassName"], "first");
+}

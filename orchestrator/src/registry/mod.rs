@@ -529,6 +529,9 @@ impl Registry {
         if resource.group.is_empty() && resource.kind == "Pod" {
             self.admit_priority(&mut body)?;
         }
+        if resource.kind == "PriorityClass" {
+            self.admit_priority_class(&body)?;
+        }
         let _reservation = (resource.hooks.allocate)(&self.allocators, &mut body, None)
             .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         metadata::record_manager(
@@ -844,6 +847,9 @@ impl Registry {
             }
             if resource.group.is_empty() && resource.kind == "Pod" {
                 priority::keep_on_update(&mut next, current);
+            }
+            if resource.kind == "PriorityClass" {
+                self.admit_priority_class(&next)?;
             }
             validate(resource, &next, Some(current))?;
             reservation = (resource.hooks.allocate)(&self.allocators, &mut next, Some(current))

@@ -23,6 +23,35 @@ pub(super) fn keep_on_update(pod: &mut Value, old: &Value) {
 }
 
 impl Registry {
+    /// At most one PriorityClass is the global default.
+    pub(super) fn admit_priority_class(&self, class: &Value) -> Result<()> {
+        if class.get("globalDefault").and_then(Value::as_bool) != Some(true) {
+            return Ok(());
+        }
+        let classes = self.resource("scheduling.k8s.io", "PriorityClass");
+        let name = text(class, "/metadata/name");
+        let other = self
+            .list(&classes, None, &ListOptions::default())?
+            .items
+            .into_iter()
+            .find(|c| {
+                c.get("globalDefault").and_then(Value::as_bool) == Some(true)
+                    && text(c, "/metadata/name") != name
+            });
+        match other {
+            Some(other) => Err(Error::Refused {
+                resource: "priorityclasses".into(),
+                group: "scheduling.k8s.io".into(),
+                name: name.into(),
+                why: format!(
+                    "PriorityClass {} is already marked as default. Only one default can exist",
+                    text(&other, "/metadata/name")
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Resolves a new pod's priority from its class.
     pub(super) fn admit_priority(&self, pod: &mut Value) -> Result<()> {
         let classes = self.resource("scheduling.k8s.io", "PriorityClass");
