@@ -178,6 +178,10 @@ impl Cluster {
             stopped.clone(),
         ));
         tasks.spawn(controllers::cronjob::run(registry.clone(), stopped.clone()));
+        tasks.spawn(controllers::disruption::run(
+            registry.clone(),
+            stopped.clone(),
+        ));
         tasks.spawn(controllers::garbage::run(registry.clone(), stopped.clone()));
         tasks.spawn(crate::events::expire(
             registry.clone(),

@@ -232,6 +232,7 @@ const API_TYPES: &[(&str, &str, &str, &str)] = &[
         "v1",
         "DeleteOptions",
     ),
+    ("io.k8s.api.policy.v1.Eviction", "policy", "v1", "Eviction"),
 ];
 
 /// Every definition, by schema name, with Kubernetes' extensions.
@@ -248,6 +249,7 @@ fn build() -> Map<String, Value> {
     }
     generator.subschema_for::<Status>();
     generator.subschema_for::<DeleteOptions>();
+    generator.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
     generator.subschema_for::<Patch>();
     let mut definitions = generator.take_definitions(true);
     let kinds = resources

@@ -68,6 +68,7 @@ mod kube_rs {
         PodTemplate, ReplicationController, Secret, Service,
     };
     use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
     use k8s_openapi::api::scheduling::v1::PriorityClass;
     use k8s_openapi::api::storage::v1::StorageClass;
     use kube::api::{
@@ -401,6 +402,13 @@ mod kube_rs {
             report,
             Api::namespaced(client.clone(), NS),
             meta(json!({"spec": {"holderIdentity": "kube-rs", "leaseDurationSeconds": 15}})),
+            false,
+        )
+        .await;
+        drive::<PodDisruptionBudget>(
+            report,
+            Api::namespaced(client.clone(), NS),
+            meta(json!({"spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "kube-rs"}}}})),
             false,
         )
         .await;

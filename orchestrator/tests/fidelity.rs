@@ -510,3 +510,98 @@ async fn one_priority_class_may_be_the_global_default() {
     assert_eq!(pod["spec"]["priority"], 10);
     assert_eq!(pod["spec"]["priorityClassName"], "first");
 }
+
+/// `pods/eviction` spends the pod's disruption budget, or answers 429
+/// with the budget's reason, as `kubectl drain` expects.
+#[tokio::test]
+async fn evictions_honour_disruption_budgets() {
+    let api = api().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    let running = |name: &str| {
+        let mut pod = router::pod(name);
+        pod["metadata"]["labels"] = json!({"app": "guarded"});
+        pod
+    };
+    for name in ["g1", "g2"] {
+        let (code, _) = api.send("POST", pods, Some(running(name)), &[]).await;
+        assert_eq!(code, StatusCode::CREATED);
+        let (_, mut pod) = api.send("GET", &format!("{pods}/{name}"), None, &[]).await;
+        pod["status"] = json!({"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}]});
+        let (code, _) = api
+            .send("PUT", &format!("{pods}/{name}/status"), Some(pod), &[])
+            .await;
+        assert_eq!(code, StatusCode::OK);
+    }
+    let budgets = "/apis/policy/v1/namespaces/default/poddisruptionbudgets";
+    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "guard"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}});
+    let (code, _) = api.send("POST", budgets, Some(pdb), &[]).await;
+    assert_eq!(code, StatusCode::CREATED);
+    // What the disruption controller would write: one disruption allowed.
+    let (_, mut guard) = api
+        .send("GET", &format!("{budgets}/guard"), None, &[])
+        .await;
+    guard["status"] = json!({"observedGeneration": 1, "disruptionsAllowed": 1,
+        "currentHealthy": 2, "desiredHealthy": 1, "expectedPods": 2});
+    let (code, _) = api
+        .send("PUT", &format!("{budgets}/guard/status"), Some(guard), &[])
+        .await;
+    assert_eq!(code, StatusCode::OK);
+
+    let evict = |name: &str| {
+        json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": name, "namespace": "default"}})
+    };
+    let (code, answer) = api
+        .send(
+            "POST",
+            &format!("{pods}/g1/eviction"),
+            Some(evict("g1")),
+            &[],
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["status"], "Success");
+    let (_, guard) = api
+        .send("GET", &format!("{budgets}/guard"), None, &[])
+        .await;
+    assert_eq!(guard["status"]["disruptionsAllowed"], 0);
+    assert!(
+        guard["status"]["disruptedPods"]["g1"].is_string(),
+        "{guard}"
+    );
+
+    let (code, status) = api
+        .send(
+            "POST",
+            &format!("{pods}/g2/eviction"),
+            Some(evict("g2")),
+            &[],
+        )
+        .await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{status}");
+    assert_eq!(status["reason"], "TooManyRequests");
+    assert_eq!(
+        status["message"],
+        "Cannot evict pod as it would violate the pod's disruption budget."
+    );
+    assert_eq!(
+        status["details"]["causes"][0],
+        json!({"reason": "DisruptionBudget",
+            "message": "The disruption budget guard needs 1 healthy pods and has 2 currently"})
+    );
+    let (code, _) = api.send("GET", &format!("{pods}/g2"), None, &[]).await;
+    assert_eq!(code, StatusCode::OK, "g2 stays");
+
+    let (code, status) = api
+        .send(
+            "POST",
+            &format!("{pods}/g2/eviction"),
+            Some(evict("other")),
+            &[],
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+}

@@ -418,3 +418,64 @@ spec:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The disruption controller keeps a budget's status; `kubectl drain`
+/// evicts what it allows and is refused the rest.
+#[test]
+fn drain_honours_a_pod_disruption_budget() {
+    let server = Server::start();
+    let manifests = server.manifest(
+        "guarded.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: guarded}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: guarded}}
+  template:
+    metadata: {labels: {app: guarded}}
+    spec:
+      containers:
+      - {name: main, image: toolbox, command: [sleep, '1000']}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: guard}
+spec:
+  minAvailable: 50%
+  selector: {matchLabels: {app: guarded}}
+",
+    );
+    server.kubectl_ok(&["apply", "-f", &manifests]);
+    // 50% of the Deployment's 2 replicas must stay: 1 may go.
+    server.wait_for(std::time::Duration::from_secs(60), || {
+        let status = &server.json(&["get", "pdb", "guard", "-o", "json"])["status"];
+        status["expectedPods"] == 2
+            && status["currentHealthy"] == 2
+            && status["disruptionsAllowed"] == 1
+    });
+    let table = server.kubectl_ok(&["get", "pdb", "guard", "--no-headers"]);
+    assert_eq!(
+        table.split_whitespace().take(4).collect::<Vec<_>>(),
+        ["guard", "50%", "N/A", "1"]
+    );
+    let node = server.node_name().to_string();
+    let out = server.kubectl(&[
+        "drain",
+        &node,
+        "--pod-selector=app=guarded",
+        "--timeout=12s",
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("evicted"), "{text}");
+    assert!(
+        text.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{text}"
+    );
+    server.kubectl_ok(&["uncordon", &node]);
+}

@@ -362,6 +362,24 @@ async fn serve(
                 }),
             ))
         }
+        (&Method::POST, Some(name), Some("eviction")) if resource.kind == "Pod" => {
+            let eviction = decode_object(&headers, &body, "io.k8s.api.policy.v1.Eviction")?;
+            let named = eviction.pointer("/metadata/name").and_then(Value::as_str);
+            if named.is_some_and(|n| n != name) {
+                return Err(Error::BadRequest(
+                    "name in URL does not match name in Eviction object".into(),
+                ));
+            }
+            let options =
+                delete_options_of(&query, eviction.get("deleteOptions").unwrap_or(&json!({})))?;
+            registry
+                .evict(namespace.unwrap_or("default"), name, &options)
+                .await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
+        }
         (&Method::GET, Some(name), Some("log")) => {
             let pod = registry.get(resource, namespace, name)?;
             logs(state, &pod, &query).await
@@ -535,6 +553,11 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Del
             "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
         )?
     };
+    delete_options_of(query, &body)
+}
+
+/// DeleteOptions from the query and a decoded `DeleteOptions` object.
+fn delete_options_of(query: &Query, body: &Value) -> Result<DeleteOptions> {
     let grace = match query.number::<i64>("gracePeriodSeconds")? {
         Some(g) => Some(g),
         None => body.get("gracePeriodSeconds").and_then(Value::as_i64),

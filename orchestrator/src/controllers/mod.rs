@@ -3,6 +3,7 @@
 
 pub mod cronjob;
 pub mod deployment;
+pub mod disruption;
 pub mod driver;
 pub mod endpoints;
 pub mod garbage;

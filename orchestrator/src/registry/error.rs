@@ -73,6 +73,13 @@ pub enum Error {
     Unreadable(u16, String),
     #[error("{0}")]
     Gone(String),
+    /// 429: try later (an eviction a disruption budget does not allow
+    /// now), with the `(reason, message)` causes.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        causes: Vec<(String, String)>,
+    },
     /// A page whose list's snapshot is gone; `inconsistent` goes on from
     /// where it stopped, at the latest revision.
     #[error(
@@ -109,6 +116,7 @@ impl Error {
             Error::NotAcceptable(_) => 406,
             Error::TooLarge(_) => 413,
             Error::Gone(_) | Error::ContinueExpired { .. } => 410,
+            Error::TooManyRequests { .. } => 429,
             Error::TooLargeResourceVersion { .. } => 504,
             Error::Timeout(_) => 504,
             Error::Internal(_) | Error::Unclassified(_) => 500,
@@ -129,6 +137,7 @@ impl Error {
             Error::NotAcceptable(_) => "NotAcceptable",
             Error::TooLarge(_) => "RequestEntityTooLarge",
             Error::Gone(_) | Error::ContinueExpired { .. } => "Expired",
+            Error::TooManyRequests { .. } => "TooManyRequests",
             Error::TooLargeResourceVersion { .. } => "Timeout",
             Error::Timeout(_) => "Timeout",
             Error::Internal(_) => "InternalError",
@@ -172,6 +181,9 @@ impl Error {
                 })).collect::<Vec<_>>(),
             }),
             Error::Internal(message) => json!({"causes": [{"message": message}]}),
+            Error::TooManyRequests { causes, .. } => json!({
+                "causes": causes.iter().map(|(reason, message)| json!({"reason": reason, "message": message})).collect::<Vec<_>>(),
+            }),
             Error::TooLargeResourceVersion { .. } => json!({
                 "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
                 "retryAfterSeconds": 1,

@@ -10,6 +10,7 @@
 pub mod allocator;
 pub mod cache;
 mod error;
+mod eviction;
 pub mod kinds;
 pub mod metadata;
 mod namespaces;

@@ -186,6 +186,7 @@ def main():
     discovery = client.DiscoveryV1Api(api_client)
     scheduling = client.SchedulingV1Api(api_client)
     coordination = client.CoordinationV1Api(api_client)
+    policy = client.PolicyV1Api(api_client)
     call("create Namespace", core.create_namespace, body={"metadata": {"name": NS}})
 
     pod_spec = {"containers": [{"name": "c", "image": "toolbox", "command": ["sleep", "3600"]}]}
@@ -236,6 +237,8 @@ def main():
              {"apiVersion": "scheduling.k8s.io/v1", "value": 100}, namespaced=False),
         Kind(coordination, "lease", "Lease",
              {"apiVersion": "coordination.k8s.io/v1", "spec": {"holderIdentity": "py", "leaseDurationSeconds": 15}}),
+        Kind(policy, "pod_disruption_budget", "PodDisruptionBudget",
+             {"apiVersion": "policy/v1", "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "py"}}}}),
         Kind(batch, "job", "Job",
              {"apiVersion": "batch/v1", "spec": {"suspend": True, "template": job_template}}),
         Kind(batch, "cron_job", "CronJob",

@@ -1,5 +1,5 @@
-//! Columns of PodTemplates, PriorityClasses and Leases, as kubectl's
-//! printers show them.
+//! Columns of PodTemplates, PriorityClasses, Leases and
+//! PodDisruptionBudgets, as kubectl's printers show them.
 
 use serde_json::{Value, json};
 
@@ -42,6 +42,24 @@ pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>>
             text(
                 "Holder",
                 "holderIdentity contains the identity of the holder of a current lease.",
+            ),
+            age,
+        ],
+        "PodDisruptionBudget" => vec![
+            name,
+            text(
+                "Min Available",
+                "The minimum number of pods that must be available simultaneously. This can be either an integer or a string specifying a percentage, e.g. \"28%\".",
+            ),
+            text(
+                "Max Unavailable",
+                "The maximum number of pods that may be unavailable simultaneously. This can be either an integer or a string specifying a percentage, e.g. \"28%\".",
+            ),
+            column(
+                "Allowed Disruptions",
+                "integer",
+                0,
+                "Number of pod disruptions that are currently allowed.",
             ),
             age,
         ],
@@ -96,6 +114,25 @@ pub(super) fn cells(kind: &str, object: &Value) -> Option<Vec<Value>> {
             json!(s(object, "/spec/holderIdentity")),
             age_cell(object),
         ],
+        "PodDisruptionBudget" => {
+            let budget = |field: &str| match object.pointer(&format!("/spec/{field}")) {
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::String(text)) => text.clone(),
+                _ => "N/A".into(),
+            };
+            vec![
+                name,
+                json!(budget("minAvailable")),
+                json!(budget("maxUnavailable")),
+                json!(
+                    object
+                        .pointer("/status/disruptionsAllowed")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                ),
+                age_cell(object),
+            ]
+        }
         _ => return None,
     })
 }

@@ -4,6 +4,7 @@ mod apps;
 mod batch;
 mod config;
 mod pod;
+mod policy;
 mod scheduling;
 mod service;
 mod storage;
@@ -42,6 +43,7 @@ pub(crate) fn all() -> Vec<Resource> {
         scheduling::pod_templates(),
         scheduling::priority_classes(),
         scheduling::leases(),
+        policy::pod_disruption_budgets(),
         batch::jobs(),
         batch::cron_jobs(),
     ]

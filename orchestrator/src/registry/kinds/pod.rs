@@ -40,6 +40,12 @@ pub(super) fn resource() -> Resource {
                 group_version: None,
                 verbs: &["create", "get"],
             },
+            Subresource {
+                name: "eviction",
+                kind: "Eviction",
+                group_version: Some(("policy", "v1")),
+                verbs: &["create"],
+            },
         ],
         status_subresource: true,
         field_selectors: &[
