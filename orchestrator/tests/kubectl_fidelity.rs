@@ -79,6 +79,10 @@ fn set_image_and_set_env_keep_the_other_container() {
 fn stale_resource_versions_conflict() {
     let server = Server::start();
     server.kubectl_ok(&["create", "service", "clusterip", "s", "--tcp=80"]);
+    // kubectl sends it as protobuf: Go's plain false is left out, as JSON
+    // leaves it.
+    let created = server.json(&["get", "svc", "s", "-o", "json"]);
+    assert_eq!(created["spec"].get("publishNotReadyAddresses"), None);
     let out = server.kubectl(&[
         "set",
         "selector",
@@ -391,6 +395,16 @@ spec: {holderIdentity: me, leaseDurationSeconds: 15}
     assert_eq!(pod["spec"]["preemptionPolicy"], "Never");
     let templates = server.kubectl_ok(&["get", "podtemplates"]);
     assert!(templates.contains("app=t"), "{templates}");
+    // The node's own Lease, renewed by the kubelet.
+    let node = server.node_name().to_string();
+    let node_lease = server.json(&["get", "lease", "-n", "kube-node-lease", &node, "-o", "json"]);
+    assert_eq!(node_lease["spec"]["holderIdentity"], node.as_str());
+    assert_eq!(node_lease["metadata"]["ownerReferences"][0]["kind"], "Node");
+    let described = server.kubectl_ok(&["describe", "node", &node]);
+    assert!(
+        described.contains(&format!("HolderIdentity:  {node}")),
+        "{described}"
+    );
     let leases = server.kubectl_ok(&["get", "leases"]);
     assert!(
         leases

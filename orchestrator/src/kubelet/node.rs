@@ -129,6 +129,65 @@ pub async fn register(
             Ok(next)
         })
         .await?;
+    // The Lease is the node's heartbeat, not its registration: a failure
+    // here is retried with the next heartbeat.
+    if let Err(e) = renew_lease(registry, name).await {
+        tracing::warn!("node lease: {e}");
+    }
+    Ok(())
+}
+
+/// How long the node's Lease holds without a renewal (the kubelet's 40 s).
+const LEASE_SECONDS: i64 = 40;
+/// Where node Leases live.
+const LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// Renews the node's Lease in `kube-node-lease` (made, owned by the Node,
+/// the first time), as the kubelet does: `kubectl describe node` shows it.
+pub async fn renew_lease(registry: &Registry, name: &str) -> Result<()> {
+    let leases = registry.resource("coordination.k8s.io", "Lease");
+    let options = WriteOptions::manager("kubelet");
+    let renewed = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string();
+    if registry
+        .find(&leases, Some(LEASE_NAMESPACE), name)?
+        .is_none()
+    {
+        let nodes = registry.resource("", "Node");
+        let node = registry.get(&nodes, None, name)?;
+        let lease = json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": LEASE_NAMESPACE, "ownerReferences": [{
+                "apiVersion": "v1", "kind": "Node", "name": name,
+                "uid": node.pointer("/metadata/uid").cloned().unwrap_or_default(),
+            }]},
+            "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": renewed},
+        });
+        match registry
+            .create(&leases, Some(LEASE_NAMESPACE), lease, &options)
+            .await
+        {
+            Ok(_) | Err(Error::AlreadyExists { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    registry
+        .update_with(
+            &leases,
+            Some(LEASE_NAMESPACE),
+            name,
+            None,
+            &options,
+            |current| {
+                let mut next = current.clone();
+                next["spec"]["renewTime"] = json!(renewed);
+                next["spec"]["holderIdentity"] = json!(name);
+                Ok(next)
+            },
+        )
+        .await?;
     Ok(())
 }
 
@@ -157,5 +216,5 @@ pub async fn heartbeat(registry: &Registry, name: &str) -> Result<()> {
             },
         )
         .await?;
-    Ok(())
+    renew_lease(registry, name).await
 }

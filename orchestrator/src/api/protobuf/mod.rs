@@ -428,7 +428,7 @@ fn plain_message(bytes: &[u8], schema: &str, depth: usize) -> Result<Value, Stri
 /// Whether `value` is the zero value of a plain (non-pointer) Go field,
 /// which protobuf clients always send and JSON leaves out: an unset
 /// field, not a choice. Empty strings; ObjectMeta's zero generation and
-/// creation time; the plain booleans of containers and pod specs.
+/// creation time; the plain booleans of containers, pod and Service specs.
 /// Pointer fields set to zero (`replicas: 0`, `suspend: false`) are kept.
 fn go_zero(schema: &str, field: &Field, name: &str, value: &Value) -> bool {
     match (field.kind, value) {
@@ -445,6 +445,7 @@ fn go_zero(schema: &str, field: &Field, name: &str, value: &Value) -> bool {
             "PodSpec" => {
                 matches!(name, "hostNetwork" | "hostPID" | "hostIPC") && value == &json!(false)
             }
+            "ServiceSpec" => name == "publishNotReadyAddresses" && value == &json!(false),
             _ => false,
         },
     }
