@@ -605,3 +605,23 @@ async fn evictions_honour_disruption_budgets() {
         .await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
 }
+
+/// Without `fieldManager`, a write's manager is the User-Agent up to its
+/// first `/`, as the API server names it.
+#[tokio::test]
+async fn the_default_field_manager_is_the_user_agent() {
+    let api = api().await;
+    let (code, _, created) = api
+        .send_full(
+            "POST",
+            CONFIG_MAPS,
+            Some(config_map("ua").to_string()),
+            &[("user-agent", "OpenAPI-Generator/33.1.0/python")],
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["manager"],
+        "OpenAPI-Generator"
+    );
+}
