@@ -527,12 +527,7 @@ impl Registry {
         }
         validate(resource, &body, None)?;
         self.check_namespace(resource, namespace.as_deref(), &name)?;
-        if resource.group.is_empty() && resource.kind == "Pod" {
-            self.admit_priority(&mut body)?;
-        }
-        if resource.kind == "PriorityClass" {
-            self.admit_priority_class(&body)?;
-        }
+        (resource.hooks.admit)(self, &mut body, None)?;
         let _reservation = (resource.hooks.allocate)(&self.allocators, &mut body, None)
             .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         metadata::record_manager(
@@ -846,12 +841,7 @@ impl Registry {
                     ));
                 }
             }
-            if resource.group.is_empty() && resource.kind == "Pod" {
-                priority::keep_on_update(&mut next, current);
-            }
-            if resource.kind == "PriorityClass" {
-                self.admit_priority_class(&next)?;
-            }
+            (resource.hooks.admit)(self, &mut next, Some(current))?;
             validate(resource, &next, Some(current))?;
             reservation = (resource.hooks.allocate)(&self.allocators, &mut next, Some(current))
                 .map_err(|i| Error::Invalid(i, resource.group.into()))?;

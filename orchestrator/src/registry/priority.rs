@@ -7,9 +7,29 @@ use serde_json::{Value, json};
 use super::metadata::text;
 use super::{Error, ListOptions, Registry, Result};
 
+/// A pod's `admit` hook: its priority resolved on create, kept on update.
+pub(crate) fn admit_pod(registry: &Registry, pod: &mut Value, old: Option<&Value>) -> Result<()> {
+    match old {
+        None => registry.admit_priority(pod),
+        Some(old) => {
+            keep_on_update(pod, old);
+            Ok(())
+        }
+    }
+}
+
+/// A PriorityClass's `admit` hook.
+pub(crate) fn admit_priority_class(
+    registry: &Registry,
+    class: &mut Value,
+    _old: Option<&Value>,
+) -> Result<()> {
+    registry.admit_priority_class(class)
+}
+
 /// An update that leaves out what admission set on create keeps it, as
 /// the Priority plugin does (the fields may not change anyway).
-pub(super) fn keep_on_update(pod: &mut Value, old: &Value) {
+fn keep_on_update(pod: &mut Value, old: &Value) {
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
@@ -24,7 +44,7 @@ pub(super) fn keep_on_update(pod: &mut Value, old: &Value) {
 
 impl Registry {
     /// At most one PriorityClass is the global default.
-    pub(super) fn admit_priority_class(&self, class: &Value) -> Result<()> {
+    fn admit_priority_class(&self, class: &Value) -> Result<()> {
         if class.get("globalDefault").and_then(Value::as_bool) != Some(true) {
             return Ok(());
         }
@@ -53,7 +73,7 @@ impl Registry {
     }
 
     /// Resolves a new pod's priority from its class.
-    pub(super) fn admit_priority(&self, pod: &mut Value) -> Result<()> {
+    fn admit_priority(&self, pod: &mut Value) -> Result<()> {
         let classes = self.resource("scheduling.k8s.io", "PriorityClass");
         let name = text(pod, "/metadata/name").to_string();
         let refused = |why: String| Error::Refused {

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::allocator::{Allocators, Reservation};
+use super::{Error, Registry};
 use crate::admission::Invalid;
 
 /// The verbs of a resource that supports all of them.
@@ -50,6 +51,14 @@ pub struct Hooks {
     /// cluster IP and node ports) on create (`old` is `None`) and update;
     /// what it reserves is held until the write is done.
     pub allocate: fn(&Allocators, &mut Value, Option<&Value>) -> Result<Reservation, Invalid>,
+    /// Admission that reads other objects (a pod's PriorityClass) on
+    /// create (`old` is `None`) and update, after defaults.
+    pub admit: fn(&Registry, &mut Value, Option<&Value>) -> Result<(), Error>,
+}
+
+/// An `admit` hook for kinds with no admission of their own.
+pub fn admit_nothing(_: &Registry, _: &mut Value, _: Option<&Value>) -> Result<(), Error> {
+    Ok(())
 }
 
 /// What a kind's Rust type gives: a checked decode and the OpenAPI schema.

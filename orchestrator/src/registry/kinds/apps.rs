@@ -11,7 +11,7 @@ use super::pod::{self, set_default};
 use super::{name_of, validate_metadata};
 use crate::admission::{Errors, Invalid};
 use crate::registry::resources::{
-    ALL_VERBS, Hooks, Resource, Subresource, Typed, allocate_nothing,
+    ALL_VERBS, Hooks, Resource, Subresource, Typed, admit_nothing, allocate_nothing,
 };
 use crate::registry::selectors::{LabelSelector, format_selector};
 
@@ -58,6 +58,7 @@ pub(super) fn deployments() -> Resource {
             validate: |object, old| validate(object, old, true),
             typed: Typed::of::<Deployment>(),
             allocate: allocate_nothing,
+            admit: admit_nothing,
         },
     }
 }
@@ -84,6 +85,7 @@ pub(super) fn replica_sets() -> Resource {
             validate: |object, old| validate(object, old, false),
             typed: Typed::of::<ReplicaSet>(),
             allocate: allocate_nothing,
+            admit: admit_nothing,
         },
     }
 }
@@ -110,6 +112,7 @@ pub(super) fn replication_controllers() -> Resource {
             validate: validate_replication_controller,
             typed: Typed::of::<ReplicationController>(),
             allocate: allocate_nothing,
+            admit: admit_nothing,
         },
     }
 }

@@ -9,7 +9,7 @@ use super::pod::{self, set_default};
 use super::{name_of, status, validate_metadata};
 use crate::admission::{Errors, Invalid};
 use crate::registry::resources::{
-    ALL_VERBS, Hooks, Resource, Subresource, Typed, allocate_nothing,
+    ALL_VERBS, Hooks, Resource, Subresource, Typed, admit_nothing, allocate_nothing,
 };
 use crate::registry::selectors::LabelSelector;
 
@@ -45,6 +45,7 @@ pub(super) fn jobs() -> Resource {
             validate: validate_job,
             typed: Typed::of::<Job>(),
             allocate: allocate_nothing,
+            admit: admit_nothing,
         },
     }
 }
@@ -71,6 +72,7 @@ pub(super) fn cron_jobs() -> Resource {
             validate: validate_cron_job,
             typed: Typed::of::<CronJob>(),
             allocate: allocate_nothing,
+            admit: admit_nothing,
         },
     }
 }

@@ -9,7 +9,9 @@ use serde_json::{Map, Value, json};
 
 use super::name_of;
 use crate::admission::{Errors, Invalid, check_dns_subdomain};
-use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Typed, allocate_nothing};
+use crate::registry::resources::{
+    ALL_VERBS, Hooks, Resource, Typed, admit_nothing, allocate_nothing,
+};
 
 /// Most bytes of data one ConfigMap or Secret may hold.
 pub const MAX_DATA_BYTES: usize = 1024 * 1024;
@@ -48,6 +50,7 @@ pub(super) fn config_maps() -> Resource {
             validate: validate_config_map,
             typed: Typed::of::<ConfigMap>(),
             allocate: allocate_nothing,
+            admit: admit_nothing,
         },
     }
 }
@@ -74,6 +77,7 @@ pub(super) fn secrets() -> Resource {
             validate: validate_secret,
             typed: Typed::of::<Secret>(),
             allocate: allocate_nothing,
+            admit: admit_nothing,
         },
     }
 }

@@ -13,7 +13,9 @@ use k8s_openapi::api::core::v1::{Event, Namespace, Node};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::resources::{ALL_VERBS, Alias, Hooks, Resource, Subresource, Typed, allocate_nothing};
+use super::resources::{
+    ALL_VERBS, Alias, Hooks, Resource, Subresource, Typed, admit_nothing, allocate_nothing,
+};
 use crate::admission::{Errors, Invalid, check_dns_label, check_dns_subdomain};
 
 pub use apps::scaled_value;
@@ -112,6 +114,7 @@ pub(crate) fn plain_hooks<T: DeserializeOwned + schemars::JsonSchema>() -> Hooks
         validate: validate_metadata,
         typed: Typed::of::<T>(),
         allocate: allocate_nothing,
+        admit: admit_nothing,
     }
 }
 
@@ -217,6 +220,7 @@ fn namespaces() -> Resource {
             },
             typed: Typed::of::<Namespace>(),
             allocate: allocate_nothing,
+            admit: admit_nothing,
         },
     }
 }

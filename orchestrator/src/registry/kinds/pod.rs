@@ -69,6 +69,7 @@ pub(super) fn resource() -> Resource {
             validate,
             typed: Typed::of::<Pod>(),
             allocate: allocate_nothing,
+            admit: crate::registry::priority::admit_pod,
         },
     }
 }

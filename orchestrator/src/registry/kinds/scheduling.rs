@@ -83,6 +83,7 @@ pub(super) fn priority_classes() -> Resource {
             validate: validate_priority_class,
             typed: Typed::of::<PriorityClass>(),
             allocate: allocate_nothing,
+            admit: crate::registry::priority::admit_priority_class,
         },
     }
 }

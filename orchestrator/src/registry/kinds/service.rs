@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{name_of, plain_hooks, validate_metadata};
 use crate::admission::{Errors, Invalid, check_dns_1035_label, check_dns_label, is_port_name};
 use crate::registry::metadata::text;
-use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource, Typed};
+use crate::registry::resources::{ALL_VERBS, Hooks, Resource, Subresource, Typed, admit_nothing};
 
 const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
@@ -41,6 +41,7 @@ pub(super) fn services() -> Resource {
             validate,
             typed: Typed::of::<Service>(),
             allocate: |allocators, service, old| allocators.services.allocate(service, old),
+            admit: admit_nothing,
         },
     }
 }

@@ -11,7 +11,7 @@ use super::{name_of, status, validate_metadata};
 use crate::admission::{Errors, Invalid, check_dns_subdomain};
 use crate::quantity::Quantity;
 use crate::registry::resources::{
-    ALL_VERBS, Hooks, Resource, Subresource, Typed, allocate_nothing,
+    ALL_VERBS, Hooks, Resource, Subresource, Typed, admit_nothing, allocate_nothing,
 };
 
 /// Kept on a claim while a pod uses it.
@@ -60,6 +60,7 @@ pub(super) fn persistent_volumes() -> Resource {
             validate: validate_pv,
             typed: Typed::of::<PersistentVolume>(),
             allocate: allocate_nothing,
+            admit: admit_nothing,
         },
     }
 }
@@ -89,6 +90,7 @@ pub(super) fn persistent_volume_claims() -> Resource {
             validate: validate_pvc,
             typed: Typed::of::<PersistentVolumeClaim>(),
             allocate: allocate_nothing,
+            admit: admit_nothing,
         },
     }
 }
@@ -120,6 +122,7 @@ pub(super) fn storage_classes() -> Resource {
             validate: validate_storage_class,
             typed: Typed::of::<StorageClass>(),
             allocate: allocate_nothing,
+            admit: admit_nothing,
         },
     }
 }
