@@ -219,6 +219,20 @@ const PATCH_STRATEGIES: &[(&str, &str, &str, Option<&str>)] = &[
 
 /// `(schema, group, version, kind)` of the API's own types that are not
 /// resources (every resource's come from its descriptor).
+/// Structs that are one value to server-side apply (`+structType=atomic`
+/// in Kubernetes' types): an applier owns them whole.
+const ATOMIC_STRUCTS: &[&str] = &[
+    "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector",
+    "io.k8s.api.core.v1.ObjectReference",
+    "io.k8s.api.core.v1.LocalObjectReference",
+    "io.k8s.api.core.v1.TypedLocalObjectReference",
+    "io.k8s.api.core.v1.ConfigMapKeySelector",
+    "io.k8s.api.core.v1.SecretKeySelector",
+    "io.k8s.api.core.v1.ObjectFieldSelector",
+    "io.k8s.api.core.v1.ResourceFieldSelector",
+    "io.k8s.api.core.v1.NodeSelector",
+];
+
 const API_TYPES: &[(&str, &str, &str, &str)] = &[
     (
         "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
@@ -262,6 +276,11 @@ fn build() -> Map<String, Value> {
                 "x-kubernetes-group-version-kind".into(),
                 json!([{"group": group, "version": version, "kind": kind}]),
             );
+        }
+    }
+    for name in ATOMIC_STRUCTS {
+        if let Some(definition) = definitions.get_mut(*name).and_then(Value::as_object_mut) {
+            definition.insert("x-kubernetes-map-type".into(), json!("atomic"));
         }
     }
     for (schema, field, strategy, key) in PATCH_STRATEGIES {

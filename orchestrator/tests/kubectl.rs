@@ -190,8 +190,22 @@ fn apply_twice_replace_and_create_an_existing_object() {
         "{stderr}"
     );
 
-    // Server-side apply records its manager.
-    server.kubectl_ok(&["apply", "--server-side", "-f", &changed]);
+    // `kubectl replace` set the label and image back: they are its own
+    // now, so server-side apply of other values conflicts, as on a
+    // cluster, until forced; then it records its manager.
+    let conflict = server.kubectl(&["apply", "--server-side", "-f", &changed]);
+    let stderr = String::from_utf8_lossy(&conflict.stderr);
+    assert!(
+        stderr.contains("Apply failed with 2 conflicts: conflicts with \"kubectl-replace\" using v1:\n- .metadata.labels.tier\n- .spec.containers[name=\"main\"].image"),
+        "{stderr}"
+    );
+    server.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &changed,
+    ]);
     let managed = server.kubectl_ok(&["get", "pod", "web", "--show-managed-fields", "-o", "yaml"]);
     assert!(
         managed.contains("manager: kubectl\n    operation: Apply"),

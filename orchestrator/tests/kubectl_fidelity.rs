@@ -493,3 +493,139 @@ spec:
     );
     server.kubectl_ok(&["uncordon", &node]);
 }
+
+/// The managers of a Deployment, by name and operation.
+fn managers(server: &Server, name: &str) -> Vec<String> {
+    let object = server.json(&[
+        "get",
+        "deployment",
+        name,
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]);
+    object["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["manager"].as_str().unwrap(),
+                e["operation"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn web(name: &str, labels: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  labels: {{app: {name}{labels}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - {{name: web, image: toolbox, command: [sleep, '3600']}}
+"
+    )
+}
+
+/// Server-side apply keeps who owns each field: a field another manager
+/// set is a conflict (the API server's message, through kubectl) unless
+/// forced; what an applier stops applying is removed; and kubectl moves an
+/// object from client-side to server-side apply (and back) with no
+/// conflict and no field left behind, with every kubectl from 1.27.
+#[test]
+fn server_side_apply_owns_fields() {
+    let server = Server::start();
+    let file = |name: &str, labels: &str, replicas: u32| {
+        server.manifest(&format!("{name}.yaml"), &web(name, labels, replicas))
+    };
+    let replicas = |name: &str| {
+        server.json(&["get", "deployment", name, "-o", "json"])["spec"]["replicas"].clone()
+    };
+    let labels = |name: &str| {
+        server.json(&["get", "deployment", name, "-o", "json"])["metadata"]["labels"].clone()
+    };
+
+    let applied = file("web", ", tier: front", 3);
+    server.kubectl_ok(&["apply", "--server-side", "-f", &applied]);
+    server.kubectl_ok(&["scale", "deployment", "web", "--replicas=5"]);
+    let out = server.kubectl(&["apply", "--server-side", "-f", &applied]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Apply failed with 1 conflict: conflict with \"kubectl\" with subresource \"scale\" using apps/v1: .spec.replicas"),
+        "{err}"
+    );
+    assert_eq!(replicas("web"), 5);
+    server.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &applied,
+    ]);
+    assert_eq!(replicas("web"), 3);
+    assert_eq!(
+        managers(&server, "web")
+            .iter()
+            .filter(|m| m.starts_with("kubectl "))
+            .count(),
+        1
+    );
+
+    // A label the applier no longer applies goes; one another manager
+    // added stays.
+    server.kubectl_ok(&["label", "deployment", "web", "owner=ops"]);
+    server.kubectl_ok(&["apply", "--server-side", "-f", &file("web", "", 3)]);
+    assert_eq!(
+        labels("web"),
+        serde_json::json!({"app": "web", "owner": "ops"})
+    );
+
+    // The field manager is recorded even when the apply changes nothing.
+    server.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=ci",
+        "-f",
+        &file("web", "", 3),
+    ]);
+    assert!(managers(&server, "web").contains(&"ci Apply".to_string()));
+
+    let dir = kubectl_dir();
+    for minor in [27, 33] {
+        let binary = dir.join(format!("kubectl.1.{minor}"));
+        let run = |args: &[&str]| server.kubectl_binary_ok(&binary, args);
+        let name = format!("csa{minor}");
+        // Client-side apply first, then server-side with a label and a
+        // replica count changed: no conflict, the label gone, and the
+        // client-side manager's fields handed to kubectl.
+        run(&["apply", "-f", &file(&name, ", tier: back", 3)]);
+        assert!(managers(&server, &name).contains(&"kubectl-client-side-apply Update".to_string()));
+        run(&["apply", "--server-side", "-f", &file(&name, "", 2)]);
+        assert_eq!(replicas(&name), 2);
+        assert_eq!(labels(&name), serde_json::json!({"app": name}));
+        let now = managers(&server, &name);
+        assert!(now.contains(&"kubectl Apply".to_string()), "{now:?}");
+        assert!(
+            !now.iter()
+                .any(|m| m.starts_with("kubectl-client-side-apply")),
+            "{now:?}"
+        );
+        // And back to client-side apply, which sees the annotation the
+        // server kept in step.
+        run(&["apply", "-f", &file(&name, "", 4)]);
+        assert_eq!(replicas(&name), 4);
+        run(&["apply", "--server-side", "-f", &file(&name, "", 1)]);
+        assert_eq!(replicas(&name), 1);
+    }
+}

@@ -90,14 +90,21 @@ pub async fn write(
     // checked in the same write.
     let precondition = text(&wanted, "/metadata/resourceVersion").to_string();
     let written = registry
-        .update_with(resource, namespace, name, None, options, |object| {
-            let mut next = object.clone();
-            next["spec"]["replicas"] = json!(replicas);
-            if !precondition.is_empty() {
-                next["metadata"]["resourceVersion"] = json!(precondition);
-            }
-            Ok(next)
-        })
+        .update_with(
+            resource,
+            namespace,
+            name,
+            Some("scale"),
+            options,
+            |object| {
+                let mut next = object.clone();
+                next["spec"]["replicas"] = json!(replicas);
+                if !precondition.is_empty() {
+                    next["metadata"]["resourceVersion"] = json!(precondition);
+                }
+                Ok(next)
+            },
+        )
         .await?;
     Ok(of(&written.object))
 }

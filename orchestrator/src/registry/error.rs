@@ -34,6 +34,13 @@ pub enum Error {
         name: String,
         why: String,
     },
+    /// A server-side apply that would change fields other managers own:
+    /// `(manager, path)` for each.
+    #[error("{message}")]
+    ApplyConflict {
+        message: String,
+        fields: Vec<(String, String)>,
+    },
     /// An invalid object of a kind in a group, named as the API server
     /// names it: `Deployment.apps "web" is invalid: …`.
     #[error("{} {:?} is invalid: {}", qualified(&.0.kind, .1), .0.name, .0.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
@@ -105,7 +112,9 @@ impl Error {
     pub fn code(&self) -> u16 {
         match self {
             Error::NotFound { .. } | Error::NoRoute => 404,
-            Error::AlreadyExists { .. } | Error::Conflict { .. } => 409,
+            Error::AlreadyExists { .. } | Error::Conflict { .. } | Error::ApplyConflict { .. } => {
+                409
+            }
             Error::Invalid(..) | Error::Unprocessable(_) => 422,
             Error::BadRequest(_) => 400,
             Error::Unreadable(code, _) => *code,
@@ -127,7 +136,7 @@ impl Error {
         match self {
             Error::NotFound { .. } | Error::NoRoute => "NotFound",
             Error::AlreadyExists { .. } => "AlreadyExists",
-            Error::Conflict { .. } => "Conflict",
+            Error::Conflict { .. } | Error::ApplyConflict { .. } => "Conflict",
             Error::Invalid(..) | Error::Unprocessable(_) => "Invalid",
             Error::BadRequest(_) | Error::Unreadable(..) => "BadRequest",
             Error::Forbidden(_) | Error::Refused { .. } => "Forbidden",
@@ -181,6 +190,13 @@ impl Error {
                 })).collect::<Vec<_>>(),
             }),
             Error::Internal(message) => json!({"causes": [{"message": message}]}),
+            Error::ApplyConflict { fields, .. } => json!({
+                "causes": fields.iter().map(|(manager, path)| json!({
+                    "reason": "FieldManagerConflict",
+                    "message": format!("conflict with {manager}"),
+                    "field": path,
+                })).collect::<Vec<_>>(),
+            }),
             Error::TooManyRequests { causes, .. } => json!({
                 "causes": causes.iter().map(|(reason, message)| json!({"reason": reason, "message": message})).collect::<Vec<_>>(),
             }),

@@ -12,6 +12,7 @@ pub mod cache;
 mod error;
 mod eviction;
 pub mod kinds;
+pub mod managed;
 pub mod metadata;
 mod namespaces;
 mod priority;
@@ -26,6 +27,7 @@ use self::allocator::{Allocators, Reservation, ServiceAllocator, ServiceNetwork}
 pub use self::cache::Cache;
 use self::cache::Caches;
 pub use self::error::{Error, Result};
+use self::managed::{Managers, Operation, Scope, Shape, Writer};
 use self::metadata::{metadata_mut, now, str_at};
 pub use self::namespaces::SYSTEM_NAMESPACES;
 use self::namespaces::{Namespace, Namespaces};
@@ -69,9 +71,9 @@ pub struct WriteOptions {
     pub validation: FieldValidation,
     /// Server-side apply: take over conflicting fields.
     pub force: bool,
-    /// For a server-side apply: the fields of the applied configuration,
-    /// which the manager then owns (operation `Apply`).
-    pub(crate) apply_fields: Option<Value>,
+    /// A server-side apply: the manager owns exactly what it applies
+    /// (operation `Apply`).
+    pub(crate) apply: bool,
 }
 
 impl WriteOptions {
@@ -87,12 +89,27 @@ impl WriteOptions {
         self.field_manager.as_deref().unwrap_or("unknown")
     }
 
-    fn operation(&self) -> &'static str {
-        if self.apply_fields.is_some() {
-            "Apply"
-        } else {
-            "Update"
+    /// Who writes, for `managedFields`.
+    fn writer<'a>(&'a self, api_version: &'a str, subresource: Option<&'a str>) -> Writer<'a> {
+        Writer {
+            manager: self.manager_name(),
+            operation: if self.apply {
+                Operation::Apply
+            } else {
+                Operation::Update
+            },
+            api_version,
+            subresource,
         }
+    }
+}
+
+/// What of an object a write through `subresource` may own.
+fn scope(resource: &Resource, subresource: Option<&str>) -> Scope {
+    match subresource {
+        Some("status") => Scope::Status,
+        _ if resource.status_subresource => Scope::Spec,
+        _ => Scope::Object,
     }
 }
 
@@ -455,7 +472,15 @@ impl Registry {
     ) -> Result<Written> {
         self.check_body(resource, &mut body)?;
         let warnings = self.check_fields(resource, &body, options.validation)?;
-        let fields = metadata::fields_of(&body);
+        let api_version = resource.api_version();
+        let writer = options.writer(&api_version, None);
+        let (shape, scope) = (Shape::of(resource.schema), scope(resource, None));
+        let config = body.clone();
+        let mut managers = if options.apply {
+            Managers::default()
+        } else {
+            Managers::for_update(&json!({}), &body, None)
+        };
         let meta = metadata_mut(&mut body);
         if resource.namespaced {
             let namespace = namespace.unwrap_or("default");
@@ -509,6 +534,24 @@ impl Registry {
             .and_then(Value::as_str)
             .map(str::to_string);
         (resource.hooks.defaults)(&mut body);
+        // The creator owns what it sent, with the defaults when it is an
+        // update; an applier owns what it applied.
+        if options.apply {
+            managers
+                .apply(
+                    &json!({}),
+                    json!({}),
+                    &config,
+                    shape,
+                    scope,
+                    &writer,
+                    true,
+                    None,
+                )
+                .expect("a forced apply has no conflicts");
+        } else {
+            managers.update(&json!({}), &body, shape, scope, &writer);
+        }
         if resource.status_subresource {
             (resource.hooks.initial_status)(&mut body);
         }
@@ -530,14 +573,7 @@ impl Registry {
         (resource.hooks.admit)(self, &mut body, None)?;
         let _reservation = (resource.hooks.allocate)(&self.allocators, &mut body, None)
             .map_err(|i| Error::Invalid(i, resource.group.into()))?;
-        metadata::record_manager(
-            &mut body,
-            options.manager_name(),
-            options.operation(),
-            None,
-            &resource.api_version(),
-            fields,
-        );
+        managers.write_to(&mut body);
         if options.dry_run {
             return Ok(Written {
                 object: body,
@@ -604,10 +640,15 @@ impl Registry {
     ) -> Result<Written> {
         let patch_value = patch::parse(kind, patch_body)?;
         let applied = WriteOptions {
-            apply_fields: (kind == PatchKind::Apply).then(|| metadata::fields_of(&patch_value)),
+            apply: kind == PatchKind::Apply,
             ..options.clone()
         };
         let options = &applied;
+        if kind == PatchKind::Apply && patch_value.pointer("/metadata/managedFields").is_some() {
+            return Err(Error::BadRequest(
+                "metadata.managedFields must be nil".into(),
+            ));
+        }
         if kind == PatchKind::Apply && self.find(resource, namespace, name)?.is_none() {
             // Server-side apply creates what does not exist.
             let mut body = patch_value;
@@ -618,9 +659,22 @@ impl Registry {
         }
         let mut warnings = Vec::new();
         let schema = resource.schema;
+        let api_version = resource.api_version();
+        let writer = options.writer(&api_version, subresource);
         let written = self
             .update_with(resource, namespace, name, subresource, options, |current| {
                 let mut patched = patch::apply(kind, current, &patch_value, schema)?;
+                if options.apply {
+                    patched = self.apply_ownership(
+                        resource,
+                        current,
+                        patched,
+                        &patch_value,
+                        subresource,
+                        &writer,
+                        options.force,
+                    )?;
+                }
                 self.check_body(resource, &mut patched)?;
                 check_identity(&patched, name, namespace)?;
                 warnings = self.check_fields(resource, &patched, options.validation)?;
@@ -634,6 +688,50 @@ impl Registry {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The ownership of a server-side apply of `config` (merged into
+    /// `merged`) over `current`: conflicts refused unless forced, fields
+    /// the applier no longer applies removed, the managers recorded.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_ownership(
+        &self,
+        resource: &Resource,
+        current: &Value,
+        merged: Value,
+        config: &Value,
+        subresource: Option<&str>,
+        writer: &Writer,
+        force: bool,
+    ) -> Result<Value> {
+        let shape = Shape::of(resource.schema);
+        let mut managers = Managers::of(current);
+        // kubectl moving from client-side to server-side apply takes over
+        // what its client-side applies set, without a conflict.
+        let kubectl = writer.manager == "kubectl";
+        let allowed = kubectl
+            .then(|| managed::applied_by_kubectl(current, shape))
+            .flatten();
+        let mut next = managers
+            .apply(
+                current,
+                merged,
+                config,
+                shape,
+                scope(resource, subresource),
+                writer,
+                force,
+                allowed.as_ref(),
+            )
+            .map_err(|conflicts| Error::ApplyConflict {
+                message: conflicts.message,
+                fields: conflicts.fields,
+            })?;
+        if kubectl {
+            managed::keep_last_applied(&mut next, config);
+        }
+        managers.write_to(&mut next);
+        Ok(next)
     }
 
     /// Read-modify-write with retries: `change` gets the current object and
@@ -750,6 +848,13 @@ impl Registry {
         options: &WriteOptions,
     ) -> Result<(Value, Reservation)> {
         let mut reservation = Reservation::default();
+        // An apply has recorded its managers; an update starts from the
+        // live object's, or those it sets itself.
+        let mut managers = if options.apply {
+            Managers::of(&desired)
+        } else {
+            Managers::for_update(current, &desired, subresource)
+        };
         let mut next = if subresource == Some("status") {
             let mut next = current.clone();
             next["status"] = desired.get("status").cloned().unwrap_or(json!({}));
@@ -799,7 +904,7 @@ impl Registry {
             }
         }
         meta.remove("resourceVersion");
-        if subresource.is_none() {
+        if !matches!(subresource, Some("status" | "finalize" | "binding")) {
             if resource.kind == "Pod" {
                 // Only a binding sets a pod's node; an update that leaves it
                 // out (kubectl replace of the original manifest) keeps it.
@@ -846,27 +951,17 @@ impl Registry {
             reservation = (resource.hooks.allocate)(&self.allocators, &mut next, Some(current))
                 .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         }
-        let mut compare_old = current.clone();
-        let mut compare_new = next.clone();
-        for v in [&mut compare_old, &mut compare_new] {
-            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("managedFields");
-                m.remove("resourceVersion");
-            }
+        if !options.apply {
+            let api_version = resource.api_version();
+            managers.update(
+                current,
+                &next,
+                Shape::of(resource.schema),
+                scope(resource, subresource),
+                &options.writer(&api_version, subresource),
+            );
         }
-        let changed = if let Some(fields) = &options.apply_fields {
-            fields.clone()
-        } else {
-            metadata::changed_fields(&compare_old, &compare_new)
-        };
-        metadata::record_manager(
-            &mut next,
-            options.manager_name(),
-            options.operation(),
-            subresource,
-            &resource.api_version(),
-            changed,
-        );
+        managers.write_to(&mut next);
         Ok((next, reservation))
     }
 
@@ -1103,7 +1198,6 @@ fn check_identity(object: &Value, name: &str, namespace: Option<&str>) -> Result
 fn strip_volatile(object: &Value) -> Value {
     let mut object = object.clone();
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("managedFields");
         meta.remove("resourceVersion");
     }
     object
