@@ -625,3 +625,67 @@ async fn the_default_field_manager_is_the_user_agent() {
         "OpenAPI-Generator"
     );
 }
+
+/// Applies ConfigMap `owned` with `data.k: value` as `manager`.
+async fn apply_as(
+    api: &router::Api,
+    manager: &str,
+    value: &str,
+    force: bool,
+) -> (StatusCode, Value) {
+    let uri = format!("{CONFIG_MAPS}/owned?fieldManager={manager}&force={force}");
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "owned"}, "data": {"k": value}});
+    api.patch(&uri, "apply", body).await
+}
+
+/// An apply conflict is the API server's Status: 409, reason Conflict, a
+/// `FieldManagerConflict` cause per field naming its manager; the patch
+/// options are checked as the API server checks them.
+#[tokio::test]
+async fn apply_conflicts_and_patch_options_are_the_api_servers() {
+    let api = api().await;
+    let uri = format!("{CONFIG_MAPS}/owned");
+    let (code, _) = apply_as(&api, "first", "1", false).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, status) = apply_as(&api, "second", "2", false).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{status}");
+    assert_eq!(status["reason"], "Conflict");
+    assert_eq!(
+        status["message"],
+        "Apply failed with 1 conflict: conflict with \"first\": .data.k"
+    );
+    assert_eq!(
+        status["details"]["causes"],
+        json!([{"reason": "FieldManagerConflict", "message": "conflict with \"first\"", "field": ".data.k"}])
+    );
+    let (code, forced) = apply_as(&api, "second", "2", true).await;
+    assert_eq!(code, StatusCode::OK, "{forced}");
+    assert_eq!(forced["data"]["k"], "2");
+    let managers: Vec<&str> = forced["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, ["second"], "the first lost its only field");
+
+    let (code, status) = api.patch(&uri, "apply", config_map("owned")).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        status["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+    );
+    let (code, status) = api
+        .patch(
+            &format!("{uri}?force=false"),
+            "merge",
+            json!({"data": {"k": "3"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        status["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"
+    );
+}

@@ -139,6 +139,40 @@ fn wants_table(headers: &HeaderMap) -> bool {
         .is_some_and(|first| first.contains("as=Table"))
 }
 
+/// The API server's checks of a patch's options: an apply names its
+/// field manager; only an apply may be forced.
+fn check_patch_options(kind: PatchKind, query: &Query) -> Result<()> {
+    let error = |field: &str, message: &str| crate::admission::FieldError {
+        field: field.into(),
+        message: message.into(),
+    };
+    let errors = match kind {
+        PatchKind::Apply if query.get("fieldManager").is_none_or(str::is_empty) => {
+            vec![error(
+                "fieldManager",
+                "Required value: is required for apply patch",
+            )]
+        }
+        PatchKind::Apply => Vec::new(),
+        _ if query.get("force").is_some() => vec![error(
+            "force",
+            "Forbidden: may not be specified for non-apply patch",
+        )],
+        _ => Vec::new(),
+    };
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid(
+        crate::admission::Invalid {
+            kind: "PatchOptions".into(),
+            name: String::new(),
+            errors,
+        },
+        "meta.k8s.io".into(),
+    ))
+}
+
 /// A write's options; without a `fieldManager`, the manager is the
 /// client's User-Agent up to its first `/`, as the API server names it.
 fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions> {
@@ -468,11 +502,7 @@ async fn serve(
                     content_type(&headers)
                 ))
             })?;
-            if kind == PatchKind::Apply && query.get("fieldManager").is_none_or(str::is_empty) {
-                return Err(Error::BadRequest(
-                    "PATCH with apply-patch+yaml requires a fieldManager query parameter".into(),
-                ));
-            }
+            check_patch_options(kind, &query)?;
             let options = write_options(&query, &headers)?;
             let written = registry
                 .patch(resource, namespace, name, kind, &body, sub, &options)

@@ -89,6 +89,21 @@ impl FieldSet {
         }
     }
 
+    /// Takes the members of `other` out of `self`, walking only `other`.
+    fn subtract(&mut self, other: &FieldSet) {
+        if other.member {
+            self.member = false;
+        }
+        for (key, theirs) in &other.children {
+            if let Some(mine) = self.children.get_mut(key) {
+                mine.subtract(theirs);
+                if mine.is_empty() {
+                    self.children.remove(key);
+                }
+            }
+        }
+    }
+
     /// The members of `self` that are not members of `other`.
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
         let mut out = FieldSet {
@@ -231,7 +246,13 @@ fn scalar(value: &Value) -> String {
 /// Where a value sits in its kind's schema: which lists are keyed and by
 /// what, which maps are atomic.
 #[derive(Debug, Clone, Copy)]
-pub struct Shape(Option<&'static Value>);
+pub struct Shape {
+    /// The schema where the value is declared (a property, with its
+    /// list extensions).
+    declared: Option<&'static Value>,
+    /// Its type, `$ref`s followed.
+    resolved: Option<&'static Value>,
+}
 
 /// How a list's items are told apart.
 enum ListType {
@@ -245,38 +266,47 @@ enum ListType {
 }
 
 impl Shape {
+    fn at(declared: Option<&'static Value>) -> Shape {
+        Shape {
+            declared,
+            resolved: declared.map(schema::resolve),
+        }
+    }
+
     /// The shape of the kind whose schema is named `name`.
     pub fn of(name: &str) -> Shape {
-        Shape(schema::named(name))
+        Shape::at(schema::named(name))
     }
 
     fn field(self, name: &str) -> Shape {
-        Shape(self.0.and_then(|s| schema::field(s, name)))
+        let resolved = self.resolved;
+        Shape::at(resolved.and_then(|s| {
+            s.get("properties")
+                .and_then(|p| p.get(name))
+                .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
+        }))
     }
 
     fn items(self) -> Shape {
-        Shape(self.0.and_then(|s| schema::resolve(s).get("items")))
+        Shape::at(self.resolved.and_then(|s| s.get("items")))
     }
 
     /// Whether `name` is a field of a struct (not an entry of a map).
     fn is_field(self, name: &str) -> bool {
-        self.0
-            .and_then(|s| schema::resolve(s).get("properties"))
+        self.resolved
+            .and_then(|s| s.get("properties"))
             .is_some_and(|p| p.get(name).is_some())
     }
 
     fn atomic_map(self) -> bool {
-        self.0.is_some_and(|s| {
-            s.get("x-kubernetes-map-type").and_then(Value::as_str) == Some("atomic")
-                || schema::resolve(s)
-                    .get("x-kubernetes-map-type")
-                    .and_then(Value::as_str)
-                    == Some("atomic")
-        })
+        [self.declared, self.resolved]
+            .into_iter()
+            .flatten()
+            .any(|s| s.get("x-kubernetes-map-type").and_then(Value::as_str) == Some("atomic"))
     }
 
     fn list(self) -> ListType {
-        let Some(schema) = self.0 else {
+        let Some(schema) = self.declared else {
             return ListType::Atomic;
         };
         let text = |key: &str| -> Option<&'static str> { schema.get(key).and_then(Value::as_str) };
@@ -389,6 +419,9 @@ pub struct Comparison {
 
 impl Comparison {
     fn attach(&mut self, key: &str, child: Comparison) {
+        if child.is_empty() {
+            return;
+        }
         self.added.attach(key, child.added);
         self.modified.attach(key, child.modified);
         self.removed.attach(key, child.removed);
@@ -471,7 +504,9 @@ fn compare_fields(
             shape.field(key),
             always,
         );
-        out.attach(&format!("f:{key}"), child);
+        if !child.is_empty() {
+            out.attach(&format!("f:{key}"), child);
+        }
     }
     out
 }
@@ -887,7 +922,8 @@ impl Managers {
     /// `removed` (gone).
     fn release(&mut self, changed: &FieldSet, removed: &FieldSet) {
         for entry in &mut self.0 {
-            entry.fields = entry.fields.difference(changed).difference(removed);
+            entry.fields.subtract(changed);
+            entry.fields.subtract(removed);
         }
         self.0.retain(|e| !e.fields.is_empty());
     }

@@ -69,8 +69,52 @@ pub(super) fn resource() -> Resource {
             validate,
             typed: Typed::of::<Pod>(),
             allocate: allocate_nothing,
-            admit: crate::registry::priority::admit_pod,
+            admit,
         },
+    }
+}
+
+/// The pod admission steps, as the API server's plugins: tolerations of
+/// not-ready and unreachable nodes, then the priority.
+fn admit(
+    registry: &crate::registry::Registry,
+    pod: &mut Value,
+    old: Option<&Value>,
+) -> crate::registry::Result<()> {
+    default_tolerations(pod);
+    crate::registry::priority::admit_pod(registry, pod, old)
+}
+
+/// Kubernetes' DefaultTolerationSeconds: a pod that does not tolerate
+/// not-ready or unreachable nodes tolerates each for 300 seconds.
+fn default_tolerations(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let Some(tolerations) = spec
+        .entry("tolerations")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+    else {
+        return;
+    };
+    for taint in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let tolerated = tolerations.iter().any(|t| {
+            let field = |name: &str| t.get(name).and_then(Value::as_str).unwrap_or("");
+            (field("key") == taint || (field("key").is_empty() && field("operator") == "Exists"))
+                && matches!(field("effect"), "" | "NoExecute")
+        });
+        if !tolerated {
+            tolerations.push(json!({
+                "key": taint,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            }));
+        }
     }
 }
 
@@ -386,6 +430,24 @@ mod tests {
             pod["spec"]["containers"][0]["resources"]["requests"]["cpu"],
             "1"
         );
+    }
+
+    #[test]
+    fn new_pods_tolerate_unready_and_unreachable_nodes_for_five_minutes() {
+        let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "toolbox"}],
+            "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists"}]}});
+        default_tolerations(&mut pod);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists"},
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        // Tolerating everything tolerates both.
+        let mut pod = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        default_tolerations(&mut pod);
+        assert_eq!(pod["spec"]["tolerations"], json!([{"operator": "Exists"}]));
     }
 
     #[test]
