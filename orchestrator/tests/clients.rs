@@ -68,6 +68,7 @@ mod kube_rs {
         PodTemplate, ReplicationController, Secret, Service,
     };
     use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
     use k8s_openapi::api::scheduling::v1::PriorityClass;
     use k8s_openapi::api::storage::v1::StorageClass;
@@ -409,6 +410,24 @@ mod kube_rs {
             report,
             Api::namespaced(client.clone(), NS),
             meta(json!({"spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "kube-rs"}}}})),
+            false,
+        )
+        .await;
+        drive::<Ingress>(
+            report,
+            Api::namespaced(client.clone(), NS),
+            meta(
+                json!({"spec": {"rules": [{"host": "kube-rs.example.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "kube-rs", "port": {"number": 80}}}}]}}]}}),
+            ),
+            false,
+        )
+        .await;
+        drive::<IngressClass>(
+            report,
+            Api::all(client.clone()),
+            meta(json!({"spec": {"controller": "example.com/kube-rs"}})),
             false,
         )
         .await;

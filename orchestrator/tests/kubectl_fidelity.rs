@@ -236,8 +236,8 @@ fn every_kubectl_version_applies_creates_and_explains() {
 }
 
 /// ReplicationControllers run as ReplicaSets do. `kubectl apply --prune`
-/// prunes what left the file (its default list also names Ingresses,
-/// DaemonSets and StatefulSets, not served yet: the list is given here).
+/// prunes what left the file (its default list also names DaemonSets and
+/// StatefulSets, not served yet: the list is given here).
 #[test]
 fn replication_controllers_and_apply_prune() {
     let server = Server::start();
@@ -628,4 +628,73 @@ fn server_side_apply_owns_fields() {
         run(&["apply", "--server-side", "-f", &file(&name, "", 1)]);
         assert_eq!(replicas(&name), 1);
     }
+}
+
+/// Ingresses and IngressClasses as a cluster without an ingress
+/// controller has them: stored, checked, listed with kubectl's columns; a
+/// new Ingress naming no class gets the default one.
+#[test]
+fn ingresses_take_the_default_class() {
+    let server = Server::start();
+    let class = server.manifest(
+        "class.yaml",
+        "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: edge
+  annotations: {ingressclass.kubernetes.io/is-default-class: 'true'}
+spec: {controller: example.com/edge}
+",
+    );
+    server.kubectl_ok(&["apply", "-f", &class]);
+    server.kubectl_ok(&[
+        "create",
+        "ingress",
+        "web",
+        "--rule=shop.example.com/=web:80",
+        "--rule=api.example.com/v1*=api:8080,tls",
+    ]);
+    let ingress = server.json(&["get", "ingress", "web", "-o", "json"]);
+    assert_eq!(ingress["spec"]["ingressClassName"], "edge");
+    let table = server.kubectl_ok(&["get", "ing"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..5],
+        [
+            "web",
+            "edge",
+            "shop.example.com,api.example.com",
+            "80,",
+            "443"
+        ],
+        "{table}"
+    );
+    let classes = server.kubectl_ok(&["get", "ingressclass"]);
+    assert!(
+        classes
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("edge   example.com/edge   <none>"),
+        "{classes}"
+    );
+    let bad = server.manifest(
+        "bad.yaml",
+        "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: bad}
+spec:
+  rules:
+  - host: 10.0.0.1
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+",
+    );
+    let refused = server.kubectl(&["apply", "-f", &bad]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("The Ingress \"bad\" is invalid: spec.rules[0].host: Invalid value: \"10.0.0.1\": must be a DNS name, not an IP address"),
+        "{stderr}"
+    );
 }

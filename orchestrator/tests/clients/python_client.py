@@ -187,6 +187,7 @@ def main():
     scheduling = client.SchedulingV1Api(api_client)
     coordination = client.CoordinationV1Api(api_client)
     policy = client.PolicyV1Api(api_client)
+    networking = client.NetworkingV1Api(api_client)
     call("create Namespace", core.create_namespace, body={"metadata": {"name": NS}})
 
     pod_spec = {"containers": [{"name": "c", "image": "toolbox", "command": ["sleep", "3600"]}]}
@@ -239,6 +240,12 @@ def main():
              {"apiVersion": "coordination.k8s.io/v1", "spec": {"holderIdentity": "py", "leaseDurationSeconds": 15}}),
         Kind(policy, "pod_disruption_budget", "PodDisruptionBudget",
              {"apiVersion": "policy/v1", "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "py"}}}}),
+        Kind(networking, "ingress", "Ingress",
+             {"apiVersion": "networking.k8s.io/v1", "spec": {"rules": [{"host": "py.example.com", "http": {"paths": [
+                 {"path": "/", "pathType": "Prefix",
+                  "backend": {"service": {"name": "py", "port": {"number": 80}}}}]}}]}}),
+        Kind(networking, "ingress_class", "IngressClass",
+             {"apiVersion": "networking.k8s.io/v1", "spec": {"controller": "example.com/py"}}, namespaced=False),
         Kind(batch, "job", "Job",
              {"apiVersion": "batch/v1", "spec": {"suspend": True, "template": job_template}}),
         Kind(batch, "cron_job", "CronJob",

@@ -68,6 +68,50 @@ pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>>
             ),
             age,
         ],
+        "Ingress" => vec![
+            name,
+            column(
+                "Class",
+                "string",
+                0,
+                "The name of the IngressClass resource that should be used for ingress class",
+            ),
+            column(
+                "Hosts",
+                "string",
+                0,
+                "Hosts that incoming requests are matched against before the ingress rule",
+            ),
+            column(
+                "Address",
+                "string",
+                0,
+                "Address is a list containing ingress points for the load-balancer",
+            ),
+            column(
+                "Ports",
+                "string",
+                0,
+                "Ports of TLS configurations that open",
+            ),
+            age,
+        ],
+        "IngressClass" => vec![
+            name,
+            column(
+                "Controller",
+                "string",
+                0,
+                "Controller that is responsible for handling this class",
+            ),
+            column(
+                "Parameters",
+                "string",
+                0,
+                "A reference to a resource with additional parameters",
+            ),
+            age,
+        ],
         _ => return None,
     })
 }
@@ -81,8 +125,78 @@ pub(super) fn cells(kind: &str, object: &Value) -> Option<Vec<Value>> {
             age_cell(object),
         ],
         "EndpointSlice" => slice_cells(object),
+        "Ingress" => ingress_cells(object),
+        "IngressClass" => {
+            let parameters = match object.pointer("/spec/parameters") {
+                Some(p) if p.is_object() => {
+                    let group = s(p, "/apiGroup");
+                    let kind = if group.is_empty() {
+                        s(p, "/kind").to_string()
+                    } else {
+                        format!("{}.{group}", s(p, "/kind"))
+                    };
+                    format!("{kind}/{}", s(p, "/name"))
+                }
+                _ => "<none>".into(),
+            };
+            vec![
+                json!(s(object, "/metadata/name")),
+                json!(s(object, "/spec/controller")),
+                json!(parameters),
+                age_cell(object),
+            ]
+        }
         _ => return None,
     })
+}
+
+/// An Ingress's row: its class, up to three hosts (`*` for none), the
+/// load balancer's addresses, and 80 (with 443 when it has TLS).
+fn ingress_cells(object: &Value) -> Vec<Value> {
+    let class = match s(object, "/spec/ingressClassName") {
+        "" => "<none>",
+        class => class,
+    };
+    let rules = array(object, "/spec/rules");
+    let mut hosts: Vec<&str> = Vec::new();
+    let mut more = false;
+    for rule in rules {
+        more |= hosts.len() == 3;
+        if !more && !s(rule, "/host").is_empty() {
+            hosts.push(s(rule, "/host"));
+        }
+    }
+    let hosts = match (hosts.is_empty(), more) {
+        (true, _) => "*".to_string(),
+        (false, true) => format!("{} + {} more...", hosts.join(","), rules.len() - 3),
+        (false, false) => hosts.join(","),
+    };
+    let mut address: Vec<&str> = Vec::new();
+    for point in array(object, "/status/loadBalancer/ingress") {
+        address.extend(
+            [s(point, "/ip"), s(point, "/hostname")]
+                .into_iter()
+                .filter(|a| !a.is_empty()),
+        );
+    }
+    let mut address = address.join(",");
+    if address.len() > 16 {
+        address.truncate(13);
+        address.push_str("...");
+    }
+    let ports = if array(object, "/spec/tls").is_empty() {
+        "80"
+    } else {
+        "80, 443"
+    };
+    vec![
+        json!(s(object, "/metadata/name")),
+        json!(class),
+        json!(hosts),
+        json!(address),
+        json!(ports),
+        age_cell(object),
+    ]
 }
 
 fn array<'a>(object: &'a Value, pointer: &str) -> &'a [Value] {

@@ -3,6 +3,7 @@
 mod apps;
 mod batch;
 mod config;
+mod network;
 mod pod;
 mod policy;
 mod scheduling;
@@ -46,6 +47,8 @@ pub(crate) fn all() -> Vec<Resource> {
         scheduling::priority_classes(),
         scheduling::leases(),
         policy::pod_disruption_budgets(),
+        network::ingresses(),
+        network::ingress_classes(),
         batch::jobs(),
         batch::cron_jobs(),
     ]
