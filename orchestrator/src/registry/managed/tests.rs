@@ -38,6 +38,11 @@ fn web(replicas: i64, image: &str) -> Value {
     })
 }
 
+/// `manager`'s update of the Deployment from `live` to `next`.
+fn update(managers: &mut Managers, live: &Value, next: &Value, manager: &'static str) {
+    managers.update(live, next, deployment(), Scope::Spec, &updater(manager));
+}
+
 /// Applies `config` over `live` as the API server's apply does, the merge
 /// being strategic merge.
 fn apply(
@@ -133,22 +138,10 @@ fn comparison_marks_new_maps_and_leaves() {
 fn an_update_takes_over_the_fields_it_changes() {
     let live = web(3, "nginx");
     let mut managers = Managers::default();
-    managers.update(
-        &json!({}),
-        &live,
-        deployment(),
-        Scope::Spec,
-        &updater("creator"),
-    );
+    update(&mut managers, &json!({}), &live, "creator");
     let mut scaled = live.clone();
     scaled["spec"]["replicas"] = json!(5);
-    managers.update(
-        &live,
-        &scaled,
-        deployment(),
-        Scope::Spec,
-        &updater("scaler"),
-    );
+    update(&mut managers, &live, &scaled, "scaler");
     let entries = managers.encode().unwrap();
     let by = |name: &str| {
         FieldSet::from_fields_v1(
@@ -182,13 +175,7 @@ fn an_apply_conflicts_with_a_field_another_manager_changed() {
     .unwrap();
     let mut scaled = live.clone();
     scaled["spec"]["replicas"] = json!(5);
-    managers.update(
-        &live,
-        &scaled,
-        deployment(),
-        Scope::Spec,
-        &updater("kubectl-scale"),
-    );
+    update(&mut managers, &live, &scaled, "kubectl-scale");
     managers.write_to(&mut scaled);
 
     // Applying the old count again would change what kubectl-scale set.
@@ -234,13 +221,7 @@ fn an_apply_conflicts_with_a_field_another_manager_changed() {
 fn conflicts_with_several_fields_are_listed_by_manager() {
     let mut managers = Managers::default();
     let live = web(3, "nginx");
-    managers.update(
-        &json!({}),
-        &live,
-        deployment(),
-        Scope::Spec,
-        &updater("other"),
-    );
+    update(&mut managers, &json!({}), &live, "other");
     let err = apply(&mut managers, &live, &web(4, "httpd"), &kubectl(), false).unwrap_err();
     assert_eq!(
         err.message,
@@ -263,13 +244,7 @@ fn fields_an_applier_stops_applying_are_removed_unless_held() {
     edited["metadata"]["annotations"] = json!({"note": "x"});
     edited["spec"]["minReadySeconds"] = json!(7);
     let mut managers = Managers::of(&live);
-    managers.update(
-        &live,
-        &edited,
-        deployment(),
-        Scope::Spec,
-        &updater("editor"),
-    );
+    update(&mut managers, &live, &edited, "editor");
     managers.write_to(&mut edited);
 
     // The applier drops the label, the ready seconds and its port.
