@@ -743,6 +743,19 @@ impl Managers {
         )
     }
 
+    /// The managers of an object created by an apply: the applier owns
+    /// its configuration.
+    pub fn applied(config: &Value, shape: Shape, scope: Scope, writer: &Writer) -> Managers {
+        Managers(vec![Entry {
+            manager: writer.manager.into(),
+            operation: Operation::Apply.as_str().into(),
+            api_version: writer.api_version.into(),
+            subresource: writer.subresource.map(str::to_string),
+            time: Some(now()),
+            fields: fields_of(config, shape, scope),
+        }])
+    }
+
     /// The managers an update starts from: those the new object carries
     /// if it sets them (an empty list, or one empty entry, clears them),
     /// else the live object's. A write to a subresource cannot set them.
@@ -854,8 +867,8 @@ impl Managers {
     /// `live` by `writer`: the fields it applied before and no longer
     /// does are removed unless another manager holds them; a change to a
     /// field another manager holds is a conflict unless `force`d (or
-    /// `allowed`), which takes the field over. Returns the object to
-    /// store, before defaults.
+    /// `allowed`, asked only when there are conflicts), which takes the
+    /// field over. Returns the object to store, before defaults.
     #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &mut self,
@@ -866,7 +879,7 @@ impl Managers {
         scope: Scope,
         writer: &Writer,
         force: bool,
-        allowed: Option<&FieldSet>,
+        allowed: impl FnOnce() -> Option<FieldSet>,
     ) -> Result<Value, Conflicts> {
         let set = fields_of(config, shape, scope);
         let previous = self
@@ -890,9 +903,9 @@ impl Managers {
             .filter(|(_, c)| !c.is_empty())
             .collect();
         if !force && !conflicts.is_empty() {
-            if let Some(allowed) = allowed {
+            if let Some(allowed) = allowed() {
                 for (_, fields) in &mut conflicts {
-                    *fields = fields.difference(allowed);
+                    *fields = fields.difference(&allowed);
                 }
                 conflicts.retain(|(_, c)| !c.is_empty());
             }

@@ -475,9 +475,10 @@ impl Registry {
         let api_version = resource.api_version();
         let writer = options.writer(&api_version, None);
         let (shape, scope) = (Shape::of(resource.schema), scope(resource, None));
-        let config = body.clone();
+        // An applier owns what it applied; an updating creator what it
+        // sent with the defaults, below.
         let mut managers = if options.apply {
-            Managers::default()
+            Managers::applied(&body, shape, scope, &writer)
         } else {
             Managers::for_update(&json!({}), &body, None)
         };
@@ -534,22 +535,7 @@ impl Registry {
             .and_then(Value::as_str)
             .map(str::to_string);
         (resource.hooks.defaults)(&mut body);
-        // The creator owns what it sent, with the defaults when it is an
-        // update; an applier owns what it applied.
-        if options.apply {
-            managers
-                .apply(
-                    &json!({}),
-                    json!({}),
-                    &config,
-                    shape,
-                    scope,
-                    &writer,
-                    true,
-                    None,
-                )
-                .expect("a forced apply has no conflicts");
-        } else {
+        if !options.apply {
             managers.update(&json!({}), &body, shape, scope, &writer);
         }
         if resource.status_subresource {
@@ -709,9 +695,11 @@ impl Registry {
         // kubectl moving from client-side to server-side apply takes over
         // what its client-side applies set, without a conflict.
         let kubectl = writer.manager == "kubectl";
-        let allowed = kubectl
-            .then(|| managed::applied_by_kubectl(current, shape))
-            .flatten();
+        let allowed = || {
+            kubectl
+                .then(|| managed::applied_by_kubectl(current, shape))
+                .flatten()
+        };
         let mut next = managers
             .apply(
                 current,
@@ -721,7 +709,7 @@ impl Registry {
                 scope(resource, subresource),
                 writer,
                 force,
-                allowed.as_ref(),
+                allowed,
             )
             .map_err(|conflicts| Error::ApplyConflict {
                 message: conflicts.message,

@@ -66,7 +66,7 @@ fn apply(
         Scope::Spec,
         writer,
         force,
-        None,
+        || None,
     )
 }
 
