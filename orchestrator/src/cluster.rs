@@ -172,6 +172,14 @@ impl Cluster {
             registry.clone(),
             stopped.clone(),
         ));
+        tasks.spawn(controllers::statefulset::run(
+            registry.clone(),
+            stopped.clone(),
+        ));
+        tasks.spawn(controllers::daemonset::run(
+            registry.clone(),
+            stopped.clone(),
+        ));
         tasks.spawn(controllers::job::run(
             registry.clone(),
             config.job_backoff,

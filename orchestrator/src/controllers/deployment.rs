@@ -91,16 +91,7 @@ pub fn template_hash(template: &Value, collisions: i64) -> String {
     if collisions > 0 {
         text.push_str(&collisions.to_string());
     }
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in text.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    hash.to_string()
-        .bytes()
-        .map(|d| ALPHABET[usize::from(d - b'0') % ALPHABET.len()] as char)
-        .collect()
+    super::safe_hash(&text)
 }
 
 /// Drops what typed Kubernetes objects cannot tell from an absent field:

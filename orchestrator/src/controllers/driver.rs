@@ -239,7 +239,8 @@ pub async fn run<R: Reconciler>(
 }
 
 /// Sends the namespace of every relevant change to the watched resource;
-/// `None` when the watch had to start again (changes may have been missed).
+/// `None` when every namespace may be concerned: a cluster-scoped object
+/// changed, or the watch had to start again (changes may have been missed).
 async fn follow(
     registry: Registry,
     watched: Watched,
@@ -257,13 +258,15 @@ async fn follow(
             if !deleted && !(watched.relevant)(&event.object) {
                 continue;
             }
+            // A change to a cluster-scoped object (a Node) may concern
+            // every namespace.
             let namespace = event
                 .object
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if changes.send(Some(namespace)).is_err() {
+                .filter(|ns| !ns.is_empty())
+                .map(str::to_string);
+            if changes.send(namespace).is_err() {
                 return;
             }
         }

@@ -194,6 +194,9 @@ struct Backend {
     serving: bool,
     terminating: bool,
     node: String,
+    /// The pod's hostname when its subdomain is the Service's name (its
+    /// own DNS name, `<hostname>.<service>.<namespace>.svc`).
+    hostname: String,
     target: Value,
 }
 
@@ -268,6 +271,11 @@ fn desired(service: &Value, pods: &[impl Borrow<Value>]) -> Option<BTreeMap<Port
             serving: ready_condition || publish_not_ready,
             terminating,
             node: text(pod, "/spec/nodeName").to_string(),
+            hostname: if text(pod, "/spec/subdomain") == text(service, "/metadata/name") {
+                text(pod, "/spec/hostname").to_string()
+            } else {
+                String::new()
+            },
             target: json!({
                 "kind": "Pod",
                 "namespace": text(pod, "/metadata/namespace"),
@@ -356,6 +364,9 @@ fn endpoint_address(backend: &Backend) -> Value {
     let mut address = json!({"ip": backend.ip, "targetRef": backend.target});
     if !backend.node.is_empty() {
         address["nodeName"] = json!(backend.node);
+    }
+    if !backend.hostname.is_empty() {
+        address["hostname"] = json!(backend.hostname);
     }
     address
 }
@@ -460,6 +471,9 @@ fn slice_endpoints(backends: &[Backend]) -> Vec<Value> {
             });
             if !b.node.is_empty() {
                 endpoint["nodeName"] = json!(b.node);
+            }
+            if !b.hostname.is_empty() {
+                endpoint["hostname"] = json!(b.hostname);
             }
             endpoint
         })

@@ -2,15 +2,18 @@
 //! its objects ask for.
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod driver;
 pub mod endpoints;
 pub mod garbage;
+pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod owners;
 pub mod replicaset;
+pub mod statefulset;
 pub mod volumes;
 
 use serde_json::{Value, json};
@@ -84,4 +87,20 @@ pub fn from_template(mut metadata: Value, template: &Value) -> Value {
         }
     }
     metadata
+}
+
+/// A name-safe hash of `text`: FNV-1a, its decimal digits spelled in
+/// Kubernetes' safe alphabet (no vowels, no look-alikes), as the
+/// controllers name what they make from a template.
+pub fn safe_hash(text: &str) -> String {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in text.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    hash.to_string()
+        .bytes()
+        .map(|d| ALPHABET[usize::from(d - b'0') % ALPHABET.len()] as char)
+        .collect()
 }

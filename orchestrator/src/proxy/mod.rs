@@ -5,7 +5,9 @@
 //! for LoadBalancer the Service `port`), and a LoadBalancer gets the host
 //! address as its ingress in status. Service names resolve for guests
 //! (`<service>.<namespace>.svc.cluster.local`, headless ones to their
-//! ready pods).
+//! ready pods, and a ready pod whose hostname and subdomain name it as
+//! `<hostname>.<service>.<namespace>.svc.cluster.local`, as a StatefulSet's
+//! pods are).
 //!
 //! Level-triggered: any change to Services or EndpointSlices (and a
 //! periodic pass) recomputes the whole table from one list of each.
@@ -166,6 +168,31 @@ fn ready_addresses(slices: &[&Value]) -> Vec<IpAddr> {
     ips
 }
 
+/// The addresses of each ready endpoint of `slices` that has a hostname.
+fn hostnames(slices: &[&Value]) -> HashMap<String, Vec<IpAddr>> {
+    let mut names: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    let endpoints = slices.iter().flat_map(|s| {
+        s.get("endpoints")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    });
+    for endpoint in endpoints.filter(|e| e.pointer("/conditions/ready") != Some(&json!(false))) {
+        let hostname = text(endpoint, "/hostname");
+        if hostname.is_empty() {
+            continue;
+        }
+        let ips = endpoint
+            .get("addresses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str()?.parse::<IpAddr>().ok());
+        names.entry(hostname.to_string()).or_default().extend(ips);
+    }
+    names
+}
+
 impl Proxy {
     /// The address a load balancer reports as its ingress.
     fn ingress_ip(&self) -> IpAddr {
@@ -216,6 +243,9 @@ impl Proxy {
             let Ok(ip) = text(service, "/spec/clusterIP").parse::<IpAddr>() else {
                 if text(service, "/spec/clusterIP") == "None" {
                     // Headless: the name is its ready pods' addresses.
+                    for (hostname, ips) in hostnames(slices) {
+                        names.insert(format!("{hostname}.{fqdn}"), ips);
+                    }
                     names.insert(fqdn, ready_addresses(slices));
                 }
                 continue;

@@ -1,4 +1,6 @@
-//! Columns of Deployments and ReplicaSets, as kubectl's printers show them.
+//! Columns of the apps workloads (Deployments, ReplicaSets,
+//! ReplicationControllers, DaemonSets, StatefulSets, ControllerRevisions),
+//! as kubectl's printers show them.
 
 use serde_json::{Value, json};
 
@@ -52,8 +54,72 @@ pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>>
         .into_iter()
         .chain(wide)
         .collect(),
+        "DaemonSet" => [
+            name,
+            column("Desired", "integer", 0, "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod)."),
+            column("Current", "integer", 0, "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod."),
+            column("Ready", "integer", 0, "Total number of nodes that should be running the daemon pod and have one or more of the daemon pod running with a Ready Condition."),
+            column("Up-to-date", "integer", 0, "The total number of nodes that are running updated daemon pod"),
+            column("Available", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)"),
+            column("Node Selector", "string", 0, "NodeSelector is a selector which must be true for the pod to fit on a node."),
+            age,
+        ]
+        .into_iter()
+        .chain(wide)
+        .collect(),
+        "StatefulSet" => [
+            name,
+            column("Ready", "string", 0, "Number of the pod with ready state"),
+            age,
+            wide[0].clone(),
+            wide[1].clone(),
+        ]
+        .into(),
+        "ControllerRevision" => [
+            name,
+            column("Controller", "string", 0, "Controller of the object"),
+            column("Revision", "integer", 0, "Revision indicates the revision of the state represented by Data."),
+            age,
+        ]
+        .into(),
         _ => return None,
     })
+}
+
+/// The template's node selector as labels print: `k=v,…` or `<none>`.
+fn node_selector(object: &Value) -> String {
+    let pairs: Vec<String> = object
+        .pointer("/spec/template/spec/nodeSelector")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    if pairs.is_empty() {
+        "<none>".into()
+    } else {
+        pairs.join(",")
+    }
+}
+
+/// The controlling owner as `kind.group/name` (`statefulset.apps/web`).
+fn controller_of(object: &Value) -> String {
+    let owner = object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|refs| {
+            refs.iter()
+                .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        });
+    let Some(owner) = owner else {
+        return "<none>".into();
+    };
+    let kind = s(owner, "/kind").to_lowercase();
+    let name = s(owner, "/name");
+    match s(owner, "/apiVersion").split_once('/') {
+        Some((group, _)) => format!("{kind}.{group}/{name}"),
+        None => format!("{kind}/{name}"),
+    }
 }
 
 fn count(object: &Value, pointer: &str) -> i64 {
@@ -112,6 +178,39 @@ pub(super) fn cells(kind: &str, object: &Value) -> Option<Vec<Value>> {
         .into_iter()
         .chain(template_cells(object))
         .collect(),
+        "DaemonSet" => [
+            name,
+            json!(count(object, "/status/desiredNumberScheduled")),
+            json!(count(object, "/status/currentNumberScheduled")),
+            json!(count(object, "/status/numberReady")),
+            json!(count(object, "/status/updatedNumberScheduled")),
+            json!(count(object, "/status/numberAvailable")),
+            json!(node_selector(object)),
+            age_cell(object),
+        ]
+        .into_iter()
+        .chain(template_cells(object))
+        .collect(),
+        "StatefulSet" => {
+            let [containers, images, _] = template_cells(object);
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    count(object, "/status/readyReplicas"),
+                    count(object, "/spec/replicas")
+                )),
+                age_cell(object),
+                containers,
+                images,
+            ]
+        }
+        "ControllerRevision" => vec![
+            name,
+            json!(controller_of(object)),
+            json!(count(object, "/revision")),
+            age_cell(object),
+        ],
         _ => return None,
     })
 }

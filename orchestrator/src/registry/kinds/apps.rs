@@ -15,7 +15,7 @@ use crate::registry::resources::{
 };
 use crate::registry::selectors::{LabelSelector, format_selector};
 
-const fn subresources(kind: &'static str) -> [Subresource; 2] {
+pub(super) const fn subresources(kind: &'static str) -> [Subresource; 2] {
     [
         Subresource {
             name: "status",
@@ -179,7 +179,7 @@ fn validate_replication_controller(rc: &Value, old: Option<&Value>) -> Result<()
 
 /// Pod defaults applied inside `spec.template`, so templates compare
 /// equal after defaulting whoever wrote them.
-fn template_defaults(spec: &mut Map<String, Value>) {
+pub(super) fn template_defaults(spec: &mut Map<String, Value>) {
     if let Some(template) = spec.get_mut("template") {
         pod::defaults(template);
     }
@@ -251,34 +251,7 @@ fn validate(object: &Value, old: Option<&Value>, is_deployment: bool) -> Result<
     let mut errors = Errors::default();
     let spec = object.get("spec").cloned().unwrap_or_else(|| json!({}));
     validate_replicas(&mut errors, &spec);
-    let selector = spec.get("selector");
-    let template_labels = spec.pointer("/template/metadata/labels");
-    match selector {
-        None | Some(Value::Null) => errors.required("spec.selector"),
-        Some(selector) => match LabelSelector::from_object(Some(selector)) {
-            Err(e) => errors.push("spec.selector", format!("Invalid value: {e}")),
-            Ok(parsed) if parsed.is_empty() => errors.push(
-                "spec.selector",
-                format!(
-                    "Invalid value: {}: empty selector is invalid for deployment",
-                    selector_value(selector)
-                ),
-            ),
-            Ok(parsed) => {
-                let as_pod =
-                    json!({"metadata": {"labels": template_labels.cloned().unwrap_or(json!({}))}});
-                if !parsed.matches(&as_pod) {
-                    errors.push(
-                        "spec.template.metadata.labels",
-                        format!(
-                            "Invalid value: {}: `selector` does not match template `labels`",
-                            labels_value(template_labels)
-                        ),
-                    );
-                }
-            }
-        },
-    }
+    check_selector(&mut errors, &spec, "deployment");
     if let Some(old) = old
         && old.pointer("/spec/selector") != spec.get("selector")
     {
@@ -305,7 +278,40 @@ fn validate(object: &Value, old: Option<&Value>, is_deployment: bool) -> Result<
     errors.into_result(kind, name_of(object))
 }
 
-fn validate_replicas(errors: &mut Errors, spec: &Value) {
+/// A workload's selector: given, not empty (`what` names the kind in the
+/// message, as the API server's differ), and matching its template.
+pub(super) fn check_selector(errors: &mut Errors, spec: &Value, what: &str) {
+    let selector = spec.get("selector");
+    let template_labels = spec.pointer("/template/metadata/labels");
+    match selector {
+        None | Some(Value::Null) => errors.required("spec.selector"),
+        Some(selector) => match LabelSelector::from_object(Some(selector)) {
+            Err(e) => errors.push("spec.selector", format!("Invalid value: {e}")),
+            Ok(parsed) if parsed.is_empty() => errors.push(
+                "spec.selector",
+                format!(
+                    "Invalid value: {}: empty selector is invalid for {what}",
+                    selector_value(selector)
+                ),
+            ),
+            Ok(parsed) => {
+                let as_pod =
+                    json!({"metadata": {"labels": template_labels.cloned().unwrap_or(json!({}))}});
+                if !parsed.matches(&as_pod) {
+                    errors.push(
+                        "spec.template.metadata.labels",
+                        format!(
+                            "Invalid value: {}: `selector` does not match template `labels`",
+                            labels_value(template_labels)
+                        ),
+                    );
+                }
+            }
+        },
+    }
+}
+
+pub(super) fn validate_replicas(errors: &mut Errors, spec: &Value) {
     if let Some(replicas) = spec.get("replicas").and_then(Value::as_i64)
         && replicas < 0
     {
@@ -317,7 +323,7 @@ fn validate_replicas(errors: &mut Errors, spec: &Value) {
 }
 
 /// A replicated template: containers, and pods that always restart.
-fn validate_template(errors: &mut Errors, spec: &Value) {
+pub(super) fn validate_template(errors: &mut Errors, spec: &Value) {
     let containers = spec
         .pointer("/template/spec/containers")
         .and_then(Value::as_array);
@@ -382,7 +388,7 @@ fn validate_strategy(errors: &mut Errors, spec: &Value) {
 }
 
 /// A selector as Go prints a LabelSelector in errors.
-fn selector_value(selector: &Value) -> String {
+pub(super) fn selector_value(selector: &Value) -> String {
     format!(
         "v1.LabelSelector{{{}}}",
         format_selector(Some(selector), "")

@@ -8,6 +8,7 @@ mod pod;
 mod policy;
 mod scheduling;
 mod service;
+mod sets;
 mod storage;
 
 use k8s_openapi::api::core::v1::{Event, Namespace, Node};
@@ -43,6 +44,9 @@ pub(crate) fn all() -> Vec<Resource> {
         apps::deployments(),
         apps::replica_sets(),
         apps::replication_controllers(),
+        sets::daemon_sets(),
+        sets::stateful_sets(),
+        sets::controller_revisions(),
         scheduling::pod_templates(),
         scheduling::priority_classes(),
         scheduling::leases(),

@@ -163,7 +163,7 @@ fn pv_defaults(pv: &mut Value) {
     }
 }
 
-fn pvc_defaults(pvc: &mut Value) {
+pub(super) fn pvc_defaults(pvc: &mut Value) {
     let Some(spec) = spec_mut(pvc) else { return };
     set_default(spec, "volumeMode", json!("Filesystem"));
 }

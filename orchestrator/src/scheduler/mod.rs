@@ -5,6 +5,8 @@
 //! re-examines all unbound pods, so a pod that did not fit is bound as soon
 //! as room frees up.
 
+pub mod placement;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -173,7 +175,7 @@ async fn schedule_pending(
         .list(None, &everything)
         .await?;
     // What each node has left.
-    let mut free: Vec<(String, BTreeMap<&'static str, i128>, i128)> = node_list
+    let mut free: Vec<(String, BTreeMap<&'static str, i128>, i128, &Value)> = node_list
         .iter()
         .filter(|n| n.pointer("/spec/unschedulable").and_then(Value::as_bool) != Some(true))
         .map(|n| {
@@ -185,7 +187,7 @@ async fn schedule_pending(
             let mut left = BTreeMap::new();
             left.insert("cpu", allocatable(n, "cpu"));
             left.insert("memory", allocatable(n, "memory"));
-            (name, left, allocatable(n, "pods"))
+            (name, left, allocatable(n, "pods"), &**n)
         })
         .collect();
     for pod in all.iter().filter(|p| is_active(p)) {
@@ -196,7 +198,7 @@ async fn schedule_pending(
         else {
             continue;
         };
-        if let Some((_, left, slots)) = free.iter_mut().find(|(n, _, _)| n == node) {
+        if let Some((_, left, slots, _)) = free.iter_mut().find(|(n, ..)| n == node) {
             for (resource, amount) in requests(pod) {
                 *left.entry(resource).or_insert(0) -= amount;
             }
@@ -205,12 +207,16 @@ async fn schedule_pending(
     }
     for pod in pending {
         let wanted = requests(pod);
-        let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut chosen = None;
-        for (index, (_, left, slots)) in free.iter().enumerate() {
+        for (index, (_, left, slots, node)) in free.iter().enumerate() {
+            if let Err(misfit) = placement::check(pod, node) {
+                *reasons.entry(misfit.reason()).or_default() += 1;
+                continue;
+            }
             let mut fits = true;
             if *slots <= 0 {
-                *reasons.entry("Too many pods").or_default() += 1;
+                *reasons.entry("Too many pods".into()).or_default() += 1;
                 fits = false;
             }
             for (resource, amount) in &wanted {
@@ -220,7 +226,7 @@ async fn schedule_pending(
                     } else {
                         "Insufficient memory"
                     };
-                    *reasons.entry(reason).or_default() += 1;
+                    *reasons.entry(reason.into()).or_default() += 1;
                     fits = false;
                 }
             }
@@ -245,7 +251,17 @@ async fn schedule_pending(
                 message.push_str(&parts.join(","));
                 message.push('.');
                 if !free.is_empty() {
-                    message.push_str(" preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.");
+                    // Evicting pods frees room, never labels or taints.
+                    let room = reasons.keys().any(|r| !r.starts_with("node(s)"));
+                    message.push_str(&format!(
+                        " preemption: 0/{n} nodes are available: {n} {}.",
+                        if room {
+                            "No preemption victims found for incoming pod"
+                        } else {
+                            "Preemption is not helpful for scheduling"
+                        },
+                        n = free.len()
+                    ));
                 }
                 if mark_unschedulable(registry, pod, &message).await? {
                     recorder
