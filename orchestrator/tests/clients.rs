@@ -60,7 +60,9 @@ mod kube_rs {
     use std::fmt::Debug;
 
     use futures::TryStreamExt;
-    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use k8s_openapi::api::apps::v1::{
+        ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+    };
     use k8s_openapi::api::batch::v1::{CronJob, Job};
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1::{
@@ -385,6 +387,18 @@ mod kube_rs {
         drive::<Deployment>(report, Api::namespaced(client.clone(), NS), meta(json!({"spec": {"replicas": 0, "selector": {"matchLabels": {"app": "kube-rs"}}, "template": template}})), false).await;
         drive::<ReplicaSet>(report, Api::namespaced(client.clone(), NS), meta(json!({"spec": {"replicas": 0, "selector": {"matchLabels": {"app": "kube-rs"}}, "template": template}})), false).await;
         drive::<ReplicationController>(report, Api::namespaced(client.clone(), NS), meta(json!({"spec": {"replicas": 0, "selector": {"app": "kube-rs"}, "template": template}})), false).await;
+        // A daemon whose node selector no node has: stored, never run.
+        let mut nowhere = template.clone();
+        nowhere["spec"]["nodeSelector"] = json!({"kube-rs": "nowhere"});
+        drive::<DaemonSet>(report, Api::namespaced(client.clone(), NS), meta(json!({"spec": {"selector": {"matchLabels": {"app": "kube-rs"}}, "template": nowhere}})), false).await;
+        drive::<StatefulSet>(report, Api::namespaced(client.clone(), NS), meta(json!({"spec": {"replicas": 0, "serviceName": "kube-rs", "selector": {"matchLabels": {"app": "kube-rs"}}, "template": template}})), false).await;
+        drive::<ControllerRevision>(
+            report,
+            Api::namespaced(client.clone(), NS),
+            meta(json!({"data": {"spec": {"template": {"$patch": "replace"}}}, "revision": 1})),
+            false,
+        )
+        .await;
         drive::<PodTemplate>(
             report,
             Api::namespaced(client.clone(), NS),

@@ -295,12 +295,8 @@ kind: ConfigMap
 metadata: {name: dropped, labels: {set: pr}}
 ",
     );
-    let prune = [
-        "--prune",
-        "-l",
-        "set=pr",
-        "--prune-allowlist=core/v1/ConfigMap",
-    ];
+    // kubectl's default prune list: every kind it names is served.
+    let prune = ["--prune", "-l", "set=pr"];
     server.kubectl_ok(&[&["apply", "-f", &both][..], &prune].concat());
     let one = server.manifest(
         "one.yaml",
@@ -310,6 +306,11 @@ metadata: {name: kept, labels: {set: pr}}
 ",
     );
     let out = server.kubectl_ok(&[&["apply", "-f", &one][..], &prune].concat());
+    assert!(out.contains("configmap/dropped pruned"), "{out}");
+    // kubectl 1.27's list is the same.
+    let old = kubectl_dir().join("kubectl.1.27");
+    server.kubectl_binary_ok(&old, &[&["apply", "-f", &both][..], &prune].concat());
+    let out = server.kubectl_binary_ok(&old, &[&["apply", "-f", &one][..], &prune].concat());
     assert!(out.contains("configmap/dropped pruned"), "{out}");
 
     server.kubectl_ok(&["delete", "rc", "kubia"]);
@@ -697,4 +698,331 @@ spec:
         stderr.contains("The Ingress \"bad\" is invalid: spec.rules[0].host: Invalid value: \"10.0.0.1\": must be a DNS name, not an IP address"),
         "{stderr}"
     );
+}
+
+const STATEFUL_SET: &str = "apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 3
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - name: main
+        image: toolbox
+        command: [sleep, '3600']
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+";
+
+/// The pod of `name`'s readiness time, and its creation time.
+fn ready_and_created(server: &Server, name: &str) -> (String, String) {
+    let pod = server.json(&["get", "pod", name]);
+    let ready = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| c["lastTransitionTime"].as_str().unwrap().to_string())
+        .unwrap_or_default();
+    let created = pod["metadata"]["creationTimestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (ready, created)
+}
+
+fn revisions(server: &Server, set: &str) -> Vec<String> {
+    let history = server.kubectl_ok(&["rollout", "history", set]);
+    history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// A StatefulSet as the Kubernetes tutorial drives one: pods `db-0..2`
+/// made in order, each after the one before is ready, each with its own
+/// claim and DNS name; a deleted pod comes back with its name and data;
+/// updates roll from the highest ordinal down to the partition; history
+/// and undo; scaling down removes the highest ordinals and keeps claims.
+#[test]
+fn stateful_sets_keep_identity_and_roll_in_order() {
+    let server = Server::start();
+    let file = server.manifest("db.yaml", STATEFUL_SET);
+    server.kubectl_ok(&["apply", "-f", &file]);
+    let status = server.kubectl_ok(&["rollout", "status", "sts/db", "--timeout=120s"]);
+    assert!(
+        status.ends_with("partitioned roll out complete: 3 new pods have been updated...\n"),
+        "{status}"
+    );
+    // OrderedReady: each pod was created once the one before was ready.
+    let times: Vec<(String, String)> = (0..3)
+        .map(|i| ready_and_created(&server, &format!("db-{i}")))
+        .collect();
+    for i in 1..3 {
+        assert!(times[i].1 >= times[i - 1].0, "{times:?}");
+    }
+    let table = server.kubectl_ok(&["get", "sts", "db", "-o", "wide"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        (row[0], row[1], row[3], row[4]),
+        ("db", "3/3", "main", "toolbox"),
+        "{table}"
+    );
+    let pod = server.json(&["get", "pod", "db-1"]);
+    assert_eq!(pod["spec"]["hostname"], "db-1");
+    assert_eq!(pod["spec"]["subdomain"], "db");
+    assert_eq!(
+        pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
+        "db-1"
+    );
+    let volume = pod["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "data")
+        .unwrap()
+        .clone();
+    assert_eq!(volume["persistentVolumeClaim"]["claimName"], "data-db-1");
+    let claims = server.items(&["get", "pvc", "-l", "app=db"]);
+    let mut names: Vec<&str> = claims
+        .iter()
+        .map(|c| c["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["data-db-0", "data-db-1", "data-db-2"]);
+
+    // Each pod has its own DNS name through the headless Service.
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    let lookup = server.kubectl_ok(&[
+        "run",
+        "lookup",
+        "--image=toolbox",
+        "--restart=Never",
+        "--",
+        "nslookup",
+        "db-1.db.default.svc.cluster.local",
+    ]);
+    assert!(lookup.contains("pod/lookup created"), "{lookup}");
+    server.wait_for(std::time::Duration::from_secs(60), || {
+        server.kubectl_ok(&["get", "pod", "lookup", "-o", "jsonpath={.status.phase}"])
+            == "Succeeded"
+    });
+    let answer = server.kubectl_ok(&["logs", "lookup"]);
+    assert!(answer.contains(&format!("Address: {ip}")), "{answer}");
+
+    // A deleted pod comes back with its name, claim and data.
+    server.kubectl_ok(&["exec", "db-0", "--", "sh", "-c", "echo kept > /data/id"]);
+    let old_uid = server.json(&["get", "pod", "db-0"])["metadata"]["uid"].clone();
+    server.kubectl_ok(&["delete", "pod", "db-0"]);
+    server.wait_for(std::time::Duration::from_secs(60), || {
+        let pod = server.json(&["get", "pod", "db-0"]);
+        pod["metadata"]["uid"] != old_uid && pod["status"]["phase"] == "Running"
+    });
+    assert_eq!(
+        server.kubectl_ok(&["exec", "db-0", "--", "cat", "/data/id"]),
+        "kept\n"
+    );
+
+    // A partitioned update replaces only the ordinals at or above it.
+    server.kubectl_ok(&[
+        "patch",
+        "sts",
+        "db",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":2}}}}"#,
+    ]);
+    server.kubectl_ok(&["set", "image", "sts/db", "main=toolbox:latest"]);
+    let image = |i: usize| {
+        server.kubectl_ok(&[
+            "get",
+            "pod",
+            &format!("db-{i}"),
+            "-o",
+            "jsonpath={.spec.containers[0].image}",
+        ])
+    };
+    server.wait_for(std::time::Duration::from_secs(60), || {
+        let sts = server.json(&["get", "sts", "db"]);
+        sts["status"]["updatedReplicas"] == 1 && sts["status"]["readyReplicas"] == 3
+    });
+    assert_eq!(
+        [image(0), image(1), image(2)],
+        ["toolbox", "toolbox", "toolbox:latest"]
+    );
+    let sts = server.json(&["get", "sts", "db"]);
+    assert_ne!(
+        sts["status"]["currentRevision"],
+        sts["status"]["updateRevision"]
+    );
+    server.kubectl_ok(&[
+        "patch",
+        "sts",
+        "db",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
+    ]);
+    server.kubectl_ok(&["rollout", "status", "sts/db", "--timeout=120s"]);
+    server.wait_for(std::time::Duration::from_secs(60), || {
+        let sts = server.json(&["get", "sts", "db"]);
+        sts["status"]["currentRevision"] == sts["status"]["updateRevision"]
+            && sts["status"]["currentReplicas"] == 3
+    });
+    assert_eq!(
+        [image(0), image(1), image(2)],
+        ["toolbox:latest", "toolbox:latest", "toolbox:latest"]
+    );
+    assert_eq!(revisions(&server, "sts/db"), ["1", "2"]);
+    server.kubectl_ok(&["rollout", "undo", "sts/db"]);
+    server.kubectl_ok(&["rollout", "status", "sts/db", "--timeout=120s"]);
+    server.wait_for(std::time::Duration::from_secs(60), || {
+        (0..3).all(|i| image(i) == "toolbox")
+    });
+    assert_eq!(revisions(&server, "sts/db"), ["2", "3"]);
+
+    // Scaling down removes the highest ordinals; claims stay.
+    server.kubectl_ok(&["scale", "sts", "db", "--replicas=1"]);
+    server.wait_for(std::time::Duration::from_secs(60), || {
+        let pods = server.items(&["get", "pods", "-l", "app=db"]);
+        pods.len() == 1 && pods[0]["metadata"]["name"] == "db-0"
+    });
+    assert_eq!(server.items(&["get", "pvc", "-l", "app=db"]).len(), 3);
+    let refused = server.kubectl(&[
+        "patch",
+        "sts",
+        "db",
+        "-p",
+        r#"{"spec":{"serviceName":"other"}}"#,
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("The StatefulSet \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"),
+        "{stderr}"
+    );
+}
+
+/// A DaemonSet runs one pod on each node it fits, pinned there by node
+/// affinity; it rolls, keeps history, undoes, and follows node labels;
+/// the scheduler says why a pod fits no node as Kubernetes' does.
+#[test]
+fn daemon_sets_run_one_pod_per_fitting_node() {
+    let server = Server::start();
+    let node = server.node_name().to_string();
+    let file = server.manifest(
+        "agent.yaml",
+        "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers:
+      - {name: main, image: toolbox, command: [sleep, '3600']}
+",
+    );
+    server.kubectl_ok(&["apply", "-f", &file]);
+    let status = server.kubectl_ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    assert!(
+        status.ends_with("daemon set \"agent\" successfully rolled out\n"),
+        "{status}"
+    );
+    let table = server.kubectl_ok(&["get", "ds", "agent"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..7],
+        ["agent", "1", "1", "1", "1", "1", "<none>"],
+        "{table}"
+    );
+    let pods = server.items(&["get", "pods", "-l", "app=agent"]);
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0]["spec"]["nodeName"], node.as_str());
+    assert_eq!(
+        pods[0]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchFields"][0]["values"][0],
+        node.as_str()
+    );
+    let tolerated: Vec<&str> = pods[0]["spec"]["tolerations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
+    assert!(
+        tolerated.contains(&"node.kubernetes.io/unschedulable"),
+        "{tolerated:?}"
+    );
+
+    server.kubectl_ok(&["set", "image", "ds/agent", "main=toolbox:latest"]);
+    server.kubectl_ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    server.wait_for(std::time::Duration::from_secs(60), || {
+        let pods = server.items(&["get", "pods", "-l", "app=agent"]);
+        pods.len() == 1 && pods[0]["spec"]["containers"][0]["image"] == "toolbox:latest"
+    });
+    assert_eq!(revisions(&server, "ds/agent"), ["1", "2"]);
+    server.kubectl_ok(&["rollout", "undo", "ds/agent"]);
+    server.wait_for(std::time::Duration::from_secs(60), || {
+        let pods = server.items(&["get", "pods", "-l", "app=agent"]);
+        pods.len() == 1 && pods[0]["spec"]["containers"][0]["image"] == "toolbox"
+    });
+    assert_eq!(revisions(&server, "ds/agent"), ["2", "3"]);
+
+    // A node selector no node matches: no daemon; labelling the node
+    // brings it back.
+    server.kubectl_ok(&[
+        "patch",
+        "ds",
+        "agent",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"nodeSelector":{"disk":"ssd"}}}}}"#,
+    ]);
+    server.wait_for(std::time::Duration::from_secs(60), || {
+        server.items(&["get", "pods", "-l", "app=agent"]).is_empty()
+    });
+    let table = server.kubectl_ok(&["get", "ds", "agent"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..7],
+        ["agent", "0", "0", "0", "0", "0", "disk=ssd"],
+        "{table}"
+    );
+    server.kubectl_ok(&["label", "node", &node, "disk=ssd"]);
+    server.kubectl_ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    server.wait_for(std::time::Duration::from_secs(60), || {
+        server.items(&["get", "pods", "-l", "app=agent"]).len() == 1
+    });
+
+    // A plain pod no node fits is not scheduled, and the event says why.
+    server.kubectl_ok(&[
+        "run",
+        "picky",
+        "--image=toolbox",
+        "--overrides",
+        r#"{"spec":{"nodeSelector":{"disk":"nvme"}}}"#,
+        "--",
+        "sleep",
+        "60",
+    ]);
+    server.wait_for(std::time::Duration::from_secs(30), || {
+        server
+            .kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=picky,reason=FailedScheduling", "-o", "jsonpath={.items[*].message}"])
+            .contains("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
+    });
 }
