@@ -1026,3 +1026,106 @@ spec:
             .contains("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
     });
 }
+
+/// A pod that fits nowhere evicts pods of lower priority, as the
+/// scheduler's DefaultPreemption does; a class with `preemptionPolicy:
+/// Never` waits instead, and says so.
+#[test]
+fn higher_priority_pods_preempt_lower_ones() {
+    let server = Server::start();
+    let node = server.node_name().to_string();
+    let cores = server.json(&["get", "node", &node])["status"]["allocatable"]["cpu"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    let (three_quarters, half) = (cores * 750, cores * 500);
+    let pod = |name: &str, class: &str, millis: u64| {
+        let class = if class.is_empty() {
+            String::new()
+        } else {
+            format!("  priorityClassName: {class}\n")
+        };
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+{class}  containers:
+  - {{name: main, image: toolbox, command: [sleep, '3600'], resources: {{requests: {{cpu: {millis}m}}}}}}
+"
+        )
+    };
+    let classes = server.manifest(
+        "classes.yaml",
+        "apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: urgent}
+value: 1000
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: polite}
+value: 1000
+preemptionPolicy: Never
+",
+    );
+    server.kubectl_ok(&["apply", "-f", &classes]);
+    let low = server.manifest("low.yaml", &pod("low", "", three_quarters));
+    server.apply_ready(&low, "low");
+    let failed_scheduling = |name: &str| {
+        server.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={name},reason=FailedScheduling"),
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+    };
+    let polite = server.manifest("polite.yaml", &pod("polite", "polite", half));
+    server.kubectl_ok(&["apply", "-f", &polite]);
+    server.wait_for(std::time::Duration::from_secs(30), || {
+        failed_scheduling("polite").contains(
+            "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.",
+        )
+    });
+    assert_eq!(
+        server.json(&["get", "pod", "low"])["metadata"]["deletionTimestamp"],
+        serde_json::Value::Null
+    );
+
+    let urgent = server.manifest("urgent.yaml", &pod("urgent", "urgent", half));
+    server.kubectl_ok(&["apply", "-f", &urgent]);
+    let uid = server.json(&["get", "pod", "urgent"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/urgent",
+        "--timeout=60s",
+    ]);
+    let preempted = server.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=low,reason=Preempted",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert_eq!(preempted, format!("Preempted by pod {uid} on node {node}"));
+    let urgent_pod = server.json(&["get", "pod", "urgent"]);
+    assert_eq!(urgent_pod["status"]["nominatedNodeName"], node.as_str());
+    assert_eq!(urgent_pod["spec"]["nodeName"], node.as_str());
+    // The room freed holds both pods of priority 1000.
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/polite",
+        "--timeout=60s",
+    ]);
+    let out = server.kubectl(&["get", "pod", "low"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pods \"low\" not found"));
+}

@@ -1,22 +1,29 @@
-//! The scheduler: binds each pending pod to a node its requests fit on, or
-//! says why none fits (`0/1 nodes are available: 1 Insufficient cpu.`).
+//! The scheduler: binds each pending pod, most important first, to a node
+//! it fits on by labels and taints ([`placement`]) and by requests
+//! ([`room`]), or says why none fits (`0/1 nodes are available: 1
+//! Insufficient cpu.`); a pod that fits nowhere may preempt pods of lower
+//! priority ([`preemption`]).
 //!
 //! Level-triggered: every change to pods or nodes (and a periodic tick)
 //! re-examines all unbound pods, so a pod that did not fit is bound as soon
 //! as room frees up.
 
 pub mod placement;
+mod preemption;
+mod room;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::events::{EventType, Recorder};
-use crate::quantity::Quantity;
-use crate::registry::metadata::now;
-use crate::registry::{LabelSelector, Registry, WriteOptions};
+use crate::registry::metadata::{now, text};
+use crate::registry::{DeleteOptions, LabelSelector, Registry, WriteOptions};
+use preemption::priority;
+use room::Room;
 
 const NAME: &str = "default-scheduler";
 /// How often unbound pods are retried without a change.
@@ -87,48 +94,6 @@ fn gives_work(event: &crate::store::WatchEvent, waiting: bool) -> bool {
     (unbound && !gone) || (waiting && gone)
 }
 
-/// Requests of a pod: the sum of its containers' (init containers: the
-/// largest), as the scheduler counts them.
-fn requests(pod: &Value) -> BTreeMap<&'static str, i128> {
-    let mut totals = BTreeMap::new();
-    let read = |c: &Value, r: &str| amount(c, &format!("/resources/requests/{r}"), r);
-    for resource in ["cpu", "memory"] {
-        let containers: i128 = pod
-            .pointer("/spec/containers")
-            .and_then(Value::as_array)
-            .map(|cs| cs.iter().map(|c| read(c, resource)).sum())
-            .unwrap_or(0);
-        let init: i128 = pod
-            .pointer("/spec/initContainers")
-            .and_then(Value::as_array)
-            .map(|cs| cs.iter().map(|c| read(c, resource)).max().unwrap_or(0))
-            .unwrap_or(0);
-        totals.insert(resource, containers.max(init));
-    }
-    totals
-}
-
-fn allocatable(node: &Value, resource: &str) -> i128 {
-    amount(node, &format!("/status/allocatable/{resource}"), resource)
-}
-
-/// The quantity at `pointer`, in millicores for cpu and units (bytes,
-/// pods) otherwise; 0 when absent or malformed.
-fn amount(object: &Value, pointer: &str, resource: &str) -> i128 {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .and_then(|q| Quantity::parse(q).ok())
-        .map(|q| {
-            if resource == "cpu" {
-                q.ceil_millis()
-            } else {
-                q.ceil_units()
-            }
-        })
-        .unwrap_or(0)
-}
-
 fn is_active(pod: &Value) -> bool {
     !matches!(
         pod.pointer("/status/phase").and_then(Value::as_str),
@@ -139,7 +104,17 @@ fn is_active(pod: &Value) -> bool {
 /// How many bindings are written at once.
 const BIND_AT_ONCE: usize = 128;
 
-/// Binds what fits; `Ok(true)` when pods are left waiting for room.
+/// A pod waiting for a node in this pass, and room held for it.
+struct Held<'a> {
+    node: usize,
+    priority: i64,
+    room: Room,
+    uid: &'a str,
+}
+
+/// Binds what fits, most important pods first; a pod that fits nowhere
+/// may preempt pods of lower priority. `Ok(true)` when pods are left
+/// waiting for room.
 async fn schedule_pending(
     registry: &Registry,
     recorder: &Recorder,
@@ -149,14 +124,11 @@ async fn schedule_pending(
         .cache(&registry.resource("", "Pod"))
         .list(None, &everything)
         .await?;
-    let pending: Vec<&Value> = all
+    let mut pending: Vec<&Value> = all
         .iter()
         .map(|p| &**p)
         .filter(|p| {
-            p.pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .is_empty()
+            text(p, "/spec/nodeName").is_empty()
                 && p.pointer("/metadata/deletionTimestamp").is_none()
                 && p.pointer("/spec/schedulerName")
                     .and_then(Value::as_str)
@@ -168,121 +140,169 @@ async fn schedule_pending(
     if pending.is_empty() {
         return Ok(false);
     }
-    let mut left_waiting = false;
-    let mut placed: Vec<(&Value, String)> = Vec::new();
+    // As the scheduling queue orders them: higher priority, then older.
+    pending.sort_by(|a, b| {
+        priority(b).cmp(&priority(a)).then_with(|| {
+            text(a, "/metadata/creationTimestamp").cmp(text(b, "/metadata/creationTimestamp"))
+        })
+    });
     let node_list = registry
         .cache(&registry.resource("", "Node"))
         .list(None, &everything)
         .await?;
-    // What each node has left.
-    let mut free: Vec<(String, BTreeMap<&'static str, i128>, i128, &Value)> = node_list
+    // What each node has left, and the pods on it.
+    let mut nodes: Vec<preemption::Node> = node_list
         .iter()
         .filter(|n| n.pointer("/spec/unschedulable").and_then(Value::as_bool) != Some(true))
-        .map(|n| {
-            let name = n
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let mut left = BTreeMap::new();
-            left.insert("cpu", allocatable(n, "cpu"));
-            left.insert("memory", allocatable(n, "memory"));
-            (name, left, allocatable(n, "pods"), &**n)
+        .map(|n| preemption::Node {
+            object: n,
+            left: Room::allocatable(n),
+            pods: Vec::new(),
         })
         .collect();
+    let index_of = |nodes: &[preemption::Node], name: &str| {
+        nodes
+            .iter()
+            .position(|n| !name.is_empty() && text(n.object, "/metadata/name") == name)
+    };
     for pod in all.iter().filter(|p| is_active(p)) {
-        let Some(node) = pod
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-        else {
-            continue;
-        };
-        if let Some((_, left, slots, _)) = free.iter_mut().find(|(n, ..)| n == node) {
-            for (resource, amount) in requests(pod) {
-                *left.entry(resource).or_insert(0) -= amount;
-            }
-            *slots -= 1;
+        if let Some(i) = index_of(&nodes, text(pod, "/spec/nodeName")) {
+            nodes[i].left.take(Room::requested_by(pod));
+            nodes[i].pods.push(pod);
         }
     }
+    // Room held for pods that preempted on a node, against pods of no
+    // higher priority.
+    let mut held: Vec<Held> = pending
+        .iter()
+        .filter_map(|p| {
+            Some(Held {
+                node: index_of(&nodes, text(p, "/status/nominatedNodeName"))?,
+                priority: priority(p),
+                room: Room::requested_by(p),
+                uid: text(p, "/metadata/uid"),
+            })
+        })
+        .collect();
+    let mut budgets: Option<Vec<Arc<Value>>> = None;
+    let mut left_waiting = false;
+    let mut placed: Vec<(&Value, String)> = Vec::new();
     for pod in pending {
-        let wanted = requests(pod);
+        let wanted = Room::requested_by(pod);
+        let (mine, uid) = (priority(pod), text(pod, "/metadata/uid"));
+        let left_for = |nodes: &[preemption::Node], held: &[Held], i: usize| {
+            let mut left = nodes[i].left;
+            for h in held
+                .iter()
+                .filter(|h| h.node == i && h.priority >= mine && h.uid != uid)
+            {
+                left.take(h.room);
+            }
+            left
+        };
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut chosen = None;
-        for (index, (_, left, slots, node)) in free.iter().enumerate() {
-            if let Err(misfit) = placement::check(pod, node) {
+        let mut unresolvable = 0;
+        for (i, node) in nodes.iter().enumerate() {
+            if let Err(misfit) = placement::check(pod, node.object) {
                 *reasons.entry(misfit.reason()).or_default() += 1;
+                unresolvable += 1;
                 continue;
             }
-            let mut fits = true;
-            if *slots <= 0 {
-                *reasons.entry("Too many pods".into()).or_default() += 1;
-                fits = false;
-            }
-            for (resource, amount) in &wanted {
-                if *amount > 0 && left.get(resource).copied().unwrap_or(0) < *amount {
-                    let reason = if *resource == "cpu" {
-                        "Insufficient cpu"
-                    } else {
-                        "Insufficient memory"
-                    };
-                    *reasons.entry(reason.into()).or_default() += 1;
-                    fits = false;
-                }
-            }
-            if fits {
-                chosen = Some(index);
+            let short = left_for(&nodes, &held, i).shortfalls(wanted);
+            if short.is_empty() {
+                chosen = Some(i);
                 break;
             }
+            for reason in short {
+                *reasons.entry(reason.into()).or_default() += 1;
+            }
         }
-        match chosen {
-            Some(index) => {
-                // Room is taken now; the bindings are written together below.
-                for (resource, amount) in &wanted {
-                    *free[index].1.entry(resource).or_insert(0) -= amount;
-                }
-                free[index].2 -= 1;
-                placed.push((pod, free[index].0.clone()));
+        if let Some(i) = chosen {
+            // Room is taken now; the bindings are written together below.
+            nodes[i].left.take(wanted);
+            nodes[i].pods.push(pod);
+            held.retain(|h| h.uid != uid);
+            placed.push((pod, text(nodes[i].object, "/metadata/name").to_string()));
+            continue;
+        }
+        left_waiting = true;
+        let count = nodes.len();
+        let parts: Vec<String> = reasons.iter().map(|(r, n)| format!(" {n} {r}")).collect();
+        let mut message = format!("0/{count} nodes are available:{}.", parts.join(","));
+        let nominated = index_of(&nodes, text(pod, "/status/nominatedNodeName"));
+        let preempting = nominated.is_some_and(|i| {
+            nodes[i]
+                .pods
+                .iter()
+                .any(|p| priority(p) < mine && p.pointer("/metadata/deletionTimestamp").is_some())
+        });
+        let postfilter = if count == 0 {
+            None
+        } else if let Some(why) = preemption::ineligible(pod) {
+            Some(format!("preemption: {why}"))
+        } else if preempting {
+            Some("preemption: not eligible due to a terminating pod on the nominated node.".into())
+        } else {
+            if budgets.is_none() {
+                let resource = registry.resource("policy", "PodDisruptionBudget");
+                budgets = Some(registry.cache(&resource).list(None, &everything).await?);
             }
-            None => {
-                left_waiting = true;
-                let mut message = format!("0/{} nodes are available:", free.len());
-                let parts: Vec<String> = reasons.iter().map(|(r, n)| format!(" {n} {r}")).collect();
-                message.push_str(&parts.join(","));
-                message.push('.');
-                if !free.is_empty() {
-                    // Evicting pods frees room, never labels or taints.
-                    let room = reasons.keys().any(|r| !r.starts_with("node(s)"));
-                    message.push_str(&format!(
-                        " preemption: 0/{n} nodes are available: {n} {}.",
-                        if room {
-                            "No preemption victims found for incoming pod"
-                        } else {
-                            "Preemption is not helpful for scheduling"
-                        },
-                        n = free.len()
-                    ));
+            let budgets: Vec<&Value> = budgets.iter().flatten().map(|b| &**b).collect();
+            let views: Vec<preemption::Node> = (0..count)
+                .map(|i| preemption::Node {
+                    object: nodes[i].object,
+                    left: left_for(&nodes, &held, i),
+                    pods: nodes[i].pods.clone(),
+                })
+                .collect();
+            match preemption::choose(pod, &views, &budgets) {
+                Some(choice) => {
+                    let node = text(nodes[choice.node].object, "/metadata/name");
+                    preempt(registry, recorder, pod, node, &choice.victims).await?;
+                    held.push(Held {
+                        node: choice.node,
+                        priority: mine,
+                        room: wanted,
+                        uid,
+                    });
+                    None
                 }
-                if mark_unschedulable(registry, pod, &message).await? {
-                    recorder
-                        .record(pod, EventType::Warning, "FailedScheduling", &message, None)
-                        .await;
+                None => {
+                    let mut why = BTreeMap::new();
+                    if unresolvable > 0 {
+                        why.insert("Preemption is not helpful for scheduling", unresolvable);
+                    }
+                    if count > unresolvable {
+                        why.insert(
+                            "No preemption victims found for incoming pod",
+                            count - unresolvable,
+                        );
+                    }
+                    let parts: Vec<String> = why.iter().map(|(r, n)| format!("{n} {r}")).collect();
+                    Some(format!(
+                        "preemption: 0/{count} nodes are available: {}.",
+                        parts.join(", ")
+                    ))
                 }
             }
+        };
+        if let Some(postfilter) = postfilter {
+            message.push(' ');
+            message.push_str(&postfilter);
+        }
+        if mark_unschedulable(registry, pod, &message).await? {
+            recorder
+                .record(pod, EventType::Warning, "FailedScheduling", &message, None)
+                .await;
         }
     }
     for chunk in placed.chunks(BIND_AT_ONCE) {
         let binds = chunk.iter().map(|(pod, node)| async move {
             // The event goes first so it precedes the kubelet's, which
             // start the moment the binding lands.
-            let namespace = pod
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let name = pod
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let namespace = text(pod, "/metadata/namespace");
+            let name = text(pod, "/metadata/name");
             recorder
                 .record(
                     pod,
@@ -299,6 +319,82 @@ async fn schedule_pending(
         }
     }
     Ok(left_waiting)
+}
+
+/// Evicts `victims` for `pod` and nominates the pod to `node`: each
+/// victim gets a `Preempted` event and the DisruptionTarget condition,
+/// then is deleted gracefully; the pod binds once they are gone.
+async fn preempt(
+    registry: &Registry,
+    recorder: &Recorder,
+    pod: &Value,
+    node: &str,
+    victims: &[&Value],
+) -> Result<(), crate::registry::Error> {
+    let pods = registry.resource("", "Pod");
+    let ignore_gone = |result: Result<(), crate::registry::Error>| match result {
+        Ok(_) | Err(crate::registry::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let message = format!(
+        "Preempted by pod {} on node {node}",
+        text(pod, "/metadata/uid")
+    );
+    for victim in victims {
+        recorder
+            .record(victim, EventType::Normal, "Preempted", &message, None)
+            .await;
+        let (namespace, name) = (
+            text(victim, "/metadata/namespace"),
+            text(victim, "/metadata/name"),
+        );
+        let condition = json!({"type": "DisruptionTarget", "status": "True", "lastProbeTime": null,
+            "lastTransitionTime": now(), "reason": "PreemptionByScheduler",
+            "message": format!("{NAME}: preempting to accommodate a higher priority pod")});
+        ignore_gone(
+            registry
+                .update_with(
+                    &pods,
+                    Some(namespace),
+                    name,
+                    Some("status"),
+                    &WriteOptions::manager(NAME),
+                    |current| {
+                        let mut next = current.clone();
+                        set_condition(&mut next, condition.clone());
+                        Ok(next)
+                    },
+                )
+                .await
+                .map(drop),
+        )?;
+        ignore_gone(
+            registry
+                .delete(&pods, Some(namespace), name, &DeleteOptions::default())
+                .await
+                .map(drop),
+        )?;
+    }
+    ignore_gone(
+        registry
+            .update_with(
+                &pods,
+                Some(text(pod, "/metadata/namespace")),
+                text(pod, "/metadata/name"),
+                Some("status"),
+                &WriteOptions::manager(NAME),
+                |current| {
+                    let mut next = current.clone();
+                    if !next.get("status").is_some_and(Value::is_object) {
+                        next["status"] = json!({});
+                    }
+                    next["status"]["nominatedNodeName"] = json!(node);
+                    Ok(next)
+                },
+            )
+            .await
+            .map(drop),
+    )
 }
 
 /// Binds `pod` to `node`; false if the pod changed or went meanwhile.
