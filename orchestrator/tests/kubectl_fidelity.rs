@@ -830,7 +830,9 @@ fn stateful_sets_keep_identity_and_roll_in_order() {
     // A deleted pod comes back with its name, claim and data.
     server.kubectl_ok(&["exec", "db-0", "--", "sh", "-c", "echo kept > /data/id"]);
     let old_uid = server.json(&["get", "pod", "db-0"])["metadata"]["uid"].clone();
-    server.kubectl_ok(&["delete", "pod", "db-0"]);
+    // Without waiting: kubectl's wait for deletion races with the set
+    // recreating the name (its list may already see the new pod).
+    server.kubectl_ok(&["delete", "pod", "db-0", "--wait=false"]);
     server.wait_for(std::time::Duration::from_secs(60), || {
         let pod = server.json(&["get", "pod", "db-0"]);
         pod["metadata"]["uid"] != old_uid && pod["status"]["phase"] == "Running"

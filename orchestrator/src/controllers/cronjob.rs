@@ -49,10 +49,7 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
         registry,
         MANAGER,
         watched,
-        driver::Pace {
-            resync: Duration::from_secs(10),
-            batch: Duration::from_millis(50),
-        },
+        driver::Pace::WORKLOADS,
         reconciler,
         stop,
     )

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::driver::{self, Reconciler};
 use super::history::{self, History};
-use super::owners::{adopt, controller_kind, controller_ref, controller_uid, deleting};
+use super::owners::{claim, controller_kind, controller_ref, deleting};
 use super::replicaset::available;
 use crate::events::{EventType, Recorder};
 use crate::registry::kinds::scaled_value;
@@ -86,10 +86,7 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
                 relevant: |_| false,
             },
         ],
-        driver::Pace {
-            resync: Duration::from_secs(10),
-            batch: Duration::from_millis(50),
-        },
+        driver::Pace::WORKLOADS,
         reconciler,
         stop,
     )
@@ -188,22 +185,17 @@ impl DaemonSets {
             Ok(s) if !s.is_empty() => s,
             _ => return Ok(None),
         };
-        let uid = text(set, "/metadata/uid");
-        let mut mine: Vec<Arc<Value>> = Vec::new();
-        for pod in pods {
-            match controller_uid(pod) {
-                Some(owner) if owner == uid => mine.push(Arc::clone(pod)),
-                None if !deleting(pod) && !failed(pod) && selector.matches(pod) => {
-                    let reference = controller_ref(set, "apps/v1", "DaemonSet");
-                    let adopted =
-                        adopt(&self.registry, &self.pods, pod, &reference, MANAGER).await?;
-                    if controller_uid(&adopted) == Some(uid) {
-                        mine.push(Arc::new(adopted));
-                    }
-                }
-                _ => {}
-            }
-        }
+        let reference = controller_ref(set, "apps/v1", "DaemonSet");
+        let mine = claim(
+            &self.registry,
+            &self.pods,
+            set,
+            &reference,
+            MANAGER,
+            pods,
+            |pod| !deleting(pod) && !failed(pod) && selector.matches(pod),
+        )
+        .await?;
         let revisions = self.history.sync(set).await?;
         let hash = self.history.hash(&revisions.update).to_string();
         let template = history::template_of(&revisions.update);
@@ -461,7 +453,7 @@ impl DaemonSets {
             ready += i64::from(is_ready);
             available_nodes += i64::from(is_available);
         }
-        let mut status = json!({
+        let status = json!({
             "observedGeneration": set.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
             "desiredNumberScheduled": desired,
             "currentNumberScheduled": current,
@@ -469,32 +461,10 @@ impl DaemonSets {
             "numberReady": ready,
             "updatedNumberScheduled": updated,
             "numberAvailable": available_nodes,
+            // Omitted when none, as the DaemonSet controller leaves it.
+            "numberUnavailable": (desired > available_nodes).then_some(desired - available_nodes),
         });
-        if desired > available_nodes {
-            status["numberUnavailable"] = json!(desired - available_nodes);
-        }
-        if !super::same_status(&status, set.get("status").unwrap_or(&Value::Null)) {
-            super::edit(
-                &self.registry,
-                &self.sets,
-                set,
-                Some("status"),
-                MANAGER,
-                |next| {
-                    let mut merged = next.get("status").cloned().unwrap_or(json!({}));
-                    for (k, v) in status.as_object().expect("built as an object") {
-                        merged[k] = v.clone();
-                    }
-                    if desired <= available_nodes
-                        && let Some(merged) = merged.as_object_mut()
-                    {
-                        merged.remove("numberUnavailable");
-                    }
-                    next["status"] = merged;
-                },
-            )
-            .await?;
-        }
+        super::merge_status(&self.registry, &self.sets, set, MANAGER, &status).await?;
         Ok(again.map(|d| d + Duration::from_millis(50)))
     }
 }

@@ -50,10 +50,7 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
         registry,
         MANAGER,
         vec![deployments.into(), replica_sets.into()],
-        driver::Pace {
-            resync: Duration::from_secs(10),
-            batch: Duration::from_millis(50),
-        },
+        driver::Pace::WORKLOADS,
         reconciler,
         stop,
     )

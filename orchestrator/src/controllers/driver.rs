@@ -130,6 +130,15 @@ pub struct Pace {
     pub batch: Duration,
 }
 
+impl Pace {
+    /// The workload controllers' pace: a full pass every 10 s, passes at
+    /// most every 50 ms.
+    pub const WORKLOADS: Pace = Pace {
+        resync: Duration::from_secs(10),
+        batch: Duration::from_millis(50),
+    };
+}
+
 /// A resource a controller follows, and which of its changes concern it.
 #[derive(Clone)]
 pub struct Watched {

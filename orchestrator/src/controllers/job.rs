@@ -98,10 +98,7 @@ pub async fn run(registry: Registry, backoff: Backoff, stop: tokio::sync::watch:
                 relevant: |pod| controller_kind(pod) == Some("Job") || tracked(pod),
             },
         ],
-        driver::Pace {
-            resync: Duration::from_secs(10),
-            batch: Duration::from_millis(50),
-        },
+        driver::Pace::WORKLOADS,
         reconciler,
         stop,
     )

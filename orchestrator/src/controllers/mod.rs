@@ -49,13 +49,14 @@ pub async fn edit(
     Ok(written.object)
 }
 
-/// Whether two statuses say the same: zero counts count as absent (as
-/// Kubernetes omits them), and conditions compare without their times.
+/// Whether two statuses say the same: zero counts and nulls count as
+/// absent (as Kubernetes omits them), and conditions compare without their
+/// times.
 pub fn same_status(a: &Value, b: &Value) -> bool {
     fn essential(status: &Value) -> Value {
         let mut out = serde_json::Map::new();
         for (k, v) in status.as_object().into_iter().flatten() {
-            if v == &json!(0) {
+            if v == &json!(0) || v.is_null() {
                 continue;
             }
             let mut v = v.clone();
@@ -72,6 +73,42 @@ pub fn same_status(a: &Value, b: &Value) -> bool {
         Value::Object(out)
     }
     essential(a) == essential(b)
+}
+
+/// Writes the fields of `status` into `object`'s status (a null removes
+/// its field) unless they already say the same; other status fields stay.
+pub async fn merge_status(
+    registry: &Registry,
+    resource: &Resource,
+    object: &Value,
+    manager: &str,
+    status: &Value,
+) -> Result<()> {
+    if same_status(status, object.get("status").unwrap_or(&Value::Null)) {
+        return Ok(());
+    }
+    edit(
+        registry,
+        resource,
+        object,
+        Some("status"),
+        manager,
+        |next| {
+            let mut merged = next.get("status").cloned().unwrap_or(json!({}));
+            if let (Some(merged), Some(status)) = (merged.as_object_mut(), status.as_object()) {
+                for (k, v) in status {
+                    if v.is_null() {
+                        merged.remove(k);
+                    } else {
+                        merged.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            next["status"] = merged;
+        },
+    )
+    .await
+    .map(drop)
 }
 
 /// Metadata for an object made from `template` (a pod from a pod

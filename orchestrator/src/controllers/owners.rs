@@ -1,6 +1,8 @@
 //! Controller references: who owns an object, making an owner reference,
 //! and adopting orphans that match a selector.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use crate::registry::metadata::text;
@@ -97,4 +99,33 @@ pub async fn adopt(
         )
         .await?;
     Ok(written.object)
+}
+
+/// The pods `owner` controls, adopting the orphans `may_adopt` picks (those
+/// its selector matches, as each controller decides): Kubernetes'
+/// ControllerRefManager claim.
+pub async fn claim(
+    registry: &Registry,
+    pods: &Resource,
+    owner: &Value,
+    reference: &Value,
+    manager: &str,
+    candidates: &[Arc<Value>],
+    may_adopt: impl Fn(&Value) -> bool,
+) -> Result<Vec<Arc<Value>>> {
+    let uid = text(owner, "/metadata/uid");
+    let mut mine = Vec::new();
+    for pod in candidates {
+        match controller_uid(pod) {
+            Some(owner) if owner == uid => mine.push(Arc::clone(pod)),
+            None if may_adopt(pod) => {
+                let adopted = adopt(registry, pods, pod, reference, manager).await?;
+                if controller_uid(&adopted) == Some(uid) {
+                    mine.push(Arc::new(adopted));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(mine)
 }

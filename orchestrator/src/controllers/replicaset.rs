@@ -13,8 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::driver::{self, Reconciler};
-use super::edit;
-use super::owners::{adopt, controller_kind, controller_ref, controller_uid, deleting};
+use super::owners::{claim, controller_kind, controller_ref, deleting};
 use crate::events::{EventType, Recorder};
 use crate::registry::metadata::text;
 use crate::registry::{
@@ -96,10 +95,7 @@ pub async fn run(flavor: Flavor, registry: Registry, stop: tokio::sync::watch::R
                 relevant: flavor.relevant,
             },
         ],
-        driver::Pace {
-            resync: Duration::from_secs(10),
-            batch: Duration::from_millis(50),
-        },
+        driver::Pace::WORKLOADS,
         reconciler,
         stop,
     )
@@ -174,7 +170,6 @@ fn deletion_rank(pod: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
 
 impl ReplicaSets {
     async fn sync(&self, rs: &Value, pods: &[Arc<Value>]) -> Result<Option<Duration>> {
-        let uid = text(rs, "/metadata/uid");
         let selector = match (self.flavor.selector)(rs) {
             Some(s) if !s.is_empty() => s,
             _ => return Ok(None),
@@ -184,21 +179,17 @@ impl ReplicaSets {
             self.flavor.api_version,
             self.flavor.manager,
         );
-        let mut mine: Vec<Arc<Value>> = Vec::new();
-        for pod in pods {
-            match controller_uid(pod) {
-                Some(owner) if owner == uid => mine.push(Arc::clone(pod)),
-                None if active(pod) && selector.matches(pod) => {
-                    let reference = controller_ref(rs, api_version, kind);
-                    let adopted =
-                        adopt(&self.registry, &self.pods, pod, &reference, manager).await?;
-                    if controller_uid(&adopted) == Some(uid) {
-                        mine.push(Arc::new(adopted));
-                    }
-                }
-                _ => {}
-            }
-        }
+        let reference = controller_ref(rs, api_version, kind);
+        let mine = claim(
+            &self.registry,
+            &self.pods,
+            rs,
+            &reference,
+            manager,
+            pods,
+            |pod| active(pod) && selector.matches(pod),
+        )
+        .await?;
         let mut live: Vec<&Value> = mine.iter().map(|p| &**p).filter(|p| active(p)).collect();
         let wanted = rs
             .pointer("/spec/replicas")
@@ -255,23 +246,7 @@ impl ReplicaSets {
             "availableReplicas": available_now,
             "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
         });
-        if !super::same_status(&status, rs.get("status").unwrap_or(&Value::Null)) {
-            edit(
-                &self.registry,
-                &self.replica_sets,
-                rs,
-                Some("status"),
-                manager,
-                |next| {
-                    let mut merged = next.get("status").cloned().unwrap_or(json!({}));
-                    for (k, v) in status.as_object().expect("built as an object") {
-                        merged[k] = v.clone();
-                    }
-                    next["status"] = merged;
-                },
-            )
-            .await?;
-        }
+        super::merge_status(&self.registry, &self.replica_sets, rs, manager, &status).await?;
         Ok(again.map(|d| d + Duration::from_millis(50)))
     }
 

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::driver::{self, Reconciler};
 use super::history::{self, History};
-use super::owners::{adopt, controller_kind, controller_ref, controller_uid, deleting};
+use super::owners::{claim, controller_kind, controller_ref, deleting};
 use super::replicaset::{active, available};
 use crate::events::{EventType, Recorder};
 use crate::registry::metadata::text;
@@ -76,10 +76,7 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
                 relevant: |pod| matches!(controller_kind(pod), None | Some("StatefulSet")),
             },
         ],
-        driver::Pace {
-            resync: Duration::from_secs(10),
-            batch: Duration::from_millis(50),
-        },
+        driver::Pace::WORKLOADS,
         reconciler,
         stop,
     )
@@ -231,22 +228,17 @@ impl StatefulSets {
             _ => return Ok(None),
         };
         let name = text(set, "/metadata/name");
-        let uid = text(set, "/metadata/uid");
-        let mut mine: Vec<Arc<Value>> = Vec::new();
-        for pod in pods {
-            match controller_uid(pod) {
-                Some(owner) if owner == uid => mine.push(Arc::clone(pod)),
-                None if active(pod) && selector.matches(pod) && ordinal(name, pod).is_some() => {
-                    let reference = controller_ref(set, "apps/v1", "StatefulSet");
-                    let adopted =
-                        adopt(&self.registry, &self.pods, pod, &reference, MANAGER).await?;
-                    if controller_uid(&adopted) == Some(uid) {
-                        mine.push(Arc::new(adopted));
-                    }
-                }
-                _ => {}
-            }
-        }
+        let reference = controller_ref(set, "apps/v1", "StatefulSet");
+        let mine = claim(
+            &self.registry,
+            &self.pods,
+            set,
+            &reference,
+            MANAGER,
+            pods,
+            |pod| active(pod) && selector.matches(pod) && ordinal(name, pod).is_some(),
+        )
+        .await?;
         let revisions = self.history.sync(set).await?;
         let (current, update) = (&revisions.current, &revisions.update);
         let update_name = text(update, "/metadata/name");
@@ -584,23 +576,7 @@ impl StatefulSets {
             "updateRevision": update_name,
             "collisionCount": 0,
         });
-        if !super::same_status(&status, set.get("status").unwrap_or(&Value::Null)) {
-            super::edit(
-                &self.registry,
-                &self.sets,
-                set,
-                Some("status"),
-                MANAGER,
-                |next| {
-                    let mut merged = next.get("status").cloned().unwrap_or(json!({}));
-                    for (k, v) in status.as_object().expect("built as an object") {
-                        merged[k] = v.clone();
-                    }
-                    next["status"] = merged;
-                },
-            )
-            .await?;
-        }
+        super::merge_status(&self.registry, &self.sets, set, MANAGER, &status).await?;
         Ok(again.map(|d| d + Duration::from_millis(50)))
     }
 }

@@ -331,70 +331,69 @@ async fn preempt(
     node: &str,
     victims: &[&Value],
 ) -> Result<(), crate::registry::Error> {
-    let pods = registry.resource("", "Pod");
-    let ignore_gone = |result: Result<(), crate::registry::Error>| match result {
-        Ok(_) | Err(crate::registry::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e),
-    };
     let message = format!(
         "Preempted by pod {} on node {node}",
         text(pod, "/metadata/uid")
     );
+    let disrupted = json!({"type": "DisruptionTarget", "status": "True", "lastProbeTime": null,
+        "lastTransitionTime": now(), "reason": "PreemptionByScheduler",
+        "message": format!("{NAME}: preempting to accommodate a higher priority pod")});
     for victim in victims {
         recorder
             .record(victim, EventType::Normal, "Preempted", &message, None)
             .await;
-        let (namespace, name) = (
-            text(victim, "/metadata/namespace"),
-            text(victim, "/metadata/name"),
-        );
-        let condition = json!({"type": "DisruptionTarget", "status": "True", "lastProbeTime": null,
-            "lastTransitionTime": now(), "reason": "PreemptionByScheduler",
-            "message": format!("{NAME}: preempting to accommodate a higher priority pod")});
-        ignore_gone(
-            registry
-                .update_with(
-                    &pods,
-                    Some(namespace),
-                    name,
-                    Some("status"),
-                    &WriteOptions::manager(NAME),
-                    |current| {
-                        let mut next = current.clone();
-                        set_condition(&mut next, condition.clone());
-                        Ok(next)
-                    },
-                )
-                .await
-                .map(drop),
-        )?;
-        ignore_gone(
-            registry
-                .delete(&pods, Some(namespace), name, &DeleteOptions::default())
-                .await
-                .map(drop),
-        )?;
-    }
-    ignore_gone(
-        registry
-            .update_with(
-                &pods,
-                Some(text(pod, "/metadata/namespace")),
-                text(pod, "/metadata/name"),
-                Some("status"),
-                &WriteOptions::manager(NAME),
-                |current| {
-                    let mut next = current.clone();
-                    if !next.get("status").is_some_and(Value::is_object) {
-                        next["status"] = json!({});
-                    }
-                    next["status"]["nominatedNodeName"] = json!(node);
-                    Ok(next)
-                },
+        write_status(registry, victim, |next| {
+            set_condition(next, disrupted.clone())
+        })
+        .await?;
+        let deleted = registry
+            .delete(
+                &registry.resource("", "Pod"),
+                Some(text(victim, "/metadata/namespace")),
+                text(victim, "/metadata/name"),
+                &DeleteOptions::default(),
             )
-            .await
-            .map(drop),
-    )
+            .await;
+        match deleted {
+            Ok(_) | Err(crate::registry::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    write_status(registry, pod, |next| {
+        next["status"]["nominatedNodeName"] = json!(node);
+    })
+    .await
+    .map(drop)
+}
+
+/// Changes `pod`'s status as the scheduler; false if the pod is gone.
+async fn write_status(
+    registry: &Registry,
+    pod: &Value,
+    change: impl Fn(&mut Value),
+) -> Result<bool, crate::registry::Error> {
+    let result = registry
+        .update_with(
+            &registry.resource("", "Pod"),
+            Some(text(pod, "/metadata/namespace")),
+            text(pod, "/metadata/name"),
+            Some("status"),
+            &WriteOptions::manager(NAME),
+            |current| {
+                let mut next = current.clone();
+                if !next.get("status").is_some_and(Value::is_object) {
+                    next["status"] = json!({});
+                }
+                change(&mut next);
+                Ok(next)
+            },
+        )
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(crate::registry::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Binds `pod` to `node`; false if the pod changed or went meanwhile.
@@ -448,33 +447,9 @@ async fn mark_unschedulable(
     if already {
         return Ok(false);
     }
-    let pods = registry.resource("", "Pod");
-    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
-    let name = pod
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
     let condition = json!({"type": "PodScheduled", "status": "False", "lastProbeTime": null,
         "lastTransitionTime": now(), "reason": "Unschedulable", "message": message});
-    let result = registry
-        .update_with(
-            &pods,
-            namespace,
-            name,
-            Some("status"),
-            &WriteOptions::manager(NAME),
-            |current| {
-                let mut next = current.clone();
-                set_condition(&mut next, condition.clone());
-                Ok(next)
-            },
-        )
-        .await;
-    match result {
-        Ok(_) => Ok(true),
-        Err(crate::registry::Error::NotFound { .. }) => Ok(false),
-        Err(e) => Err(e),
-    }
+    write_status(registry, pod, |next| set_condition(next, condition.clone())).await
 }
 
 /// Replaces (or adds) the condition of the same type in `status.conditions`.

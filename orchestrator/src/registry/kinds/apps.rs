@@ -252,17 +252,7 @@ fn validate(object: &Value, old: Option<&Value>, is_deployment: bool) -> Result<
     let spec = object.get("spec").cloned().unwrap_or_else(|| json!({}));
     validate_replicas(&mut errors, &spec);
     check_selector(&mut errors, &spec, "deployment");
-    if let Some(old) = old
-        && old.pointer("/spec/selector") != spec.get("selector")
-    {
-        errors.push(
-            "spec.selector",
-            format!(
-                "Invalid value: {}: field is immutable",
-                selector_value(spec.get("selector").unwrap_or(&Value::Null))
-            ),
-        );
-    }
+    check_selector_kept(&mut errors, &spec, old);
     validate_template(&mut errors, &spec);
     if is_deployment {
         validate_strategy(&mut errors, &spec);
@@ -308,6 +298,21 @@ pub(super) fn check_selector(errors: &mut Errors, spec: &Value, what: &str) {
                 }
             }
         },
+    }
+}
+
+/// An update keeps the workload's selector.
+pub(super) fn check_selector_kept(errors: &mut Errors, spec: &Value, old: Option<&Value>) {
+    if let Some(old) = old
+        && old.pointer("/spec/selector") != spec.get("selector")
+    {
+        errors.push(
+            "spec.selector",
+            format!(
+                "Invalid value: {}: field is immutable",
+                selector_value(spec.get("selector").unwrap_or(&Value::Null))
+            ),
+        );
     }
 }
 

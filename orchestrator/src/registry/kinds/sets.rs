@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
 use serde_json::{Map, Value, json};
 
 use super::apps::{
-    check_selector, selector_value, subresources, template_defaults, validate_replicas,
+    check_selector, check_selector_kept, subresources, template_defaults, validate_replicas,
     validate_template,
 };
 use super::pod::set_default;
@@ -98,26 +98,37 @@ fn spec_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
     object.get_mut("spec").and_then(Value::as_object_mut)
 }
 
-fn daemon_set_defaults(ds: &mut Value) {
-    let Some(spec) = spec_mut(ds) else { return };
-    set_default(spec, "revisionHistoryLimit", json!(10));
+/// `updateStrategy` defaults to RollingUpdate, whose `rollingUpdate`
+/// gets the `rolling` defaults.
+fn update_strategy_defaults(spec: &mut Map<String, Value>, rolling: &[(&str, Value)]) {
     set_default(spec, "updateStrategy", json!({}));
-    if let Some(strategy) = spec
+    let Some(strategy) = spec
         .get_mut("updateStrategy")
         .and_then(Value::as_object_mut)
-    {
-        set_default(strategy, "type", json!("RollingUpdate"));
-        if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-            set_default(strategy, "rollingUpdate", json!({}));
-            if let Some(rolling) = strategy
-                .get_mut("rollingUpdate")
-                .and_then(Value::as_object_mut)
-            {
-                set_default(rolling, "maxUnavailable", json!(1));
-                set_default(rolling, "maxSurge", json!(0));
+    else {
+        return;
+    };
+    set_default(strategy, "type", json!("RollingUpdate"));
+    if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+        set_default(strategy, "rollingUpdate", json!({}));
+        if let Some(update) = strategy
+            .get_mut("rollingUpdate")
+            .and_then(Value::as_object_mut)
+        {
+            for (field, value) in rolling {
+                set_default(update, field, value.clone());
             }
         }
     }
+}
+
+fn daemon_set_defaults(ds: &mut Value) {
+    let Some(spec) = spec_mut(ds) else { return };
+    set_default(spec, "revisionHistoryLimit", json!(10));
+    update_strategy_defaults(
+        spec,
+        &[("maxUnavailable", json!(1)), ("maxSurge", json!(0))],
+    );
     template_defaults(spec);
 }
 
@@ -126,22 +137,7 @@ fn stateful_set_defaults(sts: &mut Value) {
     set_default(spec, "replicas", json!(1));
     set_default(spec, "revisionHistoryLimit", json!(10));
     set_default(spec, "podManagementPolicy", json!("OrderedReady"));
-    set_default(spec, "updateStrategy", json!({}));
-    if let Some(strategy) = spec
-        .get_mut("updateStrategy")
-        .and_then(Value::as_object_mut)
-    {
-        set_default(strategy, "type", json!("RollingUpdate"));
-        if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-            set_default(strategy, "rollingUpdate", json!({}));
-            if let Some(rolling) = strategy
-                .get_mut("rollingUpdate")
-                .and_then(Value::as_object_mut)
-            {
-                set_default(rolling, "partition", json!(0));
-            }
-        }
-    }
+    update_strategy_defaults(spec, &[("partition", json!(0))]);
     set_default(spec, "persistentVolumeClaimRetentionPolicy", json!({}));
     if let Some(policy) = spec
         .get_mut("persistentVolumeClaimRetentionPolicy")
@@ -183,17 +179,7 @@ fn validate_daemon_set(ds: &Value, old: Option<&Value>) -> Result<(), Invalid> {
     let mut errors = Errors::default();
     let spec = ds.get("spec").cloned().unwrap_or_else(|| json!({}));
     check_selector(&mut errors, &spec, "daemonset");
-    if let Some(old) = old
-        && old.pointer("/spec/selector") != spec.get("selector")
-    {
-        errors.push(
-            "spec.selector",
-            format!(
-                "Invalid value: {}: field is immutable",
-                selector_value(spec.get("selector").unwrap_or(&Value::Null))
-            ),
-        );
-    }
+    check_selector_kept(&mut errors, &spec, old);
     validate_template(&mut errors, &spec);
     check_history_limit(&mut errors, &spec);
     let strategy = spec.get("updateStrategy");
