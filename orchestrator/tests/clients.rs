@@ -66,7 +66,7 @@ mod kube_rs {
     use k8s_openapi::api::batch::v1::{CronJob, Job};
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1::{
-        ConfigMap, Endpoints, Event, Namespace, PersistentVolume, PersistentVolumeClaim, Pod,
+        ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
         PodTemplate, ReplicationController, Secret, Service,
     };
     use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -140,6 +140,53 @@ mod kube_rs {
             }
         }
         let name = names[0].clone();
+        exercise(report, &api, &name).await;
+        let deleted = report.check(
+            &what("delete"),
+            api.delete(&name, &DeleteParams::default()).await,
+        );
+        if let Some(deleted) = deleted {
+            let (object, status) = (deleted.clone().left(), deleted.right());
+            let shape = format!(
+                "object {:?}, status {:?}",
+                object.as_ref().map(|o| o.name_any()),
+                status
+            );
+            let right = if returns_object {
+                object.is_some()
+            } else {
+                status
+                    .as_ref()
+                    .and_then(|s| s.details.as_ref())
+                    .is_some_and(|d| d.name == name)
+            };
+            report.expect(&what("delete"), right, || shape);
+        }
+    }
+
+    /// An object the server makes itself (the node): everything but create
+    /// and delete, on the first one listed.
+    pub async fn drive_existing<K>(report: &mut Report, api: Api<K>)
+    where
+        K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+    {
+        let what = format!("list {}", K::kind(&()));
+        let listed = report.check(&what, api.list(&ListParams::default()).await);
+        match listed.and_then(|l| l.items.first().map(|o| o.name_any())) {
+            Some(name) => exercise(report, &api, &name).await,
+            None => report.differences.push(format!("{what}: none to drive")),
+        }
+    }
+
+    /// Get, paged list, each patch type, replace (fresh and stale) and
+    /// watch from the list, on the object `name`.
+    async fn exercise<K>(report: &mut Report, api: &Api<K>, name: &str)
+    where
+        K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+    {
+        let kind = K::kind(&()).to_string();
+        let what = |verb: &str| format!("{verb} {kind}");
+        let name = name.to_string();
         let got = report.check(&what("get"), api.get(&name).await);
 
         let whole = report.check(&what("list"), api.list(&ListParams::default()).await);
@@ -299,28 +346,6 @@ mod kube_rs {
                 );
             }
         }
-
-        let deleted = report.check(
-            &what("delete"),
-            api.delete(&name, &DeleteParams::default()).await,
-        );
-        if let Some(deleted) = deleted {
-            let (object, status) = (deleted.clone().left(), deleted.right());
-            let shape = format!(
-                "object {:?}, status {:?}",
-                object.as_ref().map(|o| o.name_any()),
-                status
-            );
-            let right = if returns_object {
-                object.is_some()
-            } else {
-                status
-                    .as_ref()
-                    .and_then(|s| s.details.as_ref())
-                    .is_some_and(|d| d.name == name)
-            };
-            report.expect(&what("delete"), right, || shape);
-        }
     }
 
     /// Every served kind, as the Python suite drives them.
@@ -344,6 +369,7 @@ mod kube_rs {
             body
         };
         drive::<Namespace>(report, Api::all(client.clone()), meta(json!({})), true).await;
+        drive_existing::<Node>(report, Api::all(client.clone())).await;
         drive::<Pod>(
             report,
             Api::namespaced(client.clone(), NS),

@@ -492,7 +492,16 @@ spec:
         text.contains("Cannot evict pod as it would violate the pod's disruption budget."),
         "{text}"
     );
+    // The evicted pod's replacement finds the only node cordoned.
+    server.wait_for(std::time::Duration::from_secs(30), || {
+        server
+            .kubectl_ok(&["get", "events", "--field-selector", "reason=FailedScheduling", "-o", "jsonpath={.items[*].message}"])
+            .contains("0/1 nodes are available: 1 node(s) were unschedulable. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
+    });
     server.kubectl_ok(&["uncordon", &node]);
+    server.wait_for(std::time::Duration::from_secs(60), || {
+        server.json(&["get", "deployment", "guarded"])["status"]["readyReplicas"] == 2
+    });
 }
 
 /// The managers of a Deployment, by name and operation.

@@ -153,7 +153,6 @@ async fn schedule_pending(
     // What each node has left, and the pods on it.
     let mut nodes: Vec<preemption::Node> = node_list
         .iter()
-        .filter(|n| n.pointer("/spec/unschedulable").and_then(Value::as_bool) != Some(true))
         .map(|n| preemption::Node {
             object: n,
             left: Room::allocatable(n),

@@ -1,6 +1,7 @@
-//! Whether a pod may go to a node, by the node's labels and taints: the
-//! scheduler's NodeAffinity (`nodeSelector` and required node affinity)
-//! and TaintToleration filters, which the DaemonSet controller asks too.
+//! Whether a pod may go to a node, by the node's schedulability, taints
+//! and labels: the scheduler's NodeUnschedulable, TaintToleration and
+//! NodeAffinity (`nodeSelector` and required node affinity) filters, in
+//! that order, which the DaemonSet controller asks too.
 
 use serde_json::Value;
 
@@ -9,6 +10,8 @@ use crate::registry::metadata::text;
 /// Why a pod cannot go to a node, as the scheduler's filters report it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Misfit {
+    /// `node(s) were unschedulable`
+    Unschedulable,
     /// `node(s) didn't match Pod's node affinity/selector`
     Affinity,
     /// `node(s) had untolerated taint {key: value}`
@@ -19,23 +22,31 @@ impl Misfit {
     /// The reason as the scheduler counts it per node.
     pub fn reason(&self) -> String {
         match self {
+            Misfit::Unschedulable => "node(s) were unschedulable".into(),
             Misfit::Affinity => "node(s) didn't match Pod's node affinity/selector".into(),
             Misfit::Taint(taint) => format!("node(s) had untolerated taint {taint}"),
         }
     }
 }
 
-/// Checks `pod` against `node`'s labels and its scheduling taints
-/// (`NoSchedule`, `NoExecute`).
+/// The taint a cordoned node is treated as having.
+const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+
+/// Checks `pod` against `node`: cordoned (unless the pod tolerates it, as
+/// daemons do), its scheduling taints (`NoSchedule`, `NoExecute`), its
+/// labels.
 pub fn check(pod: &Value, node: &Value) -> Result<(), Misfit> {
-    if !matches_node(pod, node) {
-        return Err(Misfit::Affinity);
-    }
     let tolerations = pod
         .pointer("/spec/tolerations")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
+    let cordon = serde_json::json!({"key": UNSCHEDULABLE, "effect": "NoSchedule"});
+    if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true)
+        && !tolerations.iter().any(|t| tolerates(t, &cordon))
+    {
+        return Err(Misfit::Unschedulable);
+    }
     for taint in node
         .pointer("/spec/taints")
         .and_then(Value::as_array)
@@ -52,6 +63,9 @@ pub fn check(pod: &Value, node: &Value) -> Result<(), Misfit> {
                 text(taint, "/value")
             )));
         }
+    }
+    if !matches_node(pod, node) {
+        return Err(Misfit::Affinity);
     }
     Ok(())
 }
@@ -193,6 +207,19 @@ mod tests {
             Err(Misfit::Affinity)
         );
         assert_eq!(fits(affinity(json!([{}]))), Err(Misfit::Affinity));
+    }
+
+    #[test]
+    fn cordoned_nodes_take_only_pods_that_tolerate_it() {
+        let cordoned = json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true}});
+        assert_eq!(
+            check(&pod(json!({})), &cordoned),
+            Err(Misfit::Unschedulable)
+        );
+        assert_eq!(Misfit::Unschedulable.reason(), "node(s) were unschedulable");
+        let daemon = pod(json!({"tolerations": [
+            {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]}));
+        assert_eq!(check(&daemon, &cordoned), Ok(()));
     }
 
     #[test]
