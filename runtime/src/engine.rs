@@ -64,6 +64,9 @@ struct Flavour {
     /// every cache key so a changed configuration never loads stale code.
     settings_key: String,
     loaded: Mutex<HashMap<String, Component>>,
+    /// One gate per digest being loaded or compiled: the first caller
+    /// does the work, the others wait for it and take its result.
+    loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Flavour {
@@ -75,6 +78,7 @@ impl Flavour {
             engine,
             settings_key: format!("{:016x}", hasher.finish()),
             loaded: Mutex::new(HashMap::new()),
+            loading: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -196,14 +200,53 @@ impl Engine {
         bytes: impl FnOnce() -> std::io::Result<Vec<u8>>,
     ) -> Result<Component, Error> {
         let flavour = self.flavour(purpose);
-        if let Some(c) = flavour
-            .loaded
+        let loaded = || {
+            flavour
+                .loaded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(digest)
+                .cloned()
+        };
+        if let Some(c) = loaded() {
+            return Ok(c);
+        }
+        // A hundred pods of one new image compile it once.
+        let gate = Arc::clone(
+            flavour
+                .loading
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(digest.to_string())
+                .or_default(),
+        );
+        let _turn = gate.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = loaded() {
+            return Ok(c);
+        }
+        let component = self.load_or_compile(flavour, digest, bytes);
+        if let Ok(component) = &component {
+            flavour
+                .loaded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(digest.to_string(), component.clone());
+        }
+        flavour
+            .loading
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(digest)
-        {
-            return Ok(c.clone());
-        }
+            .remove(digest);
+        component
+    }
+
+    /// The component from the disk cache, else compiled and written there.
+    fn load_or_compile(
+        &self,
+        flavour: &Flavour,
+        digest: &str,
+        bytes: impl FnOnce() -> std::io::Result<Vec<u8>>,
+    ) -> Result<Component, Error> {
         let hex = digest.trim_start_matches("sha256:");
         let path = self
             .cache_dir
@@ -223,8 +266,9 @@ impl Engine {
                         digest: digest.to_string(),
                         source,
                     })?;
-                // Two pods may compile one image at once: each writes its own
-                // temporary file, and the last rename wins with the same bytes.
+                // Two servers on one cache may compile one image at once: each
+                // writes its own temporary file, and the last rename wins with
+                // the same bytes.
                 static WRITES: AtomicUsize = AtomicUsize::new(0);
                 let tmp = path.with_extension(format!(
                     "tmp{}-{}",
@@ -247,11 +291,6 @@ impl Engine {
                 })?
             }
         };
-        flavour
-            .loaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(digest.to_string(), component.clone());
         Ok(component)
     }
 

@@ -307,6 +307,23 @@ async fn unknown_images_fail_to_start_with_the_known_list() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn pods_of_one_new_image_compile_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = std::sync::Arc::new(Runtime::new(RuntimeConfig::new(dir.path())).unwrap());
+    builtin::seed(runtime.images()).unwrap();
+    let starts: Vec<_> = (0..16)
+        .map(|_| {
+            let runtime = std::sync::Arc::clone(&runtime);
+            tokio::spawn(async move { runtime.prepare_image("stress").await.map(drop) })
+        })
+        .collect();
+    for start in starts {
+        start.await.unwrap().unwrap();
+    }
+    assert_eq!(runtime.engine().compilations(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn compiled_components_are_cached_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let first = Runtime::new(RuntimeConfig::new(dir.path())).unwrap();
