@@ -12,14 +12,19 @@ use serde_json::{Value, json};
 use super::edit;
 use super::owners::{controller_ref, controller_uid};
 use crate::registry::metadata::text;
+use std::sync::Arc;
+
 use crate::registry::{
-    DeleteOptions, Error, ListOptions, Registry, Resource, Result, WriteOptions,
+    Cache, DeleteOptions, Error, LabelSelector, Registry, Resource, Result, WriteOptions,
 };
 
 /// The ControllerRevisions of one kind of set.
 pub struct History {
     registry: Registry,
     revisions: Resource,
+    /// Read through the watch-fed cache: every pass of every set reads
+    /// its revisions.
+    cached: Arc<Cache>,
     manager: &'static str,
     kind: &'static str,
     /// The label that carries a revision's hash.
@@ -68,8 +73,11 @@ impl History {
         kind: &'static str,
         hash_label: &'static str,
     ) -> History {
+        let revisions = registry.resource("apps", "ControllerRevision");
+        let cached = registry.cache(&revisions);
         History {
-            revisions: registry.resource("apps", "ControllerRevision"),
+            revisions,
+            cached,
             registry,
             manager,
             kind,
@@ -92,11 +100,12 @@ impl History {
         let namespace = text(set, "/metadata/namespace");
         let uid = text(set, "/metadata/uid");
         let mut owned: Vec<Value> = self
-            .registry
-            .list(&self.revisions, Some(namespace), &ListOptions::default())?
-            .items
-            .into_iter()
+            .cached
+            .list(Some(namespace), &LabelSelector::default())
+            .await?
+            .iter()
             .filter(|r| controller_uid(r) == Some(uid))
+            .map(|r| Value::clone(r))
             .collect();
         owned.sort_by_key(number);
         let data = data_of(set);
