@@ -71,6 +71,10 @@ pub struct ClusterConfig {
     pub allowed_host_paths: Option<Vec<PathBuf>>,
     /// How long an Event lives after its last write.
     pub event_ttl: std::time::Duration,
+    /// How the kubelet reaches registries.
+    pub registry: wasmkube_runtime::RegistryConfig,
+    /// Where bare image names the node lacks are pulled from.
+    pub default_registry: Option<String>,
 }
 
 impl ClusterConfig {
@@ -86,6 +90,8 @@ impl ClusterConfig {
             job_backoff: controllers::job::Backoff::default(),
             allowed_host_paths: None,
             event_ttl: crate::events::DEFAULT_TTL,
+            registry: wasmkube_runtime::RegistryConfig::default(),
+            default_registry: None,
         }
     }
 }

@@ -21,6 +21,7 @@
 //! - [`schema`]: OpenAPI schemas with Kubernetes' extensions.
 //! - [`server`]: HTTPS, the CA and token, the kubeconfig.
 //! - [`scheduler`], [`kubelet`], [`controllers`], [`events`].
+//! - [`image_cli`]: `wasmkube image …` and the registry flags of `serve`.
 //! - [`admission`], [`quantity`], [`manifest`]: validation and parsing.
 //! - [`play`], [`data_dir`]: the serverless `play` command and defaults.
 
@@ -32,6 +33,7 @@ pub mod controllers;
 pub mod cron;
 pub mod data_dir;
 pub mod events;
+pub mod image_cli;
 pub mod kubelet;
 pub mod manifest;
 pub mod patch;

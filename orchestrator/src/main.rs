@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wasmkube::cidr::Cidr;
 use wasmkube::cluster::{Cluster, ClusterConfig};
+use wasmkube::image_cli::{ImageCommand, RegistryFlags};
 use wasmkube::play::{PlayOptions, play};
 use wasmkube::server::{self, pki};
-use wasmkube_runtime::{Backoff, ImageConfig, ImageRef, ImageStore};
+use wasmkube_runtime::Backoff;
 
 #[derive(Parser)]
 #[command(
@@ -76,26 +77,12 @@ enum Command {
         /// API server's --event-ttl)
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
         event_ttl: Duration,
+        #[command(flatten)]
+        registry: RegistryFlags,
     },
-    /// Manage the local image store
+    /// Manage the local image store: pull, import, list, remove
     #[command(subcommand)]
     Image(ImageCommand),
-}
-
-#[derive(Subcommand)]
-enum ImageCommand {
-    /// List stored images
-    List,
-    /// Store a .wasm component or WASI p1 module as NAME[:TAG]
-    Import {
-        /// Name to store it under, e.g. myapp:1.0
-        name: String,
-        /// The .wasm file
-        file: PathBuf,
-        /// Default entrypoint (repeat for several words)
-        #[arg(long)]
-        entrypoint: Vec<String>,
-    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -243,6 +230,7 @@ fn main() -> anyhow::Result<()> {
             job_backoff,
             allowed_host_paths,
             event_ttl,
+            registry,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -265,54 +253,18 @@ fn main() -> anyhow::Result<()> {
             config.job_backoff.base = job_backoff;
             config.allowed_host_paths = allowed_host_paths;
             config.event_ttl = event_ttl;
+            config.registry = registry.config()?;
+            config.default_registry = registry.default_registry;
             let result = runtime.block_on(serve(config, listen, insecure_http, &data_dir));
             runtime.shutdown_timeout(Duration::from_secs(2));
             result
         }
-        Command::Image(ImageCommand::List) => {
-            let store = ImageStore::open(data_dir.join("images"))?;
-            wasmkube_runtime::builtin::seed(&store)?;
-            println!("{:<32} {:<20} {:>10}", "IMAGE", "DIGEST", "SIZE");
-            for r in store.list()? {
-                let digest = r.digest.trim_start_matches("sha256:");
-                println!(
-                    "{:<32} {:<20} {:>10}",
-                    r.reference,
-                    &digest[..12.min(digest.len())],
-                    r.size
-                );
-            }
-            Ok(())
-        }
-        Command::Image(ImageCommand::Import {
-            name,
-            file,
-            entrypoint,
-        }) => {
-            let store = ImageStore::open(data_dir.join("images"))?;
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let reference = ImageRef::parse(&name)?;
-            let entrypoint = if entrypoint.is_empty() {
-                vec![
-                    file.file_stem()
-                        .and_then(|s| s.to_str())
-                        .unwrap_or("guest")
-                        .to_string(),
-                ]
-            } else {
-                entrypoint
-            };
-            let record = store.import(
-                &reference,
-                &bytes,
-                ImageConfig {
-                    entrypoint,
-                    ..ImageConfig::default()
-                },
-            )?;
-            println!("{} {}", record.reference, record.digest);
-            Ok(())
+        Command::Image(command) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(wasmkube::image_cli::run(command, &data_dir))
         }
     }
 }

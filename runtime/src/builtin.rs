@@ -91,10 +91,7 @@ pub fn seed(store: &ImageStore) -> Result<(), images::Error> {
             ..ImageConfig::default()
         };
         for tag in image.tags {
-            let reference = ImageRef {
-                name: image.name.to_string(),
-                tag: tag.to_string(),
-            };
+            let reference = ImageRef::local(image.name, tag);
             store.import(&reference, image.bytes, config.clone())?;
         }
     }

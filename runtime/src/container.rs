@@ -376,6 +376,14 @@ impl Sandbox {
                 spec.image
             )));
         }
+        let (image, prepared) = match image.tree.is_some() {
+            true => {
+                self.runtime
+                    .load_program(image, prepared, spec, &argv)
+                    .await?
+            }
+            false => (image, prepared),
+        };
 
         // Every start gets an empty private root, as a container's writable
         // layer is; the previous one is deleted off the start path.
@@ -390,7 +398,7 @@ impl Sandbox {
         }
         let rootfs = self
             .roots
-            .take(&spec.name, &mount_points)
+            .take(&spec.name, &mount_points, image.tree.as_deref())
             .map_err(io(&self.dir))?;
 
         let (mut wasi, mounts) = self.context(spec, &image, &argv, &rootfs)?;

@@ -14,7 +14,7 @@
 //!
 //! - [`runtime`]: the runtime itself, its configuration and guest threads.
 //! - [`engine`]: wasmtime engine, epoch ticker, compile cache.
-//! - [`images`]: content-addressed image store.
+//! - [`images`]: content-addressed image store, registry pulls and pushes.
 //! - [`convert`]: WASI p1 modules become components, keeping exit codes.
 //! - [`builtin`]: the example guests every wasmkube binary carries.
 //! - [`sandbox`]: a pod's directory and volumes.
@@ -52,6 +52,8 @@ pub mod serve;
 pub use container::{ContainerSpec, ExitReason, ExitStatus, Mount, RunningContainer, StartError};
 pub use exec::{ExecError, ExecOutput};
 pub use host_dir::HostDir;
+pub use images::credentials::Keyring;
+pub use images::registry::{PullError, RegistryConfig};
 pub use images::{Image, ImageConfig, ImageRef, ImageStore};
 pub use limits::{Limits, UsageSnapshot};
 pub use logs::{LineObserver, Stream};
@@ -59,5 +61,5 @@ pub use pod::{
     Backoff, ContainerState, ContainerStatus, PodRunner, PodSpec, PodStatus, RestartPolicy,
 };
 pub use probe::{HttpGet, Probe, ProbeAction, ProbeEvent, ProbeKind, Probes};
-pub use runtime::{Runtime, RuntimeConfig, raise_open_file_limit};
+pub use runtime::{PullOutcome, PullPolicy, Runtime, RuntimeConfig, raise_open_file_limit};
 pub use sandbox::{Sandbox, SandboxSpec, VolumeSource, VolumeSpec};

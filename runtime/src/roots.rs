@@ -5,6 +5,13 @@
 //! deleted behind by the janitor thread, which also prepares one ahead for
 //! each container that has restarted.
 //!
+//! An image with files has them copied into each new root: the copy is the
+//! container's writable layer, so what one container writes never reaches
+//! the image or another container. (`fs::copy` uses `copy_file_range`,
+//! which file systems with reflinks turn into a shared extent.) Such roots
+//! are never reused, since a guest may change a file without touching any
+//! directory.
+//!
 //! ```text
 //! <pod dir>/roots/<n>/        one instance's "/" (with an empty tmp/)
 //! ```
@@ -91,6 +98,8 @@ fn run(job: Job) {
 struct InUse {
     root: PathBuf,
     mount_points: Vec<String>,
+    /// Whether an image's files were copied in (then it is never reused).
+    from_image: bool,
     /// Modification times of every directory the runtime made in it: if
     /// none changed, the guest created nothing and the root can be reused
     /// (a root holds no files of its own, only these directories).
@@ -103,7 +112,8 @@ fn mtime(path: &Path) -> Option<SystemTime> {
 
 impl InUse {
     fn untouched(&self, mount_points: &[String]) -> bool {
-        self.mount_points == mount_points
+        !self.from_image
+            && self.mount_points == mount_points
             && self
                 .snapshot
                 .iter()
@@ -189,6 +199,7 @@ impl Roots {
         self: &Arc<Self>,
         container: &str,
         mount_points: &[String],
+        image_tree: Option<&Path>,
     ) -> io::Result<PathBuf> {
         if *self.closed.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(io::Error::new(
@@ -198,6 +209,7 @@ impl Roots {
         }
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(in_use) = current.get(container)
+            && image_tree.is_none()
             && in_use.untouched(mount_points)
         {
             return Ok(in_use.root.clone());
@@ -207,6 +219,9 @@ impl Roots {
             Some(root) => root,
             None => self.make()?,
         };
+        if let Some(tree) = image_tree {
+            copy_tree(tree, &root)?;
+        }
         let mut made = vec![root.clone(), root.join("tmp")];
         for point in mount_points {
             let mut dir = root.clone();
@@ -225,6 +240,7 @@ impl Roots {
         let in_use = InUse {
             root: root.clone(),
             mount_points: mount_points.to_vec(),
+            from_image: image_tree.is_some(),
             snapshot: snapshot.collect(),
         };
         // A container that has restarted may well restart again: a root is
@@ -240,6 +256,32 @@ impl Roots {
     }
 }
 
+/// Copies an image's tree into a container's root: directories and files
+/// (with their permission bits), symlinks as they are.
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    let mut stack = vec![(from.to_path_buf(), to.to_path_buf())];
+    while let Some((src, dst)) = stack.pop() {
+        for entry in fs::read_dir(&src)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let target = dst.join(entry.file_name());
+            if kind.is_dir() {
+                match fs::create_dir(&target) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                }
+                fs::set_permissions(&target, entry.metadata()?.permissions())?;
+                stack.push((entry.path(), target));
+            } else if kind.is_symlink() {
+                std::os::unix::fs::symlink(fs::read_link(entry.path())?, &target)?;
+            } else if kind.is_file() {
+                fs::copy(entry.path(), &target)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,32 +291,63 @@ mod tests {
         let pod = tempfile::tempdir().unwrap();
         let roots = Roots::open(pod.path(), Janitor(None)).unwrap();
         let mounts = vec!["/var/log".to_string()];
-        let first = roots.take("c", &mounts).unwrap();
+        let first = roots.take("c", &mounts, None).unwrap();
         assert!(first.join("var/log").is_dir());
         assert_eq!(
-            roots.take("c", &mounts).unwrap(),
+            roots.take("c", &mounts, None).unwrap(),
             first,
             "nothing changed: reused"
         );
         // Other mounts: a new root.
-        let other = roots.take("c", &[]).unwrap();
+        let other = roots.take("c", &[], None).unwrap();
         assert_ne!(other, first);
         // Something created anywhere the runtime made a directory: a new root.
-        let again = roots.take("c", &mounts).unwrap();
-        assert_eq!(roots.take("c", &mounts).unwrap(), again);
+        let again = roots.take("c", &mounts, None).unwrap();
+        assert_eq!(roots.take("c", &mounts, None).unwrap(), again);
         fs::create_dir(again.join("var/new")).unwrap();
-        let fresh = roots.take("c", &mounts).unwrap();
+        let fresh = roots.take("c", &mounts, None).unwrap();
         assert_ne!(fresh, again);
         assert!(!fresh.join("var/new").exists());
+    }
+
+    #[test]
+    fn image_files_are_copied_and_writes_stay_in_the_container() {
+        let pod = tempfile::tempdir().unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tree.path().join("usr/share/html")).unwrap();
+        fs::write(tree.path().join("usr/share/html/index.html"), "hello").unwrap();
+        std::os::unix::fs::symlink("share/html", tree.path().join("usr/www")).unwrap();
+        let roots = Roots::open(pod.path(), Janitor(None)).unwrap();
+        let a = roots.take("a", &[], Some(tree.path())).unwrap();
+        let b = roots.take("b", &[], Some(tree.path())).unwrap();
+        assert_eq!(
+            fs::read_to_string(a.join("usr/www/index.html")).unwrap(),
+            "hello"
+        );
+        fs::write(a.join("usr/share/html/index.html"), "changed").unwrap();
+        assert_eq!(
+            fs::read_to_string(b.join("usr/share/html/index.html")).unwrap(),
+            "hello"
+        );
+        assert_eq!(
+            fs::read_to_string(tree.path().join("usr/share/html/index.html")).unwrap(),
+            "hello"
+        );
+        let again = roots.take("a", &[], Some(tree.path())).unwrap();
+        assert_ne!(again, a, "a root with image files is never reused");
+        assert_eq!(
+            fs::read_to_string(again.join("usr/share/html/index.html")).unwrap(),
+            "hello"
+        );
     }
 
     #[test]
     fn each_instance_gets_an_empty_root_and_old_ones_go() {
         let pod = tempfile::tempdir().unwrap();
         let roots = Roots::open(pod.path(), Janitor(None)).unwrap();
-        let first = roots.take("c", &[]).unwrap();
+        let first = roots.take("c", &[], None).unwrap();
         fs::write(first.join("tmp/junk"), "x").unwrap();
-        let second = roots.take("c", &[]).unwrap();
+        let second = roots.take("c", &[], None).unwrap();
         assert_ne!(first, second);
         assert!(!first.exists(), "the previous root is deleted");
         assert_eq!(fs::read_dir(second.join("tmp")).unwrap().count(), 0);
@@ -282,7 +355,7 @@ mod tests {
         fs::write(second.join("tmp/junk"), "x").unwrap();
         drop(roots);
         let reopened = Roots::open(pod.path(), Janitor(None)).unwrap();
-        let third = reopened.take("c", &[]).unwrap();
+        let third = reopened.take("c", &[], None).unwrap();
         assert_eq!(fs::read_dir(third.join("tmp")).unwrap().count(), 0);
         assert!(!second.join("tmp/junk").exists());
         let leftovers = fs::read_dir(pod.path())
@@ -293,7 +366,7 @@ mod tests {
         assert_eq!(leftovers, 0, "the old roots were not deleted");
         reopened.close();
         assert!(
-            reopened.take("d", &[]).is_err(),
+            reopened.take("d", &[], None).is_err(),
             "a closed pod makes no roots"
         );
     }

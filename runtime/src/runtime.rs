@@ -13,7 +13,9 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::container::{GuestState, StartError};
 use crate::engine::{self, Engine, Purpose};
-use crate::images::{self, Image, ImageStore};
+use crate::images::credentials::Keyring;
+use crate::images::registry::{PullError, Registry, RegistryConfig};
+use crate::images::{self, Image, ImageStore, is_path_reference};
 use crate::net::ClusterNet;
 use crate::roots::Janitor;
 use crate::sandbox::{self, Sandbox, SandboxSpec};
@@ -24,6 +26,42 @@ use crate::sandbox::{self, Sandbox, SandboxSpec};
 pub(crate) enum Prepared {
     Command(CommandPre<GuestState>),
     Proxy(ProxyPre<GuestState>),
+}
+
+/// `imagePullPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Ask the registry every time.
+    Always,
+    /// Pull only what the store lacks.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+/// What [`Runtime::pull_image`] did.
+#[derive(Debug, Clone)]
+pub enum PullOutcome {
+    /// The image was there and the policy did not ask the registry.
+    Present(Image),
+    /// The registry was asked.
+    Pulled {
+        /// The image now.
+        image: Image,
+        /// Whether anything was downloaded.
+        fetched: bool,
+        /// The image's size on disk.
+        size: u64,
+    },
+}
+
+impl PullOutcome {
+    /// The image, however it came.
+    pub fn image(&self) -> &Image {
+        match self {
+            PullOutcome::Present(image) | PullOutcome::Pulled { image, .. } => image,
+        }
+    }
 }
 
 /// Errors creating the runtime.
@@ -64,6 +102,10 @@ pub struct RuntimeConfig {
     pub cpu_period: Duration,
     /// Size at which a container's log file rotates (default 10 MiB).
     pub log_max_bytes: u64,
+    /// How registries are reached: TLS roots, plain-HTTP hosts, credentials.
+    pub registry: RegistryConfig,
+    /// Where bare names that are not in the store are pulled from.
+    pub default_registry: Option<String>,
 }
 
 impl RuntimeConfig {
@@ -77,6 +119,8 @@ impl RuntimeConfig {
             epoch_tick: Duration::from_millis(1),
             cpu_period: Duration::from_millis(100),
             log_max_bytes: 10 << 20,
+            registry: RegistryConfig::default(),
+            default_registry: None,
         }
     }
 }
@@ -99,6 +143,8 @@ pub(crate) struct RuntimeShared {
     config: RuntimeConfig,
     engine: Engine,
     images: ImageStore,
+    /// Pulls from registries into `images`.
+    registry: Registry,
     linker: Linker<GuestState>,
     /// The same imports on the handlers' engine, made with it.
     handler_linker: OnceLock<Linker<GuestState>>,
@@ -133,7 +179,9 @@ impl Runtime {
             .map_err(io("creating the data directory"))?;
         raise_open_file_limit();
         let engine = Engine::new(&config.data_dir.join("cache/compiled"), config.epoch_tick)?;
-        let images = ImageStore::open(config.data_dir.join("images"))?;
+        let images = ImageStore::open(config.data_dir.join("images"))?
+            .with_default_registry(config.default_registry.clone());
+        let registry = Registry::new(images.clone(), config.registry.clone());
         let linker = link(engine.wasmtime())?;
         let guests = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.guest_threads.max(1))
@@ -146,6 +194,7 @@ impl Runtime {
                 config,
                 engine,
                 images,
+                registry,
                 linker,
                 handler_linker: OnceLock::new(),
                 handler_slots: Arc::new(tokio::sync::Semaphore::new(
@@ -172,6 +221,83 @@ impl Runtime {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.shared.engine
+    }
+
+    /// The registries' client.
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// Whether the store has `reference` (a file reference always counts).
+    pub fn has_image(&self, reference: &str) -> bool {
+        is_path_reference(reference)
+            || self
+                .shared
+                .images
+                .canonical(reference)
+                .is_ok_and(|r| self.shared.images.record(&r).ok().flatten().is_some())
+    }
+
+    /// Whether `reference` needs no registry: a file, or a bare name the
+    /// store has (built in or imported) with no default registry to go to.
+    pub fn is_local_image(&self, reference: &str) -> bool {
+        is_path_reference(reference)
+            || self
+                .shared
+                .images
+                .canonical(reference)
+                .is_ok_and(|r| r.registry.is_none())
+    }
+
+    /// Makes `reference` present as `policy` asks, as a kubelet does
+    /// before it starts a container: `Never` uses what is there,
+    /// `IfNotPresent` pulls what is missing, `Always` asks the registry
+    /// what the tag names now (and downloads only when that moved).
+    /// Built-in, imported and file images are always present. `keyring`
+    /// holds the pod's pull secrets.
+    pub async fn pull_image(
+        &self,
+        reference: &str,
+        policy: PullPolicy,
+        keyring: &Keyring,
+    ) -> Result<PullOutcome, PullError> {
+        let images = &self.shared.images;
+        let resolve = |reference: &str| {
+            images.resolve(reference).map_err(|e| PullError::Store {
+                reference: reference.to_string(),
+                message: e.to_string(),
+            })
+        };
+        if is_path_reference(reference) {
+            return Ok(PullOutcome::Present(resolve(reference)?));
+        }
+        let canonical = images
+            .canonical(reference)
+            .map_err(|e| PullError::Invalid {
+                reference: reference.to_string(),
+                message: e.to_string(),
+            })?;
+        let present = images.record(&canonical).ok().flatten().is_some();
+        let local = canonical.registry.is_none();
+        match policy {
+            _ if local && present => Ok(PullOutcome::Present(resolve(reference)?)),
+            PullPolicy::Never if present => Ok(PullOutcome::Present(resolve(reference)?)),
+            PullPolicy::Never => Err(PullError::NeverPull {
+                reference: reference.to_string(),
+            }),
+            PullPolicy::IfNotPresent if present => Ok(PullOutcome::Present(resolve(reference)?)),
+            _ if local => Err(PullError::NotFound {
+                reference: reference.to_string(),
+            }),
+            _ => {
+                let pulled = self.shared.registry.pull(&canonical, keyring).await?;
+                Ok(PullOutcome::Pulled {
+                    image: resolve(reference)?,
+                    fetched: pulled.fetched,
+                    size: pulled.record.size,
+                })
+            }
+        }
     }
 
     /// Makes an image ready to run (resolve, convert, compile or load from
@@ -292,13 +418,19 @@ impl RuntimeShared {
         reference: &str,
     ) -> Result<(Image, Prepared), StartError> {
         let image = self.images.resolve(reference)?;
+        let pre = self.prepare(&image).await?;
+        Ok((image, pre))
+    }
+
+    /// An image's component ready to instantiate (compiled once per digest).
+    async fn prepare(self: &Arc<Self>, image: &Image) -> Result<Prepared, StartError> {
         if let Some(pre) = self
             .ready
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&image.digest)
         {
-            return Ok((image, pre.clone()));
+            return Ok(pre.clone());
         }
         // Compiling takes long: keep it off the async threads.
         let shared = Arc::clone(self);
@@ -306,14 +438,72 @@ impl RuntimeShared {
         let pre = tokio::task::spawn_blocking(move || shared.instantiate_pre(&img))
             .await
             .map_err(|e| StartError::NotCommand {
-                image: reference.to_string(),
+                image: image.reference.clone(),
                 message: e.to_string(),
             })??;
         self.ready
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(image.digest.clone(), pre.clone());
-        Ok((image, pre))
+        Ok(pre)
+    }
+
+    /// In an image with files, the component argv\[0\] names (which may
+    /// be another WebAssembly file than the entrypoint's), as a container
+    /// runtime execs the file its command names. A name that is no
+    /// WebAssembly file of the image fails as exec would.
+    pub(crate) async fn load_program(
+        self: &Arc<Self>,
+        image: Image,
+        prepared: Prepared,
+        spec: &crate::container::ContainerSpec,
+        argv: &[String],
+    ) -> Result<(Image, Prepared), StartError> {
+        let Some(argv0) = argv.first() else {
+            return Ok((image, prepared));
+        };
+        let path_env = spec
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .or_else(|| {
+                image
+                    .config
+                    .env
+                    .iter()
+                    .find_map(|e| e.strip_prefix("PATH=").map(str::to_string))
+            });
+        let working_dir = spec
+            .working_dir
+            .clone()
+            .or_else(|| image.config.working_dir.clone())
+            .unwrap_or_else(|| "/".into());
+        let Some((digest, path)) = image.program(argv0, path_env.as_deref(), &working_dir) else {
+            return Err(StartError::NotCommand {
+                image: image.reference.clone(),
+                message: format!(
+                    "exec: {argv0:?}: executable file not found in $PATH (the image's WebAssembly files: {})",
+                    image
+                        .programs
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        };
+        if digest == image.digest {
+            return Ok((image, prepared));
+        }
+        let image = Image {
+            digest,
+            path,
+            ..image
+        };
+        let prepared = self.prepare(&image).await?;
+        Ok((image, prepared))
     }
 
     fn instantiate_pre(&self, image: &Image) -> Result<Prepared, StartError> {

@@ -24,6 +24,7 @@ pub mod file_owners;
 mod hooks;
 pub mod host_paths;
 pub mod host_ports;
+mod images;
 pub mod ipam;
 mod logs;
 pub mod node;
@@ -147,7 +148,13 @@ const RESYNC_EVERY: Duration = Duration::from_secs(10);
 impl Kubelet {
     /// Starts the runtime and registers the node.
     pub async fn start(registry: Registry, config: &ClusterConfig) -> Result<Kubelet, Error> {
-        let runtime = Runtime::new(RuntimeConfig::new(&config.data_dir))?;
+        let runtime = Runtime::new(RuntimeConfig {
+            registry: config.registry.clone(),
+            default_registry: config.default_registry.clone(),
+            ..RuntimeConfig::new(&config.data_dir)
+        })?;
+        // No pull runs yet: what a killed server was pulling is litter.
+        runtime.images().clear_unfinished()?;
         wasmkube_runtime::builtin::seed(runtime.images())?;
         node::register(
             &registry,

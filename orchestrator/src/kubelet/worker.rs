@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
@@ -113,79 +113,11 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
     }
     let written = translated.written;
     let spec = translated.spec;
-    // Images: Pulling/Pulled events; a failure is reported by the runner.
-    let mut images = HashMap::new();
-    for (container, field) in spec
-        .init_containers
-        .iter()
-        .map(|c| (c, init_container_path(&c.name)))
-        .chain(
-            spec.containers
-                .iter()
-                .map(|c| (c, container_path(&pod, &c.name))),
-        )
-    {
-        kubelet
-            .recorder
-            .record(
-                &pod,
-                EventType::Normal,
-                "Pulling",
-                &format!("Pulling image {:?}", container.image),
-                Some(&field),
-            )
-            .await;
-        let started = Instant::now();
-        match kubelet.runtime.prepare_image(&container.image).await {
-            Ok(image) => {
-                let size = std::fs::metadata(&image.path).map(|m| m.len()).unwrap_or(0);
-                let took = started.elapsed();
-                kubelet
-                    .recorder
-                    .record(
-                        &pod,
-                        EventType::Normal,
-                        "Pulled",
-                        &format!(
-                            "Successfully pulled image {:?} in {took:?} ({took:?} including waiting). Image size: {size} bytes.",
-                            container.image
-                        ),
-                        Some(&field),
-                    )
-                    .await;
-                images.insert(
-                    container.name.clone(),
-                    (container.image.clone(), image.digest.clone()),
-                );
-            }
-            Err(e) => {
-                kubelet
-                    .recorder
-                    .record(
-                        &pod,
-                        EventType::Warning,
-                        "Failed",
-                        &format!("Failed to pull image {:?}: {e}", container.image),
-                        Some(&field),
-                    )
-                    .await;
-                kubelet
-                    .recorder
-                    .record(
-                        &pod,
-                        EventType::Warning,
-                        "Failed",
-                        "Error: ErrImagePull",
-                        Some(&field),
-                    )
-                    .await;
-                images.insert(
-                    container.name.clone(),
-                    (container.image.clone(), String::new()),
-                );
-            }
-        }
-    }
+    let Some(images) =
+        super::images::pull_all(&kubelet, &pod, &typed, &start_time, &mut signal).await
+    else {
+        return;
+    };
     let pod_ip = Some(lease.ip);
     let sandbox_name = spec.sandbox.name.clone();
     let container_specs = spec.containers.clone();
@@ -486,7 +418,7 @@ async fn record_probe_event(kubelet: &Kubelet, pod: &Value, event: ProbeEvent) {
     }
 }
 
-async fn wait_signal(signal: &mut watch::Receiver<Signal>) -> Signal {
+pub(super) async fn wait_signal(signal: &mut watch::Receiver<Signal>) -> Signal {
     loop {
         let current = *signal.borrow_and_update();
         if current != Signal::Run {
@@ -1001,22 +933,49 @@ async fn report_waiting(
     message: Option<&str>,
     start_time: &str,
 ) {
+    write_waiting(kubelet, pod, |_| (reason, message), start_time).await;
+}
+
+/// Container `name` waiting for `reason` (an image it cannot pull), the
+/// others for `ContainerCreating`.
+pub(super) async fn report_waiting_for(
+    kubelet: &Kubelet,
+    pod: &Value,
+    name: &str,
+    reason: &str,
+    message: Option<&str>,
+    start_time: &str,
+) {
+    let waiting = |container: &str| match container == name {
+        true => (reason, message),
+        false => ("ContainerCreating", None),
+    };
+    write_waiting(kubelet, pod, waiting, start_time).await;
+}
+
+async fn write_waiting<'a>(
+    kubelet: &Kubelet,
+    pod: &Value,
+    waiting: impl Fn(&str) -> (&'a str, Option<&'a str>),
+    start_time: &str,
+) {
     let pods = kubelet.registry.resource("", "Pod");
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
     let name = pod
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let mut waiting = json!({"reason": reason});
-    if let Some(message) = message {
-        waiting["message"] = json!(message);
-    }
     let statuses: Vec<Value> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
         .map(|cs| {
             cs.iter()
                 .map(|c| {
+                    let (reason, message) = waiting(c["name"].as_str().unwrap_or_default());
+                    let mut waiting = json!({"reason": reason});
+                    if let Some(message) = message {
+                        waiting["message"] = json!(message);
+                    }
                     json!({"name": c["name"], "ready": false, "restartCount": 0, "image": c["image"], "imageID": "",
                         "started": false, "lastState": {}, "state": {"waiting": waiting}})
                 })

@@ -1,0 +1,164 @@
+//! `wasmkube image …` and the registry flags `serve` shares with it: the
+//! image store driven from a shell, on the data dir of a running server
+//! or of none (every write to the store is a file renamed into place).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use wasmkube_runtime::images::registry::{Registry, RegistryConfig};
+use wasmkube_runtime::{ImageConfig, ImageRef, ImageStore, Keyring};
+
+/// How the node reaches registries (`serve` and `image` take the same).
+#[derive(Debug, Clone, Args)]
+pub struct RegistryFlags {
+    /// Registry that bare image names (`app:1`) are pulled from when they
+    /// are not built in or imported
+    #[arg(long)]
+    pub default_registry: Option<String>,
+    /// HOST:PORT of a registry spoken to over plain HTTP (repeat or
+    /// comma-separate); every other registry is reached over TLS
+    #[arg(long, value_delimiter = ',')]
+    pub insecure_registry: Vec<String>,
+    /// Docker-style config.json with credentials for registries
+    #[arg(long)]
+    pub registry_config: Option<PathBuf>,
+    /// PEM file of CA certificates trusted for registries, besides the system's
+    #[arg(long)]
+    pub registry_ca: Vec<PathBuf>,
+}
+
+impl RegistryFlags {
+    /// The runtime's registry settings these flags name.
+    pub fn config(&self) -> anyhow::Result<RegistryConfig> {
+        let mut config = RegistryConfig {
+            insecure: self.insecure_registry.clone(),
+            ..RegistryConfig::default()
+        };
+        if let Some(file) = &self.registry_config {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            config.keyring = Keyring::from_docker_config(&bytes)
+                .with_context(|| format!("reading {}", file.display()))?;
+        }
+        for file in &self.registry_ca {
+            let pem = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            config.ca_certificates.push(pem);
+        }
+        Ok(config)
+    }
+}
+
+/// `wasmkube image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List stored images
+    List,
+    /// Pull an image from a registry into the store
+    Pull {
+        /// host[:port]/name[:tag|@sha256:…]
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryFlags,
+    },
+    /// Forget an image reference (its files go at the next prune)
+    Rm {
+        /// The reference as `image list` shows it
+        reference: Vec<String>,
+    },
+    /// Store a .wasm component or WASI p1 module as NAME[:TAG]
+    Import {
+        /// Name to store it under, e.g. myapp:1.0
+        name: String,
+        /// The .wasm file
+        file: PathBuf,
+        /// Default entrypoint (repeat for several words)
+        #[arg(long)]
+        entrypoint: Vec<String>,
+    },
+}
+
+/// Runs an image command against the store in `data_dir`.
+pub async fn run(command: ImageCommand, data_dir: &Path) -> anyhow::Result<()> {
+    let store = ImageStore::open(data_dir.join("images"))?;
+    match command {
+        ImageCommand::List => {
+            wasmkube_runtime::builtin::seed(&store)?;
+            println!("{:<48} {:<14} {:>10}", "IMAGE", "DIGEST", "SIZE");
+            for r in store.list()? {
+                let digest = r
+                    .manifest_digest
+                    .as_deref()
+                    .unwrap_or(&r.digest)
+                    .trim_start_matches("sha256:");
+                println!(
+                    "{:<48} {:<14} {:>10}",
+                    r.reference,
+                    &digest[..12.min(digest.len())],
+                    r.size
+                );
+            }
+        }
+        ImageCommand::Pull {
+            reference,
+            registry,
+        } => {
+            let store = store.with_default_registry(registry.default_registry.clone());
+            let canonical = store.canonical(&reference)?;
+            if canonical.registry.is_none() {
+                anyhow::bail!(
+                    "{reference} names no registry (host[:port]/name:tag) and there is no --default-registry"
+                );
+            }
+            let started = std::time::Instant::now();
+            let pulled = Registry::new(store, registry.config()?)
+                .pull(&canonical, &Keyring::default())
+                .await?;
+            let digest = pulled.record.manifest_digest.as_deref().unwrap_or_default();
+            println!(
+                "{canonical} {digest} {} bytes{} in {:.2}s",
+                pulled.record.size,
+                if pulled.fetched { "" } else { " (up to date)" },
+                started.elapsed().as_secs_f64()
+            );
+        }
+        ImageCommand::Rm { reference } => {
+            for r in reference {
+                let parsed = ImageRef::parse(&r)?;
+                if !store.remove(&parsed)? {
+                    anyhow::bail!("no image {r} in the store");
+                }
+                println!("Untagged: {parsed}");
+            }
+        }
+        ImageCommand::Import {
+            name,
+            file,
+            entrypoint,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let reference = ImageRef::parse(&name)?;
+            let entrypoint = if entrypoint.is_empty() {
+                vec![
+                    file.file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("guest")
+                        .to_string(),
+                ]
+            } else {
+                entrypoint
+            };
+            let record = store.import(
+                &reference,
+                &bytes,
+                ImageConfig {
+                    entrypoint,
+                    ..ImageConfig::default()
+                },
+            )?;
+            println!("{} {}", record.reference, record.digest);
+        }
+    }
+    Ok(())
+}
