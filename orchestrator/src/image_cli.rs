@@ -61,6 +61,20 @@ pub enum ImageCommand {
         #[command(flatten)]
         registry: RegistryFlags,
     },
+    /// Publish a stored image or a .wasm file to a registry: as a CNCF wasm
+    /// artifact, or with --files as a standard wasi/wasm image whose layer
+    /// holds the directory's files and the component
+    Push {
+        /// A stored image (`image list`) or a path to a .wasm file
+        source: String,
+        /// host[:port]/name:tag
+        target: String,
+        /// A directory whose files the image carries (its root)
+        #[arg(long)]
+        files: Option<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryFlags,
+    },
     /// Forget an image reference (its files go at the next prune)
     Rm {
         /// The reference as `image list` shows it
@@ -121,6 +135,44 @@ pub async fn run(command: ImageCommand, data_dir: &Path) -> anyhow::Result<()> {
                 if pulled.fetched { "" } else { " (up to date)" },
                 started.elapsed().as_secs_f64()
             );
+        }
+        ImageCommand::Push {
+            source,
+            target,
+            files,
+            registry,
+        } => {
+            let path = Path::new(&source);
+            // In an image with files, the component is `/<file name>` for
+            // a file, `/<name>` for a stored image (`/toolbox`).
+            let (bytes, config, program) = if source.ends_with(".wasm") && path.is_file() {
+                let bytes = std::fs::read(path).with_context(|| format!("reading {source}"))?;
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("app.wasm");
+                (bytes, ImageConfig::default(), format!("/{name}"))
+            } else {
+                wasmkube_runtime::builtin::seed(&store)?;
+                let image = store.resolve(&source)?;
+                let bytes = std::fs::read(&image.path)
+                    .with_context(|| format!("reading {}", image.path.display()))?;
+                let name = ImageRef::parse(&source)?.base_name().to_string();
+                (bytes, image.config, format!("/{name}"))
+            };
+            let target = ImageRef::parse(&target)?;
+            let config_flags = registry.config()?;
+            let keyring = config_flags.keyring.clone();
+            let pushed = Registry::new(store, config_flags)
+                .push(
+                    &bytes,
+                    &config,
+                    files.as_deref().map(|d| (d, program.as_str())),
+                    &target,
+                    &keyring,
+                )
+                .await?;
+            println!("{target} {} {} bytes", pushed.manifest_digest, pushed.size);
         }
         ImageCommand::Rm { reference } => {
             for r in reference {

@@ -569,8 +569,9 @@ fn the_guides_old_api_version_manifest_runs_with_a_deprecation_warning() {
 }
 
 /// `kubectl create deployment` writes protobuf (every zero value spelled
-/// out) and `rollout undo` writes the old template back without them: the
-/// undo still lands on the first ReplicaSet.
+/// out, `hostPort: 0` of a `--port` too, which means no host port) and
+/// `rollout undo` writes the old template back without them: the undo
+/// still lands on the first ReplicaSet.
 #[test]
 fn undo_of_a_created_deployment_reuses_its_first_replica_set() {
     let server = Server::start();
@@ -580,6 +581,7 @@ fn undo_of_a_created_deployment_reuses_its_first_replica_set() {
         "web",
         "--image=echo-hostname:1.0.1",
         "--replicas=2",
+        "--port=8080",
     ]);
     assert!(out.contains("deployment.apps/web created"), "{out}");
     rolled_out(&server, "web");

@@ -285,7 +285,10 @@ fn validate_container(errors: &mut Errors, path: &str, c: &Container, volumes: &
                 "must be between 1 and 65535, inclusive",
             );
         }
+        // 0 is "no host port", as the API server reads it (protobuf
+        // clients such as `kubectl create deployment --port` send it).
         if let Some(host) = p.host_port
+            && host != 0
             && !(1..=65535).contains(&host)
         {
             errors.invalid(

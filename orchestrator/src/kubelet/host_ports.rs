@@ -37,7 +37,7 @@ pub fn requested(pod: &Pod) -> Vec<(SocketAddr, u16)> {
         .flat_map(|c| c.ports.iter().flatten())
         .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
         .filter_map(|p| {
-            let host_port = u16::try_from(p.host_port?).ok()?;
+            let host_port = u16::try_from(p.host_port?).ok().filter(|p| *p != 0)?;
             let ip: IpAddr = p
                 .host_ip
                 .as_deref()

@@ -55,13 +55,16 @@ pub(super) async fn pull_all(
                     break;
                 }
                 Err(reason) => {
+                    // A pull that failed before is in back-off; an image
+                    // that may never be pulled stays ErrImageNeverPull.
+                    let backing_off = delay.is_some() && reason == "ErrImagePull";
                     let message = format!("Back-off pulling image {image:?}");
-                    let shown = if delay.is_some() {
+                    let shown = if backing_off {
                         "ImagePullBackOff"
                     } else {
                         reason
                     };
-                    if delay.is_some() {
+                    if backing_off {
                         let recorder = &kubelet.recorder;
                         recorder
                             .record(pod, EventType::Normal, "BackOff", &message, Some(&field))
@@ -81,7 +84,7 @@ pub(super) async fn pull_all(
                         pod,
                         &container.name,
                         shown,
-                        delay.is_some().then_some(message.as_str()),
+                        backing_off.then_some(message.as_str()),
                         start_time,
                     )
                     .await;

@@ -24,6 +24,7 @@
 
 pub mod credentials;
 pub mod layers;
+pub mod push;
 mod reference;
 pub mod registry;
 

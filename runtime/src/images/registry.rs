@@ -198,7 +198,7 @@ impl Registry {
 
     /// The credentials tried for `registry`: `extra` (a pod's pull
     /// secrets) first, then the node's; anonymous when none apply.
-    fn auth(&self, registry: &str, extra: &Keyring) -> RegistryAuth {
+    pub(super) fn auth(&self, registry: &str, extra: &Keyring) -> RegistryAuth {
         let mut ring = extra.clone();
         ring.extend(&self.inner.config.keyring);
         match ring.logins(registry).first() {
@@ -210,7 +210,7 @@ impl Registry {
         }
     }
 
-    fn client(&self, registry: &str, auth: &RegistryAuth) -> oci_client::Client {
+    pub(super) fn client(&self, registry: &str, auth: &RegistryAuth) -> oci_client::Client {
         let key = format!("{registry}\0{}", login_key(auth));
         let mut clients = self.inner.clients.lock().unwrap_or_else(|e| e.into_inner());
         clients
@@ -713,7 +713,7 @@ fn login_key(auth: &RegistryAuth) -> String {
     }
 }
 
-fn oci_reference(r: &ImageRef) -> oci_client::Reference {
+pub(super) fn oci_reference(r: &ImageRef) -> oci_client::Reference {
     let registry = r.registry.clone().unwrap_or_default();
     match (&r.digest, &r.tag) {
         (Some(digest), Some(tag)) => oci_client::Reference::with_tag_and_digest(
@@ -748,7 +748,7 @@ fn store_err(reference: &ImageRef, e: impl std::fmt::Display) -> PullError {
 }
 
 /// An `oci-client` failure as a [`PullError`].
-fn classify(
+pub(super) fn classify(
     e: OciDistributionError,
     reference: &ImageRef,
     registry: &str,
