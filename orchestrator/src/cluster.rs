@@ -75,6 +75,10 @@ pub struct ClusterConfig {
     pub registry: wasmkube_runtime::RegistryConfig,
     /// Where bare image names the node lacks are pulled from.
     pub default_registry: Option<String>,
+    /// When unused images are collected.
+    pub image_gc: wasmkube_runtime::images::gc::GcPolicy,
+    /// How often image garbage collection looks (the kubelet's 5 minutes).
+    pub image_gc_period: std::time::Duration,
 }
 
 impl ClusterConfig {
@@ -92,6 +96,8 @@ impl ClusterConfig {
             event_ttl: crate::events::DEFAULT_TTL,
             registry: wasmkube_runtime::RegistryConfig::default(),
             default_registry: None,
+            image_gc: wasmkube_runtime::images::gc::GcPolicy::default(),
+            image_gc_period: std::time::Duration::from_secs(300),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use wasmkube_runtime::images::gc::GcPolicy;
 use wasmkube_runtime::images::registry::{Registry, RegistryConfig};
 use wasmkube_runtime::{ImageConfig, ImageRef, ImageStore, Keyring};
 
@@ -49,6 +50,59 @@ impl RegistryFlags {
     }
 }
 
+/// When `serve` collects unused images (the kubelet's image GC flags).
+#[derive(Debug, Clone, Args)]
+pub struct ImageGcFlags {
+    /// Disk usage (percent) of the data dir's file system at which unused
+    /// images start to be removed
+    #[arg(long, default_value_t = 85)]
+    pub image_gc_high_threshold: u8,
+    /// Disk usage (percent) image garbage collection brings it down to
+    #[arg(long, default_value_t = 80)]
+    pub image_gc_low_threshold: u8,
+    /// Most the images may take, whatever the disk's usage (e.g. 2Gi)
+    #[arg(long)]
+    pub image_max_size: Option<String>,
+    /// Images pulled more recently than this are never removed
+    #[arg(long, default_value = "2m", value_parser = crate::flags::parse_duration)]
+    pub image_minimum_ttl: std::time::Duration,
+    /// How often image garbage collection looks
+    #[arg(long, default_value = "5m", value_parser = crate::flags::parse_duration)]
+    pub image_gc_period: std::time::Duration,
+}
+
+impl ImageGcFlags {
+    /// The policy and period these flags name.
+    pub fn policy(&self) -> anyhow::Result<(GcPolicy, std::time::Duration)> {
+        if self.image_gc_low_threshold > self.image_gc_high_threshold
+            || self.image_gc_high_threshold > 100
+        {
+            anyhow::bail!(
+                "--image-gc-low-threshold ({}) must not exceed --image-gc-high-threshold ({}), at most 100",
+                self.image_gc_low_threshold,
+                self.image_gc_high_threshold
+            );
+        }
+        let max_bytes = match &self.image_max_size {
+            None => None,
+            Some(size) => Some(
+                crate::flags::parse_bytes(size)
+                    .map_err(|e| anyhow::anyhow!("--image-max-size: {e}"))?,
+            ),
+        };
+        Ok((
+            GcPolicy {
+                high_percent: self.image_gc_high_threshold,
+                low_percent: self.image_gc_low_threshold,
+                max_bytes,
+                minimum_age: self.image_minimum_ttl,
+            },
+            self.image_gc_period
+                .max(std::time::Duration::from_millis(100)),
+        ))
+    }
+}
+
 /// `wasmkube image …`.
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -80,6 +134,9 @@ pub enum ImageCommand {
         /// The reference as `image list` shows it
         reference: Vec<String>,
     },
+    /// Delete what no image names any more: components, image files and
+    /// compiled code left by `image rm` (and by pulls cut short)
+    Prune,
     /// Store a .wasm component or WASI p1 module as NAME[:TAG]
     Import {
         /// Name to store it under, e.g. myapp:1.0
@@ -182,6 +239,16 @@ pub async fn run(command: ImageCommand, data_dir: &Path) -> anyhow::Result<()> {
                 }
                 println!("Untagged: {parsed}");
             }
+        }
+        ImageCommand::Prune => {
+            // Ten minutes' grace: a server's pull writes its files before
+            // the record that names them.
+            let report = store.prune(std::time::Duration::from_secs(600))?;
+            println!(
+                "Deleted {} components; reclaimed {} bytes",
+                report.dropped_components.len(),
+                report.freed
+            );
         }
         ImageCommand::Import {
             name,

@@ -33,6 +33,7 @@ pub mod controllers;
 pub mod cron;
 pub mod data_dir;
 pub mod events;
+pub mod flags;
 pub mod image_cli;
 pub mod kubelet;
 pub mod manifest;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wasmkube::cidr::Cidr;
 use wasmkube::cluster::{Cluster, ClusterConfig};
-use wasmkube::image_cli::{ImageCommand, RegistryFlags};
+use wasmkube::image_cli::{ImageCommand, ImageGcFlags, RegistryFlags};
 use wasmkube::play::{PlayOptions, play};
 use wasmkube::server::{self, pki};
 use wasmkube_runtime::Backoff;
@@ -34,7 +34,7 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
         /// First restart back-off delay, doubling up to 5 minutes (e.g. 10s, 500ms)
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        #[arg(long, default_value = "10s", value_parser = wasmkube::flags::parse_duration)]
         restart_backoff: Duration,
     },
     /// Run a single-node cluster: the Kubernetes API (HTTPS), scheduler, kubelet and controllers
@@ -49,7 +49,7 @@ enum Command {
         #[arg(long)]
         node_name: Option<String>,
         /// First restart back-off delay, doubling up to 5 minutes (e.g. 10s, 500ms)
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        #[arg(long, default_value = "10s", value_parser = wasmkube::flags::parse_duration)]
         restart_backoff: Duration,
         /// The network pod IPs come from
         #[arg(long, default_value = "10.244.0.0/16")]
@@ -67,7 +67,7 @@ enum Command {
         /// How long a Job waits before replacing its first failed pod,
         /// doubled for each further failure up to six minutes (as
         /// Kubernetes' 10s)
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        #[arg(long, default_value = "10s", value_parser = wasmkube::flags::parse_duration)]
         job_backoff: Duration,
         /// Host directories pods' hostPath volumes may use (the path or
         /// below it), comma-separated; every path when not given
@@ -75,32 +75,16 @@ enum Command {
         allowed_host_paths: Option<Vec<PathBuf>>,
         /// How long an Event is kept after it was last written (as the
         /// API server's --event-ttl)
-        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        #[arg(long, default_value = "1h", value_parser = wasmkube::flags::parse_duration)]
         event_ttl: Duration,
         #[command(flatten)]
         registry: RegistryFlags,
+        #[command(flatten)]
+        image_gc: ImageGcFlags,
     },
     /// Manage the local image store: pull, import, list, remove
     #[command(subcommand)]
     Image(ImageCommand),
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("not a duration: {s:?} (use e.g. 10s, 500ms, 1m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit in {s:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// `wasmkube serve`: the cluster behind HTTPS until Ctrl-C or SIGTERM.
@@ -231,6 +215,7 @@ fn main() -> anyhow::Result<()> {
             allowed_host_paths,
             event_ttl,
             registry,
+            image_gc,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -255,6 +240,7 @@ fn main() -> anyhow::Result<()> {
             config.event_ttl = event_ttl;
             config.registry = registry.config()?;
             config.default_registry = registry.default_registry;
+            (config.image_gc, config.image_gc_period) = image_gc.policy()?;
             let result = runtime.block_on(serve(config, listen, insecure_http, &data_dir));
             runtime.shutdown_timeout(Duration::from_secs(2));
             result

@@ -573,7 +573,109 @@ fn corrupt_blobs_and_escaping_layers_are_refused() {
         std::fs::read_dir(data.join("images/trees"))
             .unwrap()
             .count(),
-        0
+        1,
+        "no image files but the built-in http-server's"
+    );
+}
+
+#[test]
+fn unused_images_are_collected_and_images_in_use_never() {
+    let registry = Registry::anonymous();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    shell_image(&layout, "keep", "keep", &["cat /version; sleep 3600"]);
+    shell_image(&layout, "gone", "gone", &["cat /version"]);
+    registry.copy_in(&layout, "keep", "keep:1", &[]);
+    registry.copy_in(&layout, "gone", "gone:1", &[]);
+    // Any unused image is over a one-byte budget.
+    let server = Server::start_with(&[
+        "--insecure-registry",
+        &registry.host,
+        "--image-max-size",
+        "1",
+        "--image-minimum-ttl",
+        "0s",
+        "--image-gc-period",
+        "500ms",
+    ]);
+    let keep = registry.image("keep:1");
+    let gone = registry.image("gone:1");
+    server.kubectl_ok(&["run", "keep", &format!("--image={keep}")]);
+    server.kubectl_ok(&["run", "gone", &format!("--image={gone}"), "--restart=Never"]);
+    wait_succeeded(&server, "gone");
+    server.kubectl_ok(&["wait", "--for=condition=Ready", "pod/keep", "--timeout=60s"]);
+    server.kubectl_ok(&["delete", "pod", "gone"]);
+    let data = server.data_dir().to_str().unwrap().to_string();
+    let list = || {
+        let out = wasmkube(&["--data-dir", &data, "image", "list"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while list().contains("gone:1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gone:1 was never collected: {}",
+            list()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let listed = list();
+    assert!(
+        listed.contains("keep:1"),
+        "the image in use stays: {listed}"
+    );
+    assert!(
+        listed.contains("toolbox:latest"),
+        "built-ins stay: {listed}"
+    );
+    // The pod using it runs on, and another pod finds it present.
+    let pod = server.json(&["get", "pod", "keep"]);
+    assert_eq!(text(&pod, "/status/phase"), "Running");
+    server.kubectl_ok(&["run", "again", &format!("--image={keep}")]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/again",
+        "--timeout=60s",
+    ]);
+    assert!(events(&server, "again").contains("already present on machine"));
+    // What only the collected image named is gone from disk.
+    let trees = std::fs::read_dir(server.data_dir().join("images/trees"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        trees, 2,
+        "the kept image's files and http-server's, nothing else"
+    );
+}
+
+/// The built-in `http-server` carries nginx's document root, as the guide
+/// lists it with `kubectl exec … ls`, and serves its `index.html` at `/`.
+#[test]
+fn the_built_in_http_server_carries_its_document_root() {
+    let server = Server::start();
+    let manifest = server.manifest(
+        "web.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - {name: web, image: http-server, ports: [{containerPort: 80}]}\n",
+    );
+    server.apply_ready(&manifest, "web");
+    assert_eq!(
+        server.kubectl_ok(&["exec", "web", "--", "ls", "/usr/share/nginx/html"]),
+        "50x.html\nindex.html\n"
+    );
+    let page = server.kubectl_ok(&[
+        "exec",
+        "web",
+        "--",
+        "wget",
+        "-q",
+        "-O-",
+        "http://127.0.0.1/",
+    ]);
+    assert_eq!(
+        page,
+        include_str!("../../guest-examples/http-server/html/index.html"),
+        "/ is the image's index.html"
     );
 }
 

@@ -17,6 +17,11 @@ pub struct BuiltinImage {
     pub entrypoint: &'static [&'static str],
     /// Default cmd.
     pub cmd: &'static [&'static str],
+    /// Files the image carries (absolute path, contents); when there are
+    /// any, the component is among them at `program`.
+    pub files: &'static [(&'static str, &'static [u8])],
+    /// Where the component lives in an image with files.
+    pub program: &'static str,
 }
 
 macro_rules! dist {
@@ -37,6 +42,8 @@ pub const IMAGES: &[BuiltinImage] = &[
         bytes: dist!("toolbox.wasm"),
         entrypoint: &[],
         cmd: &["sh"],
+        files: &[],
+        program: "",
     },
     BuiltinImage {
         name: "http-server",
@@ -44,6 +51,24 @@ pub const IMAGES: &[BuiltinImage] = &[
         bytes: dist!("http-server.wasm"),
         entrypoint: &["http-server"],
         cmd: &[],
+        // nginx's document root, as the guide's `kubectl exec … ls` shows it.
+        files: &[
+            (
+                "/usr/share/nginx/html/index.html",
+                include_bytes!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../guest-examples/http-server/html/index.html"
+                )),
+            ),
+            (
+                "/usr/share/nginx/html/50x.html",
+                include_bytes!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../guest-examples/http-server/html/50x.html"
+                )),
+            ),
+        ],
+        program: "/usr/sbin/http-server",
     },
     BuiltinImage {
         name: "echo-hostname",
@@ -51,6 +76,8 @@ pub const IMAGES: &[BuiltinImage] = &[
         bytes: dist!("echo-hostname-1.0.1.wasm"),
         entrypoint: &["echo-hostname"],
         cmd: &[],
+        files: &[],
+        program: "",
     },
     BuiltinImage {
         name: "echo-hostname",
@@ -58,6 +85,8 @@ pub const IMAGES: &[BuiltinImage] = &[
         bytes: dist!("echo-hostname-1.0.2.wasm"),
         entrypoint: &["echo-hostname"],
         cmd: &[],
+        files: &[],
+        program: "",
     },
     BuiltinImage {
         name: "http-hello",
@@ -65,6 +94,8 @@ pub const IMAGES: &[BuiltinImage] = &[
         bytes: dist!("http-hello.wasm"),
         entrypoint: &[],
         cmd: &[],
+        files: &[],
+        program: "",
     },
     BuiltinImage {
         name: "ambassador",
@@ -72,6 +103,8 @@ pub const IMAGES: &[BuiltinImage] = &[
         bytes: dist!("ambassador.wasm"),
         entrypoint: &["ambassador"],
         cmd: &[],
+        files: &[],
+        program: "",
     },
     BuiltinImage {
         name: "stress",
@@ -79,6 +112,8 @@ pub const IMAGES: &[BuiltinImage] = &[
         bytes: dist!("stress.wasm"),
         entrypoint: &["stress"],
         cmd: &[],
+        files: &[],
+        program: "",
     },
 ];
 
@@ -92,7 +127,17 @@ pub fn seed(store: &ImageStore) -> Result<(), images::Error> {
         };
         for tag in image.tags {
             let reference = ImageRef::local(image.name, tag);
-            store.import(&reference, image.bytes, config.clone())?;
+            if image.files.is_empty() {
+                store.import(&reference, image.bytes, config.clone())?;
+            } else {
+                store.import_with_files(
+                    &reference,
+                    image.bytes,
+                    config.clone(),
+                    image.files,
+                    image.program,
+                )?;
+            }
         }
     }
     Ok(())

@@ -228,6 +228,29 @@ impl Runtime {
         &self.shared.registry
     }
 
+    /// Collects images no pod uses (`in_use`: the images pods name, as
+    /// written in their specs) as `policy` says; the built-ins stay. Their
+    /// compiled code goes from memory too.
+    pub async fn collect_images(
+        &self,
+        policy: crate::images::gc::GcPolicy,
+        in_use: &[String],
+    ) -> Result<crate::images::gc::GcReport, images::Error> {
+        let store = &self.shared.images;
+        let in_use = in_use
+            .iter()
+            .filter_map(|r| store.canonical(r).ok())
+            .map(|r| r.to_string())
+            .collect();
+        let pinned = crate::builtin::IMAGES.iter().map(|i| i.name).collect();
+        let report = self.shared.registry.collect(policy, in_use, pinned).await?;
+        let mut ready = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
+        for digest in &report.dropped_components {
+            ready.remove(digest);
+        }
+        Ok(report)
+    }
+
     /// Whether the store has `reference` (a file reference always counts).
     pub fn has_image(&self, reference: &str) -> bool {
         is_path_reference(reference)

@@ -130,6 +130,8 @@ pub struct Kubelet {
     pods: Mutex<HashMap<String, exec::PodHandle>>,
     /// Running workers by pod uid.
     workers: Mutex<HashMap<String, Worker>>,
+    /// When images are collected, and how often that is checked.
+    image_gc: (wasmkube_runtime::images::gc::GcPolicy, Duration),
 }
 
 impl std::fmt::Debug for Kubelet {
@@ -195,6 +197,7 @@ impl Kubelet {
             ipam: ipam::Ipam::new(config.pod_cidr),
             pods: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),
+            image_gc: (config.image_gc, config.image_gc_period),
         })
     }
 
@@ -212,6 +215,9 @@ impl Kubelet {
         let pods = self.registry.resource("", "Pod");
         let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
         let mut resync = tokio::time::interval(RESYNC_EVERY);
+        let mut image_gc = tokio::time::interval(self.image_gc.1);
+        image_gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let collecting = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut watch = None;
         loop {
             if watch.is_none() {
@@ -246,8 +252,56 @@ impl Kubelet {
                     }
                 }
                 _ = resync.tick() => watch = None,
+                _ = image_gc.tick() => {
+                    // Off the loop: collection waits for running pulls.
+                    if !collecting.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                        let kubelet = Arc::clone(&self);
+                        let collecting = Arc::clone(&collecting);
+                        tokio::spawn(async move {
+                            kubelet.collect_images().await;
+                            collecting.store(false, std::sync::atomic::Ordering::Release);
+                        });
+                    }
+                }
                 _ = stop.changed() => return,
             }
+        }
+    }
+
+    /// Image garbage collection: images no pod bound to this node names go
+    /// when the disk or the images' budget says so.
+    async fn collect_images(&self) {
+        let pods = self.registry.resource("", "Pod");
+        let listed = match self.registry.list(&pods, None, &ListOptions::default()) {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!("image garbage collection cannot list pods: {e}");
+                return;
+            }
+        };
+        let in_use: Vec<String> = listed
+            .items
+            .iter()
+            .filter(|p| {
+                p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(&self.node_name)
+            })
+            .flat_map(|p| {
+                ["/spec/containers", "/spec/initContainers"]
+                    .into_iter()
+                    .filter_map(|path| p.pointer(path).and_then(Value::as_array))
+                    .flatten()
+                    .filter_map(|c| c["image"].as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        match self.runtime.collect_images(self.image_gc.0, &in_use).await {
+            Ok(report) if !report.removed.is_empty() => tracing::info!(
+                removed = ?report.removed,
+                freed = report.freed,
+                "image garbage collection"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("image garbage collection: {e}"),
         }
     }
 

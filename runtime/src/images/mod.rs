@@ -23,6 +23,7 @@
 //! place: a pull cut short leaves only `tmp/` litter, removed at next open.
 
 pub mod credentials;
+pub mod gc;
 pub mod layers;
 pub mod push;
 mod reference;
@@ -380,6 +381,77 @@ impl ImageStore {
             manifest_digest: None,
             tree: None,
             programs: BTreeMap::new(),
+            pulled_at: Some(now()),
+        };
+        self.write_record(reference, &record)?;
+        Ok(record)
+    }
+
+    /// Imports a component as `reference` with files (absolute guest paths
+    /// and contents) and the component itself at `program` among them: an
+    /// image with files, such as the built-in `http-server` with nginx's
+    /// document root. Re-importing the same changes nothing.
+    pub fn import_with_files(
+        &self,
+        reference: &ImageRef,
+        bytes: &[u8],
+        config: ImageConfig,
+        files: &[(&str, &[u8])],
+        program: &str,
+    ) -> Result<ImageRecord> {
+        let (digest, component_size) = self.put_blob(&reference.to_string(), bytes)?;
+        let mut hasher = Sha256::new();
+        hasher.update(digest.as_bytes());
+        hasher.update(program.as_bytes());
+        for (path, contents) in files {
+            hasher.update([0]);
+            hasher.update(path.as_bytes());
+            hasher.update([0]);
+            hasher.update(contents);
+        }
+        let tree_id = format!("sha256:{}", hex::encode(hasher.finalize()));
+        let tree = self.tree_path(&tree_id);
+        if let Some(existing) = self.record(reference)?
+            && existing.tree.as_deref() == Some(tree_id.as_str())
+            && existing.config == config
+            && tree.is_dir()
+        {
+            return Ok(existing);
+        }
+        if !tree.is_dir() {
+            let staged = self
+                .tmp_dir()
+                .join(format!("import-{}", tree_id.trim_start_matches("sha256:")));
+            let _ = fs::remove_dir_all(&staged);
+            let write = |path: &str, contents: &[u8]| -> Result<()> {
+                let dest = staged.join(path.trim_start_matches('/'));
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent).map_err(io_err(parent))?;
+                }
+                fs::write(&dest, contents).map_err(io_err(&dest))
+            };
+            for (path, contents) in files {
+                write(path, contents)?;
+            }
+            let component =
+                fs::read(self.blob_path(&digest)).map_err(io_err(&self.blob_path(&digest)))?;
+            write(program, &component)?;
+            if let Err(e) = fs::rename(&staged, &tree)
+                && !tree.is_dir()
+            {
+                return Err(io_err(&tree)(e));
+            }
+        }
+        let size = component_size + files.iter().map(|(_, c)| c.len() as u64).sum::<u64>();
+        let record = ImageRecord {
+            reference: reference.to_string(),
+            source_digest: digest_of(bytes),
+            digest: digest.clone(),
+            size,
+            config,
+            manifest_digest: None,
+            tree: Some(tree_id),
+            programs: BTreeMap::from([(program.to_string(), digest)]),
             pulled_at: Some(now()),
         };
         self.write_record(reference, &record)?;

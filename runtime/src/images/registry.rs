@@ -170,6 +170,9 @@ struct Inner {
     /// Pulls in flight, by reference and login.
     inflight: Mutex<HashMap<String, SharedPull>>,
     slots: Arc<tokio::sync::Semaphore>,
+    /// Held shared by each pull, alone by garbage collection: a pull's
+    /// blobs are written before its record, and must not look unused.
+    collecting: tokio::sync::RwLock<()>,
 }
 
 impl Registry {
@@ -187,6 +190,7 @@ impl Registry {
                 clients: Mutex::default(),
                 inflight: Mutex::default(),
                 slots,
+                collecting: tokio::sync::RwLock::new(()),
             }),
         }
     }
@@ -293,6 +297,7 @@ impl Registry {
         registry: &str,
         auth: &RegistryAuth,
     ) -> Result<Pulled, PullError> {
+        let _pulling = self.inner.collecting.read().await;
         let client = self.client(registry, auth);
         let oci_ref = oci_reference(reference);
         let had_credentials = !matches!(auth, RegistryAuth::Anonymous);
@@ -361,6 +366,25 @@ impl Registry {
             record,
             fetched: true,
         })
+    }
+
+    /// Collects images (see [`super::gc`]) while no pull runs.
+    pub async fn collect(
+        &self,
+        policy: super::gc::GcPolicy,
+        in_use: std::collections::HashSet<String>,
+        pinned: std::collections::HashSet<&'static str>,
+    ) -> Result<super::gc::GcReport, super::Error> {
+        let _alone = self.inner.collecting.write().await;
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.collect(&policy, &in_use, &pinned))
+            .await
+            .unwrap_or_else(|e| {
+                Err(super::Error::Io {
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
     }
 
     /// The CNCF artifact: the wasm layer is the component.
