@@ -559,7 +559,7 @@ spec:
       initialDelaySeconds: 8
       periodSeconds: 1
       failureThreshold: 2
-      httpGet: {path: /index.html, port: 8000}
+      httpGet: {path: /healthz, port: 8000}
 ",
     );
     server.kubectl_ok(&["apply", "-f", &file]);

@@ -9,8 +9,10 @@
 //! container's writable layer, so what one container writes never reaches
 //! the image or another container. (`fs::copy` uses `copy_file_range`,
 //! which file systems with reflinks turn into a shared extent.) Such roots
-//! are never reused, since a guest may change a file without touching any
-//! directory.
+//! are reused only if no file or directory of the copy changed (status
+//! change times tell content writes, renames and mode changes apart from
+//! nothing), so a restarting container pays for the copy only when it
+//! wrote to its image's files.
 //!
 //! ```text
 //! <pod dir>/roots/<n>/        one instance's "/" (with an empty tmp/)
@@ -98,26 +100,39 @@ fn run(job: Job) {
 struct InUse {
     root: PathBuf,
     mount_points: Vec<String>,
-    /// Whether an image's files were copied in (then it is never reused).
-    from_image: bool,
-    /// Modification times of every directory the runtime made in it: if
-    /// none changed, the guest created nothing and the root can be reused
-    /// (a root holds no files of its own, only these directories).
-    snapshot: Vec<(PathBuf, Option<SystemTime>)>,
+    /// The image tree copied in, if any: another image needs another root.
+    tree: Option<PathBuf>,
+    /// How every directory the runtime made in it (and every entry copied
+    /// from the image) looked: if none changed, the guest changed nothing
+    /// and the root can be reused.
+    snapshot: Vec<(PathBuf, Option<Stamp>)>,
 }
 
-fn mtime(path: &Path) -> Option<SystemTime> {
-    fs::symlink_metadata(path).and_then(|m| m.modified()).ok()
+/// What changes when anything is written to, created in, removed from or
+/// re-permissioned at a path: its modification and status change times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: SystemTime,
+    changed: (i64, i64),
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).ok()?;
+    Some(Stamp {
+        modified: meta.modified().ok()?,
+        changed: (meta.ctime(), meta.ctime_nsec()),
+    })
 }
 
 impl InUse {
-    fn untouched(&self, mount_points: &[String]) -> bool {
-        !self.from_image
-            && self.mount_points == mount_points
+    fn untouched(&self, mount_points: &[String], tree: Option<&Path>) -> bool {
+        self.mount_points == mount_points
+            && self.tree.as_deref() == tree
             && self
                 .snapshot
                 .iter()
-                .all(|(dir, seen)| seen.is_some() && mtime(dir) == *seen)
+                .all(|(path, seen)| seen.is_some() && stamp(path) == *seen)
     }
 }
 
@@ -209,8 +224,7 @@ impl Roots {
         }
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(in_use) = current.get(container)
-            && image_tree.is_none()
-            && in_use.untouched(mount_points)
+            && in_use.untouched(mount_points, image_tree)
         {
             return Ok(in_use.root.clone());
         }
@@ -219,10 +233,10 @@ impl Roots {
             Some(root) => root,
             None => self.make()?,
         };
-        if let Some(tree) = image_tree {
-            copy_tree(tree, &root)?;
-        }
         let mut made = vec![root.clone(), root.join("tmp")];
+        if let Some(tree) = image_tree {
+            copy_tree(tree, &root, &mut made)?;
+        }
         for point in mount_points {
             let mut dir = root.clone();
             for part in Path::new(point.trim_start_matches('/')).components() {
@@ -234,13 +248,13 @@ impl Roots {
             fs::create_dir_all(&dir)?;
         }
         let snapshot = made.into_iter().map(|d| {
-            let seen = mtime(&d);
+            let seen = stamp(&d);
             (d, seen)
         });
         let in_use = InUse {
             root: root.clone(),
             mount_points: mount_points.to_vec(),
-            from_image: image_tree.is_some(),
+            tree: image_tree.map(Path::to_path_buf),
             snapshot: snapshot.collect(),
         };
         // A container that has restarted may well restart again: a root is
@@ -257,8 +271,9 @@ impl Roots {
 }
 
 /// Copies an image's tree into a container's root: directories and files
-/// (with their permission bits), symlinks as they are.
-fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+/// (with their permission bits), symlinks as they are; every path made is
+/// added to `made`.
+fn copy_tree(from: &Path, to: &Path, made: &mut Vec<PathBuf>) -> io::Result<()> {
     let mut stack = vec![(from.to_path_buf(), to.to_path_buf())];
     while let Some((src, dst)) = stack.pop() {
         for entry in fs::read_dir(&src)? {
@@ -271,12 +286,15 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
                     _ => {}
                 }
                 fs::set_permissions(&target, entry.metadata()?.permissions())?;
-                stack.push((entry.path(), target));
+                stack.push((entry.path(), target.clone()));
             } else if kind.is_symlink() {
                 std::os::unix::fs::symlink(fs::read_link(entry.path())?, &target)?;
             } else if kind.is_file() {
                 fs::copy(entry.path(), &target)?;
+            } else {
+                continue;
             }
+            made.push(target);
         }
     }
     Ok(())

@@ -261,17 +261,6 @@ impl Runtime {
                 .is_ok_and(|r| self.shared.images.record(&r).ok().flatten().is_some())
     }
 
-    /// Whether `reference` needs no registry: a file, or a bare name the
-    /// store has (built in or imported) with no default registry to go to.
-    pub fn is_local_image(&self, reference: &str) -> bool {
-        is_path_reference(reference)
-            || self
-                .shared
-                .images
-                .canonical(reference)
-                .is_ok_and(|r| r.registry.is_none())
-    }
-
     /// Makes `reference` present as `policy` asks, as a kubelet does
     /// before it starts a container: `Never` uses what is there,
     /// `IfNotPresent` pulls what is missing, `Always` asks the registry
