@@ -89,6 +89,19 @@ fn leb128(out: &mut Vec<u8>, mut value: u64) {
     }
 }
 
+fn sandbox(runtime: &Runtime, uid: &str) -> Sandbox {
+    runtime
+        .run_pod_sandbox(SandboxSpec {
+            uid: uid.into(),
+            name: uid.into(),
+            hostname: None,
+            namespace: "default".into(),
+            volumes: vec![],
+            ip: None,
+        })
+        .unwrap()
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -175,16 +188,7 @@ fn main() {
                 if !warm {
                     pull.push(pulled);
                 }
-                let sandbox = runtime
-                    .run_pod_sandbox(SandboxSpec {
-                        uid: "bench".into(),
-                        name: "bench".into(),
-                        hostname: None,
-                        namespace: "default".into(),
-                        volumes: vec![],
-                        ip: None,
-                    })
-                    .unwrap();
+                let sandbox = sandbox(&runtime, "bench");
                 let spec = ContainerSpec {
                     name: "c".into(),
                     image: reference.clone(),
@@ -242,16 +246,7 @@ fn main() {
             .pull_image(&reference, PullPolicy::IfNotPresent, &Keyring::default())
             .await
             .unwrap();
-        let sandbox = runtime
-            .run_pod_sandbox(SandboxSpec {
-                uid: "restarts".into(),
-                name: "restarts".into(),
-                hostname: None,
-                namespace: "default".into(),
-                volumes: vec![],
-                ip: None,
-            })
-            .unwrap();
+        let sandbox = sandbox(&runtime, "restarts");
         let pulled = ContainerSpec {
             name: "pulled".into(),
             image: reference.clone(),
@@ -321,17 +316,8 @@ fn main() {
             .pull_image(&files_ref, PullPolicy::IfNotPresent, &Keyring::default())
             .await
             .unwrap();
-        let new_pod = |i: usize, image: &str, command: Vec<String>| {
-            let sandbox = runtime
-                .run_pod_sandbox(SandboxSpec {
-                    uid: format!("new-{image}-{i}").replace(['/', ':'], "-"),
-                    name: format!("new-{i}"),
-                    hostname: None,
-                    namespace: "default".into(),
-                    volumes: vec![],
-                    ip: None,
-                })
-                .unwrap();
+        let new_pod = |i: usize, kind: &str, image: &str, command: Vec<String>| {
+            let sandbox = sandbox(&runtime, &format!("new-{kind}-{i}"));
             let spec = ContainerSpec {
                 name: "c".into(),
                 image: image.to_string(),
@@ -352,8 +338,8 @@ fn main() {
         };
         let (mut with_files, mut plain) = (vec![], vec![]);
         for i in 0..40 {
-            with_files.push(new_pod(i, &files_ref, vec![]).await);
-            plain.push(new_pod(i, "toolbox", vec!["true".into()]).await);
+            with_files.push(new_pod(i, "files", &files_ref, vec![]).await);
+            plain.push(new_pod(i, "builtin", "toolbox", vec!["true".into()]).await);
         }
         let (f, p) = (median(with_files), median(plain));
         println!("first start in a new pod (median of 40)");

@@ -8,16 +8,9 @@ use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
 
-const WELCOME: &str = "<!DOCTYPE html>
-<html>
-<head><title>Welcome to http-server!</title></head>
-<body>
-<h1>Welcome to http-server!</h1>
-<p>If you see this page, the wasmkube http-server guest is working.
-Put files in its document root to serve them.</p>
-</body>
-</html>
-";
+/// The page `/` answers when the root has no `index.html`: the image's
+/// own `index.html`.
+const WELCOME: &str = include_str!("../html/index.html");
 
 fn content_type(path: &Path) -> &'static str {
     match path.extension().and_then(|e| e.to_str()).unwrap_or("") {

@@ -146,18 +146,9 @@ async fn pull_one(
     let started = Instant::now();
     match kubelet.runtime.pull_image(image, policy, keyring).await {
         Ok(PullOutcome::Present(found)) if pulls => {
-            let took = started.elapsed();
             let size = std::fs::metadata(&found.path).map(|m| m.len()).unwrap_or(0);
-            record(
-                EventType::Normal,
-                "Pulled",
-                format!(
-                    "Successfully pulled image {image:?} in {} ({} including waiting). Image size: {size} bytes.",
-                    go_duration(took),
-                    go_duration(took)
-                ),
-            )
-            .await;
+            let message = pulled(image, started.elapsed(), size);
+            record(EventType::Normal, "Pulled", message).await;
             Ok(found.image_id)
         }
         Ok(PullOutcome::Present(found)) => {
@@ -172,17 +163,8 @@ async fn pull_one(
         Ok(PullOutcome::Pulled {
             image: found, size, ..
         }) => {
-            let took = started.elapsed();
-            record(
-                EventType::Normal,
-                "Pulled",
-                format!(
-                    "Successfully pulled image {image:?} in {} ({} including waiting). Image size: {size} bytes.",
-                    go_duration(took),
-                    go_duration(took)
-                ),
-            )
-            .await;
+            let message = pulled(image, started.elapsed(), size);
+            record(EventType::Normal, "Pulled", message).await;
             Ok(found.image_id)
         }
         Err(PullError::NeverPull { .. }) => {
@@ -246,6 +228,14 @@ fn pull_secrets(kubelet: &Kubelet, pod: &Pod) -> Keyring {
         }
     }
     keyring
+}
+
+/// The kubelet's `Pulled` message for an image pulled in `took`.
+fn pulled(image: &str, took: Duration, size: u64) -> String {
+    let took = go_duration(took);
+    format!(
+        "Successfully pulled image {image:?} in {took} ({took} including waiting). Image size: {size} bytes."
+    )
 }
 
 /// A duration as Go prints one (`1.234s`, `523ms`), which kubelet events use.
