@@ -306,6 +306,12 @@ impl Registry {
             .pull_manifest_raw(&oci_ref, auth, ACCEPTED)
             .await
             .map_err(fail)?;
+        if !well_formed_digest(&top_digest) {
+            return Err(invalid(
+                reference,
+                &format!("the registry answered a malformed digest {top_digest:?}"),
+            ));
+        }
         let store = &self.inner.store;
         if let Some(record) = store.record(reference).ok().flatten()
             && record.source_digest == top_digest
@@ -328,6 +334,15 @@ impl Registry {
                     .pull_manifest_raw(&pinned, auth, ACCEPTED)
                     .await
                     .map_err(fail)?;
+                if digest != entry.digest {
+                    return Err(invalid(
+                        reference,
+                        &format!(
+                            "the index names {} but the registry answered {digest}",
+                            entry.digest
+                        ),
+                    ));
+                }
                 match parse_manifest(&bytes, reference)? {
                     Manifest::Image(m) => (m, digest),
                     Manifest::Index(_) => {
@@ -925,15 +940,42 @@ fn parse_manifest(bytes: &[u8], reference: &ImageRef) -> Result<Manifest, PullEr
         .and_then(|m| m.as_str())
         .unwrap_or("");
     let bad = |e: serde_json::Error| invalid(reference, &format!("the manifest is malformed: {e}"));
-    if media_type == OCI_INDEX || media_type == DOCKER_LIST || value.get("manifests").is_some() {
-        serde_json::from_value(value)
-            .map(Manifest::Index)
-            .map_err(bad)
-    } else {
-        serde_json::from_value(value)
-            .map(Manifest::Image)
-            .map_err(bad)
+    let manifest =
+        if media_type == OCI_INDEX || media_type == DOCKER_LIST || value.get("manifests").is_some()
+        {
+            serde_json::from_value(value)
+                .map(Manifest::Index)
+                .map_err(bad)?
+        } else {
+            serde_json::from_value(value)
+                .map(Manifest::Image)
+                .map_err(bad)?
+        };
+    // Digests name files here: nothing but `algorithm:hex` is let through.
+    let digests: Vec<&str> = match &manifest {
+        Manifest::Index(index) => index.manifests.iter().map(|m| m.digest.as_str()).collect(),
+        Manifest::Image(image) => std::iter::once(&image.config)
+            .chain(&image.layers)
+            .map(|d| d.digest.as_str())
+            .collect(),
+    };
+    if let Some(bad) = digests.into_iter().find(|d| !well_formed_digest(d)) {
+        return Err(invalid(
+            reference,
+            &format!("the manifest names a malformed digest {bad:?}"),
+        ));
     }
+    Ok(manifest)
+}
+
+/// `sha256:` and 64 hex digits, or `sha512:` and 128.
+fn well_formed_digest(digest: &str) -> bool {
+    let (len, hex) = match digest.split_once(':') {
+        Some(("sha256", hex)) => (64, hex),
+        Some(("sha512", hex)) => (128, hex),
+        _ => return false,
+    };
+    hex.len() == len && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The index entry a WASI runtime runs: `wasi/wasm` (or any wasi OS or
@@ -991,5 +1033,29 @@ mod tests {
         };
         assert!(choose_platform(&linux_only).is_none());
         assert_eq!(linux_only.platforms(), vec!["linux/amd64".to_string()]);
+    }
+
+    #[test]
+    fn digests_that_could_name_other_files_are_refused() {
+        let r = ImageRef::parse("127.0.0.1:5000/app:1").unwrap();
+        let hex = "a".repeat(64);
+        let manifest = |layer: &str| {
+            format!(
+                r#"{{"config":{{"mediaType":"{OCI_MANIFEST}","digest":"sha256:{hex}","size":1}},"layers":[{{"mediaType":"{WASM_LAYER}","digest":"{layer}","size":1}}]}}"#
+            )
+        };
+        assert!(parse_manifest(manifest(&format!("sha256:{hex}")).as_bytes(), &r).is_ok());
+        for bad in [
+            "sha256:../../../etc/passwd",
+            "sha256:ABC",
+            "md5:00",
+            "sha256:",
+            "/etc",
+        ] {
+            let err = parse_manifest(manifest(bad).as_bytes(), &r)
+                .err()
+                .expect(bad);
+            assert!(err.to_string().contains("malformed digest"), "{err}");
+        }
     }
 }
