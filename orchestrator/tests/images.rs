@@ -123,7 +123,27 @@ fn pods_run_images_pulled_from_a_registry() {
             "{tag} has a {media_type} layer: {manifest}"
         );
     }
-    let server = Server::start_with(&["--insecure-registry", &registry.host]);
+    // An image whose config sets Env and WorkingDir.
+    build(
+        &layout,
+        "env",
+        &ImageSpec {
+            files: vec![("/bin/toolbox.wasm", std::fs::read(toolbox_wasm()).unwrap())],
+            symlinks: vec![("/bin/sh", "toolbox.wasm")],
+            entrypoint: vec!["sh", "-c"],
+            cmd: vec!["echo $GREETING; pwd"],
+            env: vec!["PATH=/bin", "GREETING=from the image's env"],
+            working_dir: "/bin",
+            ..ImageSpec::default()
+        },
+    );
+    registry.copy_in(&layout, "env", "env:1", &[]);
+    let server = Server::start_with(&[
+        "--insecure-registry",
+        &registry.host,
+        "--default-registry",
+        &registry.host,
+    ]);
 
     // By tag, through kubectl run: the image's files are the container's.
     let image = registry.image("app:1");
@@ -149,6 +169,36 @@ fn pods_run_images_pulled_from_a_registry() {
             && seen.contains("Image size: "),
         "{seen}"
     );
+
+    // The config's Env, WorkingDir and PATH (the entrypoint `sh` found on
+    // it); a bare name goes to --default-registry.
+    server.kubectl_ok(&["run", "env", "--image=env:1", "--restart=Never"]);
+    wait_succeeded(&server, "env");
+    assert_eq!(
+        server.kubectl_ok(&["logs", "env"]),
+        "from the image's env\n/bin\n"
+    );
+    let pod = server.json(&["get", "pod", "env"]);
+    assert!(
+        text(&pod, "/status/containerStatuses/0/imageID")
+            .starts_with(&format!("{}@sha256:", registry.image("env"))),
+        "{pod}"
+    );
+    // A command the image lacks fails as exec would.
+    server.kubectl_ok(&[
+        "run",
+        "nosuch",
+        "--image=env:1",
+        "--restart=Never",
+        "--command",
+        "--",
+        "/usr/bin/nosuch",
+    ]);
+    server.wait_for(Duration::from_secs(30), || {
+        let p = server.json(&["get", "pod", "nosuch"]);
+        text(&p, "/status/containerStatuses/0/state/waiting/message")
+            .contains("exec: \"/usr/bin/nosuch\": executable file not found")
+    });
 
     // By digest, and a zstd layer.
     let pinned = format!("{}@{app_digest}", registry.image("app"));

@@ -77,10 +77,11 @@ fn an_ambassador_forwards_localhost_to_a_service() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: backend\n  labels: {app: backend}\nspec:\n  containers:\n  - name: web\n    image: echo-hostname:1.0.2\n    ports: [{containerPort: 80}]\n    readinessProbe: {tcpSocket: {port: 80}, periodSeconds: 1}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: backend\nspec:\n  selector: {app: backend}\n  ports: [{port: 9000, targetPort: 80}]\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: app\nspec:\n  containers:\n  - name: app\n    image: toolbox\n    command: [sh, -c, \"while true; do wget -qO- http://localhost:8080/ || echo failed; sleep 1; done\"]\n  - name: ambassador\n    image: ambassador\n    env:\n    - {name: LISTEN_PORT, value: \"8080\"}\n    - {name: UPSTREAM, value: \"backend:9000\"}\n",
     );
     server.kubectl_ok(&["apply", "-f", &manifest]);
+    // Logs of a container still being created are a BadRequest, as on a
+    // cluster: poll until they exist and show the backend.
     server.wait_for(Duration::from_secs(60), || {
-        server
-            .kubectl_ok(&["logs", "app", "-c", "app"])
-            .contains("Hostname: backend")
+        let out = server.kubectl(&["logs", "app", "-c", "app"]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Hostname: backend")
     });
     let logs = server.kubectl_ok(&["logs", "app", "-c", "app"]);
     assert!(logs.contains("version: 1.0.2"), "{logs}");

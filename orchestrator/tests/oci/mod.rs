@@ -253,6 +253,8 @@ pub struct ImageSpec<'a> {
     pub entrypoint: Vec<&'a str>,
     pub cmd: Vec<&'a str>,
     pub env: Vec<&'a str>,
+    /// The config's `WorkingDir`, when not empty.
+    pub working_dir: &'a str,
     /// `os/architecture`, `wasi/wasm` when empty.
     pub platform: &'a str,
 }
@@ -323,6 +325,9 @@ pub fn build(layout: &Path, tag: &str, spec: &ImageSpec) {
     }
     for env in &spec.env {
         config.arg(format!("--config.env={env}"));
+    }
+    if !spec.working_dir.is_empty() {
+        config.arg(format!("--config.workingdir={}", spec.working_dir));
     }
     run(config);
 }
