@@ -67,6 +67,13 @@ fn wait_succeeded(server: &Server, pod: &str) {
     });
 }
 
+/// A registry, a scratch directory, and where an OCI layout goes in it.
+fn registry_and_layout(registry: Registry) -> (Registry, tempfile::TempDir, std::path::PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    (registry, work, layout)
+}
+
 /// A toolbox image whose `/bin/sh` links to the component, with a page
 /// under `/usr/share/www` and a `/version` file.
 fn shell_image(layout: &Path, tag: &str, version: &str, cmd: &[&str]) {
@@ -95,9 +102,7 @@ fn shell_image(layout: &Path, tag: &str, version: &str, cmd: &[&str]) {
 
 #[test]
 fn pods_run_images_pulled_from_a_registry() {
-    let registry = Registry::anonymous();
-    let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
+    let (registry, work, layout) = registry_and_layout(Registry::anonymous());
     shell_image(
         &layout,
         "v1",
@@ -291,9 +296,7 @@ fn pods_run_images_pulled_from_a_registry() {
 
 #[test]
 fn indexes_moved_tags_and_shared_pulls() {
-    let registry = Registry::anonymous();
-    let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
+    let (registry, _work, layout) = registry_and_layout(Registry::anonymous());
     shell_image(&layout, "wasm", "wasm", &["cat /version"]);
     build(
         &layout,
@@ -396,9 +399,7 @@ fn indexes_moved_tags_and_shared_pulls() {
 
 #[test]
 fn private_registries_take_pull_secrets_and_pushed_artifacts() {
-    let registry = Registry::private();
-    let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
+    let (registry, work, layout) = registry_and_layout(Registry::private());
     shell_image(&layout, "v1", "private", &["cat /version"]);
     registry.copy_in(&layout, "v1", "secret-app:1", &[]);
     let ca = registry.ca.clone().unwrap();
@@ -529,9 +530,7 @@ fn private_registries_take_pull_secrets_and_pushed_artifacts() {
 
 #[test]
 fn corrupt_blobs_and_escaping_layers_are_refused() {
-    let registry = Registry::anonymous();
-    let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
+    let (registry, work, layout) = registry_and_layout(Registry::anonymous());
     init(&layout);
     let outside = tempfile::tempdir().unwrap();
     let outside_path = outside
@@ -630,9 +629,7 @@ fn corrupt_blobs_and_escaping_layers_are_refused() {
 
 #[test]
 fn unused_images_are_collected_and_images_in_use_never() {
-    let registry = Registry::anonymous();
-    let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
+    let (registry, _work, layout) = registry_and_layout(Registry::anonymous());
     shell_image(&layout, "keep", "keep", &["cat /version; sleep 3600"]);
     shell_image(&layout, "gone", "gone", &["cat /version"]);
     registry.copy_in(&layout, "keep", "keep:1", &[]);

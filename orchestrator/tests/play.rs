@@ -1,5 +1,8 @@
 //! `wasmkube play` through the real binary: what a user types and sees.
 
+mod server;
+
+use server::free_port;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -267,15 +270,6 @@ fn the_guides_adapter_pod_reshapes_the_apps_stats() {
         stdout.contains("pod/pod-with-adapter container/adapter-container exit=143 reason=Error"),
         "{stdout}"
     );
-}
-
-/// A port nobody listens on right now (the kernel's pick, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// GET over plain TCP, as curl would; `None` until something answers.

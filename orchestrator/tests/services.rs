@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use server::{Server, text};
+use server::{Server, free_port, text};
 
 const SERVICE: &str = "kind: Service
 apiVersion: v1
@@ -294,15 +294,6 @@ fn the_guides_node_port_service_balances_over_ready_pods() {
             .kubectl_ok(&["get", "endpoints"])
             .contains("hostname-service")
     });
-}
-
-/// A free port on the host's loopback, for a LoadBalancer's port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -102,6 +102,19 @@ fn sandbox(runtime: &Runtime, uid: &str) -> Sandbox {
         .unwrap()
 }
 
+/// Starts instance `restart` of `spec` and waits for it to exit 0.
+async fn run_to_exit(sandbox: &Sandbox, spec: &ContainerSpec, restart: u32) -> Duration {
+    let t = Instant::now();
+    let exit = sandbox
+        .start_container(spec, restart)
+        .await
+        .unwrap()
+        .wait()
+        .await;
+    assert!(exit.success(), "{exit:?}");
+    t.elapsed()
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -194,13 +207,7 @@ fn main() {
                     image: reference.clone(),
                     ..Default::default()
                 };
-                let exit = sandbox
-                    .start_container(&spec, 0)
-                    .await
-                    .unwrap()
-                    .wait()
-                    .await;
-                assert!(exit.success(), "{exit:?}");
+                run_to_exit(&sandbox, &spec, 0).await;
                 firsts.push(t.elapsed());
             });
             if !warm && !warm_cache.exists() {
@@ -258,29 +265,14 @@ fn main() {
             command: vec!["true".into()],
             ..Default::default()
         };
-        let once = |spec: &ContainerSpec| {
-            let spec = spec.clone();
-            let sandbox = sandbox.clone();
-            async move {
-                let t = Instant::now();
-                let exit = sandbox
-                    .start_container(&spec, 1)
-                    .await
-                    .unwrap()
-                    .wait()
-                    .await;
-                assert!(exit.success(), "{exit:?}");
-                t.elapsed()
-            }
-        };
         for _ in 0..20 {
-            once(&pulled).await;
-            once(&builtin).await;
+            run_to_exit(&sandbox, &pulled, 1).await;
+            run_to_exit(&sandbox, &builtin, 1).await;
         }
         let (mut a, mut b) = (vec![], vec![]);
         for _ in 0..RESTARTS {
-            a.push(once(&pulled).await);
-            b.push(once(&builtin).await);
+            a.push(run_to_exit(&sandbox, &pulled, 1).await);
+            b.push(run_to_exit(&sandbox, &builtin, 1).await);
         }
         let (a, b) = (median(a), median(b));
         println!("start-to-exit, {RESTARTS} restarts (median)");
@@ -324,17 +316,7 @@ fn main() {
                 command,
                 ..Default::default()
             };
-            async move {
-                let t = Instant::now();
-                let exit = sandbox
-                    .start_container(&spec, 0)
-                    .await
-                    .unwrap()
-                    .wait()
-                    .await;
-                assert!(exit.success(), "{exit:?}");
-                t.elapsed()
-            }
+            async move { run_to_exit(&sandbox, &spec, 0).await }
         };
         let (mut with_files, mut plain) = (vec![], vec![]);
         for i in 0..40 {

@@ -338,6 +338,13 @@ fn io_error(
     }
 }
 
+/// Where an instance starts: the spec's `workingDir`, else the image's.
+pub(crate) fn working_dir(spec: &ContainerSpec, image: &Image) -> Option<String> {
+    spec.working_dir
+        .clone()
+        .or_else(|| image.config.working_dir.clone())
+}
+
 /// argv from the spec and the image config, as Kubernetes combines them.
 fn argv(spec: &ContainerSpec, image: &Image) -> Vec<String> {
     let config = &image.config;
@@ -508,11 +515,7 @@ impl Sandbox {
             .collect();
         let hostname = self.spec.hostname.as_ref().unwrap_or(&self.spec.name);
         env.push(("HOSTNAME".into(), hostname.clone()));
-        let working_dir = spec
-            .working_dir
-            .clone()
-            .or_else(|| image.config.working_dir.clone());
-        if let Some(dir) = &working_dir {
+        if let Some(dir) = &working_dir(spec, image) {
             env.push(("PWD".into(), dir.clone()));
             wasi.initial_cwd(dir);
         }

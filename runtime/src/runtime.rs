@@ -274,14 +274,14 @@ impl Runtime {
         keyring: &Keyring,
     ) -> Result<PullOutcome, PullError> {
         let images = &self.shared.images;
-        let resolve = |reference: &str| {
-            images.resolve(reference).map_err(|e| PullError::Store {
-                reference: reference.to_string(),
-                message: e.to_string(),
-            })
-        };
         if is_path_reference(reference) {
-            return Ok(PullOutcome::Present(resolve(reference)?));
+            return images
+                .resolve(reference)
+                .map(PullOutcome::Present)
+                .map_err(|e| PullError::Store {
+                    reference: reference.to_string(),
+                    message: e.to_string(),
+                });
         }
         let canonical = images
             .canonical(reference)
@@ -289,24 +289,25 @@ impl Runtime {
                 reference: reference.to_string(),
                 message: e.to_string(),
             })?;
-        let present = images.record(&canonical).ok().flatten().is_some();
+        let present = images.record(&canonical).ok().flatten();
         let local = canonical.registry.is_none();
-        match policy {
-            _ if local && present => Ok(PullOutcome::Present(resolve(reference)?)),
-            PullPolicy::Never if present => Ok(PullOutcome::Present(resolve(reference)?)),
-            PullPolicy::Never => Err(PullError::NeverPull {
+        match (policy, present) {
+            (_, Some(record)) if local => Ok(PullOutcome::Present(images.image(reference, record))),
+            (PullPolicy::Never | PullPolicy::IfNotPresent, Some(record)) => {
+                Ok(PullOutcome::Present(images.image(reference, record)))
+            }
+            (PullPolicy::Never, None) => Err(PullError::NeverPull {
                 reference: reference.to_string(),
             }),
-            PullPolicy::IfNotPresent if present => Ok(PullOutcome::Present(resolve(reference)?)),
             _ if local => Err(PullError::NotFound {
                 reference: reference.to_string(),
             }),
             _ => {
                 let pulled = self.shared.registry.pull(&canonical, keyring).await?;
                 Ok(PullOutcome::Pulled {
-                    image: resolve(reference)?,
-                    fetched: pulled.fetched,
                     size: pulled.record.size,
+                    fetched: pulled.fetched,
+                    image: images.image(reference, pulled.record),
                 })
             }
         }
@@ -474,25 +475,16 @@ impl RuntimeShared {
         let Some(argv0) = argv.first() else {
             return Ok((image, prepared));
         };
+        // The spec's env wins over the image's, as in the guest's env.
         let path_env = spec
             .env
             .iter()
             .rev()
             .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone())
-            .or_else(|| {
-                image
-                    .config
-                    .env
-                    .iter()
-                    .find_map(|e| e.strip_prefix("PATH=").map(str::to_string))
-            });
-        let working_dir = spec
-            .working_dir
-            .clone()
-            .or_else(|| image.config.working_dir.clone())
-            .unwrap_or_else(|| "/".into());
-        let Some((digest, path)) = image.program(argv0, path_env.as_deref(), &working_dir) else {
+            .map(|(_, v)| v.as_str())
+            .or(image.config.path());
+        let working_dir = crate::container::working_dir(spec, &image).unwrap_or_else(|| "/".into());
+        let Some((digest, path)) = image.program(argv0, path_env, &working_dir) else {
             return Err(StartError::NotCommand {
                 image: image.reference.clone(),
                 message: format!(

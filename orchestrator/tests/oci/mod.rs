@@ -46,14 +46,6 @@ pub fn run(mut command: Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Registry {
     /// Anonymous, plain HTTP.
     pub fn anonymous() -> Registry {
@@ -68,7 +60,7 @@ impl Registry {
 
     fn start(private: bool) -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = super::server::free_port();
         let host = format!("127.0.0.1:{port}");
         let mut config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",

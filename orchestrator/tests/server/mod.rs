@@ -21,6 +21,16 @@ pub struct Server {
     open_file_limit: Option<u64>,
 }
 
+/// A loopback port nobody listens on right now (the kernel's pick,
+/// released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The directory of the kubectl on PATH; the tests fail without one.
 pub fn kubectl_dir() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();

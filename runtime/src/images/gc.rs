@@ -205,18 +205,7 @@ fn distinct_size(records: &[ImageRecord]) -> u64 {
 }
 
 fn tree_size(path: &Path) -> u64 {
-    let mut size = 0;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(t) if t.is_file() => size += entry.metadata().map(|m| m.len()).unwrap_or(0),
-                _ => {}
-            }
-        }
-    }
-    size
+    super::files_in(path).iter().map(|(_, m)| m.len()).sum()
 }
 
 #[cfg(test)]

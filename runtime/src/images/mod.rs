@@ -108,6 +108,33 @@ pub struct ImageConfig {
     pub working_dir: Option<String>,
 }
 
+impl ImageConfig {
+    /// The `PATH` its `Env` sets, if any.
+    pub fn path(&self) -> Option<&str> {
+        self.env.iter().find_map(|e| e.strip_prefix("PATH="))
+    }
+}
+
+/// The regular files under `tree` (symlinks not followed) and their
+/// metadata.
+pub(crate) fn files_in(tree: &Path) -> Vec<(PathBuf, fs::Metadata)> {
+    let mut files = Vec::new();
+    let mut stack = vec![tree.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                files.push((entry.path(), meta));
+            }
+        }
+    }
+    files
+}
+
 /// What the store knows about one image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -546,7 +573,8 @@ impl ImageStore {
         }
     }
 
-    fn image(&self, reference: &str, record: ImageRecord) -> Image {
+    /// The image `record` describes, as resolved from `reference`.
+    pub(crate) fn image(&self, reference: &str, record: ImageRecord) -> Image {
         let name = ImageRef::parse(&record.reference)
             .map(|r| r.name())
             .unwrap_or_default();

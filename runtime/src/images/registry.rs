@@ -149,6 +149,19 @@ pub struct Pulled {
 
 type SharedPull = Shared<BoxFuture<'static, Result<Pulled, PullError>>>;
 
+/// What fetching a manifest's content gave: the parts of the record that
+/// depend on how the image is packaged.
+struct Fetched {
+    /// The component to run.
+    digest: String,
+    /// Bytes on disk.
+    size: u64,
+    config: ImageConfig,
+    /// The image's files, for a standard image.
+    tree: Option<String>,
+    programs: BTreeMap<String, String>,
+}
+
 /// The node's way to registries: clients per credential, pulls in flight.
 #[derive(Clone)]
 pub struct Registry {
@@ -353,7 +366,7 @@ impl Registry {
             Manifest::Image(m) => (m, top_digest.clone()),
         };
         let staging = Staging::new(store)?;
-        let record = if manifest.is_wasm_artifact() {
+        let fetched = if manifest.is_wasm_artifact() {
             self.fetch_artifact(&client, &oci_ref, &manifest, &staging, reference)
                 .await?
         } else {
@@ -369,10 +382,14 @@ impl Registry {
         };
         let record = ImageRecord {
             reference: reference.to_string(),
+            digest: fetched.digest,
             source_digest: top_digest,
+            size: fetched.size,
+            config: fetched.config,
             manifest_digest: Some(manifest_digest),
+            tree: fetched.tree,
+            programs: fetched.programs,
             pulled_at: Some(super::now()),
-            ..record
         };
         store
             .write_record(reference, &record)
@@ -410,7 +427,7 @@ impl Registry {
         manifest: &ImageManifest,
         staging: &Staging,
         reference: &ImageRef,
-    ) -> Result<ImageRecord, PullError> {
+    ) -> Result<Fetched, PullError> {
         let layer = manifest
             .layers
             .iter()
@@ -425,19 +442,15 @@ impl Registry {
         })
         .await
         .map_err(|m| invalid(reference, &m))?;
-        Ok(ImageRecord {
-            reference: String::new(),
+        Ok(Fetched {
             digest,
-            source_digest: String::new(),
             size,
             config: ImageConfig {
                 entrypoint: vec![reference.base_name().to_string()],
                 ..ImageConfig::default()
             },
-            manifest_digest: None,
             tree: None,
             programs: BTreeMap::new(),
-            pulled_at: None,
         })
     }
 
@@ -451,7 +464,7 @@ impl Registry {
         manifest_digest: &str,
         staging: &Staging,
         reference: &ImageRef,
-    ) -> Result<ImageRecord, PullError> {
+    ) -> Result<Fetched, PullError> {
         let config_file = staging
             .download(client, oci_ref, &manifest.config, reference)
             .await?;
@@ -473,8 +486,8 @@ impl Registry {
         }
         let tree = self.inner.store.tree_path(manifest_digest);
         if !tree.is_dir() {
-            // Layers are downloaded one after another and unpacked as each
-            // arrives (the next downloads while this one unpacks).
+            // Layers are downloaded and unpacked one after another, each
+            // blob deleted once its files are out.
             let staged_tree = staging.dir.join("tree");
             fs::create_dir_all(&staged_tree).map_err(|e| store_err(reference, e))?;
             let mut budget = self.inner.config.budget.clone();
@@ -528,17 +541,12 @@ impl Registry {
             .first()
             .or(image_config.cmd.first())
             .cloned();
-        let path_env = image_config
-            .env
-            .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .map(str::to_string);
         let digest = match argv0 {
             Some(argv0) => super::find_program(
                 &tree,
                 &programs,
                 &argv0,
-                path_env.as_deref(),
+                image_config.path(),
                 image_config.working_dir.as_deref().unwrap_or("/"),
             )
             .ok_or_else(|| {
@@ -563,22 +571,18 @@ impl Registry {
                 ));
             }
         };
-        Ok(ImageRecord {
-            reference: String::new(),
+        Ok(Fetched {
             digest,
-            source_digest: String::new(),
             size,
             config: image_config,
-            manifest_digest: None,
             tree: Some(manifest_digest.to_string()),
             programs,
-            pulled_at: None,
         })
     }
 }
 
 /// Every WebAssembly file of `tree` (by magic bytes) stored as a
-/// component; and the image's size (files plus new components).
+/// component; and the bytes of the tree's files.
 fn programs_in(
     store: &ImageStore,
     what: &str,
@@ -586,39 +590,25 @@ fn programs_in(
 ) -> Result<(BTreeMap<String, String>, u64), String> {
     let mut programs = BTreeMap::new();
     let mut size = 0;
-    let mut stack = vec![tree.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).map_err(|e| e.to_string())?.flatten() {
-            let path = entry.path();
-            let Ok(meta) = fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            if !meta.is_file() {
-                continue;
-            }
-            size += meta.len();
-            let mut magic = [0u8; 4];
-            let is_wasm = fs::File::open(&path)
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-                .is_ok()
-                && magic == *b"\0asm";
-            if !is_wasm {
-                continue;
-            }
-            let bytes = fs::read(&path).map_err(|e| e.to_string())?;
-            let guest = format!(
-                "/{}",
-                path.strip_prefix(tree).unwrap_or(&path).to_string_lossy()
-            );
-            let (digest, _) = store
-                .put_blob(&format!("{what} {guest}"), &bytes)
-                .map_err(|e| e.to_string())?;
-            programs.insert(guest, digest);
+    for (path, meta) in super::files_in(tree) {
+        size += meta.len();
+        let mut magic = [0u8; 4];
+        let is_wasm = fs::File::open(&path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok()
+            && magic == *b"\0asm";
+        if !is_wasm {
+            continue;
         }
+        let bytes = fs::read(&path).map_err(|e| e.to_string())?;
+        let guest = format!(
+            "/{}",
+            path.strip_prefix(tree).unwrap_or(&path).to_string_lossy()
+        );
+        let (digest, _) = store
+            .put_blob(&format!("{what} {guest}"), &bytes)
+            .map_err(|e| e.to_string())?;
+        programs.insert(guest, digest);
     }
     Ok((programs, size))
 }
@@ -631,7 +621,9 @@ struct Staging {
 
 impl Staging {
     fn new(store: &ImageStore) -> Result<Staging, PullError> {
-        let dir = store.tmp_dir().join(format!("pull-{}", uuid_like()));
+        let dir = store
+            .tmp_dir()
+            .join(format!("pull-{}", uuid::Uuid::new_v4().simple()));
         fs::create_dir_all(&dir).map_err(|e| PullError::Store {
             reference: String::new(),
             message: format!("{}: {e}", dir.display()),
@@ -686,17 +678,6 @@ impl Drop for Staging {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
-}
-
-fn uuid_like() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}-{}",
-        std::process::id(),
-        jiff::Timestamp::now().as_nanosecond(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// A writer that refuses more bytes than the blob is declared to have, so a
