@@ -7,11 +7,10 @@
 //!
 //! `cargo bench -p wasmkube --bench deployment_scale [-- N]`
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wasmkube::cluster::{Cluster, ClusterConfig};
+use wasmkube::Cluster;
 use wasmkube::registry::{Registry, WriteOptions};
 use wasmkube_runtime::*;
 
@@ -118,13 +117,15 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = ClusterConfig::new(dir.path());
-        config.node_name = "bench".into();
-        config.node_port_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
         // Room for the surge of the rolling update too (the default, as
         // Kubernetes', is 110 pods per node).
-        config.max_pods = n as u32 + 50;
-        let cluster = Cluster::start(config).await.unwrap();
+        let cluster = Cluster::builder()
+            .data_dir(dir.path())
+            .node_name("bench")
+            .max_pods(n as u32 + 50)
+            .start()
+            .await
+            .unwrap();
         let registry = cluster.registry().clone();
         let deployments = registry.resource("apps", "Deployment");
         let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",

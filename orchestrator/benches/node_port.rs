@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use wasmkube::cluster::{Cluster, ClusterConfig};
+use wasmkube::Cluster;
 use wasmkube::registry::{ListOptions, WriteOptions};
 use wasmkube_runtime::net::ClusterNet;
 
@@ -205,10 +205,12 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = ClusterConfig::new(dir.path());
-        config.node_name = "bench".into();
-        config.node_port_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let cluster = Cluster::start(config).await.unwrap();
+        let cluster = Cluster::builder()
+            .data_dir(dir.path())
+            .node_name("bench")
+            .start()
+            .await
+            .unwrap();
         let registry = cluster.registry().clone();
         let options = WriteOptions::manager("bench");
         let pods = registry.resource("", "Pod");

@@ -1,49 +1,91 @@
-//! wasmkube: a Kubernetes-compatible orchestrator whose containers are
+//! wasmkube: a Kubernetes-compatible cluster whose containers are
 //! WebAssembly (WASI) guests in one wasmtime host process.
 //!
 //! # Where to start
 //!
-//! [`cluster::Cluster`] is a whole single-node cluster: start one, then talk
-//! to [`cluster::Cluster::router`] (in-process, e.g. with `kube::Client`) or
-//! serve it with [`server::serve`] as `wasmkube serve` does. Every write goes
-//! through the [`registry`] into the [`store`]; the [`scheduler`],
-//! [`kubelet`] and [`controllers`] watch the store and converge toward it.
-//! [`play::play`] runs Pod manifests without a server.
+//! [`Cluster::builder`] starts a whole single-node cluster inside your
+//! program (its store in memory, or on a data directory);
+//! [`Cluster::client`] is a [`kube::Client`] that calls its API
+//! in-process, so everything kube-rs does (typed APIs, watches, server-side
+//! apply, `kube::runtime` controllers) works against it;
+//! [`ClusterBuilder::listen`] serves the same API over HTTPS for `kubectl`.
+//!
+//! ```
+//! use k8s_openapi::api::core::v1::Pod;
+//! use kube::api::{Api, ListParams};
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cluster = wasmkube::Cluster::builder().node_name("edge-1").start().await?;
+//! let pods: Api<Pod> = Api::default_namespaced(cluster.client());
+//! assert!(pods.list(&ListParams::default()).await?.items.is_empty());
+//! cluster.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The versions of [`kube`] and [`k8s_openapi`] the client is made with
+//! are re-exported, so a program can name them without matching versions.
 //!
 //! # Layout
 //!
-//! - [`store`]: redb objects, one global revision, revision log, watches.
-//! - [`registry`]: Kubernetes object semantics over the store (metadata,
-//!   concurrency, status, deletion, selectors), the resource descriptors.
-//! - [`api`]: the REST API (axum): discovery, OpenAPI, verbs, watch, Tables.
-//! - [`patch`]: JSON, merge and strategic merge patches, with bounded work.
-//! - [`yaml`]: YAML bodies decoded with bounded alias expansion.
-//! - [`schema`]: OpenAPI schemas with Kubernetes' extensions.
-//! - [`server`]: HTTPS, the CA and token, the kubeconfig.
-//! - [`scheduler`], [`kubelet`], [`controllers`], [`events`].
-//! - [`image_cli`]: `wasmkube image …` and the registry flags of `serve`.
-//! - [`admission`], [`quantity`], [`manifest`]: validation and parsing.
-//! - [`play`], [`data_dir`]: the serverless `play` command and defaults.
+//! The public surface is [`Cluster`], [`ClusterBuilder`] and [`Error`].
+//! The modules behind them are hidden from these docs (the `wasmkube`
+//! binary and the tests use them; they change without notice):
+//! `store` (redb, revisions, watches), `registry` (Kubernetes object
+//! semantics), `api` (the REST API), `patch`, `yaml`, `schema`, `server`
+//! (HTTPS, certificates), `scheduler`, `kubelet`, `controllers`, `proxy`,
+//! `events`, `admission`, `image_cli`, `play`.
 
+#![deny(missing_docs)]
+
+mod cluster;
+
+pub use cluster::{Cluster, ClusterBuilder, Error};
+pub use k8s_openapi;
+pub use kube;
+pub use wasmkube_runtime::RegistryConfig;
+pub use wasmkube_runtime::images::gc::GcPolicy;
+
+#[doc(hidden)]
 pub mod admission;
+#[doc(hidden)]
 pub mod api;
+#[doc(hidden)]
 pub mod cidr;
-pub mod cluster;
+#[doc(hidden)]
 pub mod controllers;
+#[doc(hidden)]
 pub mod cron;
+#[doc(hidden)]
 pub mod data_dir;
+#[doc(hidden)]
 pub mod events;
+#[doc(hidden)]
 pub mod flags;
+#[doc(hidden)]
 pub mod image_cli;
+#[doc(hidden)]
 pub mod kubelet;
+#[doc(hidden)]
 pub mod manifest;
+#[doc(hidden)]
 pub mod patch;
+#[doc(hidden)]
 pub mod play;
+#[doc(hidden)]
 pub mod proxy;
+#[doc(hidden)]
 pub mod quantity;
+#[doc(hidden)]
 pub mod registry;
+#[doc(hidden)]
 pub mod scheduler;
+#[doc(hidden)]
 pub mod schema;
+#[doc(hidden)]
 pub mod server;
+#[doc(hidden)]
 pub mod store;
+#[doc(hidden)]
 pub mod yaml;

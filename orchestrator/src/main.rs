@@ -6,10 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wasmkube::cidr::Cidr;
-use wasmkube::cluster::{Cluster, ClusterConfig};
 use wasmkube::image_cli::{ImageCommand, ImageGcFlags, RegistryFlags};
 use wasmkube::play::{PlayOptions, play};
-use wasmkube::server::{self, pki};
+use wasmkube::{Cluster, ClusterBuilder};
 use wasmkube_runtime::Backoff;
 
 #[derive(Parser)]
@@ -88,64 +87,14 @@ enum Command {
 }
 
 /// `wasmkube serve`: the cluster behind HTTPS until Ctrl-C or SIGTERM.
-async fn serve(
-    config: ClusterConfig,
-    listen: SocketAddr,
-    insecure_http: bool,
-    data_dir: &Path,
-) -> anyhow::Result<()> {
-    if insecure_http && !listen.ip().is_loopback() {
-        anyhow::bail!(
-            "--insecure-http serves without TLS, so it is allowed on loopback addresses only (not {})",
-            listen.ip()
-        );
-    }
+async fn serve(builder: ClusterBuilder, data_dir: &Path) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let mut names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-        config.node_name.clone(),
-    ];
-    if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
-        names.push(listen.ip().to_string());
-    }
-    let pki = pki::load_or_create(&data_dir.join("pki"), &names)
-        .context("preparing the server's certificates")?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let address = listener.local_addr()?;
-    let cluster = Cluster::start(config)
-        .await
-        .context("starting the cluster")?;
-    cluster
-        .publish_api(address)
-        .await
-        .context("publishing the API's endpoints")?;
-    let host = if address.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else if address.is_ipv6() {
-        format!("[{}]", address.ip())
-    } else {
-        address.ip().to_string()
-    };
-    let scheme = if insecure_http { "http" } else { "https" };
-    let url = format!("{scheme}://{host}:{}", address.port());
+    let cluster = builder.start().await.context("starting the cluster")?;
+    let url = cluster.api_url().unwrap_or_default().to_string();
     let kubeconfig = data_dir.join("kubeconfig");
-    server::write_kubeconfig(
-        &kubeconfig,
-        &url,
-        (!insecure_http).then_some(pki.ca_pem.as_str()),
-        &pki.token,
-    )
-    .with_context(|| format!("writing {}", kubeconfig.display()))?;
-    let tls = if insecure_http {
-        None
-    } else {
-        Some(server::tls_config(&pki).context("configuring TLS")?)
-    };
-    let router = cluster.router(Some(pki.token.clone().into()));
+    cluster
+        .write_kubeconfig(&kubeconfig)
+        .with_context(|| format!("writing {}", kubeconfig.display()))?;
     println!(
         "wasmkube is serving the Kubernetes API on {url} (ready in {} ms)",
         started.elapsed().as_millis()
@@ -155,7 +104,7 @@ async fn serve(
     println!("  kubectl get nodes");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    server::serve(listener, router, tls, wasmkube::play::shutdown_signal()).await?;
+    wasmkube::play::shutdown_signal().await;
     eprintln!("wasmkube: stopping pods and closing the store");
     cluster.shutdown().await;
     Ok(())
@@ -223,25 +172,31 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the control runtime")?;
-            let mut config = ClusterConfig::new(&data_dir);
-            if let Some(name) = node_name {
-                config.node_name = name;
+            let (image_gc, image_gc_period) = image_gc.policy()?;
+            let mut builder = Cluster::builder()
+                .data_dir(&data_dir)
+                .listen(listen)
+                .plain_http(insecure_http)
+                .node_name(node_name.unwrap_or_else(wasmkube::kubelet::default_node_name))
+                .restart_backoff(restart_backoff)
+                .pod_cidr(pod_cidr.to_string())
+                .service_cidr(service_cidr.to_string())
+                .node_port_address(node_port_address)
+                .max_pods(max_pods)
+                .job_backoff(job_backoff)
+                .event_ttl(event_ttl)
+                .registry(registry.config()?)
+                .image_gc(image_gc, image_gc_period);
+            if let Some(host) = registry.default_registry {
+                builder = builder.default_registry(host);
             }
-            config.backoff = Backoff {
-                initial: restart_backoff,
-                ..Backoff::default()
+            builder = match allowed_host_paths {
+                None => builder.allow_any_host_path(),
+                Some(dirs) => dirs
+                    .into_iter()
+                    .fold(builder, ClusterBuilder::allow_host_path),
             };
-            config.pod_cidr = pod_cidr;
-            config.service_network.cidr = service_cidr;
-            config.node_port_address = node_port_address;
-            config.max_pods = max_pods;
-            config.job_backoff.base = job_backoff;
-            config.allowed_host_paths = allowed_host_paths;
-            config.event_ttl = event_ttl;
-            config.registry = registry.config()?;
-            config.default_registry = registry.default_registry;
-            (config.image_gc, config.image_gc_period) = image_gc.policy()?;
-            let result = runtime.block_on(serve(config, listen, insecure_http, &data_dir));
+            let result = runtime.block_on(serve(builder, &data_dir));
             runtime.shutdown_timeout(Duration::from_secs(2));
             result
         }

@@ -150,6 +150,33 @@ pub(crate) struct GuestState {
     /// Sends the guest's outgoing `wasi:http` requests through the pod's
     /// network.
     http_out: crate::net::http_out::PodHttp,
+    /// Counts this guest in [`live_guests`] while its store exists.
+    _live: LiveGuest,
+}
+
+/// Guests whose stores exist in this process (all runtimes).
+static LIVE_GUESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many guests (wasmtime stores of containers, exec'd commands and
+/// HTTP handler instances) exist in this process, across every runtime:
+/// what an embedder checks to know stopped clusters left none behind.
+pub fn live_guests() -> usize {
+    LIVE_GUESTS.load(std::sync::atomic::Ordering::Acquire)
+}
+
+struct LiveGuest;
+
+impl LiveGuest {
+    fn new() -> LiveGuest {
+        LIVE_GUESTS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        LiveGuest
+    }
+}
+
+impl Drop for LiveGuest {
+    fn drop(&mut self) {
+        LIVE_GUESTS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl GuestState {
@@ -174,6 +201,7 @@ impl GuestState {
             http_out: crate::net::http_out::PodHttp {
                 net: Arc::clone(net),
             },
+            _live: LiveGuest::new(),
         }
     }
 }

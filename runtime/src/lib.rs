@@ -49,7 +49,9 @@ pub mod runtime;
 pub mod sandbox;
 pub mod serve;
 
-pub use container::{ContainerSpec, ExitReason, ExitStatus, Mount, RunningContainer, StartError};
+pub use container::{
+    ContainerSpec, ExitReason, ExitStatus, Mount, RunningContainer, StartError, live_guests,
+};
 pub use exec::{ExecError, ExecOutput};
 pub use host_dir::HostDir;
 pub use images::credentials::Keyring;

@@ -152,7 +152,11 @@ pub(crate) struct RuntimeShared {
     handler_slots: Arc<tokio::sync::Semaphore>,
     /// Images ready to instantiate, by component digest.
     ready: Mutex<HashMap<String, Prepared>>,
-    guests: Option<tokio::runtime::Runtime>,
+    /// Where guests are spawned; once the runtime below is shut down,
+    /// what is spawned is cancelled at once.
+    guests: tokio::runtime::Handle,
+    /// Owns the guests' threads until [`Runtime::shutdown`] or drop.
+    guest_threads: Mutex<Option<tokio::runtime::Runtime>>,
     /// Prepares and deletes container roots in the background.
     janitor: Janitor,
     /// Which pod answers at which pod IP.
@@ -162,7 +166,11 @@ pub(crate) struct RuntimeShared {
 impl Drop for RuntimeShared {
     fn drop(&mut self) {
         // Dropping a tokio runtime blocks, which panics inside async code.
-        if let Some(rt) = self.guests.take() {
+        let threads = self
+            .guest_threads
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(rt) = threads.take() {
             rt.shutdown_background();
         }
     }
@@ -201,11 +209,30 @@ impl Runtime {
                     engine::HANDLER_INSTANCES as usize,
                 )),
                 ready: Mutex::new(HashMap::new()),
-                guests: Some(guests),
+                guests: guests.handle().clone(),
+                guest_threads: Mutex::new(Some(guests)),
                 janitor: Janitor::start(),
                 cluster_net: Arc::default(),
             }),
         })
+    }
+
+    /// Stops every guest still running and joins the guest threads (at
+    /// most a second for a guest that does not yield). Containers started
+    /// after this fail at once.
+    pub async fn shutdown(&self) {
+        let threads = self
+            .shared
+            .guest_threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(threads) = threads {
+            let joined = tokio::task::spawn_blocking(move || {
+                threads.shutdown_timeout(Duration::from_secs(1));
+            });
+            let _ = joined.await;
+        }
     }
 
     /// The settings it was made with.
@@ -419,10 +446,7 @@ impl RuntimeShared {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.guests
-            .as_ref()
-            .expect("guest runtime lives as long as the runtime")
-            .spawn(future)
+        self.guests.spawn(future)
     }
 
     /// Resolves an image and returns it ready to instantiate.

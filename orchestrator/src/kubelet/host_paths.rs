@@ -124,9 +124,13 @@ impl HostPathPolicy {
             && !allowed.iter().any(|a| real.starts_with(a))
         {
             let list: Vec<String> = allowed.iter().map(|a| a.display().to_string()).collect();
+            let granted = if list.is_empty() {
+                "no host paths".to_string()
+            } else {
+                format!("only host paths under {}", list.join(", "))
+            };
             return Err(Refused::NotAllowed(format!(
-                "{shown} is not allowed: this server lets pods use only host paths under {} (serve --allowed-host-paths)",
-                list.join(", ")
+                "{shown} is not allowed: this server lets pods use {granted} (serve --allowed-host-paths; ClusterBuilder::allow_host_path when embedded)"
             )));
         }
         if let Some(data) = &self.data_dir

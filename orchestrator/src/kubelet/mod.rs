@@ -379,9 +379,45 @@ impl Kubelet {
         }
     }
 
+    /// Stores `wasm` (a component or WASI module) as the image
+    /// `reference`, its entrypoint the name's last path segment.
+    pub fn import_image(
+        &self,
+        reference: &str,
+        wasm: &[u8],
+    ) -> Result<(), wasmkube_runtime::images::Error> {
+        let reference = wasmkube_runtime::images::ImageRef::parse(reference)?;
+        let program = reference
+            .repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&reference.repository)
+            .to_string();
+        let config = wasmkube_runtime::images::ImageConfig {
+            entrypoint: vec![program],
+            ..Default::default()
+        };
+        self.runtime.images().import(&reference, wasm, config)?;
+        Ok(())
+    }
+
+    /// Stops every pod (keeping their objects and data for the next
+    /// start), then the runtime's guest threads, and removes the
+    /// memory-backed volumes' directory.
+    pub async fn shutdown(&self) {
+        self.stop_all().await;
+        self.runtime.shutdown().await;
+        if let Ok(dir) = &self.memory_dir
+            && let Err(e) = std::fs::remove_dir_all(dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot remove {}: {e}", dir.display());
+        }
+    }
+
     /// Stops every pod for a server shutdown, keeping their objects and
     /// data for the next start.
-    pub async fn stop_all(&self) {
+    async fn stop_all(&self) {
         let workers: Vec<Worker> = self
             .workers
             .lock()

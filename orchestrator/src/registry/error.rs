@@ -102,6 +102,9 @@ pub enum Error {
     Timeout(String),
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// The server is stopping or stopped (its store closed).
+    #[error("{0}")]
+    Unavailable(String),
     /// A failure the API server passes on as it is: 500 with no reason.
     #[error("{0}")]
     Unclassified(String),
@@ -129,6 +132,7 @@ impl Error {
             Error::TooLargeResourceVersion { .. } => 504,
             Error::Timeout(_) => 504,
             Error::Internal(_) | Error::Unclassified(_) => 500,
+            Error::Unavailable(_) => 503,
         }
     }
 
@@ -150,6 +154,7 @@ impl Error {
             Error::TooLargeResourceVersion { .. } => "Timeout",
             Error::Timeout(_) => "Timeout",
             Error::Internal(_) => "InternalError",
+            Error::Unavailable(_) => "ServiceUnavailable",
             Error::Unclassified(_) => "",
         }
     }
@@ -277,6 +282,9 @@ impl From<store::Error> for Error {
             store::Error::TooLarge { size, limit, .. } => Error::TooLarge(format!(
                 "the object would take {size} bytes in the store, more than its limit of {limit} bytes"
             )),
+            store::Error::Closed => {
+                Error::Unavailable("the cluster has been shut down (its store is closed)".into())
+            }
             other => Error::Internal(other.to_string()),
         }
     }

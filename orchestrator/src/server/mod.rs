@@ -229,15 +229,9 @@ impl hyper::body::Body for Counted {
     }
 }
 
-/// Writes the admin kubeconfig (owner-readable only: it holds the token).
-pub fn write_kubeconfig(
-    path: &Path,
-    server: &str,
-    ca_pem: Option<&str>,
-    token: &str,
-) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+/// The admin kubeconfig (YAML) of the API at `server`: the CA to trust
+/// (none for plain HTTP) and the bearer token.
+pub fn kubeconfig(server: &str, ca_pem: Option<&str>, token: &str) -> String {
     let ca = match ca_pem {
         Some(pem) => format!(
             "    certificate-authority-data: {}\n",
@@ -245,22 +239,32 @@ pub fn write_kubeconfig(
         ),
         None => String::new(),
     };
-    let text = format!(
+    format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: wasmkube\n  cluster:\n    server: {server}\n{ca}\
          users:\n- name: admin\n  user:\n    token: {token}\n\
          contexts:\n- name: wasmkube\n  context:\n    cluster: wasmkube\n    user: admin\n    namespace: default\n\
          current-context: wasmkube\npreferences: {{}}\n"
-    );
+    )
+}
+
+/// Writes `text` to `path` atomically (a temporary file, synced, then
+/// renamed), with `mode`: 0600 for what holds a key or the admin token.
+pub fn write_file(path: &Path, text: &str, mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let temporary = path.with_extension("tmp");
     {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o600)
+            .mode(mode)
             .open(&temporary)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
     }
+    // The mode a file was created with is masked by the umask; an existing
+    // temporary file kept its own.
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode))?;
     std::fs::rename(&temporary, path)
 }

@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -51,25 +50,10 @@ fn read(path: &Path) -> Result<Option<String>, Error> {
 
 /// Writes a file atomically, with `mode`.
 fn write(path: &Path, contents: &str, mode: u32) -> Result<(), Error> {
-    let io_error = |source| Error::Io {
+    super::write_file(path, contents, mode).map_err(|source| Error::Io {
         path: path.into(),
         source,
-    };
-    let temporary = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&temporary)
-            .map_err(io_error)?;
-        file.write_all(contents.as_bytes()).map_err(io_error)?;
-        file.sync_all().map_err(io_error)?;
-    }
-    fs::set_permissions(&temporary, fs::Permissions::from_mode(mode)).map_err(io_error)?;
-    fs::rename(&temporary, path).map_err(io_error)
+    })
 }
 
 /// Loads the PKI from `dir`, making what is missing. `names` are the DNS
@@ -82,11 +66,7 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, Error> {
     let token = match read(&dir.join("token"))? {
         Some(token) if !token.trim().is_empty() => token.trim().to_string(),
         _ => {
-            let token = format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            );
+            let token = new_token();
             write(&dir.join("token"), &token, 0o600)?;
             token
         }
@@ -104,6 +84,31 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, Error> {
             token,
         });
     }
+    let (pki, ca_key_pem) = generate_with(names, token)?;
+    write(&dir.join("ca.key"), &ca_key_pem, 0o600)?;
+    write(&dir.join("ca.crt"), &pki.ca_pem, 0o644)?;
+    write(&dir.join("server.key"), &pki.server_key_pem, 0o600)?;
+    write(&dir.join("server.crt"), &pki.server_cert_pem, 0o644)?;
+    Ok(pki)
+}
+
+/// A new PKI held in memory only (an embedded cluster without a data
+/// directory): a CA, a serving certificate for `names`, a token.
+pub fn generate(names: &[String]) -> Result<Pki, Error> {
+    Ok(generate_with(names, new_token())?.0)
+}
+
+/// An admin token: 256 random bits, hex.
+fn new_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// A CA and a serving certificate it signs, with the CA's key (PEM).
+fn generate_with(names: &[String], token: String) -> Result<(Pki, String), Error> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -131,23 +136,19 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, Error> {
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     let server_key = KeyPair::generate()?;
     let server_cert = params.signed_by(&server_key, &issuer)?;
-
     let pki = Pki {
         ca_pem: ca_cert.pem(),
         server_cert_pem: server_cert.pem(),
         server_key_pem: server_key.serialize_pem(),
         token,
     };
-    write(&dir.join("ca.key"), &ca_key.serialize_pem(), 0o600)?;
-    write(&dir.join("ca.crt"), &pki.ca_pem, 0o644)?;
-    write(&dir.join("server.key"), &pki.server_key_pem, 0o600)?;
-    write(&dir.join("server.crt"), &pki.server_cert_pem, 0o644)?;
-    Ok(pki)
+    Ok((pki, ca_key.serialize_pem()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn made_once_then_reloaded() {

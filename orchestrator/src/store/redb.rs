@@ -66,8 +66,11 @@ struct Shared {
     revision: AtomicU64,
     /// Revisions up to this one are gone from the log.
     compacted: AtomicU64,
-    /// Committed changes, in revision order, for live watches.
-    events: broadcast::Sender<Arc<WatchEvent>>,
+    /// Committed changes, in revision order, for live watches; taken at
+    /// close, which ends every watch.
+    events: Mutex<Option<broadcast::Sender<Arc<WatchEvent>>>>,
+    /// Set by [`RedbStore::close`]: reads fail from then on, as writes do.
+    closed: std::sync::atomic::AtomicBool,
     /// Durable commits made, to see how many writes share one.
     commits: AtomicU64,
     sealer: Option<Arc<Sealer>>,
@@ -123,7 +126,18 @@ impl Drop for WriterHandle {
 impl RedbStore {
     /// Opens (or creates) the store file at `path`.
     pub fn open(path: &Path, options: StoreOptions) -> Result<RedbStore> {
-        let db = Database::create(path)?;
+        RedbStore::with_database(Database::create(path)?, options)
+    }
+
+    /// A store that lives in memory only (an embedded cluster's, a test's):
+    /// the same transactions, revisions and watches, gone when it closes.
+    pub fn in_memory(options: StoreOptions) -> Result<RedbStore> {
+        let db =
+            Database::builder().create_with_backend(::redb::backends::InMemoryBackend::new())?;
+        RedbStore::with_database(db, options)
+    }
+
+    fn with_database(db: Database, options: StoreOptions) -> Result<RedbStore> {
         let txn = db.begin_write()?;
         let (revision, compacted) = {
             txn.open_table(OBJECTS)?;
@@ -139,7 +153,8 @@ impl RedbStore {
             db,
             revision: AtomicU64::new(revision),
             compacted: AtomicU64::new(compacted),
-            events,
+            events: Mutex::new(Some(events)),
+            closed: std::sync::atomic::AtomicBool::new(false),
             commits: AtomicU64::new(0),
             sealer: options.sealer.clone(),
             snapshots: Snapshots::default(),
@@ -159,11 +174,24 @@ impl RedbStore {
         })
     }
 
-    /// Commits what is queued and stops the writer; later writes fail with
-    /// [`Error::Closed`].
+    /// Commits what is queued and stops the writer; later reads and writes
+    /// fail with [`Error::Closed`], and open watches end.
     pub fn close(&self) {
         self.shared.snapshots.clear();
         self.handle.close();
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
     }
 
     /// Compacts the log to the retained window now.
@@ -193,6 +221,7 @@ impl RedbStore {
 
 impl Store for RedbStore {
     fn get(&self, key: &str) -> Result<Option<Value>> {
+        self.check_open()?;
         let txn = self.shared.db.begin_read()?;
         let table = txn.open_table(OBJECTS)?;
         match table.get(key)? {
@@ -208,6 +237,7 @@ impl Store for RedbStore {
         limit: usize,
         at: Option<Revision>,
     ) -> Result<ListPage> {
+        self.check_open()?;
         let held = at.and_then(|revision| self.shared.snapshots.get(revision));
         let txn = match held {
             Some(txn) => txn,
@@ -271,7 +301,10 @@ impl Store for RedbStore {
     fn watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
         // Subscribe first: anything committed from here on reaches `live`,
         // and the log read below covers everything before.
-        let live = self.shared.events.subscribe();
+        let live = match &*self.shared.events.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(events) => events.subscribe(),
+            None => return Err(Error::Closed),
+        };
         let shared = self.shared.clone();
         let replay = Arc::new(move |prefix: &str, after: Revision| replay(&shared, prefix, after));
         let pending = replay(prefix, after)?;
@@ -410,10 +443,17 @@ fn commit_batch(shared: &Shared, writes: Vec<(Queued, oneshot::Sender<Result<Arc
     match result {
         Ok((outcomes, revision)) => {
             shared.revision.store(revision, Ordering::Release);
+            let events = shared
+                .events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             for (outcome, reply) in outcomes.into_iter().zip(replies) {
                 let answer = outcome.map(|event| {
                     let object = Arc::clone(&event.object);
-                    let _ = shared.events.send(Arc::new(event));
+                    if let Some(events) = &events {
+                        let _ = events.send(Arc::new(event));
+                    }
                     object
                 });
                 let _ = reply.send(answer);

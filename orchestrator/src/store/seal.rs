@@ -75,7 +75,22 @@ impl Sealer {
                 ),
             ));
         }
-        let key = UnboundKey::new(&AES_256_GCM, &bytes)
+        Sealer::with_key(&bytes, prefixes, random)
+    }
+
+    /// A sealer with a fresh random key held in memory only, for a store
+    /// that is never written to disk (nothing sealed outlives it).
+    pub fn ephemeral(prefixes: Vec<String>) -> io::Result<Sealer> {
+        let random = SystemRandom::new();
+        let mut bytes = [0u8; KEY_LEN];
+        random
+            .fill(&mut bytes)
+            .map_err(|_| io::Error::other("no system randomness"))?;
+        Sealer::with_key(&bytes, prefixes, random)
+    }
+
+    fn with_key(bytes: &[u8], prefixes: Vec<String>, random: SystemRandom) -> io::Result<Sealer> {
+        let key = UnboundKey::new(&AES_256_GCM, bytes)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "unusable key"))?;
         Ok(Sealer {
             key: LessSafeKey::new(key),

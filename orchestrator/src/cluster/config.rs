@@ -1,0 +1,69 @@
+//! Every setting of a cluster, as the control loops and the kubelet read
+//! them. Embedders set them through [`ClusterBuilder`](super::ClusterBuilder).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use wasmkube_runtime::Backoff;
+
+use crate::cidr::Cidr;
+use crate::controllers;
+use crate::kubelet;
+use crate::registry::allocator::ServiceNetwork;
+
+/// How to run a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Where images, the compile cache and pods' files live (and, for a
+    /// cluster that is not in memory, the store and its key).
+    pub data_dir: PathBuf,
+    /// The one node's name.
+    pub node_name: String,
+    /// Restart back-off of containers.
+    pub backoff: Backoff,
+    /// Most pods the node takes.
+    pub max_pods: u32,
+    /// The network pod IPs come from.
+    pub pod_cidr: Cidr,
+    /// Where Services' cluster IPs and node ports come from.
+    pub service_network: ServiceNetwork,
+    /// The host address node ports and LoadBalancer ports listen on.
+    pub node_port_address: IpAddr,
+    /// How long a Job waits before replacing a failed pod.
+    pub job_backoff: controllers::job::Backoff,
+    /// Host directories pods' hostPath volumes may use; all when `None`.
+    pub allowed_host_paths: Option<Vec<PathBuf>>,
+    /// How long an Event lives after its last write.
+    pub event_ttl: Duration,
+    /// How the kubelet reaches registries.
+    pub registry: wasmkube_runtime::RegistryConfig,
+    /// Where bare image names the node lacks are pulled from.
+    pub default_registry: Option<String>,
+    /// When unused images are collected.
+    pub image_gc: wasmkube_runtime::images::gc::GcPolicy,
+    /// How often image garbage collection looks (the kubelet's 5 minutes).
+    pub image_gc_period: Duration,
+}
+
+impl ClusterConfig {
+    /// `wasmkube serve`'s defaults, rooted at `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ClusterConfig {
+        ClusterConfig {
+            data_dir: data_dir.into(),
+            node_name: kubelet::default_node_name(),
+            backoff: Backoff::default(),
+            max_pods: 110,
+            pod_cidr: "10.244.0.0/16".parse().expect("a valid CIDR"),
+            service_network: ServiceNetwork::default(),
+            node_port_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            job_backoff: controllers::job::Backoff::default(),
+            allowed_host_paths: None,
+            event_ttl: crate::events::DEFAULT_TTL,
+            registry: wasmkube_runtime::RegistryConfig::default(),
+            default_registry: None,
+            image_gc: wasmkube_runtime::images::gc::GcPolicy::default(),
+            image_gc_period: Duration::from_secs(300),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! What an embedded cluster leaves behind when it stops: nothing. These
+//! tests count the process's threads, file descriptors, guests and memory,
+//! so they run one at a time in a binary of their own.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+
+/// Held by each test: the counts are the whole process's.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// A runtime whose idle blocking threads go at once, so thread counts
+/// settle.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_keep_alive(Duration::from_millis(50))
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    threads: usize,
+    fds: usize,
+    guests: usize,
+}
+
+fn entries(dir: &str) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
+
+fn counts() -> Counts {
+    Counts {
+        threads: entries("/proc/self/task"),
+        fds: entries("/proc/self/fd"),
+        guests: wasmkube_runtime::live_guests(),
+    }
+}
+
+/// Resident memory, KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Waits (up to 10 s) for the counts to come back to `baseline`: threads
+/// and descriptors end a moment after what owned them is gone.
+fn settle_to(baseline: Counts) -> Counts {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = counts();
+        if now == baseline || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn scratch_dirs() -> Vec<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("wasmkube-"))
+        })
+        .collect()
+}
+
+/// One pod that runs a guest until it is stopped.
+fn sleeper() -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "sleeper"},
+        "spec": {"containers": [{"name": "c", "image": "toolbox", "command": ["sleep", "3600"]}]},
+    }))
+    .unwrap()
+}
+
+/// Starts a cluster, runs a pod until its guest lives, shuts down.
+async fn cycle() {
+    let cluster = wasmkube::Cluster::builder().start().await.unwrap();
+    let pods: Api<Pod> = Api::default_namespaced(cluster.client());
+    pods.create(&PostParams::default(), &sleeper())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wasmkube_runtime::live_guests() == 0 {
+        assert!(Instant::now() < deadline, "the pod's guest never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        pods.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+    drop(pods);
+    cluster.shutdown().await;
+}
+
+#[test]
+fn twenty_start_and_shutdown_cycles_leave_nothing_behind() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = runtime();
+    let scratch_before = scratch_dirs();
+    runtime.block_on(cycle());
+    let first = settle_to(Counts {
+        guests: 0,
+        ..counts()
+    });
+    let rss_first = rss_kib();
+    for _ in 1..20 {
+        runtime.block_on(cycle());
+    }
+    let last = settle_to(first);
+    let rss_last = rss_kib();
+    println!(
+        "after 1 cycle: {first:?}, RSS {rss_first} KiB; after 20: {last:?}, RSS {rss_last} KiB"
+    );
+    assert_eq!(first.guests, 0, "guests outlived their cluster");
+    assert_eq!(last, first, "threads, descriptors or guests left behind");
+    // Allocators keep some freed memory; a leak of one cluster per cycle
+    // (several MiB each) would show well above this.
+    assert!(
+        rss_last < rss_first + 16 * 1024,
+        "RSS grew from {rss_first} KiB to {rss_last} KiB over 19 cycles"
+    );
+    assert_eq!(
+        scratch_dirs(),
+        scratch_before,
+        "in-memory clusters left files behind"
+    );
+}
+
+#[test]
+fn a_dropped_cluster_stops_its_pods() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = runtime();
+    let scratch_before = scratch_dirs();
+    runtime.block_on(async {
+        let cluster = wasmkube::Cluster::builder().start().await.unwrap();
+        let pods: Api<Pod> = Api::default_namespaced(cluster.client());
+        pods.create(&PostParams::default(), &sleeper())
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while wasmkube_runtime::live_guests() == 0 {
+            assert!(Instant::now() < deadline, "the pod's guest never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(cluster);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while wasmkube_runtime::live_guests() != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "a dropped cluster's guest still runs 10 s later"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The client still held answers, as a stopped API server does.
+        let after = pods.list(&ListParams::default()).await;
+        assert!(after.is_err(), "{after:?}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while scratch_dirs() != scratch_before {
+            assert!(
+                Instant::now() < deadline,
+                "a dropped cluster's files are still there"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
