@@ -511,3 +511,20 @@ fn kube_rs_drives_every_kind() {
     assert!(report.calls > 300, "{} calls", report.calls);
     assert!(report.differences.is_empty(), "{:#?}", report.differences);
 }
+
+/// The same suite through `Cluster::client()`: the in-process client gets
+/// the answers the HTTPS one gets (and the API server would give).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_in_process_drives_every_kind() {
+    let cluster = wasmkube::Cluster::builder().start().await.unwrap();
+    let mut report = kube_rs::Report::default();
+    kube_rs::every_kind(cluster.client(), &mut report).await;
+    println!(
+        "kube-rs in-process: {} calls, {} answers differ from the API server's",
+        report.calls,
+        report.differences.len()
+    );
+    assert!(report.calls > 300, "{} calls", report.calls);
+    assert!(report.differences.is_empty(), "{:#?}", report.differences);
+    cluster.shutdown().await;
+}

@@ -8,7 +8,9 @@
 //! [`Runtime::new`] with a [`RuntimeConfig`]; [`Runtime::run_pod_sandbox`]
 //! gives a [`Sandbox`] on which [`Sandbox::start_container`] runs one
 //! instance of a [`ContainerSpec`]; [`PodRunner`] runs a whole pod under a
-//! restart policy and reports [`PodStatus`].
+//! restart policy and reports [`PodStatus`]. `examples/run_pod.rs` runs a
+//! two-container pod that way (`cargo run -p wasmkube-runtime --example
+//! run_pod`).
 //!
 //! # Layout
 //!
