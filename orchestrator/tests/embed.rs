@@ -231,3 +231,294 @@ async fn an_embedded_cluster_is_locked_down_by_default() {
     assert_eq!(listed.items.len(), 1);
     cluster.shutdown().await;
 }
+
+/// Whether a TCP connection to `ip:port` is accepted.
+fn answers(ip: [u8; 4], port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&SocketAddr::from((ip, port)), Duration::from_secs(2))
+        .is_ok()
+}
+
+/// Node ports of an embedded cluster listen on loopback unless the
+/// embedder says otherwise: 127.0.0.2 (another loopback address, which a
+/// listener on all interfaces answers) is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ports_listen_on_loopback_unless_asked() {
+    for (address, on_other) in [(None, false), (Some([0, 0, 0, 0]), true)] {
+        let mut builder = wasmkube::Cluster::builder();
+        if let Some(ip) = address {
+            builder = builder.node_port_address(std::net::IpAddr::from(ip));
+        }
+        let cluster = builder.start().await.unwrap();
+        let services: Api<k8s_openapi::api::core::v1::Service> =
+            Api::default_namespaced(cluster.client());
+        let service = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80}]},
+        }))
+        .unwrap();
+        let created = services
+            .create(&PostParams::default(), &service)
+            .await
+            .unwrap();
+        let port = created.spec.unwrap().ports.unwrap()[0].node_port.unwrap() as u16;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !answers([127, 0, 0, 1], port) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node port {port} never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            answers([127, 0, 0, 2], port),
+            on_other,
+            "node_port_address {address:?}: 127.0.0.2:{port}"
+        );
+        cluster.shutdown().await;
+    }
+}
+
+/// What an embedder follows: a pod's log as a stream (lines as they are
+/// written) and the cluster's events as a watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_events_stream_through_the_in_process_client() {
+    use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+    use kube::runtime::WatchStreamExt;
+    let cluster = wasmkube::Cluster::builder().start().await.unwrap();
+    let client = cluster.client();
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::default_namespaced(client.clone());
+    let mut watched = kube::runtime::watcher(events, Default::default())
+        .applied_objects()
+        .boxed();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "ticker"},
+        "spec": {"containers": [{"name": "c", "image": "toolbox", "command": ["sh", "-c",
+            "for i in 1 2 3; do echo tick $i; sleep 0.3; done; sleep 3600"]}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    // Events: scheduled, then started, as the kubelet and scheduler write them.
+    let mut reasons = Vec::new();
+    while !reasons.contains(&"Started".to_string()) {
+        let event = tokio::time::timeout(Duration::from_secs(30), watched.try_next())
+            .await
+            .expect("an event within 30 s")
+            .unwrap()
+            .expect("the watch goes on");
+        if event.involved_object.name.as_deref() == Some("ticker") {
+            reasons.push(event.reason.unwrap_or_default());
+        }
+    }
+    assert!(reasons.contains(&"Scheduled".to_string()), "{reasons:?}");
+    // The log, followed: the three lines arrive while the pod runs.
+    let params = kube::api::LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = pods.log_stream("ticker", &params).await.unwrap().lines();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.try_next())
+            .await
+            .expect("a line within 10 s")
+            .unwrap()
+            .expect("the stream goes on while the pod runs");
+        seen.push(line);
+    }
+    assert_eq!(seen, ["tick 1", "tick 2", "tick 3"]);
+    drop(lines);
+    cluster.shutdown().await;
+}
+
+mod operator {
+    //! The operator harness: a kube-runtime `Controller` against an
+    //! in-memory cluster in a `#[tokio::test]`, as envtest serves Go
+    //! operators. Until custom resources are served it reconciles a
+    //! ConfigMap (`replicas`, `image`) into a Deployment and a Service.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, Service};
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+    use kube::runtime::controller::{Action, Controller};
+    use kube::runtime::watcher;
+    use kube::{Client, Resource, ResourceExt};
+    use serde_json::json;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error(transparent)]
+    struct Error(#[from] kube::Error);
+
+    /// Level-triggered: the Deployment and Service the ConfigMap asks for,
+    /// applied server-side, owned by the ConfigMap.
+    async fn reconcile(site: Arc<ConfigMap>, client: Arc<Client>) -> Result<Action, Error> {
+        let name = site.name_any();
+        let namespace = site.namespace().unwrap_or_default();
+        let data = site.data.clone().unwrap_or_default();
+        let replicas: i32 = data
+            .get("replicas")
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(1);
+        let image = data.get("image").cloned().unwrap_or("http-server".into());
+        let owner = site.controller_owner_ref(&()).unwrap();
+        let labels = json!({"site": name});
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "ownerReferences": [owner]},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "web", "image": image, "ports": [{"containerPort": 80}]}]}}},
+        });
+        let service = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "ownerReferences": [owner]},
+            "spec": {"type": "NodePort", "selector": labels, "ports": [{"port": 80}]},
+        });
+        let apply = PatchParams::apply("site-operator").force();
+        Api::<Deployment>::namespaced((*client).clone(), &namespace)
+            .patch(&name, &apply, &Patch::Apply(deployment))
+            .await?;
+        Api::<Service>::namespaced((*client).clone(), &namespace)
+            .patch(&name, &apply, &Patch::Apply(service))
+            .await?;
+        Ok(Action::requeue(Duration::from_secs(300)))
+    }
+
+    fn error_policy(_: Arc<ConfigMap>, _: &Error, _: Arc<Client>) -> Action {
+        Action::requeue(Duration::from_millis(200))
+    }
+
+    async fn available(deployments: &Api<Deployment>, name: &str, replicas: i32) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = deployments
+                .get_opt(name)
+                .await
+                .unwrap()
+                .and_then(|d| d.status)
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0);
+            if ready == replicas {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: {ready} of {replicas} available after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kube_runtime_controller_reconciles_against_an_in_memory_cluster() {
+        let cluster = wasmkube::Cluster::builder().start().await.unwrap();
+        let client = cluster.client();
+        let sites: Api<ConfigMap> = Api::default_namespaced(client.clone());
+        let controller = Controller::new(
+            sites.clone(),
+            watcher::Config::default().labels("example.com/site"),
+        )
+        .owns(
+            Api::<Deployment>::default_namespaced(client.clone()),
+            Default::default(),
+        )
+        .run(reconcile, error_policy, Arc::new(client.clone()))
+        .for_each(|_| async {});
+        let controller = tokio::spawn(controller);
+
+        let site: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "blog", "labels": {"example.com/site": "true"}},
+            "data": {"replicas": "1", "image": "http-server"},
+        }))
+        .unwrap();
+        sites.create(&PostParams::default(), &site).await.unwrap();
+        let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+        available(&deployments, "blog", 1).await;
+        let service = Api::<Service>::default_namespaced(client.clone())
+            .get("blog")
+            .await
+            .unwrap();
+        let port = service.spec.unwrap().ports.unwrap()[0].node_port.unwrap() as u16;
+        // The site answers on its node port (loopback, as embedded).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let page = loop {
+            let got = tokio::task::spawn_blocking(move || {
+                use std::io::{Read, Write};
+                let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+                stream
+                    .write_all(b"GET / HTTP/1.0\r\nHost: blog\r\n\r\n")
+                    .ok()?;
+                let mut page = String::new();
+                stream.read_to_string(&mut page).ok()?;
+                Some(page)
+            })
+            .await
+            .unwrap();
+            match got {
+                Some(page) if page.starts_with("HTTP/1.") => break page,
+                _ => {
+                    assert!(std::time::Instant::now() < deadline, "no answer on {port}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        assert!(page.contains("200 OK"), "{page}");
+
+        // A change of the resource is reconciled: two replicas.
+        sites
+            .patch(
+                "blog",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"replicas": "2"}})),
+            )
+            .await
+            .unwrap();
+        available(&deployments, "blog", 2).await;
+        // A Deployment changed behind the operator's back is put back
+        // (the controller owns it, so it hears of the change).
+        let changed = deployments
+            .patch(
+                "blog",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 5}})),
+            )
+            .await
+            .unwrap();
+        let changed_at = changed.metadata.generation.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = deployments.get("blog").await.unwrap();
+            if now.metadata.generation.unwrap() > changed_at
+                && now.spec.unwrap().replicas == Some(2)
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "replicas: 5 was not put back to 2 in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        available(&deployments, "blog", 2).await;
+
+        // Deleting the resource deletes what it owns.
+        sites
+            .delete("blog", &DeleteParams::default())
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while deployments.get_opt("blog").await.unwrap().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the owned Deployment outlived its owner by 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        controller.abort();
+        cluster.shutdown().await;
+    }
+}
