@@ -58,6 +58,8 @@ pub mod controllers;
 #[doc(hidden)]
 pub mod cron;
 #[doc(hidden)]
+pub mod custom;
+#[doc(hidden)]
 pub mod data_dir;
 #[doc(hidden)]
 pub mod events;
