@@ -69,9 +69,11 @@ fn settle_to(baseline: Counts) -> Counts {
     }
 }
 
-fn scratch_dirs() -> Vec<PathBuf> {
-    std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
+/// The `wasmkube-*` directories in `dir`.
+fn wasmkube_dirs(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
@@ -79,6 +81,26 @@ fn scratch_dirs() -> Vec<PathBuf> {
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with("wasmkube-"))
         })
+        .collect();
+    found.sort();
+    found
+}
+
+/// What in-memory clusters make: a directory for pods' files in the
+/// temporary directory; images, compiled code and memory volumes on tmpfs.
+fn scratch_dirs() -> Vec<PathBuf> {
+    let mut all = wasmkube_dirs(&std::env::temp_dir());
+    all.extend(wasmkube_dirs(std::path::Path::new("/dev/shm")));
+    all
+}
+
+/// The entries of `dir`.
+fn wasmkube_dirs_entries(dir: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
         .collect()
 }
 
@@ -106,6 +128,15 @@ async fn cycle() {
     assert_eq!(
         pods.list(&ListParams::default()).await.unwrap().items.len(),
         1
+    );
+    // On disk, only what pods write: no store, no images, no compiled code.
+    let on_disk: Vec<PathBuf> = wasmkube_dirs(&std::env::temp_dir())
+        .into_iter()
+        .flat_map(|dir| wasmkube_dirs_entries(&dir))
+        .collect();
+    assert!(
+        !on_disk.is_empty() && on_disk.iter().all(|p| p.ends_with("pods")),
+        "{on_disk:?}"
     );
     drop(pods);
     cluster.shutdown().await;

@@ -93,6 +93,10 @@ pub enum Error {
 pub struct RuntimeConfig {
     /// Root of everything on disk: `images/`, `cache/`, `pods/`.
     pub data_dir: PathBuf,
+    /// Where `images/` and `cache/` (compiled code) live instead, when not
+    /// in the data directory: an in-memory cluster keeps them in memory
+    /// (tmpfs), so only what pods write reaches the disk.
+    pub artifacts_dir: Option<PathBuf>,
     /// Threads of the guest tokio runtime (default: the host's CPU count).
     pub guest_threads: usize,
     /// Epoch tick: how often a computing guest is interrupted to check its
@@ -113,6 +117,7 @@ impl RuntimeConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         RuntimeConfig {
             data_dir: data_dir.into(),
+            artifacts_dir: None,
             guest_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
@@ -186,8 +191,9 @@ impl Runtime {
         std::fs::create_dir_all(config.data_dir.join("pods"))
             .map_err(io("creating the data directory"))?;
         raise_open_file_limit();
-        let engine = Engine::new(&config.data_dir.join("cache/compiled"), config.epoch_tick)?;
-        let images = ImageStore::open(config.data_dir.join("images"))?
+        let artifacts = config.artifacts_dir.as_ref().unwrap_or(&config.data_dir);
+        let engine = Engine::new(&artifacts.join("cache/compiled"), config.epoch_tick)?;
+        let images = ImageStore::open(artifacts.join("images"))?
             .with_default_registry(config.default_registry.clone());
         let registry = Registry::new(images.clone(), config.registry.clone());
         let linker = link(engine.wasmtime())?;

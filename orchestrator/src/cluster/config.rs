@@ -18,6 +18,9 @@ pub struct ClusterConfig {
     /// Where images, the compile cache and pods' files live (and, for a
     /// cluster that is not in memory, the store and its key).
     pub data_dir: PathBuf,
+    /// Where images and compiled code live when not in the data
+    /// directory (an in-memory cluster's: in memory).
+    pub artifacts_dir: Option<PathBuf>,
     /// The one node's name.
     pub node_name: String,
     /// Restart back-off of containers.
@@ -51,6 +54,7 @@ impl ClusterConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> ClusterConfig {
         ClusterConfig {
             data_dir: data_dir.into(),
+            artifacts_dir: None,
             node_name: kubelet::default_node_name(),
             backoff: Backoff::default(),
             max_pods: 110,

@@ -138,8 +138,9 @@ struct Running {
     /// Tells every loop (and the listener) to stop.
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
-    /// An in-memory cluster's files (pods', images'), removed last.
-    scratch: Option<tempfile::TempDir>,
+    /// An in-memory cluster's directories (pods' files on disk; images
+    /// and compiled code in memory where there is a tmpfs), removed last.
+    scratch: Vec<tempfile::TempDir>,
 }
 
 /// Where the API is served, for clients outside the process.
@@ -215,7 +216,10 @@ impl Cluster {
                     sealer: Some(Arc::new(sealer)),
                     ..StoreOptions::default()
                 };
-                (RedbStore::open(&dir.join("store.redb"), options)?, None)
+                (
+                    RedbStore::open(&dir.join("store.redb"), options)?,
+                    Vec::new(),
+                )
             }
             Storage::Memory => {
                 let scratch = tempfile::Builder::new()
@@ -226,6 +230,18 @@ impl Cluster {
                         source,
                     })?;
                 config.data_dir = scratch.path().to_path_buf();
+                let mut scratch = vec![scratch];
+                // Images and compiled code are the cluster's, not the
+                // pods': in memory too, where the host has a tmpfs.
+                let shm = std::path::Path::new("/dev/shm");
+                if shm.is_dir()
+                    && let Ok(artifacts) = tempfile::Builder::new()
+                        .prefix("wasmkube-images-")
+                        .tempdir_in(shm)
+                {
+                    config.artifacts_dir = Some(artifacts.path().to_path_buf());
+                    scratch.push(artifacts);
+                }
                 let sealer = Sealer::ephemeral(secrets).map_err(|source| Error::KeyFile {
                     path: PathBuf::from("(in memory)"),
                     source,
@@ -234,7 +250,7 @@ impl Cluster {
                     sealer: Some(Arc::new(sealer)),
                     ..StoreOptions::default()
                 };
-                (RedbStore::in_memory(options)?, Some(scratch))
+                (RedbStore::in_memory(options)?, scratch)
             }
         };
         let registry = Registry::with_service_network(
@@ -391,10 +407,11 @@ impl Running {
         self.kubelet.shutdown().await;
         self.registry.stop_caches();
         self.store.close();
-        if let Some(scratch) = self.scratch.take()
-            && let Err(e) = scratch.close()
-        {
-            tracing::warn!("cannot remove the cluster's temporary files: {e}");
+        for scratch in self.scratch.drain(..) {
+            let path = scratch.path().to_path_buf();
+            if let Err(e) = scratch.close() {
+                tracing::warn!("cannot remove {}: {e}", path.display());
+            }
         }
     }
 }

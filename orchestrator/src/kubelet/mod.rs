@@ -151,6 +151,7 @@ impl Kubelet {
     /// Starts the runtime and registers the node.
     pub async fn start(registry: Registry, config: &ClusterConfig) -> Result<Kubelet, Error> {
         let runtime = Runtime::new(RuntimeConfig {
+            artifacts_dir: config.artifacts_dir.clone(),
             registry: config.registry.clone(),
             default_registry: config.default_registry.clone(),
             ..RuntimeConfig::new(&config.data_dir)
