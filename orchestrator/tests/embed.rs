@@ -522,3 +522,82 @@ mod operator {
         cluster.shutdown().await;
     }
 }
+
+/// A cluster on a data directory keeps its objects across restarts, and
+/// runs its pods again, as `wasmkube serve` does; its store's file is free
+/// for the next cluster in the same process once it has shut down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_cluster_has_its_objects_back_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let start = || {
+        wasmkube::Cluster::builder()
+            .data_dir(dir.path())
+            .allow_host_path(host.path())
+            .start()
+    };
+    let cluster = start().await.unwrap();
+    let config_maps: Api<ConfigMap> = Api::default_namespaced(cluster.client());
+    let body: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "kept"}, "data": {"k": "v"}})).unwrap();
+    let created = config_maps
+        .create(&PostParams::default(), &body)
+        .await
+        .unwrap();
+    // Each start of the pod's container adds a line on the host.
+    let pods: Api<Pod> = Api::default_namespaced(cluster.client());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "counter"},
+        "spec": {"containers": [{"name": "c", "image": "toolbox",
+            "command": ["sh", "-c", "echo started >> /h/starts; sleep 3600"],
+            "volumeMounts": [{"name": "h", "mountPath": "/h"}]}],
+            "volumes": [{"name": "h", "hostPath": {"path": host.path()}}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let starts = host.path().join("starts");
+    let started = |times: usize| {
+        let starts = starts.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let text = std::fs::read_to_string(&starts).unwrap_or_default();
+                if text.lines().count() >= times {
+                    return text.lines().count();
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{times} starts not seen in 30 s: {text:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(started(1).await, 1);
+    // Clients still held (as an embedder may) do not keep the store open.
+    let _held = (config_maps, pods);
+    cluster.shutdown().await;
+
+    let cluster = start().await.unwrap();
+    let config_maps: Api<ConfigMap> = Api::default_namespaced(cluster.client());
+    let read = config_maps.get("kept").await.unwrap();
+    assert_eq!(read.data, created.data);
+    assert_eq!(read.metadata.uid, created.metadata.uid);
+    assert_eq!(started(2).await, 2, "the pod runs again after the restart");
+    cluster.shutdown().await;
+    // The store and its key stay, private to the owner.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert!(dir.path().join("store.redb").exists());
+    assert!(dir.path().join("encryption.key").exists());
+}
+
+/// An embedder shares one cluster between tasks and threads.
+#[test]
+fn a_cluster_and_its_builder_are_send_and_sync() {
+    fn shared<T: Send + Sync>() {}
+    shared::<wasmkube::Cluster>();
+    shared::<wasmkube::ClusterBuilder>();
+    shared::<wasmkube::Error>();
+}

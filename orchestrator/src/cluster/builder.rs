@@ -94,6 +94,23 @@ impl ClusterBuilder {
     /// Also serves the Kubernetes API over HTTPS on `address` (port 0
     /// picks a free port), for `kubectl` and other processes: see
     /// [`Cluster::kubeconfig`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cluster = wasmkube::Cluster::builder()
+    ///     .listen("127.0.0.1:0".parse()?)
+    ///     .start()
+    ///     .await?;
+    /// let url = cluster.api_url().unwrap();
+    /// assert!(url.starts_with("https://127.0.0.1:"));
+    /// // What kubectl needs: the URL, the CA and the admin token.
+    /// let kubeconfig = kube::config::Kubeconfig::from_yaml(cluster.kubeconfig().unwrap())?;
+    /// assert_eq!(kubeconfig.clusters[0].cluster.as_ref().unwrap().server.as_deref(), Some(url));
+    /// cluster.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn listen(mut self, address: SocketAddr) -> Self {
         self.listen = Some(address);
         self
@@ -121,6 +138,20 @@ impl ClusterBuilder {
     /// Registers a WebAssembly component or WASI module as the image
     /// `reference` (`name[:tag]`), whose entrypoint is the name's last path
     /// segment. Pods name it in `image:` and run it without a pull.
+    ///
+    /// Bytes that are not WebAssembly make [`start`](Self::start) fail:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() {
+    /// let refused = wasmkube::Cluster::builder()
+    ///     .image("myapp:1.0", b"not wasm".to_vec())
+    ///     .start()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(refused.to_string(), "cannot register the image myapp:1.0");
+    /// # }
+    /// ```
     pub fn image(mut self, reference: impl Into<String>, wasm: impl Into<Vec<u8>>) -> Self {
         self.images.push(Registered {
             reference: reference.into(),

@@ -61,7 +61,9 @@ impl Default for StoreOptions {
 
 /// State the writer thread and the readers share.
 struct Shared {
-    db: Database,
+    /// Taken at close, so the file is free for the next store in this
+    /// process (an embedder restarting its cluster).
+    db: std::sync::RwLock<Option<Database>>,
     /// The latest committed revision.
     revision: AtomicU64,
     /// Revisions up to this one are gone from the log.
@@ -150,7 +152,7 @@ impl RedbStore {
         txn.commit()?;
         let (events, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
-            db,
+            db: std::sync::RwLock::new(Some(db)),
             revision: AtomicU64::new(revision),
             compacted: AtomicU64::new(compacted),
             events: Mutex::new(Some(events)),
@@ -175,11 +177,17 @@ impl RedbStore {
     }
 
     /// Commits what is queued and stops the writer; later reads and writes
-    /// fail with [`Error::Closed`], and open watches end.
+    /// fail with [`Error::Closed`], open watches end, and the file is
+    /// released.
     pub fn close(&self) {
         self.shared.snapshots.clear();
         self.handle.close();
         self.shared.closed.store(true, Ordering::Release);
+        self.shared
+            .db
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         self.shared
             .events
             .lock()
@@ -219,10 +227,22 @@ impl RedbStore {
     }
 }
 
+impl Shared {
+    fn begin_read(&self) -> Result<::redb::ReadTransaction> {
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        Ok(db.as_ref().ok_or(Error::Closed)?.begin_read()?)
+    }
+
+    fn begin_write(&self) -> Result<::redb::WriteTransaction> {
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        Ok(db.as_ref().ok_or(Error::Closed)?.begin_write()?)
+    }
+}
+
 impl Store for RedbStore {
     fn get(&self, key: &str) -> Result<Option<Value>> {
         self.check_open()?;
-        let txn = self.shared.db.begin_read()?;
+        let txn = self.shared.begin_read()?;
         let table = txn.open_table(OBJECTS)?;
         match table.get(key)? {
             Some(bytes) => Ok(Some(decode_object(&self.shared, key, bytes.value())?.1)),
@@ -241,7 +261,7 @@ impl Store for RedbStore {
         let held = at.and_then(|revision| self.shared.snapshots.get(revision));
         let txn = match held {
             Some(txn) => txn,
-            None => Arc::new(self.shared.db.begin_read()?),
+            None => Arc::new(self.shared.begin_read()?),
         };
         let revision = txn
             .open_table(META)?
@@ -317,7 +337,7 @@ impl Store for RedbStore {
 }
 
 fn replay(shared: &Shared, prefix: &str, after: Revision) -> Result<Replayed> {
-    let txn = shared.db.begin_read()?;
+    let txn = shared.begin_read()?;
     let compacted = txn
         .open_table(META)?
         .get("compacted")?
@@ -422,7 +442,7 @@ fn commit_batch(shared: &Shared, writes: Vec<(Queued, oneshot::Sender<Result<Arc
     let start = shared.revision.load(Ordering::Acquire);
     let (replies, writes): (Vec<_>, Vec<_>) = writes.into_iter().map(|(w, r)| (r, w)).unzip();
     let result = (|| -> Result<(Vec<Outcome>, Revision)> {
-        let txn = shared.db.begin_write()?;
+        let txn = shared.begin_write()?;
         let mut revision = start;
         let mut outcomes = Vec::with_capacity(writes.len());
         {
@@ -620,7 +640,7 @@ fn compact(shared: &Shared, retained: u64) -> Result<()> {
     if target <= compacted {
         return Ok(());
     }
-    let txn = shared.db.begin_write()?;
+    let txn = shared.begin_write()?;
     {
         let mut log = txn.open_table(LOG)?;
         log.retain_in(..=target, |_, _| false)?;
