@@ -113,8 +113,8 @@ fn sleeper() -> Pod {
     .unwrap()
 }
 
-/// Starts a cluster, runs a pod until its guest lives, shuts down.
-async fn cycle() {
+/// An in-memory cluster running one pod whose guest lives.
+async fn cluster_with_a_guest() -> (wasmkube::Cluster, Api<Pod>) {
     let cluster = wasmkube::Cluster::builder().start().await.unwrap();
     let pods: Api<Pod> = Api::default_namespaced(cluster.client());
     pods.create(&PostParams::default(), &sleeper())
@@ -125,6 +125,12 @@ async fn cycle() {
         assert!(Instant::now() < deadline, "the pod's guest never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    (cluster, pods)
+}
+
+/// Starts a cluster, runs a pod until its guest lives, shuts down.
+async fn cycle() {
+    let (cluster, pods) = cluster_with_a_guest().await;
     assert_eq!(
         pods.list(&ListParams::default()).await.unwrap().items.len(),
         1
@@ -184,16 +190,7 @@ fn a_dropped_cluster_stops_its_pods() {
     let runtime = runtime();
     let scratch_before = scratch_dirs();
     runtime.block_on(async {
-        let cluster = wasmkube::Cluster::builder().start().await.unwrap();
-        let pods: Api<Pod> = Api::default_namespaced(cluster.client());
-        pods.create(&PostParams::default(), &sleeper())
-            .await
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while wasmkube_runtime::live_guests() == 0 {
-            assert!(Instant::now() < deadline, "the pod's guest never started");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let (cluster, pods) = cluster_with_a_guest().await;
         drop(cluster);
         let deadline = Instant::now() + Duration::from_secs(10);
         while wasmkube_runtime::live_guests() != 0 {

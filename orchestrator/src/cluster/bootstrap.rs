@@ -89,81 +89,62 @@ const API_SERVICE: &str = "kubernetes";
 
 /// Creates the system objects a cluster starts with (what exists stays).
 pub async fn bootstrap(registry: &Registry) -> Result<(), registry::Error> {
-    let namespaces = registry.resource("", "Namespace");
     for name in crate::registry::SYSTEM_NAMESPACES {
-        if registry.find(&namespaces, None, name)?.is_none() {
-            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-            match registry
-                .create(&namespaces, None, body, &WriteOptions::manager("wasmkube"))
-                .await
-            {
-                Ok(_) | Err(registry::Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        ensure(registry, ("", "Namespace"), None, body).await?;
     }
-    let classes = registry.resource("scheduling.k8s.io", "PriorityClass");
     for (name, value, description) in crate::registry::kinds::SYSTEM_PRIORITY_CLASSES {
-        if registry.find(&classes, None, name)?.is_none() {
-            let body = json!({
-                "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-                "metadata": {"name": name}, "value": value, "description": description,
-            });
-            match registry
-                .create(&classes, None, body, &WriteOptions::manager("wasmkube"))
-                .await
-            {
-                Ok(_) | Err(registry::Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    let services = registry.resource("", "Service");
-    if registry
-        .find(&services, Some("default"), API_SERVICE)?
-        .is_none()
-    {
         let body = json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": API_SERVICE, "labels": {"component": "apiserver", "provider": "kubernetes"}},
-            "spec": {
-                "clusterIP": registry.service_network().api_address().to_string(),
-                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
-                "sessionAffinity": "None",
-            },
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value, "description": description,
         });
-        match registry
-            .create(
-                &services,
-                Some("default"),
-                body,
-                &WriteOptions::manager("wasmkube"),
-            )
-            .await
-        {
-            Ok(_) | Err(registry::Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e),
-        }
+        ensure(registry, ("scheduling.k8s.io", "PriorityClass"), None, body).await?;
     }
+    let api = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": API_SERVICE, "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {
+            "clusterIP": registry.service_network().api_address().to_string(),
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+            "sessionAffinity": "None",
+        },
+    });
+    ensure(registry, ("", "Service"), Some("default"), api).await?;
     // The default StorageClass: directories under the data directory.
-    let classes = registry.resource("storage.k8s.io", "StorageClass");
-    let class = controllers::volumes::LOCAL_PATH_CLASS;
-    if registry.find(&classes, None, class)?.is_none() {
-        let body = json!({
-            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": class,
-                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-            "provisioner": controllers::volumes::LOCAL_PATH,
-            "reclaimPolicy": "Delete",
-            "volumeBindingMode": "Immediate",
-        });
-        match registry
-            .create(&classes, None, body, &WriteOptions::manager("wasmkube"))
-            .await
-        {
-            Ok(_) | Err(registry::Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e),
-        }
+    let class = json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": controllers::volumes::LOCAL_PATH_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": controllers::volumes::LOCAL_PATH,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+    });
+    ensure(registry, ("storage.k8s.io", "StorageClass"), None, class).await
+}
+
+/// Creates `body` (of the kind `(group, kind)`) unless an object of its
+/// name exists: what a user changed stays as they left it.
+async fn ensure(
+    registry: &Registry,
+    (group, kind): (&str, &str),
+    namespace: Option<&str>,
+    body: serde_json::Value,
+) -> Result<(), registry::Error> {
+    let resource = registry.resource(group, kind);
+    let name = body["metadata"]["name"].as_str().unwrap_or_default();
+    if registry.find(&resource, namespace, name)?.is_some() {
+        return Ok(());
     }
-    Ok(())
+    match registry
+        .create(
+            &resource,
+            namespace,
+            body,
+            &WriteOptions::manager("wasmkube"),
+        )
+        .await
+    {
+        Ok(_) | Err(registry::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
