@@ -80,17 +80,20 @@ async fn cluster_first_list(with_pod: bool) -> (Duration, Duration) {
     (first_list, start)
 }
 
+/// Threads and descriptors once they have stopped changing (the same
+/// for half a second, at most 10 s): they end a moment after their owner.
 fn settled() -> (usize, usize) {
-    // Threads end a moment after what owned them.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = (count("/proc/self/task"), count("/proc/self/fd"));
-    while Instant::now() < deadline {
+    let mut same = 0;
+    while same < 10 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
         let now = (count("/proc/self/task"), count("/proc/self/fd"));
         if now == last {
-            break;
+            same += 1;
+        } else {
+            (last, same) = (now, 0);
         }
-        last = now;
     }
     last
 }
