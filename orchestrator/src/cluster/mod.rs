@@ -189,70 +189,8 @@ impl Cluster {
                 address.ip()
             )));
         }
-        // Secrets are encrypted at rest: with a key file beside a store on
-        // disk, with a key that never leaves memory for one in memory.
         let resources = Resources::builtin();
-        let secrets = resources
-            .by_kind("", "Secret")
-            .map(|r| r.prefix())
-            .into_iter()
-            .collect();
-        let (store, scratch) = match &storage {
-            Storage::Dir(dir) => {
-                config.data_dir = dir.clone();
-                // The data dir holds the store, the key and volumes: nobody
-                // but the server's user enters it.
-                kubelet::private_dir::secure_data_dir(dir).map_err(|source| Error::DataDir {
-                    path: dir.clone(),
-                    source,
-                })?;
-                let key_file = dir.join("encryption.key");
-                let sealer =
-                    Sealer::from_key_file(&key_file, secrets).map_err(|source| Error::KeyFile {
-                        path: key_file.clone(),
-                        source,
-                    })?;
-                let options = StoreOptions {
-                    sealer: Some(Arc::new(sealer)),
-                    ..StoreOptions::default()
-                };
-                (
-                    RedbStore::open(&dir.join("store.redb"), options)?,
-                    Vec::new(),
-                )
-            }
-            Storage::Memory => {
-                let scratch = tempfile::Builder::new()
-                    .prefix("wasmkube-")
-                    .tempdir()
-                    .map_err(|source| Error::DataDir {
-                        path: std::env::temp_dir(),
-                        source,
-                    })?;
-                config.data_dir = scratch.path().to_path_buf();
-                let mut scratch = vec![scratch];
-                // Images and compiled code are the cluster's, not the
-                // pods': in memory too, where the host has a tmpfs.
-                let shm = std::path::Path::new("/dev/shm");
-                if shm.is_dir()
-                    && let Ok(artifacts) = tempfile::Builder::new()
-                        .prefix("wasmkube-images-")
-                        .tempdir_in(shm)
-                {
-                    config.artifacts_dir = Some(artifacts.path().to_path_buf());
-                    scratch.push(artifacts);
-                }
-                let sealer = Sealer::ephemeral(secrets).map_err(|source| Error::KeyFile {
-                    path: PathBuf::from("(in memory)"),
-                    source,
-                })?;
-                let options = StoreOptions {
-                    sealer: Some(Arc::new(sealer)),
-                    ..StoreOptions::default()
-                };
-                (RedbStore::in_memory(options)?, scratch)
-            }
-        };
+        let (store, scratch) = open_storage(&storage, &resources, &mut config)?;
         let registry = Registry::with_service_network(
             Arc::new(store.clone()),
             resources,
@@ -312,7 +250,7 @@ impl Cluster {
     /// Every client libraries' feature works through it: watches, patches
     /// of every kind, server-side apply, subresources, pod logs.
     pub fn client(&self) -> kube::Client {
-        kube::Client::new(self.router(None), "default")
+        kube::Client::new(self.running().router(None), "default")
     }
 
     /// The API's URL, when the cluster listens (see
@@ -357,12 +295,6 @@ impl Cluster {
     #[doc(hidden)]
     pub fn network(&self) -> Arc<wasmkube_runtime::net::ClusterNet> {
         self.running().kubelet.cluster_net()
-    }
-
-    /// The API as a router, authenticating with `token` when given.
-    #[doc(hidden)]
-    pub fn router(&self, token: Option<Arc<str>>) -> Router {
-        self.running().router(token)
     }
 
     fn running(&self) -> &Running {
@@ -412,6 +344,73 @@ impl Running {
             if let Err(e) = scratch.close() {
                 tracing::warn!("cannot remove {}: {e}", path.display());
             }
+        }
+    }
+}
+
+/// Opens the store `storage` names, and says in `config` where the
+/// cluster's files go. Secrets are encrypted at rest: with a key file
+/// beside a store on disk, with a key that never leaves memory for one in
+/// memory. An in-memory cluster's directories come back with it, to be
+/// removed when it stops.
+fn open_storage(
+    storage: &Storage,
+    resources: &Resources,
+    config: &mut ClusterConfig,
+) -> Result<(RedbStore, Vec<tempfile::TempDir>), Error> {
+    let secrets = resources
+        .by_kind("", "Secret")
+        .map(|r| r.prefix())
+        .into_iter()
+        .collect();
+    let with_sealer = |sealer| StoreOptions {
+        sealer: Some(Arc::new(sealer)),
+        ..StoreOptions::default()
+    };
+    match storage {
+        Storage::Dir(dir) => {
+            config.data_dir = dir.clone();
+            // The data dir holds the store, the key and volumes: nobody
+            // but the server's user enters it.
+            kubelet::private_dir::secure_data_dir(dir).map_err(|source| Error::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
+            let key_file = dir.join("encryption.key");
+            let sealer =
+                Sealer::from_key_file(&key_file, secrets).map_err(|source| Error::KeyFile {
+                    path: key_file.clone(),
+                    source,
+                })?;
+            let store = RedbStore::open(&dir.join("store.redb"), with_sealer(sealer))?;
+            Ok((store, Vec::new()))
+        }
+        Storage::Memory => {
+            let pods = tempfile::Builder::new()
+                .prefix("wasmkube-")
+                .tempdir()
+                .map_err(|source| Error::DataDir {
+                    path: std::env::temp_dir(),
+                    source,
+                })?;
+            config.data_dir = pods.path().to_path_buf();
+            let mut scratch = vec![pods];
+            // Images and compiled code are the cluster's, not the pods':
+            // in memory too, where the host has a tmpfs.
+            let shm = Path::new("/dev/shm");
+            if shm.is_dir()
+                && let Ok(artifacts) = tempfile::Builder::new()
+                    .prefix("wasmkube-images-")
+                    .tempdir_in(shm)
+            {
+                config.artifacts_dir = Some(artifacts.path().to_path_buf());
+                scratch.push(artifacts);
+            }
+            let sealer = Sealer::ephemeral(secrets).map_err(|source| Error::KeyFile {
+                path: PathBuf::from("(in memory)"),
+                source,
+            })?;
+            Ok((RedbStore::in_memory(with_sealer(sealer))?, scratch))
         }
     }
 }

@@ -291,10 +291,10 @@ impl Node {
             Some("set") => {
                 for (i, item) in items.iter().enumerate() {
                     if items[..i].contains(item) {
-                        errors.push(FieldError {
-                            field: format!("{path}[{i}]"),
-                            message: format!("Duplicate value: {}", show(item)),
-                        });
+                        errors.push(field_error(
+                            format!("{path}[{i}]"),
+                            format!("Duplicate value: {}", show(item)),
+                        ));
                     }
                 }
             }
@@ -315,10 +315,10 @@ impl Node {
                             .zip(mine)
                             .filter(|(_, v)| !v.is_null())
                             .collect();
-                        errors.push(FieldError {
-                            field: format!("{path}[{i}]"),
-                            message: format!("Duplicate value: {}", Value::Object(shown)),
-                        });
+                        errors.push(field_error(
+                            format!("{path}[{i}]"),
+                            format!("Duplicate value: {}", Value::Object(shown)),
+                        ));
                     }
                 }
             }
@@ -422,10 +422,10 @@ impl Checks {
                 if let Some(max) = self.max_items
                     && n > max
                 {
-                    errors.push(FieldError {
-                        field: path.into(),
-                        message: format!("Too many: {n}: must have at most {max} items"),
-                    });
+                    errors.push(field_error(
+                        path,
+                        format!("Too many: {n}: must have at most {max} items"),
+                    ));
                 }
                 if let Some(min) = self.min_items
                     && n < min
@@ -455,10 +455,10 @@ impl Checks {
                     && n > max
                 {
                     let unit = if max == 1 { "byte" } else { "bytes" };
-                    errors.push(FieldError {
-                        field: path.into(),
-                        message: format!("Too long: may not be more than {max} {unit}"),
-                    });
+                    errors.push(field_error(
+                        path,
+                        format!("Too long: may not be more than {max} {unit}"),
+                    ));
                 }
                 if let Some(min) = self.min_length
                     && n < min
@@ -535,14 +535,14 @@ impl Checks {
                     other => format!("{:?}", other.to_string()),
                 })
                 .collect();
-            errors.push(FieldError {
-                field: path.into(),
-                message: format!(
+            errors.push(field_error(
+                path,
+                format!(
                     "Unsupported value: {}: supported values: {}",
                     show(value),
                     supported.join(", ")
                 ),
-            });
+            ));
         }
         self.check_composition(value, path, errors);
     }
@@ -551,10 +551,8 @@ impl Checks {
     /// at no field (`<nil>`), as the API server reports them, followed by
     /// the errors of the alternative that came closest.
     fn check_composition(&self, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
-        let composite = |message: String| FieldError {
-            field: "<nil>".into(),
-            message: format!("Invalid value: \"\": {message}"),
-        };
+        let composite =
+            |message: String| field_error("<nil>", format!("Invalid value: \"\": {message}"));
         if !self.all_of.is_empty() {
             let results: Vec<Vec<FieldError>> = self
                 .all_of
@@ -624,30 +622,25 @@ impl Checks {
     fn check_object(&self, fields: &Map<String, Value>, path: &str, errors: &mut Vec<FieldError>) {
         for name in &self.required {
             if !fields.contains_key(name) {
-                errors.push(FieldError {
-                    field: child(path, name),
-                    message: "Required value".into(),
-                });
+                errors.push(field_error(child(path, name), "Required value"));
             }
         }
         let n = fields.len() as u64;
         if let Some(max) = self.max_properties
             && n > max
         {
-            errors.push(FieldError {
-                field: path.into(),
-                message: format!("Too many: {n}: must have at most {max} items"),
-            });
+            errors.push(field_error(
+                path,
+                format!("Too many: {n}: must have at most {max} items"),
+            ));
         }
         if let Some(min) = self.min_properties
             && n < min
         {
-            errors.push(FieldError {
-                field: path.into(),
-                message: format!(
-                    "Invalid value: {n}: {path} in body should have at least {min} properties"
-                ),
-            });
+            errors.push(field_error(
+                path,
+                format!("Invalid value: {n}: {path} in body should have at least {min} properties"),
+            ));
         }
     }
 }
@@ -681,18 +674,20 @@ fn json_type(value: &Value) -> &'static str {
 /// A wrong type, as the API server words it: the value shown is the type
 /// the object has.
 fn type_invalid(path: &str, expected: &str, found: &str) -> FieldError {
-    FieldError {
-        field: path.into(),
-        message: format!(
-            "Invalid value: {found:?}: {path} in body must be of type {expected}: {found:?}"
-        ),
-    }
+    field_error(
+        path,
+        format!("Invalid value: {found:?}: {path} in body must be of type {expected}: {found:?}"),
+    )
 }
 
 fn invalid(path: &str, value: &Value, why: String) -> FieldError {
+    field_error(path, format!("Invalid value: {}: {why}", show(value)))
+}
+
+fn field_error(field: impl Into<String>, message: impl Into<String>) -> FieldError {
     FieldError {
-        field: path.into(),
-        message: format!("Invalid value: {}: {why}", show(value)),
+        field: field.into(),
+        message: message.into(),
     }
 }
 

@@ -71,8 +71,6 @@ struct Shared {
     /// Committed changes, in revision order, for live watches; taken at
     /// close, which ends every watch.
     events: Mutex<Option<broadcast::Sender<Arc<WatchEvent>>>>,
-    /// Set by [`RedbStore::close`]: reads fail from then on, as writes do.
-    closed: std::sync::atomic::AtomicBool,
     /// Durable commits made, to see how many writes share one.
     commits: AtomicU64,
     sealer: Option<Arc<Sealer>>,
@@ -156,7 +154,6 @@ impl RedbStore {
             revision: AtomicU64::new(revision),
             compacted: AtomicU64::new(compacted),
             events: Mutex::new(Some(events)),
-            closed: std::sync::atomic::AtomicBool::new(false),
             commits: AtomicU64::new(0),
             sealer: options.sealer.clone(),
             snapshots: Snapshots::default(),
@@ -180,9 +177,7 @@ impl RedbStore {
     /// fail with [`Error::Closed`], open watches end, and the file is
     /// released.
     pub fn close(&self) {
-        self.shared.snapshots.clear();
         self.handle.close();
-        self.shared.closed.store(true, Ordering::Release);
         self.shared
             .db
             .write()
@@ -193,13 +188,9 @@ impl RedbStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        Ok(())
+        // Last: a list that began before the database went may still have
+        // held its snapshot, which keeps the file open.
+        self.shared.snapshots.clear();
     }
 
     /// Compacts the log to the retained window now.
@@ -241,7 +232,6 @@ impl Shared {
 
 impl Store for RedbStore {
     fn get(&self, key: &str) -> Result<Option<Value>> {
-        self.check_open()?;
         let txn = self.shared.begin_read()?;
         let table = txn.open_table(OBJECTS)?;
         match table.get(key)? {
@@ -257,7 +247,6 @@ impl Store for RedbStore {
         limit: usize,
         at: Option<Revision>,
     ) -> Result<ListPage> {
-        self.check_open()?;
         let held = at.and_then(|revision| self.shared.snapshots.get(revision));
         let txn = match held {
             Some(txn) => txn,
