@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
@@ -200,6 +201,11 @@ fn a_dropped_cluster_stops_its_pods() {
     let scratch_before = scratch_dirs();
     runtime.block_on(async {
         let (cluster, pods) = cluster_with_a_guest().await;
+        let mut watching = pods
+            .watch(&kube::api::WatchParams::default(), "0")
+            .await
+            .unwrap()
+            .boxed();
         drop(cluster);
         let deadline = Instant::now() + Duration::from_secs(10);
         while wasmkube_runtime::live_guests() != 0 {
@@ -209,9 +215,19 @@ fn a_dropped_cluster_stops_its_pods() {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // The client still held answers, as a stopped API server does.
-        let after = pods.list(&ListParams::default()).await;
-        assert!(after.is_err(), "{after:?}");
+        // The client still held is told the cluster is gone (503), and
+        // its open watch ends.
+        match pods.list(&ListParams::default()).await {
+            Err(kube::Error::Api(status)) => assert_eq!(status.code, 503, "{status:?}"),
+            other => panic!("a dropped cluster answered {other:?}"),
+        }
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(event) = watching.next().await {
+                drop(event);
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "a watch outlived its cluster by 10 s");
         let deadline = Instant::now() + Duration::from_secs(10);
         while scratch_dirs() != scratch_before {
             assert!(
