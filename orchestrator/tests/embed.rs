@@ -220,7 +220,9 @@ async fn an_embedded_cluster_is_locked_down_by_default() {
     );
     let _ = tokio::time::timeout(Duration::from_secs(30), done).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !host.path().join("out").exists() && std::time::Instant::now() < deadline {
+    // The shell makes the file, then writes to it: wait for the line.
+    let written = || std::fs::read_to_string(host.path().join("out")).unwrap_or_default();
+    while written() != "hi\n" && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
