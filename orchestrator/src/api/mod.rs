@@ -21,7 +21,6 @@ mod watch;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -169,26 +168,29 @@ fn discovery_response(format: discovery::Format, body: &serde_json::Value) -> Re
 
 async fn core_discovery(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let format = discovery::Format::negotiate(&headers);
-    discovery_response(format, &discovery::core(state.registry.resources(), format))
+    discovery_response(
+        format,
+        &discovery::core(&state.registry.resources(), format),
+    )
 }
 
 async fn groups_discovery(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let format = discovery::Format::negotiate(&headers);
     discovery_response(
         format,
-        &discovery::groups(state.registry.resources(), format),
+        &discovery::groups(&state.registry.resources(), format),
     )
 }
 
 async fn core_resources(State(state): State<ApiState>, Path(version): Path<String>) -> Response {
-    match discovery::resource_list(state.registry.resources(), "", &version) {
+    match discovery::resource_list(&state.registry.resources(), "", &version) {
         Some(list) => json_response(StatusCode::OK, &list),
         None => Error::NoRoute.into_response(),
     }
 }
 
 async fn group_discovery(State(state): State<ApiState>, Path(group): Path<String>) -> Response {
-    match discovery::group(state.registry.resources(), &group) {
+    match discovery::group(&state.registry.resources(), &group) {
         Some(doc) => json_response(StatusCode::OK, &doc),
         None => Error::NoRoute.into_response(),
     }
@@ -198,7 +200,7 @@ async fn group_resources(
     State(state): State<ApiState>,
     Path((group, version)): Path<(String, String)>,
 ) -> Response {
-    match discovery::resource_list(state.registry.resources(), &group, &version) {
+    match discovery::resource_list(&state.registry.resources(), &group, &version) {
         Some(list) => json_response(StatusCode::OK, &list),
         None => Error::NoRoute.into_response(),
     }
@@ -207,15 +209,15 @@ async fn group_resources(
 /// The v2 document, as protobuf when the client asks for it (client-go
 /// does), JSON otherwise.
 async fn openapi_v2(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    let rendered = openapi::v2::rendered(state.registry.resources());
+    let rendered = openapi::v2::rendered(&state.registry.resources());
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let (content_type, body) = if openapi::v2::PROTOBUF.iter().any(|t| accept.contains(t)) {
-        (openapi::v2::PROTOBUF[1], rendered.protobuf.as_slice())
+        (openapi::v2::PROTOBUF[1], rendered.protobuf.clone())
     } else {
-        ("application/json", rendered.json.as_slice())
+        ("application/json", rendered.json.clone())
     };
     (
         [
@@ -223,13 +225,13 @@ async fn openapi_v2(State(state): State<ApiState>, headers: HeaderMap) -> Respon
             (header::CACHE_CONTROL, "no-cache, private"),
         ],
         [(header::ETAG, format!("\"{}\"", rendered.hash))],
-        Bytes::from_static(body),
+        body,
     )
         .into_response()
 }
 
 async fn openapi_index(State(state): State<ApiState>) -> Response {
-    json_response(StatusCode::OK, &openapi::index(state.registry.resources()))
+    json_response(StatusCode::OK, &openapi::index(&state.registry.resources()))
 }
 
 async fn openapi_document(
@@ -237,7 +239,8 @@ async fn openapi_document(
     Path(path): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let Some(document) = openapi::documents(state.registry.resources()).get(&path) else {
+    let documents = openapi::documents(&state.registry.resources());
+    let Some(document) = documents.get(&path) else {
         return Error::NoRoute.into_response();
     };
     let hashed = raw.is_some_and(|q| q.contains(&format!("hash={}", document.hash)));
@@ -252,7 +255,7 @@ async fn openapi_document(
             (header::CACHE_CONTROL, cache),
         ],
         [(header::ETAG, format!("\"{}\"", document.hash))],
-        Bytes::from_static(document.body.as_slice()),
+        document.body.clone(),
     )
         .into_response()
 }

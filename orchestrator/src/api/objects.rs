@@ -420,7 +420,7 @@ async fn serve(
         }
         (&Method::GET, Some(name), Some("scale")) => {
             let object = registry.get(resource, namespace, name)?;
-            Ok(json_response(StatusCode::OK, &scale::of(&object)))
+            Ok(json_response(StatusCode::OK, &scale::of(resource, &object)))
         }
         (&Method::PUT | &Method::PATCH, Some(name), Some("scale")) => {
             let change = if method == Method::PUT {
@@ -502,6 +502,14 @@ async fn serve(
                     content_type(&headers)
                 ))
             })?;
+            if kind == PatchKind::Strategic && resource.custom.is_some() {
+                // Custom resources have no patch strategies to merge by.
+                return Err(Error::UnsupportedMediaType(
+                    "the body of the request was in an unknown format - accepted media types include: \
+                     application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+                        .into(),
+                ));
+            }
             check_patch_options(kind, &query)?;
             let options = write_options(&query, &headers)?;
             let written = registry

@@ -1,8 +1,9 @@
-//! The `scale` subresource of Deployments, ReplicaSets and
-//! ReplicationControllers: an
+//! The `scale` subresource of Deployments, ReplicaSets,
+//! ReplicationControllers and custom resources that declare one: an
 //! autoscaling/v1 Scale made from the object (`spec.replicas`, and the
-//! replicas and selector its status reports), written back as a change of
-//! `spec.replicas` only. `kubectl scale` patches it.
+//! replicas and selector its status reports; a custom resource's paths),
+//! written back as a change of the replicas only. `kubectl scale` patches
+//! it.
 
 use serde_json::{Value, json};
 
@@ -14,8 +15,37 @@ use crate::registry::{Error, Registry, Resource, Result, WriteOptions};
 
 const SCALE_SCHEMA: &str = "io.k8s.api.autoscaling.v1.Scale";
 
+/// Where a resource keeps its desired replicas.
+fn spec_replicas(resource: &Resource) -> &str {
+    match &resource.custom {
+        Some(custom) => custom
+            .scale
+            .as_ref()
+            .map_or("/spec/replicas", |s| s.spec_replicas.as_str()),
+        None => "/spec/replicas",
+    }
+}
+
 /// The Scale of `object`.
-pub fn of(object: &Value) -> Value {
+pub fn of(resource: &Resource, object: &Value) -> Value {
+    let scale = resource.custom.as_ref().and_then(|c| c.scale.as_ref());
+    let (status_replicas, selector) = match scale {
+        Some(paths) => (
+            paths.status_replicas.as_str(),
+            paths
+                .label_selector
+                .as_deref()
+                .map(|p| json!(text(object, p)))
+                .unwrap_or(json!("")),
+        ),
+        None => (
+            "/status/replicas",
+            json!(format_selector(
+                workload_selector(object, "/spec/selector").as_ref(),
+                ""
+            )),
+        ),
+    };
     let mut metadata = json!({});
     for field in [
         "name",
@@ -32,10 +62,10 @@ pub fn of(object: &Value) -> Value {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": metadata,
-        "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "spec": {"replicas": object.pointer(spec_replicas(resource)).cloned().unwrap_or(json!(0))},
         "status": {
-            "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": format_selector(workload_selector(object, "/spec/selector").as_ref(), ""),
+            "replicas": object.pointer(status_replicas).cloned().unwrap_or(json!(0)),
+            "selector": selector,
         },
     })
 }
@@ -59,7 +89,7 @@ pub async fn write(
     options: &WriteOptions,
 ) -> Result<Value> {
     let current = registry.get(resource, namespace, name)?;
-    let scale = of(&current);
+    let scale = of(resource, &current);
     let wanted = match change {
         Change::Replace(body) => body,
         Change::Patch(kind, body) => {
@@ -98,7 +128,7 @@ pub async fn write(
             options,
             |object| {
                 let mut next = object.clone();
-                next["spec"]["replicas"] = json!(replicas);
+                set_at(&mut next, spec_replicas(resource), json!(replicas));
                 if !precondition.is_empty() {
                     next["metadata"]["resourceVersion"] = json!(precondition);
                 }
@@ -106,5 +136,22 @@ pub async fn write(
             },
         )
         .await?;
-    Ok(of(&written.object))
+    Ok(of(resource, &written.object))
+}
+
+/// Sets the value at a JSON pointer, making the objects on the way.
+fn set_at(object: &mut Value, pointer: &str, value: Value) {
+    let mut at = object;
+    let mut fields = pointer.trim_start_matches('/').split('/').peekable();
+    while let Some(field) = fields.next() {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        let map = at.as_object_mut().expect("made an object");
+        if fields.peek().is_none() {
+            map.insert(field.to_string(), value);
+            return;
+        }
+        at = map.entry(field.to_string()).or_insert(json!({}));
+    }
 }

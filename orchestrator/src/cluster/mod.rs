@@ -197,6 +197,7 @@ impl Cluster {
             config.service_network.clone(),
         );
         bootstrap::bootstrap(&registry).await?;
+        crate::custom::controller::load(&registry)?;
         let kubelet = Arc::new(Kubelet::start(registry.clone(), &config).await?);
         for image in images {
             register_image(&kubelet, image)?;
@@ -488,6 +489,10 @@ fn spawn_loops(
         stopped.clone(),
     ));
     tasks.spawn(controllers::garbage::run(registry.clone(), stopped.clone()));
+    tasks.spawn(crate::custom::controller::run(
+        registry.clone(),
+        stopped.clone(),
+    ));
     tasks.spawn(crate::events::expire(
         registry.clone(),
         config.event_ttl,

@@ -85,6 +85,21 @@ struct Checks {
 impl Structural {
     /// Parses a CRD version's `openAPIV3Schema`.
     pub fn new(schema: &Value) -> Result<Structural, SchemaError> {
+        match schema.get("type").and_then(Value::as_str) {
+            Some("object") => {}
+            None => {
+                return Err(schema_error(
+                    "openAPIV3Schema.type",
+                    "Required value: must not be empty at the root",
+                ));
+            }
+            Some(other) => {
+                return Err(schema_error(
+                    "openAPIV3Schema.type",
+                    format!("Invalid value: {other:?}: must be object at the root"),
+                ));
+            }
+        }
         let root = Node::parse(schema, "openAPIV3Schema")?;
         Ok(Structural { root })
     }
@@ -163,6 +178,15 @@ impl Node {
                 format!(
                     "Unsupported value: {kind:?}: supported values: \"array\", \"boolean\", \"integer\", \"number\", \"object\", \"string\""
                 ),
+            ));
+        }
+        if kind.is_none()
+            && !flag("x-kubernetes-int-or-string")
+            && !flag("x-kubernetes-preserve-unknown-fields")
+        {
+            return Err(schema_error(
+                &format!("{at}.type"),
+                "Required value: must not be empty for specified object fields",
             ));
         }
         let mut properties = BTreeMap::new();

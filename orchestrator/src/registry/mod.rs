@@ -19,7 +19,7 @@ mod priority;
 pub mod resources;
 pub mod selectors;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde_json::{Value, json};
 
@@ -167,7 +167,8 @@ pub struct Listed {
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
-    resources: Arc<Resources>,
+    /// What is served now; replaced whole as custom resources change.
+    resources: Arc<RwLock<Arc<Resources>>>,
     namespaces: Arc<Namespaces>,
     allocators: Arc<Allocators>,
     caches: Arc<Caches>,
@@ -196,7 +197,7 @@ impl Registry {
         let services = ServiceAllocator::new(Arc::clone(&store), network);
         Registry {
             store,
-            resources: Arc::new(resources),
+            resources: Arc::new(RwLock::new(Arc::new(resources))),
             namespaces: Arc::default(),
             allocators: Arc::new(Allocators { services }),
             caches: Arc::default(),
@@ -208,8 +209,14 @@ impl Registry {
         self.allocators.services.network()
     }
 
-    pub fn resources(&self) -> &Resources {
-        &self.resources
+    /// What is served now.
+    pub fn resources(&self) -> Arc<Resources> {
+        Arc::clone(&self.resources.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Serves `resources` from now on (CustomResourceDefinitions changed).
+    pub fn set_resources(&self, resources: Resources) {
+        *self.resources.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(resources);
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -231,7 +238,7 @@ impl Registry {
     /// The resource of a built-in kind; panics on an unknown one, which is
     /// a programming error.
     pub fn resource(&self, group: &str, kind: &str) -> Resource {
-        self.resources
+        self.resources()
             .by_kind(group, kind)
             .unwrap_or_else(|| panic!("no resource for kind {kind} in group {group:?}"))
             .clone()
@@ -388,19 +395,23 @@ impl Registry {
         Ok(())
     }
 
-    /// Decodes into the typed object; unknown fields per `validation`.
+    /// Decodes into the typed object (a custom resource: prunes what its
+    /// schema does not name); unknown fields per `validation`.
     fn check_fields(
         &self,
         resource: &Resource,
-        body: &Value,
+        body: &mut Value,
         validation: FieldValidation,
     ) -> Result<Vec<String>> {
-        let unknown = (resource.hooks.typed.decode)(body).map_err(|e| {
-            Error::BadRequest(format!(
-                "{} in version \"{}\" cannot be handled as a {}: {e}",
-                resource.kind, resource.version, resource.kind
-            ))
-        })?;
+        let unknown = match &resource.custom {
+            Some(custom) => custom.schema.prune(body),
+            None => (resource.hooks.typed.decode)(body).map_err(|e| {
+                Error::BadRequest(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: {e}",
+                    resource.kind, resource.version, resource.kind
+                ))
+            })?,
+        };
         let unknown: Vec<String> = unknown
             .into_iter()
             .filter(|f| f != "metadata.managedFields" && !f.starts_with("metadata.managedFields"))
@@ -471,7 +482,7 @@ impl Registry {
         options: &WriteOptions,
     ) -> Result<Written> {
         self.check_body(resource, &mut body)?;
-        let warnings = self.check_fields(resource, &body, options.validation)?;
+        let warnings = self.check_fields(resource, &mut body, options.validation)?;
         let api_version = resource.api_version();
         let writer = options.writer(&api_version, None);
         let (shape, scope) = (Shape::of(resource.schema), scope(resource, None));
@@ -534,7 +545,7 @@ impl Registry {
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .map(str::to_string);
-        (resource.hooks.defaults)(&mut body);
+        apply_defaults(resource, &mut body);
         if !options.apply {
             managers.update(&json!({}), &body, shape, scope, &writer);
         }
@@ -591,7 +602,7 @@ impl Registry {
         options: &WriteOptions,
     ) -> Result<Written> {
         self.check_body(resource, &mut body)?;
-        let warnings = self.check_fields(resource, &body, options.validation)?;
+        let warnings = self.check_fields(resource, &mut body, options.validation)?;
         match str_at(&body, "/metadata/name") {
             Some(n) if n == name => {}
             None | Some("") => {
@@ -663,7 +674,7 @@ impl Registry {
                 }
                 self.check_body(resource, &mut patched)?;
                 check_identity(&patched, name, namespace)?;
-                warnings = self.check_fields(resource, &patched, options.validation)?;
+                warnings = self.check_fields(resource, &mut patched, options.validation)?;
                 Ok(patched)
             })
             .await;
@@ -909,7 +920,7 @@ impl Registry {
                     spec.insert("nodeName".into(), node);
                 }
             }
-            (resource.hooks.defaults)(&mut next);
+            apply_defaults(resource, &mut next);
             if next.get("spec") != current.get("spec") {
                 let generation = current
                     .pointer("/metadata/generation")
@@ -1142,12 +1153,25 @@ pub fn revision_of(object: &Value) -> Revision {
         .unwrap_or(0)
 }
 
-/// The object without what changes on every write, to detect no-ops.
+/// Fills the kind's defaults (a custom resource: its schema's).
+fn apply_defaults(resource: &Resource, object: &mut Value) {
+    (resource.hooks.defaults)(object);
+    if let Some(custom) = &resource.custom {
+        custom.schema.apply_defaults(object);
+    }
+}
+
 /// Checks an object about to be written: the metadata every kind shares,
-/// then the kind's own rules; all problems are reported together.
+/// then the kind's own rules (a custom resource's schema); all problems
+/// are reported together.
 fn validate(resource: &Resource, object: &Value, old: Option<&Value>) -> Result<()> {
     let mut errors = crate::admission::Errors::default();
     crate::admission::metadata::check(&mut errors, object);
+    if let Some(custom) = &resource.custom {
+        for error in custom.schema.validate(object) {
+            errors.push(error.field, error.message);
+        }
+    }
     let name = str_at(object, "/metadata/name").unwrap_or_default();
     let common = errors.into_result(resource.kind, name);
     let kind = (resource.hooks.validate)(object, old);
@@ -1183,6 +1207,7 @@ fn check_identity(object: &Value, name: &str, namespace: Option<&str>) -> Result
     Ok(())
 }
 
+/// The object without what changes on every write, to detect no-ops.
 fn strip_volatile(object: &Value) -> Value {
     let mut object = object.clone();
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {

@@ -5,6 +5,9 @@
 //! works from these descriptors, so a new resource is one entry here plus
 //! its hooks.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use schemars::{JsonSchema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -12,6 +15,7 @@ use serde_json::Value;
 use super::allocator::{Allocators, Reservation};
 use super::{Error, Registry};
 use crate::admission::Invalid;
+use crate::custom::CustomKind;
 
 /// The verbs of a resource that supports all of them.
 pub const ALL_VERBS: &[&str] = &[
@@ -73,6 +77,14 @@ pub struct Typed {
 }
 
 impl Typed {
+    /// A kind with no Rust type (a custom resource: its schema decides).
+    pub fn untyped() -> Self {
+        Typed {
+            decode: |_| Ok(Vec::new()),
+            schema: |_| {},
+        }
+    }
+
     pub fn of<T: DeserializeOwned + JsonSchema>() -> Self {
         Typed {
             decode: super::kinds::decode::<T>,
@@ -125,6 +137,9 @@ pub struct Resource {
     /// kind does (its OpenAPI names the object as DELETE's answer).
     pub returns_deleted: bool,
     pub hooks: Hooks,
+    /// What a CustomResourceDefinition says of this version: its schema,
+    /// printer columns and scale paths (`None` for built-in kinds).
+    pub custom: Option<Arc<CustomKind>>,
 }
 
 impl Resource {
@@ -192,6 +207,11 @@ pub struct Alias {
     pub warning: &'static str,
 }
 
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 impl Alias {
     /// `extensions/v1beta1`.
     pub fn api_version(&self) -> String {
@@ -199,11 +219,13 @@ impl Alias {
     }
 }
 
-/// Every resource the server serves.
+/// Every resource the server serves. A server's set changes only as
+/// CustomResourceDefinitions come and go, each time as a new `Resources`.
 #[derive(Debug, Clone)]
 pub struct Resources {
     all: Vec<Resource>,
     aliases: Vec<Alias>,
+    id: u64,
 }
 
 impl Resources {
@@ -211,6 +233,7 @@ impl Resources {
         Resources {
             all,
             aliases: Vec::new(),
+            id: next_id(),
         }
     }
 
@@ -219,7 +242,32 @@ impl Resources {
         Resources {
             all: super::kinds::all(),
             aliases: super::kinds::aliases(),
+            // Every built-in set is the same, so documents rendered from
+            // one serve them all.
+            id: 0,
         }
+    }
+
+    /// The built-in resources and the custom ones.
+    pub fn with_custom(custom: Vec<Resource>) -> Resources {
+        if custom.is_empty() {
+            return Resources::builtin();
+        }
+        let mut resources = Resources::builtin();
+        resources.all.extend(custom);
+        resources.id = next_id();
+        resources
+    }
+
+    /// Tells this set from every other of the process (equal sets may
+    /// share one), for what is rendered from it once.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The custom resources.
+    pub fn custom(&self) -> impl Iterator<Item = &Resource> {
+        self.all.iter().filter(|r| r.custom.is_some())
     }
 
     /// The resource served at `group/version/plural`, current or by an

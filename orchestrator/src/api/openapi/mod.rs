@@ -2,9 +2,11 @@
 //! version, with the operations, extensions and parameters kubectl looks
 //! for before it validates (`fieldValidation`) or explains a kind.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -15,15 +17,45 @@ pub mod v2;
 /// One rendered group-version document.
 #[derive(Debug)]
 pub struct Document {
-    pub body: Vec<u8>,
+    pub body: Bytes,
     /// Content hash, for `?hash=` URLs clients may cache forever.
     pub hash: String,
 }
 
-/// All documents, rendered once: `api/v1`, `apis/<group>/<version>`.
-pub fn documents(resources: &Resources) -> &'static BTreeMap<String, Document> {
-    static DOCUMENTS: OnceLock<BTreeMap<String, Document>> = OnceLock::new();
-    DOCUMENTS.get_or_init(|| {
+/// What was rendered from the last few sets of resources (one per set:
+/// the built-in set all servers share, and each set custom resources
+/// made since).
+pub(crate) struct Rendered<T>(Mutex<Vec<(u64, Arc<T>)>>);
+
+/// How many sets' renderings are kept.
+const KEPT: usize = 4;
+
+impl<T> Rendered<T> {
+    pub(crate) const fn new() -> Rendered<T> {
+        Rendered(Mutex::new(Vec::new()))
+    }
+
+    /// What `render` makes of `resources`, rendered once per set.
+    pub(crate) fn get(&self, resources: &Resources, render: impl FnOnce() -> T) -> Arc<T> {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, rendered)) = kept.iter().find(|(id, _)| *id == resources.id()) {
+            return Arc::clone(rendered);
+        }
+        let rendered = Arc::new(render());
+        if kept.len() == KEPT {
+            kept.remove(0);
+        }
+        kept.push((resources.id(), Arc::clone(&rendered)));
+        rendered
+    }
+}
+
+/// All documents, rendered once per set of resources: `api/v1`,
+/// `apis/<group>/<version>`.
+pub fn documents(resources: &Resources) -> Arc<BTreeMap<String, Document>> {
+    static DOCUMENTS: Rendered<BTreeMap<String, Document>> = Rendered::new();
+    DOCUMENTS.get(resources, || {
+        let definitions = definitions(resources);
         resources
             .group_versions()
             .into_iter()
@@ -33,9 +65,10 @@ pub fn documents(resources: &Resources) -> &'static BTreeMap<String, Document> {
                 } else {
                     format!("apis/{group}/{version}")
                 };
-                let body =
-                    serde_json::to_vec(&document(resources, group, version)).expect("serialisable");
+                let body = serde_json::to_vec(&document(resources, &definitions, group, version))
+                    .expect("serialisable");
                 let hash = hex::encode_upper(&Sha256::digest(&body)[..16]);
+                let body = Bytes::from(body);
                 (path, Document { body, hash })
             })
             .collect()
@@ -177,7 +210,12 @@ fn resource_paths(resource: &Resource, paths: &mut serde_json::Map<String, Value
     paths.insert(scope, Value::Object(collection));
 }
 
-fn document(resources: &Resources, group: &str, version: &str) -> Value {
+fn document(
+    resources: &Resources,
+    definitions: &serde_json::Map<String, Value>,
+    group: &str,
+    version: &str,
+) -> Value {
     let mut paths = serde_json::Map::new();
     for resource in resources.in_version(group, version) {
         resource_paths(&resource, &mut paths);
@@ -186,6 +224,54 @@ fn document(resources: &Resources, group: &str, version: &str) -> Value {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.33.0"},
         "paths": paths,
-        "components": {"schemas": crate::schema::definitions()},
+        "components": {"schemas": definitions},
     })
+}
+
+/// Every definition the documents refer to: the built-in kinds' and each
+/// custom resource's.
+fn definitions(resources: &Resources) -> Cow<'static, serde_json::Map<String, Value>> {
+    let builtin = crate::schema::definitions();
+    if resources.custom().next().is_none() {
+        return Cow::Borrowed(builtin);
+    }
+    let mut all = builtin.clone();
+    for resource in resources.custom() {
+        if let Some(custom) = &resource.custom {
+            all.insert(
+                resource.schema.into(),
+                custom_definition(resource, &custom.openapi),
+            );
+        }
+    }
+    Cow::Owned(all)
+}
+
+/// A custom resource's schema as the API server publishes it: the
+/// version's `openAPIV3Schema` with `apiVersion`, `kind` and `metadata`
+/// described, and the kind it is of.
+fn custom_definition(resource: &Resource, schema: &Value) -> Value {
+    let mut schema = schema.clone();
+    let properties = schema
+        .as_object_mut()
+        .expect("a structural schema is an object")
+        .entry("properties")
+        .or_insert(json!({}));
+    if let Some(properties) = properties.as_object_mut() {
+        properties.insert("apiVersion".into(), json!({
+            "type": "string",
+            "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values.",
+        }));
+        properties.insert("kind".into(), json!({
+            "type": "string",
+            "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase.",
+        }));
+        properties.insert("metadata".into(), json!({
+            "allOf": [{"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}],
+            "description": "Standard object's metadata.",
+        }));
+    }
+    schema["x-kubernetes-group-version-kind"] =
+        json!([{"group": resource.group, "version": resource.version, "kind": resource.kind}]);
+    schema
 }

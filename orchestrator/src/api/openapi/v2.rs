@@ -5,12 +5,13 @@
 //! same paths and schemas. It is served as JSON, or as the protobuf
 //! encoding of gnostic's `openapi.v2.Document` that client-go asks for.
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::document;
+use super::{definitions, document};
 use crate::registry::Resources;
 
 /// The media types client-go asks for (the first), and the one the API
@@ -23,23 +24,23 @@ pub const PROTOBUF: [&str; 2] = [
 /// The rendered document.
 #[derive(Debug)]
 pub struct Rendered {
-    pub json: Vec<u8>,
-    pub protobuf: Vec<u8>,
+    pub json: Bytes,
+    pub protobuf: Bytes,
     pub hash: String,
 }
 
-/// The v2 document, rendered once.
-pub fn rendered(resources: &Resources) -> &'static Rendered {
-    static RENDERED: OnceLock<Rendered> = OnceLock::new();
-    RENDERED.get_or_init(|| {
+/// The v2 document, rendered once per set of resources.
+pub fn rendered(resources: &Resources) -> Arc<Rendered> {
+    static RENDERED: super::Rendered<Rendered> = super::Rendered::new();
+    RENDERED.get(resources, || {
         let swagger = swagger(resources);
         let json = serde_json::to_vec(&swagger).expect("serialisable");
         let hash = hex::encode_upper(Sha256::digest(&json));
         let mut protobuf = Vec::new();
         encode_document(&mut protobuf, &swagger);
         Rendered {
-            json,
-            protobuf,
+            json: Bytes::from(json),
+            protobuf: Bytes::from(protobuf),
             hash,
         }
     })
@@ -47,14 +48,15 @@ pub fn rendered(resources: &Resources) -> &'static Rendered {
 
 /// The Swagger 2.0 document of every group version's v3 document.
 fn swagger(resources: &Resources) -> Value {
+    let definitions = definitions(resources);
     let mut paths = Map::new();
     for (group, version) in resources.group_versions() {
-        let v3 = document(resources, group, version);
+        let v3 = document(resources, &definitions, group, version);
         for (path, item) in v3["paths"].as_object().into_iter().flatten() {
             paths.insert(path.clone(), path_item(item));
         }
     }
-    let definitions: Map<String, Value> = crate::schema::definitions()
+    let definitions: Map<String, Value> = definitions
         .iter()
         .map(|(name, schema)| (name.clone(), schema_v2(schema)))
         .collect();

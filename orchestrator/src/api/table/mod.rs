@@ -39,13 +39,17 @@ fn column(name: &str, kind: &str, priority: u8, description: &str) -> Value {
     })
 }
 
-fn columns(kind: &str) -> Vec<Value> {
-    let name = column(
+fn name_column() -> Value {
+    column(
         "Name",
         "string",
         0,
         "Name must be unique within a namespace.",
-    );
+    )
+}
+
+fn columns(kind: &str) -> Vec<Value> {
+    let name = name_column();
     let age = column(
         "Age",
         "string",
@@ -160,6 +164,15 @@ fn columns(kind: &str) -> Vec<Value> {
             name,
             column("Status", "string", 0, "The status of the namespace"),
             age,
+        ],
+        "CustomResourceDefinition" => vec![
+            name,
+            column(
+                "Created At",
+                "date",
+                0,
+                "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            ),
         ],
         "Event" => vec![
             column(
@@ -277,7 +290,7 @@ fn age_cell(object: &Value) -> Value {
     ))
 }
 
-fn age_of(timestamp: Option<&str>) -> String {
+pub(crate) fn age_of(timestamp: Option<&str>) -> String {
     match timestamp.and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
         Some(t) => human_duration(jiff::Timestamp::now().as_second() - t.as_second()),
         None => "<unknown>".into(),
@@ -594,6 +607,10 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
             }),
             age_cell(object),
         ],
+        "CustomResourceDefinition" => vec![
+            json!(s(object, "/metadata/name")),
+            json!(s(object, "/metadata/creationTimestamp")),
+        ],
         _ => vec![json!(s(object, "/metadata/name")), age_cell(object)],
     }
 }
@@ -609,7 +626,13 @@ pub fn table(
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let mut row = json!({"cells": cells(resource.kind, object)});
+            let cells = match &resource.custom {
+                Some(custom) => std::iter::once(json!(s(object, "/metadata/name")))
+                    .chain(custom.columns.iter().map(|c| c.cell(object)))
+                    .collect(),
+                None => cells(resource.kind, object),
+            };
+            let mut row = json!({"cells": cells});
             match include {
                 IncludeObject::None => {}
                 IncludeObject::Object => row["object"] = (*object).clone(),
@@ -632,7 +655,12 @@ pub fn table(
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": metadata,
-        "columnDefinitions": columns(resource.kind),
+        "columnDefinitions": match &resource.custom {
+            Some(custom) => std::iter::once(name_column())
+                .chain(custom.columns.iter().map(|c| c.definition()))
+                .collect(),
+            None => columns(resource.kind),
+        },
         "rows": rows,
     })
 }

@@ -238,6 +238,23 @@ fn a_bad_schema_says_where() {
         bad.to_string(),
         "openAPIV3Schema.properties[spec].properties[x].type: Unsupported value: \"text\": supported values: \"array\", \"boolean\", \"integer\", \"number\", \"object\", \"string\""
     );
-    let pattern = Structural::new(&json!({"type": "string", "pattern": "("})).unwrap_err();
+    let pattern = Structural::new(&json!({"type": "object", "pattern": "("})).unwrap_err();
     assert!(pattern.field == "openAPIV3Schema.pattern", "{pattern}");
+    // The structural rules: an object at the root, a type everywhere
+    // (unless the node keeps unknown fields or is an int-or-string).
+    let root = Structural::new(&json!({"type": "string"})).unwrap_err();
+    assert_eq!(
+        root.to_string(),
+        "openAPIV3Schema.type: Invalid value: \"string\": must be object at the root"
+    );
+    let untyped =
+        Structural::new(&json!({"type": "object", "properties": {"spec": {}}})).unwrap_err();
+    assert_eq!(
+        untyped.to_string(),
+        "openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"
+    );
+    Structural::new(&json!({"type": "object", "properties": {
+        "any": {"x-kubernetes-preserve-unknown-fields": true},
+        "port": {"x-kubernetes-int-or-string": true}}}))
+    .unwrap();
 }

@@ -52,6 +52,7 @@ pub(super) fn deployments() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.apps.v1.Deployment",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             defaults: deployment_defaults,
             initial_status: |_| {},
@@ -79,6 +80,7 @@ pub(super) fn replica_sets() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.apps.v1.ReplicaSet",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             defaults: replica_set_defaults,
             initial_status: |rs| rs["status"] = json!({"replicas": 0}),
@@ -106,6 +108,7 @@ pub(super) fn replication_controllers() -> Resource {
         field_selectors: &["status.replicas"],
         schema: "io.k8s.api.core.v1.ReplicationController",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             defaults: replication_controller_defaults,
             initial_status: |rc| rc["status"] = json!({"replicas": 0}),

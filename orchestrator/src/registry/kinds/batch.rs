@@ -39,6 +39,7 @@ pub(super) fn jobs() -> Resource {
         field_selectors: &["status.successful"],
         schema: "io.k8s.api.batch.v1.Job",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             defaults: job_defaults,
             initial_status: |_| {},
@@ -66,6 +67,7 @@ pub(super) fn cron_jobs() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.batch.v1.CronJob",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             defaults: cron_job_defaults,
             initial_status: |_| {},

@@ -44,6 +44,7 @@ pub(super) fn config_maps() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.core.v1.ConfigMap",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             defaults: |_| {},
             initial_status: |_| {},
@@ -71,6 +72,7 @@ pub(super) fn secrets() -> Resource {
         field_selectors: &["type"],
         schema: "io.k8s.api.core.v1.Secret",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             defaults: secret_defaults,
             initial_status: |_| {},

@@ -55,6 +55,7 @@ pub(crate) fn all() -> Vec<Resource> {
         network::ingress_classes(),
         batch::jobs(),
         batch::cron_jobs(),
+        crate::custom::definition::resource(),
     ]
 }
 
@@ -202,6 +203,7 @@ fn namespaces() -> Resource {
         field_selectors: &["status.phase"],
         schema: "io.k8s.api.core.v1.Namespace",
         returns_deleted: true,
+        custom: None,
         hooks: Hooks {
             defaults: |ns| {
                 let name = name_of(ns).to_string();
@@ -253,6 +255,7 @@ fn nodes() -> Resource {
         field_selectors: &["spec.unschedulable"],
         schema: "io.k8s.api.core.v1.Node",
         returns_deleted: false,
+        custom: None,
         hooks: plain_hooks::<Node>(),
     }
 }
@@ -285,6 +288,7 @@ fn events() -> Resource {
         ],
         schema: "io.k8s.api.core.v1.Event",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             validate: |event, _| {
                 let mut errors = Errors::default();

@@ -33,6 +33,7 @@ pub(super) fn ingresses() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.networking.v1.Ingress",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             initial_status: |ingress| {
                 ingress["status"] = json!({"loadBalancer": {}});
@@ -60,6 +61,7 @@ pub(super) fn ingress_classes() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.networking.v1.IngressClass",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             validate: validate_class,
             ..plain_hooks::<IngressClass>()

@@ -60,6 +60,7 @@ pub(super) fn resource() -> Resource {
         ],
         schema: "io.k8s.api.core.v1.Pod",
         returns_deleted: true,
+        custom: None,
         hooks: Hooks {
             defaults,
             initial_status: |pod| {

@@ -26,6 +26,7 @@ pub(super) fn pod_disruption_budgets() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.policy.v1.PodDisruptionBudget",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             initial_status: |pdb| {
                 pdb["status"] = json!({"disruptionsAllowed": 0, "currentHealthy": 0,

@@ -46,6 +46,7 @@ pub(super) fn pod_templates() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.core.v1.PodTemplate",
         returns_deleted: true,
+        custom: None,
         hooks: Hooks {
             defaults: |template| {
                 if let Some(inner) = template.get_mut("template") {
@@ -73,6 +74,7 @@ pub(super) fn priority_classes() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.scheduling.v1.PriorityClass",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             defaults: |class| {
                 if let Some(class) = class.as_object_mut() {
@@ -154,6 +156,7 @@ pub(super) fn leases() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.coordination.v1.Lease",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             validate: validate_lease,
             ..plain_hooks::<Lease>()

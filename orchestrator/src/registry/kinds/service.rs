@@ -35,6 +35,7 @@ pub(super) fn services() -> Resource {
         field_selectors: &["spec.clusterIP", "spec.type"],
         schema: "io.k8s.api.core.v1.Service",
         returns_deleted: true,
+        custom: None,
         hooks: Hooks {
             defaults,
             initial_status: |service| service["status"] = json!({"loadBalancer": {}}),
@@ -62,6 +63,7 @@ pub(super) fn endpoints() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.core.v1.Endpoints",
         returns_deleted: false,
+        custom: None,
         hooks: plain_hooks::<Endpoints>(),
     }
 }
@@ -82,6 +84,7 @@ pub(super) fn endpoint_slices() -> Resource {
         field_selectors: &["addressType"],
         schema: "io.k8s.api.discovery.v1.EndpointSlice",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             validate: |slice, old| {
                 validate_metadata(slice, old)?;

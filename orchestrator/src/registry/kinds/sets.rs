@@ -34,6 +34,7 @@ pub(super) fn daemon_sets() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.apps.v1.DaemonSet",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             defaults: daemon_set_defaults,
             initial_status: |ds| {
@@ -62,6 +63,7 @@ pub(super) fn stateful_sets() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.apps.v1.StatefulSet",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             defaults: stateful_set_defaults,
             initial_status: |sts| sts["status"] = json!({"replicas": 0, "availableReplicas": 0}),
@@ -87,6 +89,7 @@ pub(super) fn controller_revisions() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.apps.v1.ControllerRevision",
         returns_deleted: false,
+        custom: None,
         hooks: Hooks {
             validate: validate_revision,
             ..plain_hooks::<ControllerRevision>()

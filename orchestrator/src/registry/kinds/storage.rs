@@ -48,6 +48,7 @@ pub(super) fn persistent_volumes() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.core.v1.PersistentVolume",
         returns_deleted: true,
+        custom: None,
         hooks: Hooks {
             defaults: pv_defaults,
             // A new volume is Pending until the controller sees it, and
@@ -81,6 +82,7 @@ pub(super) fn persistent_volume_claims() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.core.v1.PersistentVolumeClaim",
         returns_deleted: true,
+        custom: None,
         hooks: Hooks {
             defaults: pvc_defaults,
             initial_status: |pvc| {
@@ -111,6 +113,7 @@ pub(super) fn storage_classes() -> Resource {
         field_selectors: &[],
         schema: "io.k8s.api.storage.v1.StorageClass",
         returns_deleted: true,
+        custom: None,
         hooks: Hooks {
             defaults: |sc| {
                 if let Some(object) = sc.as_object_mut() {
