@@ -106,18 +106,23 @@ fn has_cleanup(crd: &Value) -> bool {
 
 /// Each definition with the conflict that keeps its names from being
 /// accepted, if any: a resource of the same group already using its
-/// plural or kind (built in, or an older definition).
+/// plural or kind (built in, an established definition, or an older one).
 fn accepted(crds: &[Value]) -> Vec<(Value, Option<String>)> {
     let builtin = Resources::builtin();
     let mut crds = crds.to_vec();
-    crds.sort_by(|a, b| {
-        let key = |o: &Value| {
-            (
-                text(o, "/metadata/creationTimestamp").to_string(),
-                text(o, "/metadata/name").to_string(),
-            )
-        };
-        key(a).cmp(&key(b))
+    crds.sort_by_cached_key(|o| {
+        let established = o
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| text(c, "/type") == "Established" && text(c, "/status") == "True")
+            });
+        (
+            !established,
+            text(o, "/metadata/creationTimestamp").to_string(),
+            text(o, "/metadata/name").to_string(),
+        )
     });
     let mut taken: Vec<(String, String, String)> = builtin
         .all()

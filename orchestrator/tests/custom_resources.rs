@@ -1,0 +1,300 @@
+//! CustomResourceDefinitions through real kubectl: a definition is served
+//! once Established, its objects are pruned, defaulted and validated by its
+//! schema with the API server's words, printed with its columns, scaled,
+//! explained (by the newest and the oldest kubectl), kept across a restart,
+//! and deleted with it.
+
+mod server;
+
+use std::time::Duration;
+
+use server::{Server, kubectl_dir, text};
+
+const WEBSITES: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: websites.extensions.example.com
+spec:
+  scope: Namespaced
+  group: extensions.example.com
+  names:
+    kind: Website
+    singular: website
+    plural: websites
+    shortNames: [ws]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+    additionalPrinterColumns:
+    - {name: URL, type: string, jsonPath: .spec.gitRepo}
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [gitRepo]
+            properties:
+              gitRepo: {type: string, pattern: '^https?://', description: The site's repository.}
+              replicas: {type: integer, minimum: 0, default: 1}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+";
+
+const KUBIA: &str = "apiVersion: extensions.example.com/v1
+kind: Website
+metadata:
+  name: kubia
+spec:
+  gitRepo: https://github.com/luksa/kubia-website-example.git
+  extra: pruned
+";
+
+fn stderr_of(server: &Server, args: &[&str]) -> String {
+    let out = server.kubectl(args);
+    assert!(!out.status.success(), "kubectl {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn establish(server: &Server, file: &str, name: &str) {
+    server.kubectl_ok(&["apply", "-f", file]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        &format!("crd/{name}"),
+        "--timeout=30s",
+    ]);
+}
+
+#[test]
+fn a_crd_is_served_through_kubectl_as_on_a_cluster() {
+    let mut server = Server::start();
+    let crd = server.manifest("crd.yaml", WEBSITES);
+    let site = server.manifest("kubia.yaml", KUBIA);
+    // Before the definition, kubectl knows no such kind.
+    assert!(stderr_of(&server, &["get", "websites"]).contains("websites"));
+    establish(&server, &crd, "websites.extensions.example.com");
+    let listed = server.kubectl_ok(&["get", "crd"]);
+    assert!(
+        listed.starts_with("NAME ") && listed.contains("CREATED AT"),
+        "{listed}"
+    );
+    let definition = server.json(&["get", "crd", "websites.extensions.example.com"]);
+    assert_eq!(definition["status"]["acceptedNames"]["kind"], "Website");
+    assert_eq!(definition["status"]["storedVersions"][0], "v1");
+    assert_eq!(
+        definition["metadata"]["finalizers"][0],
+        "customresourcecleanup.apiextensions.k8s.io"
+    );
+
+    // An unknown field is pruned (with a warning), a default filled.
+    let out = server
+        .kubectl_command(&["apply", "--validate=warn", "-f", &site])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown field \"spec.extra\""),
+        "{out:?}"
+    );
+    let kubia = server.json(&["get", "ws", "kubia"]);
+    assert_eq!(kubia["spec"]["replicas"], 1);
+    assert!(kubia["spec"].get("extra").is_none(), "{kubia}");
+    // Strict validation (kubectl's default) refuses it instead.
+    let strict = server.manifest("strict.yaml", &KUBIA.replace("name: kubia", "name: strict"));
+    let refused = stderr_of(&server, &["apply", "-f", &strict]);
+    assert!(refused.contains("unknown field \"spec.extra\""), "{refused}");
+
+    // The definition's printer columns.
+    let table = server.kubectl_ok(&["get", "websites"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "URL", "REPLICAS", "AGE"]);
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..3],
+        [
+            "kubia",
+            "https://github.com/luksa/kubia-website-example.git",
+            "1"
+        ]
+    );
+
+    // The schema's checks, in the API server's words.
+    let negative = stderr_of(
+        &server,
+        &[
+            "patch",
+            "ws",
+            "kubia",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":-1}}"#,
+        ],
+    );
+    assert!(
+        negative.contains("The Website \"kubia\" is invalid: spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0"),
+        "{negative}"
+    );
+    let pattern = stderr_of(
+        &server,
+        &[
+            "patch",
+            "ws",
+            "kubia",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"gitRepo":"ftp://x"}}"#,
+        ],
+    );
+    assert!(
+        pattern.contains(r#"spec.gitRepo: Invalid value: "ftp://x": spec.gitRepo in body should match '^https?://'"#),
+        "{pattern}"
+    );
+    // Custom resources have no strategic merge, as on a cluster.
+    let strategic = stderr_of(
+        &server,
+        &["patch", "ws", "kubia", "-p", r#"{"spec":{"replicas":2}}"#],
+    );
+    assert!(
+        strategic.contains("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"),
+        "{strategic}"
+    );
+
+    // scale and status subresources.
+    server.kubectl_ok(&["scale", "website", "kubia", "--replicas=3"]);
+    assert_eq!(server.json(&["get", "ws", "kubia"])["spec"]["replicas"], 3);
+    server.kubectl_ok(&[
+        "patch",
+        "ws",
+        "kubia",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":5}}"#,
+    ]);
+    assert!(server.json(&["get", "ws", "kubia"]).get("status").is_none());
+    server.kubectl_ok(&[
+        "patch",
+        "ws",
+        "kubia",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":3}}"#,
+    ]);
+    assert_eq!(server.json(&["get", "ws", "kubia"])["status"]["replicas"], 3);
+
+    // explain reads the schema from OpenAPI: v3 (1.33) and v2 (1.27).
+    let explained = server.kubectl_ok(&["explain", "website.spec"]);
+    assert!(explained.contains("gitRepo\t<string> -required-"), "{explained}");
+    assert!(explained.contains("The site's repository."), "{explained}");
+    let old = kubectl_dir().join("kubectl.1.27");
+    let explained = server.kubectl_binary_ok(&old, &["explain", "websites.spec.replicas"]);
+    assert!(explained.contains("FIELD: replicas <integer>"), "{explained}");
+    let resources = server.kubectl_ok(&["api-resources", "--api-group=extensions.example.com"]);
+    assert!(
+        resources.contains("websites") && resources.contains("ws") && resources.contains("Website"),
+        "{resources}"
+    );
+
+    // A restarted server serves the definition from its first request.
+    server.restart(false);
+    assert_eq!(
+        text(&server.json(&["get", "ws", "kubia"]), "/spec/gitRepo"),
+        "https://github.com/luksa/kubia-website-example.git"
+    );
+
+    // Deleting the definition deletes its objects (kubectl waits for it).
+    server.kubectl_ok(&["create", "namespace", "other"]);
+    let other = server.manifest("other.yaml", &KUBIA.replace("  extra: pruned\n", ""));
+    server.kubectl_ok(&["apply", "-n", "other", "-f", &other]);
+    server.kubectl_ok(&["delete", "crd", "websites.extensions.example.com"]);
+    let gone = stderr_of(&server, &["get", "crd", "websites.extensions.example.com"]);
+    assert!(gone.contains("NotFound"), "{gone}");
+    establish(&server, &crd, "websites.extensions.example.com");
+    server.wait_for(Duration::from_secs(10), || {
+        server.kubectl(&["get", "ws", "-A"]).status.success()
+    });
+    let left = server.items(&["get", "websites", "-A"]);
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn definitions_the_api_server_refuses_are_refused_in_its_words() {
+    let server = Server::start();
+    let refused = |manifest: &str| {
+        let file = server.manifest("bad.yaml", manifest);
+        stderr_of(&server, &["apply", "-f", &file])
+    };
+    let wrong_name = refused(&WEBSITES.replace(
+        "name: websites.extensions.example.com",
+        "name: sites.extensions.example.com",
+    ));
+    assert!(
+        wrong_name.contains(
+            r#"metadata.name: Invalid value: "sites.extensions.example.com": must be spec.names.plural+"."+spec.group"#
+        ),
+        "{wrong_name}"
+    );
+    let no_storage = refused(&WEBSITES.replace("storage: true", "storage: false"));
+    assert!(
+        no_storage.contains("must have exactly one version marked as storage version"),
+        "{no_storage}"
+    );
+    let untyped = refused(&WEBSITES.replace(
+        "              replicas: {type: integer, minimum: 0, default: 1}",
+        "              replicas: {minimum: 0}",
+    ));
+    assert!(
+        untyped.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[replicas].type: Required value: must not be empty for specified object fields"),
+        "{untyped}"
+    );
+    let scope = refused(&WEBSITES.replace("scope: Namespaced", "scope: Global"));
+    assert!(
+        scope.contains(r#"spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced""#),
+        "{scope}"
+    );
+
+    // A second definition of the same kind in the group is stored, but
+    // its names are not accepted and it is not served.
+    let first = server.manifest("first.yaml", WEBSITES);
+    establish(&server, &first, "websites.extensions.example.com");
+    let second = server.manifest(
+        "second.yaml",
+        &WEBSITES
+            .replace("websites", "sites")
+            .replace("singular: website", "singular: site")
+            .replace("[ws]", "[st]"),
+    );
+    server.kubectl_ok(&["apply", "-f", &second]);
+    server.wait_for(Duration::from_secs(10), || {
+        let crd = server.json(&["get", "crd", "sites.extensions.example.com"]);
+        crd["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "NamesAccepted"))
+    });
+    let crd = server.json(&["get", "crd", "sites.extensions.example.com"]);
+    let conditions = crd["status"]["conditions"].as_array().unwrap();
+    let accepted = conditions
+        .iter()
+        .find(|c| c["type"] == "NamesAccepted")
+        .unwrap();
+    assert_eq!(accepted["status"], "False");
+    assert_eq!(accepted["reason"], "KindConflict");
+    assert_eq!(accepted["message"], "\"Website\" is already in use");
+    let established = conditions
+        .iter()
+        .find(|c| c["type"] == "Established")
+        .unwrap();
+    assert_eq!(established["status"], "False");
+}
