@@ -16,6 +16,10 @@ use serde_json::{Value, json};
 #[allow(dead_code)]
 mod embed_example;
 
+#[path = "../../examples/operator.rs"]
+#[allow(dead_code)]
+mod operator_example;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embed_example_runs() {
     let log = tokio::time::timeout(Duration::from_secs(60), embed_example::run())
@@ -334,65 +338,20 @@ async fn logs_and_events_stream_through_the_in_process_client() {
 }
 
 mod operator {
-    //! The operator harness: a kube-runtime `Controller` against an
-    //! in-memory cluster in a `#[tokio::test]`, as envtest serves Go
-    //! operators. Until custom resources are served it reconciles a
-    //! ConfigMap (`replicas`, `image`) into a Deployment and a Service.
+    //! The operator harness: the `operator` example's kube-runtime
+    //! `Controller` against an in-memory cluster in a `#[tokio::test]`, as
+    //! envtest serves Go operators: its CustomResourceDefinition (derived
+    //! from the Rust type) installed, a Website reconciled into a Deployment
+    //! and a Service, changes and drift reconciled, deletion cascading.
 
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use futures::StreamExt;
     use k8s_openapi::api::apps::v1::Deployment;
-    use k8s_openapi::api::core::v1::{ConfigMap, Service};
+    use k8s_openapi::api::core::v1::Service;
     use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-    use kube::runtime::controller::{Action, Controller};
-    use kube::runtime::watcher;
-    use kube::{Client, Resource, ResourceExt};
     use serde_json::json;
 
-    #[derive(Debug, thiserror::Error)]
-    #[error(transparent)]
-    struct Error(#[from] kube::Error);
-
-    /// Level-triggered: the Deployment and Service the ConfigMap asks for,
-    /// applied server-side, owned by the ConfigMap.
-    async fn reconcile(site: Arc<ConfigMap>, client: Arc<Client>) -> Result<Action, Error> {
-        let name = site.name_any();
-        let namespace = site.namespace().unwrap_or_default();
-        let data = site.data.clone().unwrap_or_default();
-        let replicas: i32 = data
-            .get("replicas")
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(1);
-        let image = data.get("image").cloned().unwrap_or("http-server".into());
-        let owner = site.controller_owner_ref(&()).unwrap();
-        let labels = json!({"site": name});
-        let deployment = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "ownerReferences": [owner]},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "web", "image": image, "ports": [{"containerPort": 80}]}]}}},
-        });
-        let service = json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "ownerReferences": [owner]},
-            "spec": {"type": "NodePort", "selector": labels, "ports": [{"port": 80}]},
-        });
-        let apply = PatchParams::apply("site-operator").force();
-        Api::<Deployment>::namespaced((*client).clone(), &namespace)
-            .patch(&name, &apply, &Patch::Apply(deployment))
-            .await?;
-        Api::<Service>::namespaced((*client).clone(), &namespace)
-            .patch(&name, &apply, &Patch::Apply(service))
-            .await?;
-        Ok(Action::requeue(Duration::from_secs(300)))
-    }
-
-    fn error_policy(_: Arc<ConfigMap>, _: &Error, _: Arc<Client>) -> Action {
-        Action::requeue(Duration::from_millis(200))
-    }
+    use super::operator_example::{self, Website, WebsiteSpec};
 
     async fn available(deployments: &Api<Deployment>, name: &str, replicas: i32) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -416,27 +375,27 @@ mod operator {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_kube_runtime_controller_reconciles_against_an_in_memory_cluster() {
+    async fn the_operator_example_runs() {
+        let first = tokio::time::timeout(Duration::from_secs(90), operator_example::run())
+            .await
+            .expect("the example finishes within 90 s")
+            .expect("the example succeeds");
+        assert!(first.contains("200 OK"), "{first:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kube_runtime_controller_reconciles_a_custom_resource() {
         let cluster = wasmkube::Cluster::builder().start().await.unwrap();
         let client = cluster.client();
-        let sites: Api<ConfigMap> = Api::default_namespaced(client.clone());
-        let controller = Controller::new(
-            sites.clone(),
-            watcher::Config::default().labels("example.com/site"),
-        )
-        .owns(
-            Api::<Deployment>::default_namespaced(client.clone()),
-            Default::default(),
-        )
-        .run(reconcile, error_policy, Arc::new(client.clone()))
-        .for_each(|_| async {});
-        let controller = tokio::spawn(controller);
-
-        let site: ConfigMap = serde_json::from_value(json!({
-            "metadata": {"name": "blog", "labels": {"example.com/site": "true"}},
-            "data": {"replicas": "1", "image": "http-server"},
-        }))
-        .unwrap();
+        let controller = operator_example::start(client.clone()).await.unwrap();
+        let sites: Api<Website> = Api::default_namespaced(client.clone());
+        let site = Website::new(
+            "blog",
+            WebsiteSpec {
+                replicas: 1,
+                image: "http-server".into(),
+            },
+        );
         sites.create(&PostParams::default(), &site).await.unwrap();
         let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
         available(&deployments, "blog", 1).await;
@@ -444,30 +403,18 @@ mod operator {
             .get("blog")
             .await
             .unwrap();
-        let port = service.spec.unwrap().ports.unwrap()[0].node_port.unwrap() as u16;
-        // The site answers on its node port (loopback, as embedded).
+        let port = service.spec.unwrap().ports.unwrap()[0].node_port.unwrap();
+        // The operator reported the port in the Website's status.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let page = loop {
-            let got = tokio::task::spawn_blocking(move || {
-                use std::io::{Read, Write};
-                let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-                stream
-                    .write_all(b"GET / HTTP/1.0\r\nHost: blog\r\n\r\n")
-                    .ok()?;
-                let mut page = String::new();
-                stream.read_to_string(&mut page).ok()?;
-                Some(page)
-            })
-            .await
-            .unwrap();
-            match got {
-                Some(page) if page.starts_with("HTTP/1.") => break page,
-                _ => {
-                    assert!(std::time::Instant::now() < deadline, "no answer on {port}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+        loop {
+            let reported = sites.get("blog").await.unwrap().status.and_then(|s| s.node_port);
+            if reported == Some(port) {
+                break;
             }
-        };
+            assert!(std::time::Instant::now() < deadline, "status: {reported:?}, not {port}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let page = operator_example::get(port as u16).await.unwrap();
         assert!(page.contains("200 OK"), "{page}");
 
         // A change of the resource is reconciled: two replicas.
@@ -475,7 +422,7 @@ mod operator {
             .patch(
                 "blog",
                 &PatchParams::default(),
-                &Patch::Merge(json!({"data": {"replicas": "2"}})),
+                &Patch::Merge(json!({"spec": {"replicas": 2}})),
             )
             .await
             .unwrap();
@@ -506,6 +453,20 @@ mod operator {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         available(&deployments, "blog", 2).await;
+
+        // The schema derived from the Rust type is enforced.
+        let wrong = sites
+            .patch(
+                "blog",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": "two"}})),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            wrong.to_string().contains(r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#),
+            "{wrong}"
+        );
 
         // Deleting the resource deletes what it owns.
         sites
