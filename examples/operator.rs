@@ -48,7 +48,9 @@ pub struct Error(#[from] kube::Error);
 async fn reconcile(site: Arc<Website>, client: Arc<Client>) -> Result<Action, Error> {
     let name = site.name_any();
     let namespace = site.namespace().unwrap_or_default();
-    let owner = site.controller_owner_ref(&()).expect("a stored Website has a uid");
+    let owner = site
+        .controller_owner_ref(&())
+        .expect("a stored Website has a uid");
     let labels = json!({"website": name});
     let deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -93,10 +95,13 @@ pub async fn start(client: Client) -> Result<tokio::task::JoinHandle<()>, kube::
     crds.create(&PostParams::default(), &Website::crd()).await?;
     let established = conditions::is_crd_established();
     let name = "websites.example.com";
-    tokio::time::timeout(Duration::from_secs(30), await_condition(crds, name, established))
-        .await
-        .map_err(|_| kube::Error::Service("the definition was not established".into()))?
-        .map_err(|e| kube::Error::Service(e.into()))?;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds, name, established),
+    )
+    .await
+    .map_err(|_| kube::Error::Service("the definition was not established".into()))?
+    .map_err(|e| kube::Error::Service(e.into()))?;
     let controller = Controller::new(Api::<Website>::all(client.clone()), Default::default())
         .owns(Api::<Deployment>::all(client.clone()), Default::default())
         .run(reconcile, error_policy, Arc::new(client))
@@ -145,7 +150,9 @@ pub async fn get(port: u16) -> Result<String, std::io::Error> {
     loop {
         let attempt = async {
             let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-            stream.write_all(b"GET / HTTP/1.0\r\nHost: blog\r\n\r\n").await?;
+            stream
+                .write_all(b"GET / HTTP/1.0\r\nHost: blog\r\n\r\n")
+                .await?;
             let mut page = String::new();
             stream.read_to_string(&mut page).await?;
             Ok::<_, std::io::Error>(page)

@@ -113,7 +113,10 @@ fn a_crd_is_served_through_kubectl_as_on_a_cluster() {
     // Strict validation (kubectl's default) refuses it instead.
     let strict = server.manifest("strict.yaml", &KUBIA.replace("name: kubia", "name: strict"));
     let refused = stderr_of(&server, &["apply", "-f", &strict]);
-    assert!(refused.contains("unknown field \"spec.extra\""), "{refused}");
+    assert!(
+        refused.contains("unknown field \"spec.extra\""),
+        "{refused}"
+    );
 
     // The definition's printer columns.
     let table = server.kubectl_ok(&["get", "websites"]);
@@ -192,15 +195,24 @@ fn a_crd_is_served_through_kubectl_as_on_a_cluster() {
         "-p",
         r#"{"status":{"replicas":3}}"#,
     ]);
-    assert_eq!(server.json(&["get", "ws", "kubia"])["status"]["replicas"], 3);
+    assert_eq!(
+        server.json(&["get", "ws", "kubia"])["status"]["replicas"],
+        3
+    );
 
     // explain reads the schema from OpenAPI: v3 (1.33) and v2 (1.27).
     let explained = server.kubectl_ok(&["explain", "website.spec"]);
-    assert!(explained.contains("gitRepo\t<string> -required-"), "{explained}");
+    assert!(
+        explained.contains("gitRepo\t<string> -required-"),
+        "{explained}"
+    );
     assert!(explained.contains("The site's repository."), "{explained}");
     let old = kubectl_dir().join("kubectl.1.27");
     let explained = server.kubectl_binary_ok(&old, &["explain", "websites.spec.replicas"]);
-    assert!(explained.contains("FIELD: replicas <integer>"), "{explained}");
+    assert!(
+        explained.contains("FIELD: replicas <integer>"),
+        "{explained}"
+    );
     let resources = server.kubectl_ok(&["api-resources", "--api-group=extensions.example.com"]);
     assert!(
         resources.contains("websites") && resources.contains("ws") && resources.contains("Website"),
@@ -261,7 +273,9 @@ fn definitions_the_api_server_refuses_are_refused_in_its_words() {
     );
     let scope = refused(&WEBSITES.replace("scope: Namespaced", "scope: Global"));
     assert!(
-        scope.contains(r#"spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced""#),
+        scope.contains(
+            r#"spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced""#
+        ),
         "{scope}"
     );
 
@@ -297,4 +311,76 @@ fn definitions_the_api_server_refuses_are_refused_in_its_words() {
         .find(|c| c["type"] == "Established")
         .unwrap();
     assert_eq!(established["status"], "False");
+}
+
+#[test]
+fn every_served_version_reads_and_writes_the_same_objects() {
+    let server = Server::start();
+    let two_versions = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Cluster
+  names: {kind: Widget, plural: widgets}
+  versions:
+  - name: v1beta1
+    served: true
+    storage: false
+    deprecated: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {size: {type: integer}}}
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {size: {type: integer, maximum: 10}}}
+";
+    let crd = server.manifest("widgets.yaml", two_versions);
+    establish(&server, &crd, "widgets.example.com");
+    let old = server.manifest(
+        "old.yaml",
+        "apiVersion: example.com/v1beta1\nkind: Widget\nmetadata: {name: w}\nspec: {size: 20}\n",
+    );
+    let out = server.kubectl(&["apply", "-f", &old]);
+    assert!(out.status.success(), "{out:?}");
+    // A deprecated version warns, with the API server's default words.
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Warning: example.com/v1beta1 Widget is deprecated"),
+        "{out:?}"
+    );
+    // The preferred version is v1 (GA before beta): the object reads as
+    // v1, and each version's own schema checks writes through it.
+    let widget = server.json(&["get", "widgets", "w"]);
+    assert_eq!(widget["apiVersion"], "example.com/v1");
+    assert_eq!(widget["spec"]["size"], 20);
+    let old_view = server.json(&["get", "widgets.v1beta1.example.com", "w"]);
+    assert_eq!(old_view["apiVersion"], "example.com/v1beta1");
+    let too_big = stderr_of(
+        &server,
+        &[
+            "patch",
+            "widget",
+            "w",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"size":30}}"#,
+        ],
+    );
+    assert!(
+        too_big.contains(
+            "spec.size: Invalid value: 30: spec.size in body should be less than or equal to 10"
+        ),
+        "{too_big}"
+    );
+    let listed = server.kubectl_ok(&["get", "widgets"]);
+    let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "AGE"]);
 }

@@ -407,11 +407,19 @@ mod operator {
         // The operator reported the port in the Website's status.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let reported = sites.get("blog").await.unwrap().status.and_then(|s| s.node_port);
+            let reported = sites
+                .get("blog")
+                .await
+                .unwrap()
+                .status
+                .and_then(|s| s.node_port);
             if reported == Some(port) {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "status: {reported:?}, not {port}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "status: {reported:?}, not {port}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let page = operator_example::get(port as u16).await.unwrap();

@@ -298,6 +298,18 @@ async fn handle(
     body: Bytes,
 ) -> Result<Response> {
     let target = parse_target(state, group, version, rest)?;
+    let deprecation = target
+        .resource
+        .custom
+        .as_ref()
+        .and_then(|c| c.deprecation.clone());
+    if let Some(warning) = deprecation {
+        // A deprecated version of a custom resource warns on every answer.
+        let response = serve(state, target, method, raw_query, headers, body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+        return Ok(with_warnings(response, &[warning]));
+    }
     let Some(old) = target.alias else {
         return serve(state, target, method, raw_query, headers, body).await;
     };

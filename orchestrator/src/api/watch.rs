@@ -73,6 +73,15 @@ pub(super) fn serve(
     let initial_end = query.flag("sendInitialEvents");
     tokio::spawn(async move {
         let line = |event_type: &str, object: &Value| -> Bytes {
+            let mut served;
+            let object = if resource.custom.is_some() && !matches!(event_type, "BOOKMARK" | "ERROR")
+            {
+                served = object.clone();
+                resource.served_as(&mut served);
+                &served
+            } else {
+                object
+            };
             let object = if as_table && event_type != "BOOKMARK" && event_type != "ERROR" {
                 let rv = object
                     .pointer("/metadata/resourceVersion")

@@ -244,10 +244,40 @@ fn validate_versions(crd: &Value, errors: &mut Errors) {
 /// whose schema cannot be used (refused when written; kept from an older
 /// server) is left out.
 pub fn served(crd: &Value) -> Vec<Resource> {
-    versions(crd)
+    let mut served: Vec<Resource> = versions(crd)
         .filter(|v| v.get("served").and_then(Value::as_bool) == Some(true))
         .filter_map(|version| at_version(crd, version))
-        .collect()
+        .collect();
+    // Discovery lists versions (and clients prefer the first) in
+    // Kubernetes' order: GA before beta before alpha, newest first.
+    served.sort_by_key(|r| version_priority(r.version));
+    served
+}
+
+/// Kubernetes' version order as a sort key: `v2`, `v1`, `v1beta2`,
+/// `v1beta1`, `v1alpha1`, then other names alphabetically.
+fn version_priority(version: &str) -> (u8, std::cmp::Reverse<u64>, std::cmp::Reverse<u64>, String) {
+    use std::cmp::Reverse;
+    let parsed = version.strip_prefix('v').and_then(|rest| {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let major: u64 = rest[..digits].parse().ok()?;
+        let tail = &rest[digits..];
+        if tail.is_empty() {
+            return Some((0, major, 0));
+        }
+        let (rank, number) = if let Some(n) = tail.strip_prefix("beta") {
+            (1, n)
+        } else {
+            (2, tail.strip_prefix("alpha")?)
+        };
+        Some((rank, major, number.parse().ok()?))
+    });
+    match parsed {
+        Some((rank, major, minor)) => (rank, Reverse(major), Reverse(minor), String::new()),
+        None => (3, Reverse(0), Reverse(0), version.to_string()),
+    }
 }
 
 /// The resource of the storage version, served or not (for deleting a
@@ -336,6 +366,10 @@ fn at_version(crd: &Value, version: &Value) -> Option<Resource> {
             scale,
             deprecation,
             definition: text(crd, "/metadata/name").to_string(),
+            storage_version: versions(crd)
+                .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                .map(|v| text(v, "/name").to_string())
+                .unwrap_or_else(|| name.to_string()),
         })),
     })
 }
@@ -389,4 +423,37 @@ fn subresources(kind: &'static str, status: bool, scale: bool) -> &'static [Subr
     let leaked: &'static [Subresource] = Box::leak(list.into_boxed_slice());
     made.push(leaked);
     leaked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_sort_as_kubernetes_orders_them() {
+        let mut versions = [
+            "v1alpha1",
+            "foo",
+            "v1beta1",
+            "v2",
+            "v1",
+            "v1beta2",
+            "v11alpha2",
+            "bar",
+        ];
+        versions.sort_by_key(|v| version_priority(v));
+        assert_eq!(
+            versions,
+            [
+                "v2",
+                "v1",
+                "v1beta2",
+                "v1beta1",
+                "v11alpha2",
+                "v1alpha1",
+                "bar",
+                "foo"
+            ]
+        );
+    }
 }

@@ -38,6 +38,8 @@ pub struct CustomKind {
     pub deprecation: Option<String>,
     /// The definition's name (`widgets.example.com`).
     pub definition: String,
+    /// The version its objects are stored at.
+    pub storage_version: String,
 }
 
 /// Where a custom resource keeps what its `scale` subresource shows, as

@@ -253,8 +253,7 @@ impl Registry {
     }
 
     pub fn get(&self, resource: &Resource, namespace: Option<&str>, name: &str) -> Result<Value> {
-        self.store
-            .get(&resource.key(namespace, name))?
+        self.find(resource, namespace, name)?
             .ok_or_else(|| Self::not_found(resource, name))
     }
 
@@ -265,7 +264,22 @@ impl Registry {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Value>> {
-        Ok(self.store.get(&resource.key(namespace, name))?)
+        let mut found = self.store.get(&resource.key(namespace, name))?;
+        if let Some(object) = &mut found {
+            resource.served_as(object);
+        }
+        Ok(found)
+    }
+
+    /// Writes to the store: a custom resource's object stored at its
+    /// storage version, and answered at the version asked for.
+    async fn write(&self, resource: &Resource, mut write: Write) -> store::Result<Value> {
+        if let Write::Create { object, .. } | Write::Update { object, .. } = &mut write {
+            resource.stored_as(object);
+        }
+        let mut written = self.store.write(write).await?;
+        resource.served_as(&mut written);
+        Ok(written)
     }
 
     pub fn list(
@@ -323,7 +337,11 @@ impl Registry {
             let filtered = page
                 .items
                 .into_iter()
-                .filter(|o| options.labels.matches(o) && options.fields.matches(o));
+                .filter(|o| options.labels.matches(o) && options.fields.matches(o))
+                .map(|mut o| {
+                    resource.served_as(&mut o);
+                    o
+                });
             items.extend(filtered);
             match page.continue_after {
                 Some(after) if options.limit != 0 && items.len() < options.limit => {
@@ -580,8 +598,7 @@ impl Registry {
         }
         let key = resource.key(namespace.as_deref(), &name);
         let object = self
-            .store
-            .write(Write::Create { key, object: body })
+            .write(resource, Write::Create { key, object: body })
             .await
             .map_err(|e| Error::from_store(e, resource.plural, resource.group, &name))?;
         Ok(Written {
@@ -814,7 +831,7 @@ impl Registry {
                     preconditions,
                 }
             };
-            match self.store.write(write).await {
+            match self.write(resource, write).await {
                 Ok(object) => {
                     return Ok(Written {
                         object,
@@ -1098,15 +1115,17 @@ impl Registry {
                     return Ok(Deleted::Pending(next));
                 }
                 let object = self
-                    .store
-                    .write(Write::Update {
-                        key: resource.key(namespace, name),
-                        object: next,
-                        preconditions: Preconditions {
-                            revision: Some(revision_of(&current)),
-                            uid: None,
+                    .write(
+                        resource,
+                        Write::Update {
+                            key: resource.key(namespace, name),
+                            object: next,
+                            preconditions: Preconditions {
+                                revision: Some(revision_of(&current)),
+                                uid: None,
+                            },
                         },
-                    })
+                    )
                     .await
                     .map_err(|e| Error::from_store(e, resource.plural, resource.group, name))?;
                 return Ok(Deleted::Pending(object));
@@ -1117,14 +1136,16 @@ impl Registry {
             return Ok(Deleted::Gone(current));
         }
         let object = self
-            .store
-            .write(Write::Delete {
-                key: resource.key(namespace, name),
-                preconditions: Preconditions {
-                    revision: None,
-                    uid: str_at(&current, "/metadata/uid").map(str::to_string),
+            .write(
+                resource,
+                Write::Delete {
+                    key: resource.key(namespace, name),
+                    preconditions: Preconditions {
+                        revision: None,
+                        uid: str_at(&current, "/metadata/uid").map(str::to_string),
+                    },
                 },
-            })
+            )
             .await
             .map_err(|e| Error::from_store(e, resource.plural, resource.group, name))?;
         Ok(Deleted::Gone(object))

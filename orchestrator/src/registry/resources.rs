@@ -184,6 +184,27 @@ impl Resource {
         format!("{}{name}", self.namespace_prefix(namespace))
     }
 
+    /// A stored object as this version serves it: a custom resource's
+    /// versions differ only in `apiVersion` (conversion `None`).
+    pub fn served_as(&self, object: &mut Value) {
+        if self.custom.is_some()
+            && let Some(fields) = object.as_object_mut()
+        {
+            fields.insert("apiVersion".into(), Value::String(self.api_version()));
+        }
+    }
+
+    /// An object as it is stored: a custom resource's at its definition's
+    /// storage version.
+    pub fn stored_as(&self, object: &mut Value) {
+        if let (Some(custom), Some(fields)) = (&self.custom, object.as_object_mut()) {
+            fields.insert(
+                "apiVersion".into(),
+                Value::String(format!("{}/{}", self.group, custom.storage_version)),
+            );
+        }
+    }
+
     pub fn subresource(&self, name: &str) -> Option<&Subresource> {
         self.subresources.iter().find(|s| s.name == name)
     }
