@@ -200,6 +200,23 @@ fn a_crd_is_served_through_kubectl_as_on_a_cluster() {
         3
     );
 
+    // kubectl edit: the edited object goes back as a merge patch.
+    let editor = server.manifest(
+        "editor.sh",
+        "#!/bin/sh\nsed -i 's|gitRepo: https://github.com|gitRepo: https://example.com|' \"$1\"\n",
+    );
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let edited = server
+        .kubectl_command(&["edit", "ws", "kubia"])
+        .env("KUBE_EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert!(edited.status.success(), "{edited:?}");
+    assert_eq!(
+        text(&server.json(&["get", "ws", "kubia"]), "/spec/gitRepo"),
+        "https://example.com/luksa/kubia-website-example.git"
+    );
+
     // explain reads the schema from OpenAPI: v3 (1.33) and v2 (1.27).
     let explained = server.kubectl_ok(&["explain", "website.spec"]);
     assert!(
@@ -218,6 +235,24 @@ fn a_crd_is_served_through_kubectl_as_on_a_cluster() {
         resources.contains("websites") && resources.contains("ws") && resources.contains("Website"),
         "{resources}"
     );
+
+    // A custom resource owned by another is collected with it (the
+    // garbage collector follows resources defined after it started).
+    let uid = text(&server.json(&["get", "ws", "kubia"]), "/metadata/uid").to_string();
+    let owner = format!(
+        "  ownerReferences: [{{apiVersion: extensions.example.com/v1, kind: Website, name: kubia, uid: {uid}}}]\n"
+    );
+    let child = KUBIA
+        .replace("name: kubia\n", &format!("name: child\n{owner}"))
+        .replace("  extra: pruned\n", "");
+    let child = server.manifest("child.yaml", &child);
+    server.kubectl_ok(&["apply", "-f", &child]);
+    let copy = server.manifest("copy.yaml", &KUBIA.replace("  extra: pruned\n", ""));
+    server.kubectl_ok(&["delete", "ws", "kubia"]);
+    server.wait_for(Duration::from_secs(20), || {
+        !server.kubectl(&["get", "ws", "child"]).status.success()
+    });
+    server.kubectl_ok(&["apply", "-f", &copy]);
 
     // A restarted server serves the definition from its first request.
     server.restart(false);

@@ -27,13 +27,42 @@ struct Collector {
     kinds: Vec<(Resource, Arc<Cache>)>,
 }
 
-/// Runs until `stop` turns true.
-pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
+/// Runs until `stop` turns true; starts again over every resource served
+/// whenever custom resources come or go.
+pub async fn run(registry: Registry, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut served = registry.resources_changed();
+    loop {
+        served.mark_unchanged();
+        let (restart, restarted) = tokio::sync::watch::channel(false);
+        let collecting = collect(registry.clone(), restarted);
+        tokio::pin!(collecting);
+        let again = tokio::select! {
+            _ = &mut collecting => return,
+            _ = stop.changed() => false,
+            changed = served.changed() => changed.is_ok(),
+        };
+        let _ = restart.send(true);
+        collecting.await;
+        if !again {
+            return;
+        }
+    }
+}
+
+/// Collects over the resources served now, until `stop` turns true.
+async fn collect(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
+    let mut prefixes = Vec::new();
     let watched: Vec<driver::Watched> = registry
         .resources()
         .all()
         .iter()
         .filter(|r| r.namespaced && r.kind != "Event")
+        // A custom resource's versions share their objects.
+        .filter(|r| {
+            let fresh = !prefixes.contains(&r.prefix());
+            prefixes.push(r.prefix());
+            fresh
+        })
         .map(|r| driver::Watched {
             resource: r.clone(),
             // Dependents (they have references) and owners being deleted

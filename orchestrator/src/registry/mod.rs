@@ -169,6 +169,8 @@ pub struct Registry {
     store: Arc<dyn Store>,
     /// What is served now; replaced whole as custom resources change.
     resources: Arc<RwLock<Arc<Resources>>>,
+    /// The id of what is served, for those who follow it.
+    served: Arc<tokio::sync::watch::Sender<u64>>,
     namespaces: Arc<Namespaces>,
     allocators: Arc<Allocators>,
     caches: Arc<Caches>,
@@ -197,6 +199,7 @@ impl Registry {
         let services = ServiceAllocator::new(Arc::clone(&store), network);
         Registry {
             store,
+            served: Arc::new(tokio::sync::watch::Sender::new(resources.id())),
             resources: Arc::new(RwLock::new(Arc::new(resources))),
             namespaces: Arc::default(),
             allocators: Arc::new(Allocators { services }),
@@ -216,7 +219,15 @@ impl Registry {
 
     /// Serves `resources` from now on (CustomResourceDefinitions changed).
     pub fn set_resources(&self, resources: Resources) {
+        let id = resources.id();
         *self.resources.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(resources);
+        self.served.send_replace(id);
+    }
+
+    /// Changes whenever what is served does (for those who follow every
+    /// resource, such as the garbage collector).
+    pub fn resources_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.served.subscribe()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
