@@ -176,6 +176,62 @@ def drive(kind, api_client):
         call(what("delete"), kind.method("delete"), name=name, **kind.scoped(), check=deleted)
 
 
+def custom_resources(api_client):
+    """A CustomResourceDefinition through ApiextensionsV1Api, then its
+    objects through CustomObjectsApi, as the client's users drive them."""
+    import time
+
+    extensions = client.ApiextensionsV1Api(api_client)
+    custom = client.CustomObjectsApi(api_client)
+    name = "pysites.example.com"
+    schema = {"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {"replicas": {"type": "integer", "default": 1}}},
+        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}
+    definition = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": name},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"kind": "PySite", "plural": "pysites"},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "subresources": {"status": {}},
+                               "schema": {"openAPIV3Schema": schema}}]}}
+    call("create CustomResourceDefinition", extensions.create_custom_resource_definition,
+         body=definition,
+         check=lambda r: expect(r.spec.names.list_kind == "PySiteList", f"listKind {r.spec.names.list_kind}"))
+    established = False
+    for _ in range(100):
+        crd = extensions.read_custom_resource_definition(name)
+        conditions = (crd.status and crd.status.conditions) or []
+        if any(c.type == "Established" and c.status == "True" for c in conditions):
+            established = True
+            break
+        time.sleep(0.1)
+    if not established:
+        differences.append({"call": "wait CustomResourceDefinition", "differs": "not Established in 10 s"})
+        return
+    call("list CustomResourceDefinition", extensions.list_custom_resource_definition,
+         check=lambda r: expect(any(i.metadata.name == name for i in r.items), "not listed"))
+    group = dict(group="example.com", version="v1", namespace=NS, plural="pysites")
+    body = {"apiVersion": "example.com/v1", "kind": "PySite", "metadata": {"name": "site"}, "spec": {}}
+    call("create PySite", custom.create_namespaced_custom_object, body=body, **group,
+         check=lambda r: expect(r["spec"].get("replicas") == 1, f"not defaulted: {r}"))
+    call("get PySite", custom.get_namespaced_custom_object, name="site", **group)
+    call("list PySite", custom.list_namespaced_custom_object, **group,
+         check=lambda r: expect(r["kind"] == "PySiteList" and len(r["items"]) == 1, f"list {r}"))
+    call("patch PySite", custom.patch_namespaced_custom_object, name="site",
+         body={"spec": {"replicas": 3}}, **group,
+         check=lambda r: expect(r["spec"]["replicas"] == 3, f"patched {r}"))
+    call("patch PySite status", custom.patch_namespaced_custom_object_status, name="site",
+         body={"status": {"ready": True}}, **group,
+         check=lambda r: expect(r.get("status") == {"ready": True}, f"status {r}"))
+    current = custom.get_namespaced_custom_object(name="site", **group)
+    current["spec"]["replicas"] = 2
+    call("replace PySite", custom.replace_namespaced_custom_object, name="site", body=current, **group,
+         check=lambda r: expect(r["spec"]["replicas"] == 2 and r["status"] == {"ready": True}, f"replaced {r}"))
+    call("delete PySite", custom.delete_namespaced_custom_object, name="site", **group)
+    call("delete CustomResourceDefinition", extensions.delete_custom_resource_definition, name=name)
+
+
 def main():
     config.load_kube_config(config_file=sys.argv[1])
     api_client = client.ApiClient()
@@ -263,6 +319,8 @@ def main():
     ]
     for kind in kinds:
         drive(kind, api_client)
+
+    custom_resources(api_client)
 
     # /version/ as the client asks for it.
     call("get version", client.VersionApi(api_client).get_code,
