@@ -29,7 +29,10 @@
 //!
 //! # Layout
 //!
-//! The public surface is [`Cluster`], [`ClusterBuilder`] and [`Error`].
+//! The public surface is [`Cluster`], [`ClusterBuilder`] and [`Error`],
+//! and for host interfaces of the program's own
+//! ([`ClusterBuilder::host_interface`]) [`HostInterface`], [`GuestState`]
+//! and the [`wasmtime`] guests are linked with.
 //! The modules behind them are hidden from these docs (the `wasmkube`
 //! binary and the tests use them; they change without notice):
 //! `store` (redb, revisions, watches), `registry` (Kubernetes object
@@ -46,6 +49,7 @@ pub use k8s_openapi;
 pub use kube;
 pub use wasmkube_runtime::RegistryConfig;
 pub use wasmkube_runtime::images::gc::GcPolicy;
+pub use wasmkube_runtime::{GuestState, HostInterface, wasmtime};
 
 #[doc(hidden)]
 pub mod admission;

@@ -172,6 +172,7 @@ pub async fn play(options: PlayOptions) -> Result<i32, Error> {
         })),
         volume_dirs: None,
         host_paths: HostPathPolicy::new(&options.data_dir, None),
+        interface_grants: Default::default(),
     };
     let specs = pods
         .iter()

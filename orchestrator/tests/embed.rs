@@ -572,3 +572,158 @@ fn a_cluster_and_its_builder_are_send_and_sync() {
     shared::<wasmkube::ClusterBuilder>();
     shared::<wasmkube::Error>();
 }
+
+mod host_interfaces {
+    //! An interface of the embedder's own, linked into the guests granted
+    //! it: by image, or by the pod's annotation when pods may ask.
+
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, PostParams};
+    use serde_json::json;
+    use wasmkube::GuestState;
+    use wasmkube::wasmtime::StoreContextMut;
+    use wasmkube::wasmtime::component::Linker;
+
+    const WIT: &str = "
+        package example:counter;
+        interface host { hit: func(n: u32); }
+        world guest { import host; export wasi:cli/run@0.2.6; }
+    ";
+    const WASI_RUN: &str = "package wasi:cli@0.2.6; interface run { run: func() -> result; }";
+    /// Calls `hit(42)`, then returns from `run` with success.
+    const WAT: &str = r#"(module
+        (import "example:counter/host" "hit" (func $hit (param i32)))
+        (func (export "wasi:cli/run@0.2.6#run") (result i32)
+            (call $hit (i32.const 42))
+            (i32.const 0)))"#;
+
+    /// A component made from the WAT, importing `example:counter/host`.
+    fn component() -> Vec<u8> {
+        let mut resolve = wit_parser::Resolve::default();
+        resolve.push_str("run.wit", WASI_RUN).unwrap();
+        let package = resolve.push_str("counter.wit", WIT).unwrap();
+        let world = resolve.select_world(&[package], Some("guest")).unwrap();
+        let mut module = wat::parse_str(WAT).unwrap();
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world,
+            wit_component::StringEncoding::UTF8,
+        )
+        .unwrap();
+        wit_component::ComponentEncoder::default()
+            .module(&module)
+            .unwrap()
+            .validate(true)
+            .encode()
+            .unwrap()
+    }
+
+    async fn pod_state(pods: &Api<Pod>, name: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let pod = pods.get(name).await.unwrap();
+            let state = json!(
+                pod.status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.clone())
+            );
+            let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
+            let waiting_why = state
+                .pointer("/0/state/waiting/message")
+                .and_then(|m| m.as_str())
+                .is_some();
+            if phase == "Succeeded" || phase == "Failed" || waiting_why {
+                return json!({"phase": phase, "containers": state});
+            }
+            assert!(std::time::Instant::now() < deadline, "{name}: {state}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn pod(name: &str, image: &str, annotation: Option<&str>) -> Pod {
+        let mut pod = json!({
+            "metadata": {"name": name},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": image}]},
+        });
+        if let Some(asked) = annotation {
+            pod["metadata"]["annotations"] = json!({"wasmkube.io/host-interfaces": asked});
+        }
+        serde_json::from_value(pod).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn granted_guests_call_the_embedders_interface_and_others_cannot() {
+        let hits: Arc<Mutex<Vec<(String, u32)>>> = Arc::default();
+        let seen = Arc::clone(&hits);
+        let counter = move |linker: &mut Linker<GuestState>| {
+            let seen = Arc::clone(&seen);
+            linker.instance("example:counter/host")?.func_wrap(
+                "hit",
+                move |store: StoreContextMut<'_, GuestState>, (n,): (u32,)| {
+                    let who = format!(
+                        "{}/{}/{}",
+                        store.data().namespace(),
+                        store.data().pod_name(),
+                        store.data().container_name()
+                    );
+                    seen.lock().unwrap().push((who, n));
+                    Ok(())
+                },
+            )?;
+            Ok(())
+        };
+        let bytes = component();
+        let cluster = wasmkube::Cluster::builder()
+            .image("counter", bytes.clone())
+            .image("plain", bytes)
+            .host_interface("example:counter/host", counter)
+            .grant_host_interface("counter", "example:counter/host")
+            .host_interface_by_annotation("example:counter/host")
+            .start()
+            .await
+            .unwrap();
+        let pods: Api<Pod> = Api::default_namespaced(cluster.client());
+        let create = |p: Pod| {
+            let pods = pods.clone();
+            async move { pods.create(&PostParams::default(), &p).await.unwrap() }
+        };
+
+        // Granted by its image: the guest calls the host and succeeds.
+        create(pod("by-image", "counter", None)).await;
+        let state = pod_state(&pods, "by-image").await;
+        assert_eq!(state["phase"], "Succeeded", "{state}");
+        // Granted by the pod's annotation.
+        create(pod("by-annotation", "plain", Some("example:counter/host"))).await;
+        let state = pod_state(&pods, "by-annotation").await;
+        assert_eq!(state["phase"], "Succeeded", "{state}");
+        assert_eq!(
+            *hits.lock().unwrap(),
+            [
+                ("default/by-image/c".to_string(), 42),
+                ("default/by-annotation/c".to_string(), 42)
+            ]
+        );
+
+        // Not granted: the same guest does not start, and says why.
+        create(pod("ungranted", "plain", None)).await;
+        let state = pod_state(&pods, "ungranted").await;
+        let text = state.to_string();
+        assert!(text.contains("example:counter/host"), "{state}");
+        assert_ne!(state["phase"], "Succeeded", "{state}");
+        // Asking for an interface pods may not choose is refused by name.
+        create(pod("unknown", "plain", Some("example:secret/keys"))).await;
+        let state = pod_state(&pods, "unknown").await;
+        assert!(
+            state.to_string().contains(
+                r#"host interface \"example:secret/keys\" is not one pods may ask for (they may ask for: example:counter/host)"#
+            ),
+            "{state}"
+        );
+        assert_eq!(hits.lock().unwrap().len(), 2);
+        cluster.shutdown().await;
+    }
+}

@@ -116,6 +116,9 @@ pub struct ContainerSpec {
     /// The TCP ports the container declares (`containerPort`): where a
     /// `wasi:http/proxy` image is served.
     pub ports: Vec<u16>,
+    /// The embedder's host interfaces the container is granted, by the
+    /// names the runtime offers them under.
+    pub host_interfaces: Vec<String>,
 }
 
 impl std::fmt::Debug for ContainerSpec {
@@ -131,12 +134,15 @@ impl std::fmt::Debug for ContainerSpec {
             .field("limits", &self.limits)
             .field("probes", &self.probes)
             .field("ports", &self.ports)
+            .field("host_interfaces", &self.host_interfaces)
             .finish_non_exhaustive()
     }
 }
 
-/// The store data of one guest.
-pub(crate) struct GuestState {
+/// The store data of one guest: what a host function is called with.
+pub struct GuestState {
+    /// Which pod and container the guest runs for.
+    identity: Arc<GuestIdentity>,
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     limiter: MemoryLimiter,
@@ -179,9 +185,39 @@ impl Drop for LiveGuest {
     }
 }
 
+/// Which pod and container a guest runs for.
+#[derive(Debug, Clone, Default)]
+struct GuestIdentity {
+    namespace: String,
+    pod: String,
+    container: String,
+}
+
 impl GuestState {
+    /// The namespace of the guest's pod.
+    pub fn namespace(&self) -> &str {
+        &self.identity.namespace
+    }
+
+    /// The name of the guest's pod.
+    pub fn pod_name(&self) -> &str {
+        &self.identity.pod
+    }
+
+    /// The name of the guest's container.
+    pub fn container_name(&self) -> &str {
+        &self.identity.container
+    }
+
+    /// The guest's resource table, for host interfaces with resources.
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
     /// The state of a guest of the pod whose network is `net`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        pod: (&str, &str, &str),
         wasi: WasiCtx,
         limiter: MemoryLimiter,
         kill: Arc<KillSwitch>,
@@ -189,7 +225,13 @@ impl GuestState {
         mounts: MountTable,
         net: &Arc<PodNet>,
     ) -> GuestState {
+        let (namespace, pod, container) = pod;
         GuestState {
+            identity: Arc::new(GuestIdentity {
+                namespace: namespace.to_string(),
+                pod: pod.to_string(),
+                container: container.to_string(),
+            }),
             wasi,
             table: ResourceTable::new(),
             limiter,
@@ -403,7 +445,25 @@ impl Sandbox {
     ) -> Result<RunningContainer, StartError> {
         let invalid = |message: String| invalid_spec(spec, message);
         let io = |path: &std::path::Path| io_error(spec, path);
-        let (image, prepared) = self.runtime.load(&spec.image).await?;
+        if let Some(unknown) = spec
+            .host_interfaces
+            .iter()
+            .find(|name| self.runtime.config().host_interfaces.get(name).is_none())
+        {
+            let offered: Vec<&str> = self.runtime.config().host_interfaces.names().collect();
+            return Err(invalid(format!(
+                "host interface {unknown:?} is not offered here (offered: {})",
+                if offered.is_empty() {
+                    "none".to_string()
+                } else {
+                    offered.join(", ")
+                }
+            )));
+        }
+        let (image, prepared) = self
+            .runtime
+            .load(&spec.image, &spec.host_interfaces)
+            .await?;
         let argv = argv(spec, &image);
         if argv.is_empty() && matches!(prepared, Prepared::Command(_)) {
             return Err(invalid(format!(
@@ -589,6 +649,7 @@ impl Sandbox {
         let mut store = Store::new(
             engine,
             GuestState::new(
+                (&self.spec.namespace, &self.spec.name, &spec.name),
                 wasi,
                 MemoryLimiter::new(spec.limits.memory_bytes, Arc::clone(&accounts.usage)),
                 Arc::clone(&accounts.kill),

@@ -100,11 +100,15 @@ impl Sandbox {
             .roots
             .current(&spec.name)
             .ok_or_else(|| ExecError::NotRunning(spec.name.clone()))?;
-        let (image, pre) = match self.runtime.load(&spec.image).await? {
+        let (image, pre) = match self
+            .runtime
+            .load(&spec.image, &spec.host_interfaces)
+            .await?
+        {
             (own, Prepared::Command(pre)) if provides(&own, spec, program) => (own, pre),
             // A command the image lacks (or an HTTP handler image, which
             // runs no commands): the toolbox runs it.
-            _ => match self.runtime.load(TOOLBOX).await? {
+            _ => match self.runtime.load(TOOLBOX, &[]).await? {
                 (image, Prepared::Command(pre)) => (image, pre),
                 (image, Prepared::Proxy(_)) => {
                     return Err(ExecError::Start(StartError::NotCommand {

@@ -20,6 +20,7 @@
 //! - [`convert`]: WASI p1 modules become components, keeping exit codes.
 //! - [`builtin`]: the example guests every wasmkube binary carries.
 //! - [`sandbox`]: a pod's directory and volumes.
+//! - [`host`]: the embedder's own interfaces for guests.
 //! - [`host_dir`]: host directories held open, checked where they really are.
 //! - [`container`]: one container instance, from spec to exit status.
 //! - [`exec`]: commands run in a running container's context.
@@ -38,6 +39,7 @@ pub mod convert;
 pub mod engine;
 pub mod exec;
 pub mod exit;
+pub mod host;
 pub mod host_dir;
 pub mod images;
 pub mod limits;
@@ -55,6 +57,7 @@ pub use container::{
     ContainerSpec, ExitReason, ExitStatus, Mount, RunningContainer, StartError, live_guests,
 };
 pub use exec::{ExecError, ExecOutput};
+pub use host::{GuestState, HostInterface, HostInterfaces};
 pub use host_dir::HostDir;
 pub use images::credentials::Keyring;
 pub use images::registry::{PullError, RegistryConfig};
@@ -67,3 +70,5 @@ pub use pod::{
 pub use probe::{HttpGet, Probe, ProbeAction, ProbeEvent, ProbeKind, Probes};
 pub use runtime::{PullOutcome, PullPolicy, Runtime, RuntimeConfig, raise_open_file_limit};
 pub use sandbox::{Sandbox, SandboxSpec, VolumeSource, VolumeSpec};
+/// The wasmtime this runtime links guests with, for host interfaces.
+pub use wasmtime;

@@ -20,6 +20,9 @@ use crate::net::ClusterNet;
 use crate::roots::Janitor;
 use crate::sandbox::{self, Sandbox, SandboxSpec};
 
+/// A linker guests of many containers are instantiated with.
+type SharedLinker = Arc<Linker<GuestState>>;
+
 /// An image ready to instantiate: a command (`wasi:cli/run`) or an HTTP
 /// handler (`wasi:http/proxy`, served on the container's ports).
 #[derive(Clone)]
@@ -110,6 +113,9 @@ pub struct RuntimeConfig {
     pub registry: RegistryConfig,
     /// Where bare names that are not in the store are pulled from.
     pub default_registry: Option<String>,
+    /// The embedder's own interfaces, linked into the containers granted
+    /// them ([`ContainerSpec::host_interfaces`](crate::ContainerSpec)).
+    pub host_interfaces: crate::host::HostInterfaces,
 }
 
 impl RuntimeConfig {
@@ -126,6 +132,7 @@ impl RuntimeConfig {
             log_max_bytes: 10 << 20,
             registry: RegistryConfig::default(),
             default_registry: None,
+            host_interfaces: crate::host::HostInterfaces::default(),
         }
     }
 }
@@ -150,13 +157,17 @@ pub(crate) struct RuntimeShared {
     images: ImageStore,
     /// Pulls from registries into `images`.
     registry: Registry,
-    linker: Linker<GuestState>,
+    linker: Arc<Linker<GuestState>>,
     /// The same imports on the handlers' engine, made with it.
-    handler_linker: OnceLock<Linker<GuestState>>,
+    handler_linker: OnceLock<Arc<Linker<GuestState>>>,
+    /// Linkers with host interfaces of the embedder's, by whether they are
+    /// the handlers' and the interfaces' names.
+    granted: Mutex<HashMap<(bool, Vec<String>), SharedLinker>>,
     /// One permit per live handler instance: requests beyond the pool wait.
     handler_slots: Arc<tokio::sync::Semaphore>,
-    /// Images ready to instantiate, by component digest.
-    ready: Mutex<HashMap<String, Prepared>>,
+    /// Images ready to instantiate, by component digest and the host
+    /// interfaces they are linked with.
+    ready: Mutex<HashMap<(String, Vec<String>), Prepared>>,
     /// Where guests are spawned; once the runtime below is shut down,
     /// what is spawned is cancelled at once.
     guests: tokio::runtime::Handle,
@@ -209,8 +220,9 @@ impl Runtime {
                 engine,
                 images,
                 registry,
-                linker,
+                linker: Arc::new(linker),
                 handler_linker: OnceLock::new(),
+                granted: Mutex::default(),
                 handler_slots: Arc::new(tokio::sync::Semaphore::new(
                     engine::HANDLER_INSTANCES as usize,
                 )),
@@ -278,9 +290,7 @@ impl Runtime {
         let pinned = crate::builtin::IMAGES.iter().map(|i| i.name).collect();
         let report = self.shared.registry.collect(policy, in_use, pinned).await?;
         let mut ready = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
-        for digest in &report.dropped_components {
-            ready.remove(digest);
-        }
+        ready.retain(|(digest, _), _| !report.dropped_components.contains(digest));
         Ok(report)
     }
 
@@ -349,7 +359,10 @@ impl Runtime {
     /// Makes an image ready to run (resolve, convert, compile or load from
     /// the compile cache), so a later start pays only instantiation.
     pub async fn prepare_image(&self, reference: &str) -> Result<Image, StartError> {
-        self.shared.load(reference).await.map(|(image, _)| image)
+        self.shared
+            .load(reference, &[])
+            .await
+            .map(|(image, _)| image)
     }
 
     /// The pod IPs of the pods this runtime hosts.
@@ -455,30 +468,42 @@ impl RuntimeShared {
         self.guests.spawn(future)
     }
 
-    /// Resolves an image and returns it ready to instantiate.
+    /// Resolves an image and returns it ready to instantiate, linked with
+    /// the named host interfaces.
     pub(crate) async fn load(
         self: &Arc<Self>,
         reference: &str,
+        interfaces: &[String],
     ) -> Result<(Image, Prepared), StartError> {
         let image = self.images.resolve(reference)?;
-        let pre = self.prepare(&image).await?;
+        let pre = self.prepare(&image, interfaces).await?;
         Ok((image, pre))
     }
 
-    /// An image's component ready to instantiate (compiled once per digest).
-    async fn prepare(self: &Arc<Self>, image: &Image) -> Result<Prepared, StartError> {
+    /// An image's component ready to instantiate (compiled once per digest,
+    /// linked once per set of host interfaces).
+    async fn prepare(
+        self: &Arc<Self>,
+        image: &Image,
+        interfaces: &[String],
+    ) -> Result<Prepared, StartError> {
+        let mut interfaces = interfaces.to_vec();
+        interfaces.sort();
+        interfaces.dedup();
+        let key = (image.digest.clone(), interfaces);
         if let Some(pre) = self
             .ready
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&image.digest)
+            .get(&key)
         {
             return Ok(pre.clone());
         }
         // Compiling takes long: keep it off the async threads.
         let shared = Arc::clone(self);
         let img = image.clone();
-        let pre = tokio::task::spawn_blocking(move || shared.instantiate_pre(&img))
+        let granted = key.1.clone();
+        let pre = tokio::task::spawn_blocking(move || shared.instantiate_pre(&img, &granted))
             .await
             .map_err(|e| StartError::NotCommand {
                 image: image.reference.clone(),
@@ -487,7 +512,7 @@ impl RuntimeShared {
         self.ready
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(image.digest.clone(), pre.clone());
+            .insert(key, pre.clone());
         Ok(pre)
     }
 
@@ -536,11 +561,15 @@ impl RuntimeShared {
             path,
             ..image
         };
-        let prepared = self.prepare(&image).await?;
+        let prepared = self.prepare(&image, &spec.host_interfaces).await?;
         Ok((image, prepared))
     }
 
-    fn instantiate_pre(&self, image: &Image) -> Result<Prepared, StartError> {
+    fn instantiate_pre(
+        &self,
+        image: &Image,
+        interfaces: &[String],
+    ) -> Result<Prepared, StartError> {
         let path: &Path = &image.path;
         let read = || std::fs::read(path);
         let component = self
@@ -564,13 +593,13 @@ impl RuntimeShared {
                 .engine
                 .component(&image.digest, Purpose::Handler, read)?;
             let pre = self
-                .handler_linker(image)?
+                .linker_for(true, interfaces, image)?
                 .instantiate_pre(&component)
                 .map_err(not_command)?;
             return ProxyPre::new(pre).map(Prepared::Proxy).map_err(not_command);
         }
         let pre = self
-            .linker
+            .linker_for(false, interfaces, image)?
             .instantiate_pre(&component)
             .map_err(not_command)?;
         CommandPre::new(pre)
@@ -578,20 +607,52 @@ impl RuntimeShared {
             .map_err(not_command)
     }
 
-    /// The linker for the handlers' engine (the commands' one when they
-    /// share it).
-    fn handler_linker(&self, image: &Image) -> Result<&Linker<GuestState>, StartError> {
-        if !self.engine.handlers_pooled() {
-            return Ok(&self.linker);
-        }
-        if let Some(linker) = self.handler_linker.get() {
-            return Ok(linker);
-        }
-        let linker = link(self.engine.handlers()).map_err(|e| StartError::NotCommand {
+    /// The linker for commands or handlers (on the handlers' engine, when
+    /// they have their own) with the named host interfaces.
+    fn linker_for(
+        &self,
+        handler: bool,
+        interfaces: &[String],
+        image: &Image,
+    ) -> Result<Arc<Linker<GuestState>>, StartError> {
+        let handler = handler && self.engine.handlers_pooled();
+        let failed = |message: String| StartError::NotCommand {
             image: image.reference.clone(),
-            message: e.to_string(),
-        })?;
-        Ok(self.handler_linker.get_or_init(|| linker))
+            message,
+        };
+        let engine = if handler {
+            self.engine.handlers()
+        } else {
+            self.engine.wasmtime()
+        };
+        if interfaces.is_empty() {
+            if !handler {
+                return Ok(Arc::clone(&self.linker));
+            }
+            if let Some(linker) = self.handler_linker.get() {
+                return Ok(Arc::clone(linker));
+            }
+            let linker = Arc::new(link(engine).map_err(|e| failed(e.to_string()))?);
+            return Ok(Arc::clone(self.handler_linker.get_or_init(|| linker)));
+        }
+        let key = (handler, interfaces.to_vec());
+        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(linker) = granted.get(&key) {
+            return Ok(Arc::clone(linker));
+        }
+        let mut linker = link(engine).map_err(|e| failed(e.to_string()))?;
+        for name in interfaces {
+            let interface =
+                self.config.host_interfaces.get(name).ok_or_else(|| {
+                    failed(format!("host interface {name:?} is not offered here"))
+                })?;
+            interface
+                .add_to_linker(&mut linker)
+                .map_err(|e| failed(format!("linking host interface {name:?}: {e:#}")))?;
+        }
+        let linker = Arc::new(linker);
+        granted.insert(key, Arc::clone(&linker));
+        Ok(linker)
     }
 
     /// A slot for one handler instance; held until its store is dropped.

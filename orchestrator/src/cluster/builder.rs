@@ -180,6 +180,71 @@ impl ClusterBuilder {
         self
     }
 
+    /// Offers guests an interface of the program's own under `name` (the
+    /// WIT interface it implements, as `example:kv/store`). No container
+    /// gets it until it is granted: to an image
+    /// ([`grant_host_interface`](Self::grant_host_interface)), or to the
+    /// pods that ask for it by the `wasmkube.io/host-interfaces`
+    /// annotation ([`host_interface_by_annotation`](Self::host_interface_by_annotation)).
+    /// A guest that imports an interface it was not granted does not
+    /// start, as one that imports anything unknown.
+    ///
+    /// ```
+    /// use wasmkube::wasmtime::component::Linker;
+    /// use wasmkube::GuestState;
+    ///
+    /// # async fn run() -> Result<(), wasmkube::Error> {
+    /// let cluster = wasmkube::Cluster::builder()
+    ///     .host_interface("example:log/sink", |linker: &mut Linker<GuestState>| {
+    ///         linker.instance("example:log/sink")?.func_wrap(
+    ///             "write",
+    ///             |store: wasmkube::wasmtime::StoreContextMut<'_, GuestState>, (n,): (u32,)| {
+    ///                 println!("{} wrote {n}", store.data().pod_name());
+    ///                 Ok(())
+    ///             },
+    ///         )?;
+    ///         Ok(())
+    ///     })
+    ///     .grant_host_interface("logger:1.0", "example:log/sink")
+    ///     .start()
+    ///     .await?;
+    /// # cluster.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn host_interface(
+        mut self,
+        name: impl Into<String>,
+        interface: impl wasmkube_runtime::HostInterface,
+    ) -> Self {
+        self.config
+            .host_interfaces
+            .insert(name, std::sync::Arc::new(interface));
+        self
+    }
+
+    /// Every container whose image is `image` (as pods write it) gets the
+    /// host interface `name`.
+    pub fn grant_host_interface(
+        mut self,
+        image: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        self.config
+            .interface_grants
+            .by_image
+            .push((image.into(), name.into()));
+        self
+    }
+
+    /// Pods may ask for the host interface `name` with the annotation
+    /// `wasmkube.io/host-interfaces: name[,other]`: whoever may create pods
+    /// may then use it.
+    pub fn host_interface_by_annotation(mut self, name: impl Into<String>) -> Self {
+        self.config.interface_grants.by_annotation.push(name.into());
+        self
+    }
+
     /// Lets hostPath volumes use any host directory, as a kubelet does
     /// (`wasmkube serve` without `--allowed-host-paths`).
     #[doc(hidden)]

@@ -47,6 +47,9 @@ pub struct ClusterConfig {
     pub image_gc: wasmkube_runtime::images::gc::GcPolicy,
     /// How often image garbage collection looks (the kubelet's 5 minutes).
     pub image_gc_period: Duration,
+    /// The embedder's own interfaces for guests, and who gets them.
+    pub host_interfaces: wasmkube_runtime::HostInterfaces,
+    pub interface_grants: kubelet::pod_spec::InterfaceGrants,
 }
 
 impl ClusterConfig {
@@ -68,6 +71,8 @@ impl ClusterConfig {
             default_registry: None,
             image_gc: wasmkube_runtime::images::gc::GcPolicy::default(),
             image_gc_period: Duration::from_secs(300),
+            host_interfaces: wasmkube_runtime::HostInterfaces::default(),
+            interface_grants: kubelet::pod_spec::InterfaceGrants::default(),
         }
     }
 }

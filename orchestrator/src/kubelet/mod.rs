@@ -124,6 +124,8 @@ pub struct Kubelet {
     owners: Option<Arc<file_owners::Follower>>,
     /// Which host directories pods may mount.
     host_paths: host_paths::HostPathPolicy,
+    /// Which containers get which of the embedder's host interfaces.
+    interface_grants: pod_spec::InterfaceGrants,
     /// Pod IPs.
     ipam: ipam::Ipam,
     /// Running pods by uid, for exec.
@@ -154,6 +156,7 @@ impl Kubelet {
             artifacts_dir: config.artifacts_dir.clone(),
             registry: config.registry.clone(),
             default_registry: config.default_registry.clone(),
+            host_interfaces: config.host_interfaces.clone(),
             ..RuntimeConfig::new(&config.data_dir)
         })?;
         // No pull runs yet: what a killed server was pulling is litter.
@@ -195,6 +198,7 @@ impl Kubelet {
                 &config.data_dir,
                 config.allowed_host_paths.as_deref(),
             ),
+            interface_grants: config.interface_grants.clone(),
             ipam: ipam::Ipam::new(config.pod_cidr),
             pods: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),

@@ -135,6 +135,62 @@ pub struct Options {
     pub volume_dirs: Option<VolumeDirs>,
     /// Which host directories pods may mount.
     pub host_paths: HostPathPolicy,
+    /// Which containers get which of the embedder's host interfaces.
+    pub interface_grants: InterfaceGrants,
+}
+
+/// The annotation by which a pod asks for host interfaces of the
+/// embedder's for its containers: their names, comma-separated.
+pub const HOST_INTERFACES_ANNOTATION: &str = "wasmkube.io/host-interfaces";
+
+/// Which containers get which of the embedder's host interfaces: those the
+/// pod's annotation names (if the embedder lets pods choose them), and
+/// those granted to the container's image.
+#[derive(Debug, Clone, Default)]
+pub struct InterfaceGrants {
+    /// Interfaces a pod may ask for by annotation.
+    pub by_annotation: Vec<String>,
+    /// `(image, interface)`: every container of the image gets it.
+    pub by_image: Vec<(String, String)>,
+}
+
+impl InterfaceGrants {
+    /// The interfaces a container of `pod` running `image` gets; `Err`
+    /// names one the annotation asks for that pods may not choose.
+    fn for_container(&self, pod: &Pod, image: &str) -> Result<Vec<String>, String> {
+        let mut granted: Vec<String> = self
+            .by_image
+            .iter()
+            .filter(|(i, _)| i == image)
+            .map(|(_, name)| name.clone())
+            .collect();
+        let asked = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(HOST_INTERFACES_ANNOTATION));
+        for name in asked
+            .into_iter()
+            .flat_map(|a| a.split(','))
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            if !self.by_annotation.iter().any(|n| n == name) {
+                return Err(format!(
+                    "host interface {name:?} is not one pods may ask for (they may ask for: {})",
+                    if self.by_annotation.is_empty() {
+                        "none".to_string()
+                    } else {
+                        self.by_annotation.join(", ")
+                    }
+                ));
+            }
+            granted.push(name.to_string());
+        }
+        granted.sort();
+        granted.dedup();
+        Ok(granted)
+    }
 }
 
 /// Expands `$(VAR)` references as Kubernetes does: a defined variable is
@@ -718,9 +774,18 @@ fn container_spec(
         message,
     })?;
     let pod_name = cx.pod.metadata.name.as_deref().unwrap_or_default();
+    let image = c.image.clone().unwrap_or_default();
+    let host_interfaces = options
+        .interface_grants
+        .for_container(cx.pod, &image)
+        .map_err(|message| Unsupported {
+            pod: pod_name.to_string(),
+            field: format!("metadata.annotations[{HOST_INTERFACES_ANNOTATION}]"),
+            message,
+        })?;
     Ok(ContainerSpec {
         name: c.name.clone(),
-        image: c.image.clone().unwrap_or_default(),
+        image,
         command: expand(&c.command),
         args: expand(&c.args),
         working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
@@ -737,6 +802,7 @@ fn container_spec(
             .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
             .filter_map(|p| u16::try_from(p.container_port).ok())
             .collect(),
+        host_interfaces,
     })
 }
 

@@ -80,6 +80,7 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             memory: memory.dir.clone(),
         }),
         host_paths: kubelet.host_paths.clone(),
+        interface_grants: kubelet.interface_grants.clone(),
     };
     let node = NodeInfo {
         pod_ip: Some(lease.ip),
