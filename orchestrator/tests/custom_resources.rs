@@ -134,32 +134,18 @@ fn a_crd_is_served_through_kubectl_as_on_a_cluster() {
     );
 
     // The schema's checks, in the API server's words.
-    let negative = stderr_of(
-        &server,
-        &[
-            "patch",
-            "ws",
-            "kubia",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"replicas":-1}}"#,
-        ],
-    );
+    let merge_refused = |patch: &str| {
+        stderr_of(
+            &server,
+            &["patch", "ws", "kubia", "--type=merge", "-p", patch],
+        )
+    };
+    let negative = merge_refused(r#"{"spec":{"replicas":-1}}"#);
     assert!(
         negative.contains("The Website \"kubia\" is invalid: spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0"),
         "{negative}"
     );
-    let pattern = stderr_of(
-        &server,
-        &[
-            "patch",
-            "ws",
-            "kubia",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"gitRepo":"ftp://x"}}"#,
-        ],
-    );
+    let pattern = merge_refused(r#"{"spec":{"gitRepo":"ftp://x"}}"#);
     assert!(
         pattern.contains(r#"spec.gitRepo: Invalid value: "ftp://x": spec.gitRepo in body should match '^https?://'"#),
         "{pattern}"

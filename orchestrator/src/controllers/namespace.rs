@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::registry::{DeleteOptions, Error, ListOptions, Registry, Result, WriteOptions};
+use crate::registry::{ListOptions, Registry, Result, WriteOptions};
 
 const NAME: &str = "namespace-controller";
 
@@ -48,21 +48,7 @@ async fn reconcile(registry: &Registry, namespace: &Value) -> Result<()> {
         .unwrap_or("");
     let mut remaining = 0;
     for resource in registry.resources().all().iter().filter(|r| r.namespaced) {
-        let listed = registry.list(resource, Some(name), &ListOptions::default())?;
-        for item in &listed.items {
-            remaining += 1;
-            let item_name = item
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            match registry
-                .delete(resource, Some(name), item_name, &DeleteOptions::default())
-                .await
-            {
-                Ok(_) | Err(Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        remaining += registry.delete_all(resource, Some(name)).await?;
     }
     if remaining > 0 {
         return Ok(());

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::definition::{self, CLEANUP, GROUP, KIND};
 use crate::controllers::{edit, same_status};
 use crate::registry::metadata::{now, text};
-use crate::registry::{DeleteOptions, Error, ListOptions, Registry, Resource, Resources, Result};
+use crate::registry::{ListOptions, Registry, Resource, Resources, Result};
 
 const NAME: &str = "apiextensions-controller";
 
@@ -276,27 +276,9 @@ fn status(crd: &Value, conflict: Option<&str>) -> Value {
 /// Deletes a deleted definition's objects; once none is left, removes the
 /// finalizer, which ends the definition.
 async fn clean_up(registry: &Registry, crds: &Resource, crd: &Value) -> Result<()> {
-    let mut remaining = 0;
-    if let Some(resource) = definition::stored(crd) {
-        let listed = registry.list(&resource, None, &ListOptions::default())?;
-        for object in &listed.items {
-            remaining += 1;
-            let namespace = Some(text(object, "/metadata/namespace")).filter(|n| !n.is_empty());
-            match registry
-                .delete(
-                    &resource,
-                    namespace,
-                    text(object, "/metadata/name"),
-                    &DeleteOptions::default(),
-                )
-                .await
-            {
-                Ok(_) | Err(Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    if remaining > 0 {
+    if let Some(resource) = definition::stored(crd)
+        && registry.delete_all(&resource, None).await? > 0
+    {
         return Ok(());
     }
     edit(registry, crds, crd, None, NAME, |next| {

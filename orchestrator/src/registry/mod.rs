@@ -992,6 +992,25 @@ impl Registry {
         Ok((next, reservation))
     }
 
+    /// Deletes every object of a resource in a namespace (every namespace
+    /// with `None`), as each one's own delete does; returns how many there
+    /// were (those still being deleted count).
+    pub async fn delete_all(&self, resource: &Resource, namespace: Option<&str>) -> Result<usize> {
+        let listed = self.list(resource, namespace, &ListOptions::default())?;
+        for object in &listed.items {
+            let namespace = str_at(object, "/metadata/namespace").filter(|n| !n.is_empty());
+            let name = str_at(object, "/metadata/name").unwrap_or_default();
+            match self
+                .delete(resource, namespace, name, &DeleteOptions::default())
+                .await
+            {
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(listed.items.len())
+    }
+
     /// Deletes an object: at once, or gracefully (pods on a node) or once
     /// its finalizers are gone.
     pub async fn delete(
