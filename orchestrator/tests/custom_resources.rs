@@ -405,3 +405,83 @@ spec:
     let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "AGE"]);
 }
+
+#[test]
+fn server_side_apply_merges_a_custom_list_by_its_keys() {
+    let server = Server::start();
+    let crd = server.manifest(
+        "routers.yaml",
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: routers.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Router, plural: routers}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties: {name: {type: string}, port: {type: integer}}
+",
+    );
+    establish(&server, &crd, "routers.example.com");
+    let router = |port: &str, number: u16| {
+        format!(
+            "apiVersion: example.com/v1\nkind: Router\nmetadata: {{name: edge}}\nspec:\n  ports:\n  - {{name: {port}, port: {number}}}\n"
+        )
+    };
+    let first = server.manifest("a.yaml", &router("a", 1));
+    let second = server.manifest("b.yaml", &router("b", 2));
+    let taking = server.manifest("take.yaml", &router("a", 9));
+    server.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=one",
+        "-f",
+        &first,
+    ]);
+    server.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=two",
+        "-f",
+        &second,
+    ]);
+    // Each manager owns its own item of the keyed list: both are kept.
+    let ports = server.json(&["get", "router", "edge"])["spec"]["ports"].clone();
+    assert_eq!(
+        ports,
+        serde_json::json!([{"name": "a", "port": 1}, {"name": "b", "port": 2}])
+    );
+    // Changing the other manager's item is a conflict, named by key.
+    let conflict = stderr_of(
+        &server,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=two",
+            "-f",
+            &taking,
+        ],
+    );
+    assert!(
+        conflict.contains(r#"conflict with "one""#)
+            && conflict.contains(r#".spec.ports[name="a"].port"#),
+        "{conflict}"
+    );
+}

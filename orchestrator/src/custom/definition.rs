@@ -314,6 +314,13 @@ fn at_version(crd: &Value, version: &Value) -> Option<Resource> {
     if columns.is_empty() {
         columns.push(PrinterColumn::age());
     }
+    let mut shape = openapi.clone();
+    if let Some(properties) = shape.get_mut("properties").and_then(Value::as_object_mut) {
+        properties.insert(
+            "metadata".into(),
+            json!({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}),
+        );
+    }
     let status_subresource = version.pointer("/subresources/status").is_some();
     let scale = version
         .pointer("/subresources/scale")
@@ -366,6 +373,7 @@ fn at_version(crd: &Value, version: &Value) -> Option<Resource> {
             scale,
             deprecation,
             definition: text(crd, "/metadata/name").to_string(),
+            shape: super::intern_schema(shape),
             storage_version: versions(crd)
                 .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
                 .map(|v| text(v, "/name").to_string())

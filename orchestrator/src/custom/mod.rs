@@ -40,6 +40,22 @@ pub struct CustomKind {
     pub definition: String,
     /// The version its objects are stored at.
     pub storage_version: String,
+    /// The schema server-side apply reads list types and map types from:
+    /// the version's, with `metadata` as every object's.
+    pub shape: &'static Value,
+}
+
+/// The `'static` copy of a schema, one per distinct schema for the life of
+/// the process (as [`intern`]; field ownership walks `'static` schemas).
+pub fn intern_schema(schema: Value) -> &'static Value {
+    static SCHEMAS: Mutex<Option<std::collections::HashMap<String, &'static Value>>> =
+        Mutex::new(None);
+    let key = schema.to_string();
+    let mut schemas = SCHEMAS.lock().unwrap_or_else(|e| e.into_inner());
+    let schemas = schemas.get_or_insert_with(Default::default);
+    schemas
+        .entry(key)
+        .or_insert_with(|| Box::leak(Box::new(schema)))
 }
 
 /// Where a custom resource keeps what its `scale` subresource shows, as

@@ -94,6 +94,16 @@ pub fn apply(
     patch: &Value,
     schema: &str,
 ) -> Result<Value, Error> {
+    apply_with(kind, current, patch, crate::schema::named(schema))
+}
+
+/// [`apply`] with the object's schema itself (a custom resource's).
+pub fn apply_with(
+    kind: PatchKind,
+    current: &Value,
+    patch: &Value,
+    schema: Option<&Value>,
+) -> Result<Value, Error> {
     match kind {
         PatchKind::Json => {
             let operations: json_patch::Patch = serde_json::from_value(patch.clone())
@@ -106,7 +116,6 @@ pub fn apply(
             Ok(doc)
         }
         PatchKind::Strategic | PatchKind::Apply => {
-            let schema = crate::schema::named(schema);
             strategic_merge(current, patch, schema).map_err(Error::Apply)
         }
     }

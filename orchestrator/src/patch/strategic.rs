@@ -140,10 +140,19 @@ fn merge_value(
             Ok(Some(Value::Object(merge_map(base, p, schema)?)))
         }
         Value::Array(items) => {
-            let strategy = schema
-                .and_then(|s| s.get("x-kubernetes-patch-strategy"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let text = |key: &str| schema.and_then(|s| s.get(key)).and_then(Value::as_str);
+            // A list type (a custom resource's schema) merges as the patch
+            // strategy that means the same: a set, or a map by its key.
+            let list_type = text("x-kubernetes-list-type");
+            let list_key = schema
+                .and_then(|s| s.get("x-kubernetes-list-map-keys"))
+                .and_then(|k| k.get(0))
+                .and_then(Value::as_str);
+            let strategy = match (text("x-kubernetes-patch-strategy"), list_type) {
+                (Some(strategy), _) => strategy,
+                (None, Some("set" | "map")) => "merge",
+                (None, _) => "",
+            };
             let item_schema = schema.and_then(|s| schema::resolve(s).get("items"));
             if !strategy.split(',').any(|s| s == "merge") {
                 return Ok(Some(Value::Array(
@@ -153,9 +162,7 @@ fn merge_value(
                         .collect::<Result<_, _>>()?,
                 )));
             }
-            let merge_key = schema
-                .and_then(|s| s.get("x-kubernetes-patch-merge-key"))
-                .and_then(Value::as_str);
+            let merge_key = text("x-kubernetes-patch-merge-key").or(list_key);
             let original = original.and_then(Value::as_array);
             Ok(Some(Value::Array(merge_list(
                 original,

@@ -278,6 +278,15 @@ impl Shape {
         Shape::at(schema::named(name))
     }
 
+    /// The shape of a resource's objects: a custom resource's from its
+    /// version's schema.
+    pub fn of_resource(resource: &super::Resource) -> Shape {
+        match &resource.custom {
+            Some(custom) => Shape::at(Some(custom.shape)),
+            None => Shape::of(resource.schema),
+        }
+    }
+
     fn field(self, name: &str) -> Shape {
         let resolved = self.resolved;
         Shape::at(resolved.and_then(|s| {

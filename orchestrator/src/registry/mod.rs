@@ -514,7 +514,7 @@ impl Registry {
         let warnings = self.check_fields(resource, &mut body, options.validation)?;
         let api_version = resource.api_version();
         let writer = options.writer(&api_version, None);
-        let (shape, scope) = (Shape::of(resource.schema), scope(resource, None));
+        let (shape, scope) = (Shape::of_resource(resource), scope(resource, None));
         // An applier owns what it applied; an updating creator what it
         // sent with the defaults, below.
         let mut managers = if options.apply {
@@ -683,12 +683,15 @@ impl Registry {
             return Ok(written);
         }
         let mut warnings = Vec::new();
-        let schema = resource.schema;
+        let schema = match &resource.custom {
+            Some(custom) => Some(custom.shape),
+            None => crate::schema::named(resource.schema),
+        };
         let api_version = resource.api_version();
         let writer = options.writer(&api_version, subresource);
         let written = self
             .update_with(resource, namespace, name, subresource, options, |current| {
-                let mut patched = patch::apply(kind, current, &patch_value, schema)?;
+                let mut patched = patch::apply_with(kind, current, &patch_value, schema)?;
                 if options.apply {
                     patched = self.apply_ownership(
                         resource,
@@ -729,7 +732,7 @@ impl Registry {
         writer: &Writer,
         force: bool,
     ) -> Result<Value> {
-        let shape = Shape::of(resource.schema);
+        let shape = Shape::of_resource(resource);
         let mut managers = Managers::of(current);
         // kubectl moving from client-side to server-side apply takes over
         // what its client-side applies set, without a conflict.
@@ -983,7 +986,7 @@ impl Registry {
             managers.update(
                 current,
                 &next,
-                Shape::of(resource.schema),
+                Shape::of_resource(resource),
                 scope(resource, subresource),
                 &options.writer(&api_version, subresource),
             );
