@@ -10,7 +10,9 @@
 //! instance of a [`ContainerSpec`]; [`PodRunner`] runs a whole pod under a
 //! restart policy and reports [`PodStatus`]. `examples/run_pod.rs` runs a
 //! two-container pod that way (`cargo run -p wasmkube-runtime --example
-//! run_pod`).
+//! run_pod`). Interfaces of the embedding program's own are offered in
+//! [`RuntimeConfig::host_interfaces`] ([`HostInterface`]) and granted per
+//! container in [`ContainerSpec::host_interfaces`].
 //!
 //! # Layout
 //!
