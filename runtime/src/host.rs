@@ -2,11 +2,12 @@
 //! embedding program implements, linked into the guests granted them.
 //!
 //! An embedder registers each interface under a name
-//! ([`RuntimeConfig::host_interfaces`](crate::RuntimeConfig)); a container
-//! names the ones it is granted ([`ContainerSpec::host_interfaces`]
-//! (crate::ContainerSpec)). Guests are linked per set of granted
-//! interfaces, so a guest that imports an interface it was not granted
-//! fails to start, as one importing anything unknown does.
+//! ([`RuntimeConfig::host_interfaces`](crate::RuntimeConfig::host_interfaces));
+//! a container names the ones it is granted
+//! ([`ContainerSpec::host_interfaces`](crate::ContainerSpec::host_interfaces)).
+//! Guests are linked per set of granted interfaces, so a guest that
+//! imports an interface it was not granted fails to start, as one
+//! importing anything unknown does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
