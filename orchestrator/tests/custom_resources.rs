@@ -185,6 +185,22 @@ fn a_crd_is_served_through_kubectl_as_on_a_cluster() {
         server.json(&["get", "ws", "kubia"])["status"]["replicas"],
         3
     );
+    let bad_status = stderr_of(
+        &server,
+        &[
+            "patch",
+            "ws",
+            "kubia",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"replicas":"three"}}"#,
+        ],
+    );
+    assert!(
+        bad_status.contains(r#"status.replicas: Invalid value: "string": status.replicas in body must be of type integer: "string""#),
+        "{bad_status}"
+    );
 
     // kubectl edit: the edited object goes back as a merge patch.
     let editor = server.manifest(

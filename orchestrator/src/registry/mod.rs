@@ -980,6 +980,9 @@ impl Registry {
             validate(resource, &next, Some(current))?;
             reservation = (resource.hooks.allocate)(&self.allocators, &mut next, Some(current))
                 .map_err(|i| Error::Invalid(i, resource.group.into()))?;
+        } else if subresource == Some("status") && resource.custom.is_some() {
+            // A custom resource's status is checked by its schema too.
+            validate(resource, &next, Some(current))?;
         }
         if !options.apply {
             let api_version = resource.api_version();

@@ -23,12 +23,12 @@ pub struct Document {
 }
 
 /// What was rendered from the last few sets of resources (one per set:
-/// the built-in set all servers share, and each set custom resources
-/// made since).
+/// the built-in set all servers share, and the latest set custom
+/// resources made; each is megabytes).
 pub(crate) struct Rendered<T>(Mutex<Vec<(u64, Arc<T>)>>);
 
 /// How many sets' renderings are kept.
-const KEPT: usize = 4;
+const KEPT: usize = 2;
 
 impl<T> Rendered<T> {
     pub(crate) const fn new() -> Rendered<T> {
