@@ -20,6 +20,13 @@ use crate::registry::{ListOptions, Registry, Resource, Resources, Result};
 
 const NAME: &str = "apiextensions-controller";
 
+/// Why a definition's names are not accepted: the condition's reason
+/// and message.
+struct Conflict {
+    reason: &'static str,
+    message: String,
+}
+
 /// What the served set was built from: each served definition's uid and
 /// generation.
 type Fingerprint = Vec<(String, i64)>;
@@ -29,7 +36,7 @@ type Fingerprint = Vec<(String, i64)>;
 pub fn load(registry: &Registry) -> Result<()> {
     let crds = registry.resource(GROUP, KIND);
     let listed = registry.list(&crds, None, &ListOptions::default())?;
-    let accepted = accepted(&listed.items);
+    let accepted = accepted(registry, &listed.items);
     serve(registry, &accepted, &mut None);
     Ok(())
 }
@@ -81,13 +88,13 @@ async fn pass(
         }
     }
     let listed = registry.list(crds, None, &ListOptions::default())?;
-    let accepted = accepted(&listed.items);
+    let accepted = accepted(registry, &listed.items);
     serve(registry, &accepted, served);
     for (crd, conflict) in &accepted {
-        let wanted = status(crd, conflict.as_deref());
+        let wanted = status(crd, conflict.as_ref());
         if !same_status(crd.get("status").unwrap_or(&Value::Null), &wanted) {
             edit(registry, crds, crd, Some("status"), NAME, |next| {
-                next["status"] = status(next, conflict.as_deref());
+                next["status"] = status(next, conflict.as_ref());
             })
             .await?;
         }
@@ -107,8 +114,7 @@ fn has_cleanup(crd: &Value) -> bool {
 /// Each definition with the conflict that keeps its names from being
 /// accepted, if any: a resource of the same group already using its
 /// plural or kind (built in, an established definition, or an older one).
-fn accepted(crds: &[Value]) -> Vec<(Value, Option<String>)> {
-    let builtin = Resources::builtin();
+fn accepted(registry: &Registry, crds: &[Value]) -> Vec<(Value, Option<Conflict>)> {
     let mut crds = crds.to_vec();
     crds.sort_by_cached_key(|o| {
         let established = o
@@ -124,9 +130,11 @@ fn accepted(crds: &[Value]) -> Vec<(Value, Option<String>)> {
             text(o, "/metadata/name").to_string(),
         )
     });
-    let mut taken: Vec<(String, String, String)> = builtin
+    let mut taken: Vec<(String, String, String)> = registry
+        .resources()
         .all()
         .iter()
+        .filter(|r| r.custom.is_none())
         .map(|r| {
             (
                 r.group.to_string(),
@@ -144,9 +152,15 @@ fn accepted(crds: &[Value]) -> Vec<(Value, Option<String>)> {
                 if *g != group {
                     None
                 } else if *p == plural {
-                    Some(format!("{plural:?} is already in use"))
+                    Some(Conflict {
+                        reason: "PluralConflict",
+                        message: format!("{plural:?} is already in use"),
+                    })
                 } else if *k == kind {
-                    Some(format!("{kind:?} is already in use"))
+                    Some(Conflict {
+                        reason: "KindConflict",
+                        message: format!("{kind:?} is already in use"),
+                    })
                 } else {
                     None
                 }
@@ -162,7 +176,7 @@ fn accepted(crds: &[Value]) -> Vec<(Value, Option<String>)> {
 /// Serves the accepted definitions' resources, if they changed.
 fn serve(
     registry: &Registry,
-    accepted: &[(Value, Option<String>)],
+    accepted: &[(Value, Option<Conflict>)],
     served: &mut Option<Fingerprint>,
 ) {
     let serving: Vec<&Value> = accepted
@@ -193,7 +207,7 @@ fn serve(
 }
 
 /// The status a definition should have.
-fn status(crd: &Value, conflict: Option<&str>) -> Value {
+fn status(crd: &Value, conflict: Option<&Conflict>) -> Value {
     let mut status = crd.get("status").cloned().unwrap_or(json!({}));
     let old_conditions: Vec<Value> = status
         .get("conditions")
@@ -227,13 +241,13 @@ fn status(crd: &Value, conflict: Option<&str>) -> Value {
             ));
             status["acceptedNames"] = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
         }
-        Some(why) => {
-            let reason = if why.starts_with(&format!("{:?}", text(crd, "/spec/names/plural"))) {
-                "PluralConflict"
-            } else {
-                "KindConflict"
-            };
-            conditions.push(condition("NamesAccepted", false, reason, why));
+        Some(conflict) => {
+            conditions.push(condition(
+                "NamesAccepted",
+                false,
+                conflict.reason,
+                &conflict.message,
+            ));
             conditions.push(condition(
                 "Established",
                 false,
@@ -257,13 +271,7 @@ fn status(crd: &Value, conflict: Option<&str>) -> Value {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let storage = crd
-        .pointer("/spec/versions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
-        .map(|v| json!(text(v, "/name")));
+    let storage = definition::storage_version(crd).map(|v| json!(text(v, "/name")));
     if let Some(storage) = storage
         && !stored.contains(&storage)
     {

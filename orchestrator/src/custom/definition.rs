@@ -79,15 +79,20 @@ fn defaults(crd: &mut Value) {
 
 /// A new definition has stored objects at its storage version only.
 fn initial_status(crd: &mut Value) {
-    let stored: Vec<Value> = versions(crd)
-        .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+    let stored: Vec<Value> = storage_version(crd)
         .map(|v| json!(text(v, "/name")))
+        .into_iter()
         .collect();
     crd["status"] = json!({
         "acceptedNames": {"kind": "", "plural": ""},
         "conditions": [],
         "storedVersions": stored,
     });
+}
+
+/// The version a definition stores its objects at.
+pub fn storage_version(crd: &Value) -> Option<&Value> {
+    versions(crd).find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
 }
 
 fn versions(crd: &Value) -> impl Iterator<Item = &Value> {
@@ -283,9 +288,7 @@ fn version_priority(version: &str) -> (u8, std::cmp::Reverse<u64>, std::cmp::Rev
 /// The resource of the storage version, served or not (for deleting a
 /// definition's objects: every version's live under the same keys).
 pub fn stored(crd: &Value) -> Option<Resource> {
-    versions(crd)
-        .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
-        .and_then(|version| at_version(crd, version))
+    storage_version(crd).and_then(|version| at_version(crd, version))
 }
 
 fn at_version(crd: &Value, version: &Value) -> Option<Resource> {
@@ -374,8 +377,7 @@ fn at_version(crd: &Value, version: &Value) -> Option<Resource> {
             deprecation,
             definition: text(crd, "/metadata/name").to_string(),
             shape: super::intern_schema(shape),
-            storage_version: versions(crd)
-                .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+            storage_version: storage_version(crd)
                 .map(|v| text(v, "/name").to_string())
                 .unwrap_or_else(|| name.to_string()),
         })),
