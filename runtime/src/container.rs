@@ -152,6 +152,8 @@ pub struct GuestState {
     pub(crate) mounts: MountTable,
     /// The pod's network, for the runtime's own `wasi:sockets/tcp`.
     pub(crate) net: Arc<PodNet>,
+    /// For `wasmkube:host/terminal`: the terminal the guest runs on, if any.
+    pub(crate) terminal: Option<Arc<crate::terminal::Terminal>>,
     http: wasmtime_wasi_http::WasiHttpCtx,
     /// Sends the guest's outgoing `wasi:http` requests through the pod's
     /// network.
@@ -239,6 +241,7 @@ impl GuestState {
             cpu,
             mounts,
             net: Arc::clone(net),
+            terminal: None,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_out: crate::net::http_out::PodHttp {
                 net: Arc::clone(net),
@@ -520,8 +523,8 @@ impl Sandbox {
             Prepared::Command(pre) => self.launch(
                 spec,
                 pre,
-                wasi.build(),
-                mounts,
+                (wasi.build(), mounts),
+                None,
                 Box::new(move || sink.finish()),
             ),
             Prepared::Proxy(pre) => {
@@ -675,19 +678,21 @@ impl Sandbox {
     }
 
     /// Instantiates the image in a store of its own (memory limit, CPU
-    /// quota, kill switch) and runs it on the guest runtime; `finish` runs
-    /// when the guest has ended, before its exit status is made.
+    /// quota, kill switch) and runs it on the guest runtime, on `terminal`
+    /// if it has one; `finish` runs when the guest has ended, before its
+    /// exit status is made.
     pub(crate) fn launch(
         &self,
         spec: &ContainerSpec,
         pre: CommandPre<GuestState>,
-        wasi: WasiCtx,
-        mounts: Vec<(String, PathBuf)>,
+        (wasi, mounts): (WasiCtx, Vec<(String, PathBuf)>),
+        terminal: Option<Arc<crate::terminal::Terminal>>,
         finish: Box<dyn FnOnce() + Send>,
     ) -> Launched {
         let accounts = self.accounts(spec);
         let engine = pre.instance_pre().engine();
-        let store = self.guest_store(engine, spec, wasi, mounts, &accounts);
+        let mut store = self.guest_store(engine, spec, wasi, mounts, &accounts);
+        store.data_mut().terminal = terminal;
         let Accounts { usage, kill, cpu } = accounts;
         let started_at = jiff::Timestamp::now();
         let running = self.runtime.engine().guest_running();

@@ -4,24 +4,130 @@
 //! runs the command when it provides it (its entrypoint or the image is the
 //! toolbox); otherwise the built-in `toolbox` does, so `ls`, `cat` and `sh`
 //! work in every container.
+//!
+//! [`Sandbox::exec_session`] streams: stdin is fed while the command runs
+//! and its output read as it is written, on a [`Terminal`] if asked.
+//! [`Sandbox::exec`] runs a command to its end and returns its output.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::p2::pipe::SinkOutputStream;
 
-use crate::container::{ContainerSpec, StartError};
+use crate::container::{ContainerSpec, KillSwitch, StartError};
 use crate::images::Image;
+use crate::pipe::Pipe;
 use crate::runtime::Prepared;
 use crate::sandbox::Sandbox;
+use crate::stdio::{GuestInput, GuestOutput};
+use crate::terminal::{EXIT_INTERRUPTED, Terminal, TerminalSize};
 
 /// The image that runs commands an image does not provide.
 pub const TOOLBOX: &str = "toolbox";
 
-/// Most output kept from one exec per stream; more makes the guest's
-/// writes fail.
+/// Most output kept from one [`Sandbox::exec`] per stream; more is read
+/// and dropped.
 const OUTPUT_LIMIT: usize = 1 << 20;
+
+/// Bytes buffered in each direction of a session's stream before the
+/// writer waits for the reader.
+const WINDOW: usize = 64 * 1024;
+
+/// Which standard streams an exec session connects, as `kubectl exec`
+/// asks for them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// The client sends stdin (`-i`).
+    pub stdin: bool,
+    /// The client reads stdout.
+    pub stdout: bool,
+    /// The client reads stderr (never with a terminal, where stderr goes
+    /// to the terminal too).
+    pub stderr: bool,
+    /// The command runs on a terminal (`-t`), of this size if known yet.
+    pub tty: Option<Option<TerminalSize>>,
+}
+
+/// A running exec: its streams, and its end. Dropping it stops the
+/// command.
+pub struct ExecSession {
+    /// Where the client's stdin goes, if it sends any.
+    pub stdin: Option<ExecStdin>,
+    /// The command's stdout (with a terminal: everything the terminal shows).
+    pub stdout: Option<ExecReader>,
+    /// The command's stderr (never with a terminal).
+    pub stderr: Option<ExecReader>,
+    /// The command's terminal, to resize.
+    pub terminal: Option<Arc<Terminal>>,
+    ended: tokio::task::JoinHandle<i32>,
+    kill: Arc<KillSwitch>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession")
+            .field("terminal", &self.terminal.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExecSession {
+    /// Waits for the command to end; its exit code (130 if an interrupt
+    /// stopped it). Its output streams end once it has.
+    pub async fn wait(&mut self) -> i32 {
+        (&mut self.ended)
+            .await
+            .unwrap_or(crate::container::EXIT_TRAP)
+    }
+
+    /// Stops the command.
+    pub fn kill(&self) {
+        self.kill.kill();
+    }
+}
+
+impl Drop for ExecSession {
+    fn drop(&mut self) {
+        self.kill.kill();
+    }
+}
+
+/// Where a session's stdin goes: straight to the command, or through its
+/// terminal's line discipline.
+pub struct ExecStdin {
+    pipe: Arc<Pipe>,
+    terminal: Option<Arc<Terminal>>,
+}
+
+impl ExecStdin {
+    /// Hands bytes to the command, waiting while it has not read enough of
+    /// what came before. Fails once the command has ended.
+    pub async fn write(&self, data: &[u8]) -> std::io::Result<()> {
+        match &self.terminal {
+            Some(terminal) => terminal.input(data).await,
+            None => self.pipe.write_all(data).await,
+        }
+    }
+
+    /// The client's stdin ended: the command reads end of file after what
+    /// was sent.
+    pub fn close(&self) {
+        self.pipe.close_write();
+    }
+}
+
+/// One of a session's output streams.
+pub struct ExecReader(Arc<Pipe>);
+
+impl ExecReader {
+    /// The next output, as soon as there is some; `None` once the command
+    /// has ended and everything was read.
+    pub async fn read(&self) -> Option<Bytes> {
+        self.0.read(WINDOW).await
+    }
+}
 
 /// How an exec ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +201,50 @@ impl Sandbox {
         stdin: Option<Bytes>,
         timeout: Duration,
     ) -> Result<ExecOutput, ExecError> {
+        let options = ExecOptions {
+            stdin: stdin.is_some(),
+            stdout: true,
+            stderr: true,
+            tty: None,
+        };
+        let mut session = self.exec_session(spec, command, options).await?;
+        let feed = async {
+            if let (Some(input), Some(bytes)) = (&session.stdin, &stdin) {
+                // The command may end without reading it all.
+                let _ = input.write(bytes).await;
+                input.close();
+            }
+        };
+        let (stdout, stderr) = (session.stdout.take(), session.stderr.take());
+        let run = async {
+            let (_, stdout, stderr) = tokio::join!(feed, read_all(stdout), read_all(stderr));
+            (stdout, stderr)
+        };
+        let (finished, timed_out) = match tokio::time::timeout(timeout, run).await {
+            Ok(output) => (Some(output), false),
+            Err(_) => {
+                session.kill();
+                (None, true)
+            }
+        };
+        let exit_code = session.wait().await;
+        let (stdout, stderr) = finished.unwrap_or_default();
+        Ok(ExecOutput {
+            exit_code,
+            stdout,
+            stderr,
+            timed_out,
+        })
+    }
+
+    /// Starts `command` in the context of container `spec`'s current
+    /// instance with the streams `options` asks for.
+    pub async fn exec_session(
+        &self,
+        spec: &ContainerSpec,
+        command: &[String],
+        options: ExecOptions,
+    ) -> Result<ExecSession, ExecError> {
         let program = command.first().ok_or(ExecError::Empty)?;
         let root = self
             .roots
@@ -119,32 +269,116 @@ impl Sandbox {
             },
         };
         let (mut wasi, mounts) = self.context(spec, &image, command, Path::new(&root))?;
-        let stdout = MemoryOutputPipe::new(OUTPUT_LIMIT);
-        let stderr = MemoryOutputPipe::new(OUTPUT_LIMIT);
-        wasi.stdout(stdout.clone());
-        wasi.stderr(stderr.clone());
-        if let Some(bytes) = stdin {
-            wasi.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(bytes));
-        }
-        let launched = self.launch(spec, pre, wasi.build(), mounts, Box::new(|| ()));
-        let kill = launched.kill.clone();
-        let mut task = launched.task;
-        let (status, timed_out) = match tokio::time::timeout(timeout, &mut task).await {
-            Ok(status) => (status, false),
-            Err(_) => {
-                kill.kill();
-                (task.await, true)
+        let terminal = options.tty.map(|size| Terminal::new(size, WINDOW));
+        // With a terminal, stdin is the terminal's and both outputs go to
+        // it; without one, each stream asked for gets its own pipe.
+        let (stdin, stdout, stderr) = match &terminal {
+            Some(terminal) => {
+                let output = GuestOutput::new(Arc::clone(&terminal.output), true);
+                wasi.stdin(GuestInput::new(
+                    Arc::clone(&terminal.stdin),
+                    Some(Arc::clone(terminal)),
+                ));
+                wasi.stdout(output.clone());
+                wasi.stderr(output);
+                (
+                    Some(Arc::clone(&terminal.stdin)),
+                    Some(Arc::clone(&terminal.output)),
+                    None,
+                )
+            }
+            None => {
+                let stdin = options.stdin.then(|| Pipe::new(WINDOW));
+                let stdout = options.stdout.then(|| Pipe::new(WINDOW));
+                let stderr = options.stderr.then(|| Pipe::new(WINDOW));
+                if let Some(pipe) = &stdin {
+                    wasi.stdin(GuestInput::new(Arc::clone(pipe), None));
+                }
+                match &stdout {
+                    Some(pipe) => wasi.stdout(GuestOutput::new(Arc::clone(pipe), false)),
+                    None => wasi.stdout(SinkOutputStream),
+                };
+                match &stderr {
+                    Some(pipe) => wasi.stderr(GuestOutput::new(Arc::clone(pipe), false)),
+                    None => wasi.stderr(SinkOutputStream),
+                };
+                (stdin, stdout, stderr)
             }
         };
-        let exit_code = match status {
-            Ok(status) => status.exit_code,
-            Err(_) => crate::container::EXIT_TRAP,
-        };
-        Ok(ExecOutput {
-            exit_code,
-            stdout: stdout.contents(),
-            stderr: stderr.contents(),
-            timed_out,
+        let launched = self.launch(
+            spec,
+            pre,
+            (wasi.build(), mounts),
+            terminal.clone(),
+            Box::new(|| ()),
+        );
+        let kill = Arc::clone(&launched.kill);
+        let ended = tokio::spawn(run_session(
+            launched.task,
+            Arc::clone(&kill),
+            terminal.clone(),
+            [stdin.clone(), stdout.clone(), stderr.clone()],
+        ));
+        Ok(ExecSession {
+            stdin: stdin.map(|pipe| ExecStdin {
+                pipe,
+                terminal: terminal.clone(),
+            }),
+            stdout: stdout.map(ExecReader),
+            stderr: stderr.map(ExecReader),
+            terminal,
+            ended,
+            kill,
         })
     }
+}
+
+/// Waits for a session's command to end, stopping it on an interrupt it
+/// does not catch; then closes its streams so the client sees them end.
+async fn run_session(
+    mut task: tokio::task::JoinHandle<crate::ExitStatus>,
+    kill: Arc<KillSwitch>,
+    terminal: Option<Arc<Terminal>>,
+    [stdin, stdout, stderr]: [Option<Arc<Pipe>>; 3],
+) -> i32 {
+    let code = loop {
+        let interrupt = async {
+            match &terminal {
+                Some(terminal) => terminal.interrupted.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            status = &mut task => {
+                break status.map_or(crate::container::EXIT_TRAP, |s| s.exit_code);
+            }
+            () = interrupt => {
+                if terminal.as_ref().is_some_and(|t| !t.catches_interrupts()) {
+                    kill.kill();
+                    let _ = (&mut task).await;
+                    break EXIT_INTERRUPTED;
+                }
+            }
+        }
+    };
+    if let Some(pipe) = stdin {
+        pipe.close_read();
+    }
+    for pipe in [stdout, stderr].into_iter().flatten() {
+        pipe.close_write();
+    }
+    code
+}
+
+/// Everything a stream carries until it ends, keeping at most
+/// [`OUTPUT_LIMIT`] bytes.
+async fn read_all(reader: Option<ExecReader>) -> Bytes {
+    let mut kept = Vec::new();
+    if let Some(reader) = reader {
+        while let Some(bytes) = reader.read().await {
+            let room = OUTPUT_LIMIT.saturating_sub(kept.len());
+            kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+    }
+    Bytes::from(kept)
 }

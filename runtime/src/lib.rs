@@ -30,7 +30,11 @@
 //! - [`limits`]: memory limiter, CPU quota and usage accounting.
 //! - [`logs`]: per-instance log files with timestamps and rotation.
 //! - [`net`]: a pod's own loopback network and the guests' TCP over it.
+//! - `host_wit`: bindings of `wit/host.wit`, wasmkube's own guest interfaces.
 //! - `ownership`: the `wasmkube:host/file-owner` interface (`ls -l` owners).
+//! - `pipe`: bounded in-memory byte pipes (pod connections, exec stdio).
+//! - `stdio`: an exec session's standard streams, as the guest sees them.
+//! - [`terminal`]: line discipline and size of a command's terminal.
 //! - `roots`: containers' private roots, prepared ahead, deleted behind.
 //! - [`pod`]: restart policy and back-off over a pod's containers.
 //! - [`probe`]: startup, liveness and readiness probes over the pod network.
@@ -43,22 +47,26 @@ pub mod exec;
 pub mod exit;
 pub mod host;
 pub mod host_dir;
+mod host_wit;
 pub mod images;
 pub mod limits;
 pub mod logs;
 pub mod net;
 mod ownership;
+mod pipe;
 pub mod pod;
 pub mod probe;
 mod roots;
 pub mod runtime;
 pub mod sandbox;
 pub mod serve;
+mod stdio;
+pub mod terminal;
 
 pub use container::{
     ContainerSpec, ExitReason, ExitStatus, Mount, RunningContainer, StartError, live_guests,
 };
-pub use exec::{ExecError, ExecOutput};
+pub use exec::{ExecError, ExecOptions, ExecOutput, ExecReader, ExecSession, ExecStdin};
 pub use host::{GuestState, HostInterface, HostInterfaces};
 pub use host_dir::HostDir;
 pub use images::credentials::Keyring;
@@ -72,5 +80,6 @@ pub use pod::{
 pub use probe::{HttpGet, Probe, ProbeAction, ProbeEvent, ProbeKind, Probes};
 pub use runtime::{PullOutcome, PullPolicy, Runtime, RuntimeConfig, raise_open_file_limit};
 pub use sandbox::{Sandbox, SandboxSpec, VolumeSource, VolumeSpec};
+pub use terminal::{Terminal, TerminalSize};
 /// The wasmtime this runtime links guests with, for host interfaces.
 pub use wasmtime;

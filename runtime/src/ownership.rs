@@ -8,14 +8,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "wasmkube:host/toolbox-host",
-    });
-}
-
-pub(crate) use bindings::wasmkube::host::file_owner;
+use crate::host_wit::file_owner;
 use file_owner::Ownership;
 
 /// A container's view of its filesystem: guest mount paths to host

@@ -404,11 +404,7 @@ fn link(engine: &wasmtime::Engine) -> Result<Linker<GuestState>, Error> {
         }
     })
     .map_err(Error::Link)?;
-    crate::ownership::file_owner::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-        &mut linker,
-        |s| s,
-    )
-    .map_err(Error::Link)?;
+    crate::host_wit::add_to_linker(&mut linker).map_err(Error::Link)?;
     Ok(linker)
 }
 

@@ -141,3 +141,93 @@ async fn an_exec_past_its_timeout_is_stopped() {
     running.stop();
     running.wait().await;
 }
+
+/// Reads a session's stream until `want` has appeared; everything read.
+async fn read_until(reader: &ExecReader, want: &str) -> String {
+    let mut seen = String::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !seen.contains(want) {
+            match reader.read().await {
+                Some(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+                None => break,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{want:?} never came; saw {seen:?}"));
+    assert!(seen.contains(want), "{want:?} never came; saw {seen:?}");
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_streams_output_and_feeds_stdin_while_the_command_runs() {
+    let sb = sandbox(&[]);
+    let spec = sh("main", "sleep 600");
+    let _running = sb.start_container(&spec, 0).await.unwrap();
+    let script = "echo ready; read a; echo got $a; read b; echo got $b >&2; sleep 600";
+    let mut session = sb
+        .exec_session(
+            &spec,
+            &argv(&["sh", "-c", script]),
+            ExecOptions {
+                stdin: true,
+                stdout: true,
+                stderr: true,
+                tty: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (stdin, stdout, stderr) = (
+        session.stdin.take().unwrap(),
+        session.stdout.take().unwrap(),
+        session.stderr.take().unwrap(),
+    );
+    // Output comes while the command still runs, and each line of stdin
+    // is answered before the next is sent.
+    read_until(&stdout, "ready\n").await;
+    stdin.write(b"one\n").await.unwrap();
+    read_until(&stdout, "got one\n").await;
+    stdin.write(b"two\n").await.unwrap();
+    read_until(&stderr, "got two\n").await;
+    session.kill();
+    assert_ne!(session.wait().await, 0);
+    assert!(stdout.read().await.is_none(), "stdout ends with the command");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_echoes_edits_lines_and_ctrl_c_stops_a_command() {
+    let sb = sandbox(&[]);
+    let spec = sh("main", "sleep 600");
+    let _running = sb.start_container(&spec, 0).await.unwrap();
+    let options = ExecOptions {
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        tty: Some(Some(TerminalSize {
+            columns: 100,
+            rows: 40,
+        })),
+    };
+    let mut session = sb
+        .exec_session(
+            &spec,
+            &argv(&["sh", "-c", "while read l; do echo \"got $l\"; done"]),
+            options,
+        )
+        .await
+        .unwrap();
+    assert!(session.stderr.is_none());
+    let (stdin, out) = (session.stdin.take().unwrap(), session.stdout.take().unwrap());
+    // Typed "hellp", erased the p, then Enter: the terminal echoes the
+    // editing, the loop gets the corrected line and answers it.
+    stdin.write(b"hellp\x7fo\r").await.unwrap();
+    let seen = read_until(&out, "got hello\r\n").await;
+    assert_eq!(seen, "hellp\x08 \x08o\r\ngot hello\r\n");
+    // The command does not catch interrupts: Ctrl-C stops it with 130.
+    stdin.write(b"\x03").await.unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(20), session.wait())
+        .await
+        .expect("Ctrl-C stops the command");
+    assert_eq!(code, 130);
+}

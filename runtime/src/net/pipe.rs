@@ -1,151 +1,15 @@
-//! In-memory TCP connections: two bounded one-way pipes. Writes that do not
-//! fit wait (backpressure); closing the write side makes the reader see
-//! end-of-file after the data already sent (half-close); closing the read
-//! side makes the writer's next write fail (broken pipe). Nothing written
-//! is lost when a side closes.
+//! In-memory TCP connections: two bounded one-way [`Pipe`]s, one each way
+//! (half-close and broken pipe as the pipe defines them).
 
 use bytes::Bytes;
-use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
-/// One direction of a connection.
-#[derive(Debug)]
-pub(crate) struct Pipe {
-    state: Mutex<PipeState>,
-}
-
-#[derive(Debug)]
-struct PipeState {
-    buf: VecDeque<u8>,
-    capacity: usize,
-    write_closed: bool,
-    read_closed: bool,
-    reader: Option<Waker>,
-    writer: Option<Waker>,
-}
-
-impl PipeState {
-    /// Whether a write may go ahead: not once the reader left or the
-    /// writer shut its side down.
-    fn writable(&self) -> io::Result<()> {
-        if self.read_closed {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        if self.write_closed {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the sending side was shut down",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// What a non-blocking read found.
-enum Read {
-    Data(Bytes),
-    Empty,
-    Eof,
-}
-
-impl Pipe {
-    fn new(capacity: usize) -> Arc<Pipe> {
-        Arc::new(Pipe {
-            state: Mutex::new(PipeState {
-                buf: VecDeque::new(),
-                capacity,
-                write_closed: false,
-                read_closed: false,
-                reader: None,
-                writer: None,
-            }),
-        })
-    }
-
-    fn state(&self) -> MutexGuard<'_, PipeState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn try_read(&self, max: usize) -> Read {
-        let mut s = self.state();
-        if s.buf.is_empty() {
-            return if s.write_closed {
-                Read::Eof
-            } else {
-                Read::Empty
-            };
-        }
-        let n = max.min(s.buf.len());
-        let data: Vec<u8> = s.buf.drain(..n).collect();
-        if let Some(w) = s.writer.take() {
-            w.wake();
-        }
-        Read::Data(Bytes::from(data))
-    }
-
-    /// Ready when there is data or the writer has closed.
-    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut s = self.state();
-        if !s.buf.is_empty() || s.write_closed {
-            return Poll::Ready(());
-        }
-        s.reader = Some(cx.waker().clone());
-        Poll::Pending
-    }
-
-    /// Free space; an error once the reader is gone.
-    fn space(&self) -> io::Result<usize> {
-        let s = self.state();
-        s.writable()?;
-        Ok(s.capacity.saturating_sub(s.buf.len()))
-    }
-
-    /// Appends what fits; the number of bytes taken.
-    fn write(&self, data: &[u8]) -> io::Result<usize> {
-        let mut s = self.state();
-        s.writable()?;
-        let n = data.len().min(s.capacity.saturating_sub(s.buf.len()));
-        s.buf.extend(&data[..n]);
-        if n > 0
-            && let Some(r) = s.reader.take()
-        {
-            r.wake();
-        }
-        Ok(n)
-    }
-
-    /// Ready when there is room or the reader has gone (the write then fails).
-    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut s = self.state();
-        if s.read_closed || s.write_closed || s.buf.len() < s.capacity {
-            return Poll::Ready(());
-        }
-        s.writer = Some(cx.waker().clone());
-        Poll::Pending
-    }
-
-    pub(crate) fn close_write(&self) {
-        let mut s = self.state();
-        s.write_closed = true;
-        if let Some(r) = s.reader.take() {
-            r.wake();
-        }
-    }
-
-    pub(crate) fn close_read(&self) {
-        let mut s = self.state();
-        s.read_closed = true;
-        s.buf.clear();
-        if let Some(w) = s.writer.take() {
-            w.wake();
-        }
-    }
-}
+use crate::pipe::{Pipe, Read};
 
 /// One end of a connection: what it reads and what it writes.
 #[derive(Debug, Clone)]
