@@ -597,13 +597,13 @@ async fn exec_requests_that_cannot_run_get_a_status() {
         ),
         (
             "command=sh&tty=true",
-            "interactive terminals (-t) are not supported yet",
+            "you must specify at least 1 of stdin, stdout, stderr",
         ),
         (
-            "command=ls&container=other",
+            "command=ls&container=other&stdout=true",
             "container other is not valid for pod p",
         ),
-        ("command=ls", "it is not running"),
+        ("command=ls&stdout=true", "it is not running"),
     ] {
         let (code, status) = api
             .send(

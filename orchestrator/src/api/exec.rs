@@ -1,43 +1,32 @@
-//! `pods/exec` over WebSocket, as kubectl 1.30 and later speak it
-//! (`v5.channel.k8s.io`, or `v4`): each binary message starts with its
-//! channel (0 stdin, 1 stdout, 2 stderr, 3 the final `Status`; v5's 255
-//! closes a stream). stdin (`-i`) is read to its end before the command
-//! runs, and the output is sent when it ends: piped input and commands
-//! work, interactive terminals (`-t`) do not yet.
+//! `pods/exec`: a command run in a container, its streams carried over
+//! whichever transport the client speaks ([`super::stream`]). stdin is fed
+//! while the command runs and its output sent as it comes; with `tty` the
+//! command runs on a terminal the client resizes. The session ends with a
+//! `Status` on the error channel: Success, or NonZeroExitCode with the code.
 
-use std::time::Duration;
-
-use axum::extract::ws::{
-    CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code,
-    rejection::WebSocketUpgradeRejection,
-};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
+use wasmkube_runtime::{ExecOptions, ExecReader, ExecSession, TerminalSize};
 
 use super::ApiState;
 use super::query::Query;
+use super::stream::{Channel, Channels, Wire};
 use crate::registry::Error;
 
 /// Where the API runs commands in containers: the kubelet of the pod's node.
 pub trait PodExec: Send + Sync {
-    /// Runs `command` in `container` of `pod`, with `stdin` if given.
+    /// Starts `command` in `container` of `pod` with the streams `options`
+    /// asks for.
     fn exec(
         &self,
         pod: &Value,
         container: &str,
         command: Vec<String>,
-        stdin: Option<Bytes>,
-    ) -> BoxFuture<'static, Result<wasmkube_runtime::ExecOutput, Error>>;
+        options: ExecOptions,
+    ) -> BoxFuture<'static, Result<ExecSession, Error>>;
 }
-
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const STATUS: u8 = 3;
-const CLOSE: u8 = 255;
 
 /// The request, checked before the connection is upgraded so that a bad
 /// one gets a plain `Status`.
@@ -45,7 +34,7 @@ struct ExecRequest {
     pod: Value,
     container: String,
     command: Vec<String>,
-    stdin: bool,
+    channels: Channels,
 }
 
 fn check(
@@ -66,9 +55,15 @@ fn check(
             "you must specify at least one command for the container".into(),
         ));
     }
-    if query.flag("tty") {
+    let channels = Channels {
+        stdin: query.flag("stdin"),
+        stdout: query.flag("stdout"),
+        stderr: query.flag("stderr"),
+        tty: query.flag("tty"),
+    };
+    if !(channels.stdin || channels.stdout || channels.stderr) {
         return Err(Error::BadRequest(
-            "interactive terminals (-t) are not supported yet: run without -t (stdin with -i is read to its end first)".into(),
+            "you must specify at least 1 of stdin, stdout, stderr".into(),
         ));
     }
     let containers = pod
@@ -104,7 +99,7 @@ fn check(
         pod,
         container,
         command,
-        stdin: query.flag("stdin"),
+        channels,
     })
 }
 
@@ -112,126 +107,129 @@ pub(super) async fn handler(
     State(state): State<ApiState>,
     Path((namespace, name)): Path<(String, String)>,
     RawQuery(raw_query): RawQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Response {
-    let request = Query::parse(raw_query.as_deref())
+    let checked = Query::parse(raw_query.as_deref())
         .and_then(|query| check(&state, &namespace, &name, &query));
-    let request = match request {
+    let request_checked = match checked {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
     let Some(exec) = state.exec.clone() else {
         return Error::BadRequest("this server runs no kubelet to exec in".into()).into_response();
     };
-    let upgrade = match upgrade {
-        Ok(u) => u,
-        Err(_) => {
-            return Error::BadRequest(
-                "exec needs a WebSocket upgrade (kubectl 1.30 or newer); SPDY is not supported"
-                    .into(),
-            )
-            .into_response();
-        }
+    let ExecRequest {
+        pod,
+        container,
+        command,
+        channels,
+    } = request_checked;
+    let options = ExecOptions {
+        stdin: channels.stdin,
+        stdout: channels.stdout,
+        stderr: channels.stderr && !channels.tty,
+        tty: channels.tty.then_some(None),
     };
-    let v5 = upgrade
-        .requested_protocols()
-        .any(|p| p.as_bytes() == b"v5.channel.k8s.io");
-    upgrade
-        .protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
-        .on_upgrade(move |socket| session(socket, exec, request, v5))
-}
-
-/// client-go starts reading the connection before it has registered its
-/// streams and drops data for a stream it does not know yet: output is held
-/// back until this long after the upgrade (a command's own start-up usually
-/// takes longer anyway).
-const CLIENT_SETTLE: Duration = Duration::from_millis(100);
-
-async fn session(
-    mut socket: WebSocket,
-    exec: std::sync::Arc<dyn PodExec>,
-    request: ExecRequest,
-    v5: bool,
-) {
-    let settled = tokio::time::Instant::now() + CLIENT_SETTLE;
-    let stdin = if request.stdin {
-        match read_stdin(&mut socket, v5).await {
-            Some(bytes) => Some(bytes),
-            None => return,
-        }
-    } else {
-        None
-    };
-    // The kubelet bounds how long a command may run.
-    let outcome = exec
-        .exec(
-            &request.pod,
-            &request.container,
-            request.command.clone(),
-            stdin,
-        )
-        .await;
-    tokio::time::sleep_until(settled).await;
-    let status = match outcome {
-        Ok(out) => {
-            for (channel, data) in [(STDOUT, &out.stdout), (STDERR, &out.stderr)] {
-                if !data.is_empty() && send(&mut socket, channel, data).await.is_err() {
-                    return;
+    super::stream::upgrade(request, channels, move |wire| {
+        Box::pin(async move {
+            let started = exec.exec(&pod, &container, command.clone(), options).await;
+            match started {
+                Ok(session) => run(session, wire, &command).await,
+                Err(e) => {
+                    let status = json!({"metadata": {}, "status": "Failure", "message": e.to_string(), "reason": "InternalError", "code": 500});
+                    let _ = wire
+                        .to_client
+                        .send((Channel::Error, status.to_string().into()))
+                        .await;
                 }
             }
-            if out.timed_out {
-                json!({"metadata": {}, "status": "Failure", "message": "the command ran past the exec time limit and was stopped", "reason": "Timeout", "code": 504})
-            } else if out.exit_code == 0 {
-                json!({"metadata": {}, "status": "Success"})
-            } else {
-                json!({"metadata": {}, "status": "Failure",
-                    "message": format!(
-                        "command terminated with non-zero exit code: error executing command {:?}, exit code {}",
-                        request.command, out.exit_code
-                    ),
-                    "reason": "NonZeroExitCode",
-                    "details": {"causes": [{"reason": "ExitCode", "message": out.exit_code.to_string()}]}})
+        })
+    })
+    .await
+}
+
+/// Connects a session to its client until the command ends (then reports
+/// how) or the client leaves (then stops it).
+async fn run(mut session: ExecSession, wire: Wire, command: &[String]) {
+    let Wire {
+        mut from_client,
+        to_client,
+    } = wire;
+    let (stdout, stderr) = (session.stdout.take(), session.stderr.take());
+    let outputs = async {
+        tokio::join!(
+            forward(stdout, Channel::Stdout, &to_client),
+            forward(stderr, Channel::Stderr, &to_client)
+        )
+    };
+    let inputs = async {
+        while let Some((channel, data)) = from_client.recv().await {
+            match (channel, data) {
+                (Channel::Stdin, Some(bytes)) => {
+                    if let Some(stdin) = &session.stdin {
+                        // A command that ended takes no more; its end is
+                        // reported by the outputs ending.
+                        let _ = stdin.write(&bytes).await;
+                    }
+                }
+                (Channel::Stdin, None) => {
+                    if let Some(stdin) = &session.stdin {
+                        stdin.close();
+                    }
+                }
+                (Channel::Resize, Some(bytes)) => {
+                    if let (Some(terminal), Some(size)) = (&session.terminal, terminal_size(&bytes))
+                    {
+                        terminal.resize(size);
+                    }
+                }
+                _ => {}
             }
         }
-        Err(e) => {
-            json!({"metadata": {}, "status": "Failure", "message": e.to_string(), "reason": "InternalError", "code": 500})
-        }
     };
-    let _ = send(&mut socket, STATUS, status.to_string().as_bytes()).await;
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code: close_code::NORMAL,
-            reason: "".into(),
-        })))
+    tokio::select! {
+        _ = outputs => {}
+        () = inputs => {
+            // The client left.
+            session.kill();
+            return;
+        }
+    }
+    let code = session.wait().await;
+    let status = if code == 0 {
+        json!({"metadata": {}, "status": "Success"})
+    } else {
+        json!({"metadata": {}, "status": "Failure",
+            "message": format!(
+                "command terminated with non-zero exit code: error executing command {command:?}, exit code {code}"
+            ),
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}})
+    };
+    let _ = to_client
+        .send((Channel::Error, status.to_string().into()))
         .await;
-    // Let the client read everything and answer the close.
-    while let Some(Ok(message)) = socket.recv().await {
-        if matches!(message, Message::Close(_)) {
-            break;
+}
+
+/// Sends one output stream to the client until it ends.
+async fn forward(
+    reader: Option<ExecReader>,
+    channel: Channel,
+    to_client: &tokio::sync::mpsc::Sender<(Channel, bytes::Bytes)>,
+) {
+    let Some(reader) = reader else { return };
+    while let Some(bytes) = reader.read().await {
+        if to_client.send((channel, bytes)).await.is_err() {
+            return;
         }
     }
 }
 
-/// Collects stdin until the client closes it (v5) or the connection.
-async fn read_stdin(socket: &mut WebSocket, v5: bool) -> Option<Bytes> {
-    let mut stdin = Vec::new();
-    while let Some(message) = socket.recv().await {
-        match message.ok()? {
-            Message::Binary(data) => match data.first() {
-                Some(&STDIN) => stdin.extend_from_slice(&data[1..]),
-                Some(&CLOSE) if v5 && data.get(1) == Some(&STDIN) => break,
-                _ => {}
-            },
-            Message::Close(_) => return None,
-            _ => {}
-        }
-    }
-    Some(Bytes::from(stdin))
-}
-
-async fn send(socket: &mut WebSocket, channel: u8, data: &[u8]) -> Result<(), axum::Error> {
-    let mut message = Vec::with_capacity(1 + data.len());
-    message.push(channel);
-    message.extend_from_slice(data);
-    socket.send(Message::Binary(message.into())).await
+/// A resize message: `{"Width":…,"Height":…}`.
+fn terminal_size(bytes: &[u8]) -> Option<TerminalSize> {
+    let size: Value = serde_json::from_slice(bytes).ok()?;
+    Some(TerminalSize {
+        columns: u16::try_from(size["Width"].as_u64()?).ok()?,
+        rows: u16::try_from(size["Height"].as_u64()?).ok()?,
+    })
 }

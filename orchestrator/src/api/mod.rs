@@ -9,6 +9,7 @@ mod alias;
 mod body;
 mod discovery;
 mod exec;
+pub(crate) mod stream;
 pub mod objects;
 mod openapi;
 mod protobuf;

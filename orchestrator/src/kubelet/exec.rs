@@ -1,20 +1,14 @@
 //! `kubectl exec`: commands run in a running container of a pod this
-//! kubelet hosts, through the runtime's exec.
+//! kubelet hosts, through the runtime's exec sessions.
 
-use std::time::Duration;
-
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde_json::Value;
-use wasmkube_runtime::{ContainerSpec, ExecOutput, Sandbox};
+use wasmkube_runtime::{ContainerSpec, ExecOptions, ExecSession, Sandbox};
 
 use super::Kubelet;
 use crate::api::PodExec;
 use crate::registry::Error;
 use crate::registry::metadata::str_at;
-
-/// How long one `kubectl exec` may run.
-const EXEC_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 /// What exec needs of a running pod.
 #[derive(Clone)]
@@ -29,8 +23,8 @@ impl PodExec for Kubelet {
         pod: &Value,
         container: &str,
         command: Vec<String>,
-        stdin: Option<Bytes>,
-    ) -> BoxFuture<'static, Result<ExecOutput, Error>> {
+        options: ExecOptions,
+    ) -> BoxFuture<'static, Result<ExecSession, Error>> {
         let uid = str_at(pod, "/metadata/uid").unwrap_or_default();
         let handle = self
             .pods
@@ -49,7 +43,7 @@ impl PodExec for Kubelet {
                 .ok_or_else(|| Error::BadRequest(format!("container {container} not found")))?;
             handle
                 .sandbox
-                .exec(spec, &command, stdin, EXEC_LIMIT)
+                .exec_session(spec, &command, options)
                 .await
                 .map_err(|e| Error::BadRequest(e.to_string()))
         })

@@ -1,0 +1,83 @@
+//! The channel protocol over a WebSocket: each binary message starts with
+//! its channel's number (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize);
+//! in `v5.channel.k8s.io` a message `[255, n]` closes channel `n` (stdin's
+//! end of file).
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use bytes::Bytes;
+
+use super::{Channel, Transport};
+
+/// v5's close signal.
+const CLOSE: u8 = 255;
+
+/// client-go starts reading the connection before it has registered its
+/// streams and drops data for a stream it does not know yet: output is held
+/// back until this long after the upgrade (a command's own start-up usually
+/// takes longer anyway).
+const CLIENT_SETTLE: Duration = Duration::from_millis(100);
+
+/// Carries a session over `socket` until the session has said everything,
+/// or the client leaves.
+pub(super) async fn carry(mut socket: WebSocket, v5: bool, transport: Transport) {
+    let Transport {
+        to_session,
+        mut from_session,
+    } = transport;
+    let settled = tokio::time::Instant::now() + CLIENT_SETTLE;
+    let mut to_session = Some(to_session);
+    loop {
+        tokio::select! {
+            outgoing = from_session.recv() => {
+                let Some((channel, data)) = outgoing else { break };
+                tokio::time::sleep_until(settled).await;
+                let mut message = Vec::with_capacity(1 + data.len());
+                message.push(channel.number());
+                message.extend_from_slice(&data);
+                if socket.send(Message::Binary(message.into())).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv(), if to_session.is_some() => {
+                let Some(sender) = &to_session else { continue };
+                let delivered = match incoming {
+                    Some(Ok(Message::Binary(data))) => match data.first() {
+                        Some(&CLOSE) if v5 => match data.get(1).copied().and_then(Channel::from_number) {
+                            Some(channel) => sender.send((channel, None)).await.is_ok(),
+                            None => true,
+                        },
+                        Some(&n) => match Channel::from_number(n) {
+                            Some(channel) => sender
+                                .send((channel, Some(Bytes::copy_from_slice(&data[1..]))))
+                                .await
+                                .is_ok(),
+                            None => true,
+                        },
+                        None => true,
+                    },
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => false,
+                    Some(Ok(_)) => true,
+                };
+                if !delivered {
+                    // The client left: the session sees its channels end
+                    // and finishes; what it still says goes nowhere.
+                    to_session = None;
+                }
+            }
+        }
+    }
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code::NORMAL,
+            reason: "".into(),
+        })))
+        .await;
+    // Let the client read everything and answer the close.
+    while let Some(Ok(message)) = socket.recv().await {
+        if matches!(message, Message::Close(_)) {
+            break;
+        }
+    }
+}
