@@ -158,6 +158,15 @@ impl Pipe {
         Ok(())
     }
 
+    /// Drops what was written and not read yet.
+    pub(crate) fn clear(&self) {
+        let mut s = self.state();
+        s.buf.clear();
+        if let Some(w) = s.writer.take() {
+            w.wake();
+        }
+    }
+
     /// Waits for data: at most `max` bytes, or `None` at end of file.
     pub(crate) async fn read(&self, max: usize) -> Option<Bytes> {
         loop {

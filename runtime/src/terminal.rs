@@ -105,7 +105,11 @@ impl Terminal {
             for &byte in bytes {
                 match byte {
                     INTERRUPT => {
+                        // As a terminal flushes its input queue on SIGINT:
+                        // what was typed ahead and not read is dropped.
                         state.line.clear();
+                        lines.clear();
+                        self.stdin.clear();
                         echo.extend_from_slice(b"^C");
                         state.interrupt = true;
                         interrupted = true;
@@ -279,9 +283,11 @@ mod tests {
     #[tokio::test]
     async fn ctrl_c_drops_the_line_and_interrupts() {
         let terminal = Terminal::new(None, 1024);
+        // A line typed ahead and not read yet is dropped too.
+        terminal.input(b"ls\r").await.unwrap();
         let (guest, echo) = typed(&terminal, b"sleep 9\x03").await;
         assert!(guest.is_empty());
-        assert_eq!(echo, b"sleep 9^C");
+        assert_eq!(echo, b"ls\r\nsleep 9^C");
         assert!(terminal.state().interrupt);
         // Ctrl-D on an empty line is one end of input.
         typed(&terminal, b"\x04").await;

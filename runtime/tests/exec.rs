@@ -192,7 +192,10 @@ async fn a_session_streams_output_and_feeds_stdin_while_the_command_runs() {
     read_until(&stderr, "got two\n").await;
     session.kill();
     assert_ne!(session.wait().await, 0);
-    assert!(stdout.read().await.is_none(), "stdout ends with the command");
+    assert!(
+        stdout.read().await.is_none(),
+        "stdout ends with the command"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -218,7 +221,10 @@ async fn a_terminal_echoes_edits_lines_and_ctrl_c_stops_a_command() {
         .await
         .unwrap();
     assert!(session.stderr.is_none());
-    let (stdin, out) = (session.stdin.take().unwrap(), session.stdout.take().unwrap());
+    let (stdin, out) = (
+        session.stdin.take().unwrap(),
+        session.stdout.take().unwrap(),
+    );
     // Typed "hellp", erased the p, then Enter: the terminal echoes the
     // editing, the loop gets the corrected line and answers it.
     stdin.write(b"hellp\x7fo\r").await.unwrap();

@@ -1,5 +1,5 @@
-//! File ownership and permission bits, asked of the wasmkube host (WASI's
-//! `stat` carries neither).
+//! The wasmkube host's own interfaces: file ownership and permission bits
+//! (WASI's `stat` carries neither) and the terminal ([`crate::terminal`]).
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -7,6 +7,7 @@ wit_bindgen::generate!({
 });
 
 use wasmkube::host::file_owner;
+pub use wasmkube::host::terminal;
 
 /// Owner, group, permission bits and link count of a file.
 pub struct Ownership {

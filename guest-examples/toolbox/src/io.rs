@@ -6,6 +6,9 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read, Write};
 use std::rc::Rc;
+use std::time::Duration;
+
+use wasip2::io::streams::StreamError;
 
 /// Where a command's output goes.
 #[derive(Clone)]
@@ -67,7 +70,7 @@ impl Input {
     pub fn read_line(&mut self) -> io::Result<Option<String>> {
         let mut line = String::new();
         let n = match self {
-            Input::Stdin => io::stdin().lock().read_line(&mut line)?,
+            Input::Stdin => STDIN.with_borrow_mut(|s| s.read_line(&mut line))?,
             Input::Null => 0,
             Input::Bytes(c) => c.borrow_mut().read_line(&mut line)?,
             Input::File(f) => f.borrow_mut().read_line(&mut line)?,
@@ -88,7 +91,7 @@ impl Input {
 impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Input::Stdin => io::stdin().read(buf),
+            Input::Stdin => STDIN.with_borrow_mut(|s| s.read(buf)),
             Input::Null => Ok(0),
             Input::Bytes(c) => c.borrow_mut().read(buf),
             Input::File(f) => f.borrow_mut().read(buf),
@@ -110,6 +113,58 @@ impl Io {
             stdin: Input::Stdin,
             stdout: Output::Stdout,
             stderr: Output::Stderr,
+        }
+    }
+}
+
+thread_local! {
+    /// The one buffer over stdin, so that a line read ahead is never lost
+    /// between commands.
+    static STDIN: RefCell<BufReader<RawStdin>> = RefCell::new(BufReader::new(RawStdin {
+        stream: wasip2::cli::stdin::get_stdin(),
+    }));
+}
+
+/// How often a read from a terminal looks for Ctrl-C.
+const INTERRUPT_CHECK: Duration = Duration::from_millis(50);
+
+/// stdin as WASI gives it. On a terminal a read waits in short slices and
+/// fails once Ctrl-C was typed, so a command waiting for input can be
+/// interrupted.
+struct RawStdin {
+    stream: wasip2::io::streams::InputStream,
+}
+
+impl Read for RawStdin {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let wanted = buf.len() as u64;
+        let bytes = if crate::terminal::is_terminal() {
+            loop {
+                if crate::terminal::interrupted() {
+                    return Err(crate::terminal::interrupt_error());
+                }
+                {
+                    let ready = self.stream.subscribe();
+                    let tick = wasip2::clocks::monotonic_clock::subscribe_duration(
+                        INTERRUPT_CHECK.as_nanos() as u64,
+                    );
+                    wasip2::io::poll::poll(&[&ready, &tick]);
+                }
+                match self.stream.read(wanted) {
+                    Ok(bytes) if bytes.is_empty() => continue,
+                    other => break other,
+                }
+            }
+        } else {
+            self.stream.blocking_read(wanted)
+        };
+        match bytes {
+            Ok(bytes) => {
+                buf[..bytes.len()].copy_from_slice(&bytes);
+                Ok(bytes.len())
+            }
+            Err(StreamError::Closed) => Ok(0),
+            Err(StreamError::LastOperationFailed(e)) => Err(io::Error::other(e.to_debug_string())),
         }
     }
 }

@@ -6,12 +6,14 @@
 //! - [`applets`]: `echo cat ls date sleep grep head tail wc ...`.
 //! - [`io`]: the standard streams a command runs with (files, pipes, buffers).
 //! - [`host`]: file ownership from the wasmkube host.
+//! - [`terminal`]: the terminal size, raw mode and Ctrl-C.
 
 mod applets;
 mod glob;
 mod host;
 mod io;
 mod shell;
+mod terminal;
 mod time;
 
 use std::io::Write;

@@ -9,13 +9,13 @@ mod alias;
 mod body;
 mod discovery;
 mod exec;
-pub(crate) mod stream;
 pub mod objects;
 mod openapi;
 mod protobuf;
 mod query;
 mod response;
 mod scale;
+pub(crate) mod stream;
 pub mod table;
 mod watch;
 

@@ -271,13 +271,52 @@ pub fn sleep(ctx: &mut Ctx, args: &[String]) -> i32 {
         }
     }
     let _ = ctx.out().flush();
-    // Sleep in slices so "infinity" does not overflow the clock.
+    // Sleep in slices so "infinity" does not overflow the clock, and on a
+    // terminal in short ones, so that Ctrl-C ends it.
+    let longest = if crate::terminal::is_terminal() {
+        Duration::from_millis(50)
+    } else {
+        Duration::from_secs(86_400)
+    };
     while !total.is_zero() {
-        let slice = total.min(Duration::from_secs(86_400));
+        if crate::terminal::interrupted() {
+            return 130;
+        }
+        let slice = total.min(longest);
         std::thread::sleep(slice);
         total -= slice;
     }
     0
+}
+
+/// `stty size` (rows and columns) and `stty -a`/`stty`: the terminal as the
+/// host keeps it. Settings cannot be changed: the host owns the line
+/// discipline.
+pub fn stty(ctx: &mut Ctx, args: &[String]) -> i32 {
+    let Some((columns, rows)) = crate::terminal::size() else {
+        ctx.error("stty", "standard input: Not a tty");
+        return 1;
+    };
+    match args.get(1).map(String::as_str) {
+        Some("size") => {
+            let _ = writeln!(ctx.out(), "{rows} {columns}");
+            0
+        }
+        None | Some("-a") => {
+            let _ = writeln!(
+                ctx.out(),
+                "speed 38400 baud; rows {rows}; columns {columns}; line = 0;"
+            );
+            0
+        }
+        Some(other) => {
+            ctx.error(
+                "stty",
+                &format!("invalid argument '{other}': the terminal's settings are the host's"),
+            );
+            1
+        }
+    }
 }
 
 pub fn env(ctx: &mut Ctx, args: &[String]) -> i32 {

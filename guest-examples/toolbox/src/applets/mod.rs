@@ -90,6 +90,7 @@ const APPLETS: &[(&str, Applet)] = &[
     ("shuf", text::shuf),
     ("sleep", misc::sleep),
     ("sort", text::sort),
+    ("stty", misc::stty),
     ("tail", text::tail),
     ("tee", text::tee),
     ("test", misc::test),

@@ -47,6 +47,30 @@ fn for_each_input(
     status
 }
 
+/// Copies stdin to stdout chunk by chunk until it ends.
+fn copy_stream(ctx: &mut Ctx, name: &str) -> i32 {
+    let mut input = ctx.io.stdin.clone();
+    let mut buf = [0u8; 8192];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => return 0,
+            Ok(n) => {
+                let out = ctx.out();
+                if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+                    return 1;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // Ctrl-C: stopped, as SIGINT stops cat, without a word.
+            Err(_) if crate::terminal::interrupted() => return 130,
+            Err(e) => {
+                ctx.error(name, &io_message(&e));
+                return 1;
+            }
+        }
+    }
+}
+
 fn lines(data: &[u8]) -> Vec<&[u8]> {
     let mut out: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
     if data.ends_with(b"\n") || data.is_empty() {
@@ -58,8 +82,14 @@ fn lines(data: &[u8]) -> Vec<&[u8]> {
 pub fn cat(ctx: &mut Ctx, args: &[String]) -> i32 {
     let (flags, ops) = flags!(ctx, "cat", args, "nu", "", 1);
     let number = flags.iter().any(|(c, _)| *c == 'n');
+    let ops = operands_or_stdin(ops);
+    if !number && ops.iter().all(|op| op == "-") {
+        // Input as it comes, as a person typing or a pipe feeding it
+        // expects to see it.
+        return copy_stream(ctx, "cat");
+    }
     let mut n = 0;
-    for_each_input(ctx, "cat", &operands_or_stdin(ops), |ctx, _, data| {
+    for_each_input(ctx, "cat", &ops, |ctx, _, data| {
         if number {
             for line in lines(&data) {
                 n += 1;

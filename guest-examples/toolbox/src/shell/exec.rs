@@ -26,6 +26,9 @@ impl Shell {
     pub(super) fn run_list(&mut self, list: &CompoundList, io: &Io) -> Exec {
         let mut status = 0;
         for item in &list.0 {
+            if crate::terminal::interrupted() {
+                return Err(Flow::Interrupted);
+            }
             if matches!(item.1, SeparatorOperator::Async) {
                 applets::complain(
                     &mut io.stderr.clone(),
@@ -120,6 +123,7 @@ impl Shell {
         let status = match f(&mut child) {
             Ok(s) | Err(Flow::Exit(s)) | Err(Flow::Return(s)) => s,
             Err(Flow::Break(_)) | Err(Flow::Continue(_)) => child.last_status,
+            Err(Flow::Interrupted) => 130,
         };
         if let Some(cwd) = cwd {
             let _ = std::env::set_current_dir(cwd);

@@ -10,6 +10,7 @@ mod arith;
 mod builtins;
 mod exec;
 mod expand;
+mod lineedit;
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -34,6 +35,8 @@ pub enum Flow {
     Continue(u32),
     /// `return N` from a function.
     Return(i32),
+    /// Ctrl-C on the terminal: the command line stops (status 130).
+    Interrupted,
 }
 
 /// The result of running a command: its status, or a jump.
@@ -235,19 +238,70 @@ pub fn main(args: &[String]) -> i32 {
     sh.xtrace = xtrace;
     let result = match source {
         Some(text) => sh.run_source(&text, &io),
-        None => sh.run_stdin(&io, interactive || is_terminal()),
+        None if crate::terminal::is_terminal() => sh.run_terminal(&io),
+        None => sh.run_stdin(&io, interactive),
     };
     match result {
         Ok(status) | Err(Flow::Exit(status)) | Err(Flow::Return(status)) => status,
         Err(Flow::Break(_)) | Err(Flow::Continue(_)) => sh.last_status,
+        Err(Flow::Interrupted) => 130,
     }
 }
 
-fn is_terminal() -> bool {
-    wasip2::cli::terminal_stdin::get_terminal_stdin().is_some()
-}
-
 impl Shell {
+    /// The interactive shell on a terminal: lines typed with the line
+    /// editor, each command run as soon as it is complete; Ctrl-C stops the
+    /// running command and comes back to the prompt.
+    fn run_terminal(&mut self, io: &Io) -> Exec {
+        use std::io::Write;
+        crate::terminal::catch_interrupts();
+        let mut editor = lineedit::Editor::new();
+        let mut input = Input::Stdin;
+        let mut pending = String::new();
+        let mut err = io.stderr.clone();
+        loop {
+            crate::terminal::clear_interrupt();
+            crate::terminal::set_raw(true);
+            let ps = if pending.is_empty() { "/ # " } else { "> " };
+            let line = editor.read(ps, &mut input, &mut err);
+            crate::terminal::set_raw(false);
+            let line = match line {
+                lineedit::Line::Text(line) => line,
+                lineedit::Line::Interrupted => {
+                    pending.clear();
+                    self.last_status = 130;
+                    continue;
+                }
+                lineedit::Line::End => break,
+            };
+            pending.push_str(&line);
+            pending.push('\n');
+            let program = match parse(&pending) {
+                Ok(program) => program,
+                // An unfinished construct (`if` without `fi`): read on.
+                Err(_) if !line.trim().is_empty() => continue,
+                Err(message) => {
+                    pending.clear();
+                    crate::applets::complain(&mut err, "sh", &message);
+                    self.last_status = 2;
+                    continue;
+                }
+            };
+            pending.clear();
+            match self.run_program(&program, io) {
+                Ok(status) => self.last_status = status,
+                Err(Flow::Interrupted) => self.last_status = 130,
+                Err(flow) => return Err(flow),
+            }
+            if crate::terminal::interrupted() {
+                // The terminal echoed ^C; the prompt goes on the next line.
+                let _ = writeln!(err);
+                self.last_status = 130;
+            }
+        }
+        Ok(self.last_status)
+    }
+
     /// Reads commands from stdin, running each as soon as it is complete
     /// (so an interactive `kubectl exec -it ... sh` answers line by line).
     fn run_stdin(&mut self, io: &Io, prompt: bool) -> Exec {

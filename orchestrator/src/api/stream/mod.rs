@@ -163,10 +163,7 @@ where
             };
             let connection = spdy::serve(TokioIo::new(upgraded));
             let (wire, transport) = wire();
-            tokio::join!(
-                carry_spdy(connection, channels, transport),
-                session(wire)
-            );
+            tokio::join!(carry_spdy(connection, channels, transport), session(wire));
         });
         let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
         let headers = response.headers_mut();

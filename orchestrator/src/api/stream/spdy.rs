@@ -128,11 +128,23 @@ impl Drop for Connection {
 
 #[derive(Debug)]
 enum Outgoing {
-    Reply { id: u32 },
-    Data { id: u32, data: Bytes, fin: bool },
-    Reset { id: u32 },
-    Ping { id: u32 },
-    Close { done: tokio::sync::oneshot::Sender<()> },
+    Reply {
+        id: u32,
+    },
+    Data {
+        id: u32,
+        data: Bytes,
+        fin: bool,
+    },
+    Reset {
+        id: u32,
+    },
+    Ping {
+        id: u32,
+    },
+    Close {
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// Serves SPDY/3.1 on `io`.
