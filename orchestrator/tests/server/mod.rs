@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod pty;
+
 /// A server on a free loopback port with its own data directory.
 pub struct Server {
     child: Option<Child>,
@@ -155,6 +157,22 @@ impl Server {
             "the server did not start: {seen}"
         );
         self.child = Some(child);
+    }
+
+    /// A server shared by the tests of one test binary that run at the same
+    /// time, set up once by `setup`; it stops when the last of them ends
+    /// (a later test starts a fresh one).
+    pub fn shared(setup: impl FnOnce(&Server)) -> std::sync::Arc<Server> {
+        use std::sync::{Arc, Mutex, Weak};
+        static SHARED: Mutex<Weak<Server>> = Mutex::new(Weak::new());
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(server) = shared.upgrade() {
+            return server;
+        }
+        let server = Arc::new(Server::start());
+        setup(&server);
+        *shared = Arc::downgrade(&server);
+        server
     }
 
     /// The server process's id.
