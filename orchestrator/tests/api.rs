@@ -679,7 +679,7 @@ async fn a_compacted_resource_version_is_gone() {
         registry,
         token: None,
         logs: None,
-        exec: None,
+        streams: None,
     });
     for name in ["default", "a", "b", "c"] {
         let body = json!({"metadata": {"name": name}}).to_string();

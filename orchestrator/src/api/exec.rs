@@ -6,7 +6,6 @@
 
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
-use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use wasmkube_runtime::{ExecOptions, ExecReader, ExecSession, TerminalSize};
 
@@ -14,19 +13,6 @@ use super::ApiState;
 use super::query::Query;
 use super::stream::{Channel, Channels, Wire};
 use crate::registry::Error;
-
-/// Where the API runs commands in containers: the kubelet of the pod's node.
-pub trait PodExec: Send + Sync {
-    /// Starts `command` in `container` of `pod` with the streams `options`
-    /// asks for.
-    fn exec(
-        &self,
-        pod: &Value,
-        container: &str,
-        command: Vec<String>,
-        options: ExecOptions,
-    ) -> BoxFuture<'static, Result<ExecSession, Error>>;
-}
 
 /// The request, checked before the connection is upgraded so that a bad
 /// one gets a plain `Status`.
@@ -115,7 +101,7 @@ pub(super) async fn handler(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let Some(exec) = state.exec.clone() else {
+    let Some(exec) = state.streams.clone() else {
         return Error::BadRequest("this server runs no kubelet to exec in".into()).into_response();
     };
     let ExecRequest {

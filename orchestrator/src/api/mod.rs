@@ -11,6 +11,7 @@ mod discovery;
 mod exec;
 pub mod objects;
 mod openapi;
+mod portforward;
 mod protobuf;
 mod query;
 mod response;
@@ -30,9 +31,9 @@ use axum::routing::{any, get};
 use serde_json::json;
 
 pub use self::body::MAX_BODY_BYTES;
-pub use self::exec::PodExec;
 pub use self::objects::PodLogs;
 pub use self::response::json_response;
+pub use self::stream::PodStreams;
 use crate::registry::{Error, Registry};
 
 /// The Kubernetes version the server reports; kubectl's version dispatcher
@@ -48,8 +49,8 @@ pub struct ApiState {
     pub token: Option<Arc<str>>,
     /// Where pod logs come from (the kubelet).
     pub logs: Option<Arc<dyn PodLogs>>,
-    /// Where `kubectl exec` runs commands (the kubelet).
-    pub exec: Option<Arc<dyn PodExec>>,
+    /// Where exec and port-forward reach pods (the kubelet).
+    pub streams: Option<Arc<dyn PodStreams>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -77,6 +78,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/exec",
             any(exec::handler),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
+            any(portforward::handler),
         )
         .route("/api/{version}/{*rest}", any(objects::core_handler))
         .route(

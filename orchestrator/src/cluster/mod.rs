@@ -330,7 +330,7 @@ impl Running {
             registry: self.registry.clone(),
             token,
             logs: Some(self.kubelet.clone()),
-            exec: Some(self.kubelet.clone()),
+            streams: Some(self.kubelet.clone()),
         })
     }
 

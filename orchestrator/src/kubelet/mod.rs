@@ -19,7 +19,6 @@
 //! - `logs`: `pods/log`.
 
 pub mod atomic_dir;
-mod exec;
 pub mod file_owners;
 mod hooks;
 pub mod host_paths;
@@ -33,6 +32,7 @@ pub mod private_dir;
 mod probes;
 pub mod sources;
 mod status;
+mod streams;
 pub mod volumes;
 mod worker;
 
@@ -129,7 +129,7 @@ pub struct Kubelet {
     /// Pod IPs.
     ipam: ipam::Ipam,
     /// Running pods by uid, for exec.
-    pods: Mutex<HashMap<String, exec::PodHandle>>,
+    pods: Mutex<HashMap<String, streams::PodHandle>>,
     /// Running workers by pod uid.
     workers: Mutex<HashMap<String, Worker>>,
     /// When images are collected, and how often that is checked.

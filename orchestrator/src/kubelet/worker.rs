@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use wasmkube_runtime::{ContainerState, PodRunner, PodStatus, ProbeEvent, RestartPolicy};
 
-use super::exec::PodHandle;
 use super::pod_spec::{self, NodeInfo, Options, VolumeDirs, WrittenVolume};
 use super::sources::RegistrySources;
+use super::streams::PodHandle;
 use super::{Kubelet, Signal, atomic_dir, file_owners, hooks, host_ports, status, volumes};
 use crate::events::EventType;
 use crate::registry::WriteOptions;

@@ -29,7 +29,7 @@ pub async fn api() -> Api {
         registry,
         token: Some(TOKEN.into()),
         logs: None,
-        exec: None,
+        streams: None,
     });
     let api = Api { router, _dir: dir };
     let (code, _) = api

@@ -8,7 +8,7 @@
 //! sender, after delivering everything sent.
 
 pub(crate) mod spdy;
-mod websocket;
+pub(crate) mod websocket;
 
 use axum::extract::FromRequestParts;
 use axum::extract::Request;
@@ -20,7 +20,29 @@ use futures::future::BoxFuture;
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
+use serde_json::Value;
+use wasmkube_runtime::net::PodConnection;
+use wasmkube_runtime::{ExecOptions, ExecSession};
+
 use crate::registry::Error;
+
+/// What the streaming subresources reach pods through: the kubelet of the
+/// pod's node (its streaming server, in Kubernetes).
+pub trait PodStreams: Send + Sync {
+    /// Starts `command` in `container` of `pod` with the streams `options`
+    /// asks for.
+    fn exec(
+        &self,
+        pod: &Value,
+        container: &str,
+        command: Vec<String>,
+        options: ExecOptions,
+    ) -> BoxFuture<'static, Result<ExecSession, Error>>;
+
+    /// Opens a connection to `port` inside `pod`'s network, as a
+    /// connection to localhost from inside the pod.
+    fn dial(&self, pod: &Value, port: u16) -> Result<PodConnection, Error>;
+}
 
 /// A session's channels, by the numbers of the WebSocket protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,12 +134,18 @@ const WEBSOCKET_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"
 /// stream, as the WebSocket protocols do.
 const SPDY_PROTOCOL: &str = "v4.channel.k8s.io";
 
-/// Upgrades `request` to whichever transport the client asked for and
-/// runs `session` on it.
-pub(crate) async fn upgrade<F>(request: Request, channels: Channels, session: F) -> Response
-where
-    F: FnOnce(Wire) -> BoxFuture<'static, ()> + Send + 'static,
-{
+/// The transport a client asked for.
+pub(crate) enum Requested {
+    WebSocket(WebSocketUpgrade),
+    Spdy {
+        on_upgrade: hyper::upgrade::OnUpgrade,
+        /// The stream protocols it offers (`X-Stream-Protocol-Version`).
+        offered: Vec<String>,
+    },
+}
+
+/// Which upgrade `request` asks for; otherwise the answer to give.
+pub(crate) async fn requested(request: Request) -> Result<Requested, Response> {
     let (mut parts, _body) = request.into_parts();
     let asked = parts
         .headers
@@ -126,19 +154,10 @@ where
         .unwrap_or_default()
         .to_ascii_lowercase();
     if asked == "websocket" {
-        let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-            Ok(upgrade) => upgrade,
-            Err(rejection) => return rejection.into_response(),
-        };
-        let v5 = upgrade
-            .requested_protocols()
-            .any(|p| p.as_bytes() == WEBSOCKET_PROTOCOLS[0].as_bytes());
-        return upgrade
-            .protocols(WEBSOCKET_PROTOCOLS)
-            .on_upgrade(move |socket| async move {
-                let (wire, transport) = wire();
-                tokio::join!(websocket::carry(socket, v5, transport), session(wire));
-            });
+        return WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .map(Requested::WebSocket)
+            .map_err(IntoResponse::into_response);
     }
     if asked.starts_with("spdy/3.1") {
         let offered = parts
@@ -147,39 +166,86 @@ where
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .any(|v| v.trim() == SPDY_PROTOCOL);
-        if !offered {
-            return Error::Forbidden(format!(
-                "the client offers no stream protocol this server speaks (it speaks {SPDY_PROTOCOL})"
-            ))
-            .into_response();
-        }
+            .map(|v| v.trim().to_string())
+            .collect();
         let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
-            return Error::BadRequest("this connection cannot be upgraded".into()).into_response();
+            return Err(
+                Error::BadRequest("this connection cannot be upgraded".into()).into_response(),
+            );
         };
-        tokio::spawn(async move {
-            let Ok(upgraded) = on_upgrade.await else {
-                return;
-            };
-            let connection = spdy::serve(TokioIo::new(upgraded));
-            let (wire, transport) = wire();
-            tokio::join!(carry_spdy(connection, channels, transport), session(wire));
+        return Ok(Requested::Spdy {
+            on_upgrade,
+            offered,
         });
-        let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-        headers.insert(
-            "x-stream-protocol-version",
-            HeaderValue::from_static(SPDY_PROTOCOL),
-        );
-        return response;
     }
-    Error::BadRequest(
-        "this subresource streams: upgrade the connection to a WebSocket (v5.channel.k8s.io or v4.channel.k8s.io) or to SPDY/3.1"
-            .into(),
+    Err(Error::BadRequest(
+        "this subresource streams: upgrade the connection to a WebSocket or to SPDY/3.1".into(),
     )
-    .into_response()
+    .into_response())
+}
+
+/// Switches to SPDY/3.1 speaking `protocol` (which the client must have
+/// offered) and runs `serve` on the connection.
+pub(crate) fn switch_to_spdy<F>(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    offered: &[String],
+    protocol: &'static str,
+    serve: F,
+) -> Response
+where
+    F: FnOnce(spdy::Connection) -> BoxFuture<'static, ()> + Send + 'static,
+{
+    if !offered.iter().any(|p| p == protocol) {
+        return Error::Forbidden(format!(
+            "the client offers no stream protocol this server speaks here (it speaks {protocol})"
+        ))
+        .into_response();
+    }
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            serve(spdy::serve(TokioIo::new(upgraded))).await;
+        }
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+    headers.insert(
+        "x-stream-protocol-version",
+        HeaderValue::from_static(protocol),
+    );
+    response
+}
+
+/// Upgrades `request` to whichever transport the client asked for and
+/// runs the exec or attach `session` on it.
+pub(crate) async fn upgrade<F>(request: Request, channels: Channels, session: F) -> Response
+where
+    F: FnOnce(Wire) -> BoxFuture<'static, ()> + Send + 'static,
+{
+    match requested(request).await {
+        Err(response) => response,
+        Ok(Requested::WebSocket(upgrade)) => {
+            let v5 = upgrade
+                .requested_protocols()
+                .any(|p| p.as_bytes() == WEBSOCKET_PROTOCOLS[0].as_bytes());
+            upgrade
+                .protocols(WEBSOCKET_PROTOCOLS)
+                .on_upgrade(move |socket| async move {
+                    let (wire, transport) = wire();
+                    tokio::join!(websocket::carry(socket, v5, transport), session(wire));
+                })
+        }
+        Ok(Requested::Spdy {
+            on_upgrade,
+            offered,
+        }) => switch_to_spdy(on_upgrade, &offered, SPDY_PROTOCOL, move |connection| {
+            Box::pin(async move {
+                let (wire, transport) = wire();
+                tokio::join!(carry_spdy(connection, channels, transport), session(wire));
+            })
+        }),
+    }
 }
 
 /// The transport's side of a [`Wire`].

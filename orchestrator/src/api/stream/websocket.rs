@@ -81,3 +81,44 @@ pub(super) async fn carry(mut socket: WebSocket, v5: bool, transport: Transport)
         }
     }
 }
+
+/// A WebSocket's binary messages as one byte stream each way: what
+/// kubectl 1.31 and later tunnel SPDY through for port-forward.
+pub(crate) fn byte_stream(mut socket: WebSocket) -> tokio::io::DuplexStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        let (mut read, mut write) = tokio::io::split(ours);
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            tokio::select! {
+                message = socket.recv() => match message {
+                    Some(Ok(Message::Binary(data))) => {
+                        if write.write_all(&data).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                },
+                read = read.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let message = Message::Binary(Bytes::copy_from_slice(&buf[..n]));
+                        if socket.send(message).await.is_err() {
+                            break;
+                        }
+                    }
+                },
+            }
+        }
+        let _ = write.shutdown().await;
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code: close_code::NORMAL,
+                reason: "".into(),
+            })))
+            .await;
+    });
+    theirs
+}
