@@ -25,11 +25,55 @@ spec:
     command: ['sleep', '3600']
 ";
 
-/// A server with the shell pod, shared by the tests running together.
+/// A web server answering on two ports (two containers of one pod), as a
+/// Deployment behind a Service.
+const WEB: &str = "
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: site
+        image: http-server
+        ports: [{containerPort: 80, name: http}]
+      - name: admin
+        image: http-server
+        env: [{name: PORT, value: '8081'}]
+        ports: [{containerPort: 8081, name: admin}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 8000, targetPort: http}
+  - {name: admin, port: 9000, targetPort: admin}
+";
+
+/// A server with the shell pod and the web Deployment, shared by the
+/// tests running together.
 fn server() -> Arc<Server> {
     Server::shared(|server| {
         let file = server.manifest("shell.yaml", SHELL_POD);
         server.apply_ready(&file, "shell");
+        let file = server.manifest("web.yaml", WEB);
+        server.kubectl_ok(&["apply", "-f", &file]);
+        server.kubectl_ok(&[
+            "wait",
+            "--for=condition=Available",
+            "deployment/web",
+            "--timeout=60s",
+        ]);
     })
 }
 
@@ -149,4 +193,174 @@ fn exec_streams_stdin_and_output_while_the_command_runs() {
 fn exec_streams_with_kubectl_1_27_over_spdy() {
     let kubectl = server::kubectl_dir().join("kubectl.1.27");
     streaming_without_a_terminal(kubectl.to_str().unwrap());
+}
+
+/// `kubectl port-forward TARGET :P1 :P2 …` with `kubectl`; the process and
+/// the local ports it chose for the pod ports it reports, in order.
+fn port_forward(
+    server: &Server,
+    kubectl: &str,
+    target: &str,
+    remote: &[u16],
+    pod_ports: &[u16],
+) -> (KillOnDrop, Vec<u16>) {
+    let mut args = vec!["port-forward".to_string(), target.to_string()];
+    args.extend(remote.iter().map(|p| format!(":{p}")));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = server
+        .kubectl_binary_command(std::path::Path::new(kubectl), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // kubectl writes a line per connection: keep reading for as long as it
+    // runs, or it dies of a broken pipe.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut seen = String::new();
+    while seen.matches("Forwarding from 127.0.0.1:").count() < remote.len() {
+        let line = received
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("kubectl did not start forwarding: {seen:?}"));
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let local = pod_ports
+        .iter()
+        .map(|remote| {
+            seen.lines()
+                .filter_map(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
+                .find_map(|l| {
+                    let (local, to) = l.split_once(" -> ")?;
+                    (to.trim() == remote.to_string()).then(|| local.parse().ok())?
+                })
+                .unwrap_or_else(|| panic!("no local port for {remote} in {seen:?}"))
+        })
+        .collect();
+    (KillOnDrop(child), local)
+}
+
+/// Stops a kubectl left running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET /` through a local port; the status line and the body.
+fn get(port: u16) -> std::io::Result<(String, String)> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    Ok((
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    ))
+}
+
+/// 50 requests at once, alternating between the forwarded ports.
+fn fifty_at_once(ports: &[u16]) {
+    let requests: Vec<_> = (0..50)
+        .map(|i| {
+            let port = ports[i % ports.len()];
+            std::thread::spawn(move || get(port))
+        })
+        .collect();
+    for (i, request) in requests.into_iter().enumerate() {
+        let (status, body) = request
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(status, "HTTP/1.1 200 OK", "request {i}");
+        assert!(
+            body.contains("Welcome to http-server!"),
+            "request {i}: {body}"
+        );
+    }
+}
+
+#[test]
+fn port_forward_of_two_ports_carries_fifty_concurrent_requests() {
+    let server = server();
+    for target in ["deploy/web", "svc/web", "pod/web"] {
+        let pod = server.items(&["get", "pods", "-l", "app=web"]);
+        let name = pod[0]["metadata"]["name"].as_str().unwrap().to_string();
+        let target = if target == "pod/web" {
+            format!("pod/{name}")
+        } else {
+            target.to_string()
+        };
+        // A Service's ports are its own (8000, 9000): kubectl maps them to
+        // the pod's by targetPort and reports those.
+        let (remote, pod_ports): (&[u16], &[u16]) = if target == "svc/web" {
+            (&[8000, 9000], &[80, 8081])
+        } else {
+            (&[80, 8081], &[80, 8081])
+        };
+        let (_kubectl, local) = port_forward(&server, "kubectl", &target, remote, pod_ports);
+        fifty_at_once(&local);
+    }
+}
+
+fn port_forward_with(version: &str) {
+    let server = server();
+    let kubectl = server::kubectl_dir().join(format!("kubectl.{version}"));
+    let (_kubectl, local) = port_forward(
+        &server,
+        kubectl.to_str().unwrap(),
+        "deploy/web",
+        &[80, 8081],
+        &[80, 8081],
+    );
+    fifty_at_once(&local);
+}
+
+#[test]
+fn port_forward_with_kubectl_1_27_over_spdy() {
+    port_forward_with("1.27");
+}
+
+#[test]
+fn port_forward_with_kubectl_1_29_over_spdy() {
+    port_forward_with("1.29");
+}
+
+/// A port nothing listens on: the connection is refused and kubectl
+/// reports the kubelet's error and stops, as on a cluster.
+#[test]
+fn port_forward_to_a_closed_port_reports_the_refusal() {
+    let server = server();
+    let (mut kubectl, local) = port_forward(&server, "kubectl", "deploy/web", &[81], &[81]);
+    assert!(
+        get(local[0])
+            .map(|(status, _)| status.is_empty())
+            .unwrap_or(true)
+    );
+    let mut stderr = String::new();
+    use std::io::Read;
+    kubectl
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("error forwarding port 81 to pod web-")
+            && stderr.contains("connection refused"),
+        "{stderr}"
+    );
+    assert!(!kubectl.0.wait().unwrap().success());
 }

@@ -162,33 +162,34 @@ async fn forward(error: Stream, data: Stream, streams: Arc<dyn PodStreams>, pod:
         writer: to_client,
         ..
     } = data;
-    let upload = async {
+    // What the client sends goes on until it closes its side.
+    tokio::spawn(async move {
         while let Some(bytes) = from_client.recv().await {
             if to_pod.write_all(&bytes).await.is_err() {
                 break;
             }
         }
         let _ = to_pod.shutdown().await;
-    };
-    let download = async {
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match from_pod.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if to_client
-                        .send(Bytes::copy_from_slice(&buf[..n]))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
+    });
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match from_pod.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to_client
+                    .send(Bytes::copy_from_slice(&buf[..n]))
+                    .await
+                    .is_err()
+                {
+                    break;
                 }
             }
         }
-        to_client.finish().await;
-    };
-    tokio::join!(upload, download);
+    }
+    // The connection is over when the pod's side has ended, as the
+    // kubelet's is: kubectl closes its local connection once both
+    // streams have ended.
+    to_client.finish().await;
     error.writer.finish().await;
 }
 
