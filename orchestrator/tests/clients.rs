@@ -9,23 +9,9 @@ use std::process::Command;
 
 use server::Server;
 
-/// The venv `scripts/setup-python-client.sh` makes (run here when it is
-/// missing, as `.ci/run` runs it).
-fn python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let python = root.join("target/python-client/bin/python");
-    if !python.exists() {
-        let status = Command::new(root.join("scripts/setup-python-client.sh"))
-            .status()
-            .expect("the Python client's setup script runs");
-        assert!(status.success(), "scripts/setup-python-client.sh failed");
-    }
-    python
-}
-
 #[test]
 fn the_python_client_drives_every_kind() {
-    let python = python();
+    let python = server::python_client();
     let server = Server::start();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_client.py");
     let out = Command::new(python)

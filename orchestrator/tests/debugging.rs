@@ -364,3 +364,30 @@ fn port_forward_to_a_closed_port_reports_the_refusal() {
     );
     assert!(!kubectl.0.wait().unwrap().success());
 }
+
+/// The official Python client's `stream` helpers: exec with output, errors
+/// and exit code, an exec fed line by line, and port-forward of two ports
+/// and of a refused one (the WebSocket channel protocols).
+#[test]
+fn the_python_client_streams_exec_and_port_forward() {
+    let server = server();
+    let web = server.items(&["get", "pods", "-l", "app=web"]);
+    let web = web[0]["metadata"]["name"].as_str().unwrap();
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients/python_streams.py");
+    let out = std::process::Command::new(server::python_client())
+        .arg(script)
+        .arg(server.kubeconfig())
+        .args(["shell", web])
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert!(report["checks"].as_u64().unwrap() >= 14, "{report}");
+    assert_eq!(report["failures"], serde_json::json!([]), "{report}");
+}

@@ -257,18 +257,22 @@ async fn serve_channels(
                 }
             }
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Binary(data))) if !data.is_empty() => {
-                    let channel = usize::from(data[0]);
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(message)) => {
+                    let Some((&channel, data)) =
+                        websocket::payload(&message).and_then(|d| d.split_first())
+                    else {
+                        continue;
+                    };
+                    let channel = usize::from(channel);
                     // Data on an even channel goes to that port's connection.
                     if channel % 2 == 0
                         && let Some(Some(to_pod)) = to_pods.get_mut(channel / 2)
-                        && to_pod.write_all(&data[1..]).await.is_err()
+                        && to_pod.write_all(data).await.is_err()
                     {
                         to_pods[channel / 2] = None;
                     }
                 }
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                Some(Ok(_)) => {}
             },
         }
     }

@@ -46,6 +46,21 @@ pub fn kubectl_dir() -> PathBuf {
     panic!("kubectl is not on PATH: the end-to-end tests need the real kubectl");
 }
 
+/// The official Python client's interpreter: the venv
+/// `scripts/setup-python-client.sh` makes (run here when it is missing, as
+/// `.ci/run` runs it).
+pub fn python_client() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join("target/python-client/bin/python");
+    if !python.exists() {
+        let status = Command::new(root.join("scripts/setup-python-client.sh"))
+            .status()
+            .expect("the Python client's setup script runs");
+        assert!(status.success(), "scripts/setup-python-client.sh failed");
+    }
+    python
+}
+
 /// Reads lines from `source` until `enough` holds for what was read or
 /// `limit` passes.
 pub fn read_lines_until(

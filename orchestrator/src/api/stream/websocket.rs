@@ -43,22 +43,11 @@ pub(super) async fn carry(mut socket: WebSocket, v5: bool, transport: Transport)
             incoming = socket.recv(), if to_session.is_some() => {
                 let Some(sender) = &to_session else { continue };
                 let delivered = match incoming {
-                    Some(Ok(Message::Binary(data))) => match data.first() {
-                        Some(&CLOSE) if v5 => match data.get(1).copied().and_then(Channel::from_number) {
-                            Some(channel) => sender.send((channel, None)).await.is_ok(),
-                            None => true,
-                        },
-                        Some(&n) => match Channel::from_number(n) {
-                            Some(channel) => sender
-                                .send((channel, Some(Bytes::copy_from_slice(&data[1..]))))
-                                .await
-                                .is_ok(),
-                            None => true,
-                        },
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => false,
+                    Some(Ok(message)) => match payload(&message) {
+                        Some(data) => deliver(sender, data, v5).await,
                         None => true,
                     },
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => false,
-                    Some(Ok(_)) => true,
                 };
                 if !delivered {
                     // The client left: the session sees its channels end
@@ -82,6 +71,40 @@ pub(super) async fn carry(mut socket: WebSocket, v5: bool, transport: Transport)
     }
 }
 
+/// The bytes a message carries: binary messages', and text messages' too
+/// (the Python client sends strings as text), as the API server reads them.
+pub(crate) fn payload(message: &Message) -> Option<&[u8]> {
+    match message {
+        Message::Binary(data) => Some(data),
+        Message::Text(text) => Some(text.as_bytes()),
+        _ => None,
+    }
+}
+
+/// Hands one message to the session; false once the session is gone.
+async fn deliver(
+    sender: &tokio::sync::mpsc::Sender<super::FromClient>,
+    data: &[u8],
+    v5: bool,
+) -> bool {
+    let Some((&first, rest)) = data.split_first() else {
+        return true;
+    };
+    if first == CLOSE && v5 {
+        return match rest.first().copied().and_then(Channel::from_number) {
+            Some(channel) => sender.send((channel, None)).await.is_ok(),
+            None => true,
+        };
+    }
+    match Channel::from_number(first) {
+        Some(channel) => sender
+            .send((channel, Some(Bytes::copy_from_slice(rest))))
+            .await
+            .is_ok(),
+        None => true,
+    }
+}
+
 /// A WebSocket's binary messages as one byte stream each way: what
 /// kubectl 1.31 and later tunnel SPDY through for port-forward.
 pub(crate) fn byte_stream(mut socket: WebSocket) -> tokio::io::DuplexStream {
@@ -93,13 +116,14 @@ pub(crate) fn byte_stream(mut socket: WebSocket) -> tokio::io::DuplexStream {
         loop {
             tokio::select! {
                 message = socket.recv() => match message {
-                    Some(Ok(Message::Binary(data))) => {
-                        if write.write_all(&data).await.is_err() {
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    Some(Ok(message)) => {
+                        if let Some(data) = payload(&message)
+                            && write.write_all(data).await.is_err()
+                        {
                             break;
                         }
                     }
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-                    Some(Ok(_)) => {}
                 },
                 read = read.read(&mut buf) => match read {
                     Ok(0) | Err(_) => break,
