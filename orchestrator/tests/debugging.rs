@@ -391,3 +391,59 @@ fn the_python_client_streams_exec_and_port_forward() {
     assert!(report["checks"].as_u64().unwrap() >= 14, "{report}");
     assert_eq!(report["failures"], serde_json::json!([]), "{report}");
 }
+
+/// `kubectl cp` both ways, a directory tree with a binary file and a name
+/// longer than ustar holds, with the current kubectl and 1.27 (SPDY).
+#[test]
+fn kubectl_cp_copies_directories_both_ways() {
+    let server = server();
+    let host = tempfile::tempdir().unwrap();
+    let source = host.path().join("source");
+    let long = "n".repeat(150);
+    std::fs::create_dir_all(source.join("sub").join(&long)).unwrap();
+    std::fs::write(source.join("a.txt"), "hello\n").unwrap();
+    let binary: Vec<u8> = (0..300_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(source.join("sub/big.bin"), &binary).unwrap();
+    std::fs::write(source.join("sub").join(&long).join("deep.txt"), "deep\n").unwrap();
+    for (version, kubectl) in [
+        ("current", std::path::PathBuf::from("kubectl")),
+        ("1.27", server::kubectl_dir().join("kubectl.1.27")),
+    ] {
+        let into_pod = format!("shell:/tmp/copied-{}", version.replace('.', ""));
+        server.kubectl_binary_ok(&kubectl, &["cp", source.to_str().unwrap(), &into_pod]);
+        let listed = server.kubectl_ok(&[
+            "exec",
+            "shell",
+            "--",
+            "cat",
+            &format!("{}/a.txt", into_pod.trim_start_matches("shell:")),
+        ]);
+        assert_eq!(listed, "hello\n", "{version}: the file arrived in the pod");
+        let back = host.path().join(format!("back-{version}"));
+        server.kubectl_binary_ok(&kubectl, &["cp", &into_pod, back.to_str().unwrap()]);
+        assert_eq!(
+            std::fs::read(back.join("a.txt")).unwrap(),
+            b"hello\n",
+            "{version}"
+        );
+        assert_eq!(
+            std::fs::read(back.join("sub/big.bin")).unwrap(),
+            binary,
+            "{version}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(back.join("sub").join(&long).join("deep.txt")).unwrap(),
+            "deep\n",
+            "{version}"
+        );
+    }
+    // One file, to a file name.
+    server.kubectl_ok(&[
+        "cp",
+        source.join("a.txt").to_str().unwrap(),
+        "shell:/tmp/one.txt",
+    ]);
+    let one = host.path().join("one.txt");
+    server.kubectl_ok(&["cp", "shell:/tmp/one.txt", one.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(one).unwrap(), "hello\n");
+}

@@ -5,6 +5,7 @@ mod files;
 mod grep;
 mod misc;
 mod net;
+mod tar;
 mod text;
 
 use std::io::{self, Read, Write};
@@ -92,6 +93,7 @@ const APPLETS: &[(&str, Applet)] = &[
     ("sort", text::sort),
     ("stty", misc::stty),
     ("tail", text::tail),
+    ("tar", tar::tar),
     ("tee", text::tee),
     ("test", misc::test),
     ("touch", files::touch),
