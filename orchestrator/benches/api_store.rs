@@ -107,7 +107,7 @@ async fn main() {
         registry: registry.clone(),
         token: None,
         logs: None,
-        exec: None,
+        streams: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

@@ -447,3 +447,140 @@ fn kubectl_cp_copies_directories_both_ways() {
     server.kubectl_ok(&["cp", "shell:/tmp/one.txt", one.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(one).unwrap(), "hello\n");
 }
+
+/// `kubectl run --rm -it`: a shell in a new pod, deleted when it exits,
+/// as on a cluster.
+#[test]
+fn run_rm_it_gives_a_shell_and_deletes_the_pod() {
+    let server = server();
+    let kubeconfig = server.kubeconfig();
+    let mut pty = Pty::spawn(
+        "kubectl run tmp --rm -it --restart=Never --image=toolbox -- sh",
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        80,
+        24,
+    );
+    pty.expect("If you don't see a command prompt, try pressing enter.");
+    pty.send(b"\r");
+    pty.expect("/ # ");
+    pty.send(b"echo in $HOSTNAME\r");
+    pty.expect("in tmp\r\n/ # ");
+    pty.send(b"exit\r");
+    pty.expect("pod \"tmp\" deleted");
+    assert_eq!(pty.wait(), 0);
+    let gone = server.kubectl(&["get", "pod", "tmp"]);
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("NotFound"),
+        "{gone:?}"
+    );
+}
+
+const ATTACHABLE: &str = "
+apiVersion: v1
+kind: Pod
+metadata:
+  name: console
+spec:
+  restartPolicy: Never
+  containers:
+  - name: sh
+    image: toolbox
+    command: ['sh']
+    stdin: true
+    tty: true
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ticker
+spec:
+  containers:
+  - name: tick
+    image: toolbox
+    command: ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done']
+";
+
+/// `kubectl attach -it` joins a container's shell (kept alive by its open
+/// stdin), leaves it running on detach, and a second client (kubectl 1.27,
+/// over SPDY) finds it there; `kubectl attach` without a terminal streams
+/// output as it is written.
+#[test]
+fn attach_joins_a_running_container() {
+    let server = server();
+    let file = server.manifest("attachable.yaml", ATTACHABLE);
+    server.kubectl_ok(&["apply", "-f", &file]);
+    for pod in ["console", "ticker"] {
+        server.kubectl_ok(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{pod}"),
+            "--timeout=60s",
+        ]);
+    }
+    let kubeconfig = server.kubeconfig();
+    let env = [("KUBECONFIG", kubeconfig.to_str().unwrap())];
+    let mut pty = Pty::spawn("kubectl attach -it console", &env, 80, 24);
+    pty.expect("If you don't see a command prompt, try pressing enter.");
+    pty.send(b"\r");
+    pty.expect("/ # ");
+    pty.send(b"export GREETING=kept; echo $((2+3))\r");
+    pty.expect("5\r\n/ # ");
+    pty.resize(100, 30);
+    let mut resized = false;
+    for _ in 0..50 {
+        pty.send(b"stty size\r");
+        if pty.expect("/ # ").contains("30 100") {
+            resized = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(resized, "the resize reached the container");
+    drop(pty); // the client goes away: the container runs on
+
+    let old = server::kubectl_dir().join("kubectl.1.27");
+    let mut pty = Pty::spawn(
+        &format!("{} attach -it console", old.display()),
+        &env,
+        80,
+        24,
+    );
+    pty.expect("If you don't see a command prompt, try pressing enter.");
+    pty.send(b"echo $GREETING\r");
+    pty.expect("kept\r\n/ # ");
+    pty.send(b"exit 4\r");
+    pty.wait();
+    server.wait_for(Duration::from_secs(30), || {
+        server.json(&["get", "pod", "console"])["status"]["phase"] == "Failed"
+    });
+    let pod = server.json(&["get", "pod", "console"]);
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 4,
+        "{pod}"
+    );
+
+    // Without a terminal: the output as it comes.
+    let mut child = server
+        .kubectl_command(&["attach", "ticker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut ticks = Vec::new();
+    while ticks.len() < 3 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        ticks.push(line);
+    }
+    let numbers: Vec<u32> = ticks
+        .iter()
+        .map(|l| l.trim().trim_start_matches("tick ").parse().unwrap())
+        .collect();
+    assert!(
+        numbers[1] == numbers[0] + 1 && numbers[2] == numbers[1] + 1,
+        "{ticks:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -13,6 +13,8 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::console::Console;
+use crate::exec::WINDOW;
 use crate::exit::exit_status;
 pub use crate::exit::{EXIT_OOM, EXIT_STOPPED, EXIT_TRAP, ExitReason, ExitStatus};
 use crate::images::Image;
@@ -24,6 +26,7 @@ use crate::net::PodNet;
 use crate::ownership::MountTable;
 use crate::runtime::Prepared;
 use crate::sandbox::{Sandbox, sub_path};
+use crate::stdio::{GuestInput, GuestOutput};
 
 /// Errors that stop a container from starting (its own failures later are
 /// an [`ExitStatus`], not an error).
@@ -107,8 +110,17 @@ pub struct ContainerSpec {
     pub mounts: Vec<Mount>,
     /// Memory and CPU limits.
     pub limits: Limits,
-    /// Bytes fed to stdin, then end-of-file. `None`: stdin is closed.
+    /// Bytes fed to stdin, then end-of-file. `None`: stdin is closed
+    /// (unless `open_stdin`).
     pub stdin: Option<Bytes>,
+    /// Keeps stdin open for clients that attach (`stdin: true`): the
+    /// container reads what they send.
+    pub open_stdin: bool,
+    /// The first attached client's end of input ends the container's stdin
+    /// (`stdinOnce`).
+    pub stdin_once: bool,
+    /// Runs on a terminal (`tty: true`), which attached clients share.
+    pub tty: bool,
     /// Sees each output line as it is written (besides the log file).
     pub output: Option<Arc<dyn LineObserver>>,
     /// Startup, liveness and readiness probes (run by the pod's supervisor).
@@ -501,8 +513,15 @@ impl Sandbox {
 
         let (mut wasi, mounts) = self.context(spec, &image, &argv, &rootfs)?;
 
-        if let Some(bytes) = &spec.stdin {
-            wasi.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(bytes.clone()));
+        let console = Console::new(spec);
+        match (&console.stdin, &spec.stdin) {
+            (Some(pipe), _) => {
+                wasi.stdin(GuestInput::new(Arc::clone(pipe), console.terminal.clone()));
+            }
+            (None, Some(bytes)) => {
+                wasi.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(bytes.clone()));
+            }
+            (None, None) => {}
         }
         let log_dir = self.log_dir(&spec.name);
         fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
@@ -514,20 +533,58 @@ impl Sandbox {
             log_path.clone(),
             self.runtime.config().log_max_bytes,
             spec.output.clone(),
+            Some(console.output.clone()),
         )
         .map_err(io(&log_path))?;
-        wasi.stdout(LogOutput::new(Arc::clone(&sink), Stream::Stdout));
-        wasi.stderr(LogOutput::new(Arc::clone(&sink), Stream::Stderr));
+        // On a terminal the guest writes to the terminal, and what the
+        // terminal shows is the log (stdout), as a container runtime logs a
+        // tty container.
+        let finish: Box<dyn FnOnce() + Send> = match &console.terminal {
+            Some(terminal) => {
+                let output = GuestOutput::new(Arc::clone(&terminal.output), true);
+                wasi.stdout(output.clone());
+                wasi.stderr(output);
+                let (screen, sink, ended) = (
+                    Arc::clone(&terminal.output),
+                    Arc::clone(&sink),
+                    Arc::clone(&console),
+                );
+                tokio::spawn(async move {
+                    while let Some(bytes) = screen.read(WINDOW).await {
+                        sink.write(Stream::Stdout, &bytes);
+                    }
+                    sink.finish();
+                    ended.end();
+                });
+                let screen = Arc::clone(&terminal.output);
+                Box::new(move || screen.close_write())
+            }
+            None => {
+                wasi.stdout(LogOutput::new(Arc::clone(&sink), Stream::Stdout));
+                wasi.stderr(LogOutput::new(Arc::clone(&sink), Stream::Stderr));
+                let (sink, ended) = (Arc::clone(&sink), Arc::clone(&console));
+                Box::new(move || {
+                    sink.finish();
+                    ended.end();
+                })
+            }
+        };
+        self.consoles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(spec.name.clone(), Arc::clone(&console));
 
         let launched = match prepared {
             Prepared::Command(pre) => self.launch(
                 spec,
                 pre,
                 (wasi.build(), mounts),
-                None,
-                Box::new(move || sink.finish()),
+                console.terminal.clone(),
+                finish,
             ),
             Prepared::Proxy(pre) => {
+                // A handler serves requests; it has no console of its own.
+                drop(finish);
                 let setup = crate::serve::Setup {
                     spec: spec.clone(),
                     image,

@@ -33,7 +33,7 @@ const OUTPUT_LIMIT: usize = 1 << 20;
 
 /// Bytes buffered in each direction of a session's stream before the
 /// writer waits for the reader.
-const WINDOW: usize = 64 * 1024;
+pub(crate) const WINDOW: usize = 64 * 1024;
 
 /// Which standard streams an exec session connects, as `kubectl exec`
 /// asks for them.
@@ -50,8 +50,8 @@ pub struct ExecOptions {
     pub tty: Option<Option<TerminalSize>>,
 }
 
-/// A running exec: its streams, and its end. Dropping it stops the
-/// command.
+/// A running exec (dropping it stops the command), or a client attached
+/// to a container (dropping it detaches): its streams, and its end.
 pub struct ExecSession {
     /// Where the client's stdin goes, if it sends any.
     pub stdin: Option<ExecStdin>,
@@ -62,7 +62,9 @@ pub struct ExecSession {
     /// The command's terminal, to resize.
     pub terminal: Option<Arc<Terminal>>,
     ended: tokio::task::JoinHandle<i32>,
-    kill: Arc<KillSwitch>,
+    /// Stops the exec'd command; `None` for an attached container, which
+    /// runs on when its client leaves.
+    kill: Option<Arc<KillSwitch>>,
 }
 
 impl std::fmt::Debug for ExecSession {
@@ -74,6 +76,25 @@ impl std::fmt::Debug for ExecSession {
 }
 
 impl ExecSession {
+    /// A client attached to a container's console: it ends when `ended`
+    /// does.
+    pub(crate) fn attached(
+        stdin: Option<ExecStdin>,
+        stdout: Option<ExecReader>,
+        stderr: Option<ExecReader>,
+        terminal: Option<Arc<Terminal>>,
+        ended: tokio::task::JoinHandle<i32>,
+    ) -> ExecSession {
+        ExecSession {
+            stdin,
+            stdout,
+            stderr,
+            terminal,
+            ended,
+            kill: None,
+        }
+    }
+
     /// Waits for the command to end; its exit code (130 if an interrupt
     /// stopped it). Its output streams end once it has.
     pub async fn wait(&mut self) -> i32 {
@@ -82,15 +103,21 @@ impl ExecSession {
             .unwrap_or(crate::container::EXIT_TRAP)
     }
 
-    /// Stops the command.
+    /// Stops an exec'd command (an attached container runs on).
     pub fn kill(&self) {
-        self.kill.kill();
+        if let Some(kill) = &self.kill {
+            kill.kill();
+        }
     }
 }
 
 impl Drop for ExecSession {
     fn drop(&mut self) {
-        self.kill.kill();
+        self.kill();
+        if self.kill.is_none() {
+            // Detached: stop copying the container's output.
+            self.ended.abort();
+        }
     }
 }
 
@@ -99,9 +126,20 @@ impl Drop for ExecSession {
 pub struct ExecStdin {
     pipe: Arc<Pipe>,
     terminal: Option<Arc<Terminal>>,
+    /// The client's end of input is the command's (not so for a client
+    /// attached to a container without `stdinOnce`).
+    ends_input: bool,
 }
 
 impl ExecStdin {
+    pub(crate) fn new(pipe: Arc<Pipe>, terminal: Option<Arc<Terminal>>, ends_input: bool) -> Self {
+        ExecStdin {
+            pipe,
+            terminal,
+            ends_input,
+        }
+    }
+
     /// Hands bytes to the command, waiting while it has not read enough of
     /// what came before. Fails once the command has ended.
     pub async fn write(&self, data: &[u8]) -> std::io::Result<()> {
@@ -112,9 +150,11 @@ impl ExecStdin {
     }
 
     /// The client's stdin ended: the command reads end of file after what
-    /// was sent.
+    /// was sent (an attached container only with `stdinOnce`).
     pub fn close(&self) {
-        self.pipe.close_write();
+        if self.ends_input {
+            self.pipe.close_write();
+        }
     }
 }
 
@@ -122,6 +162,10 @@ impl ExecStdin {
 pub struct ExecReader(Arc<Pipe>);
 
 impl ExecReader {
+    pub(crate) fn new(pipe: Arc<Pipe>) -> Self {
+        ExecReader(pipe)
+    }
+
     /// The next output, as soon as there is some; `None` once the command
     /// has ended and everything was read.
     pub async fn read(&self) -> Option<Bytes> {
@@ -320,15 +364,12 @@ impl Sandbox {
             [stdin.clone(), stdout.clone(), stderr.clone()],
         ));
         Ok(ExecSession {
-            stdin: stdin.map(|pipe| ExecStdin {
-                pipe,
-                terminal: terminal.clone(),
-            }),
+            stdin: stdin.map(|pipe| ExecStdin::new(pipe, terminal.clone(), true)),
             stdout: stdout.map(ExecReader),
             stderr: stderr.map(ExecReader),
             terminal,
             ended,
-            kill,
+            kill: Some(kill),
         })
     }
 }

@@ -24,6 +24,7 @@
 //! - [`sandbox`]: a pod's directory and volumes.
 //! - [`host`]: the embedder's own interfaces for guests.
 //! - [`host_dir`]: host directories held open, checked where they really are.
+//! - `console`: a container's stdin, terminal and live output, to attach to.
 //! - [`container`]: one container instance, from spec to exit status.
 //! - [`exec`]: commands run in a running container's context.
 //! - [`exit`]: exit codes and reasons (Completed, Error, OOMKilled).
@@ -40,6 +41,7 @@
 //! - [`probe`]: startup, liveness and readiness probes over the pod network.
 
 pub mod builtin;
+mod console;
 pub mod container;
 pub mod convert;
 pub mod engine;

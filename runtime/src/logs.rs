@@ -51,6 +51,8 @@ const MAX_LINE: usize = 16 * 1024;
 pub(crate) struct LogSink {
     file: Mutex<LogFile>,
     observer: Option<Arc<dyn LineObserver>>,
+    /// Clients attached to the container see its output as it comes.
+    live: Option<tokio::sync::broadcast::Sender<(Stream, Bytes)>>,
 }
 
 struct LogFile {
@@ -69,6 +71,7 @@ impl LogSink {
         path: PathBuf,
         max_bytes: u64,
         observer: Option<Arc<dyn LineObserver>>,
+        live: Option<tokio::sync::broadcast::Sender<(Stream, Bytes)>>,
     ) -> io::Result<Arc<Self>> {
         // An older instance's file of the same name must not read as ours.
         match fs::remove_file(&path) {
@@ -84,10 +87,16 @@ impl LogSink {
                 pending: [Vec::new(), Vec::new()],
             }),
             observer,
+            live,
         }))
     }
 
-    fn write(&self, stream: Stream, mut bytes: &[u8]) {
+    pub(crate) fn write(&self, stream: Stream, mut bytes: &[u8]) {
+        if let Some(live) = &self.live
+            && live.receiver_count() > 0
+        {
+            let _ = live.send((stream, Bytes::copy_from_slice(bytes)));
+        }
         let mut log = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let idx = stream as usize;
         while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
@@ -295,7 +304,7 @@ mod tests {
     fn lines_are_timestamped_and_split_per_stream() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
-        let sink = LogSink::create(path.clone(), 1 << 20, None).unwrap();
+        let sink = LogSink::create(path.clone(), 1 << 20, None, None).unwrap();
         sink.write(Stream::Stdout, b"hello\nwor");
         sink.write(Stream::Stderr, b"oops\n");
         sink.write(Stream::Stdout, b"ld\n");
@@ -327,7 +336,7 @@ mod tests {
     fn a_flood_is_capped_by_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
-        let sink = LogSink::create(path.clone(), 4096, None).unwrap();
+        let sink = LogSink::create(path.clone(), 4096, None, None).unwrap();
         for i in 0..10_000 {
             sink.write(Stream::Stdout, format!("line {i}\n").as_bytes());
         }
@@ -342,7 +351,7 @@ mod tests {
     fn endless_lines_become_partial_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
-        let sink = LogSink::create(path.clone(), 1 << 20, None).unwrap();
+        let sink = LogSink::create(path.clone(), 1 << 20, None, None).unwrap();
         sink.write(Stream::Stdout, &vec![b'x'; MAX_LINE * 2 + 10]);
         sink.finish();
         let records = read_log(&path).unwrap();

@@ -12,6 +12,8 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use crate::console::Console;
+use crate::exec::{ExecError, ExecOptions, ExecSession};
 use crate::host_dir::HostDir;
 use crate::net::PodNet;
 use crate::roots::Roots;
@@ -83,6 +85,8 @@ pub struct Sandbox {
     pub(crate) net: Arc<PodNet>,
     /// The private roots of container instances.
     pub(crate) roots: Arc<Roots>,
+    /// Each container's current instance's console, for attaching.
+    pub(crate) consoles: Arc<std::sync::Mutex<HashMap<String, Arc<Console>>>>,
     pub(crate) runtime: Arc<RuntimeShared>,
 }
 
@@ -147,8 +151,22 @@ impl Sandbox {
             volumes: Arc::new(volumes),
             net,
             roots,
+            consoles: Arc::default(),
             runtime,
         })
+    }
+
+    /// Attaches to container `name`'s current instance with the streams
+    /// `options` asks for (its `tty` is the container's own).
+    pub fn attach(&self, name: &str, options: ExecOptions) -> Result<ExecSession, ExecError> {
+        let console = self
+            .consoles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ExecError::NotRunning(name.to_string()))?;
+        Ok(console.attach(options))
     }
 
     /// The spec this sandbox was made from.

@@ -1,7 +1,9 @@
-//! `pods/exec`: a command run in a container, its streams carried over
-//! whichever transport the client speaks ([`super::stream`]). stdin is fed
-//! while the command runs and its output sent as it comes; with `tty` the
-//! command runs on a terminal the client resizes. The session ends with a
+//! `pods/exec` and `pods/attach`, their streams carried over whichever
+//! transport the client speaks ([`super::stream`]). exec runs a command in
+//! a container: stdin is fed while the command runs and its output sent as
+//! it comes; with `tty` the command runs on a terminal the client resizes.
+//! attach joins a running container: its output from now on, and its stdin
+//! and terminal when it keeps them (`stdin`, `tty`). The session ends with a
 //! `Status` on the error channel: Success, or NonZeroExitCode with the code.
 
 use axum::extract::{Path, RawQuery, Request, State};
@@ -19,6 +21,7 @@ use crate::registry::Error;
 struct ExecRequest {
     pod: Value,
     container: String,
+    /// Empty for attach.
     command: Vec<String>,
     channels: Channels,
 }
@@ -28,6 +31,7 @@ fn check(
     namespace: &str,
     name: &str,
     query: &Query,
+    attach: bool,
 ) -> Result<ExecRequest, Error> {
     let pods = state.registry.resource("", "Pod");
     let pod = state.registry.get(&pods, Some(namespace), name)?;
@@ -36,7 +40,7 @@ fn check(
         .into_iter()
         .map(str::to_string)
         .collect();
-    if command.is_empty() {
+    if command.is_empty() && !attach {
         return Err(Error::BadRequest(
             "you must specify at least one command for the container".into(),
         ));
@@ -52,11 +56,13 @@ fn check(
             "you must specify at least 1 of stdin, stdout, stderr".into(),
         ));
     }
-    let containers = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
+    // Any container of the pod that runs: init and ephemeral ones too.
+    let containers: Vec<Value> = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .filter_map(|list| pod["spec"][list].as_array())
+        .flatten()
         .cloned()
-        .unwrap_or_default();
+        .collect();
     let container = match query.get("container") {
         Some(c) => c.to_string(),
         None => containers
@@ -70,12 +76,15 @@ fn check(
             "container {container} is not valid for pod {name}"
         )));
     }
-    let running = pod
-        .pointer("/status/containerStatuses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|s| s["name"] == container.as_str() && s.pointer("/state/running").is_some());
+    let running = [
+        "containerStatuses",
+        "initContainerStatuses",
+        "ephemeralContainerStatuses",
+    ]
+    .iter()
+    .filter_map(|list| pod["status"][list].as_array())
+    .flatten()
+    .any(|s| s["name"] == container.as_str() && s.pointer("/state/running").is_some());
     if !running {
         return Err(Error::BadRequest(format!(
             "unable to upgrade connection: container not found ({container:?}): it is not running"
@@ -89,20 +98,40 @@ fn check(
     })
 }
 
-pub(super) async fn handler(
+pub(super) async fn exec_handler(
+    state: State<ApiState>,
+    path: Path<(String, String)>,
+    query: RawQuery,
+    request: Request,
+) -> Response {
+    handle(state, path, query, request, false).await
+}
+
+pub(super) async fn attach_handler(
+    state: State<ApiState>,
+    path: Path<(String, String)>,
+    query: RawQuery,
+    request: Request,
+) -> Response {
+    handle(state, path, query, request, true).await
+}
+
+async fn handle(
     State(state): State<ApiState>,
     Path((namespace, name)): Path<(String, String)>,
     RawQuery(raw_query): RawQuery,
     request: Request,
+    attach: bool,
 ) -> Response {
     let checked = Query::parse(raw_query.as_deref())
-        .and_then(|query| check(&state, &namespace, &name, &query));
+        .and_then(|query| check(&state, &namespace, &name, &query, attach));
     let request_checked = match checked {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let Some(exec) = state.streams.clone() else {
-        return Error::BadRequest("this server runs no kubelet to exec in".into()).into_response();
+    let Some(streams) = state.streams.clone() else {
+        return Error::BadRequest("this server runs no kubelet to reach pods".into())
+            .into_response();
     };
     let ExecRequest {
         pod,
@@ -118,7 +147,11 @@ pub(super) async fn handler(
     };
     super::stream::upgrade(request, channels, move |wire| {
         Box::pin(async move {
-            let started = exec.exec(&pod, &container, command.clone(), options).await;
+            let started = if attach {
+                streams.attach(&pod, &container, options)
+            } else {
+                streams.exec(&pod, &container, command.clone(), options).await
+            };
             match started {
                 Ok(session) => run(session, wire, &command).await,
                 Err(e) => {

@@ -77,7 +77,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi/v3/{*path}", get(openapi_document))
         .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/exec",
-            any(exec::handler),
+            any(exec::exec_handler),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/attach",
+            any(exec::attach_handler),
         )
         .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/portforward",

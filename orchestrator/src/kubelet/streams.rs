@@ -56,6 +56,21 @@ impl PodStreams for Kubelet {
         })
     }
 
+    fn attach(
+        &self,
+        pod: &Value,
+        container: &str,
+        options: ExecOptions,
+    ) -> Result<ExecSession, Error> {
+        let handle = self
+            .handle(pod)
+            .ok_or_else(|| Error::BadRequest("the pod is not running on this node".into()))?;
+        handle
+            .sandbox
+            .attach(container, options)
+            .map_err(|e| Error::BadRequest(e.to_string()))
+    }
+
     fn dial(&self, pod: &Value, port: u16) -> Result<PodConnection, Error> {
         let name = str_at(pod, "/metadata/name").unwrap_or_default();
         let uid = str_at(pod, "/metadata/uid").unwrap_or_default();

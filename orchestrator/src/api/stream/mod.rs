@@ -39,6 +39,15 @@ pub trait PodStreams: Send + Sync {
         options: ExecOptions,
     ) -> BoxFuture<'static, Result<ExecSession, Error>>;
 
+    /// Attaches to the running `container` of `pod` with the streams
+    /// `options` asks for.
+    fn attach(
+        &self,
+        pod: &Value,
+        container: &str,
+        options: ExecOptions,
+    ) -> Result<ExecSession, Error>;
+
     /// Opens a connection to `port` inside `pod`'s network, as a
     /// connection to localhost from inside the pod.
     fn dial(&self, pod: &Value, port: u16) -> Result<PodConnection, Error>;

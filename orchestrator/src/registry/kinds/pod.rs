@@ -41,6 +41,12 @@ pub(super) fn resource() -> Resource {
                 verbs: &["create", "get"],
             },
             Subresource {
+                name: "attach",
+                kind: "PodAttachOptions",
+                group_version: None,
+                verbs: &["create", "get"],
+            },
+            Subresource {
                 name: "portforward",
                 kind: "PodPortForwardOptions",
                 group_version: None,
