@@ -584,3 +584,73 @@ fn attach_joins_a_running_container() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+const TARGET: &str = "
+apiVersion: v1
+kind: Pod
+metadata:
+  name: target
+spec:
+  volumes: [{name: data, emptyDir: {}}]
+  containers:
+  - name: main
+    image: toolbox
+    command: ['sh', '-c', 'echo written-by-main > /data/file; sleep 3600']
+    volumeMounts: [{name: data, mountPath: /data}]
+";
+
+/// `kubectl debug -it POD --image=toolbox --target=main`: an ephemeral
+/// container joins the running pod, sees the target's mounts and its
+/// network, and shows in `describe` and in the object as on a cluster.
+#[test]
+fn kubectl_debug_adds_an_ephemeral_container_that_sees_the_target() {
+    let server = server();
+    let file = server.manifest("target.yaml", TARGET);
+    server.apply_ready(&file, "target");
+    let kubeconfig = server.kubeconfig();
+    let mut pty = Pty::spawn(
+        "kubectl debug -it target --image=toolbox --target=main -- sh",
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        80,
+        24,
+    );
+    pty.expect("If you don't see a command prompt, try pressing enter.");
+    pty.send(b"\r");
+    pty.expect("/ # ");
+    pty.send(b"cat /data/file; echo on $HOSTNAME\r");
+    pty.expect("written-by-main\r\non target\r\n/ # ");
+    pty.send(b"exit 0\r");
+    pty.expect("Session ended");
+    assert_eq!(pty.wait(), 0);
+
+    let pod = server.json(&["get", "pod", "target"]);
+    let ephemeral = &pod["spec"]["ephemeralContainers"][0];
+    assert_eq!(ephemeral["targetContainerName"], "main", "{pod}");
+    let name = ephemeral["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("debugger-"), "{name}");
+    server.wait_for(Duration::from_secs(30), || {
+        server.json(&["get", "pod", "target"])["status"]["ephemeralContainerStatuses"][0]["state"]
+            ["terminated"]["exitCode"]
+            == 0
+    });
+    let described = server.kubectl_ok(&["describe", "pod", "target"]);
+    assert!(
+        described.contains("Ephemeral Containers:") && described.contains(&format!("  {name}:")),
+        "{described}"
+    );
+    // They are added, never changed or removed, and only through the
+    // subresource.
+    let removed = server.kubectl(&[
+        "patch",
+        "pod",
+        "target",
+        "--subresource=ephemeralcontainers",
+        "--type=json",
+        "-p=[{\"op\":\"remove\",\"path\":\"/spec/ephemeralContainers/0\"}]",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&removed.stderr)
+            .contains("existing ephemeral containers may not be changed or removed"),
+        "{removed:?}"
+    );
+}

@@ -388,6 +388,13 @@ pub(crate) struct Launched {
 #[derive(Clone)]
 pub struct Stopper(Arc<KillSwitch>);
 
+impl Stopper {
+    /// Stops nothing: for a container that never started.
+    pub fn none() -> Stopper {
+        Stopper(Arc::default())
+    }
+}
+
 impl std::fmt::Debug for Stopper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Stopper")

@@ -587,6 +587,7 @@ fn writable_subresource(sub: Option<&str>) -> Result<Option<&str>> {
         None => Ok(None),
         Some("status") => Ok(Some("status")),
         Some("finalize") => Ok(Some("finalize")),
+        Some("ephemeralcontainers") => Ok(Some("ephemeralcontainers")),
         Some(other) => Err(Error::MethodNotAllowed(format!(
             "the server does not allow this method on the subresource {other}"
         ))),

@@ -111,7 +111,7 @@ pub(super) async fn pull_all(
 
 /// One container's image; the imageID, or the waiting reason of the failure
 /// (events already recorded).
-async fn pull_one(
+pub(super) async fn pull_one(
     kubelet: &Kubelet,
     pod: &Value,
     container: &Container,
@@ -198,7 +198,7 @@ async fn pull_one(
 
 /// The credentials in the pod's `imagePullSecrets` (those that exist and
 /// are of a Docker config type), in order.
-fn pull_secrets(kubelet: &Kubelet, pod: &Pod) -> Keyring {
+pub(super) fn pull_secrets(kubelet: &Kubelet, pod: &Pod) -> Keyring {
     let mut keyring = Keyring::default();
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let sources = RegistrySources(&kubelet.registry);

@@ -19,6 +19,7 @@
 //! - `logs`: `pods/log`.
 
 pub mod atomic_dir;
+mod ephemeral;
 pub mod file_owners;
 mod hooks;
 pub mod host_paths;
@@ -101,6 +102,8 @@ enum Signal {
 
 struct Worker {
     signal: watch::Sender<Signal>,
+    /// The pod's `spec.ephemeralContainers`, for the worker to start.
+    ephemeral: watch::Sender<Value>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -327,11 +330,21 @@ impl Kubelet {
         let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
         let mut workers = self.workers.lock().unwrap();
         workers.retain(|_, w| !w.task.is_finished());
+        let ephemeral = pod
+            .pointer("/spec/ephemeralContainers")
+            .cloned()
+            .unwrap_or(Value::Null);
         if let Some(worker) = workers.get(&uid) {
             if deleted || deleting {
                 worker.signal.send_if_modified(|s| {
                     let change = *s == Signal::Run;
                     *s = Signal::Delete;
+                    change
+                });
+            } else {
+                worker.ephemeral.send_if_modified(|e| {
+                    let change = *e != ephemeral;
+                    *e = ephemeral;
                     change
                 });
             }
@@ -355,8 +368,19 @@ impl Kubelet {
             return;
         }
         let (signal, receiver) = watch::channel(Signal::Run);
-        let task = tokio::spawn(worker::run(self.clone(), pod.clone(), receiver));
-        workers.insert(uid, Worker { signal, task });
+        // Mark the list as new so that those there at a restart start too.
+        let (ephemeral, wanted) = watch::channel(ephemeral);
+        let mut wanted = wanted;
+        wanted.mark_changed();
+        let task = tokio::spawn(worker::run(self.clone(), pod.clone(), receiver, wanted));
+        workers.insert(
+            uid,
+            Worker {
+                signal,
+                ephemeral,
+                task,
+            },
+        );
     }
 
     /// Removes a terminated pod's object (grace period over).

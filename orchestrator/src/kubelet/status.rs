@@ -9,7 +9,7 @@ use wasmkube_runtime::{ExitStatus, RestartPolicy};
 
 use crate::scheduler::set_condition;
 
-fn time(t: jiff::Timestamp) -> String {
+pub(super) fn time(t: jiff::Timestamp) -> String {
     jiff::Timestamp::from_second(t.as_second())
         .unwrap_or(t)
         .to_string()

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use wasmkube_runtime::{ContainerState, PodRunner, PodStatus, ProbeEvent, RestartPolicy};
 
+use super::ephemeral::Ephemeral;
 use super::pod_spec::{self, NodeInfo, Options, VolumeDirs, WrittenVolume};
 use super::sources::RegistrySources;
 use super::streams::PodHandle;
@@ -30,7 +31,12 @@ fn init_container_path(name: &str) -> String {
 }
 
 /// Runs a pod until it is deleted (or the server stops).
-pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Receiver<Signal>) {
+pub(super) async fn run(
+    kubelet: Arc<Kubelet>,
+    pod: Value,
+    mut signal: watch::Receiver<Signal>,
+    mut ephemeral_wanted: watch::Receiver<Value>,
+) {
     let name = pod
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -185,6 +191,7 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             None
         }
     };
+    let mut ephemeral = Ephemeral::new(&kubelet, &pod, runner.sandbox(), &container_specs);
     let mut statuses = runner.watch();
     let mut probe_events = runner.probe_events();
     let mut previous: Option<PodStatus> = None;
@@ -213,6 +220,10 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
                 Some(event) = next_probe_event(&mut probe_events) => {
                     record_probe_event(&kubelet, &pod, event).await;
                 }
+                Ok(()) = ephemeral_wanted.changed() => {
+                    let wanted = ephemeral_wanted.borrow_and_update().clone();
+                    ephemeral.start_new(&wanted).await;
+                }
                 _ = refresh.tick(), if !written.is_empty() || !size_limits.is_empty() => {
                     refresh_volumes(&kubelet, &pod, &written, &mut shown);
                     if let Some(message) = over_limit(runner.sandbox(), &size_limits) {
@@ -232,6 +243,7 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
                     .recorder
                     .record(&pod, EventType::Warning, "Evicted", &message, None)
                     .await;
+                ephemeral.stop_all();
                 let sandbox = runner.sandbox().clone();
                 let last = runner.stop().await;
                 write_evicted(
@@ -254,6 +266,7 @@ pub(super) async fn run(kubelet: Arc<Kubelet>, pod: Value, mut signal: watch::Re
             }
         }
     };
+    ephemeral.stop_all();
     let sandbox = runner.sandbox().clone();
     if outcome == Signal::Delete {
         let running: Vec<String> = runner
@@ -868,7 +881,7 @@ async fn write_status(
 
 /// Writes this pod's status (`change` edits the stored pod), unless the
 /// pod is gone or was replaced by another of the same name.
-async fn update_status(kubelet: &Kubelet, pod: &Value, change: impl Fn(&mut Value)) {
+pub(super) async fn update_status(kubelet: &Kubelet, pod: &Value, change: impl Fn(&mut Value)) {
     let pods = kubelet.registry.resource("", "Pod");
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
     let name = str_at(pod, "/metadata/name").unwrap_or_default();

@@ -899,6 +899,14 @@ impl Registry {
         } else if subresource == Some("binding") {
             // The scheduler's binding: trusted, in-process only.
             desired
+        } else if subresource == Some("ephemeralcontainers") {
+            // Only the ephemeral containers change here (`kubectl debug`).
+            let mut next = current.clone();
+            next["spec"]["ephemeralContainers"] = desired
+                .pointer("/spec/ephemeralContainers")
+                .cloned()
+                .unwrap_or(json!([]));
+            next
         } else {
             if resource.status_subresource {
                 match current.get("status") {
@@ -935,6 +943,18 @@ impl Registry {
         }
         meta.remove("resourceVersion");
         if !matches!(subresource, Some("status" | "finalize" | "binding")) {
+            if resource.kind == "Pod" && subresource != Some("ephemeralcontainers") {
+                // Ephemeral containers change only through their
+                // subresource: an update of the pod keeps them as they are.
+                match current.pointer("/spec/ephemeralContainers") {
+                    Some(list) => next["spec"]["ephemeralContainers"] = list.clone(),
+                    None => {
+                        if let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) {
+                            spec.remove("ephemeralContainers");
+                        }
+                    }
+                }
+            }
             if resource.kind == "Pod" {
                 // Only a binding sets a pod's node; an update that leaves it
                 // out (kubectl replace of the original manifest) keeps it.

@@ -41,6 +41,12 @@ pub(super) fn resource() -> Resource {
                 verbs: &["create", "get"],
             },
             Subresource {
+                name: "ephemeralcontainers",
+                kind: "Pod",
+                group_version: None,
+                verbs: &["get", "patch", "update"],
+            },
+            Subresource {
                 name: "attach",
                 kind: "PodAttachOptions",
                 group_version: None,
@@ -365,8 +371,115 @@ fn validate(pod: &Value, old: Option<&Value>) -> Result<(), Invalid> {
         }],
     })?;
     crate::admission::pod::validate(&typed)?;
-    if let Some(old) = old {
-        validate_update(pod, old)?;
+    match old {
+        Some(old) => validate_update(pod, old)?,
+        None if pod
+            .pointer("/spec/ephemeralContainers")
+            .and_then(Value::as_array)
+            .is_some_and(|l| !l.is_empty()) =>
+        {
+            return Err(invalid_field(
+                pod,
+                "spec.ephemeralContainers",
+                "Forbidden: cannot be set on create",
+            ));
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+fn invalid_field(pod: &Value, field: &str, message: &str) -> Invalid {
+    Invalid {
+        kind: "Pod".into(),
+        name: name_of(pod).into(),
+        errors: vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }],
+    }
+}
+
+/// Fields an ephemeral container may not set: it gets no ports, probes,
+/// resources or lifecycle, and is never restarted.
+const EPHEMERAL_FORBIDDEN: &[&str] = &[
+    "ports",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+];
+
+/// Ephemeral containers are only added (through the subresource, which
+/// keeps the rest of the spec): those there stay as they are, new ones
+/// carry a unique name, an image and a target that exists.
+fn validate_ephemeral(pod: &Value, old: &Value) -> Result<(), Invalid> {
+    let list = |p: &Value| {
+        p.pointer("/spec/ephemeralContainers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (now, before) = (list(pod), list(old));
+    for (i, existing) in before.iter().enumerate() {
+        if now.get(i) != Some(existing) {
+            return Err(invalid_field(
+                pod,
+                &format!("spec.ephemeralContainers[{i}]"),
+                "Forbidden: existing ephemeral containers may not be changed or removed",
+            ));
+        }
+    }
+    let names: Vec<&str> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|l| pod["spec"][l].as_array())
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for (i, added) in now.iter().enumerate().skip(before.len()) {
+        let field = format!("spec.ephemeralContainers[{i}]");
+        let name = added["name"].as_str().unwrap_or_default();
+        let taken =
+            names.contains(&name) || now[..i].iter().any(|c| c["name"].as_str() == Some(name));
+        if taken {
+            return Err(invalid_field(
+                pod,
+                &format!("{field}.name"),
+                &format!("Duplicate value: {name:?}"),
+            ));
+        }
+        if added["image"].as_str().unwrap_or_default().is_empty() {
+            return Err(invalid_field(
+                pod,
+                &format!("{field}.image"),
+                "Required value",
+            ));
+        }
+        let set = |field: &str| match added.get(field) {
+            None | Some(Value::Null) => false,
+            Some(Value::Object(o)) => !o.is_empty(),
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(_) => true,
+        };
+        if let Some(forbidden) = EPHEMERAL_FORBIDDEN.iter().find(|f| set(f)) {
+            return Err(invalid_field(
+                pod,
+                &format!("{field}.{forbidden}"),
+                "Forbidden: cannot be set for an Ephemeral Container",
+            ));
+        }
+        if let Some(target) = added["targetContainerName"].as_str()
+            && !names.contains(&target)
+        {
+            return Err(invalid_field(
+                pod,
+                &format!("{field}.targetContainerName"),
+                &format!("Not found: {target:?}"),
+            ));
+        }
     }
     Ok(())
 }
@@ -391,6 +504,8 @@ fn validate_update(pod: &Value, old: &Value) -> Result<(), Invalid> {
         if let Some(spec) = spec.as_object_mut() {
             spec.remove("activeDeadlineSeconds");
             spec.remove("tolerations");
+            // Changed only through `pods/ephemeralcontainers`, checked below.
+            spec.remove("ephemeralContainers");
         }
         spec
     };
@@ -404,7 +519,7 @@ fn validate_update(pod: &Value, old: &Value) -> Result<(), Invalid> {
             }],
         });
     }
-    Ok(())
+    validate_ephemeral(pod, old)
 }
 
 #[cfg(test)]
