@@ -28,6 +28,7 @@ async fn bare_runtime(n: usize) -> Duration {
             namespace: "default".into(),
             volumes: vec![],
             ip: None,
+            share_process_namespace: false,
         },
         init_containers: vec![],
         containers: vec![ContainerSpec {

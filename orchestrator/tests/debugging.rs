@@ -1,7 +1,8 @@
 //! The guide's debugging tools through the real kubectl, every version
 //! from 1.27: `exec -it` on a terminal (typing, line editing, resizing,
-//! Ctrl-C, exit codes) over WebSocket and over SPDY, and exec streaming
-//! without a terminal.
+//! Ctrl-C, `ps`, paging, exit codes) over WebSocket and over SPDY, exec
+//! streaming without a terminal, port-forward, cp, `run -it`, attach and
+//! `debug`, and the Python client's streams.
 
 mod server;
 
@@ -121,6 +122,24 @@ fn interactive_session(kubectl: &str) {
     // Up recalls the last line, which now reports the `echo`'s status.
     pty.send(b"\x1b[A\r");
     pty.expect("status 0\r\n/ # ");
+    // ps lists the container (pid 1) and this shell, as busybox's does.
+    pty.send(b"ps aux\r");
+    pty.expect("PID   USER     TIME  COMMAND\r\n    1 root      0:00 sleep 3600\r\n");
+    pty.expect(" root      0:00 sh\r\n/ # ");
+    // less pages on the resized screen (49 lines and its prompt), forward,
+    // to the end, and quits; more stops at a screenful.
+    pty.send(b"seq 100 | less\r");
+    pty.expect("\r\n49\r\n:");
+    pty.send(b" ");
+    pty.expect("\r\n98\r\n:");
+    pty.send(b"G");
+    pty.expect("\r\n100\r\n\x1b[7m(END)");
+    pty.send(b"q");
+    pty.expect("/ # ");
+    pty.send(b"seq 200 | more\r");
+    pty.expect("\r\n49\r\n\x1b[7m--More-- (24%)");
+    pty.send(b"q");
+    pty.expect("/ # ");
     pty.send(b"exit 7\r");
     pty.expect("command terminated with exit code 7");
     assert_eq!(pty.wait(), 7, "kubectl exits with the command's code");

@@ -41,6 +41,7 @@ fn main() {
                 namespace: "default".into(),
                 volumes: vec![],
                 ip: None,
+                share_process_namespace: false,
             },
             init_containers: vec![],
             containers: vec![ContainerSpec {

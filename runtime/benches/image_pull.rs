@@ -98,6 +98,7 @@ fn sandbox(runtime: &Runtime, uid: &str) -> Sandbox {
             namespace: "default".into(),
             volumes: vec![],
             ip: None,
+            share_process_namespace: false,
         })
         .unwrap()
 }

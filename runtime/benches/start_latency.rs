@@ -126,6 +126,7 @@ fn main() {
                 namespace: "default".into(),
                 volumes: vec![],
                 ip: None,
+                share_process_namespace: false,
             })
             .unwrap();
         let spec = ContainerSpec {

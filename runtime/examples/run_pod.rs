@@ -43,6 +43,7 @@ pub async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
                 source: VolumeSource::EmptyDir,
             }],
             ip: None,
+            share_process_namespace: false,
         },
         init_containers: vec![],
         containers: vec![

@@ -131,6 +131,11 @@ pub struct ContainerSpec {
     /// The embedder's host interfaces the container is granted, by the
     /// names the runtime offers them under.
     pub host_interfaces: Vec<String>,
+    /// The user its processes show as (`runAsUser`); root when unset.
+    pub run_as_user: Option<u32>,
+    /// Joins the process namespace of this other container of the pod (a
+    /// debug container's target) rather than having its own.
+    pub process_namespace: Option<String>,
 }
 
 impl std::fmt::Debug for ContainerSpec {
@@ -147,6 +152,8 @@ impl std::fmt::Debug for ContainerSpec {
             .field("probes", &self.probes)
             .field("ports", &self.ports)
             .field("host_interfaces", &self.host_interfaces)
+            .field("run_as_user", &self.run_as_user)
+            .field("process_namespace", &self.process_namespace)
             .finish_non_exhaustive()
     }
 }
@@ -166,6 +173,9 @@ pub struct GuestState {
     pub(crate) net: Arc<PodNet>,
     /// For `wasmkube:host/terminal`: the terminal the guest runs on, if any.
     pub(crate) terminal: Option<Arc<crate::terminal::Terminal>>,
+    /// For `wasmkube:host/processes`: the guest's entry in its pod's
+    /// process table, which it leaves with the store.
+    pub(crate) process: Option<crate::processes::Process>,
     http: wasmtime_wasi_http::WasiHttpCtx,
     /// Sends the guest's outgoing `wasi:http` requests through the pod's
     /// network.
@@ -254,6 +264,7 @@ impl GuestState {
             mounts,
             net: Arc::clone(net),
             terminal: None,
+            process: None,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_out: crate::net::http_out::PodHttp {
                 net: Arc::clone(net),
@@ -584,6 +595,7 @@ impl Sandbox {
         let launched = match prepared {
             Prepared::Command(pre) => self.launch(
                 spec,
+                &argv,
                 pre,
                 (wasi.build(), mounts),
                 console.terminal.clone(),
@@ -742,12 +754,13 @@ impl Sandbox {
     }
 
     /// Instantiates the image in a store of its own (memory limit, CPU
-    /// quota, kill switch) and runs it on the guest runtime, on `terminal`
-    /// if it has one; `finish` runs when the guest has ended, before its
-    /// exit status is made.
+    /// quota, kill switch) and runs it as a process of the pod running
+    /// `argv`, on the guest runtime, on `terminal` if it has one; `finish`
+    /// runs when the guest has ended, before its exit status is made.
     pub(crate) fn launch(
         &self,
         spec: &ContainerSpec,
+        argv: &[String],
         pre: CommandPre<GuestState>,
         (wasi, mounts): (WasiCtx, Vec<(String, PathBuf)>),
         terminal: Option<Arc<crate::terminal::Terminal>>,
@@ -756,6 +769,8 @@ impl Sandbox {
         let accounts = self.accounts(spec);
         let engine = pre.instance_pre().engine();
         let mut store = self.guest_store(engine, spec, wasi, mounts, &accounts);
+        store.data_mut().process =
+            Some(self.enter_process(spec, argv, terminal.is_some(), &accounts.usage));
         store.data_mut().terminal = terminal;
         let Accounts { usage, kill, cpu } = accounts;
         let started_at = jiff::Timestamp::now();

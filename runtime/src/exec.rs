@@ -351,6 +351,7 @@ impl Sandbox {
         };
         let launched = self.launch(
             spec,
+            command,
             pre,
             (wasi.build(), mounts),
             terminal.clone(),

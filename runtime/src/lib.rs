@@ -37,6 +37,7 @@
 //! - `stdio`: an exec session's standard streams, as the guest sees them.
 //! - [`terminal`]: line discipline and size of a command's terminal.
 //! - `roots`: containers' private roots, prepared ahead, deleted behind.
+//! - [`processes`]: a pod's process table, for `ps` in the pod.
 //! - [`pod`]: restart policy and back-off over a pod's containers.
 //! - [`probe`]: startup, liveness and readiness probes over the pod network.
 
@@ -58,6 +59,7 @@ mod ownership;
 mod pipe;
 pub mod pod;
 pub mod probe;
+pub mod processes;
 mod roots;
 pub mod runtime;
 pub mod sandbox;

@@ -16,6 +16,7 @@ use crate::console::Console;
 use crate::exec::{ExecError, ExecOptions, ExecSession};
 use crate::host_dir::HostDir;
 use crate::net::PodNet;
+use crate::processes::{NewProcess, Process, Processes};
 use crate::roots::Roots;
 use crate::runtime::RuntimeShared;
 
@@ -72,6 +73,9 @@ pub struct SandboxSpec {
     pub volumes: Vec<VolumeSpec>,
     /// Its IP on the pod network; without one it has only its loopback.
     pub ip: Option<std::net::IpAddr>,
+    /// Its containers share one process namespace
+    /// (`shareProcessNamespace`): each sees the others' processes.
+    pub share_process_namespace: bool,
 }
 
 /// A pod's home on the host. Containers are started through it.
@@ -87,6 +91,8 @@ pub struct Sandbox {
     pub(crate) roots: Arc<Roots>,
     /// Each container's current instance's console, for attaching.
     pub(crate) consoles: Arc<std::sync::Mutex<HashMap<String, Arc<Console>>>>,
+    /// Every guest running in the pod, for `ps`.
+    pub(crate) processes: Arc<Processes>,
     pub(crate) runtime: Arc<RuntimeShared>,
 }
 
@@ -152,6 +158,7 @@ impl Sandbox {
             net,
             roots,
             consoles: Arc::default(),
+            processes: Arc::default(),
             runtime,
         })
     }
@@ -167,6 +174,47 @@ impl Sandbox {
             .cloned()
             .ok_or_else(|| ExecError::NotRunning(name.to_string()))?;
         Ok(console.attach(options))
+    }
+
+    /// The processes running in the pod as container `name`'s see them
+    /// (its own and those exec'd in it, or the whole pod's when it shares
+    /// one process namespace), by pid.
+    pub fn processes(&self, name: &str) -> Vec<crate::processes::ProcessInfo> {
+        self.processes
+            .list(&self.process_namespace(name))
+            .into_iter()
+            .map(|(info, _)| info)
+            .collect()
+    }
+
+    /// The key of the process namespace a guest of container `name` runs
+    /// in.
+    fn process_namespace(&self, name: &str) -> String {
+        match self.spec.share_process_namespace {
+            true => String::new(),
+            false => name.to_string(),
+        }
+    }
+
+    /// Enters a guest of `spec` running `argv` in the pod's process table.
+    pub(crate) fn enter_process(
+        &self,
+        spec: &crate::ContainerSpec,
+        argv: &[String],
+        terminal: bool,
+        usage: &Arc<crate::limits::Usage>,
+    ) -> Process {
+        let joined = spec.process_namespace.as_deref().unwrap_or(&spec.name);
+        self.processes.enter(
+            NewProcess {
+                namespace: &self.process_namespace(joined),
+                uid: spec.run_as_user.unwrap_or(0),
+                argv,
+                container: &spec.name,
+                terminal,
+            },
+            Arc::clone(usage),
+        )
     }
 
     /// The spec this sandbox was made from.

@@ -76,6 +76,9 @@ impl Sandbox {
         }
         let accounts = self.accounts(spec);
         let usage = Arc::clone(&accounts.usage);
+        // The handlers are instances of one process, as the server's
+        // worker threads are of one on Linux.
+        let process = self.enter_process(spec, &setup.argv, false, &usage);
         let kill = Arc::clone(&accounts.kill);
         let memory_limit = spec.limits.memory_bytes;
         let server = Arc::new(Server {
@@ -89,7 +92,7 @@ impl Sandbox {
         let running = self.runtime.engine().guest_running();
         let net = Arc::clone(&self.net);
         let task = self.runtime.spawn_guest(async move {
-            let _running = running;
+            let _running = (running, process);
             let mut accepting = tokio::task::JoinSet::new();
             for (_, mut incoming) in listeners {
                 let server = Arc::clone(&server);

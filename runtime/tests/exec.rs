@@ -237,3 +237,53 @@ async fn a_terminal_echoes_edits_lines_and_ctrl_c_stops_a_command() {
         .expect("Ctrl-C stops the command");
     assert_eq!(code, 130);
 }
+
+/// `ps` in a container lists the container's instance as pid 1 and what is
+/// exec'd in it after; another container's processes only when the pod
+/// shares its process namespace.
+#[tokio::test(flavor = "multi_thread")]
+async fn ps_sees_its_process_namespace() {
+    for shared in [false, true] {
+        let mut sandbox_spec = sandbox_spec(&[]);
+        sandbox_spec.share_process_namespace = shared;
+        let sb = runtime().run_pod_sandbox(sandbox_spec).unwrap();
+        let app = sh("app", "sleep 600");
+        let mut sidecar = sh("sidecar", "sleep 600");
+        sidecar.run_as_user = Some(1000);
+        // A process is in the table from its start.
+        let _app = sb.start_container(&app, 0).await.unwrap();
+        let _sidecar = sb.start_container(&sidecar, 0).await.unwrap();
+        let ps = argv(&["ps", "-o", "pid,user,comm,args"]);
+        let out = sb
+            .exec(&app, &ps, None, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(out.exit_code, 0, "{out:?}");
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = listed.lines().collect();
+        assert_eq!(lines[0], "PID   USER     COMMAND  COMMAND", "{listed}");
+        assert_eq!(lines[1], "    1 root     sh       /bin/sh -c sleep 600");
+        let (exec_line, pid) = if shared { (lines[3], 3) } else { (lines[2], 2) };
+        assert_eq!(
+            exec_line,
+            format!("    {pid} root     ps       ps -o pid,user,comm,args"),
+        );
+        match shared {
+            false => assert_eq!(lines.len(), 3, "{listed}"),
+            true => {
+                assert_eq!(lines.len(), 4, "{listed}");
+                assert_eq!(lines[2], "    2 1000     sh       /bin/sh -c sleep 600");
+            }
+        }
+        // The host's own view of the same table.
+        let names: Vec<String> = sb
+            .processes("sidecar")
+            .into_iter()
+            .map(|p| format!("{} {}", p.pid, p.container))
+            .collect();
+        match shared {
+            false => assert_eq!(names, ["1 sidecar"]),
+            true => assert_eq!(names, ["1 app", "2 sidecar"]),
+        }
+    }
+}

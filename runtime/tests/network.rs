@@ -209,3 +209,40 @@ async fn udp_ports_are_per_pod_and_datagrams_reach_pods() {
         assert_eq!(lines, ["ping"]);
     }
 }
+
+/// `nc -lk -p PORT -e cat`: each connection gets its own `cat`, which
+/// echoes what arrives as it arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn nc_runs_an_applet_on_each_connection() {
+    let sb = sandbox(&[]);
+    let mut echo = sh("echo", "");
+    echo.command = ["nc", "-lk", "-p", "7000", "-e", "cat"]
+        .map(String::from)
+        .to_vec();
+    let _running = sb.start_container(&echo, 0).await.unwrap();
+    for round in 0..2 {
+        let mut conn = None;
+        for _ in 0..500 {
+            if let Ok(c) = sb.net().dial(7000) {
+                conn = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut conn = conn.expect("nc listens");
+        for key in [b"a", b"b"] {
+            conn.write_all(key).await.unwrap();
+            let mut echoed = [0u8; 1];
+            tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut echoed))
+                .await
+                .unwrap_or_else(|_| panic!("connection {round}: no echo"))
+                .unwrap();
+            assert_eq!(&echoed, key, "each byte comes back before the next is sent");
+        }
+        conn.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    }
+    sb.remove().unwrap();
+}

@@ -127,10 +127,23 @@ const CASES: &[(&str, &str, i32)] = &[
         "tests",
         0,
     ),
+    // The container is its namespace's first process; the shell's
+    // applets run inside the shell.
+    (
+        "ps; echo $$",
+        "PID   USER     TIME  COMMAND\n    1 root      0:00 /bin/sh -c ps; echo $$\n1",
+        0,
+    ),
+    (
+        "ps -o pid=ID,comm,tty; ps -o bogus 2>&1",
+        "ID    COMMAND  TT\n    1 sh       ?\nps: bad -o argument 'bogus', supported arguments: \
+         pid,user,time,args,comm,rss,vsz,etime,tty",
+        1,
+    ),
     // What WASI cannot do fails clearly rather than pretending.
     (
-        "ps 2>&1; echo $?",
-        "ps: not supported: a WASI guest has no processes to list or signal\n127",
+        "kill 1 2>&1; echo $?",
+        "kill: not supported: a WASI guest cannot signal or schedule processes\n127",
         0,
     ),
     ("top -n 1 2>/dev/null || echo no-top", "no-top", 0),

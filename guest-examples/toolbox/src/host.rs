@@ -1,5 +1,6 @@
 //! The wasmkube host's own interfaces: file ownership and permission bits
-//! (WASI's `stat` carries neither) and the terminal ([`crate::terminal`]).
+//! (WASI's `stat` carries neither), the terminal ([`crate::terminal`]) and
+//! the pod's processes (for `ps`).
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -7,6 +8,7 @@ wit_bindgen::generate!({
 });
 
 use wasmkube::host::file_owner;
+pub use wasmkube::host::processes::Process;
 pub use wasmkube::host::terminal;
 
 /// Owner, group, permission bits and link count of a file.
@@ -25,4 +27,18 @@ pub fn ownership(path: &str) -> Option<Ownership> {
         mode: o.mode,
         links: o.links,
     })
+}
+
+/// The processes this guest sees in its pod (itself included), by pid.
+pub fn processes() -> Vec<Process> {
+    wasmkube::host::processes::running()
+}
+
+/// This guest's pid in its pod; `None` off the wasmkube host (the toolbox's
+/// own unit tests run natively).
+pub fn own_pid() -> Option<u32> {
+    match cfg!(target_family = "wasm") {
+        true => Some(wasmkube::host::processes::own_pid()).filter(|&pid| pid != 0),
+        false => None,
+    }
 }

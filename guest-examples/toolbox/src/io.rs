@@ -18,6 +18,8 @@ pub enum Output {
     Null,
     File(Rc<RefCell<File>>),
     Buffer(Rc<RefCell<Vec<u8>>>),
+    /// A connection (`nc -e`).
+    Socket(Connection),
 }
 
 impl Output {
@@ -35,6 +37,7 @@ impl Write for Output {
             Output::Null => Ok(buf.len()),
             Output::File(f) => f.borrow_mut().write(buf),
             Output::Buffer(b) => b.borrow_mut().write(buf),
+            Output::Socket(s) => s.write(buf),
         }
     }
 
@@ -43,8 +46,28 @@ impl Write for Output {
             Output::Stdout => io::stdout().flush(),
             Output::Stderr => io::stderr().flush(),
             Output::File(f) => f.borrow_mut().flush(),
-            Output::Null | Output::Buffer(_) => Ok(()),
+            Output::Null | Output::Buffer(_) | Output::Socket(_) => Ok(()),
         }
+    }
+}
+
+/// A TCP connection a command reads and writes as its stdin and stdout.
+#[derive(Clone)]
+pub struct Connection(pub Rc<std::net::TcpStream>);
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -55,6 +78,8 @@ pub enum Input {
     Null,
     Bytes(Rc<RefCell<Cursor<Vec<u8>>>>),
     File(Rc<RefCell<BufReader<File>>>),
+    /// A connection (`nc -e`): what arrives, as it arrives.
+    Socket(Rc<RefCell<BufReader<Connection>>>),
 }
 
 impl Input {
@@ -74,6 +99,7 @@ impl Input {
             Input::Null => 0,
             Input::Bytes(c) => c.borrow_mut().read_line(&mut line)?,
             Input::File(f) => f.borrow_mut().read_line(&mut line)?,
+            Input::Socket(s) => s.borrow_mut().read_line(&mut line)?,
         };
         if n == 0 {
             return Ok(None);
@@ -95,6 +121,7 @@ impl Read for Input {
             Input::Null => Ok(0),
             Input::Bytes(c) => c.borrow_mut().read(buf),
             Input::File(f) => f.borrow_mut().read(buf),
+            Input::Socket(s) => s.borrow_mut().read(buf),
         }
     }
 }

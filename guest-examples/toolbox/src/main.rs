@@ -12,6 +12,7 @@ mod applets;
 mod glob;
 mod host;
 mod io;
+mod keys;
 mod shell;
 mod terminal;
 mod time;

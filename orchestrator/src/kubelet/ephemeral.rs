@@ -2,8 +2,9 @@
 //! `pods/ephemeralcontainers`, started once in its sandbox (its network,
 //! its volumes), never restarted, reported in
 //! `status.ephemeralContainerStatuses`. With `targetContainerName` the
-//! debug container also sees the target's mounts, which is what sharing
-//! the target's process namespace shows on Linux (`/proc/1/root`).
+//! debug container joins the target's process namespace (its `ps` lists
+//! the target's processes) and sees the target's mounts, which is what
+//! sharing it shows on Linux (`/proc/1/root`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -209,10 +210,10 @@ fn spec_of(ephemeral: &Value, containers: &[ContainerSpec]) -> ContainerSpec {
                 .map(str::to_string),
         })
         .collect();
-    if let Some(target) = ephemeral["targetContainerName"]
+    let target = ephemeral["targetContainerName"]
         .as_str()
-        .and_then(|t| containers.iter().find(|c| c.name == t))
-    {
+        .and_then(|t| containers.iter().find(|c| c.name == t));
+    if let Some(target) = target {
         for mount in &target.mounts {
             if !mounts.iter().any(|m| m.mount_path == mount.mount_path) {
                 mounts.push(mount.clone());
@@ -240,6 +241,10 @@ fn spec_of(ephemeral: &Value, containers: &[ContainerSpec]) -> ContainerSpec {
         open_stdin: ephemeral["stdin"].as_bool().unwrap_or(false),
         stdin_once: ephemeral["stdinOnce"].as_bool().unwrap_or(false),
         tty: ephemeral["tty"].as_bool().unwrap_or(false),
+        run_as_user: ephemeral["securityContext"]["runAsUser"]
+            .as_u64()
+            .and_then(|u| u32::try_from(u).ok()),
+        process_namespace: target.map(|t| t.name.clone()),
         ..ContainerSpec::default()
     }
 }

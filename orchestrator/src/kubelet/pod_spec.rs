@@ -711,6 +711,7 @@ pub fn to_runtime(
             namespace: namespace.to_string(),
             volumes,
             ip: node.pod_ip,
+            share_process_namespace: spec.share_process_namespace.unwrap_or(false),
         },
         init_containers,
         containers,
@@ -806,6 +807,19 @@ fn container_spec(
             .filter_map(|p| u16::try_from(p.container_port).ok())
             .collect(),
         host_interfaces,
+        run_as_user: c
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_user)
+            .or_else(|| {
+                cx.pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.security_context.as_ref())
+                    .and_then(|s| s.run_as_user)
+            })
+            .and_then(|u| u32::try_from(u).ok()),
+        process_namespace: None,
     })
 }
 

@@ -41,6 +41,7 @@ pub fn sandbox_spec(volumes: &[&str]) -> SandboxSpec {
             })
             .collect(),
         ip: None,
+        share_process_namespace: false,
     }
 }
 

@@ -5,6 +5,8 @@ mod files;
 mod grep;
 mod misc;
 mod net;
+mod pager;
+mod ps;
 mod tar;
 mod text;
 
@@ -78,12 +80,15 @@ const APPLETS: &[(&str, Applet)] = &[
     ("grep", grep::grep),
     ("head", text::head),
     ("hostname", misc::hostname),
+    ("less", pager::less),
     ("ls", files::ls),
     ("mkdir", files::mkdir),
+    ("more", pager::more),
     ("mv", files::mv),
     ("nc", net::nc),
     ("nslookup", net::nslookup),
     ("printf", misc::printf),
+    ("ps", ps::ps),
     ("pwd", files::pwd),
     ("rm", files::rm),
     ("rmdir", files::rmdir),
@@ -110,10 +115,10 @@ const APPLETS: &[(&str, Applet)] = &[
 const UNSUPPORTED: &[(&[&str], &str)] = &[
     (
         &[
-            "ps", "top", "kill", "killall", "pkill", "pgrep", "nice", "renice", "nohup", "lsof",
+            "top", "kill", "killall", "pkill", "pgrep", "nice", "renice", "nohup", "lsof",
             "taskset",
         ],
-        "a WASI guest has no processes to list or signal",
+        "a WASI guest cannot signal or schedule processes",
     ),
     (
         &["free", "uptime", "dmesg", "vmstat", "iostat", "df", "du"],

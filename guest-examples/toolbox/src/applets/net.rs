@@ -1,10 +1,13 @@
 //! Network applets over wasi:sockets: `wget`, `curl`, `nc`, `nslookup`.
 
-use std::io::{Read, Write};
+use std::cell::RefCell;
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::rc::Rc;
 use std::time::Duration;
 
 use super::Ctx;
+use crate::io::{Connection, Input, Io, Output};
 
 /// A parsed `http://host[:port][/path]`.
 #[derive(Debug, PartialEq, Eq)]
@@ -533,9 +536,12 @@ fn nc_udp(ctx: &mut Ctx, listen: bool, operands: &[String], timeout: Option<Dura
 /// that the port answers. `nc -l [-p] PORT` listens for one connection:
 /// sends stdin to it and copies what it sends to stdout. (A guest has no
 /// threads: the two directions take turns, so this is for scripts, not
-/// for typing.)
+/// for typing.) `nc -l [-k] -p PORT -e PROG ARGS...` runs the applet PROG
+/// on each connection with the connection as its stdin and stdout
+/// (`-e cat` echoes); `-k` keeps listening for the next one.
 pub fn nc(ctx: &mut Ctx, args: &[String]) -> i32 {
-    let (mut listen, mut scan, mut udp) = (false, false, false);
+    let (mut listen, mut scan, mut udp, mut keep) = (false, false, false, false);
+    let mut program: Option<&[String]> = None;
     let mut timeout: Option<Duration> = None;
     let mut operands = Vec::new();
     let mut i = 1;
@@ -556,6 +562,16 @@ pub fn nc(ctx: &mut Ctx, args: &[String]) -> i32 {
                 }
             }
             "-lp" => listen = true,
+            "-k" => keep = true,
+            "-lk" | "-kl" => (listen, keep) = (true, true),
+            "-e" => {
+                program = Some(&args[i + 1..]).filter(|p| !p.is_empty());
+                if program.is_none() {
+                    ctx.error("nc", "option requires an argument -- 'e'");
+                    return 1;
+                }
+                break;
+            }
             other if other.starts_with('-') && other.len() > 1 => {
                 ctx.error("nc", &format!("invalid option -- '{}'", &other[1..]));
                 return 1;
@@ -586,6 +602,9 @@ pub fn nc(ctx: &mut Ctx, args: &[String]) -> i32 {
                 return 1;
             }
         };
+        if let Some(program) = program {
+            return serve(ctx, &listener, program, keep);
+        }
         let (mut stream, _) = match listener.accept() {
             Ok(c) => c,
             Err(e) => {
@@ -650,6 +669,44 @@ pub fn nc(ctx: &mut Ctx, args: &[String]) -> i32 {
     let _ = stream.read_to_end(&mut received);
     let _ = ctx.out().write_all(&received);
     0
+}
+
+/// Runs `program` on connections to `listener`: one, or each in turn with
+/// `keep`; the status of the last run.
+fn serve(ctx: &mut Ctx, listener: &std::net::TcpListener, program: &[String], keep: bool) -> i32 {
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                ctx.error("nc", &describe(&e));
+                return 1;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Connection(Rc::new(stream));
+        let mut connected = Ctx {
+            io: Io {
+                stdin: Input::Socket(Rc::new(RefCell::new(BufReader::new(connection.clone())))),
+                stdout: Output::Socket(connection),
+                stderr: ctx.io.stderr.clone(),
+            },
+            env: ctx.env.clone(),
+        };
+        let name = super::basename(&program[0]);
+        let status = match super::run(name, program, &mut connected) {
+            Some(status) => status,
+            None => {
+                ctx.error(
+                    "nc",
+                    &format!("can't execute '{}': no such applet", program[0]),
+                );
+                return 127;
+            }
+        };
+        if !keep {
+            return status;
+        }
+    }
 }
 
 fn describe(e: &std::io::Error) -> String {

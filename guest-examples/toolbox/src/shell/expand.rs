@@ -330,8 +330,10 @@ impl Shell {
                     }
                     Value::One(f)
                 }
-                // The shell is the container's first (and only) process.
-                SpecialParameter::ProcessId => Value::One("1".into()),
+                // Its pid in the pod's process table, as `ps` shows it.
+                SpecialParameter::ProcessId => {
+                    Value::One(crate::host::own_pid().unwrap_or(1).to_string())
+                }
                 SpecialParameter::LastBackgroundProcessId => Value::Unset,
                 SpecialParameter::ShellName => Value::One(self.arg0.clone()),
             },
