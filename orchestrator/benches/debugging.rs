@@ -36,7 +36,11 @@ async fn read_until<R: AsyncRead + Unpin>(reader: &mut R, what: &[u8]) -> Vec<u8
             .await
             .expect("an answer within 30 s")
             .expect("reading");
-        assert!(n > 0, "ended waiting for {:?}", String::from_utf8_lossy(what));
+        assert!(
+            n > 0,
+            "ended waiting for {:?}",
+            String::from_utf8_lossy(what)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     seen
@@ -147,7 +151,10 @@ async fn port_forward(kubeconfig: &std::path::Path) -> (tokio::process::Child, S
     // Keep reading its output ("Handling connection for ...") so it never
     // blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+    (
+        child,
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+    )
 }
 
 fn main() {

@@ -4,28 +4,12 @@
 
 mod server;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use server::Server;
 
 #[test]
 fn the_python_client_drives_every_kind() {
-    let python = server::python_client();
     let server = Server::start();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python_client.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(server.kubeconfig())
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    let report = server::run_python("python_client.py", &server, &[]);
     let calls = report["calls"].as_u64().unwrap();
     let differences = report["differences"].as_array().unwrap();
     println!(

@@ -2,7 +2,7 @@
 //! from 1.27: `exec -it` on a terminal (typing, line editing, resizing,
 //! Ctrl-C, `ps`, paging, exit codes) over WebSocket and over SPDY, exec
 //! streaming without a terminal, port-forward, cp, `run -it`, attach and
-//! `debug`, and the Python client's streams.
+//! `debug`, and the Python client's and kube-rs's streams.
 
 mod server;
 
@@ -78,6 +78,20 @@ fn server() -> Arc<Server> {
     })
 }
 
+/// Resizes the terminal of a shell at its prompt and waits until the
+/// shell's `stty size` shows the new size.
+fn resize_seen(pty: &mut Pty, columns: u16, rows: u16) {
+    pty.resize(columns, rows);
+    for _ in 0..50 {
+        pty.send(b"stty size\r");
+        if pty.expect("/ # ").contains(&format!("{rows} {columns}")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the resize to {columns}x{rows} never reached the guest");
+}
+
 /// An interactive shell session as a person types it: commands, a line
 /// edited with arrows and backspace, the terminal resized, a running
 /// command stopped with Ctrl-C, history, and the exit code coming back.
@@ -100,17 +114,7 @@ fn interactive_session(kubectl: &str) {
     // The terminal's size, and a resize, reach the guest.
     pty.send(b"stty size\r");
     pty.expect("33 91\r\n/ # ");
-    pty.resize(120, 50);
-    let mut resized = false;
-    for _ in 0..50 {
-        pty.send(b"stty size\r");
-        if pty.expect("/ # ").contains("50 120") {
-            resized = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(resized, "the resize reached the guest");
+    resize_seen(&mut pty, 120, 50);
     // Ctrl-C stops the foreground command, not the shell.
     pty.send(b"sleep 600\r");
     pty.expect("sleep 600\r\n");
@@ -392,21 +396,7 @@ fn the_python_client_streams_exec_and_port_forward() {
     let server = server();
     let web = server.items(&["get", "pods", "-l", "app=web"]);
     let web = web[0]["metadata"]["name"].as_str().unwrap();
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/clients/python_streams.py");
-    let out = std::process::Command::new(server::python_client())
-        .arg(script)
-        .arg(server.kubeconfig())
-        .args(["shell", web])
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    let report = server::run_python("python_streams.py", &server, &["shell", web]);
     assert!(report["checks"].as_u64().unwrap() >= 14, "{report}");
     assert_eq!(report["failures"], serde_json::json!([]), "{report}");
 }
@@ -544,17 +534,7 @@ fn attach_joins_a_running_container() {
     pty.expect("/ # ");
     pty.send(b"export GREETING=kept; echo $((2+3))\r");
     pty.expect("5\r\n/ # ");
-    pty.resize(100, 30);
-    let mut resized = false;
-    for _ in 0..50 {
-        pty.send(b"stty size\r");
-        if pty.expect("/ # ").contains("30 100") {
-            resized = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(resized, "the resize reached the container");
+    resize_seen(&mut pty, 100, 30);
     drop(pty); // the client goes away: the container runs on
 
     let old = server::kubectl_dir().join("kubectl.1.27");
@@ -619,8 +599,8 @@ spec:
 ";
 
 /// `kubectl debug -it POD --image=toolbox --target=main`: an ephemeral
-/// container joins the running pod, sees the target's mounts and its
-/// network, and shows in `describe` and in the object as on a cluster.
+/// container joins the running pod, sees the target's mounts, processes
+/// and network, and shows in `describe` and in the object as on a cluster.
 #[test]
 fn kubectl_debug_adds_an_ephemeral_container_that_sees_the_target() {
     let server = server();
@@ -638,6 +618,10 @@ fn kubectl_debug_adds_an_ephemeral_container_that_sees_the_target() {
     pty.expect("/ # ");
     pty.send(b"cat /data/file; echo on $HOSTNAME\r");
     pty.expect("written-by-main\r\non target\r\n/ # ");
+    // It is in the target's process namespace: the target is pid 1.
+    pty.send(b"ps -o pid,args\r");
+    pty.expect("PID   COMMAND\r\n    1 sh -c echo written-by-main > /data/file; sleep 3600\r\n");
+    pty.expect("/ # ");
     pty.send(b"exit 0\r");
     pty.expect("Session ended");
     assert_eq!(pty.wait(), 0);
@@ -672,4 +656,87 @@ fn kubectl_debug_adds_an_ephemeral_container_that_sees_the_target() {
             .contains("existing ephemeral containers may not be changed or removed"),
         "{removed:?}"
     );
+}
+
+/// kube-rs's exec (WebSocket): stdin fed while the command runs, stdout and
+/// stderr apart, the exit code in the final Status as the API server
+/// sends it; and a terminal session echoing what is typed.
+#[test]
+fn kube_rs_exec_streams_and_reports_the_exit_code() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, AttachParams};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = server();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let yaml = std::fs::read_to_string(server.kubeconfig()).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::from_yaml(&yaml).unwrap(),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap();
+        let pods: Api<Pod> = Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+        let script = "read line; echo \"got $line\"; echo oops >&2; exit 3";
+        let mut process = pods
+            .exec(
+                "shell",
+                ["sh", "-c", script],
+                &AttachParams::default().stdin(true),
+            )
+            .await
+            .unwrap();
+        let mut stdin = process.stdin().unwrap();
+        stdin.write_all(b"hello\n").await.unwrap();
+        let (mut stdout, mut stderr) = (process.stdout().unwrap(), process.stderr().unwrap());
+        let status = process.take_status().unwrap();
+        let (mut out, mut err) = (String::new(), String::new());
+        let (read_out, read_err) = tokio::join!(
+            stdout.read_to_string(&mut out),
+            stderr.read_to_string(&mut err)
+        );
+        read_out.unwrap();
+        read_err.unwrap();
+        assert_eq!((out.as_str(), err.as_str()), ("got hello\n", "oops\n"));
+        let status = status.await.expect("a final Status");
+        assert_eq!(status.status.as_deref(), Some("Failure"), "{status:?}");
+        assert_eq!(
+            status.reason.as_deref(),
+            Some("NonZeroExitCode"),
+            "{status:?}"
+        );
+        let cause = &status.details.as_ref().unwrap().causes.as_ref().unwrap()[0];
+        assert_eq!(
+            (cause.reason.as_deref(), cause.message.as_deref()),
+            (Some("ExitCode"), Some("3"))
+        );
+        process.join().await.unwrap();
+
+        let mut shell = pods
+            .exec("shell", ["sh"], &AttachParams::interactive_tty())
+            .await
+            .unwrap();
+        let (mut keys, mut screen) = (shell.stdin().unwrap(), shell.stdout().unwrap());
+        keys.write_all(b"echo $((20+22))\r").await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains("42\r\n/ # ") {
+            let n = tokio::time::timeout(Duration::from_secs(30), screen.read(&mut buf))
+                .await
+                .expect("the shell answers")
+                .unwrap();
+            assert!(n > 0, "{:?}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        // (kube-rs's `join` drops the status receiver first, so a session
+        // whose Status comes after it fails there: wait for the Status.)
+        let status = shell.take_status().unwrap();
+        keys.write_all(b"exit\r").await.unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(30), status)
+            .await
+            .expect("the session ends")
+            .expect("a final Status");
+        assert_eq!(status.status.as_deref(), Some("Success"), "{status:?}");
+    });
 }

@@ -61,6 +61,28 @@ pub fn python_client() -> PathBuf {
     python
 }
 
+/// Runs `tests/clients/<script>` with the official Python client, the
+/// kubeconfig of `server` and `args`: the one JSON line it prints, once it
+/// has succeeded.
+pub fn run_python(script: &str, server: &Server, args: &[&str]) -> serde_json::Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let out = Command::new(python_client())
+        .arg(script)
+        .arg(server.kubeconfig())
+        .args(args)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("one JSON line")
+}
+
 /// Reads lines from `source` until `enough` holds for what was read or
 /// `limit` passes.
 pub fn read_lines_until(
