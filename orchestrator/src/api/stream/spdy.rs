@@ -36,6 +36,9 @@ const CANCEL: u32 = 5;
 const MAX_DATA: usize = 32 * 1024;
 /// Largest frame accepted from a client.
 const MAX_FRAME: usize = 1 << 20;
+/// The most a header block may inflate to (a client's are a few hundred
+/// bytes): a small frame of zeros must not become gigabytes.
+const MAX_HEADER_BLOCK: usize = 256 * 1024;
 
 /// A stream the client opened.
 #[derive(Debug)]
@@ -345,6 +348,9 @@ impl HeaderReader {
             if input.is_empty() && out.capacity() > out.len() {
                 return Some(out);
             }
+            if out.len() > MAX_HEADER_BLOCK {
+                return None;
+            }
         }
     }
 }
@@ -422,5 +428,20 @@ mod tests {
         for _ in 0..2 {
             assert!(peer.read(&writer.empty_block()).unwrap().is_empty());
         }
+    }
+
+    /// A header block of a few KiB that inflates to 64 MiB is refused,
+    /// not inflated.
+    #[test]
+    fn a_header_block_may_not_inflate_without_bound() {
+        let mut client = Compress::new(Compression::best(), true);
+        client.set_dictionary(DICTIONARY).unwrap();
+        let zeros = vec![0u8; 64 << 20];
+        let mut compressed = Vec::with_capacity(1 << 20);
+        client
+            .compress_vec(&zeros, &mut compressed, FlushCompress::Sync)
+            .unwrap();
+        assert!(compressed.len() < MAX_FRAME, "{}", compressed.len());
+        assert!(HeaderReader::new().read(&compressed).is_none());
     }
 }
