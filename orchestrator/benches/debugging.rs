@@ -177,7 +177,6 @@ fn main() {
         let options = WriteOptions::manager("bench");
         let pods = registry.resource("", "Pod");
         let services = registry.resource("", "Service");
-        let lines = FILE_BYTES / 8 + 1;
         let manifests = [
             json!({"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": "echo", "labels": {"app": "echo"}},
@@ -189,7 +188,9 @@ fn main() {
                 "spec": {
                     "initContainers": [{"name": "fill", "image": "toolbox",
                         "command": ["sh", "-c",
-                            format!("seq 10000000 {} > /html/big.txt", 10_000_000 + lines)],
+                            // 589 KB of numbers, 60 times: 35 MB.
+                            "seq 100000 > /tmp/part; \
+                             for i in $(seq 60); do cat /tmp/part; done > /html/big.txt"],
                         "volumeMounts": [{"name": "html", "mountPath": "/html"}]}],
                     "containers": [{"name": "web", "image": "http-server",
                         "ports": [{"containerPort": 80}],

@@ -87,6 +87,8 @@ const APPLETS: &[(&str, Applet)] = &[
     ("mv", files::mv),
     ("nc", net::nc),
     ("nslookup", net::nslookup),
+    ("pgrep", ps::pgrep),
+    ("pidof", ps::pidof),
     ("printf", misc::printf),
     ("ps", ps::ps),
     ("pwd", files::pwd),
@@ -115,10 +117,13 @@ const APPLETS: &[(&str, Applet)] = &[
 const UNSUPPORTED: &[(&[&str], &str)] = &[
     (
         &[
-            "top", "kill", "killall", "pkill", "pgrep", "nice", "renice", "nohup", "lsof",
-            "taskset",
+            "kill", "killall", "pkill", "nice", "renice", "nohup", "lsof", "taskset",
         ],
         "a WASI guest cannot signal or schedule processes",
+    ),
+    (
+        &["top"],
+        "no full-screen monitor here; ps shows each process's CPU time",
     ),
     (
         &["free", "uptime", "dmesg", "vmstat", "iostat", "df", "du"],

@@ -169,3 +169,78 @@ fn kilobytes(bytes: u64) -> String {
         _ => format!("{}g", k / 1024 / 1024),
     }
 }
+
+/// `pgrep [-l] [-f] [-x] PATTERN`: the pids of the processes whose name
+/// (with `-f` its whole command line) matches the regular expression
+/// (with `-x` exactly); `-l` adds the name. Status 1 when none does.
+pub fn pgrep(ctx: &mut Ctx, args: &[String]) -> i32 {
+    let (mut list_name, mut full, mut exact) = (false, false, false);
+    let mut pattern = None;
+    for arg in &args[1..] {
+        match arg.strip_prefix('-').filter(|f| !f.is_empty()) {
+            Some(flags) => {
+                for flag in flags.chars() {
+                    match flag {
+                        'l' => list_name = true,
+                        'f' => full = true,
+                        'x' => exact = true,
+                        other => {
+                            ctx.error("pgrep", &format!("invalid option -- '{other}'"));
+                            return 2;
+                        }
+                    }
+                }
+            }
+            None => pattern = Some(arg.as_str()),
+        }
+    }
+    let Some(pattern) = pattern else {
+        ctx.error("pgrep", "no matching criteria specified");
+        return 2;
+    };
+    let anchored = match exact {
+        true => format!("^(?:{pattern})$"),
+        false => pattern.to_string(),
+    };
+    let regex = match regex_lite::Regex::new(&anchored) {
+        Ok(regex) => regex,
+        Err(e) => {
+            ctx.error("pgrep", &format!("bad pattern '{pattern}': {e}"));
+            return 2;
+        }
+    };
+    let mut found = false;
+    for process in host::processes() {
+        let name = value("comm", &process, 0);
+        let subject = if full {
+            value("args", &process, 0)
+        } else {
+            name.clone()
+        };
+        if regex.is_match(&subject) {
+            found = true;
+            let _ = match list_name {
+                true => writeln!(ctx.out(), "{} {name}", process.pid),
+                false => writeln!(ctx.out(), "{}", process.pid),
+            };
+        }
+    }
+    i32::from(!found)
+}
+
+/// `pidof NAME...`: the pids of the processes so named, on one line,
+/// newest first. Status 1 when there are none.
+pub fn pidof(ctx: &mut Ctx, args: &[String]) -> i32 {
+    let processes = host::processes();
+    let pids: Vec<String> = processes
+        .iter()
+        .rev()
+        .filter(|p| args[1..].iter().any(|name| value("comm", p, 0) == *name))
+        .map(|p| p.pid.to_string())
+        .collect();
+    if pids.is_empty() {
+        return 1;
+    }
+    let _ = writeln!(ctx.out(), "{}", pids.join(" "));
+    0
+}
