@@ -140,7 +140,11 @@ const CASES: &[(&str, &str, i32)] = &[
          pid,user,time,args,comm,rss,vsz,etime,tty",
         1,
     ),
-    ("pgrep -l sh; pidof sh; pgrep -x s; echo $?", "1 sh\n1\n1", 0),
+    (
+        "pgrep -l sh; pidof sh; pgrep -x s; echo $?",
+        "1 sh\n1\n1",
+        0,
+    ),
     // What WASI cannot do fails clearly rather than pretending.
     (
         "kill 1 2>&1; echo $?",
