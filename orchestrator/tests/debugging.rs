@@ -510,8 +510,8 @@ spec:
 ";
 
 /// `kubectl attach -it` joins a container's shell (kept alive by its open
-/// stdin), leaves it running on detach, and a second client (kubectl 1.27,
-/// over SPDY) finds it there; `kubectl attach` without a terminal streams
+/// stdin), leaves it running on detach, and later clients (kubectl 1.29
+/// and 1.27, over SPDY) find it there; `kubectl attach` without a terminal streams
 /// output as it is written.
 #[test]
 fn attach_joins_a_running_container() {
@@ -536,6 +536,19 @@ fn attach_joins_a_running_container() {
     pty.expect("5\r\n/ # ");
     resize_seen(&mut pty, 100, 30);
     drop(pty); // the client goes away: the container runs on
+
+    // kubectl 1.29 (SPDY) joins the same shell, and leaves it again.
+    let kubectl_1_29 = server::kubectl_dir().join("kubectl.1.29");
+    let mut pty = Pty::spawn(
+        &format!("{} attach -it console", kubectl_1_29.display()),
+        &env,
+        80,
+        24,
+    );
+    pty.expect("If you don't see a command prompt, try pressing enter.");
+    pty.send(b"echo $GREETING-1.29\r");
+    pty.expect("kept-1.29\r\n/ # ");
+    drop(pty);
 
     let old = server::kubectl_dir().join("kubectl.1.27");
     let mut pty = Pty::spawn(
