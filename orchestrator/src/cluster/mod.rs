@@ -452,6 +452,10 @@ fn spawn_loops(
         registry.clone(),
         stopped.clone(),
     ));
+    tasks.spawn(controllers::service_accounts::run(
+        registry.clone(),
+        stopped.clone(),
+    ));
     tasks.spawn(controllers::endpoints::run(
         registry.clone(),
         stopped.clone(),

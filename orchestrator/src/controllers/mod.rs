@@ -13,6 +13,7 @@ pub mod job;
 pub mod namespace;
 pub mod owners;
 pub mod replicaset;
+pub mod service_accounts;
 pub mod statefulset;
 pub mod volumes;
 

@@ -1,5 +1,6 @@
-//! Columns of ConfigMaps, Secrets, PersistentVolumes, PersistentVolumeClaims
-//! and StorageClasses, as kubectl's printers show them.
+//! Columns of ConfigMaps, Secrets, ServiceAccounts, PersistentVolumes,
+//! PersistentVolumeClaims and StorageClasses, as kubectl's printers show
+//! them.
 
 use serde_json::{Value, json};
 
@@ -14,6 +15,15 @@ pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>>
         "ConfigMap" => vec![
             name,
             text("Data", 0, "Data contains the configuration data."),
+            age,
+        ],
+        "ServiceAccount" => vec![
+            name,
+            text(
+                "Secrets",
+                0,
+                "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
+            ),
             age,
         ],
         "Secret" => vec![
@@ -180,6 +190,11 @@ pub(super) fn cells(kind: &str, object: &Value) -> Option<Vec<Value>> {
         "ConfigMap" => vec![
             name,
             json!(entries(object, "data") + entries(object, "binaryData")),
+            age_cell(object),
+        ],
+        "ServiceAccount" => vec![
+            name,
+            json!(object["secrets"].as_array().map_or(0, Vec::len)),
             age_cell(object),
         ],
         "Secret" => vec![

@@ -1,5 +1,6 @@
 //! The built-in kinds: their descriptors and hooks.
 
+mod access;
 mod apps;
 mod batch;
 mod config;
@@ -20,6 +21,7 @@ use super::resources::{
 };
 use crate::admission::{Errors, Invalid, check_dns_label, check_dns_subdomain};
 
+pub use access::DEFAULT_SERVICE_ACCOUNT;
 pub use apps::scaled_value;
 pub use batch::{COMPLETION_INDEX, CONTROLLER_UID, JOB_NAME};
 pub use config::is_config_key;
@@ -35,6 +37,7 @@ pub(crate) fn all() -> Vec<Resource> {
         events(),
         config::config_maps(),
         config::secrets(),
+        access::service_accounts(),
         storage::persistent_volumes(),
         storage::persistent_volume_claims(),
         storage::storage_classes(),
