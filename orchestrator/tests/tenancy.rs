@@ -1,5 +1,5 @@
 //! Tenancy as the guide's chapters teach it, through the real kubectl:
-//! ServiceAccounts so far.
+//! ServiceAccounts so far: the kind, the default one, pods running as one.
 
 mod server;
 
@@ -83,4 +83,64 @@ fn every_namespace_has_a_default_service_account_and_more_can_be_made() {
             .status
             .success()
     );
+}
+
+const SA_POD: &str = "kind: Pod
+apiVersion: v1
+metadata:
+  name: use-service-account-pod
+spec:
+  # Set the service account containers in this pod
+  # use when they make requests to the API server
+  serviceAccountName: my-service-account
+  containers:
+    - name: container-service-account
+      image: toolbox
+      command: ['sleep', '3600']
+";
+
+/// The guide's pod naming a ServiceAccount: refused while the account does
+/// not exist, with the API server's words; run once it does, and
+/// `spec.serviceAccount` names it, as the guide says to look. A pod naming
+/// none runs as `default`, and an update leaving the names out keeps them.
+#[test]
+fn pods_run_as_the_service_account_they_name() {
+    let server = Server::start();
+    let file = server.manifest("pod.yaml", SA_POD);
+    let refused = server.kubectl(&["apply", "-f", &file]);
+    assert!(!refused.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        format!(
+            "Error from server (Forbidden): error when creating \"{file}\": pods \
+             \"use-service-account-pod\" is forbidden: error looking up service account \
+             default/my-service-account: serviceaccount \"my-service-account\" not found"
+        )
+    );
+    server.kubectl_ok(&["create", "serviceaccount", "my-service-account"]);
+    server.kubectl_ok(&["apply", "-f", &file]);
+    let pod = server.json(&["get", "pod", "use-service-account-pod"]);
+    assert_eq!(pod["spec"]["serviceAccount"], "my-service-account", "{pod}");
+    assert_eq!(pod["spec"]["serviceAccountName"], "my-service-account");
+
+    server.kubectl_ok(&["run", "plain", "--image=toolbox", "--", "sleep", "3600"]);
+    let pod = server.json(&["get", "pod", "plain"]);
+    assert_eq!(
+        (
+            &pod["spec"]["serviceAccountName"],
+            &pod["spec"]["serviceAccount"]
+        ),
+        (&serde_json::json!("default"), &serde_json::json!("default"))
+    );
+    // A replace without the names keeps them.
+    let mut replaced = pod.clone();
+    let spec = replaced["spec"].as_object_mut().unwrap();
+    spec.remove("serviceAccountName");
+    spec.remove("serviceAccount");
+    replaced["metadata"]["labels"] = serde_json::json!({"replaced": "yes"});
+    let path = server.manifest("plain.json", &replaced.to_string());
+    server.kubectl_ok(&["replace", "-f", &path]);
+    let pod = server.json(&["get", "pod", "plain"]);
+    assert_eq!(pod["metadata"]["labels"]["replaced"], "yes");
+    assert_eq!(pod["spec"]["serviceAccountName"], "default", "{pod}");
 }

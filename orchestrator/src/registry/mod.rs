@@ -18,6 +18,7 @@ mod namespaces;
 mod priority;
 pub mod resources;
 pub mod selectors;
+mod service_accounts;
 
 use std::sync::{Arc, RwLock};
 

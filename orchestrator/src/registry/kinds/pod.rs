@@ -94,13 +94,17 @@ pub(super) fn resource() -> Resource {
 }
 
 /// The pod admission steps, as the API server's plugins: tolerations of
-/// not-ready and unreachable nodes, then the priority.
+/// not-ready and unreachable nodes, the ServiceAccount, then the priority.
 fn admit(
     registry: &crate::registry::Registry,
     pod: &mut Value,
     old: Option<&Value>,
 ) -> crate::registry::Result<()> {
     default_tolerations(pod);
+    match old {
+        None => registry.admit_service_account(pod)?,
+        Some(old) => crate::registry::service_accounts::keep_on_update(pod, old),
+    }
     crate::registry::priority::admit_pod(registry, pod, old)
 }
 
