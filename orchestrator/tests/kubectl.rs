@@ -63,8 +63,15 @@ fn apply_get_describe_logs_delete() {
     assert!(yaml.contains("qosClass: BestEffort"), "{yaml}");
 
     let describe = server.kubectl_ok(&["describe", "pod", "web"]);
+    let field = |name: &str| {
+        describe
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    assert_eq!(field("Status:"), Some("Running"), "{describe}");
+    assert_eq!(field("Service Account:"), Some("default"), "{describe}");
     for expected in [
-        "Status:       Running",
         "Successfully assigned default/web to",
         "Pulling image \"toolbox\"",
         "Created container: main",

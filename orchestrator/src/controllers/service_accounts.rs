@@ -4,69 +4,71 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use tokio::sync::watch;
+use serde_json::json;
 
+use super::driver::{self, Reconciler};
 use crate::registry::kinds::DEFAULT_SERVICE_ACCOUNT;
-use crate::registry::{Error, ListOptions, Registry, WriteOptions};
+use crate::registry::{Error, Registry, Resource, Result, WriteOptions};
 
 const NAME: &str = "service-account-controller";
 
-/// Runs until `stop` turns true.
-pub async fn run(registry: Registry, mut stop: watch::Receiver<bool>) {
-    let namespaces = registry.resource("", "Namespace");
-    let accounts = registry.resource("", "ServiceAccount");
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    let revision = registry.store().revision();
-    let mut namespace_watch = registry.watch(&namespaces, None, revision).ok();
-    let mut account_watch = registry.watch(&accounts, None, revision).ok();
-    loop {
-        match registry.list(&namespaces, None, &ListOptions::default()) {
-            Ok(listed) => {
-                for ns in listed
-                    .items
-                    .iter()
-                    .filter(|n| n.pointer("/metadata/deletionTimestamp").is_none())
-                {
-                    let name = ns["metadata"]["name"].as_str().unwrap_or_default();
-                    if let Err(e) = ensure_default(&registry, name).await {
-                        tracing::warn!("the default ServiceAccount of {name}: {e}");
-                    }
-                }
-            }
-            Err(e) => tracing::warn!("listing namespaces: {e}"),
-        }
-        tokio::select! {
-            _ = async { match namespace_watch.as_mut() { Some(w) => { w.next().await; } None => std::future::pending().await } } => {}
-            _ = async { match account_watch.as_mut() { Some(w) => { w.next().await; } None => std::future::pending().await } } => {}
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-    }
+struct ServiceAccounts {
+    registry: Registry,
+    namespaces: Resource,
+    accounts: Resource,
 }
 
-/// Creates `namespace`'s `default` ServiceAccount unless it exists.
-async fn ensure_default(registry: &Registry, namespace: &str) -> Result<(), Error> {
-    let accounts = registry.resource("", "ServiceAccount");
-    if registry
-        .find(&accounts, Some(namespace), DEFAULT_SERVICE_ACCOUNT)?
-        .is_some()
-    {
-        return Ok(());
-    }
-    let account: Value = json!({"apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": DEFAULT_SERVICE_ACCOUNT}});
-    match registry
-        .create(
-            &accounts,
-            Some(namespace),
-            account,
-            &WriteOptions::manager(NAME),
-        )
-        .await
-    {
-        // Made meanwhile, or the namespace began terminating.
-        Ok(_) | Err(Error::AlreadyExists { .. } | Error::Refused { .. }) => Ok(()),
-        Err(e) => Err(e),
+/// Runs until `stop` turns true.
+pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
+    let reconciler = ServiceAccounts {
+        namespaces: registry.resource("", "Namespace"),
+        accounts: registry.resource("", "ServiceAccount"),
+        registry: registry.clone(),
+    };
+    // A namespace's change makes every namespace a candidate; a
+    // ServiceAccount's, its own.
+    let watched = vec![
+        reconciler.namespaces.clone().into(),
+        reconciler.accounts.clone().into(),
+    ];
+    driver::run(
+        registry,
+        NAME,
+        watched,
+        driver::Pace::WORKLOADS,
+        reconciler,
+        stop,
+    )
+    .await;
+}
+
+impl Reconciler for ServiceAccounts {
+    /// Creates `namespace`'s `default` ServiceAccount unless it exists or
+    /// the namespace is going.
+    async fn reconcile(&self, namespace: &str) -> Result<Option<Duration>> {
+        let active = self
+            .registry
+            .find(&self.namespaces, None, namespace)?
+            .is_some_and(|ns| ns.pointer("/metadata/deletionTimestamp").is_none());
+        if !active
+            || self
+                .registry
+                .find(&self.accounts, Some(namespace), DEFAULT_SERVICE_ACCOUNT)?
+                .is_some()
+        {
+            return Ok(None);
+        }
+        let account = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": DEFAULT_SERVICE_ACCOUNT}});
+        let options = WriteOptions::manager(NAME);
+        match self
+            .registry
+            .create(&self.accounts, Some(namespace), account, &options)
+            .await
+        {
+            // Made meanwhile, or the namespace began terminating.
+            Ok(_) | Err(Error::AlreadyExists { .. } | Error::Refused { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
