@@ -12,7 +12,7 @@ pub(crate) fn admit_pod(registry: &Registry, pod: &mut Value, old: Option<&Value
     match old {
         None => registry.admit_priority(pod),
         Some(old) => {
-            keep_on_update(pod, old);
+            keep_spec_fields(pod, old, &["priority", "preemptionPolicy"]);
             Ok(())
         }
     }
@@ -27,13 +27,14 @@ pub(crate) fn admit_priority_class(
     registry.admit_priority_class(class)
 }
 
-/// An update that leaves out what admission set on create keeps it, as
-/// the Priority plugin does (the fields may not change anyway).
-fn keep_on_update(pod: &mut Value, old: &Value) {
+/// An update that leaves out `fields` of the spec, which admission set on
+/// create, keeps them, as the Priority plugin does (the fields may not
+/// change anyway).
+pub(super) fn keep_spec_fields(pod: &mut Value, old: &Value, fields: &[&str]) {
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    for field in ["priority", "preemptionPolicy"] {
+    for &field in fields {
         if spec.get(field).is_none_or(Value::is_null)
             && let Some(previous) = old.pointer(&format!("/spec/{field}"))
         {

@@ -45,18 +45,3 @@ impl Registry {
         Ok(())
     }
 }
-
-/// An update that leaves out the ServiceAccount's names keeps them (they
-/// may not change).
-pub(super) fn keep_on_update(pod: &mut Value, old: &Value) {
-    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for field in ["serviceAccountName", "serviceAccount"] {
-        if spec.get(field).is_none_or(Value::is_null)
-            && let Some(previous) = old.pointer(&format!("/spec/{field}"))
-        {
-            spec.insert(field.into(), previous.clone());
-        }
-    }
-}

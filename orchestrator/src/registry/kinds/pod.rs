@@ -103,7 +103,13 @@ fn admit(
     default_tolerations(pod);
     match old {
         None => registry.admit_service_account(pod)?,
-        Some(old) => crate::registry::service_accounts::keep_on_update(pod, old),
+        // The ServiceAccount's names may not change: an update leaving
+        // them out keeps them.
+        Some(old) => crate::registry::priority::keep_spec_fields(
+            pod,
+            old,
+            &["serviceAccountName", "serviceAccount"],
+        ),
     }
     crate::registry::priority::admit_pod(registry, pod, old)
 }
