@@ -105,7 +105,7 @@ async fn main() {
         .unwrap();
     let app = router(ApiState {
         registry: registry.clone(),
-        token: None,
+        auth: wasmkube::auth::Authenticator::with_new_key(None),
         logs: None,
         streams: None,
     });

@@ -56,6 +56,8 @@ pub mod admission;
 #[doc(hidden)]
 pub mod api;
 #[doc(hidden)]
+pub mod auth;
+#[doc(hidden)]
 pub mod cidr;
 #[doc(hidden)]
 pub mod controllers;

@@ -84,6 +84,21 @@ enum Command {
     /// Manage the local image store: pull, import, list, remove
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Print a kubeconfig for a user of the server on this data directory, with a client certificate its CA signs
+    Kubeconfig {
+        /// The user's name (the certificate's common name)
+        #[arg(long)]
+        user: String,
+        /// A group the user is in (the certificate's organization); repeat for more
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// The namespace of the kubeconfig's context
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// How many days the certificate is valid
+        #[arg(long, default_value_t = wasmkube::server::kubeconfig::USER_CERTIFICATE_DAYS)]
+        days: i64,
+    },
 }
 
 /// `wasmkube serve`: the cluster behind HTTPS until Ctrl-C or SIGTERM.
@@ -206,6 +221,18 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("starting the runtime")?;
             runtime.block_on(wasmkube::image_cli::run(command, &data_dir))
+        }
+        Command::Kubeconfig {
+            user,
+            groups,
+            namespace,
+            days,
+        } => {
+            let text = wasmkube::server::kubeconfig::for_user(
+                &data_dir, &user, &groups, &namespace, days,
+            )?;
+            print!("{text}");
+            Ok(())
         }
     }
 }

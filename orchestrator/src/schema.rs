@@ -247,6 +247,12 @@ const API_TYPES: &[(&str, &str, &str, &str)] = &[
         "DeleteOptions",
     ),
     ("io.k8s.api.policy.v1.Eviction", "policy", "v1", "Eviction"),
+    (
+        "io.k8s.api.authentication.v1.TokenRequest",
+        "authentication.k8s.io",
+        "v1",
+        "TokenRequest",
+    ),
 ];
 
 /// Every definition, by schema name, with Kubernetes' extensions.
@@ -264,6 +270,7 @@ fn build() -> Map<String, Value> {
     generator.subschema_for::<Status>();
     generator.subschema_for::<DeleteOptions>();
     generator.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
+    generator.subschema_for::<k8s_openapi::api::authentication::v1::TokenRequest>();
     generator.subschema_for::<Patch>();
     let mut definitions = generator.take_definitions(true);
     let kinds = resources
@@ -276,6 +283,20 @@ fn build() -> Map<String, Value> {
                 "x-kubernetes-group-version-kind".into(),
                 json!([{"group": group, "version": version, "kind": kind}]),
             );
+        }
+    }
+    // The Rust types hold `metadata` as a plain field, so their schemas
+    // require it; Kubernetes' own never do (the server names what is
+    // missing, kubectl's validation must not refuse it first).
+    for definition in definitions.values_mut() {
+        if let Some(required) = definition.get_mut("required").and_then(Value::as_array_mut) {
+            required.retain(|field| field != "metadata");
+            if required.is_empty() {
+                definition
+                    .as_object_mut()
+                    .expect("a definition with fields is an object")
+                    .remove("required");
+            }
         }
     }
     for name in ATOMIC_STRUCTS {

@@ -677,7 +677,7 @@ async fn a_compacted_resource_version_is_gone() {
     let registry = Registry::new(Arc::new(store.clone()), Resources::builtin());
     let app = router(ApiState {
         registry,
-        token: None,
+        auth: wasmkube::auth::Authenticator::with_new_key(None),
         logs: None,
         streams: None,
     });

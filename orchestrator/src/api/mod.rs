@@ -15,6 +15,7 @@ mod portforward;
 mod protobuf;
 mod query;
 mod response;
+mod reviews;
 mod scale;
 pub(crate) mod stream;
 pub mod table;
@@ -34,6 +35,7 @@ pub use self::body::MAX_BODY_BYTES;
 pub use self::objects::PodLogs;
 pub use self::response::json_response;
 pub use self::stream::PodStreams;
+use crate::auth;
 use crate::registry::{Error, Registry};
 
 /// The Kubernetes version the server reports; kubectl's version dispatcher
@@ -44,9 +46,8 @@ pub const KUBERNETES_VERSION: (&str, &str) = ("1", "33");
 #[derive(Clone)]
 pub struct ApiState {
     pub registry: Registry,
-    /// The bearer token clients must present; `None` serves everyone (for
-    /// in-process clients and router tests).
-    pub token: Option<Arc<str>>,
+    /// Who each request is.
+    pub auth: Arc<auth::Authenticator>,
     /// Where pod logs come from (the kubelet).
     pub logs: Option<Arc<dyn PodLogs>>,
     /// Where exec and port-forward reach pods (the kubelet).
@@ -97,28 +98,30 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Bearer-token authentication; health and version stay open, as in
-/// Kubernetes.
-async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+/// Authentication: every request but health and version must say who it
+/// is (a client certificate or a bearer token), as with the API server's
+/// anonymous access off; the user rides on the request as an extension.
+async fn authenticate(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let open = matches!(
         request.uri().path(),
         "/healthz" | "/livez" | "/readyz" | "/version" | "/version/"
     );
-    if let Some(token) = &state.token
-        && !open
-    {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token);
-        let valid = presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes()));
-        if !valid {
-            return Error::Unauthorized("Unauthorized".into()).into_response();
-        }
-    }
+    let user = state.auth.authenticate(
+        &state.registry,
+        request.extensions().get::<auth::CertificateUser>(),
+        request.headers(),
+    );
+    let user = match user {
+        Ok(Some(user)) => user,
+        Ok(None) if open => Arc::new(auth::User::anonymous()),
+        Ok(None) => return Error::Unauthorized("Unauthorized".into()).into_response(),
+        Err(e) if !open => return e.into_response(),
+        Err(_) => Arc::new(auth::User::anonymous()),
+    };
+    let anonymous = user.name == auth::ANONYMOUS;
+    request.extensions_mut().insert(user);
     let mut response = next.run(request).await;
-    if state.token.is_none() || !open {
+    if !anonymous {
         response.extensions_mut().insert(Authenticated);
     }
     response
@@ -128,19 +131,6 @@ async fn authenticate(State(state): State<ApiState>, request: Request, next: Nex
 /// so the server knows which connections are its clients'.
 #[derive(Debug, Clone, Copy)]
 pub struct Authenticated;
-
-/// The token of an `Authorization: Bearer <token>` header, read as the API
-/// server reads it: the scheme in any case, surrounding space ignored.
-fn bearer_token(header: &str) -> Option<&str> {
-    let mut words = header.trim().splitn(3, ' ');
-    let scheme = words.next()?;
-    let token = words.next()?;
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 async fn version() -> Response {
     let (major, minor) = KUBERNETES_VERSION;

@@ -2,7 +2,9 @@
 //! requests parsed into a target, then answered through the registry.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -14,7 +16,8 @@ use super::body::{ApiBody, content_type, decode_object};
 use super::query::Query;
 use super::response::{json_response, with_warnings};
 use super::table::{IncludeObject, table};
-use super::{ApiState, alias, scale, watch};
+use super::{ApiState, alias, reviews, scale, watch};
+use crate::auth::User;
 use crate::patch::PatchKind;
 use crate::registry::resources::Alias;
 use crate::registry::{
@@ -56,12 +59,20 @@ struct Target {
 pub(super) async fn core_handler(
     State(state): State<ApiState>,
     Path((version, rest)): Path<(String, String)>,
+    Extension(user): Extension<Arc<User>>,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Response {
-    handle(&state, "", &version, &rest, method, query, headers, body)
+    let call = Call {
+        method,
+        raw_query: query,
+        headers,
+        body,
+        user,
+    };
+    handle(&state, "", &version, &rest, call)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -69,16 +80,22 @@ pub(super) async fn core_handler(
 pub(super) async fn group_handler(
     State(state): State<ApiState>,
     Path((group, version, rest)): Path<(String, String, String)>,
+    Extension(user): Extension<Arc<User>>,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     ApiBody(body): ApiBody,
 ) -> Response {
-    handle(
-        &state, &group, &version, &rest, method, query, headers, body,
-    )
-    .await
-    .unwrap_or_else(IntoResponse::into_response)
+    let call = Call {
+        method,
+        raw_query: query,
+        headers,
+        body,
+        user,
+    };
+    handle(&state, &group, &version, &rest, call)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 fn parse_target(state: &ApiState, group: &str, version: &str, rest: &str) -> Result<Target> {
@@ -128,6 +145,16 @@ fn parse_target(state: &ApiState, group: &str, version: &str, rest: &str) -> Res
         name: name.map(|n| n.to_string()),
         subresource: subresource.map(|s| s.to_string()),
     })
+}
+
+/// A request to a resource path, as received.
+struct Call {
+    method: Method,
+    raw_query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+    /// Who made it.
+    user: Arc<User>,
 }
 
 /// What the client accepts: a Table, or plain objects.
@@ -286,16 +313,12 @@ fn verb_allowed(resource: &Resource, verb: &str) -> Result<()> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn handle(
     state: &ApiState,
     group: &str,
     version: &str,
     rest: &str,
-    method: Method,
-    raw_query: Option<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    call: Call,
 ) -> Result<Response> {
     let target = parse_target(state, group, version, rest)?;
     let deprecation = target
@@ -305,16 +328,23 @@ async fn handle(
         .and_then(|c| c.deprecation.clone());
     if let Some(warning) = deprecation {
         // A deprecated version of a custom resource warns on every answer.
-        let response = serve(state, target, method, raw_query, headers, body)
+        let response = serve(state, target, call)
             .await
             .unwrap_or_else(IntoResponse::into_response);
         return Ok(with_warnings(response, &[warning]));
     }
     let Some(old) = target.alias else {
-        return serve(state, target, method, raw_query, headers, body).await;
+        return serve(state, target, call).await;
     };
     // A request at an old group version: converted in, converted out.
     let current = target.resource.api_version();
+    let Call {
+        method,
+        raw_query,
+        headers,
+        body,
+        user,
+    } = call;
     let body = if method == Method::PATCH {
         match PatchKind::from_content_type(content_type(&headers)) {
             Some(kind) => {
@@ -332,21 +362,28 @@ async fn handle(
         body
     };
     let streams = Query::parse(raw_query.as_deref())?.flag("watch");
-    let response = serve(state, target, method, raw_query, headers, body)
+    let call = Call {
+        method,
+        raw_query,
+        headers,
+        body,
+        user,
+    };
+    let response = serve(state, target, call)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     Ok(alias::answer(&old, &current, response, !streams).await)
 }
 
 /// Answers a request for `target`.
-async fn serve(
-    state: &ApiState,
-    target: Target,
-    method: Method,
-    raw_query: Option<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response> {
+async fn serve(state: &ApiState, target: Target, call: Call) -> Result<Response> {
+    let Call {
+        method,
+        raw_query,
+        headers,
+        body,
+        user,
+    } = call;
     let query = Query::parse(raw_query.as_deref())?;
     let registry = &state.registry;
     let resource = &target.resource;
@@ -407,6 +444,12 @@ async fn serve(
                     "items": listed.items,
                 }),
             ))
+        }
+        (&Method::POST, None, None) if reviews::answers(resource) => {
+            reviews::create(state, resource, &user, &headers, &body)
+        }
+        (&Method::POST, Some(name), Some("token")) if resource.kind == "ServiceAccount" => {
+            reviews::token_request(state, namespace.unwrap_or("default"), name, &headers, &body)
         }
         (&Method::POST, Some(name), Some("eviction")) if resource.kind == "Pod" => {
             let eviction = decode_object(&headers, &body, "io.k8s.api.policy.v1.Eviction")?;

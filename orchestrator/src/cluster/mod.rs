@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api::{self, ApiState};
+use crate::auth;
 use crate::cidr::Cidr;
 use crate::controllers;
 use crate::kubelet::{self, Kubelet};
@@ -81,6 +82,9 @@ pub enum Error {
     /// The API's certificates could not be loaded or made.
     #[error("cannot prepare the API's certificates")]
     Pki(#[from] pki::Error),
+    /// The key that signs ServiceAccount tokens could not be loaded or made.
+    #[error("cannot prepare the ServiceAccount token key")]
+    TokenKey(#[from] auth::tokens::KeyError),
     /// TLS could not be configured.
     #[error("cannot configure TLS")]
     Tls(#[from] server::Error),
@@ -135,6 +139,8 @@ struct Running {
     registry: Registry,
     store: RedbStore,
     kubelet: Arc<Kubelet>,
+    /// Signs and checks ServiceAccount tokens.
+    signer: Arc<auth::Signer>,
     /// Tells every loop (and the listener) to stop.
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -147,6 +153,9 @@ struct Running {
 struct Listening {
     url: String,
     kubeconfig: String,
+    /// The CA and its key, for users' certificates (`None` over plain
+    /// HTTP, where clients present none).
+    pki: Option<pki::Pki>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -210,10 +219,17 @@ impl Cluster {
         ]);
         let (stop, stopped) = watch::channel(false);
         let tasks = spawn_loops(&registry, &kubelet, &config, &stopped);
+        let signer = Arc::new(match &storage {
+            Storage::Dir(dir) => {
+                auth::Signer::load_or_create(&dir.join("pki").join("service-account.key"))?
+            }
+            Storage::Memory => auth::Signer::generate()?.0,
+        });
         let mut running = Running {
             registry,
             store,
             kubelet,
+            signer,
             stop,
             tasks,
             scratch,
@@ -266,6 +282,25 @@ impl Cluster {
     /// parse it with `kube::config::Kubeconfig::from_yaml`.
     pub fn kubeconfig(&self) -> Option<&str> {
         self.listening.as_ref().map(|l| l.kubeconfig.as_str())
+    }
+
+    /// A kubeconfig (YAML) for the listening API as `user` in `groups`,
+    /// with a client certificate the cluster's CA signs (valid a year),
+    /// its context in `namespace`. What the user may do is what RBAC
+    /// grants the name and groups. `None` when the cluster does not
+    /// listen over HTTPS.
+    pub fn user_kubeconfig(&self, user: &str, groups: &[&str], namespace: &str) -> Option<String> {
+        let listening = self.listening.as_ref()?;
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        server::kubeconfig::for_user_of(
+            &listening.url,
+            listening.pki.as_ref()?,
+            user,
+            &groups,
+            namespace,
+            server::kubeconfig::USER_CERTIFICATE_DAYS,
+        )
+        .ok()
     }
 
     /// Writes [`kubeconfig`](Self::kubeconfig) to `path`, mode 0600,
@@ -328,7 +363,7 @@ impl Running {
     fn router(&self, token: Option<Arc<str>>) -> Router {
         api::router(ApiState {
             registry: self.registry.clone(),
-            token,
+            auth: Arc::new(auth::Authenticator::new(token, Arc::clone(&self.signer))),
             logs: Some(self.kubelet.clone()),
             streams: Some(self.kubelet.clone()),
         })
@@ -578,5 +613,9 @@ async fn serve_api(
             tracing::error!("serving the API failed: {e}");
         }
     });
-    Ok(Listening { url, kubeconfig })
+    Ok(Listening {
+        url,
+        kubeconfig,
+        pki: (!plain_http).then_some(pki),
+    })
 }

@@ -2,6 +2,7 @@
 //! loopback when asked), and the admin kubeconfig that points kubectl at it.
 
 pub mod connections;
+pub mod kubeconfig;
 mod parse_errors;
 pub mod pki;
 
@@ -14,7 +15,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response};
-use base64::Engine;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -25,7 +25,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::api::Authenticated;
+use crate::auth;
 
+pub use kubeconfig::kubeconfig;
 pub use pki::Pki;
 
 /// Why serving could not start.
@@ -39,15 +41,28 @@ pub enum Error {
     Io(#[from] io::Error),
 }
 
-/// A rustls server configuration from the PKI (HTTP/2 and HTTP/1.1).
+/// A rustls server configuration from the PKI (HTTP/2 and HTTP/1.1). A
+/// client may present a certificate the cluster's CA signed (a user); one
+/// signed by anyone else fails the handshake.
 pub fn tls_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, Error> {
     let certs = CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
+        roots.add(ca?)?;
+    }
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| Error::Tls(rustls::Error::General(e.to_string())))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+        .with_client_cert_verifier(clients)
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
@@ -119,6 +134,7 @@ pub async fn serve(
             router: router.clone(),
             guard: Arc::clone(&guard),
             first_request: Arc::new(Notify::new()),
+            certificate: None,
         };
         let abort = tasks.spawn(async move {
             let first_request = Arc::clone(&service.first_request);
@@ -128,6 +144,16 @@ pub async fn serve(
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                         {
                             Ok(Ok(tls)) => {
+                                let service = ConnectionService {
+                                    certificate: tls
+                                        .get_ref()
+                                        .1
+                                        .peer_certificates()
+                                        .and_then(|chain| chain.first())
+                                        .and_then(|leaf| auth::x509::user_of(leaf))
+                                        .map(|user| auth::CertificateUser(Arc::new(user))),
+                                    ..service
+                                };
                                 let io = TokioIo::new(parse_errors::WithStatus::new(tls));
                                 builder.serve_connection_with_upgrades(io, service).await
                             }
@@ -177,6 +203,8 @@ struct ConnectionService {
     guard: Arc<connections::Guard>,
     /// Told when the first request arrives.
     first_request: Arc<Notify>,
+    /// The user of the client certificate the connection presented.
+    certificate: Option<auth::CertificateUser>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
@@ -188,8 +216,12 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         self.first_request.notify_one();
         let in_flight = self.guard.begin();
         let router = self.router.clone();
+        let mut request = request.map(Body::new);
+        if let Some(user) = &self.certificate {
+            request.extensions_mut().insert(user.clone());
+        }
         Box::pin(async move {
-            let response = tower::ServiceExt::oneshot(router, request.map(Body::new)).await?;
+            let response = tower::ServiceExt::oneshot(router, request).await?;
             if response.extensions().get::<Authenticated>().is_some() {
                 in_flight.trust();
             }
@@ -227,24 +259,6 @@ impl hyper::body::Body for Counted {
     fn size_hint(&self) -> hyper::body::SizeHint {
         hyper::body::Body::size_hint(&self.body)
     }
-}
-
-/// The admin kubeconfig (YAML) of the API at `server`: the CA to trust
-/// (none for plain HTTP) and the bearer token.
-pub fn kubeconfig(server: &str, ca_pem: Option<&str>, token: &str) -> String {
-    let ca = match ca_pem {
-        Some(pem) => format!(
-            "    certificate-authority-data: {}\n",
-            base64::engine::general_purpose::STANDARD.encode(pem)
-        ),
-        None => String::new(),
-    };
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: wasmkube\n  cluster:\n    server: {server}\n{ca}\
-         users:\n- name: admin\n  user:\n    token: {token}\n\
-         contexts:\n- name: wasmkube\n  context:\n    cluster: wasmkube\n    user: admin\n    namespace: default\n\
-         current-context: wasmkube\npreferences: {{}}\n"
-    )
 }
 
 /// Writes `text` to `path` atomically (a temporary file, synced, then

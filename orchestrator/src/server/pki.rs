@@ -29,6 +29,8 @@ pub enum Error {
 pub struct Pki {
     /// The CA certificate clients trust (PEM).
     pub ca_pem: String,
+    /// The CA's key (PEM), which signs users' client certificates.
+    pub ca_key_pem: String,
     /// The serving certificate (PEM), signed by the CA.
     pub server_cert_pem: String,
     /// Its private key (PEM).
@@ -73,19 +75,22 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, Error> {
     };
     let existing = (
         read(&dir.join("ca.crt"))?,
+        read(&dir.join("ca.key"))?,
         read(&dir.join("server.crt"))?,
         read(&dir.join("server.key"))?,
     );
-    if let (Some(ca_pem), Some(server_cert_pem), Some(server_key_pem)) = existing {
+    if let (Some(ca_pem), Some(ca_key_pem), Some(server_cert_pem), Some(server_key_pem)) = existing
+    {
         return Ok(Pki {
             ca_pem,
+            ca_key_pem,
             server_cert_pem,
             server_key_pem,
             token,
         });
     }
-    let (pki, ca_key_pem) = generate_with(names, token)?;
-    write(&dir.join("ca.key"), &ca_key_pem, 0o600)?;
+    let pki = generate_with(names, token)?;
+    write(&dir.join("ca.key"), &pki.ca_key_pem, 0o600)?;
     write(&dir.join("ca.crt"), &pki.ca_pem, 0o644)?;
     write(&dir.join("server.key"), &pki.server_key_pem, 0o600)?;
     write(&dir.join("server.crt"), &pki.server_cert_pem, 0o644)?;
@@ -95,7 +100,7 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, Error> {
 /// A new PKI held in memory only (an embedded cluster without a data
 /// directory): a CA, a serving certificate for `names`, a token.
 pub fn generate(names: &[String]) -> Result<Pki, Error> {
-    Ok(generate_with(names, new_token())?.0)
+    generate_with(names, new_token())
 }
 
 /// An admin token: 256 random bits, hex.
@@ -107,8 +112,8 @@ fn new_token() -> String {
     )
 }
 
-/// A CA and a serving certificate it signs, with the CA's key (PEM).
-fn generate_with(names: &[String], token: String) -> Result<(Pki, String), Error> {
+/// A CA and a serving certificate it signs.
+fn generate_with(names: &[String], token: String) -> Result<Pki, Error> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -136,13 +141,13 @@ fn generate_with(names: &[String], token: String) -> Result<(Pki, String), Error
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     let server_key = KeyPair::generate()?;
     let server_cert = params.signed_by(&server_key, &issuer)?;
-    let pki = Pki {
+    Ok(Pki {
         ca_pem: ca_cert.pem(),
+        ca_key_pem: ca_key.serialize_pem(),
         server_cert_pem: server_cert.pem(),
         server_key_pem: server_key.serialize_pem(),
         token,
-    };
-    Ok((pki, ca_key.serialize_pem()))
+    })
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub async fn api() -> Api {
     let registry = Registry::new(Arc::new(store), Resources::builtin());
     let router = router(ApiState {
         registry,
-        token: Some(TOKEN.into()),
+        auth: wasmkube::auth::Authenticator::with_new_key(Some(TOKEN)),
         logs: None,
         streams: None,
     });

@@ -2,6 +2,7 @@
 
 mod access;
 mod apps;
+mod authentication;
 mod batch;
 mod config;
 mod network;
@@ -38,6 +39,8 @@ pub(crate) fn all() -> Vec<Resource> {
         config::config_maps(),
         config::secrets(),
         access::service_accounts(),
+        authentication::token_reviews(),
+        authentication::self_subject_reviews(),
         storage::persistent_volumes(),
         storage::persistent_volume_claims(),
         storage::storage_classes(),
@@ -80,6 +83,7 @@ pub(crate) fn aliases() -> Vec<Alias> {
     };
     vec![
         cron_job,
+        authentication::self_subject_review_beta(),
         deployment(
             "apps",
             "v1beta2",
