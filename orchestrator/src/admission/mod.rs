@@ -147,6 +147,18 @@ pub(crate) fn check_dns_subdomain(errors: &mut Errors, field: &str, value: &str)
     }
 }
 
+/// Checks a name that only has to be a path segment (RBAC objects' names
+/// such as `system:basic-user`), as the API server's path segment rule.
+pub(crate) fn check_path_segment(errors: &mut Errors, field: &str, value: &str) {
+    if value.is_empty() {
+        errors.required(field);
+    } else if value == "." || value == ".." {
+        errors.invalid(field, value, &format!("may not be '{value}'"));
+    } else if let Some(bad) = ["/", "%"].into_iter().find(|bad| value.contains(bad)) {
+        errors.invalid(field, value, &format!("may not contain '{bad}'"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,9 +98,10 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Authentication: every request but health and version must say who it
-/// is (a client certificate or a bearer token), as with the API server's
-/// anonymous access off; the user rides on the request as an extension.
+/// Authentication, then authorization: every request but health and
+/// version must say who it is (a client certificate or a bearer token), as
+/// with the API server's anonymous access off, and RBAC must allow what it
+/// asks; the user rides on the request as an extension.
 async fn authenticate(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let open = matches!(
         request.uri().path(),
@@ -118,7 +119,24 @@ async fn authenticate(State(state): State<ApiState>, mut request: Request, next:
         Err(e) if !open => return e.into_response(),
         Err(_) => Arc::new(auth::User::anonymous()),
     };
+    let user =
+        match auth::impersonation::impersonate(&state.registry, user, request.headers()).await {
+            Ok(user) => user,
+            Err(e) => return e.into_response(),
+        };
     let anonymous = user.name == auth::ANONYMOUS;
+    if !open {
+        let attributes = auth::attributes::Attributes::of_request(
+            request.method(),
+            request.uri().path(),
+            request.uri().query(),
+        );
+        match auth::rbac::allowed(&state.registry, &user, &attributes).await {
+            Ok(true) => {}
+            Ok(false) => return auth::rbac::forbidden(&user, &attributes).into_response(),
+            Err(e) => return e.into_response(),
+        }
+    }
     request.extensions_mut().insert(user);
     let mut response = next.run(request).await;
     if !anonymous {

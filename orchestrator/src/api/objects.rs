@@ -202,7 +202,7 @@ fn check_patch_options(kind: PatchKind, query: &Query) -> Result<()> {
 
 /// A write's options; without a `fieldManager`, the manager is the
 /// client's User-Agent up to its first `/`, as the API server names it.
-fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions> {
+fn write_options(query: &Query, headers: &HeaderMap, user: &Arc<User>) -> Result<WriteOptions> {
     let user_agent = || {
         let agent = headers
             .get(header::USER_AGENT)
@@ -226,6 +226,7 @@ fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions> {
             .or_else(user_agent),
         validation: query.field_validation()?,
         force: query.flag("force"),
+        user: Some(Arc::clone(user)),
         ..WriteOptions::default()
     })
 }
@@ -446,7 +447,7 @@ async fn serve(state: &ApiState, target: Target, call: Call) -> Result<Response>
             ))
         }
         (&Method::POST, None, None) if reviews::answers(resource) => {
-            reviews::create(state, resource, &user, &headers, &body)
+            reviews::create(state, resource, namespace, &user, &headers, &body).await
         }
         (&Method::POST, Some(name), Some("token")) if resource.kind == "ServiceAccount" => {
             reviews::token_request(state, namespace.unwrap_or("default"), name, &headers, &body)
@@ -495,7 +496,7 @@ async fn serve(state: &ApiState, target: Target, call: Call) -> Result<Response>
                 })?;
                 scale::Change::Patch(kind, &body)
             };
-            let options = write_options(&query, &headers)?;
+            let options = write_options(&query, &headers, &user)?;
             let scaled =
                 scale::write(registry, resource, namespace, name, change, &options).await?;
             Ok(json_response(StatusCode::OK, &scaled))
@@ -520,7 +521,12 @@ async fn serve(state: &ApiState, target: Target, call: Call) -> Result<Response>
             verb_allowed(resource, "create")?;
             let body = decode_object(&headers, &body, resource.schema)?;
             let written = registry
-                .create(resource, namespace, body, &write_options(&query, &headers)?)
+                .create(
+                    resource,
+                    namespace,
+                    body,
+                    &write_options(&query, &headers, &user)?,
+                )
                 .await?;
             Ok(with_warnings(
                 json_response(StatusCode::CREATED, &written.object),
@@ -538,7 +544,7 @@ async fn serve(state: &ApiState, target: Target, call: Call) -> Result<Response>
                     name,
                     body,
                     sub,
-                    &write_options(&query, &headers)?,
+                    &write_options(&query, &headers, &user)?,
                 )
                 .await?;
             Ok(with_warnings(
@@ -566,7 +572,7 @@ async fn serve(state: &ApiState, target: Target, call: Call) -> Result<Response>
                 ));
             }
             check_patch_options(kind, &query)?;
-            let options = write_options(&query, &headers)?;
+            let options = write_options(&query, &headers, &user)?;
             let written = registry
                 .patch(resource, namespace, name, kind, &body, sub, &options)
                 .await?;

@@ -3,6 +3,10 @@
 //! token is the admin token or a ServiceAccount token the server signed.
 //! The identity rides on the request as a [`User`] extension.
 
+pub mod attributes;
+pub mod defaults;
+pub mod impersonation;
+pub mod rbac;
 pub mod tokens;
 pub mod x509;
 

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use serde_json::json;
 
 use crate::controllers;
+use crate::registry::kinds::RBAC_GROUP;
 use crate::registry::{self, Registry, WriteOptions};
 
 /// Points the `kubernetes` Service at the API served on `address`
@@ -99,6 +100,12 @@ pub async fn bootstrap(registry: &Registry) -> Result<(), registry::Error> {
             "metadata": {"name": name}, "value": value, "description": description,
         });
         ensure(registry, ("scheduling.k8s.io", "PriorityClass"), None, body).await?;
+    }
+    for role in crate::auth::defaults::cluster_roles() {
+        ensure(registry, (RBAC_GROUP, "ClusterRole"), None, role).await?;
+    }
+    for binding in crate::auth::defaults::cluster_role_bindings() {
+        ensure(registry, (RBAC_GROUP, "ClusterRoleBinding"), None, binding).await?;
     }
     let api = json!({
         "apiVersion": "v1", "kind": "Service",

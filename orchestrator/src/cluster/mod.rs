@@ -491,6 +491,10 @@ fn spawn_loops(
         registry.clone(),
         stopped.clone(),
     ));
+    tasks.spawn(controllers::cluster_roles::run(
+        registry.clone(),
+        stopped.clone(),
+    ));
     tasks.spawn(controllers::endpoints::run(
         registry.clone(),
         stopped.clone(),

@@ -1,6 +1,7 @@
 //! Controllers: level-triggered loops that converge the cluster toward what
 //! its objects ask for.
 
+pub mod cluster_roles;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

@@ -57,9 +57,21 @@ impl Cache {
         labels: &LabelSelector,
     ) -> Result<Vec<Arc<Value>>> {
         self.fresh().await?;
+        Ok(self.list_held(namespace, labels))
+    }
+
+    /// One object, as of at least the store's revision now.
+    pub async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Option<Arc<Value>>> {
+        self.fresh().await?;
+        Ok(self.get_held(namespace, name))
+    }
+
+    /// [`list`](Self::list) of what the cache holds now, without waiting:
+    /// for a reader that has just waited with [`caught_up`](Self::caught_up).
+    pub fn list_held(&self, namespace: Option<&str>, labels: &LabelSelector) -> Vec<Arc<Value>> {
         let prefix = self.resource.namespace_prefix(namespace);
         let objects = self.objects.read().expect("cache lock");
-        Ok(objects
+        objects
             .range::<str, _>((
                 std::ops::Bound::Included(prefix.as_str()),
                 std::ops::Bound::Unbounded,
@@ -67,14 +79,19 @@ impl Cache {
             .take_while(|(key, _)| key.starts_with(&prefix))
             .filter(|(_, object)| labels.matches(object))
             .map(|(_, object)| Arc::clone(object))
-            .collect())
+            .collect()
     }
 
-    /// One object, as of at least the store's revision now.
-    pub async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Option<Arc<Value>>> {
-        self.fresh().await?;
+    /// [`get`](Self::get) of what the cache holds now, without waiting.
+    pub fn get_held(&self, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
         let key = self.resource.key(namespace, name);
-        Ok(self.objects.read().expect("cache lock").get(&key).cloned())
+        self.objects.read().expect("cache lock").get(&key).cloned()
+    }
+
+    /// Waits until the cache holds everything the store has committed so
+    /// far (then the `_held` reads are as fresh as the async ones).
+    pub async fn caught_up(&self) -> Result<()> {
+        self.fresh().await
     }
 
     /// Waits until the cache has applied everything the store has

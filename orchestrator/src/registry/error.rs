@@ -49,8 +49,9 @@ pub enum Error {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
-    /// Forbidden for one object, with the reason the API server gives.
-    #[error("{} {name:?} is forbidden: {why}", qualified(resource, group))]
+    /// Forbidden, with the reason the API server gives: for one object,
+    /// for a resource (`name` empty) or for a path (`resource` empty too).
+    #[error("{}", forbidden_message(resource, group, name, why))]
     Refused {
         resource: String,
         group: String,
@@ -108,6 +109,18 @@ pub enum Error {
     /// A failure the API server passes on as it is: 500 with no reason.
     #[error("{0}")]
     Unclassified(String),
+}
+
+/// A Forbidden Status's message, as the API server words it.
+fn forbidden_message(resource: &str, group: &str, name: &str, why: &str) -> String {
+    match (resource, name) {
+        ("", _) => format!("forbidden: {why}"),
+        (_, "") => format!("{} is forbidden: {why}", qualified(resource, group)),
+        _ => format!(
+            "{} {name:?} is forbidden: {why}",
+            qualified(resource, group)
+        ),
+    }
 }
 
 impl Error {

@@ -75,6 +75,9 @@ pub struct WriteOptions {
     /// A server-side apply: the manager owns exactly what it applies
     /// (operation `Apply`).
     pub(crate) apply: bool,
+    /// The user writing, when a client is: a Role or binding it writes may
+    /// grant only what it holds itself (RBAC's escalation check).
+    pub user: Option<std::sync::Arc<crate::auth::User>>,
 }
 
 impl WriteOptions {
@@ -598,6 +601,7 @@ impl Registry {
         validate(resource, &body, None)?;
         self.check_namespace(resource, namespace.as_deref(), &name)?;
         (resource.hooks.admit)(self, &mut body, None)?;
+        crate::auth::rbac::check_escalation(self, resource, &body, options)?;
         let _reservation = (resource.hooks.allocate)(&self.allocators, &mut body, None)
             .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         managers.write_to(&mut body);
@@ -999,6 +1003,7 @@ impl Registry {
             }
             (resource.hooks.admit)(self, &mut next, Some(current))?;
             validate(resource, &next, Some(current))?;
+            crate::auth::rbac::check_escalation(self, resource, &next, options)?;
             reservation = (resource.hooks.allocate)(&self.allocators, &mut next, Some(current))
                 .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         } else if subresource == Some("status") && resource.custom.is_some() {

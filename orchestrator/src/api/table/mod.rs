@@ -5,6 +5,7 @@ mod apps;
 mod batch;
 mod config;
 mod network;
+mod rbac;
 mod scheduling;
 
 use serde_json::{Value, json};
@@ -69,6 +70,9 @@ fn columns(kind: &str) -> Vec<Value> {
         return columns;
     }
     if let Some(columns) = config::columns(kind, name.clone(), age.clone()) {
+        return columns;
+    }
+    if let Some(columns) = rbac::columns(kind, name.clone(), age.clone()) {
         return columns;
     }
     match kind {
@@ -593,6 +597,9 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
         return cells;
     }
     if let Some(cells) = config::cells(kind, object) {
+        return cells;
+    }
+    if let Some(cells) = rbac::cells(kind, object) {
         return cells;
     }
     match kind {

@@ -21,7 +21,7 @@ pub(super) fn service_accounts() -> Resource {
         short_names: &["sa"],
         categories: &[],
         verbs: ALL_VERBS,
-        subresources: &[super::authentication::TOKEN],
+        subresources: &[super::reviews::TOKEN],
         status_subresource: false,
         field_selectors: &[],
         schema: "io.k8s.api.core.v1.ServiceAccount",

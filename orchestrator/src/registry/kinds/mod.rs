@@ -2,12 +2,13 @@
 
 mod access;
 mod apps;
-mod authentication;
 mod batch;
 mod config;
 mod network;
 mod pod;
 mod policy;
+mod rbac;
+mod reviews;
 mod scheduling;
 mod service;
 mod sets;
@@ -27,11 +28,13 @@ pub use apps::scaled_value;
 pub use batch::{COMPLETION_INDEX, CONTROLLER_UID, JOB_NAME};
 pub use config::is_config_key;
 pub use pod::qos_class;
+pub use rbac::GROUP as RBAC_GROUP;
+pub use reviews::{AUTHENTICATION, AUTHORIZATION};
 pub use scheduling::{HIGHEST_USER_PRIORITY, SYSTEM_PRIORITY_CLASSES};
 pub use storage::{PV_PROTECTION, PVC_PROTECTION, is_default_class};
 
 pub(crate) fn all() -> Vec<Resource> {
-    vec![
+    let mut all = vec![
         namespaces(),
         pod::resource(),
         nodes(),
@@ -39,8 +42,8 @@ pub(crate) fn all() -> Vec<Resource> {
         config::config_maps(),
         config::secrets(),
         access::service_accounts(),
-        authentication::token_reviews(),
-        authentication::self_subject_reviews(),
+        reviews::token_reviews(),
+        reviews::self_subject_reviews(),
         storage::persistent_volumes(),
         storage::persistent_volume_claims(),
         storage::storage_classes(),
@@ -59,10 +62,16 @@ pub(crate) fn all() -> Vec<Resource> {
         policy::pod_disruption_budgets(),
         network::ingresses(),
         network::ingress_classes(),
+        rbac::roles(),
+        rbac::cluster_roles(),
+        rbac::role_bindings(),
+        rbac::cluster_role_bindings(),
         batch::jobs(),
         batch::cron_jobs(),
         crate::custom::definition::resource(),
-    ]
+    ];
+    all.extend(reviews::subject_access_reviews());
+    all
 }
 
 /// Old group versions still served, as the guide's manifests use them.
@@ -83,7 +92,7 @@ pub(crate) fn aliases() -> Vec<Alias> {
     };
     vec![
         cron_job,
-        authentication::self_subject_review_beta(),
+        reviews::self_subject_review_beta(),
         deployment(
             "apps",
             "v1beta2",
