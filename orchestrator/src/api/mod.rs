@@ -119,21 +119,23 @@ async fn authenticate(State(state): State<ApiState>, mut request: Request, next:
         Err(e) if !open => return e.into_response(),
         Err(_) => Arc::new(auth::User::anonymous()),
     };
+    let authorizer = state.auth.authorizer();
     let user =
-        match auth::impersonation::impersonate(&state.registry, user, request.headers()).await {
-            Ok(user) => user,
-            Err(e) => return e.into_response(),
-        };
+        auth::impersonation::impersonate(&state.registry, authorizer, user, request.headers());
+    let user = match user.await {
+        Ok(user) => user,
+        Err(e) => return e.into_response(),
+    };
     let anonymous = user.name == auth::ANONYMOUS;
-    if !open {
+    if !open && !user.is_master() {
         let attributes = auth::attributes::Attributes::of_request(
             request.method(),
             request.uri().path(),
             request.uri().query(),
         );
-        match auth::rbac::allowed(&state.registry, &user, &attributes).await {
-            Ok(true) => {}
-            Ok(false) => return auth::rbac::forbidden(&user, &attributes).into_response(),
+        match authorizer.index(&state.registry).await {
+            Ok(index) if auth::rbac::allowed(&index, &user, &attributes) => {}
+            Ok(_) => return auth::rbac::forbidden(&user, &attributes).into_response(),
             Err(e) => return e.into_response(),
         }
     }

@@ -339,22 +339,17 @@ async fn handle(
     };
     // A request at an old group version: converted in, converted out.
     let current = target.resource.api_version();
-    let Call {
-        method,
-        raw_query,
-        headers,
-        body,
-        user,
-    } = call;
-    let body = if method == Method::PATCH {
-        match PatchKind::from_content_type(content_type(&headers)) {
+    let mut call = call;
+    let body = std::mem::take(&mut call.body);
+    call.body = if call.method == Method::PATCH {
+        match PatchKind::from_content_type(content_type(&call.headers)) {
             Some(kind) => {
                 Bytes::from(alias::patch_to_current(&old, &current, kind, &body).into_owned())
             }
             None => body,
         }
-    } else if (method == Method::POST || method == Method::PUT)
-        && content_type(&headers).starts_with("application/json")
+    } else if (call.method == Method::POST || call.method == Method::PUT)
+        && content_type(&call.headers).starts_with("application/json")
         && let Ok(mut value) = serde_json::from_slice::<Value>(&body)
     {
         alias::to_current(&old, &current, &mut value);
@@ -362,14 +357,7 @@ async fn handle(
     } else {
         body
     };
-    let streams = Query::parse(raw_query.as_deref())?.flag("watch");
-    let call = Call {
-        method,
-        raw_query,
-        headers,
-        body,
-        user,
-    };
+    let streams = Query::parse(call.raw_query.as_deref())?.flag("watch");
     let response = serve(state, target, call)
         .await
         .unwrap_or_else(IntoResponse::into_response);

@@ -13,7 +13,7 @@ use crate::admission::{FieldError, Invalid};
 use crate::auth::attributes::Attributes;
 use crate::auth::{User, rbac, tokens};
 use crate::registry::kinds::{AUTHENTICATION, AUTHORIZATION};
-use crate::registry::{Error, Registry, Resource, Result};
+use crate::registry::{Error, Resource, Result};
 
 /// Whether `resource` is a review this module answers.
 pub(super) fn answers(resource: &Resource) -> bool {
@@ -30,18 +30,15 @@ pub(super) async fn create(
     body: &[u8],
 ) -> Result<Response> {
     let review = decode_object(headers, body, resource.schema)?;
-    let registry = &state.registry;
     let status = match resource.kind {
         "SelfSubjectReview" => json!({"userInfo": user.to_json()}),
         "TokenReview" => token_review(state, &review)?,
-        "SelfSubjectAccessReview" => access_review(registry, user, &review, None).await?,
-        "SubjectAccessReview" => {
-            access_review(registry, &subject_of(&review)?, &review, None).await?
-        }
+        "SelfSubjectAccessReview" => access_review(state, user, &review, None).await?,
+        "SubjectAccessReview" => access_review(state, &subject_of(&review)?, &review, None).await?,
         "LocalSubjectAccessReview" => {
-            access_review(registry, &subject_of(&review)?, &review, namespace).await?
+            access_review(state, &subject_of(&review)?, &review, namespace).await?
         }
-        "SelfSubjectRulesReview" => rules_review(registry, user, &review).await?,
+        "SelfSubjectRulesReview" => rules_review(state, user, &review).await?,
         other => unreachable!("{other} is not a review"),
     };
     let mut metadata = json!({"creationTimestamp": null});
@@ -72,19 +69,7 @@ fn token_review(state: &ApiState, review: &Value) -> Result<Value> {
             "token is required for TokenReview in authentication".into(),
         ));
     }
-    let mut audiences: Vec<String> = review
-        .pointer("/spec/audiences")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    if audiences.is_empty() {
-        audiences.push(tokens::API_AUDIENCE.into());
-    }
+    let audiences = tokens::audiences_of(review.get("spec").unwrap_or(&Value::Null));
     Ok(
         match state.auth.review_token(&state.registry, token, &audiences) {
             Ok((user, audiences)) => json!({
@@ -175,7 +160,7 @@ fn invalid(review: &Value, field: &str, message: String) -> Error {
 /// resource or non-resource attributes say (in `namespace` for a local
 /// review, which must agree with the spec's).
 async fn access_review(
-    registry: &Registry,
+    state: &ApiState,
     user: &User,
     review: &Value,
     namespace: Option<&str>,
@@ -236,7 +221,8 @@ async fn access_review(
             ),
         ));
     }
-    Ok(match rbac::decide(registry, user, &attributes).await? {
+    let index = state.auth.authorizer().index(&state.registry).await?;
+    Ok(match rbac::decide(&index, user, &attributes) {
         Some(reason) if reason.is_empty() => json!({"allowed": true}),
         Some(reason) => json!({"allowed": true, "reason": reason}),
         None => json!({"allowed": false}),
@@ -245,15 +231,15 @@ async fn access_review(
 
 /// A SelfSubjectRulesReview's status: every rule that applies to `user`
 /// in `spec.namespace` (what `kubectl auth can-i --list` prints).
-async fn rules_review(registry: &Registry, user: &User, review: &Value) -> Result<Value> {
+async fn rules_review(state: &ApiState, user: &User, review: &Value) -> Result<Value> {
     let namespace = review
         .pointer("/spec/namespace")
         .and_then(Value::as_str)
         .unwrap_or("");
     let mut resource_rules = Vec::new();
     let mut non_resource_rules = Vec::new();
-    rbac::catch_up(registry).await?;
-    rbac::visit_rules(registry, user, namespace, |_, rule| {
+    let index = state.auth.authorizer().index(&state.registry).await?;
+    index.visit_rules(user, namespace, |_, rule| {
         let pick = |fields: &[&str]| {
             let mut picked = serde_json::Map::new();
             for field in fields {

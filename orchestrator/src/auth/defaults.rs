@@ -7,19 +7,11 @@ use serde_json::{Value, json};
 
 use super::rbac::rule;
 use crate::registry::kinds::RBAC_GROUP;
+use crate::registry::resources::ALL_VERBS;
 
 const READ: &[&str] = &["get", "list", "watch"];
 const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
-const READ_WRITE: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+const READ_WRITE: &[&str] = ALL_VERBS;
 
 /// The label a ClusterRole carries to join an aggregated one.
 pub fn aggregate_to(role: &str) -> String {

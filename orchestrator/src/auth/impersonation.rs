@@ -20,6 +20,7 @@ const EXTRA: &str = "impersonate-extra-";
 /// headers name once `user` may impersonate them.
 pub async fn impersonate(
     registry: &Registry,
+    authorizer: &rbac::Authorizer,
     user: Arc<User>,
     headers: &HeaderMap,
 ) -> Result<Arc<User>> {
@@ -90,8 +91,9 @@ pub async fn impersonate(
             asked.push(ask("authentication.k8s.io", "userextras", key, "", value));
         }
     }
+    let index = authorizer.index(registry).await?;
     for attributes in &asked {
-        if !rbac::allowed(registry, &user, attributes).await? {
+        if !rbac::allowed(&index, &user, attributes) {
             return Err(rbac::forbidden(&user, attributes));
         }
     }

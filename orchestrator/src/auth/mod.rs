@@ -40,6 +40,11 @@ pub struct User {
 }
 
 impl User {
+    /// Whether the user is in `system:masters`, allowed everything.
+    pub fn is_master(&self) -> bool {
+        self.groups.iter().any(|g| g == MASTERS)
+    }
+
     /// The administrator: the admin token and in-process clients.
     pub fn admin() -> User {
         User {
@@ -96,6 +101,7 @@ pub struct Authenticator {
     /// the admin (in-process clients and router tests).
     admin_token: Option<Arc<str>>,
     signer: Arc<Signer>,
+    authorizer: rbac::Authorizer,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -109,6 +115,7 @@ impl Authenticator {
         Authenticator {
             admin_token,
             signer,
+            authorizer: rbac::Authorizer::default(),
         }
     }
 
@@ -120,6 +127,11 @@ impl Authenticator {
             admin_token.map(Into::into),
             Arc::new(signer),
         ))
+    }
+
+    /// What requests are judged by (RBAC).
+    pub fn authorizer(&self) -> &rbac::Authorizer {
+        &self.authorizer
     }
 
     /// The signer of ServiceAccount tokens.

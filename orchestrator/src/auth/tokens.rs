@@ -188,19 +188,7 @@ impl Signer {
         if expiration > MAX_EXPIRATION_SECONDS {
             return Err(too("may not specify a duration larger than 2^32 seconds"));
         }
-        let mut audiences: Vec<String> = spec
-            .get("audiences")
-            .and_then(Value::as_array)
-            .map(|list| {
-                list.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if audiences.is_empty() {
-            audiences.push(API_AUDIENCE.into());
-        }
+        let audiences = audiences_of(&spec);
         let mut private = json!({
             "namespace": namespace,
             "serviceaccount": {"name": name, "uid": uid_of(&account)},
@@ -371,6 +359,24 @@ impl Signer {
             },
             audiences: accepted,
         })
+    }
+}
+
+/// The `audiences` a TokenRequest's or TokenReview's `spec` names, the
+/// API's when it names none.
+pub fn audiences_of(spec: &Value) -> Vec<String> {
+    let named: Vec<String> = spec
+        .get("audiences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    if named.is_empty() {
+        vec![API_AUDIENCE.into()]
+    } else {
+        named
     }
 }
 

@@ -88,19 +88,26 @@ impl Cache {
         self.objects.read().expect("cache lock").get(&key).cloned()
     }
 
-    /// Waits until the cache holds everything the store has committed so
-    /// far (then the `_held` reads are as fresh as the async ones).
-    pub async fn caught_up(&self) -> Result<()> {
-        self.fresh().await
+    /// Waits until the cache holds everything the store has committed up
+    /// to `revision` (then the `_held` reads are that fresh).
+    pub async fn caught_up_to(&self, revision: Revision) -> Result<()> {
+        self.fresh_to(revision).await
     }
 
     /// Waits until the cache has applied everything the store has
     /// committed so far.
     async fn fresh(&self) -> Result<()> {
+        self.fresh_to(self.store.revision()).await
+    }
+
+    /// Waits until the cache has applied everything up to `target`.
+    async fn fresh_to(&self, target: Revision) -> Result<()> {
         if *self.stopped.borrow() {
             return Err(store::Error::Closed.into());
         }
-        let target = self.store.revision();
+        if *self.progress.borrow() >= target {
+            return Ok(());
+        }
         let mut progress = self.progress.clone();
         match tokio::time::timeout(CATCH_UP_WITHIN, progress.wait_for(|at| *at >= target)).await {
             Ok(Ok(_)) => Ok(()),

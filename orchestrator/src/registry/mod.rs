@@ -178,6 +178,9 @@ pub struct Registry {
     namespaces: Arc<Namespaces>,
     allocators: Arc<Allocators>,
     caches: Arc<Caches>,
+    /// The store's revision after the last write to an RBAC object: the
+    /// authorizer's caches need to be that fresh, no fresher.
+    rbac_written: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -201,6 +204,8 @@ impl Registry {
         network: ServiceNetwork,
     ) -> Registry {
         let services = ServiceAllocator::new(Arc::clone(&store), network);
+        // What the store held before this registry counts as written.
+        let rbac_written = Arc::new(std::sync::atomic::AtomicU64::new(store.revision()));
         Registry {
             store,
             served: Arc::new(tokio::sync::watch::Sender::new(resources.id())),
@@ -208,7 +213,15 @@ impl Registry {
             namespaces: Arc::default(),
             allocators: Arc::new(Allocators { services }),
             caches: Arc::default(),
+            rbac_written,
         }
+    }
+
+    /// The store's revision after the last write to a Role, ClusterRole or
+    /// binding (0 before any): what authorization decided by then is
+    /// decided by caches at least that fresh.
+    pub fn rbac_written(&self) -> Revision {
+        self.rbac_written.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Where Services get their addresses from.
@@ -293,6 +306,10 @@ impl Registry {
             resource.stored_as(object);
         }
         let mut written = self.store.write(write).await?;
+        if resource.group == kinds::RBAC_GROUP {
+            self.rbac_written
+                .fetch_max(self.store.revision(), std::sync::atomic::Ordering::AcqRel);
+        }
         resource.served_as(&mut written);
         Ok(written)
     }
