@@ -333,6 +333,42 @@ fn service_account_tokens_are_bound_checked_and_reviewed() {
         "error: failed to create token: serviceaccounts \"nobody\" not found"
     );
 
+    // The issuer's discovery and keys, which every ServiceAccount may read:
+    // the token's signature checks out against the published key.
+    let raw = |path: &str| -> serde_json::Value {
+        serde_json::from_str(&server.kubectl_ok(&["--token", &token, "get", "--raw", path]))
+            .unwrap()
+    };
+    let discovery = raw("/.well-known/openid-configuration");
+    assert_eq!(
+        discovery["issuer"],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    assert_eq!(
+        discovery["id_token_signing_alg_values_supported"],
+        serde_json::json!(["ES256"])
+    );
+    let keys = raw("/openid/v1/jwks");
+    let key = &keys["keys"][0];
+    assert_eq!(key["kid"], jwt_part(&token, 0)["kid"]);
+    let coordinate = |name: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(key[name].as_str().unwrap())
+            .unwrap()
+    };
+    let point = [vec![4u8], coordinate("x"), coordinate("y")].concat();
+    let (signed, signature) = token.trim().rsplit_once('.').unwrap();
+    let signature = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature)
+            .unwrap()
+    };
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &point)
+        .verify(signed.as_bytes(), &signature)
+        .expect("the token is signed by the published key");
+
     // A token for another audience is not the API's.
     let vault = server.kubectl_ok(&["create", "token", "default", "--audience", "vault"]);
     let unauthorized = "error: You must be logged in to the server (Unauthorized)";
@@ -397,8 +433,13 @@ fn service_account_tokens_are_bound_checked_and_reviewed() {
 
 /// The claims of a JWT, unchecked (what a client decoding it reads).
 fn claims_of(token: &str) -> serde_json::Value {
+    jwt_part(token, 1)
+}
+
+/// Part `n` of a JWT (0: the header, 1: the claims), decoded.
+fn jwt_part(token: &str, n: usize) -> serde_json::Value {
     use base64::Engine;
-    let part = token.trim().split('.').nth(1).unwrap();
+    let part = token.trim().split('.').nth(n).unwrap();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(part)
         .unwrap();

@@ -74,6 +74,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/apis/{group}", get(group_discovery))
         .route("/apis/{group}/{version}", get(group_resources))
         .route("/openapi/v2", get(openapi_v2))
+        .route(
+            "/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
+        .route(
+            "/.well-known/openid-configuration/",
+            get(openid_configuration),
+        )
+        .route("/openid/v1/jwks", get(openid_keys))
+        .route("/openid/v1/jwks/", get(openid_keys))
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*path}", get(openapi_document))
         .route(
@@ -228,6 +238,36 @@ async fn group_resources(
 
 /// The v2 document, as protobuf when the client asks for it (client-go
 /// does), JSON otherwise.
+/// OpenID Connect discovery of the ServiceAccount token issuer, as the API
+/// server serves it: the issuer and where its keys are (on this server, by
+/// the address the client used).
+async fn openid_configuration(headers: HeaderMap) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("kubernetes.default.svc");
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "issuer": auth::tokens::API_AUDIENCE,
+            "jwks_uri": format!("https://{host}/openid/v1/jwks"),
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+        }),
+    )
+}
+
+/// The keys ServiceAccount tokens are signed with.
+async fn openid_keys(State(state): State<ApiState>) -> Response {
+    let mut response = json_response(StatusCode::OK, &state.auth.signer().jwks());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    response
+}
+
 async fn openapi_v2(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let rendered = openapi::v2::rendered(&state.registry.resources());
     let accept = headers

@@ -1,7 +1,8 @@
 //! The API server's default ClusterRoles and ClusterRoleBindings: cluster-
 //! admin for `system:masters`; admin, edit and view (aggregated from the
 //! `system:aggregate-to-*` roles, so a custom resource's roles can join
-//! them); discovery, basic-user and public-info for every user.
+//! them); discovery, basic-user and public-info for every user; the token
+//! issuer's discovery for every ServiceAccount.
 
 use serde_json::{Value, json};
 
@@ -254,6 +255,19 @@ pub fn cluster_roles() -> Vec<Value> {
             ],
         ),
         cluster_role(
+            "system:service-account-issuer-discovery",
+            json!({}),
+            vec![paths(
+                &[
+                    "/.well-known/openid-configuration",
+                    "/.well-known/openid-configuration/",
+                    "/openid/v1/jwks",
+                    "/openid/v1/jwks/",
+                ],
+                &["get"],
+            )],
+        ),
+        cluster_role(
             "system:public-info-viewer",
             json!({}),
             vec![paths(
@@ -279,6 +293,10 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding("cluster-admin", &["system:masters"]),
         binding("system:discovery", &["system:authenticated"]),
         binding("system:basic-user", &["system:authenticated"]),
+        binding(
+            "system:service-account-issuer-discovery",
+            &["system:serviceaccounts"],
+        ),
         binding(
             "system:public-info-viewer",
             &["system:authenticated", "system:unauthenticated"],

@@ -108,6 +108,23 @@ impl Signer {
         Ok(Signer { key, kid, random })
     }
 
+    /// The public key as a JSON Web Key Set (`/openid/v1/jwks`), for those
+    /// who check the cluster's tokens themselves.
+    pub fn jwks(&self) -> Value {
+        // An uncompressed P-256 point: 0x04, then x and y.
+        let point = self.key.public_key().as_ref();
+        let (x, y) = point[1..].split_at(32);
+        json!({"keys": [{
+            "use": "sig",
+            "kty": "EC",
+            "kid": self.kid,
+            "crv": "P-256",
+            "alg": "ES256",
+            "x": URL_SAFE_NO_PAD.encode(x),
+            "y": URL_SAFE_NO_PAD.encode(y),
+        }]})
+    }
+
     fn sign(&self, claims: &Value) -> String {
         let header = json!({"alg": "ES256", "kid": self.kid});
         let signing_input = format!(
