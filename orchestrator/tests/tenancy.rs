@@ -464,6 +464,22 @@ fn user_kubeconfig(server: &Server, user: &str, groups: &[&str]) -> String {
     )
 }
 
+/// What `kubectl --kubeconfig KUBECONFIG ARGS` by the kubectl at `binary`
+/// printed and how it exited.
+fn kubectl_as_output(
+    server: &Server,
+    binary: &str,
+    kubeconfig: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let mut all = vec!["--kubeconfig", kubeconfig];
+    all.extend(args);
+    server
+        .kubectl_binary_command(&server::kubectl_dir().join(binary), &all)
+        .output()
+        .unwrap()
+}
+
 /// `kubectl --kubeconfig KUBECONFIG ARGS` by the kubectl at `binary`:
 /// stdout when it succeeds, stderr (or stdout, as `auth can-i`'s "no")
 /// when it fails.
@@ -473,12 +489,7 @@ fn kubectl_as(
     kubeconfig: &str,
     args: &[&str],
 ) -> Result<String, String> {
-    let mut all = vec!["--kubeconfig", kubeconfig];
-    all.extend(args);
-    let out = server
-        .kubectl_binary_command(&server::kubectl_dir().join(binary), &all)
-        .output()
-        .unwrap();
+    let out = kubectl_as_output(server, binary, kubeconfig, args);
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
     match (out.status.success(), stderr.is_empty()) {
@@ -491,12 +502,9 @@ fn kubectl_as(
 /// `kubectl auth can-i ARGS` as `kubeconfig`: its answer (stdout), "yes"
 /// or "no" (warnings go to stderr).
 fn can_i(server: &Server, binary: &str, kubeconfig: &str, args: &[&str]) -> String {
-    let mut all = vec!["--kubeconfig", kubeconfig, "auth", "can-i"];
+    let mut all = vec!["auth", "can-i"];
     all.extend(args);
-    let out = server
-        .kubectl_binary_command(&server::kubectl_dir().join(binary), &all)
-        .output()
-        .unwrap();
+    let out = kubectl_as_output(server, binary, kubeconfig, &all);
     let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(out.status.success(), answer == "yes", "{out:?}");
     answer

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::{Index, decide, strings};
 use crate::auth::attributes::Attributes;
 use crate::registry::kinds::RBAC_GROUP;
+use crate::registry::metadata::text;
 use crate::registry::{Error, Registry, Resource, Result, WriteOptions};
 
 /// RBAC's escalation check of a Role, ClusterRole or binding a client
@@ -26,15 +27,9 @@ pub fn check_escalation(
         return Ok(());
     }
     let index = Index::build(registry, registry.rbac_written());
-    let text = |pointer: &str| {
-        object
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let namespace = text("/metadata/namespace");
-    let name = text("/metadata/name");
+    let field = |pointer: &str| text(object, pointer).to_string();
+    let namespace = field("/metadata/namespace");
+    let name = field("/metadata/name");
     let may = |verb: &str, plural: &str, name: &str| {
         let attributes = Attributes {
             verb: verb.into(),
@@ -59,8 +54,8 @@ pub fn check_escalation(
                 .unwrap_or_default()
         }
         "RoleBinding" | "ClusterRoleBinding" => {
-            let role_kind = text("/roleRef/kind");
-            let role_name = text("/roleRef/name");
+            let role_kind = field("/roleRef/kind");
+            let role_name = field("/roleRef/name");
             let plural = if role_kind == "Role" {
                 "roles"
             } else {

@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use super::{subject_key, user_keys};
 use crate::auth::User;
 use crate::registry::kinds::RBAC_GROUP;
+use crate::registry::metadata::text;
 use crate::registry::{Cache, LabelSelector, Registry, Result};
 use crate::store::Revision;
 
@@ -35,25 +37,6 @@ fn caches(registry: &Registry) -> [Arc<Cache>; 4] {
         .map(|kind| registry.cache(&registry.resource(RBAC_GROUP, kind)))
 }
 
-/// The key a subject of a binding in `namespace` is filed under: a
-/// ServiceAccount under its user name.
-fn subject_key(subject: &Value, namespace: &str) -> Option<String> {
-    let name = subject.get("name").and_then(Value::as_str)?;
-    match subject.get("kind").and_then(Value::as_str)? {
-        "User" => Some(format!("user:{name}")),
-        "Group" => Some(format!("group:{name}")),
-        "ServiceAccount" => {
-            let namespace = subject
-                .get("namespace")
-                .and_then(Value::as_str)
-                .filter(|n| !n.is_empty())
-                .unwrap_or(namespace);
-            Some(format!("user:system:serviceaccount:{namespace}:{name}"))
-        }
-        _ => None,
-    }
-}
-
 impl Index {
     /// The index of what the RBAC caches hold now, which is at least as
     /// of `revision` (a reader that needs it fresh waits for them first,
@@ -70,18 +53,11 @@ impl Index {
             .into_iter()
             .chain(bindings.list_held(None, &everything));
         for binding in all {
-            let namespace = binding
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let name = binding
-                .pointer("/roleRef/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let role = match binding.pointer("/roleRef/kind").and_then(Value::as_str) {
-                Some("ClusterRole") => cluster_roles.get_held(None, name),
-                Some("Role") => roles.get_held(Some(&namespace), name),
+            let namespace = text(&binding, "/metadata/namespace").to_string();
+            let name = text(&binding, "/roleRef/name");
+            let role = match text(&binding, "/roleRef/kind") {
+                "ClusterRole" => cluster_roles.get_held(None, name),
+                "Role" => roles.get_held(Some(&namespace), name),
                 _ => None,
             };
             let mut keys: Vec<String> = binding
@@ -118,9 +94,7 @@ impl Index {
         namespace: &str,
         mut visit: impl FnMut(&Value, &Value) -> bool,
     ) {
-        let keys: Vec<String> = std::iter::once(format!("user:{}", user.name))
-            .chain(user.groups.iter().map(|g| format!("group:{g}")))
-            .collect();
+        let keys = user_keys(user);
         let scopes = std::iter::once(Some(&self.cluster)).chain(
             std::iter::once(self.namespaced.get(namespace)).filter(|_| !namespace.is_empty()),
         );

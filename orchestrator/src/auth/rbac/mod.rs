@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::User;
 use super::attributes::Attributes;
 use crate::registry::Error;
+use crate::registry::metadata::text;
 
 pub use escalation::check_escalation;
 pub use index::{Authorizer, Index};
@@ -41,61 +42,52 @@ pub fn allowed(index: &Index, user: &User, attributes: &Attributes) -> bool {
 /// `RoleBinding "name/namespace" of Role "role" to User "alice"`, as the
 /// API server names the binding that allowed a request.
 fn describe(binding: &Value, user: &User) -> String {
-    let kind = binding.get("kind").and_then(Value::as_str).unwrap_or("");
-    let name = binding
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let namespace = binding
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let namespace = text(binding, "/metadata/namespace");
+    let name = text(binding, "/metadata/name");
     let binding_name = if namespace.is_empty() {
         name.to_string()
     } else {
         format!("{name}/{namespace}")
     };
-    let role_kind = binding
-        .pointer("/roleRef/kind")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let role = binding
-        .pointer("/roleRef/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let keys = user_keys(user);
     let subject = binding
         .get("subjects")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .find(|s| subject_is(s, namespace, user))
-        .map(|s| {
-            format!(
-                "{} {:?}",
-                s.get("kind").and_then(Value::as_str).unwrap_or(""),
-                s.get("name").and_then(Value::as_str).unwrap_or("")
-            )
-        })
+        .find(|s| subject_key(s, namespace).is_some_and(|key| keys.contains(&key)))
+        .map(|s| format!("{} {:?}", text(s, "/kind"), text(s, "/name")))
         .unwrap_or_default();
-    format!("{kind} {binding_name:?} of {role_kind} {role:?} to {subject}")
+    format!(
+        "{} {binding_name:?} of {} {:?} to {subject}",
+        text(binding, "/kind"),
+        text(binding, "/roleRef/kind"),
+        text(binding, "/roleRef/name"),
+    )
 }
 
-/// Whether one subject of a binding in `namespace` is `user`.
-fn subject_is(subject: &Value, namespace: &str, user: &User) -> bool {
-    let name = subject.get("name").and_then(Value::as_str).unwrap_or("");
-    match subject.get("kind").and_then(Value::as_str) {
-        Some("User") => user.name == name,
-        Some("Group") => user.groups.iter().any(|g| g == name),
-        Some("ServiceAccount") => {
-            let account_namespace = subject
-                .get("namespace")
-                .and_then(Value::as_str)
+/// The key a subject of a binding in `namespace` stands for: `user:NAME`
+/// (a ServiceAccount by its user name) or `group:NAME`.
+fn subject_key(subject: &Value, namespace: &str) -> Option<String> {
+    let name = subject.get("name").and_then(Value::as_str)?;
+    match subject.get("kind").and_then(Value::as_str)? {
+        "User" => Some(format!("user:{name}")),
+        "Group" => Some(format!("group:{name}")),
+        "ServiceAccount" => {
+            let namespace = Some(text(subject, "/namespace"))
                 .filter(|n| !n.is_empty())
                 .unwrap_or(namespace);
-            user.name == format!("system:serviceaccount:{account_namespace}:{name}")
+            Some(format!("user:system:serviceaccount:{namespace}:{name}"))
         }
-        _ => false,
+        _ => None,
     }
+}
+
+/// The subject keys `user` answers to: its name and each of its groups.
+fn user_keys(user: &User) -> Vec<String> {
+    std::iter::once(format!("user:{}", user.name))
+        .chain(user.groups.iter().map(|g| format!("group:{g}")))
+        .collect()
 }
 
 fn strings<'a>(rule: &'a Value, field: &str) -> impl Iterator<Item = &'a str> {
