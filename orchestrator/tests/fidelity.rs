@@ -689,3 +689,57 @@ async fn apply_conflicts_and_patch_options_are_the_api_servers() {
         "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"
     );
 }
+
+/// A watch on one name, resumed from a revision after which another object
+/// changed, never hears of the other (`kubectl rollout status` watches one
+/// Deployment this way and fails on any DELETED it is sent).
+#[tokio::test]
+async fn a_watch_on_one_name_hears_nothing_of_another() {
+    let api = api().await;
+    for name in ["mine", "other"] {
+        let (code, _) = api
+            .send("POST", CONFIG_MAPS, Some(config_map(name)), &[])
+            .await;
+        assert_eq!(code, StatusCode::CREATED);
+    }
+    let (_, listed) = api
+        .send(
+            "GET",
+            &format!("{CONFIG_MAPS}?fieldSelector=metadata.name%3Dmine"),
+            None,
+            &[],
+        )
+        .await;
+    let from = listed["metadata"]["resourceVersion"].as_str().unwrap();
+    // "other" changes after the list and before the watch starts, then
+    // again while it runs.
+    let data = |k: &str| json!({"data": {k: "1"}});
+    let other = format!("{CONFIG_MAPS}/other");
+    assert_eq!(
+        api.patch(&other, "merge", data("a")).await.0,
+        StatusCode::OK
+    );
+    let watch = api
+        .watch(&format!(
+            "{CONFIG_MAPS}?watch=true&fieldSelector=metadata.name%3Dmine&resourceVersion={from}&timeoutSeconds=2"
+        ))
+        .await;
+    assert_eq!(
+        api.patch(&other, "merge", data("b")).await.0,
+        StatusCode::OK
+    );
+    let mine = format!("{CONFIG_MAPS}/mine");
+    assert_eq!(api.patch(&mine, "merge", data("c")).await.0, StatusCode::OK);
+    let seen: Vec<String> = router::events(watch)
+        .await
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(seen, ["MODIFIED mine"]);
+}

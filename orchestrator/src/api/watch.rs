@@ -215,10 +215,14 @@ impl Selection {
 
     /// The client resumes from `revision`; `objects` are all of the
     /// resource's now. Those unchanged since are held if selected; the
-    /// others' state then is unknown.
+    /// others' state then is unknown, unless their name or namespace
+    /// keeps them out of the selection whatever else changed.
     fn resume(&mut self, resource: &Resource, objects: &[Value], revision: Revision) {
         for object in objects {
             let key = key_of(resource, object);
+            if !self.options.fields.matches_identity(object) {
+                continue;
+            }
             if crate::registry::revision_of(object) > revision {
                 self.unknown.insert(key);
             } else if self.selects(object) {

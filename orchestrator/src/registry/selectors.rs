@@ -297,6 +297,17 @@ impl FieldSelector {
         })
     }
 
+    /// Whether `object` meets the terms on fields no change can alter (its
+    /// name and namespace): one that does not was never selected.
+    pub fn matches_identity(&self, object: &Value) -> bool {
+        self.0
+            .iter()
+            .filter(|(field, _, _)| {
+                matches!(field.as_str(), "metadata.name" | "metadata.namespace")
+            })
+            .all(|(field, equal, value)| (field_value(object, field) == *value) == *equal)
+    }
+
     /// The value a term requires of `field`, if the selector pins it.
     pub fn required(&self, field: &str) -> Option<&str> {
         self.0
