@@ -38,7 +38,7 @@ def message_type(ty):
     ty = ty.replace("::prost::alloc::boxed::Box<", "")
     if ty.startswith("::prost::alloc::collections::BTreeMap<"):
         ty = ty.split(",", 1)[1]
-    return ty.strip(" >")
+    return ty.strip(" >,")
 
 
 out = []

@@ -86,6 +86,8 @@ pub mod proxy;
 #[doc(hidden)]
 pub mod quantity;
 #[doc(hidden)]
+pub mod quota;
+#[doc(hidden)]
 pub mod registry;
 #[doc(hidden)]
 pub mod scheduler;

@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// A parsed quantity, in units of 10⁻⁹.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Quantity {
     nanos: i128,
 }
@@ -19,6 +19,32 @@ pub struct Quantity {
 pub struct ParseError(pub String);
 
 const NANO: i128 = 1_000_000_000;
+
+/// How a quantity is written back, as Kubernetes keeps it with the value:
+/// `1Gi` stays binary, `1e3` exponential, everything else decimal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    DecimalSi,
+    BinarySi,
+    DecimalExponent,
+}
+
+impl Format {
+    /// The format `text` (a valid quantity) is written in.
+    pub fn of(text: &str) -> Format {
+        let suffix = text.trim().trim_start_matches(['+', '-']);
+        let suffix = &suffix[suffix
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(suffix.len())..];
+        if suffix.ends_with('i') {
+            Format::BinarySi
+        } else if suffix.starts_with(['e', 'E']) && suffix.len() > 1 {
+            Format::DecimalExponent
+        } else {
+            Format::DecimalSi
+        }
+    }
+}
 
 impl Quantity {
     /// Parses a quantity as Kubernetes writes them.
@@ -129,6 +155,74 @@ impl Quantity {
     pub fn is_negative(&self) -> bool {
         self.nanos < 0
     }
+
+    /// True at zero.
+    pub fn is_zero(&self) -> bool {
+        self.nanos == 0
+    }
+
+    /// The sum.
+    pub fn plus(self, other: Quantity) -> Quantity {
+        Quantity {
+            nanos: self.nanos.saturating_add(other.nanos),
+        }
+    }
+
+    /// The difference.
+    pub fn minus(self, other: Quantity) -> Quantity {
+        Quantity {
+            nanos: self.nanos.saturating_sub(other.nanos),
+        }
+    }
+
+    /// The value as the API server writes it in `format`: the shortest
+    /// exact form, so `0.5` is `500m`, `1000` is `1k` (`1e3` in
+    /// exponent form) and `1048576` binary is `1Mi`; a binary value
+    /// below 1024 or with a fraction is written in decimal.
+    pub fn canonical(&self, format: Format) -> String {
+        let sign = if self.nanos < 0 { "-" } else { "" };
+        let nanos = self.nanos.unsigned_abs();
+        if nanos == 0 {
+            return "0".into();
+        }
+        let whole = nanos.is_multiple_of(NANO as u128);
+        if format == Format::BinarySi && whole && nanos / NANO as u128 >= 1024 {
+            let mut units = nanos / NANO as u128;
+            let mut suffix = 0;
+            while units.is_multiple_of(1024) && suffix < 6 {
+                units /= 1024;
+                suffix += 1;
+            }
+            let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][suffix];
+            return format!("{sign}{units}{suffix}");
+        }
+        // The largest power of a thousand (from 10⁻⁹ up) that divides the
+        // value exactly.
+        let mut mantissa = nanos;
+        let mut exponent = -9;
+        while mantissa.is_multiple_of(1000) && exponent < 18 {
+            mantissa /= 1000;
+            exponent += 3;
+        }
+        let suffix = match format {
+            Format::DecimalExponent if exponent == 0 => String::new(),
+            Format::DecimalExponent => format!("e{exponent}"),
+            _ => match exponent {
+                -9 => "n",
+                -6 => "u",
+                -3 => "m",
+                0 => "",
+                3 => "k",
+                6 => "M",
+                9 => "G",
+                12 => "T",
+                15 => "P",
+                _ => "E",
+            }
+            .to_string(),
+        };
+        format!("{sign}{mantissa}{suffix}")
+    }
 }
 
 impl fmt::Display for Quantity {
@@ -169,6 +263,36 @@ mod tests {
         assert_eq!(Quantity::parse("2").unwrap().ceil_millis(), 2000);
         assert_eq!(Quantity::parse("250000u").unwrap().ceil_millis(), 250);
         assert_eq!(Quantity::parse("1n").unwrap().ceil_millis(), 1);
+    }
+
+    #[test]
+    fn canonical_forms() {
+        let canonical = |text: &str| Quantity::parse(text).unwrap().canonical(Format::of(text));
+        for (text, expected) in [
+            ("0.5", "500m"),
+            ("2", "2"),
+            ("1024m", "1024m"),
+            ("768m", "768m"),
+            ("1000", "1k"),
+            ("1500", "1500"),
+            ("1.5k", "1500"),
+            ("1Gi", "1Gi"),
+            ("1024Mi", "1Gi"),
+            ("1536Mi", "1536Mi"),
+            ("512", "512"),
+            ("0.5Ki", "512"),
+            ("1e3", "1e3"),
+            ("1.5e3", "1500"),
+            ("0", "0"),
+            ("-500m", "-500m"),
+            ("128M", "128M"),
+        ] {
+            assert_eq!(canonical(text), expected, "{text}");
+        }
+        let sum = Quantity::parse("768m")
+            .unwrap()
+            .plus(Quantity::parse("512m").unwrap());
+        assert_eq!(sum.canonical(Format::DecimalSi), "1280m");
     }
 
     #[test]

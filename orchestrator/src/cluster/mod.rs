@@ -531,6 +531,10 @@ fn spawn_loops(
         registry.clone(),
         stopped.clone(),
     ));
+    tasks.spawn(controllers::resource_quota::run(
+        registry.clone(),
+        stopped.clone(),
+    ));
     tasks.spawn(controllers::garbage::run(registry.clone(), stopped.clone()));
     tasks.spawn(crate::custom::controller::run(
         registry.clone(),

@@ -14,6 +14,7 @@ pub mod job;
 pub mod namespace;
 pub mod owners;
 pub mod replicaset;
+pub mod resource_quota;
 pub mod service_accounts;
 pub mod statefulset;
 pub mod volumes;

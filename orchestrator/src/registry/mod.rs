@@ -12,10 +12,12 @@ pub mod cache;
 mod error;
 mod eviction;
 pub mod kinds;
+mod limit_ranges;
 pub mod managed;
 pub mod metadata;
 mod namespaces;
 mod priority;
+mod quota;
 pub mod resources;
 pub mod selectors;
 mod service_accounts;
@@ -32,6 +34,7 @@ use self::managed::{Managers, Operation, Scope, Shape, Writer};
 use self::metadata::{metadata_mut, now, str_at};
 pub use self::namespaces::SYSTEM_NAMESPACES;
 use self::namespaces::{Namespace, Namespaces};
+pub use self::quota::MANAGER as QUOTA_MANAGER;
 pub use self::resources::{Resource, Resources};
 pub use self::selectors::{FieldSelector, LabelSelector};
 use crate::patch::{self, PatchKind};
@@ -191,6 +194,10 @@ impl std::fmt::Debug for Registry {
 
 /// How many times an update retries after losing a race.
 const UPDATE_ATTEMPTS: usize = 16;
+
+/// The kinds whose updates can use more quota (a Service made a
+/// LoadBalancer, a claim grown), as (group, plural).
+const QUOTA_ON_UPDATE: [(&str, &str); 2] = [("", "services"), ("", "persistentvolumeclaims")];
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, resources: Resources) -> Registry {
@@ -622,6 +629,7 @@ impl Registry {
         let _reservation = (resource.hooks.allocate)(&self.allocators, &mut body, None)
             .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         managers.write_to(&mut body);
+        self.charge_quotas(resource, &body, None, options).await?;
         if options.dry_run {
             return Ok(Written {
                 object: body,
@@ -827,6 +835,11 @@ impl Registry {
                     warnings: Vec::new(),
                     created: false,
                 });
+            }
+            if subresource.is_none() && QUOTA_ON_UPDATE.contains(&(resource.group, resource.plural))
+            {
+                self.charge_quotas(resource, &next, Some(&current), options)
+                    .await?;
             }
             if options.dry_run {
                 return Ok(Written {

@@ -528,6 +528,24 @@ mod tests {
         );
     }
 
+    /// A map of quantities (a quota's `hard`, a container's limits), as
+    /// `kubectl create quota` sends one.
+    #[test]
+    fn maps_of_quantities() {
+        let mut quantity = Vec::new();
+        field(1, b"5", &mut quantity);
+        let mut entry = Vec::new();
+        field(1, b"pods", &mut entry);
+        field(2, &quantity, &mut entry);
+        let mut spec = Vec::new();
+        field(1, &entry, &mut spec);
+        field(2, b"BestEffort", &mut spec);
+        assert_eq!(
+            message(&spec, "io.k8s.api.core.v1.ResourceQuotaSpec", 0).unwrap(),
+            json!({"hard": {"pods": "5"}, "scopes": ["BestEffort"]})
+        );
+    }
+
     /// Go structs embedded in others are fields of their own in protobuf and
     /// inlined in JSON: kubectl debug's pod copy sends them.
     #[test]

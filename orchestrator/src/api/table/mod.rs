@@ -5,6 +5,7 @@ mod apps;
 mod batch;
 mod config;
 mod network;
+mod quota;
 mod rbac;
 mod scheduling;
 
@@ -49,6 +50,23 @@ fn name_column() -> Value {
     )
 }
 
+/// A group of kinds' columns (given the Name and Age columns) and cells.
+type Printer = (
+    fn(&str, Value, Value) -> Option<Vec<Value>>,
+    fn(&str, &Value) -> Option<Vec<Value>>,
+);
+
+/// The kinds printed by a module of their own.
+const GROUPS: [Printer; 7] = [
+    (network::columns, network::cells),
+    (apps::columns, apps::cells),
+    (batch::columns, batch::cells),
+    (scheduling::columns, scheduling::cells),
+    (config::columns, config::cells),
+    (rbac::columns, rbac::cells),
+    (quota::columns, quota::cells),
+];
+
 fn columns(kind: &str) -> Vec<Value> {
     let name = name_column();
     let age = column(
@@ -57,23 +75,10 @@ fn columns(kind: &str) -> Vec<Value> {
         0,
         "CreationTimestamp is a timestamp representing the server time when this object was created.",
     );
-    if let Some(columns) = network::columns(kind, name.clone(), age.clone()) {
-        return columns;
-    }
-    if let Some(columns) = apps::columns(kind, name.clone(), age.clone()) {
-        return columns;
-    }
-    if let Some(columns) = batch::columns(kind, name.clone(), age.clone()) {
-        return columns;
-    }
-    if let Some(columns) = scheduling::columns(kind, name.clone(), age.clone()) {
-        return columns;
-    }
-    if let Some(columns) = config::columns(kind, name.clone(), age.clone()) {
-        return columns;
-    }
-    if let Some(columns) = rbac::columns(kind, name.clone(), age.clone()) {
-        return columns;
+    for (group_columns, _) in GROUPS {
+        if let Some(columns) = group_columns(kind, name.clone(), age.clone()) {
+            return columns;
+        }
     }
     match kind {
         "Pod" => vec![
@@ -584,23 +589,10 @@ fn event_cells(event: &Value) -> Vec<Value> {
 }
 
 fn cells(kind: &str, object: &Value) -> Vec<Value> {
-    if let Some(cells) = network::cells(kind, object) {
-        return cells;
-    }
-    if let Some(cells) = apps::cells(kind, object) {
-        return cells;
-    }
-    if let Some(cells) = batch::cells(kind, object) {
-        return cells;
-    }
-    if let Some(cells) = scheduling::cells(kind, object) {
-        return cells;
-    }
-    if let Some(cells) = config::cells(kind, object) {
-        return cells;
-    }
-    if let Some(cells) = rbac::cells(kind, object) {
-        return cells;
+    for (_, group_cells) in GROUPS {
+        if let Some(cells) = group_cells(kind, object) {
+            return cells;
+        }
     }
     match kind {
         "Pod" => pod_cells(object),

@@ -7,6 +7,7 @@ mod config;
 mod network;
 mod pod;
 mod policy;
+mod quota;
 mod rbac;
 mod reviews;
 mod scheduling;
@@ -60,6 +61,8 @@ pub(crate) fn all() -> Vec<Resource> {
         scheduling::priority_classes(),
         scheduling::leases(),
         policy::pod_disruption_budgets(),
+        quota::resource_quotas(),
+        quota::limit_ranges(),
         network::ingresses(),
         network::ingress_classes(),
         rbac::roles(),

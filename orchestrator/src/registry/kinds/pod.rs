@@ -102,7 +102,10 @@ fn admit(
 ) -> crate::registry::Result<()> {
     default_tolerations(pod);
     match old {
-        None => registry.admit_service_account(pod)?,
+        None => {
+            registry.admit_limit_ranges(pod)?;
+            registry.admit_service_account(pod)?;
+        }
         // The ServiceAccount's names may not change: an update leaving
         // them out keeps them.
         Some(old) => crate::registry::priority::keep_spec_fields(
