@@ -146,6 +146,116 @@ fn pods_run_as_the_service_account_they_name() {
     assert_eq!(pod["spec"]["serviceAccountName"], "default", "{pod}");
 }
 
+/// A pod's credentials, as the API server's admission and the kubelet give
+/// them: a `kube-api-access-…` volume mounted read-only at the token path
+/// of each container, holding a token bound to the pod (a TokenReview names
+/// the pod), the API's CA (the `kube-root-ca.crt` ConfigMap every
+/// namespace gets) and the namespace; nothing with
+/// `automountServiceAccountToken: false` on the pod or on its account,
+/// unless the pod asks for it.
+#[test]
+fn pods_get_their_service_accounts_credentials() {
+    let server = Server::start();
+    server.kubectl_ok(&["run", "reader", "--image=toolbox", "--", "sleep", "3600"]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/reader",
+        "--timeout=60s",
+    ]);
+    let pod = server.json(&["get", "pod", "reader"]);
+    let volume = &pod["spec"]["volumes"][0];
+    let name = volume["name"].as_str().unwrap();
+    assert!(name.starts_with("kube-api-access-"), "{pod}");
+    assert_eq!(
+        volume["projected"]["sources"][0]["serviceAccountToken"],
+        serde_json::json!({"expirationSeconds": 3607, "path": "token"})
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"],
+        serde_json::json!([{"name": name, "readOnly": true,
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}])
+    );
+    let read = |file: &str| {
+        server.kubectl_ok(&[
+            "exec",
+            "reader",
+            "--",
+            "cat",
+            &format!("/var/run/secrets/kubernetes.io/serviceaccount/{file}"),
+        ])
+    };
+    assert_eq!(read("namespace"), "default");
+    let ca = server.kubectl_ok(&[
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+    ]);
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(ca.trim())
+        .unwrap();
+    assert_eq!(read("ca.crt").trim(), String::from_utf8(ca).unwrap().trim());
+    let token = read("token");
+    let review = token_review(&server, &token, &[]);
+    assert_eq!(
+        review["status"]["user"]["username"], "system:serviceaccount:default:default",
+        "{review}"
+    );
+    assert_eq!(
+        review["status"]["user"]["extra"]["authentication.kubernetes.io/pod-name"],
+        serde_json::json!(["reader"])
+    );
+    // The same token on every read until it is due for renewal.
+    assert_eq!(read("token"), token);
+
+    // Every namespace has the CA, new ones too.
+    server.kubectl_ok(&["create", "namespace", "fresh"]);
+    server.wait_for(Duration::from_secs(30), || {
+        server
+            .kubectl(&["get", "configmap", "kube-root-ca.crt", "-n", "fresh"])
+            .status
+            .success()
+    });
+
+    // Opting out: on the pod, or on the account unless the pod opts in.
+    let opted = |name: &str, account: &str, automount: &str| {
+        let file = server.manifest(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  serviceAccountName: {account}\n{automount}  containers:\n  - {{name: c, image: toolbox, command: [sleep, '3600']}}\n"
+            ),
+        );
+        server.kubectl_ok(&["create", "-f", &file]);
+        let pod = server.json(&["get", "pod", name]);
+        pod["spec"]
+            .get("volumes")
+            .and_then(|v| v.as_array())
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(
+        opted(
+            "no-pod",
+            "default",
+            "  automountServiceAccountToken: false\n"
+        ),
+        0
+    );
+    let account = server.manifest(
+        "quiet.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: quiet}\nautomountServiceAccountToken: false\n",
+    );
+    server.kubectl_ok(&["create", "-f", &account]);
+    assert_eq!(opted("no-account", "quiet", ""), 0);
+    assert_eq!(
+        opted("yes-pod", "quiet", "  automountServiceAccountToken: true\n"),
+        1
+    );
+}
+
 /// `kubectl auth whoami` as `kubeconfig`, by the kubectl at `binary`: the
 /// rows of its table as (attribute, value).
 fn whoami(server: &Server, binary: &str, extra: &[&str]) -> Vec<(String, String)> {

@@ -207,7 +207,14 @@ impl Cluster {
         );
         bootstrap::bootstrap(&registry).await?;
         crate::custom::controller::load(&registry)?;
-        let kubelet = Arc::new(Kubelet::start(registry.clone(), &config).await?);
+        let signer = Arc::new(match &storage {
+            Storage::Dir(dir) => {
+                auth::Signer::load_or_create(&dir.join("pki").join("service-account.key"))?
+            }
+            Storage::Memory => auth::Signer::generate()?.0,
+        });
+        let kubelet =
+            Arc::new(Kubelet::start(registry.clone(), &config, Arc::clone(&signer)).await?);
         for image in images {
             register_image(&kubelet, image)?;
         }
@@ -219,12 +226,6 @@ impl Cluster {
         ]);
         let (stop, stopped) = watch::channel(false);
         let tasks = spawn_loops(&registry, &kubelet, &config, &stopped);
-        let signer = Arc::new(match &storage {
-            Storage::Dir(dir) => {
-                auth::Signer::load_or_create(&dir.join("pki").join("service-account.key"))?
-            }
-            Storage::Memory => auth::Signer::generate()?.0,
-        });
         let mut running = Running {
             registry,
             store,
@@ -589,6 +590,14 @@ async fn serve_api(
     let bound = listener
         .local_addr()
         .map_err(|source| Error::Listen { address, source })?;
+    if !plain_http {
+        // Pods get credentials for the API (a token and this CA) from now.
+        running.registry.set_cluster_ca(&pki.ca_pem);
+        running.tasks.spawn(controllers::root_ca::run(
+            running.registry.clone(),
+            stopped.clone(),
+        ));
+    }
     // Pods reach the API only through the `kubernetes` Service: straight
     // to the listener (on any of the host's addresses) is refused.
     running.kubelet.cluster_net().set_host_only(vec![bound]);

@@ -15,6 +15,7 @@ pub mod namespace;
 pub mod owners;
 pub mod replicaset;
 pub mod resource_quota;
+pub mod root_ca;
 pub mod service_accounts;
 pub mod statefulset;
 pub mod volumes;

@@ -82,6 +82,17 @@ impl Reconciler for Quotas {
 impl Quotas {
     /// Writes a quota's hard limits and recounted usage if either changed.
     async fn sync(&self, quota: &Value) -> Result<Option<Duration>> {
+        let namespace = text(quota, "/metadata/namespace");
+        // No charge is between its quota write and its object's meanwhile:
+        // the count below sees every object charged for.
+        let _held = self.registry.lock_quotas(namespace).await;
+        let Some(quota) =
+            self.registry
+                .find(&self.quotas, Some(namespace), text(quota, "/metadata/name"))?
+        else {
+            return Ok(None);
+        };
+        let quota = &quota;
         let hard = amounts_of(quota.pointer("/spec/hard"));
         let used = self.registry.quota_usage(quota)?;
         let status = json!({"hard": to_value(&hard), "used": to_value(&used)});

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use wasmkube_runtime::{Keyring, PullError, PullOutcome, PullPolicy};
 
-use super::sources::{RegistrySources, Sources};
+use super::sources::Sources;
 use super::{Kubelet, Signal};
 use crate::events::EventType;
 
@@ -201,7 +201,7 @@ pub(super) async fn pull_one(
 pub(super) fn pull_secrets(kubelet: &Kubelet, pod: &Pod) -> Keyring {
     let mut keyring = Keyring::default();
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let sources = RegistrySources(&kubelet.registry);
+    let sources = kubelet.sources();
     let names = pod
         .spec
         .as_ref()

@@ -77,13 +77,18 @@ impl PodLogs for Kubelet {
                 .and_then(|cs| cs.iter().find(|c| c["name"] == options.container.as_str()))
                 .and_then(|c| c["restartCount"].as_u64())
                 .unwrap_or(0) as u32;
-            if restarts == 0 || !numbers.contains(&(restarts - 1)) {
-                return Err(Error::BadRequest(format!(
-                    "previous terminated container {:?} in pod {name:?} not found",
-                    options.container
-                )));
+            // The instance before the newest: the status read may lag a
+            // restart that has already begun (and pruned the one before).
+            let previous = numbers.iter().rev().nth(1);
+            match previous {
+                Some(n) if restarts > 0 => dir.join(format!("{n}.log")),
+                _ => {
+                    return Err(Error::BadRequest(format!(
+                        "previous terminated container {:?} in pod {name:?} not found",
+                        options.container
+                    )));
+                }
             }
-            dir.join(format!("{}.log", restarts - 1))
         } else {
             match numbers.last() {
                 Some(n) => dir.join(format!("{n}.log")),

@@ -34,6 +34,7 @@ mod probes;
 pub mod sources;
 mod status;
 mod streams;
+pub mod tokens;
 pub mod volumes;
 mod worker;
 
@@ -137,6 +138,8 @@ pub struct Kubelet {
     workers: Mutex<HashMap<String, Worker>>,
     /// When images are collected, and how often that is checked.
     image_gc: (wasmkube_runtime::images::gc::GcPolicy, Duration),
+    /// ServiceAccount tokens for projected volumes.
+    tokens: tokens::Tokens,
 }
 
 impl std::fmt::Debug for Kubelet {
@@ -154,7 +157,11 @@ const RESYNC_EVERY: Duration = Duration::from_secs(10);
 
 impl Kubelet {
     /// Starts the runtime and registers the node.
-    pub async fn start(registry: Registry, config: &ClusterConfig) -> Result<Kubelet, Error> {
+    pub async fn start(
+        registry: Registry,
+        config: &ClusterConfig,
+        signer: Arc<crate::auth::Signer>,
+    ) -> Result<Kubelet, Error> {
         let runtime = Runtime::new(RuntimeConfig {
             artifacts_dir: config.artifacts_dir.clone(),
             registry: config.registry.clone(),
@@ -206,7 +213,13 @@ impl Kubelet {
             pods: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),
             image_gc: (config.image_gc, config.image_gc_period),
+            tokens: tokens::Tokens::new(signer),
         })
+    }
+
+    /// What pods refer to, as it is now.
+    fn sources(&self) -> sources::RegistrySources<'_> {
+        sources::RegistrySources(&self.registry, &self.tokens)
     }
 
     /// The pods' and Services' network on this node.

@@ -7,11 +7,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, ResourceFieldSelector, Secret,
-    Service,
+    ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, ResourceFieldSelector,
+    Secret, Service,
 };
 use serde_json::Value;
 
+use super::tokens::Tokens;
 use crate::quantity::Quantity;
 use crate::registry::{ListOptions, Registry};
 
@@ -26,6 +27,18 @@ pub trait Sources {
     }
     fn persistent_volume(&self, _name: &str) -> Option<PersistentVolume> {
         None
+    }
+    /// A token of the pod's ServiceAccount bound to the pod, for
+    /// `audience` (empty: the API's), lasting `expiration` seconds.
+    fn service_account_token(
+        &self,
+        _pod: &Pod,
+        _audience: &str,
+        _expiration: i64,
+    ) -> Result<String, Missing> {
+        Err(Missing(
+            "failed to fetch token: no ServiceAccount token issuer".into(),
+        ))
     }
 }
 
@@ -45,9 +58,9 @@ impl Sources for NoSources {
     }
 }
 
-/// The server's objects, read from the store as they are now.
-#[derive(Debug)]
-pub struct RegistrySources<'a>(pub &'a Registry);
+/// The server's objects, read from the store as they are now, and the
+/// kubelet's tokens.
+pub struct RegistrySources<'a>(pub &'a Registry, pub &'a Tokens);
 
 impl RegistrySources<'_> {
     fn typed<T: serde::de::DeserializeOwned>(
@@ -74,6 +87,16 @@ impl Sources for RegistrySources<'_> {
     }
     fn persistent_volume(&self, name: &str) -> Option<PersistentVolume> {
         self.typed("PersistentVolume", None, name)
+    }
+    fn service_account_token(
+        &self,
+        pod: &Pod,
+        audience: &str,
+        expiration: i64,
+    ) -> Result<String, Missing> {
+        self.1
+            .token(self.0, pod, audience, expiration)
+            .map_err(Missing)
     }
     fn services(&self, namespace: &str) -> Vec<Service> {
         let resource = self.0.resource("", "Service");

@@ -12,6 +12,9 @@ use k8s_openapi::api::core::v1::{
 use super::atomic_dir::{File, Payload};
 use super::sources::{self, Allocatable, Missing, Sources};
 
+/// How long a projected token lasts when the volume does not say.
+const DEFAULT_TOKEN_SECONDS: i64 = 3600;
+
 /// Kubernetes' default mode of projected files.
 const DEFAULT_MODE: u32 = 0o644;
 
@@ -246,10 +249,19 @@ pub fn payload(
                     allocatable,
                 )?;
             }
-            if service_account_token.is_some() {
-                return Err(Missing(
-                    "serviceAccountToken projections need service account tokens, which wasmkube does not issue yet".into(),
-                ));
+            if let Some(token) = service_account_token {
+                let text = sources.service_account_token(
+                    pod,
+                    token.audience.as_deref().unwrap_or_default(),
+                    token.expiration_seconds.unwrap_or(DEFAULT_TOKEN_SECONDS),
+                )?;
+                payload.insert(
+                    token.path.clone(),
+                    File {
+                        bytes: text.into_bytes(),
+                        mode: mode(None, default_mode),
+                    },
+                );
             }
             if cluster_trust_bundle.is_some() {
                 return Err(Missing(

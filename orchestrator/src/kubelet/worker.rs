@@ -13,7 +13,6 @@ use wasmkube_runtime::{ContainerState, PodRunner, PodStatus, ProbeEvent, Restart
 
 use super::ephemeral::Ephemeral;
 use super::pod_spec::{self, NodeInfo, Options, VolumeDirs, WrittenVolume};
-use super::sources::RegistrySources;
 use super::streams::PodHandle;
 use super::{Kubelet, Signal, atomic_dir, file_owners, hooks, host_ports, status, volumes};
 use crate::events::EventType;
@@ -758,7 +757,7 @@ fn write_volumes(
     shown: &mut Vec<Option<atomic_dir::Payload>>,
 ) -> Result<(), pod_spec::Error> {
     shown.resize(written.len(), None);
-    let sources = RegistrySources(&kubelet.registry);
+    let sources = kubelet.sources();
     for (w, shown) in written.iter().zip(shown.iter_mut()) {
         let failed = |message: String| pod_spec::Error::Mount {
             volume: w.volume.name.clone(),
@@ -814,7 +813,7 @@ async fn prepare(
     let mut delay = Duration::from_millis(500);
     let mut shown = Vec::new();
     loop {
-        let sources = RegistrySources(&kubelet.registry);
+        let sources = kubelet.sources();
         let problem = match pod_spec::to_runtime(typed, node, options, &sources) {
             Ok(translated) => {
                 match write_volumes(kubelet, typed, &translated.written, &mut shown) {

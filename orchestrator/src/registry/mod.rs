@@ -37,6 +37,7 @@ use self::namespaces::{Namespace, Namespaces};
 pub use self::quota::MANAGER as QUOTA_MANAGER;
 pub use self::resources::{Resource, Resources};
 pub use self::selectors::{FieldSelector, LabelSelector};
+pub use self::service_accounts::{ROOT_CA_CONFIG_MAP, TOKEN_MOUNT_PATH};
 use crate::patch::{self, PatchKind};
 use crate::store::{self, Preconditions, Revision, Store, Watch, Write};
 
@@ -184,6 +185,13 @@ pub struct Registry {
     /// The store's revision after the last write to an RBAC object: the
     /// authorizer's caches need to be that fresh, no fresher.
     rbac_written: Arc<std::sync::atomic::AtomicU64>,
+    /// The CA the API is served under, once it is served over HTTPS: pods
+    /// then get the credentials to reach it (`kube-api-access-…`).
+    cluster_ca: Arc<std::sync::OnceLock<String>>,
+    /// Per namespace: held while its quotas are charged for an object
+    /// until the object is written, and while they are recounted.
+    quota_locks:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -221,7 +229,20 @@ impl Registry {
             allocators: Arc::new(Allocators { services }),
             caches: Arc::default(),
             rbac_written,
+            cluster_ca: Arc::default(),
+            quota_locks: Arc::default(),
         }
+    }
+
+    /// The API is served over HTTPS under the CA `pem`.
+    pub fn set_cluster_ca(&self, pem: &str) {
+        let _ = self.cluster_ca.set(pem.to_string());
+    }
+
+    /// The CA the API is served under; `None` while it is not served over
+    /// HTTPS (no API listener, or plain HTTP).
+    pub fn cluster_ca(&self) -> Option<&str> {
+        self.cluster_ca.get().map(String::as_str)
     }
 
     /// The store's revision after the last write to a Role, ClusterRole or
@@ -629,7 +650,7 @@ impl Registry {
         let _reservation = (resource.hooks.allocate)(&self.allocators, &mut body, None)
             .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         managers.write_to(&mut body);
-        self.charge_quotas(resource, &body, None, options).await?;
+        let _quotas = self.charge_quotas(resource, &body, None, options).await?;
         if options.dry_run {
             return Ok(Written {
                 object: body,
@@ -836,11 +857,14 @@ impl Registry {
                     created: false,
                 });
             }
-            if subresource.is_none() && QUOTA_ON_UPDATE.contains(&(resource.group, resource.plural))
+            let _quotas = if subresource.is_none()
+                && QUOTA_ON_UPDATE.contains(&(resource.group, resource.plural))
             {
                 self.charge_quotas(resource, &next, Some(&current), options)
-                    .await?;
-            }
+                    .await?
+            } else {
+                None
+            };
             if options.dry_run {
                 return Ok(Written {
                     object: next,

@@ -5,11 +5,16 @@
 //! server's words (`exceeded quota: …`, `failed quota: …: must specify
 //! …`).
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::metadata::text;
 use super::{Error, ListOptions, Registry, Resource, Result, WriteOptions};
 use crate::quota::{self, Amounts, amounts_of, to_value};
+
+/// Held while a namespace's quota usage is charged or recounted.
+pub type QuotaGuard = tokio::sync::OwnedMutexGuard<()>;
 
 /// Who writes a quota's usage, in its managed fields.
 pub const MANAGER: &str = "resourcequota-controller";
@@ -21,24 +26,39 @@ const ATTEMPTS: usize = 10;
 impl Registry {
     /// Charges the quotas of `object`'s namespace with what creating it
     /// (`old` is `None`) or changing it from `old` adds to their usage.
+    /// What it returns holds the namespace's quotas until the caller has
+    /// written the object (so a recount never misses a charged object).
     pub(super) async fn charge_quotas(
         &self,
         resource: &Resource,
         object: &Value,
         old: Option<&Value>,
         options: &WriteOptions,
-    ) -> Result<()> {
+    ) -> Result<Option<QuotaGuard>> {
         let namespace = text(object, "/metadata/namespace");
         if !resource.namespaced || namespace.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let quotas = self.resource("", "ResourceQuota");
         let (plural, group) = (resource.plural, resource.group);
+        let concerned = |items: &[Value]| {
+            items
+                .iter()
+                .any(|q| quota::matches(q, plural, group, object))
+        };
+        if !concerned(
+            &self
+                .list(&quotas, Some(namespace), &ListOptions::default())?
+                .items,
+        ) {
+            return Ok(None);
+        }
+        let guard = self.lock_quotas(namespace).await;
         let mut added = quota::usage(plural, group, object);
         if let Some(old) = old {
             // An update is charged only what it adds; a pod's is nothing.
             if plural == "pods" && group.is_empty() {
-                return Ok(());
+                return Ok(None);
             }
             let before = quota::usage(plural, group, old);
             added.retain(|name, amount| {
@@ -120,7 +140,7 @@ impl Registry {
                         .is_some())
             };
             if options.dry_run || charged.is_empty() || taken()? {
-                return Ok(());
+                return Ok(None);
             }
             let mut raced = false;
             let writer = WriteOptions::manager(MANAGER);
@@ -149,7 +169,7 @@ impl Registry {
                 }
             }
             if !raced {
-                return Ok(());
+                return Ok(Some(guard));
             }
         }
         Err(Error::Conflict {
@@ -158,6 +178,16 @@ impl Registry {
             name: text(object, "/metadata/name").into(),
             why: "too many concurrent changes to the namespace's resource quotas; try again".into(),
         })
+    }
+
+    /// Holds the quotas of `namespace`: charges and recounts there wait
+    /// until it is dropped.
+    pub async fn lock_quotas(&self, namespace: &str) -> QuotaGuard {
+        let lock = {
+            let mut locks = self.quota_locks.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(locks.entry(namespace.to_string()).or_default())
+        };
+        lock.lock_owned().await
     }
 
     /// What the objects of a quota's namespace use of each resource it

@@ -108,11 +108,14 @@ fn admit(
         }
         // The ServiceAccount's names may not change: an update leaving
         // them out keeps them.
-        Some(old) => crate::registry::priority::keep_spec_fields(
-            pod,
-            old,
-            &["serviceAccountName", "serviceAccount"],
-        ),
+        Some(old) => {
+            crate::registry::priority::keep_spec_fields(
+                pod,
+                old,
+                &["serviceAccountName", "serviceAccount"],
+            );
+            crate::registry::service_accounts::keep_credentials(pod, old);
+        }
     }
     crate::registry::priority::admit_pod(registry, pod, old)
 }
