@@ -954,3 +954,84 @@ fn service_accounts_have_what_their_bindings_give() {
     let secrets = server.kubectl(&["--token", &token, "get", "secrets"]);
     assert!(!secrets.status.success());
 }
+
+/// Pod Security admission as a namespace's labels ask: the enforced level
+/// refuses a pod that mounts the host, in the API server's words; the
+/// warned level lets a plain pod in with kubectl's `Warning:`; a
+/// Deployment whose template breaks the enforced level is only warned
+/// about; a label that names no level is refused.
+#[test]
+fn pod_security_labels_guard_a_namespace() {
+    let server = Server::start();
+    server.kubectl_ok(&["create", "namespace", "locked"]);
+    server.kubectl_ok(&[
+        "label",
+        "namespace",
+        "locked",
+        "pod-security.kubernetes.io/enforce=baseline",
+        "pod-security.kubernetes.io/warn=restricted",
+    ]);
+    let host = server.manifest(
+        "host.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: host, namespace: locked}\nspec:\n  volumes: [{name: data, hostPath: {path: /srv}}]\n  containers:\n  - {name: c, image: toolbox, volumeMounts: [{name: data, mountPath: /data}]}\n",
+    );
+    let refused = server.kubectl(&["create", "-f", &host]);
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        format!(
+            "Error from server (Forbidden): error when creating \"{host}\": pods \"host\" is forbidden: \
+             violates PodSecurity \"baseline:latest\": hostPath volumes (volume \"data\")"
+        )
+    );
+
+    let plain = server.kubectl(&[
+        "run",
+        "plain",
+        "-n",
+        "locked",
+        "--image=toolbox",
+        "--",
+        "sleep",
+        "100",
+    ]);
+    assert!(plain.status.success(), "{plain:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&plain.stdout).trim(),
+        "pod/plain created"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&plain.stderr).trim(),
+        "Warning: would violate PodSecurity \"restricted:latest\": \
+         allowPrivilegeEscalation != false (container \"plain\" must set securityContext.allowPrivilegeEscalation=false), \
+         unrestricted capabilities (container \"plain\" must set securityContext.capabilities.drop=[\"ALL\"]), \
+         runAsNonRoot != true (pod or container \"plain\" must set securityContext.runAsNonRoot=true), \
+         seccompProfile (pod or container \"plain\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")"
+    );
+
+    let deployment = server.manifest(
+        "hosted.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: hosted, namespace: locked}\nspec:\n  selector: {matchLabels: {app: hosted}}\n  template:\n    metadata: {labels: {app: hosted}}\n    spec:\n      volumes: [{name: data, hostPath: {path: /srv}}]\n      containers:\n      - {name: c, image: toolbox}\n",
+    );
+    let warned = server.kubectl(&["create", "-f", &deployment]);
+    assert!(warned.status.success(), "{warned:?}");
+    let warnings = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        warnings.contains(
+            "Warning: would violate PodSecurity \"baseline:latest\": hostPath volumes (volume \"data\")"
+        ),
+        "{warnings}"
+    );
+
+    let wrong = server.kubectl(&[
+        "label",
+        "--overwrite",
+        "namespace",
+        "locked",
+        "pod-security.kubernetes.io/enforce=strict",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&wrong.stderr).trim(),
+        "The Namespace \"locked\" is invalid: metadata.labels[pod-security.kubernetes.io/enforce]: \
+         Invalid value: \"strict\": must be one of privileged, baseline, restricted"
+    );
+}

@@ -4,6 +4,7 @@
 
 pub mod metadata;
 pub mod pod;
+pub mod pod_security;
 
 use std::fmt;
 

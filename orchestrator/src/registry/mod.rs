@@ -16,6 +16,7 @@ mod limit_ranges;
 pub mod managed;
 pub mod metadata;
 mod namespaces;
+mod pod_security;
 mod priority;
 mod quota;
 pub mod resources;
@@ -560,7 +561,7 @@ impl Registry {
         options: &WriteOptions,
     ) -> Result<Written> {
         self.check_body(resource, &mut body)?;
-        let warnings = self.check_fields(resource, &mut body, options.validation)?;
+        let mut warnings = self.check_fields(resource, &mut body, options.validation)?;
         let api_version = resource.api_version();
         let writer = options.writer(&api_version, None);
         let (shape, scope) = (Shape::of_resource(resource), scope(resource, None));
@@ -650,6 +651,7 @@ impl Registry {
         let _reservation = (resource.hooks.allocate)(&self.allocators, &mut body, None)
             .map_err(|i| Error::Invalid(i, resource.group.into()))?;
         managers.write_to(&mut body);
+        warnings.extend(self.admit_pod_security(resource, &body)?);
         let _quotas = self.charge_quotas(resource, &body, None, options).await?;
         if options.dry_run {
             return Ok(Written {

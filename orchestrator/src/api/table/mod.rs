@@ -41,6 +41,17 @@ fn column(name: &str, kind: &str, priority: u8, description: &str) -> Value {
     })
 }
 
+/// kubectl's `CREATED AT` column (kinds printed with a date, not an age).
+fn created_at_column() -> Value {
+    json!({
+        "name": "Created At",
+        "type": "date",
+        "format": "",
+        "description": "CreationTimestamp is a timestamp representing the server time when this object was created.",
+        "priority": 0,
+    })
+}
+
 fn name_column() -> Value {
     column(
         "Name",

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{column, s};
+use super::{column, created_at_column, s};
 use crate::quota::amounts_of;
 
 pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>> {
@@ -25,16 +25,7 @@ pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>>
                 "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
             ),
         ],
-        "LimitRange" => vec![
-            name,
-            json!({
-                "name": "Created At",
-                "type": "date",
-                "format": "",
-                "description": "CreationTimestamp is a timestamp representing the server time when this object was created.",
-                "priority": 0,
-            }),
-        ],
+        "LimitRange" => vec![name, created_at_column()],
         _ => return None,
     })
 }

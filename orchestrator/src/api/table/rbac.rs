@@ -3,23 +3,14 @@
 
 use serde_json::{Value, json};
 
-use super::{age_cell, column, s};
+use super::{age_cell, column, created_at_column, s};
 
 pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>> {
     let text = |title: &str, priority: u8, description: &str| {
         column(title, "string", priority, description)
     };
     Some(match kind {
-        "Role" | "ClusterRole" => vec![
-            name,
-            json!({
-                "name": "Created At",
-                "type": "date",
-                "format": "",
-                "description": "CreationTimestamp is a timestamp representing the server time when this object was created.",
-                "priority": 0,
-            }),
-        ],
+        "Role" | "ClusterRole" => vec![name, created_at_column()],
         "RoleBinding" | "ClusterRoleBinding" => vec![
             name,
             text(

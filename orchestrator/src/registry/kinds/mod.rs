@@ -244,6 +244,10 @@ fn namespaces() -> Resource {
             validate: |ns, _| {
                 let mut errors = Errors::default();
                 check_dns_label(&mut errors, "metadata.name", name_of(ns));
+                let labels = ns.pointer("/metadata/labels");
+                for (field, message) in crate::admission::pod_security::check_labels(labels) {
+                    errors.push(field, message);
+                }
                 errors.into_result("Namespace", name_of(ns))
             },
             typed: Typed::of::<Namespace>(),
