@@ -447,3 +447,59 @@ fn limit_ranges_fill_defaults_and_hold_bounds() {
     let table = server.kubectl_ok(&["get", "limits", "-n", "team"]);
     assert_eq!(rows(&table)[0], ["NAME", "CREATED", "AT"], "{table}");
 }
+
+/// A Deployment asking for more pods than the quota leaves gets as many
+/// as fit; its ReplicaSet reports the rest as `FailedCreate` with the
+/// quota's words, and makes them once room is made.
+#[test]
+fn a_deployment_beyond_its_quota_reports_failed_create() {
+    let server = Server::start();
+    server.kubectl_ok(&["create", "namespace", "small"]);
+    server.kubectl_ok(&["create", "quota", "two", "-n", "small", "--hard=pods=2"]);
+    server.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "small",
+        "--replicas=3",
+        "--image=toolbox",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let failed = || {
+        server.kubectl_ok(&[
+            "get",
+            "events",
+            "-n",
+            "small",
+            "--field-selector=reason=FailedCreate",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+    };
+    server.wait_for(Duration::from_secs(30), || {
+        failed().contains("exceeded quota: two, requested: pods=1, used: pods=2, limited: pods=2")
+    });
+    let pods = server.kubectl_ok(&["get", "pods", "-n", "small", "-o", "name"]);
+    assert_eq!(pods.lines().count(), 2, "{pods}");
+    // Room made (the quota raised), the third pod follows.
+    server.kubectl_ok(&[
+        "patch",
+        "quota",
+        "two",
+        "-n",
+        "small",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"hard":{"pods":"3"}}}"#,
+    ]);
+    server.wait_for(Duration::from_secs(60), || {
+        server
+            .kubectl_ok(&["get", "pods", "-n", "small", "-o", "name"])
+            .lines()
+            .count()
+            == 3
+    });
+}
