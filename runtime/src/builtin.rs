@@ -142,3 +142,30 @@ pub fn seed(store: &ImageStore) -> Result<(), images::Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stores seeded side by side (`wasmkube play` processes sharing a
+    /// data directory) all succeed, and the image with files is whole.
+    #[test]
+    fn one_store_seeded_side_by_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let seeders: Vec<_> = (0..8)
+            .map(|_| {
+                let root = dir.path().to_path_buf();
+                std::thread::spawn(move || seed(&ImageStore::open(root).unwrap()))
+            })
+            .collect();
+        for seeder in seeders {
+            seeder.join().unwrap().unwrap();
+        }
+        let store = ImageStore::open(dir.path()).unwrap();
+        assert!(store.resolve("http-server").is_ok());
+        let leftovers: Vec<_> = std::fs::read_dir(store.tmp_dir())
+            .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}

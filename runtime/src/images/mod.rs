@@ -446,9 +446,14 @@ impl ImageStore {
             return Ok(existing);
         }
         if !tree.is_dir() {
-            let staged = self
-                .tmp_dir()
-                .join(format!("import-{}", tree_id.trim_start_matches("sha256:")));
+            // Staged under a name of this process's own: two processes
+            // seeding one store (`play` runs side by side) never share it.
+            let staged = self.tmp_dir().join(format!(
+                "import-{}-{}-{}",
+                tree_id.trim_start_matches("sha256:"),
+                std::process::id(),
+                STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
             let _ = fs::remove_dir_all(&staged);
             let write = |path: &str, contents: &[u8]| -> Result<()> {
                 let dest = staged.join(path.trim_start_matches('/'));
@@ -463,10 +468,12 @@ impl ImageStore {
             let component =
                 fs::read(self.blob_path(&digest)).map_err(io_err(&self.blob_path(&digest)))?;
             write(program, &component)?;
-            if let Err(e) = fs::rename(&staged, &tree)
-                && !tree.is_dir()
-            {
-                return Err(io_err(&tree)(e));
+            if let Err(e) = fs::rename(&staged, &tree) {
+                // Another process put the same tree in place first.
+                let _ = fs::remove_dir_all(&staged);
+                if !tree.is_dir() {
+                    return Err(io_err(&tree)(e));
+                }
             }
         }
         let size = component_size + files.iter().map(|(_, c)| c.len() as u64).sum::<u64>();
@@ -621,8 +628,15 @@ pub fn is_path_reference(reference: &str) -> bool {
     reference.starts_with('/') || reference.starts_with("./") || reference.starts_with("../")
 }
 
+/// Tells apart the staging files and directories of one process.
+static STAGING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let tmp = path.with_extension(format!(
+        "tmp{}-{}",
+        std::process::id(),
+        STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     fs::write(&tmp, bytes)
         .and_then(|()| fs::rename(&tmp, path))
         .map_err(|e| {
