@@ -62,15 +62,17 @@ pub fn amounts_of(list: Option<&Value>) -> Amounts {
     list.and_then(Value::as_object)
         .into_iter()
         .flatten()
-        .filter_map(|(name, value)| {
-            let amount = match value {
-                Value::String(text) => Amount::parse(text),
-                Value::Number(n) => Amount::parse(&n.to_string()),
-                _ => None,
-            };
-            Some((name.clone(), amount?))
-        })
+        .filter_map(|(name, value)| Some((name.clone(), Amount::parse(&written(value)?)?)))
         .collect()
+}
+
+/// A ResourceList value as written: a string, or a number (`pods: 5`).
+pub fn written(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 /// Amounts as a ResourceList.

@@ -33,6 +33,16 @@ fn instances(dir: &Path) -> Vec<u32> {
     numbers
 }
 
+/// The instance `--previous` shows, of those whose logs are kept: the one
+/// before the newest, once the container has restarted. The status read
+/// may lag a restart that has already begun (and pruned the instance its
+/// count points before).
+fn previous_instance(numbers: &[u32], restarts: u32) -> Option<u32> {
+    (restarts > 0)
+        .then(|| numbers.iter().rev().nth(1).copied())
+        .flatten()
+}
+
 fn render(record: &LogRecord, timestamps: bool, out: &mut Vec<u8>) {
     if timestamps {
         out.extend_from_slice(record.timestamp.to_string().as_bytes());
@@ -77,12 +87,9 @@ impl PodLogs for Kubelet {
                 .and_then(|cs| cs.iter().find(|c| c["name"] == options.container.as_str()))
                 .and_then(|c| c["restartCount"].as_u64())
                 .unwrap_or(0) as u32;
-            // The instance before the newest: the status read may lag a
-            // restart that has already begun (and pruned the one before).
-            let previous = numbers.iter().rev().nth(1);
-            match previous {
-                Some(n) if restarts > 0 => dir.join(format!("{n}.log")),
-                _ => {
+            match previous_instance(&numbers, restarts) {
+                Some(n) => dir.join(format!("{n}.log")),
+                None => {
                     return Err(Error::BadRequest(format!(
                         "previous terminated container {:?} in pod {name:?} not found",
                         options.container
@@ -217,4 +224,20 @@ fn read_from(path: &Path, offset: &mut u64, partial: &mut String) -> Vec<LogReco
         }
     }
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::previous_instance;
+
+    #[test]
+    fn previous_is_the_instance_before_the_newest_kept() {
+        // Status says 3 restarts, logs 2 and 3 are kept.
+        assert_eq!(previous_instance(&[2, 3], 3), Some(2));
+        // A restart begun before the status caught up: 2 is pruned, 3 is
+        // the one that just ended, 4 runs.
+        assert_eq!(previous_instance(&[3, 4], 3), Some(3));
+        assert_eq!(previous_instance(&[0], 0), None);
+        assert_eq!(previous_instance(&[0, 1], 0), None);
+    }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::{name_of, status, validate_metadata};
 use crate::admission::{Errors, Invalid};
 use crate::quantity::Quantity;
-use crate::quota::{Amount, Amounts, amounts_of, to_value};
+use crate::quota::{Amount, Amounts, amounts_of, to_value, written};
 use crate::registry::metadata::text;
 use crate::registry::resources::{
     ALL_VERBS, Hooks, Resource, Subresource, Typed, admit_nothing, allocate_nothing,
@@ -107,12 +107,7 @@ fn canonicalize(object: &mut Value, pointer: &str) {
         return;
     };
     for value in list.values_mut() {
-        let written = match value {
-            Value::Number(n) => n.to_string(),
-            Value::String(s) => s.clone(),
-            _ => continue,
-        };
-        if let Some(amount) = Amount::parse(&written) {
+        if let Some(amount) = written(value).and_then(|text| Amount::parse(&text)) {
             *value = json!(amount.text());
         }
     }
@@ -169,22 +164,19 @@ fn check_list(
     let mut amounts = Amounts::new();
     for (name, value) in list.and_then(Value::as_object).into_iter().flatten() {
         let path = format!("{field}[{name}]");
-        let written = match value {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let Some(amount) = Amount::parse(&written) else {
+        let text = written(value).unwrap_or_else(|| value.to_string());
+        let Some(amount) = Amount::parse(&text) else {
             errors.invalid(
                 path,
-                &written,
+                &text,
                 "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
             );
             continue;
         };
         if amount.value.is_negative() {
-            errors.invalid(&path, &written, "must be greater than or equal to 0");
+            errors.invalid(&path, &text, "must be greater than or equal to 0");
         } else if integer(name) && amount.value.ceil_millis() % 1000 != 0 {
-            errors.invalid(&path, &written, "must be an integer");
+            errors.invalid(&path, &text, "must be an integer");
         }
         amounts.insert(name.clone(), amount);
     }
