@@ -19,6 +19,11 @@ if command -v rustup >/dev/null 2>&1 \
 elif [ -x /usr/bin/cargo ] && [ -x /usr/bin/rustc ] && [ -d /opt/wasi-libc-trixie/usr/lib/wasm32-wasip2 ]; then
   echo "build-guests: Debian route ($(/usr/bin/rustc --version))"
   export RUSTC_BOOTSTRAP=1
+  # ring (the toolbox's TLS) compiles C for the guest: clang-22 against
+  # the wasip2 wasi-libc.
+  export CC_wasm32_wasip2=/usr/lib/llvm-22/bin/clang
+  export AR_wasm32_wasip2=/usr/lib/llvm-22/bin/llvm-ar
+  export CFLAGS_wasm32_wasip2="--sysroot=/opt/wasi-libc-trixie/usr -I/opt/wasi-libc-trixie/usr/include/wasm32-wasip2"
   CARGO=(/usr/bin/cargo --config debian-route.toml)
 else
   echo "build-guests: no wasm toolchain found; run scripts/setup-guest-toolchain.sh" >&2

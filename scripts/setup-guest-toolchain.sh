@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the route that builds wasm32-wasip1/wasip2 guests from Debian
 # packages only (see guest-examples/README.md): Debian's rustc-web with its
-# std source (for -Zbuild-std), lld-22 as wasm-ld, and a wasi-libc new enough
+# std source (for -Zbuild-std), lld-22 as wasm-ld, clang-22 for the C parts
+# of crates the guests use (ring, the toolbox's TLS), and a wasi-libc new enough
 # to carry the wasip2 build with sockets (unpacked from Debian trixie into
 # /opt/wasi-libc-trixie; the system's apt configuration is not touched).
 #
@@ -9,7 +10,7 @@
 set -euo pipefail
 
 need_apt=0
-for pkg in rustc-web cargo-web rust-web-src lld-22 wasi-libc; do
+for pkg in rustc-web cargo-web rust-web-src lld-22 clang-22 wasi-libc; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt=1
 done
 
@@ -19,7 +20,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 if [ "$need_apt" = 1 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-    rustc-web cargo-web rust-web-src lld-22 wasi-libc >/dev/null
+    rustc-web cargo-web rust-web-src lld-22 clang-22 wasi-libc >/dev/null
 fi
 
 if [ ! -f /opt/wasi-libc-trixie/usr/lib/wasm32-wasip2/libc.a ]; then

@@ -1,6 +1,7 @@
 //! Tenancy as the guide's chapters teach it, through the real kubectl:
 //! ServiceAccounts (the kind, the default one, pods running as one), their
-//! tokens, users by client certificate, and RBAC.
+//! tokens, users by client certificate, RBAC, in-cluster clients in
+//! guests and Pod Security admission.
 
 mod server;
 
@@ -953,6 +954,100 @@ fn service_accounts_have_what_their_bindings_give() {
     // `view` reads no Secrets.
     let secrets = server.kubectl(&["--token", &token, "get", "secrets"]);
     assert!(!secrets.status.success());
+}
+
+/// An in-cluster client in a guest, as Kubernetes' docs write one: it
+/// reaches the API at `https://kubernetes.default.svc` (and at
+/// `$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`), verifies the server
+/// with the mounted `ca.crt` and sends the mounted token. Its account may
+/// list nothing until a binding grants `view`; a client that trusts no CA
+/// is refused by its own TLS.
+#[test]
+fn a_guest_lists_pods_with_its_service_account_token() {
+    let server = Server::start();
+    server.kubectl_ok(&["run", "client", "--image=toolbox", "--", "sleep", "3600"]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/client",
+        "--timeout=60s",
+    ]);
+    let in_pod = |script: &str| {
+        let out = server.kubectl(&["exec", "client", "--", "sh", "-c", script]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let curl = "SERVICEACCOUNT=/var/run/secrets/kubernetes.io/serviceaccount
+        NAMESPACE=$(cat ${SERVICEACCOUNT}/namespace)
+        TOKEN=$(cat ${SERVICEACCOUNT}/token)
+        curl -s --cacert ${SERVICEACCOUNT}/ca.crt --header \"Authorization: Bearer ${TOKEN}\" \
+          -X GET https://kubernetes.default.svc/api/v1/namespaces/${NAMESPACE}/pods";
+    let (code, out, err) = in_pod(curl);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let status: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(status["kind"], "Status", "{status}");
+    assert_eq!(status["code"], 403, "{status}");
+    assert_eq!(status["reason"], "Forbidden", "{status}");
+    assert_eq!(
+        status["message"],
+        "pods is forbidden: User \"system:serviceaccount:default:default\" cannot list \
+         resource \"pods\" in API group \"\" in the namespace \"default\""
+    );
+
+    server.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "default-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:default",
+    ]);
+    let (code, out, err) = in_pod(curl);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let list: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(list["kind"], "PodList", "{list}");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["client"]);
+
+    // By the Service's address from the environment, with wget.
+    let (code, out, err) = in_pod(
+        "D=/var/run/secrets/kubernetes.io/serviceaccount
+         wget -q -O - --ca-certificate=$D/ca.crt \
+           --header \"Authorization: Bearer $(cat $D/token)\" \
+           https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/default/pods/client",
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let pod: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(pod["metadata"]["name"], "client");
+
+    // Trusting no CA, the client refuses the server; `-k` skips the check
+    // and, sending no token, meets the API's refusal of an unknown caller.
+    let (code, out, err) = in_pod("curl -sS https://kubernetes.default.svc/api");
+    assert_eq!(code, Some(60), "{out}{err}");
+    assert_eq!(
+        err.lines().next(),
+        Some("curl: (60) SSL certificate problem: unable to get local issuer certificate")
+    );
+    let (code, out, err) =
+        in_pod("curl -sk https://kubernetes.default.svc/api/v1/namespaces/default/pods");
+    assert_eq!(code, Some(0), "{out}{err}");
+    let status: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        (&status["code"], &status["reason"]),
+        (&serde_json::json!(401), &serde_json::json!("Unauthorized")),
+        "{status}"
+    );
 }
 
 /// Pod Security admission as a namespace's labels ask: the enforced level

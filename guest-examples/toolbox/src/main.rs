@@ -6,11 +6,13 @@
 //! - [`applets`]: `echo cat ls date sleep grep head tail wc ...`.
 //! - [`io`]: the standard streams a command runs with (files, pipes, buffers).
 //! - [`host`]: file ownership from the wasmkube host.
+//! - [`http`]: the HTTP(S) client behind `wget` and `curl`.
 //! - [`terminal`]: the terminal size, raw mode and Ctrl-C.
 
 mod applets;
 mod glob;
 mod host;
+mod http;
 mod io;
 mod keys;
 mod shell;

@@ -571,11 +571,19 @@ async fn serve_api(
     plain_http: bool,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<Listening, Error> {
+    // What clients reach the API by: this machine, and inside the cluster
+    // the `kubernetes` Service's names and cluster IP (as in-cluster
+    // clients verify them).
     let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         "::1".to_string(),
         config.node_name.clone(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+        "kubernetes.default.svc.cluster.local".to_string(),
+        running.registry.service_network().api_address().to_string(),
     ];
     if !address.ip().is_unspecified() && !address.ip().is_loopback() {
         names.push(address.ip().to_string());

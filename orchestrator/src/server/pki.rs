@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -73,28 +74,88 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, Error> {
             token
         }
     };
-    let existing = (
-        read(&dir.join("ca.crt"))?,
-        read(&dir.join("ca.key"))?,
+    let ca = (read(&dir.join("ca.crt"))?, read(&dir.join("ca.key"))?);
+    let serving = (
         read(&dir.join("server.crt"))?,
         read(&dir.join("server.key"))?,
     );
-    if let (Some(ca_pem), Some(ca_key_pem), Some(server_cert_pem), Some(server_key_pem)) = existing
-    {
-        return Ok(Pki {
-            ca_pem,
-            ca_key_pem,
-            server_cert_pem,
-            server_key_pem,
-            token,
-        });
-    }
-    let pki = generate_with(names, token)?;
-    write(&dir.join("ca.key"), &pki.ca_key_pem, 0o600)?;
-    write(&dir.join("ca.crt"), &pki.ca_pem, 0o644)?;
-    write(&dir.join("server.key"), &pki.server_key_pem, 0o600)?;
-    write(&dir.join("server.crt"), &pki.server_cert_pem, 0o644)?;
+    let pki = match (ca, serving) {
+        ((Some(ca_pem), Some(ca_key_pem)), (Some(server_cert_pem), Some(server_key_pem)))
+            if covers(&server_cert_pem, names) =>
+        {
+            Pki {
+                ca_pem,
+                ca_key_pem,
+                server_cert_pem,
+                server_key_pem,
+                token,
+            }
+        }
+        // The CA stays (clients trust it); a serving certificate missing
+        // or not covering every name the server is reached by (a new
+        // listen address, a name added in a newer release) is issued anew.
+        ((Some(ca_pem), Some(ca_key_pem)), _) => {
+            let (server_cert_pem, server_key_pem) =
+                serving_certificate(&ca_pem, &ca_key_pem, names)?;
+            write(&dir.join("server.key"), &server_key_pem, 0o600)?;
+            write(&dir.join("server.crt"), &server_cert_pem, 0o644)?;
+            Pki {
+                ca_pem,
+                ca_key_pem,
+                server_cert_pem,
+                server_key_pem,
+                token,
+            }
+        }
+        _ => {
+            let pki = generate_with(names, token)?;
+            write(&dir.join("ca.key"), &pki.ca_key_pem, 0o600)?;
+            write(&dir.join("ca.crt"), &pki.ca_pem, 0o644)?;
+            write(&dir.join("server.key"), &pki.server_key_pem, 0o600)?;
+            write(&dir.join("server.crt"), &pki.server_cert_pem, 0o644)?;
+            pki
+        }
+    };
     Ok(pki)
+}
+
+/// Whether the certificate `pem` names each of `names` among its subject
+/// alternative names (DNS names and IP addresses).
+fn covers(pem: &str, names: &[String]) -> bool {
+    use rustls::pki_types::pem::PemObject;
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    let Ok(der) = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()) else {
+        return false;
+    };
+    let Ok((_, certificate)) = X509Certificate::from_der(&der) else {
+        return false;
+    };
+    let Ok(Some(alternatives)) = certificate.subject_alternative_name() else {
+        return false;
+    };
+    let covered: Vec<String> = alternatives
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(dns.to_ascii_lowercase()),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => Some(IpAddr::from(<[u8; 4]>::try_from(*bytes).ok()?).to_string()),
+                16 => Some(IpAddr::from(<[u8; 16]>::try_from(*bytes).ok()?).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    names.iter().all(|name| {
+        let name = match name.parse::<IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => name.to_ascii_lowercase(),
+        };
+        covered.contains(&name)
+    })
 }
 
 /// A new PKI held in memory only (an embedded cluster without a data
@@ -128,7 +189,33 @@ fn generate_with(names: &[String], token: String) -> Result<Pki, Error> {
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, &ca_key);
+    let (server_cert_pem, server_key_pem) = sign_serving(&issuer, names)?;
+    Ok(Pki {
+        ca_pem: ca_cert.pem(),
+        ca_key_pem: ca_key.serialize_pem(),
+        server_cert_pem,
+        server_key_pem,
+        token,
+    })
+}
 
+/// A serving certificate for `names` from the CA in PEM: the certificate
+/// and its key.
+fn serving_certificate(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    names: &[String],
+) -> Result<(String, String), Error> {
+    let ca_key = KeyPair::from_pem(ca_key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(ca_pem, ca_key)?;
+    sign_serving(&issuer, names)
+}
+
+/// A serving certificate for `names`, signed by `issuer`.
+fn sign_serving(
+    issuer: &Issuer<'_, impl rcgen::SigningKey>,
+    names: &[String],
+) -> Result<(String, String), Error> {
     let mut params = CertificateParams::new(names.to_vec())?;
     params
         .distinguished_name
@@ -139,20 +226,16 @@ fn generate_with(names: &[String], token: String) -> Result<Pki, Error> {
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-    let server_key = KeyPair::generate()?;
-    let server_cert = params.signed_by(&server_key, &issuer)?;
-    Ok(Pki {
-        ca_pem: ca_cert.pem(),
-        ca_key_pem: ca_key.serialize_pem(),
-        server_cert_pem: server_cert.pem(),
-        server_key_pem: server_key.serialize_pem(),
-        token,
-    })
+    let key = KeyPair::generate()?;
+    let certificate = params.signed_by(&key, issuer)?;
+    Ok((certificate.pem(), key.serialize_pem()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::pem::PemObject;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -169,5 +252,48 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        assert!(covers(&first.server_cert_pem, &names));
+        assert_eq!(first.server_cert_pem, second.server_cert_pem);
+    }
+
+    #[test]
+    fn a_certificate_lacking_a_name_is_issued_anew_by_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let first = load_or_create(dir.path(), &old).unwrap();
+        let mut names = old.clone();
+        names.extend([
+            "kubernetes.default.svc".to_string(),
+            "10.96.0.1".to_string(),
+        ]);
+        assert!(!covers(&first.server_cert_pem, &names));
+        let second = load_or_create(dir.path(), &names).unwrap();
+        assert_eq!(
+            (&first.ca_pem, &first.token),
+            (&second.ca_pem, &second.token)
+        );
+        assert_ne!(first.server_cert_pem, second.server_cert_pem);
+        assert!(covers(&second.server_cert_pem, &names));
+        // What was written is what the next start reads.
+        let third = load_or_create(dir.path(), &names).unwrap();
+        assert_eq!(second.server_cert_pem, third.server_cert_pem);
+        // Signed by the CA that was kept.
+        let ca =
+            rustls::pki_types::CertificateDer::from_pem_slice(first.ca_pem.as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let leaf =
+            rustls::pki_types::CertificateDer::from_pem_slice(second.server_cert_pem.as_bytes())
+                .unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("kubernetes.default.svc").unwrap();
+        verifier
+            .verify_server_cert(&leaf, &[], &name, &[], rustls::pki_types::UnixTime::now())
+            .unwrap();
     }
 }

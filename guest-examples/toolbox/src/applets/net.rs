@@ -7,164 +7,106 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::Ctx;
+use crate::http::{self, FetchError, Request, Trust, Url};
 use crate::io::{Connection, Input, Io, Output};
 
-/// A parsed `http://host[:port][/path]`.
-#[derive(Debug, PartialEq, Eq)]
-struct Url {
-    host: String,
-    port: u16,
-    path: String,
-}
-
-fn parse_url(url: &str) -> Result<Url, String> {
-    let rest = if let Some(rest) = url.strip_prefix("http://") {
-        rest
-    } else if url.starts_with("https://") {
-        return Err("TLS is not supported: use http://".into());
-    } else if url.contains("://") {
-        return Err(format!("unsupported URL scheme in '{url}'"));
-    } else {
-        url
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-            let port = port.parse().map_err(|_| format!("bad port in '{url}'"))?;
-            (host, port)
-        }
-        _ => (authority, 80),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(format!("bad address '{url}'"));
+/// Whom to trust for `https://`: no one to check (`insecure`), the CA
+/// file a flag names, the one an environment variable in `variables`
+/// names, else the system bundle if there is one.
+fn trust(ctx: &Ctx, insecure: bool, named: Option<String>, variables: &[&str]) -> Trust {
+    if insecure {
+        return Trust::Anyone;
     }
-    Ok(Url {
-        host: host.to_string(),
-        port,
-        path: path.to_string(),
-    })
+    let file = named
+        .or_else(|| {
+            variables
+                .iter()
+                .find_map(|v| ctx.env_var(v).filter(|f| !f.is_empty()).map(str::to_string))
+        })
+        .or_else(|| {
+            std::path::Path::new(http::SYSTEM_BUNDLE)
+                .exists()
+                .then(|| http::SYSTEM_BUNDLE.to_string())
+        });
+    Trust::Bundles(file.into_iter().collect())
 }
 
-/// The body of an HTTP/1.1 response: chunked or as sent.
-fn decode_chunked(mut body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&body[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(body.get(..size)?);
-        body = body.get(size + 2..)?;
-    }
-}
-
-/// An HTTP response as read.
-struct Response {
-    status_line: String,
-    code: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-/// Why a fetch failed.
-enum FetchError {
-    /// The name did not resolve.
-    Resolve,
-    /// No connection to that address.
-    Connect(std::net::IpAddr, std::io::Error),
-    Io(std::io::Error),
-    Malformed(String),
-}
-
-/// GETs `target` over HTTP/1.1 (`Connection: close`); `connecting` is told
-/// the address first.
-fn fetch(
-    target: &Url,
-    timeout: Duration,
-    connecting: impl FnOnce(std::net::SocketAddr),
-) -> Result<Response, FetchError> {
-    let address = (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map_err(|_| FetchError::Resolve)?
-        .next()
-        .ok_or(FetchError::Resolve)?;
-    connecting(address);
-    let mut stream = TcpStream::connect_timeout(&address, timeout)
-        .map_err(|e| FetchError::Connect(address.ip(), e))?;
-    let _ = stream.set_read_timeout(Some(timeout));
-    let host_header = if target.port == 80 {
-        target.host.clone()
-    } else {
-        format!("{}:{}", target.host, target.port)
-    };
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: toolbox\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        target.path
-    );
-    let mut response = Vec::new();
-    stream
-        .write_all(request.as_bytes())
-        .and_then(|()| stream.read_to_end(&mut response))
-        .map_err(FetchError::Io)?;
-    let head_end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| FetchError::Malformed("error getting response".into()))?;
-    let head = String::from_utf8_lossy(&response[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("").to_string();
-    let code: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let raw = &response[head_end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        decode_chunked(raw)
-            .ok_or_else(|| FetchError::Malformed("malformed chunked response".into()))?
-    } else {
-        let length = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse::<usize>().ok());
-        match length {
-            Some(n) => raw[..n.min(raw.len())].to_vec(),
-            None => raw.to_vec(),
-        }
-    };
-    Ok(Response {
-        status_line,
-        code,
-        head,
-        body,
-    })
-}
-
-/// `wget [-q] [-O FILE|-] [-T SECONDS] URL`: HTTP GET, the body to FILE
-/// (default: the last path segment, else `index.html`), `-` for stdout.
+/// `wget [-q] [-O FILE|-] [-T SECONDS] [--header 'NAME: VALUE']...
+/// [--post-data DATA] [--ca-certificate FILE] [--no-check-certificate] URL`:
+/// HTTP(S) GET (POST with `--post-data`), the body to FILE (default: the
+/// last path segment, else `index.html`), `-` for stdout.
 pub fn wget(ctx: &mut Ctx, args: &[String]) -> i32 {
     let mut quiet = false;
     let mut output: Option<String> = None;
     let mut timeout = Duration::from_secs(900);
+    let mut headers = Vec::new();
+    let mut post: Option<String> = None;
+    let mut ca_file: Option<String> = None;
+    let mut insecure = false;
     let mut url = None;
     let mut i = 1;
     while i < args.len() {
         let arg = &args[i];
-        if arg.len() > 1 && arg.starts_with('-') && arg != "--" {
+        if let Some(long) = arg.strip_prefix("--").filter(|l| !l.is_empty()) {
+            let (name, inline) = match long.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_string())),
+                None => (long, None),
+            };
+            if name == "no-check-certificate" {
+                insecure = true;
+                i += 1;
+                continue;
+            }
+            if name == "quiet" {
+                quiet = true;
+                i += 1;
+                continue;
+            }
+            if ![
+                "header",
+                "post-data",
+                "ca-certificate",
+                "output-document",
+                "timeout",
+            ]
+            .contains(&name)
+            {
+                ctx.error("wget", &format!("unrecognized option '--{name}'"));
+                return 1;
+            }
+            let value = match inline {
+                Some(value) => value,
+                None => {
+                    i += 1;
+                    match args.get(i) {
+                        Some(v) => v.clone(),
+                        None => {
+                            ctx.error("wget", &format!("option '--{name}' requires an argument"));
+                            return 1;
+                        }
+                    }
+                }
+            };
+            match name {
+                "header" => match http::header(&value) {
+                    Some(h) => headers.push(h),
+                    None => {
+                        ctx.error("wget", &format!("invalid header '{value}'"));
+                        return 1;
+                    }
+                },
+                "post-data" => post = Some(value),
+                "ca-certificate" => ca_file = Some(value),
+                "output-document" => output = Some(value),
+                _ => match value.parse::<u64>() {
+                    Ok(secs) => timeout = Duration::from_secs(secs),
+                    Err(_) => {
+                        ctx.error("wget", &format!("invalid number '{value}'"));
+                        return 1;
+                    }
+                },
+            }
+        } else if arg.len() > 1 && arg.starts_with('-') && arg != "--" {
             let flags: Vec<char> = arg[1..].chars().collect();
             let mut j = 0;
             while j < flags.len() {
@@ -217,14 +159,23 @@ pub fn wget(ctx: &mut Ctx, args: &[String]) -> i32 {
         ctx.error("wget", "missing URL");
         return 1;
     };
-    let target = match parse_url(&url) {
+    let target = match Url::parse(&url) {
         Ok(t) => t,
         Err(e) => {
             ctx.error("wget", &e);
             return 1;
         }
     };
-    let response = match fetch(&target, timeout, |address| {
+    let trust = trust(ctx, insecure, ca_file, &["SSL_CERT_FILE"]);
+    let request = Request {
+        method: if post.is_some() { "POST" } else { "GET" },
+        url: &target,
+        headers: &headers,
+        body: post.as_deref().map(str::as_bytes),
+        timeout,
+        trust: &trust,
+    };
+    let response = match http::fetch(&request, |address| {
         if !quiet {
             let _ = writeln!(
                 ctx.io.stderr,
@@ -240,6 +191,13 @@ pub fn wget(ctx: &mut Ctx, args: &[String]) -> i32 {
                 FetchError::Connect(ip, e) => {
                     format!("can't connect to remote host ({ip}): {}", describe(&e))
                 }
+                FetchError::Certificate(why) => format!(
+                    "cannot verify {}'s certificate: {why}; \
+                     to connect insecurely, use '--no-check-certificate'",
+                    target.host
+                ),
+                FetchError::Bundle(why) => why,
+                FetchError::Tls(why) => format!("TLS handshake failed: {why}"),
                 FetchError::Io(e) => describe(&e),
                 FetchError::Malformed(why) => why,
             };
@@ -285,28 +243,62 @@ pub fn wget(ctx: &mut Ctx, args: &[String]) -> i32 {
     }
 }
 
-/// `curl [-s] [-S] [-f] [-i] [-o FILE] [-m SECONDS] URL`: HTTP GET, the
-/// body to stdout (or FILE). Exit codes as curl's: 6 the host did not
-/// resolve, 7 no connection, 22 an HTTP error with `-f`, 28 a timeout.
+/// `curl [-sSfikL] [-o FILE] [-m SECONDS] [-H 'NAME: VALUE']... [-X METHOD]
+/// [-d DATA|@FILE] [--cacert FILE] URL`: an HTTP(S) request (GET, or POST
+/// with data), the body to stdout (or FILE). Exit codes as curl's: 6 the
+/// host did not resolve, 7 no connection, 22 an HTTP error with `-f`, 28 a
+/// timeout, 35 a failed TLS handshake, 60 an untrusted certificate, 77 an
+/// unreadable CA file.
 pub fn curl(ctx: &mut Ctx, args: &[String]) -> i32 {
     let (mut silent, mut show_errors, mut fail, mut include) = (false, false, false, false);
+    let mut insecure = false;
     let mut output: Option<String> = None;
     let mut timeout = Duration::from_secs(900);
+    let mut headers = Vec::new();
+    let mut method: Option<String> = None;
+    let mut data: Option<Vec<u8>> = None;
+    let mut ca_file: Option<String> = None;
     let mut url = None;
     let mut i = 1;
     while i < args.len() {
         let arg = args[i].as_str();
         match arg {
-            "-o" | "--output" | "-m" | "--max-time" => {
+            "-o" | "--output" | "-m" | "--max-time" | "-H" | "--header" | "-X" | "--request"
+            | "-d" | "--data" | "--data-raw" | "--data-binary" | "--cacert" => {
                 i += 1;
                 let Some(value) = args.get(i) else {
                     ctx.error("curl", &format!("option {arg}: requires parameter"));
                     return 2;
                 };
-                if arg == "-o" || arg == "--output" {
-                    output = Some(value.clone());
-                } else {
-                    match value.parse::<f64>() {
+                match arg {
+                    "-o" | "--output" => output = Some(value.clone()),
+                    "-H" | "--header" => match http::header(value) {
+                        Some(h) => headers.push(h),
+                        None => {
+                            ctx.error("curl", &format!("option {arg}: bad header '{value}'"));
+                            return 2;
+                        }
+                    },
+                    "-X" | "--request" => method = Some(value.clone()),
+                    "--cacert" => ca_file = Some(value.clone()),
+                    "-d" | "--data" | "--data-binary" if value.starts_with('@') => {
+                        match ctx.read_all(&value[1..]) {
+                            Ok(bytes) => data = Some(bytes),
+                            Err(e) => {
+                                let _ = writeln!(
+                                    ctx.io.stderr,
+                                    "curl: option {arg}: error reading {}: {}",
+                                    &value[1..],
+                                    describe(&e)
+                                );
+                                return 26;
+                            }
+                        }
+                    }
+                    "-d" | "--data" | "--data-raw" | "--data-binary" => {
+                        data = Some(value.clone().into_bytes())
+                    }
+                    _ => match value.parse::<f64>() {
                         Ok(secs) if secs > 0.0 => timeout = Duration::from_secs_f64(secs),
                         _ => {
                             ctx.error(
@@ -315,13 +307,14 @@ pub fn curl(ctx: &mut Ctx, args: &[String]) -> i32 {
                             );
                             return 2;
                         }
-                    }
+                    },
                 }
             }
             "--silent" => silent = true,
             "--show-error" => show_errors = true,
             "--fail" => fail = true,
             "--include" => include = true,
+            "--insecure" => insecure = true,
             _ if arg.starts_with('-') && arg.len() > 1 && !arg.starts_with("--") => {
                 for flag in arg[1..].chars() {
                     match flag {
@@ -329,6 +322,7 @@ pub fn curl(ctx: &mut Ctx, args: &[String]) -> i32 {
                         'S' => show_errors = true,
                         'f' => fail = true,
                         'i' => include = true,
+                        'k' => insecure = true,
                         // Progress meters and redirects are not shown.
                         'L' | 'v' => {}
                         other => {
@@ -352,11 +346,21 @@ pub fn curl(ctx: &mut Ctx, args: &[String]) -> i32 {
         let _ = writeln!(ctx.io.stderr, "curl: no URL specified");
         return 2;
     };
-    let target = match parse_url(&url) {
+    let target = match Url::parse(&url) {
         Ok(t) => t,
         Err(e) => return report(ctx, 3, &e),
     };
-    let response = match fetch(&target, timeout, |_| {}) {
+    let trust = trust(ctx, insecure, ca_file, &["CURL_CA_BUNDLE", "SSL_CERT_FILE"]);
+    let method = method.unwrap_or_else(|| if data.is_some() { "POST" } else { "GET" }.into());
+    let request = Request {
+        method: &method,
+        url: &target,
+        headers: &headers,
+        body: data.as_deref(),
+        timeout,
+        trust: &trust,
+    };
+    let response = match http::fetch(&request, |_| {}) {
         Ok(r) => r,
         Err(FetchError::Resolve) => {
             return report(ctx, 6, &format!("Could not resolve host: {}", target.host));
@@ -376,6 +380,11 @@ pub fn curl(ctx: &mut Ctx, args: &[String]) -> i32 {
                 ),
             );
         }
+        Err(FetchError::Certificate(why)) => {
+            return report(ctx, 60, &format!("SSL certificate problem: {why}"));
+        }
+        Err(FetchError::Bundle(why)) => return report(ctx, 77, &why),
+        Err(FetchError::Tls(why)) => return report(ctx, 35, &format!("TLS connect error: {why}")),
         Err(FetchError::Io(e)) => {
             return report(ctx, 56, &format!("Recv failure: {}", describe(&e)))
         }
@@ -718,41 +727,5 @@ fn describe(e: &std::io::Error) -> String {
         std::io::ErrorKind::PermissionDenied => "Permission denied".into(),
         std::io::ErrorKind::NotFound => "No such file or directory".into(),
         _ => e.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            parse_url("http://10.244.0.3:8080/a/b?x=1").unwrap(),
-            Url {
-                host: "10.244.0.3".into(),
-                port: 8080,
-                path: "/a/b?x=1".into()
-            }
-        );
-        assert_eq!(
-            parse_url("web").unwrap(),
-            Url {
-                host: "web".into(),
-                port: 80,
-                path: "/".into()
-            }
-        );
-        assert!(parse_url("https://x/").is_err());
-        assert!(parse_url("http://:80/").is_err());
-    }
-
-    #[test]
-    fn chunked_bodies() {
-        assert_eq!(
-            decode_chunked(b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n").unwrap(),
-            b"hello world"
-        );
-        assert!(decode_chunked(b"5\r\nhel").is_none());
     }
 }
