@@ -78,6 +78,8 @@ pub mod kubelet;
 #[doc(hidden)]
 pub mod manifest;
 #[doc(hidden)]
+pub mod network_policy;
+#[doc(hidden)]
 pub mod patch;
 #[doc(hidden)]
 pub mod play;

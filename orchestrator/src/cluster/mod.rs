@@ -551,6 +551,11 @@ fn spawn_loops(
         config.data_dir.clone(),
         stopped.clone(),
     ));
+    tasks.spawn(crate::network_policy::run(
+        registry.clone(),
+        kubelet.network_policies(),
+        stopped.clone(),
+    ));
     tasks.spawn(proxy::run(
         registry.clone(),
         kubelet.cluster_net(),

@@ -68,8 +68,8 @@ pub async fn publish(
         let net = std::sync::Arc::clone(sandbox.net());
         open.tasks.spawn(async move {
             loop {
-                let mut client = match listener.accept().await {
-                    Ok((client, _)) => client,
+                let (mut client, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of descriptors, most likely: breathe, retry.
                         tracing::warn!("hostPort {container_port}: accept: {e}");
@@ -77,9 +77,9 @@ pub async fn publish(
                         continue;
                     }
                 };
-                // Nothing listening in the pod: the connection is closed,
-                // as a refused connection would be.
-                let Ok(mut conn) = net.dial(container_port) else {
+                // Nothing listening in the pod, or the pod's network
+                // policy drops the client: the connection is closed.
+                let Ok(mut conn) = net.dial_for(peer.ip(), container_port) else {
                     continue;
                 };
                 tokio::spawn(async move {

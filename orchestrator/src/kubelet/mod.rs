@@ -140,6 +140,9 @@ pub struct Kubelet {
     image_gc: (wasmkube_runtime::images::gc::GcPolicy, Duration),
     /// ServiceAccount tokens for projected volumes.
     tokens: tokens::Tokens,
+    /// The NetworkPolicies the pod network enforces; told of each pod IP
+    /// as it is taken.
+    network_policies: Arc<crate::network_policy::Table>,
 }
 
 impl std::fmt::Debug for Kubelet {
@@ -192,7 +195,12 @@ impl Kubelet {
                 "Secret, projected and Memory emptyDir volumes cannot be mounted: {why}"
             );
         }
+        let network_policies = Arc::new(crate::network_policy::Table::new(
+            registry.service_network().dns_address().into(),
+        ));
+        runtime.cluster_net().set_policy(network_policies.clone());
         Ok(Kubelet {
+            network_policies,
             recorder: Recorder::new(registry.clone(), "kubelet", Some(&config.node_name)),
             memory_dir,
             allocatable: sources::Allocatable::host(),
@@ -225,6 +233,11 @@ impl Kubelet {
     /// The pods' and Services' network on this node.
     pub fn cluster_net(&self) -> Arc<wasmkube_runtime::net::ClusterNet> {
         Arc::clone(self.runtime.cluster_net())
+    }
+
+    /// The NetworkPolicy table the pod network asks.
+    pub fn network_policies(&self) -> Arc<crate::network_policy::Table> {
+        Arc::clone(&self.network_policies)
     }
 
     pub fn node_name(&self) -> &str {

@@ -64,7 +64,7 @@ pub(super) async fn run(
         .as_ref()
         .and_then(|s| s.pod_ip.as_deref())
         .and_then(|ip| ip.parse().ok());
-    let Some(lease) = IpLease::take(&kubelet, previous_ip) else {
+    let Some(lease) = IpLease::take(&kubelet, &pod, previous_ip) else {
         let message = format!(
             "Failed to create pod sandbox: no pod IP left in {}",
             kubelet.ipam.cidr()
@@ -355,9 +355,16 @@ struct IpLease {
 }
 
 impl IpLease {
-    fn take(kubelet: &Arc<Kubelet>, previous: Option<std::net::IpAddr>) -> Option<IpLease> {
+    /// An IP for `pod`, which network policies judge it by from now.
+    fn take(
+        kubelet: &Arc<Kubelet>,
+        pod: &Value,
+        previous: Option<std::net::IpAddr>,
+    ) -> Option<IpLease> {
+        let ip = kubelet.ipam.allocate(previous)?;
+        kubelet.network_policies.started(ip, pod);
         Some(IpLease {
-            ip: kubelet.ipam.allocate(previous)?,
+            ip,
             kubelet: Arc::clone(kubelet),
         })
     }
@@ -365,6 +372,7 @@ impl IpLease {
 
 impl Drop for IpLease {
     fn drop(&mut self) {
+        self.kubelet.network_policies.stopped(self.ip);
         self.kubelet.ipam.release(self.ip);
     }
 }

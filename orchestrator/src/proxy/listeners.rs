@@ -71,8 +71,8 @@ impl Listeners {
 
 async fn serve(listener: TcpListener, cluster: Arc<ClusterNet>, target: Arc<RwLock<SocketAddr>>) {
     loop {
-        let mut client = match listener.accept().await {
-            Ok((client, _)) => client,
+        let (mut client, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors, most likely: breathe, retry.
                 tracing::warn!("service port {:?}: accept: {e}", listener.local_addr());
@@ -82,8 +82,9 @@ async fn serve(listener: TcpListener, cluster: Arc<ClusterNet>, target: Arc<RwLo
         };
         let _ = client.set_nodelay(true);
         let to = *target.read().unwrap_or_else(|e| e.into_inner());
-        // No ready endpoint: the connection is closed, as a refused one.
-        let Ok(mut conn) = cluster.dial(to) else {
+        // No ready endpoint, or the endpoint's network policy drops the
+        // client: the connection is closed.
+        let Ok(mut conn) = cluster.dial_for(peer.ip(), to) else {
             continue;
         };
         tokio::spawn(async move {

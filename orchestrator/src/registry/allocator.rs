@@ -48,6 +48,12 @@ impl ServiceNetwork {
         self.cidr.nth(1)
     }
 
+    /// The tenth address, where a cluster's DNS is by convention (what
+    /// NetworkPolicies see name lookups go to).
+    pub fn dns_address(&self) -> Ipv4Addr {
+        self.cidr.nth(10)
+    }
+
     /// Offsets dynamic allocation starts from: Kubernetes leaves the low
     /// band of the range (16 to 256 addresses) to IPs asked for by name.
     fn dynamic_band(&self) -> u32 {

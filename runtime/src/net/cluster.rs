@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use super::{DialError, PodConnection, PodNet, Route, address, lock};
+use super::{ConnectionPolicy, DialError, PodConnection, PodNet, Protocol, Route, address, lock};
 
 /// Pod IP to pod network, for every pod of one runtime, and the Services'
 /// virtual IPs.
@@ -25,6 +25,8 @@ pub struct ClusterNet {
     /// The host's own servers pods reach only through a Service (the API):
     /// an unspecified IP stands for every address of the host.
     host_only: RwLock<Vec<SocketAddr>>,
+    /// What judges traffic (NetworkPolicy); none lets everything pass.
+    policy: RwLock<Option<Arc<dyn ConnectionPolicy>>>,
 }
 
 /// The endpoints of one Service port, taken in turn.
@@ -156,9 +158,57 @@ impl ClusterNet {
         names.get(name).cloned()
     }
 
-    /// Where a connection to `to` goes: a pod's port (for a Service, one
-    /// of its endpoints whose pod is here), refused, or out of the cluster.
-    pub(crate) fn route(&self, to: SocketAddr) -> Route {
+    /// Makes `policy` the judge of traffic from now on: new connections
+    /// and datagrams (open connections stay).
+    pub fn set_policy(&self, policy: Arc<dyn ConnectionPolicy>) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Some(policy);
+    }
+
+    fn policy(&self) -> Option<Arc<dyn ConnectionPolicy>> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether the policy lets `from` reach `to` over `protocol`.
+    pub(crate) fn allows(&self, from: IpAddr, to: SocketAddr, protocol: Protocol) -> bool {
+        self.policy()
+            .is_none_or(|policy| policy.allows(from, to, protocol))
+    }
+
+    /// Whether the policy lets the pod at `from` look names up.
+    pub(crate) fn allows_lookup(&self, from: IpAddr) -> bool {
+        self.policy()
+            .is_none_or(|policy| policy.allows_lookup(from))
+    }
+
+    /// Where traffic of `protocol` from `from` (a pod's IP; `None` for the
+    /// host) to `to` goes: a pod's port (for a Service, one of its
+    /// endpoints whose pod is here), refused, out of the cluster, or
+    /// dropped by the policy (judged against the endpoint chosen).
+    pub(crate) fn route(&self, from: Option<IpAddr>, to: SocketAddr, protocol: Protocol) -> Route {
+        let route = self.destination(to);
+        let policy = match from {
+            Some(from) => self.policy().map(|policy| (from, policy)),
+            None => None,
+        };
+        let Some((from, policy)) = policy else {
+            return route;
+        };
+        let judged = match &route {
+            Route::Pod(pod, port) => pod.ip().map(|ip| SocketAddr::new(ip, *port)),
+            Route::Outside(to) => Some(*to),
+            Route::Refused | Route::Denied | Route::Dropped => None,
+        };
+        match judged {
+            Some(to) if !policy.allows(from, to, protocol) => Route::Dropped,
+            _ => route,
+        }
+    }
+
+    /// Where traffic to `to` goes, before any policy.
+    fn destination(&self, to: SocketAddr) -> Route {
         let backends = {
             let services = self.services.read().unwrap_or_else(|e| e.into_inner());
             match services.get(&to.ip()) {
@@ -198,9 +248,25 @@ impl ClusterNet {
     /// Opens a connection from the host to `to`: a pod IP and port, or a
     /// Service address (balanced as for guests).
     pub fn dial(&self, to: SocketAddr) -> Result<PodConnection, DialError> {
-        match self.route(to) {
+        match self.destination(to) {
             Route::Pod(pod, port) => pod.dial(port),
-            Route::Refused | Route::Outside(_) | Route::Denied => Err(DialError::Unreachable(to)),
+            _ => Err(DialError::Unreachable(to)),
+        }
+    }
+
+    /// Opens a connection to `to` (as [`ClusterNet::dial`]) for `client`,
+    /// a client outside the cluster (a node port's), as the policy allows
+    /// it to reach the endpoint chosen.
+    pub fn dial_for(&self, client: IpAddr, to: SocketAddr) -> Result<PodConnection, DialError> {
+        match self.destination(to) {
+            Route::Pod(pod, port) => {
+                let endpoint = SocketAddr::new(pod.ip().unwrap_or(to.ip()), port);
+                if !self.allows(client, endpoint, Protocol::Tcp) {
+                    return Err(DialError::Dropped(endpoint));
+                }
+                pod.dial(port)
+            }
+            _ => Err(DialError::Unreachable(to)),
         }
     }
 }
@@ -218,10 +284,10 @@ mod tests {
     }
 
     fn routed(cluster: &ClusterNet, to: &str) -> Option<(IpAddr, u16)> {
-        match cluster.route(addr(to)) {
+        match cluster.route(None, addr(to), Protocol::Tcp) {
             Route::Pod(pod, port) => Some((pod.ip().unwrap(), port)),
             Route::Refused => None,
-            Route::Outside(_) | Route::Denied => panic!("{to} routed outside"),
+            Route::Outside(_) | Route::Denied | Route::Dropped => panic!("{to} routed outside"),
         }
     }
 
@@ -260,7 +326,7 @@ mod tests {
         assert_eq!(routed(&cluster, "10.96.0.10:80"), None);
         cluster.remove_service(vip);
         assert!(matches!(
-            cluster.route(addr("10.96.0.10:80")),
+            cluster.destination(addr("10.96.0.10:80")),
             Route::Outside(_)
         ));
         // Inside the cluster's networks, what nothing answers at is refused.
@@ -270,13 +336,13 @@ mod tests {
         ]);
         assert_eq!(routed(&cluster, "10.96.0.10:80"), None);
         assert!(matches!(
-            cluster.route(addr("192.0.2.1:80")),
+            cluster.destination(addr("192.0.2.1:80")),
             Route::Outside(_)
         ));
         // A Service endpoint outside them is reached from the host.
         cluster.set_service(vip, HashMap::from([(443, vec![addr("192.0.2.7:6443")])]));
         assert!(matches!(
-            cluster.route(addr("10.96.0.10:443")),
+            cluster.destination(addr("10.96.0.10:443")),
             Route::Outside(to) if to == addr("192.0.2.7:6443")
         ));
         // An endpoint on the host's loopback is not egress (a selector-less
@@ -286,7 +352,7 @@ mod tests {
         cluster.set_host_only(vec![addr("127.0.0.1:6443")]);
         cluster.set_service(vip, HashMap::from([(443, vec![addr("127.0.0.1:6443")])]));
         assert!(matches!(
-            cluster.route(addr("10.96.0.10:443")),
+            cluster.destination(addr("10.96.0.10:443")),
             Route::Outside(to) if to == addr("127.0.0.1:6443")
         ));
         assert_eq!(routed(&cluster, "10.244.0.2:9"), Some((a.ip().unwrap(), 9)));
@@ -302,15 +368,18 @@ mod tests {
             "127.0.0.1:80",
             "[::ffff:127.0.0.1]:80",
         ] {
-            assert!(matches!(cluster.route(addr(to)), Route::Denied), "{to}");
+            assert!(
+                matches!(cluster.destination(addr(to)), Route::Denied),
+                "{to}"
+            );
         }
         cluster.set_host_only(vec![addr("192.0.2.77:6443"), addr("0.0.0.0:7443")]);
         assert!(matches!(
-            cluster.route(addr("192.0.2.77:6443")),
+            cluster.destination(addr("192.0.2.77:6443")),
             Route::Denied
         ));
         assert!(matches!(
-            cluster.route(addr("192.0.2.77:80")),
+            cluster.destination(addr("192.0.2.77:80")),
             Route::Outside(_)
         ));
         // A wildcard listener: every address of this host, at its port.
@@ -319,12 +388,12 @@ mod tests {
         for ip in own {
             let listener = SocketAddr::new(ip, 7443);
             assert!(
-                matches!(cluster.route(listener), Route::Denied),
+                matches!(cluster.destination(listener), Route::Denied),
                 "{listener}"
             );
             let elsewhere = SocketAddr::new(ip, 7444);
             assert!(
-                matches!(cluster.route(elsewhere), Route::Outside(_)),
+                matches!(cluster.destination(elsewhere), Route::Outside(_)),
                 "{elsewhere}"
             );
         }
@@ -359,5 +428,68 @@ mod tests {
             libc::freeifaddrs(list);
         }
         found
+    }
+
+    /// Lets through only what it lists, and records what it was asked.
+    #[derive(Debug, Default)]
+    struct Listed {
+        allowed: Vec<(IpAddr, SocketAddr)>,
+        asked: Mutex<Vec<(IpAddr, SocketAddr)>>,
+    }
+
+    impl ConnectionPolicy for Listed {
+        fn allows(&self, from: IpAddr, to: SocketAddr, _: Protocol) -> bool {
+            lock(&self.asked).push((from, to));
+            self.allowed.contains(&(from, to))
+        }
+
+        fn allows_lookup(&self, _: IpAddr) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_policy_judges_pods_against_the_endpoint_chosen() {
+        let cluster = Arc::new(ClusterNet::default());
+        let client = pod_at("10.244.0.1", &cluster);
+        let _a = pod_at("10.244.0.2", &cluster);
+        let _b = pod_at("10.244.0.3", &cluster);
+        let vip: IpAddr = "10.96.0.10".parse().unwrap();
+        cluster.set_service(
+            vip,
+            HashMap::from([(80, vec![addr("10.244.0.2:8080"), addr("10.244.0.3:8080")])]),
+        );
+        let from: IpAddr = "10.244.0.1".parse().unwrap();
+        let policy = Arc::new(Listed {
+            allowed: vec![
+                (from, addr("10.244.0.2:8080")),
+                (from, addr("192.0.2.1:443")),
+            ],
+            ..Listed::default()
+        });
+        cluster.set_policy(policy.clone());
+        let route = |to: &str| client.route(addr(to), Protocol::Tcp);
+        // In turn: the first endpoint is allowed, the second dropped.
+        assert!(matches!(route("10.96.0.10:80"), Route::Pod(..)));
+        assert!(matches!(route("10.96.0.10:80"), Route::Dropped));
+        assert!(matches!(route("10.244.0.3:8080"), Route::Dropped));
+        assert!(matches!(route("192.0.2.1:443"), Route::Outside(_)));
+        assert!(matches!(route("192.0.2.1:80"), Route::Dropped));
+        // A pod's traffic to itself and the host's into pods are not judged.
+        let asked = lock(&policy.asked).len();
+        assert!(matches!(route("10.244.0.1:80"), Route::Pod(..)));
+        assert!(
+            cluster
+                .dial(addr("10.244.0.3:8080"))
+                .is_err_and(|e| e != DialError::Dropped(addr("10.244.0.3:8080")))
+        );
+        assert_eq!(lock(&policy.asked).len(), asked);
+        // A client outside is judged by its own address.
+        assert_eq!(
+            cluster
+                .dial_for("192.0.2.9".parse().unwrap(), addr("10.244.0.3:8080"))
+                .err(),
+            Some(DialError::Dropped(addr("10.244.0.3:8080")))
+        );
     }
 }

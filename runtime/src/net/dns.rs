@@ -84,7 +84,16 @@ impl ip_name_lookup::Host for PodTcpView<'_> {
         if !plausible(&name) && name.parse::<IpAddr>().is_err() {
             return Err(ErrorCode::InvalidArgument.into());
         }
-        let stream = match self.net.resolve(&name) {
+        let resolved = self.net.resolve(&name);
+        let literal = name.parse::<IpAddr>().is_ok() || name.eq_ignore_ascii_case("localhost");
+        if !literal && !self.net.may_look_up() {
+            // The policy cuts the pod off the cluster's DNS: no server
+            // answers.
+            return Ok(self
+                .table
+                .push(ResolveStream::Failed(ErrorCode::TemporaryResolverFailure))?);
+        }
+        let stream = match resolved {
             Resolved::Cluster(ips) => ResolveStream::Ready(ips.into()),
             Resolved::Unknown => ResolveStream::Failed(ErrorCode::NameUnresolvable),
             Resolved::Host(name) => {

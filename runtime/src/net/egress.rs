@@ -16,7 +16,7 @@ use super::pipe::End;
 
 /// How long a connect to the outside may take, as Linux's default SYN
 /// retries roughly allow.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(75);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Connects to `remote` from the host and joins it to `pod_end`; the
 /// receiver says whether the connection was made.

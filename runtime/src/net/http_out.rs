@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::{PodNet, Resolved, Route};
+use super::{PodNet, Protocol, Resolved, Route};
 
 /// The send hook of one guest: its pod's network.
 pub(crate) struct PodHttp {
@@ -70,13 +70,18 @@ async fn send(
         .and_then(|o| o.connect_timeout)
         .unwrap_or(std::time::Duration::from_secs(75));
     let to = SocketAddr::new(ip, port);
-    let (sender, connection) = match net.route(to) {
+    let (sender, connection) = match net.route(to, Protocol::Tcp) {
         Route::Pod(pod, port) => {
             let stream = pod.dial(port).map_err(|_| Error::ConnectionRefused)?;
             handshake(stream).await?
         }
         Route::Refused => return Err(Error::ConnectionRefused),
         Route::Denied => return Err(Error::DestinationIpProhibited),
+        // Dropped by policy: nothing answers before the connect timeout.
+        Route::Dropped => {
+            tokio::time::sleep(connect_timeout).await;
+            return Err(Error::ConnectionTimeout);
+        }
         Route::Outside(to) => {
             let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(to))
                 .await

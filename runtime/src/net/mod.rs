@@ -23,6 +23,9 @@
 //! in any spelling, link-local and other host-only ranges, the API's own
 //! listener).
 //!
+//! A [`ConnectionPolicy`] set on the cluster network (NetworkPolicy) may
+//! drop any of that traffic ([`policy`]).
+//!
 //! UDP ([`udp`]) has per-pod ports too; datagrams between pods are
 //! delivered in memory. Not yet here: UDP to the outside world, UDP
 //! Services.
@@ -33,11 +36,13 @@ pub(crate) mod dns;
 mod egress;
 pub(crate) mod http_out;
 mod pipe;
+mod policy;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 
 pub use cluster::{AddressInUse, ClusterNet};
 pub use pipe::PodConnection;
+pub use policy::{ConnectionPolicy, Protocol};
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -61,6 +66,9 @@ pub enum DialError {
     /// No pod answers at that address (or the Service has no endpoints).
     #[error("connection refused: no pod or ready endpoint answers at {0}")]
     Unreachable(SocketAddr),
+    /// The cluster's policy drops connections from that client to there.
+    #[error("dropped by network policy: {0}")]
+    Dropped(SocketAddr),
 }
 
 /// One pod's port space.
@@ -187,18 +195,28 @@ impl PodNet {
         self.ip
     }
 
-    /// Where a connection to `to` goes: this pod for loopback and its own
-    /// IP, another pod for that pod's IP, one of a Service's endpoints for
-    /// its address.
-    pub(crate) fn route(self: &Arc<Self>, to: SocketAddr) -> Route {
+    /// Where a connection (or datagram) of `protocol` to `to` goes: this
+    /// pod for loopback and its own IP, another pod for that pod's IP, one
+    /// of a Service's endpoints for its address; nowhere when the cluster's
+    /// policy drops it.
+    pub(crate) fn route(self: &Arc<Self>, to: SocketAddr, protocol: Protocol) -> Route {
         let to = SocketAddr::new(address::canonical(to.ip()), to.port());
         if self.is_own(to.ip()) {
             return Route::Pod(Arc::clone(self), to.port());
         }
         match &self.cluster {
-            Some(cluster) => cluster.route(to),
+            Some(cluster) => cluster.route(self.ip, to, protocol),
             None if address::may_leave_host(to.ip()) => Route::Outside(to),
             None => Route::Denied,
+        }
+    }
+
+    /// Whether a guest of this pod may look names up (the cluster's policy
+    /// may cut a pod off its DNS).
+    pub(crate) fn may_look_up(&self) -> bool {
+        match (&self.cluster, self.ip) {
+            (Some(cluster), Some(ip)) => cluster.allows_lookup(ip),
+            _ => true,
         }
     }
 
@@ -212,6 +230,17 @@ impl PodNet {
     /// the pod's own IP.
     pub(crate) fn bindable(&self, ip: IpAddr) -> bool {
         self.is_own(ip)
+    }
+
+    /// Opens a connection to a port of the pod for `client`, a client
+    /// outside the cluster (a host port's), as the cluster's policy allows.
+    pub fn dial_for(&self, client: IpAddr, port: u16) -> Result<PodConnection, DialError> {
+        if let (Some(cluster), Some(ip)) = (&self.cluster, self.ip)
+            && !cluster.allows(client, SocketAddr::new(ip, port), Protocol::Tcp)
+        {
+            return Err(DialError::Dropped(SocketAddr::new(ip, port)));
+        }
+        self.dial(port)
     }
 
     /// Opens a connection from the host to a port of the pod.
@@ -292,6 +321,8 @@ pub(crate) enum Route {
     /// (the host's own, link-local, the API's listener other than through
     /// its Service).
     Denied,
+    /// Nowhere, by the cluster's policy: dropped without an answer.
+    Dropped,
 }
 
 #[cfg(test)]

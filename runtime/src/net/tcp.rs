@@ -13,7 +13,7 @@ use wasmtime_wasi::p2::bindings::sockets::network::{
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, Pollable, SocketError};
 
 use super::pipe::{End, PipeInput, PipeOutput};
-use super::{Incoming, PodNet, Route, WINDOW};
+use super::{Incoming, PodNet, Protocol, Route, WINDOW};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -262,7 +262,7 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
         if family_of(&remote) != s.family || remote.port() == 0 || remote.ip().is_unspecified() {
             return Err(ErrorCode::InvalidArgument.into());
         }
-        let route = s.net.route(remote);
+        let route = s.net.route(remote, Protocol::Tcp);
         let local = match s.state {
             // Within the pod the connection comes from the address it went
             // to; to other pods and Services, from this pod's IP.
@@ -291,6 +291,9 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
             // reject rule does.
             Route::Refused => (Err(ErrorCode::ConnectionRefused), None),
             Route::Denied => (Err(ErrorCode::AccessDenied), None),
+            // Dropped by policy: the connect waits for an answer that never
+            // comes.
+            Route::Dropped => (Err(ErrorCode::Timeout), Some(super::policy::unanswered())),
             Route::Outside(to) => {
                 let (ours, theirs) = End::pair(WINDOW);
                 (Ok(ours), Some(super::egress::dial(to, theirs)))

@@ -17,7 +17,7 @@ use wasmtime_wasi::p2::bindings::sockets::network::{
 use wasmtime_wasi::p2::{DynPollable, Pollable, SocketError};
 
 use super::tcp::{PodTcp, PodTcpView};
-use super::{PodNet, Route, lock};
+use super::{PodNet, Protocol, Route, lock};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -413,7 +413,7 @@ impl udp::HostOutgoingDatagramStream for PodTcpView<'_> {
                 stream.net.ip().unwrap_or(to.ip())
             };
             let from = SocketAddr::new(from_ip, stream.local.port());
-            match stream.net.route(to) {
+            match stream.net.route(to, Protocol::Udp) {
                 Route::Pod(target, port) => target.deliver_udp(
                     port,
                     Datagram {
@@ -421,8 +421,9 @@ impl udp::HostOutgoingDatagramStream for PodTcpView<'_> {
                         from,
                     },
                 ),
-                // Nothing answers there: the datagram is lost, as UDP's are.
-                Route::Refused => {}
+                // Nothing answers there, or the policy drops it: the
+                // datagram is lost, as UDP's are.
+                Route::Refused | Route::Dropped => {}
                 Route::Outside(_) | Route::Denied => {
                     return if sent > 0 {
                         Ok(sent)

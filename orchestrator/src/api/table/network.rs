@@ -1,9 +1,10 @@
-//! Columns of Services, Endpoints and EndpointSlices, as kubectl's printers
-//! show them.
+//! Columns of Services, Endpoints, EndpointSlices, Ingresses and
+//! NetworkPolicies, as kubectl's printers show them.
 
 use serde_json::{Value, json};
 
 use super::{age_cell, column, s};
+use crate::registry::selectors::format_selector;
 
 pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>> {
     Some(match kind {
@@ -112,6 +113,16 @@ pub(super) fn columns(kind: &str, name: Value, age: Value) -> Option<Vec<Value>>
             ),
             age,
         ],
+        "NetworkPolicy" => vec![
+            name,
+            column(
+                "Pod-Selector",
+                "string",
+                0,
+                "podSelector selects the pods to which this NetworkPolicy object applies. An empty selector matches all pods in the policy's namespace.",
+            ),
+            age,
+        ],
         _ => return None,
     })
 }
@@ -126,6 +137,14 @@ pub(super) fn cells(kind: &str, object: &Value) -> Option<Vec<Value>> {
         ],
         "EndpointSlice" => slice_cells(object),
         "Ingress" => ingress_cells(object),
+        "NetworkPolicy" => vec![
+            json!(s(object, "/metadata/name")),
+            json!(format_selector(
+                object.pointer("/spec/podSelector"),
+                "<none>"
+            )),
+            age_cell(object),
+        ],
         "IngressClass" => {
             let parameters = match object.pointer("/spec/parameters") {
                 Some(p) if p.is_object() => {

@@ -5,6 +5,7 @@ mod apps;
 mod batch;
 mod config;
 mod network;
+mod network_policy;
 mod pod;
 mod policy;
 mod quota;
@@ -65,6 +66,7 @@ pub(crate) fn all() -> Vec<Resource> {
         quota::limit_ranges(),
         network::ingresses(),
         network::ingress_classes(),
+        network_policy::network_policies(),
         rbac::roles(),
         rbac::cluster_roles(),
         rbac::role_bindings(),

@@ -1,0 +1,382 @@
+//! NetworkPolicy enforcement, what a policy-enforcing CNI does: a
+//! [`Table`] the pod network asks about every new connection, datagram and
+//! name lookup ([`ConnectionPolicy`]), kept by [`run`] from the stored
+//! NetworkPolicies, Namespaces and Pods.
+//!
+//! The semantics are Kubernetes': a pod selected by a policy with the
+//! `Ingress` (`Egress`) type is isolated in that direction, and then
+//! allowed only what one of those policies' rules allows; traffic needs
+//! both the source's egress and the destination's ingress. A peer is pods
+//! (by `podSelector` in the policy's namespace, by `namespaceSelector`, or
+//! both together) or an `ipBlock` (with `except`). Ports are numbers,
+//! ranges (`endPort`) or names of the destination pod's container ports.
+//! Traffic to a Service is judged against the endpoint chosen; a client
+//! outside the cluster (through a node port or host port) by its address.
+//!
+//! Which pod has which IP comes from the kubelet as it starts pods
+//! ([`Table::started`]), so a pod is judged by its labels from its first
+//! connection; later label changes arrive from the store.
+//!
+//! Name lookups are traffic to the cluster DNS, which policies see as a
+//! pod of `kube-system` labelled `k8s-app: kube-dns` at the service
+//! network's tenth address on port 53 (UDP and TCP): "allow DNS" rules
+//! written for a cluster work here.
+
+mod compile;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use wasmkube_runtime::net::{ConnectionPolicy, Protocol};
+
+use self::compile::{Identity, Peer, Policy, PortSpec, Rule};
+use crate::registry::metadata::text;
+use crate::registry::{ListOptions, Registry};
+use crate::store::Watch;
+
+pub use self::compile::Block;
+
+/// The cluster DNS as policies see it.
+const DNS_NAMESPACE: &str = "kube-system";
+const DNS_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
+const DNS_PORT: u16 = 53;
+
+/// How often the table is rebuilt without a change.
+const RESYNC_EVERY: Duration = Duration::from_secs(10);
+
+/// The policies in force and whom they isolate.
+#[derive(Debug)]
+pub struct Table {
+    /// Where the cluster DNS is.
+    dns: IpAddr,
+    /// The pods running here, by IP, as the kubelet started them.
+    leases: Mutex<HashMap<IpAddr, Lease>>,
+    state: RwLock<State>,
+}
+
+#[derive(Debug)]
+struct Lease {
+    uid: String,
+    identity: Identity,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Each namespace's labels, as an object selectors match.
+    namespaces: HashMap<String, Value>,
+    /// The policies of each namespace.
+    policies: HashMap<String, Vec<Arc<Policy>>>,
+    /// The pods (and the DNS) by IP, with the policies isolating them.
+    pods: HashMap<IpAddr, Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    identity: Identity,
+    /// The policies that isolate the pod for ingress; none: not isolated.
+    ingress: Vec<Arc<Policy>>,
+    egress: Vec<Arc<Policy>>,
+}
+
+impl State {
+    fn entry(&self, identity: Identity) -> Entry {
+        let mut entry = Entry {
+            identity,
+            ingress: Vec::new(),
+            egress: Vec::new(),
+        };
+        let policies = self.policies.get(&entry.identity.namespace);
+        for policy in policies.into_iter().flatten() {
+            if !policy.selector.matches(&entry.identity.object) {
+                continue;
+            }
+            if policy.ingress_isolates {
+                entry.ingress.push(Arc::clone(policy));
+            }
+            if policy.egress_isolates {
+                entry.egress.push(Arc::clone(policy));
+            }
+        }
+        entry
+    }
+
+    /// Whether `peer` (its IP) is one of the pods `selector` names for a
+    /// policy of `namespace`.
+    fn is_peer(&self, peer: IpAddr, rule_peer: &Peer) -> bool {
+        match rule_peer {
+            Peer::Block(block) => block.contains(peer),
+            Peer::Pods {
+                namespace,
+                namespaces,
+                pods,
+            } => {
+                let Some(entry) = self.pods.get(&peer) else {
+                    return false;
+                };
+                let identity = &entry.identity;
+                let namespace_ok = match namespaces {
+                    None => identity.namespace == *namespace,
+                    Some(selector) => self
+                        .namespaces
+                        .get(&identity.namespace)
+                        .is_some_and(|labels| selector.matches(labels)),
+                };
+                namespace_ok && pods.as_ref().is_none_or(|s| s.matches(&identity.object))
+            }
+        }
+    }
+
+    /// Whether `rule` lets `peer` reach port `port` of `protocol` on a
+    /// destination with container ports `ports`.
+    fn rule_allows(
+        &self,
+        rule: &Rule,
+        peer: IpAddr,
+        port: u16,
+        protocol: Protocol,
+        destination: Option<&Identity>,
+    ) -> bool {
+        let port_ok = rule.ports.is_empty()
+            || rule.ports.iter().any(|p| {
+                p.protocol == Some(protocol)
+                    && match &p.port {
+                        PortSpec::Any => true,
+                        PortSpec::Range(first, last) => (*first..=*last).contains(&port),
+                        PortSpec::Named(name) => destination.is_some_and(|d| {
+                            d.ports.iter().any(|(n, pr, number)| {
+                                n == name && *pr == protocol && *number == port
+                            })
+                        }),
+                    }
+            });
+        port_ok && (rule.peers.is_empty() || rule.peers.iter().any(|p| self.is_peer(peer, p)))
+    }
+
+    fn allows(&self, from: IpAddr, to: SocketAddr, protocol: Protocol) -> bool {
+        let destination = self.pods.get(&to.ip());
+        if let Some(source) = self.pods.get(&from)
+            && !source.egress.is_empty()
+        {
+            let allowed = source.egress.iter().any(|policy| {
+                policy.egress.iter().any(|rule| {
+                    self.rule_allows(
+                        rule,
+                        to.ip(),
+                        to.port(),
+                        protocol,
+                        destination.map(|d| &d.identity),
+                    )
+                })
+            });
+            if !allowed {
+                return false;
+            }
+        }
+        match destination {
+            Some(destination) if !destination.ingress.is_empty() => {
+                destination.ingress.iter().any(|policy| {
+                    policy.ingress.iter().any(|rule| {
+                        self.rule_allows(
+                            rule,
+                            from,
+                            to.port(),
+                            protocol,
+                            Some(&destination.identity),
+                        )
+                    })
+                })
+            }
+            _ => true,
+        }
+    }
+}
+
+impl Table {
+    /// A table with no policies, the cluster DNS at `dns`.
+    pub fn new(dns: IpAddr) -> Table {
+        let table = Table {
+            dns,
+            leases: Mutex::default(),
+            state: RwLock::default(),
+        };
+        table.rebuild(
+            &mut lock(&table.leases),
+            Vec::new(),
+            Vec::new(),
+            &HashMap::new(),
+        );
+        table
+    }
+
+    /// The kubelet started `pod` at `ip`: it is judged by its labels from
+    /// now on.
+    pub fn started(&self, ip: IpAddr, pod: &Value) {
+        let identity = Identity::of_pod(pod);
+        let mut leases = lock(&self.leases);
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let entry = state.entry(identity.clone());
+        state.pods.insert(ip, entry);
+        leases.insert(
+            ip,
+            Lease {
+                uid: text(pod, "/metadata/uid").to_string(),
+                identity,
+            },
+        );
+    }
+
+    /// The pod at `ip` stopped: the address is no one's.
+    pub fn stopped(&self, ip: IpAddr) {
+        let mut leases = lock(&self.leases);
+        leases.remove(&ip);
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        state.pods.remove(&ip);
+    }
+
+    /// Replaces the table's view of policies, namespaces and pods'
+    /// labels (`pods` by uid).
+    fn rebuild(
+        &self,
+        leases: &mut HashMap<IpAddr, Lease>,
+        policies: Vec<Value>,
+        namespaces: Vec<Value>,
+        pods: &HashMap<&str, &Value>,
+    ) {
+        let mut state = State {
+            namespaces: namespaces
+                .iter()
+                .map(|n| {
+                    let labels = n.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+                    (
+                        text(n, "/metadata/name").to_string(),
+                        json!({"metadata": {"labels": labels}}),
+                    )
+                })
+                .collect(),
+            policies: HashMap::new(),
+            pods: HashMap::new(),
+        };
+        for policy in &policies {
+            if let Some(compiled) = Policy::compile(policy) {
+                state
+                    .policies
+                    .entry(compiled.namespace.clone())
+                    .or_default()
+                    .push(Arc::new(compiled));
+            }
+        }
+        for (ip, lease) in leases.iter_mut() {
+            if let Some(pod) = pods.get(lease.uid.as_str()) {
+                lease.identity = Identity::of_pod(pod);
+            }
+            let entry = state.entry(lease.identity.clone());
+            state.pods.insert(*ip, entry);
+        }
+        let dns = Identity {
+            namespace: DNS_NAMESPACE.to_string(),
+            object: json!({"metadata": {"labels": {DNS_LABEL.0: DNS_LABEL.1}}}),
+            ports: vec![
+                ("dns".into(), Protocol::Udp, DNS_PORT),
+                ("dns-tcp".into(), Protocol::Tcp, DNS_PORT),
+            ],
+        };
+        let entry = state.entry(dns);
+        state.pods.insert(self.dns, entry);
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    /// Rebuilds the table from the store.
+    fn sync(&self, registry: &Registry) -> crate::registry::Result<()> {
+        let list = |group: &str, kind: &str| {
+            let resource = registry.resource(group, kind);
+            registry
+                .list(&resource, None, &ListOptions::default())
+                .map(|l| l.items)
+        };
+        let policies = list("networking.k8s.io", "NetworkPolicy")?;
+        let namespaces = list("", "Namespace")?;
+        let pods = list("", "Pod")?;
+        let by_uid: HashMap<&str, &Value> =
+            pods.iter().map(|p| (text(p, "/metadata/uid"), p)).collect();
+        let mut leases = lock(&self.leases);
+        self.rebuild(&mut leases, policies, namespaces, &by_uid);
+        Ok(())
+    }
+
+    /// The IPs of pods running here (for tests and the bench).
+    pub fn pod_ips(&self) -> HashSet<IpAddr> {
+        lock(&self.leases).keys().copied().collect()
+    }
+}
+
+impl ConnectionPolicy for Table {
+    fn allows(&self, from: IpAddr, to: SocketAddr, protocol: Protocol) -> bool {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        state.allows(from, to, protocol)
+    }
+
+    fn allows_lookup(&self, from: IpAddr) -> bool {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        [Protocol::Udp, Protocol::Tcp]
+            .into_iter()
+            .any(|protocol| state.allows(from, SocketAddr::new(self.dns, DNS_PORT), protocol))
+    }
+}
+
+/// Keeps `table` in step with the stored NetworkPolicies, Namespaces and
+/// Pods until `stop` turns true: any change (and a periodic pass) rebuilds
+/// it, so a change applies to new connections at once.
+pub async fn run(registry: Registry, table: Arc<Table>, mut stop: watch::Receiver<bool>) {
+    let watched = [
+        registry.resource("networking.k8s.io", "NetworkPolicy"),
+        registry.resource("", "Namespace"),
+        registry.resource("", "Pod"),
+    ];
+    let mut watches: Option<Vec<Watch>> = None;
+    let mut tick = tokio::time::interval(RESYNC_EVERY);
+    loop {
+        if watches.is_none() {
+            let revision = registry.store().revision();
+            watches = watched
+                .iter()
+                .map(|r| registry.watch(r, None, revision))
+                .collect::<Result<Vec<_>, _>>()
+                .ok();
+        }
+        if let Err(e) = table.sync(&registry) {
+            tracing::warn!("network policies: listing: {e}");
+        }
+        let Some([policies, namespaces, pods]) = watches.as_deref_mut() else {
+            tokio::select! {
+                _ = tick.tick() => continue,
+                _ = stop.changed() => return,
+            }
+        };
+        let event = tokio::select! {
+            event = policies.next() => event,
+            event = namespaces.next() => event,
+            event = pods.next() => event,
+            _ = tick.tick() => continue,
+            _ = stop.changed() => return,
+        };
+        let failed = event.is_none_or(|e| e.is_err())
+            || std::iter::from_fn(|| policies.try_next())
+                .chain(std::iter::from_fn(|| namespaces.try_next()))
+                .chain(std::iter::from_fn(|| pods.try_next()))
+                .any(|e| e.is_err());
+        if failed {
+            watches = None;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests;
