@@ -88,8 +88,10 @@ pub(super) struct Rule {
 #[derive(Debug)]
 pub(super) enum Peer {
     /// Pods: in the policy's `namespace` unless `namespaces` selects
-    /// others, all of them unless `pods` selects some.
+    /// others, all of them unless `pods` selects some. Which pods those are
+    /// is kept in the table's member set `slot`.
     Pods {
+        slot: usize,
         namespace: String,
         namespaces: Option<LabelSelector>,
         pods: Option<LabelSelector>,
@@ -128,8 +130,9 @@ pub(super) enum PortSpec {
 
 impl Policy {
     /// The policy `object` says; `None` when its pod selector does not
-    /// parse (validation refuses such policies).
-    pub fn compile(object: &Value) -> Option<Policy> {
+    /// parse (validation refuses such policies). Its pod peers take member
+    /// sets from `slots` on.
+    pub fn compile(object: &Value, slots: &mut usize) -> Option<Policy> {
         let namespace = text(object, "/metadata/namespace").to_string();
         let spec = object.get("spec").unwrap_or(&Value::Null);
         let selector =
@@ -139,18 +142,20 @@ impl Policy {
             .and_then(Value::as_array)
             .map(|t| t.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let rules = |direction: &str, peers: &str| -> Vec<Rule> {
+        let mut rules = |direction: &str, peers: &str| -> Vec<Rule> {
             let list = spec.get(direction).and_then(Value::as_array);
             list.into_iter()
                 .flatten()
-                .map(|rule| Rule::compile(rule, peers, &namespace))
+                .map(|rule| Rule::compile(rule, peers, &namespace, slots))
                 .collect()
         };
+        let ingress = rules("ingress", "from");
+        let egress = rules("egress", "to");
         Some(Policy {
             ingress_isolates: types.contains(&"Ingress"),
             egress_isolates: types.contains(&"Egress"),
-            ingress: rules("ingress", "from"),
-            egress: rules("egress", "to"),
+            ingress,
+            egress,
             selector,
             namespace,
         })
@@ -158,12 +163,12 @@ impl Policy {
 }
 
 impl Rule {
-    fn compile(rule: &Value, peers: &str, namespace: &str) -> Rule {
+    fn compile(rule: &Value, peers: &str, namespace: &str, slots: &mut usize) -> Rule {
         let listed = rule.get(peers).and_then(Value::as_array);
         let peers = listed
             .into_iter()
             .flatten()
-            .map(|peer| Peer::compile(peer, namespace))
+            .map(|peer| Peer::compile(peer, namespace, slots))
             .collect();
         let ports = rule.get("ports").and_then(Value::as_array);
         let ports = ports
@@ -198,7 +203,7 @@ fn peer_selector(value: Option<&Value>) -> Option<Option<LabelSelector>> {
 }
 
 impl Peer {
-    fn compile(peer: &Value, namespace: &str) -> Peer {
+    fn compile(peer: &Value, namespace: &str, slots: &mut usize) -> Peer {
         // What validation refuses matches nothing: an empty CIDR block.
         let nothing = || {
             Peer::Block(BlockPeer {
@@ -224,11 +229,32 @@ impl Peer {
         ) else {
             return nothing();
         };
+        *slots += 1;
         Peer::Pods {
+            slot: *slots - 1,
             namespace: namespace.to_string(),
             namespaces,
             pods,
         }
+    }
+
+    /// Whether a pod of `identity`, in a namespace labelled
+    /// `namespace_labels`, is among these pods.
+    pub fn selects(&self, identity: &Identity, namespace_labels: Option<&Value>) -> bool {
+        let Peer::Pods {
+            namespace,
+            namespaces,
+            pods,
+            ..
+        } = self
+        else {
+            return false;
+        };
+        let namespace_ok = match namespaces {
+            None => identity.namespace == *namespace,
+            Some(selector) => namespace_labels.is_some_and(|labels| selector.matches(labels)),
+        };
+        namespace_ok && pods.as_ref().is_none_or(|s| s.matches(&identity.object))
     }
 }
 

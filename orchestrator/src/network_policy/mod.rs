@@ -72,6 +72,8 @@ struct State {
     policies: HashMap<String, Vec<Arc<Policy>>>,
     /// The pods (and the DNS) by IP, with the policies isolating them.
     pods: HashMap<IpAddr, Entry>,
+    /// The IPs of each pod peer's pods, by slot.
+    members: Vec<HashSet<IpAddr>>,
 }
 
 #[derive(Debug)]
@@ -104,28 +106,49 @@ impl State {
         entry
     }
 
-    /// Whether `peer` (its IP) is one of the pods `selector` names for a
-    /// policy of `namespace`.
+    /// Whether `peer` (its IP) is among the rule's `rule_peer`.
     fn is_peer(&self, peer: IpAddr, rule_peer: &Peer) -> bool {
         match rule_peer {
             Peer::Block(block) => block.contains(peer),
-            Peer::Pods {
-                namespace,
-                namespaces,
-                pods,
-            } => {
-                let Some(entry) = self.pods.get(&peer) else {
-                    return false;
-                };
-                let identity = &entry.identity;
-                let namespace_ok = match namespaces {
-                    None => identity.namespace == *namespace,
-                    Some(selector) => self
-                        .namespaces
-                        .get(&identity.namespace)
-                        .is_some_and(|labels| selector.matches(labels)),
-                };
-                namespace_ok && pods.as_ref().is_none_or(|s| s.matches(&identity.object))
+            Peer::Pods { slot, .. } => self.members[*slot].contains(&peer),
+        }
+    }
+
+    /// Every pod peer of every policy, with its member set's slot.
+    fn pod_peers(&self) -> impl Iterator<Item = (usize, &Peer)> {
+        self.policies
+            .values()
+            .flatten()
+            .flat_map(|p| p.ingress.iter().chain(&p.egress))
+            .flat_map(|r| &r.peers)
+            .filter_map(|peer| match peer {
+                Peer::Pods { slot, .. } => Some((*slot, peer)),
+                Peer::Block(_) => None,
+            })
+    }
+
+    /// Takes in the pod `identity` at `ip`: the policies isolating it, and
+    /// the peers it is one of.
+    fn admit(&mut self, ip: IpAddr, identity: Identity) {
+        self.forget(ip);
+        let labels = self.namespaces.get(&identity.namespace);
+        let slots: Vec<usize> = self
+            .pod_peers()
+            .filter(|(_, peer)| peer.selects(&identity, labels))
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in slots {
+            self.members[slot].insert(ip);
+        }
+        let entry = self.entry(identity);
+        self.pods.insert(ip, entry);
+    }
+
+    /// The pod at `ip` is gone.
+    fn forget(&mut self, ip: IpAddr) {
+        if self.pods.remove(&ip).is_some() {
+            for members in &mut self.members {
+                members.remove(&ip);
             }
         }
     }
@@ -218,8 +241,7 @@ impl Table {
         let identity = Identity::of_pod(pod);
         let mut leases = lock(&self.leases);
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let entry = state.entry(identity.clone());
-        state.pods.insert(ip, entry);
+        state.admit(ip, identity.clone());
         leases.insert(
             ip,
             Lease {
@@ -234,7 +256,7 @@ impl Table {
         let mut leases = lock(&self.leases);
         leases.remove(&ip);
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        state.pods.remove(&ip);
+        state.forget(ip);
     }
 
     /// Replaces the table's view of policies, namespaces and pods'
@@ -259,9 +281,11 @@ impl Table {
                 .collect(),
             policies: HashMap::new(),
             pods: HashMap::new(),
+            members: Vec::new(),
         };
+        let mut slots = 0;
         for policy in &policies {
-            if let Some(compiled) = Policy::compile(policy) {
+            if let Some(compiled) = Policy::compile(policy, &mut slots) {
                 state
                     .policies
                     .entry(compiled.namespace.clone())
@@ -269,12 +293,12 @@ impl Table {
                     .push(Arc::new(compiled));
             }
         }
+        state.members = vec![HashSet::new(); slots];
         for (ip, lease) in leases.iter_mut() {
             if let Some(pod) = pods.get(lease.uid.as_str()) {
                 lease.identity = Identity::of_pod(pod);
             }
-            let entry = state.entry(lease.identity.clone());
-            state.pods.insert(*ip, entry);
+            state.admit(*ip, lease.identity.clone());
         }
         let dns = Identity {
             namespace: DNS_NAMESPACE.to_string(),
@@ -284,8 +308,7 @@ impl Table {
                 ("dns-tcp".into(), Protocol::Tcp, DNS_PORT),
             ],
         };
-        let entry = state.entry(dns);
-        state.pods.insert(self.dns, entry);
+        state.admit(self.dns, dns);
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
@@ -305,11 +328,6 @@ impl Table {
         let mut leases = lock(&self.leases);
         self.rebuild(&mut leases, policies, namespaces, &by_uid);
         Ok(())
-    }
-
-    /// The IPs of pods running here (for tests and the bench).
-    pub fn pod_ips(&self) -> HashSet<IpAddr> {
-        lock(&self.leases).keys().copied().collect()
     }
 }
 
