@@ -346,27 +346,33 @@ spec:
     apply(
         &server,
         "to-pods",
-        &format!(
-            "apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata:
-  name: to-pods
-spec:
-  podSelector:
-    matchLabels: {{role: client}}
-  policyTypes:
-  - Egress
-  egress:
-  - to:
-    - ipBlock:
-        cidr: 10.244.0.0/16
-        except: [{web_ip}/32]
-"
-        ),
+        &client_egress_to(&format!(
+            "cidr: 10.244.0.0/16\n        except: [{web_ip}/32]"
+        )),
     );
     // The Service's endpoint is web itself: excepted.
     assert!(!reaches(&server, "default", "client", "http://web"));
-    let with_web = format!(
+    apply(
+        &server,
+        "to-web",
+        &client_egress_to(&format!("cidr: {web_ip}/32")),
+    );
+    server.wait_for(Duration::from_secs(5), || {
+        reaches(&server, "default", "client", "http://web")
+    });
+    // stranger is not a client: still cut off.
+    assert!(!reaches(
+        &server,
+        "default",
+        "stranger",
+        &format!("http://{web_ip}/")
+    ));
+}
+
+/// The policy `to-pods`: role=client pods may send only to the ipBlock
+/// `block` (its fields, YAML at the block's indentation).
+fn client_egress_to(block: &str) -> String {
+    format!(
         "apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -379,20 +385,9 @@ spec:
   egress:
   - to:
     - ipBlock:
-        cidr: {web_ip}/32
+        {block}
 "
-    );
-    apply(&server, "to-web", &with_web);
-    server.wait_for(Duration::from_secs(5), || {
-        reaches(&server, "default", "client", "http://web")
-    });
-    // stranger is not a client: still cut off.
-    assert!(!reaches(
-        &server,
-        "default",
-        "stranger",
-        &format!("http://{web_ip}/")
-    ));
+    )
 }
 
 /// The API server's checks and defaults, through kubectl.

@@ -157,13 +157,7 @@ fn pods_run_as_the_service_account_they_name() {
 #[test]
 fn pods_get_their_service_accounts_credentials() {
     let server = Server::start();
-    server.kubectl_ok(&["run", "reader", "--image=toolbox", "--", "sleep", "3600"]);
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/reader",
-        "--timeout=60s",
-    ]);
+    run_ready(&server, "reader");
     let pod = server.json(&["get", "pod", "reader"]);
     let volume = &pod["spec"]["volumes"][0];
     let name = volume["name"].as_str().unwrap();
@@ -255,6 +249,18 @@ fn pods_get_their_service_accounts_credentials() {
         opted("yes-pod", "quiet", "  automountServiceAccountToken: true\n"),
         1
     );
+}
+
+/// `kubectl run NAME --image=toolbox -- sleep 3600`, then waits (up to a
+/// minute) for it to be Ready.
+fn run_ready(server: &Server, name: &str) {
+    server.kubectl_ok(&["run", name, "--image=toolbox", "--", "sleep", "3600"]);
+    server.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        &format!("pod/{name}"),
+        "--timeout=60s",
+    ]);
 }
 
 /// `kubectl auth whoami` as `kubeconfig`, by the kubectl at `binary`: the
@@ -965,13 +971,7 @@ fn service_accounts_have_what_their_bindings_give() {
 #[test]
 fn a_guest_lists_pods_with_its_service_account_token() {
     let server = Server::start();
-    server.kubectl_ok(&["run", "client", "--image=toolbox", "--", "sleep", "3600"]);
-    server.kubectl_ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/client",
-        "--timeout=60s",
-    ]);
+    run_ready(&server, "client");
     let in_pod = |script: &str| {
         let out = server.kubectl(&["exec", "client", "--", "sh", "-c", script]);
         (

@@ -80,25 +80,20 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, Error> {
         read(&dir.join("server.key"))?,
     );
     let pki = match (ca, serving) {
-        ((Some(ca_pem), Some(ca_key_pem)), (Some(server_cert_pem), Some(server_key_pem)))
-            if covers(&server_cert_pem, names) =>
-        {
-            Pki {
-                ca_pem,
-                ca_key_pem,
-                server_cert_pem,
-                server_key_pem,
-                token,
-            }
-        }
-        // The CA stays (clients trust it); a serving certificate missing
-        // or not covering every name the server is reached by (a new
-        // listen address, a name added in a newer release) is issued anew.
-        ((Some(ca_pem), Some(ca_key_pem)), _) => {
-            let (server_cert_pem, server_key_pem) =
-                serving_certificate(&ca_pem, &ca_key_pem, names)?;
-            write(&dir.join("server.key"), &server_key_pem, 0o600)?;
-            write(&dir.join("server.crt"), &server_cert_pem, 0o644)?;
+        ((Some(ca_pem), Some(ca_key_pem)), serving) => {
+            let (server_cert_pem, server_key_pem) = match serving {
+                (Some(cert), Some(key)) if covers(&cert, names) => (cert, key),
+                // The CA stays (clients trust it); a serving certificate
+                // missing or not covering every name the server is reached
+                // by (a new listen address, a name added in a newer
+                // release) is issued anew.
+                _ => {
+                    let (cert, key) = serving_certificate(&ca_pem, &ca_key_pem, names)?;
+                    write(&dir.join("server.key"), &key, 0o600)?;
+                    write(&dir.join("server.crt"), &cert, 0o644)?;
+                    (cert, key)
+                }
+            };
             Pki {
                 ca_pem,
                 ca_key_pem,
