@@ -251,6 +251,17 @@ fn pods_get_their_service_accounts_credentials() {
     );
 }
 
+/// Grants the `default` ServiceAccount of `default` the `view` role there.
+fn bind_default_view(server: &Server) {
+    server.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "default-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:default",
+    ]);
+}
+
 /// `kubectl run NAME --image=toolbox -- sleep 3600`, then waits (up to a
 /// minute) for it to be Ready.
 fn run_ready(server: &Server, name: &str) {
@@ -949,13 +960,7 @@ fn service_accounts_have_what_their_bindings_give() {
              group \"\" in the namespace \"default\""
             .into())
     );
-    server.kubectl_ok(&[
-        "create",
-        "rolebinding",
-        "default-view",
-        "--clusterrole=view",
-        "--serviceaccount=default:default",
-    ]);
+    bind_default_view(&server);
     assert_eq!(list(&token), Ok(String::new()));
     // `view` reads no Secrets.
     let secrets = server.kubectl(&["--token", &token, "get", "secrets"]);
@@ -998,13 +1003,7 @@ fn a_guest_lists_pods_with_its_service_account_token() {
          resource \"pods\" in API group \"\" in the namespace \"default\""
     );
 
-    server.kubectl_ok(&[
-        "create",
-        "rolebinding",
-        "default-view",
-        "--clusterrole=view",
-        "--serviceaccount=default:default",
-    ]);
+    bind_default_view(&server);
     let (code, out, err) = in_pod(curl);
     assert_eq!(code, Some(0), "{out}{err}");
     let list: serde_json::Value =

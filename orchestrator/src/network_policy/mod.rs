@@ -322,7 +322,14 @@ impl Table {
         };
         let policies = list("networking.k8s.io", "NetworkPolicy")?;
         let namespaces = list("", "Namespace")?;
-        let pods = list("", "Pod")?;
+        // Without policies no label matters: the pods (every status write
+        // wakes this loop) are read only once a policy may judge them, and
+        // the first policy's own event brings that read.
+        let pods = if policies.is_empty() {
+            Vec::new()
+        } else {
+            list("", "Pod")?
+        };
         let by_uid: HashMap<&str, &Value> =
             pods.iter().map(|p| (text(p, "/metadata/uid"), p)).collect();
         let mut leases = lock(&self.leases);
