@@ -108,6 +108,7 @@ async fn main() {
         auth: wasmkube::auth::Authenticator::with_new_key(None),
         logs: None,
         streams: None,
+        metrics: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

@@ -38,7 +38,7 @@
 //! `store` (redb, revisions, watches), `registry` (Kubernetes object
 //! semantics), `api` (the REST API), `patch`, `yaml`, `schema`, `server`
 //! (HTTPS, certificates), `scheduler`, `kubelet`, `controllers`, `proxy`,
-//! `events`, `admission`, `image_cli`, `play`.
+//! `events`, `admission`, `metrics`, `image_cli`, `play`.
 
 #![deny(missing_docs)]
 
@@ -77,6 +77,8 @@ pub mod image_cli;
 pub mod kubelet;
 #[doc(hidden)]
 pub mod manifest;
+#[doc(hidden)]
+pub mod metrics;
 #[doc(hidden)]
 pub mod network_policy;
 #[doc(hidden)]

@@ -76,6 +76,11 @@ enum Command {
         /// API server's --event-ttl)
         #[arg(long, default_value = "1h", value_parser = wasmkube::flags::parse_duration)]
         event_ttl: Duration,
+        /// How often containers' CPU and memory are scraped for `kubectl
+        /// top` and autoscaling (as metrics-server's --metric-resolution);
+        /// 0 turns the scrape off
+        #[arg(long, default_value = "15s", value_parser = wasmkube::flags::parse_duration)]
+        metric_resolution: Duration,
         #[command(flatten)]
         registry: RegistryFlags,
         #[command(flatten)]
@@ -178,6 +183,7 @@ fn main() -> anyhow::Result<()> {
             job_backoff,
             allowed_host_paths,
             event_ttl,
+            metric_resolution,
             registry,
             image_gc,
         } => {
@@ -200,6 +206,7 @@ fn main() -> anyhow::Result<()> {
                 .max_pods(max_pods)
                 .job_backoff(job_backoff)
                 .event_ttl(event_ttl)
+                .metric_resolution(metric_resolution)
                 .registry(registry.config()?)
                 .image_gc(image_gc, image_gc_period);
             if let Some(host) = registry.default_registry {

@@ -144,6 +144,11 @@ impl Quantity {
         }
     }
 
+    /// A number of billionths (nanocores).
+    pub fn from_nanos(nanos: i128) -> Quantity {
+        Quantity { nanos }
+    }
+
     /// A number of thousandths (millicores).
     pub fn from_millis(millis: i128) -> Quantity {
         Quantity {

@@ -680,6 +680,7 @@ async fn a_compacted_resource_version_is_gone() {
         auth: wasmkube::auth::Authenticator::with_new_key(None),
         logs: None,
         streams: None,
+        metrics: Default::default(),
     });
     for name in ["default", "a", "b", "c"] {
         let body = json!({"metadata": {"name": name}}).to_string();

@@ -591,6 +591,7 @@ impl Sandbox {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(spec.name.clone(), Arc::clone(&console));
+        self.new_cgroup(&spec.name);
 
         let launched = match prepared {
             Prepared::Command(pre) => self.launch(
@@ -701,7 +702,7 @@ impl Sandbox {
 
     /// What one container is accounted and stopped by.
     pub(crate) fn accounts(&self, spec: &ContainerSpec) -> Accounts {
-        let usage = Arc::new(Usage::default());
+        let usage = self.guest_usage(&spec.name);
         let cpu = CpuAccount::new(
             Arc::clone(&usage),
             spec.limits.cpu_millis,

@@ -83,7 +83,7 @@ pub use pod::{
 };
 pub use probe::{HttpGet, Probe, ProbeAction, ProbeEvent, ProbeKind, Probes};
 pub use runtime::{PullOutcome, PullPolicy, Runtime, RuntimeConfig, raise_open_file_limit};
-pub use sandbox::{Sandbox, SandboxSpec, VolumeSource, VolumeSpec};
+pub use sandbox::{ContainerUsage, Sandbox, SandboxSpec, VolumeSource, VolumeSpec};
 pub use terminal::{Terminal, TerminalSize};
 /// The wasmtime this runtime links guests with, for host interfaces.
 pub use wasmtime;

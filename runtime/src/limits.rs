@@ -20,16 +20,23 @@ pub struct Limits {
     pub cpu_millis: Option<u64>,
 }
 
-/// Live usage counters of one container instance, shared with whoever wants
-/// to read them (the kubelet's `kubectl top`, tests).
+/// Live usage counters of one guest instance or of a whole container,
+/// shared with whoever wants to read them (`ps`, the kubelet's metrics,
+/// tests).
+///
+/// Counters nest as cgroups do: what an instance is charged is charged to
+/// its parent too (the container its instance or exec'd command runs in),
+/// so a container's counters cover everything that ran in it.
 #[derive(Debug, Default)]
 pub struct Usage {
     cpu_ns: AtomicU64,
     memory_bytes: AtomicU64,
+    table_bytes: AtomicU64,
     throttled_ns: AtomicU64,
     /// Set when a memory growth was refused: an instance that then dies was
     /// killed by its memory limit, not by a bug of its own.
     oom: AtomicBool,
+    parent: Option<Arc<Usage>>,
 }
 
 /// A point-in-time copy of [`Usage`].
@@ -39,17 +46,60 @@ pub struct UsageSnapshot {
     pub cpu: Duration,
     /// Bytes of linear memory the guest holds (all memories summed).
     pub memory_bytes: u64,
+    /// Bytes the host holds for the guest's tables.
+    pub table_bytes: u64,
     /// Wall time the guest spent waiting because its CPU quota was used up.
     pub throttled: Duration,
 }
 
+impl UsageSnapshot {
+    /// The memory the guest keeps in use: its linear memories and what the
+    /// host holds for its tables (cAdvisor's working set, in guest terms).
+    pub fn working_set_bytes(&self) -> u64 {
+        self.memory_bytes + self.table_bytes
+    }
+}
+
 impl Usage {
+    /// Counters whose charges also go to `parent`.
+    pub(crate) fn within(parent: &Arc<Usage>) -> Usage {
+        Usage {
+            parent: Some(Arc::clone(parent)),
+            ..Usage::default()
+        }
+    }
+
     /// Reads the counters.
     pub fn snapshot(&self) -> UsageSnapshot {
         UsageSnapshot {
             cpu: Duration::from_nanos(self.cpu_ns.load(Ordering::Relaxed)),
             memory_bytes: self.memory_bytes.load(Ordering::Relaxed),
+            table_bytes: self.table_bytes.load(Ordering::Relaxed),
             throttled: Duration::from_nanos(self.throttled_ns.load(Ordering::Relaxed)),
+        }
+    }
+
+    fn charge_cpu(&self, ns: u64) {
+        self.cpu_ns.fetch_add(ns, Ordering::Relaxed);
+        if let Some(parent) = &self.parent {
+            parent.charge_cpu(ns);
+        }
+    }
+
+    fn charge_throttled(&self, ns: u64) {
+        self.throttled_ns.fetch_add(ns, Ordering::Relaxed);
+        if let Some(parent) = &self.parent {
+            parent.charge_throttled(ns);
+        }
+    }
+
+    /// Moves a byte counter by `grown` minus `shrunk`, here and above.
+    fn resize(&self, field: fn(&Usage) -> &AtomicU64, grown: u64, shrunk: u64) {
+        let counter = field(self);
+        counter.fetch_add(grown, Ordering::Relaxed);
+        counter.fetch_sub(shrunk, Ordering::Relaxed);
+        if let Some(parent) = &self.parent {
+            parent.resize(field, grown, shrunk);
         }
     }
 
@@ -60,11 +110,14 @@ impl Usage {
 
 /// `wasmtime::ResourceLimiter` that caps the *sum* of all memories of a
 /// store, so a component cannot escape its limit by spreading over several
-/// memories (a p1 module brought in by the adapter has two).
+/// memories (a p1 module brought in by the adapter has two). It charges the
+/// store's memories and tables to its usage, and takes them back when the
+/// store goes (several stores may share one usage: a server's handlers).
 pub(crate) struct MemoryLimiter {
     limit: Option<u64>,
     usage: Arc<Usage>,
     total: u64,
+    tables: u64,
 }
 
 impl MemoryLimiter {
@@ -73,12 +126,23 @@ impl MemoryLimiter {
             limit,
             usage,
             total: 0,
+            tables: 0,
         }
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.usage.resize(|u| &u.memory_bytes, 0, self.total);
+        self.usage.resize(|u| &u.table_bytes, 0, self.tables);
     }
 }
 
 /// Tables are bounded only to stop a runaway guest from exhausting the host.
 const MAX_TABLE_ELEMENTS: usize = 10_000_000;
+
+/// What the host holds per table element (a function reference).
+const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
@@ -94,18 +158,28 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             self.usage.oom.store(true, Ordering::Relaxed);
             return Ok(false);
         }
+        self.usage
+            .resize(|u| &u.memory_bytes, desired as u64, current as u64);
         self.total = next;
-        self.usage.memory_bytes.store(next, Ordering::Relaxed);
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let (grown, shrunk) = (
+            desired as u64 * TABLE_ELEMENT_BYTES,
+            current as u64 * TABLE_ELEMENT_BYTES,
+        );
+        self.usage.resize(|u| &u.table_bytes, grown, shrunk);
+        self.tables = self.tables + grown - shrunk;
+        Ok(true)
     }
 }
 
@@ -207,8 +281,7 @@ impl CpuAccount {
             tokio::time::sleep_until(wake.into()).await;
             account
                 .usage
-                .throttled_ns
-                .fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                .charge_throttled(began.elapsed().as_nanos() as u64);
         }))
     }
 }
@@ -247,10 +320,7 @@ impl<F: Future> Future for CpuMetered<F> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .poll_start = None;
-        self.account
-            .usage
-            .cpu_ns
-            .fetch_add(spent, Ordering::Relaxed);
+        self.account.usage.charge_cpu(spent);
         result
     }
 }
@@ -271,6 +341,36 @@ mod tests {
         assert!(!limiter.memory_growing(3 << 20, 5 << 20, None).unwrap());
         assert!(usage.hit_memory_limit());
         assert_eq!(usage.snapshot().memory_bytes, 9 << 20);
+    }
+
+    #[test]
+    fn a_container_counts_what_its_guests_use_while_they_hold_it() {
+        let container = Arc::new(Usage::default());
+        let first = Arc::new(Usage::within(&container));
+        let second = Arc::new(Usage::within(&container));
+        let mut a = MemoryLimiter::new(Some(8 << 20), first.clone());
+        let mut b = MemoryLimiter::new(Some(8 << 20), second.clone());
+        assert!(a.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(b.memory_growing(0, 2 << 20, None).unwrap());
+        assert!(b.table_growing(0, 100, None).unwrap());
+        first.charge_cpu(1_000);
+        second.charge_cpu(500);
+        let both = container.snapshot();
+        assert_eq!(both.memory_bytes, 6 << 20);
+        assert_eq!(both.table_bytes, 100 * TABLE_ELEMENT_BYTES);
+        assert_eq!(
+            both.working_set_bytes(),
+            (6 << 20) + 100 * TABLE_ELEMENT_BYTES
+        );
+        assert_eq!(both.cpu, Duration::from_nanos(1_500));
+        // A guest that ends gives its memory back; its CPU stays counted.
+        drop(b);
+        let after = container.snapshot();
+        assert_eq!((after.memory_bytes, after.table_bytes), (4 << 20, 0));
+        assert_eq!(after.cpu, Duration::from_nanos(1_500));
+        assert_eq!(second.snapshot().memory_bytes, 0);
+        drop(a);
+        assert_eq!(container.snapshot().working_set_bytes(), 0);
     }
 
     #[test]

@@ -93,7 +93,33 @@ pub struct Sandbox {
     pub(crate) consoles: Arc<std::sync::Mutex<HashMap<String, Arc<Console>>>>,
     /// Every guest running in the pod, for `ps`.
     pub(crate) processes: Arc<Processes>,
+    /// Each container's counters since its current instance started, as
+    /// its cgroup's.
+    pub(crate) cgroups: Arc<std::sync::Mutex<HashMap<String, ContainerUsage>>>,
     pub(crate) runtime: Arc<RuntimeShared>,
+}
+
+/// What one container has used since its current instance started: its
+/// own guest's and every command's exec'd in it, as a cgroup counts.
+#[derive(Debug, Clone)]
+pub struct ContainerUsage {
+    /// When the instance started: the counters begin there.
+    pub started: jiff::Timestamp,
+    pub(crate) usage: Arc<crate::limits::Usage>,
+}
+
+impl ContainerUsage {
+    fn fresh() -> Self {
+        ContainerUsage {
+            started: jiff::Timestamp::now(),
+            usage: Arc::default(),
+        }
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> crate::UsageSnapshot {
+        self.usage.snapshot()
+    }
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -159,6 +185,7 @@ impl Sandbox {
             roots,
             consoles: Arc::default(),
             processes: Arc::default(),
+            cgroups: Arc::default(),
             runtime,
         })
     }
@@ -185,6 +212,34 @@ impl Sandbox {
             .into_iter()
             .map(|(info, _)| info)
             .collect()
+    }
+
+    /// What container `name` has used since its current instance started,
+    /// if it ever started.
+    pub fn container_usage(&self, name: &str) -> Option<ContainerUsage> {
+        self.cgroups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Starts container `name`'s counters afresh, for a new instance.
+    pub(crate) fn new_cgroup(&self, name: &str) {
+        self.cgroups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), ContainerUsage::fresh());
+    }
+
+    /// The counters a new guest of container `name` is charged to: its
+    /// own, within the container's.
+    pub(crate) fn guest_usage(&self, name: &str) -> Arc<crate::limits::Usage> {
+        let mut cgroups = self.cgroups.lock().unwrap_or_else(|e| e.into_inner());
+        let cgroup = cgroups
+            .entry(name.to_string())
+            .or_insert_with(ContainerUsage::fresh);
+        Arc::new(crate::limits::Usage::within(&cgroup.usage))
     }
 
     /// The key of the process namespace a guest of container `name` runs

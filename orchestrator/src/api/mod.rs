@@ -9,6 +9,7 @@ mod alias;
 mod body;
 mod discovery;
 mod exec;
+mod metrics;
 pub mod objects;
 mod openapi;
 mod portforward;
@@ -52,6 +53,8 @@ pub struct ApiState {
     pub logs: Option<Arc<dyn PodLogs>>,
     /// Where exec and port-forward reach pods (the kubelet).
     pub streams: Option<Arc<dyn PodStreams>>,
+    /// The pods' and node's CPU and memory, for metrics.k8s.io.
+    pub metrics: Arc<crate::metrics::ResourceMetrics>,
 }
 
 impl std::fmt::Debug for ApiState {

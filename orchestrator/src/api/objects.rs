@@ -16,7 +16,7 @@ use super::body::{ApiBody, content_type, decode_object};
 use super::query::Query;
 use super::response::{json_response, with_warnings};
 use super::table::{IncludeObject, table};
-use super::{ApiState, alias, reviews, scale, watch};
+use super::{ApiState, alias, metrics, reviews, scale, watch};
 use crate::auth::User;
 use crate::patch::PatchKind;
 use crate::registry::resources::Alias;
@@ -385,6 +385,24 @@ async fn serve(state: &ApiState, target: Target, call: Call) -> Result<Response>
     }
     let table_wanted = wants_table(&headers);
     let include = IncludeObject::parse(query.get("includeObject"));
+    if crate::registry::kinds::metrics::is_metrics(resource) {
+        let measured = match resource.kind {
+            "PodMetrics" => registry.resource("", "Pod"),
+            _ => registry.resource("", "Node"),
+        };
+        return metrics::serve(
+            state,
+            metrics::Request {
+                resource,
+                namespace,
+                name: target.name.as_deref(),
+                method: &method,
+                query: &query,
+                options: list_options(&query, &measured)?,
+                table: table_wanted.then_some(include),
+            },
+        );
+    }
     match (
         &method,
         target.name.as_deref(),

@@ -130,6 +130,9 @@ pub fn cluster_roles() -> Vec<Value> {
             &["networkpolicies", "ingresses", "ingresses/status"],
             READ,
         ),
+        // metrics-server's system:aggregated-metrics-reader, aggregated
+        // to view, edit and admin.
+        rule(&["metrics.k8s.io"], &["pods", "nodes"], READ),
     ];
     let edit = vec![
         rule(

@@ -308,6 +308,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// How often containers' CPU and memory are scraped for `kubectl top`
+    /// and autoscaling (default 15 s, as metrics-server's); zero turns the
+    /// scrape off.
+    pub fn metric_resolution(mut self, every: Duration) -> Self {
+        self.config.metric_resolution = every;
+        self
+    }
+
     /// When unused images are removed, and how often that is checked.
     pub fn image_gc(
         mut self,

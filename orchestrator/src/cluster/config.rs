@@ -13,6 +13,9 @@ use crate::kubelet;
 use crate::registry::allocator::ServiceNetwork;
 
 /// How to run a cluster.
+/// metrics-server's default resolution.
+pub const DEFAULT_METRIC_RESOLUTION: Duration = Duration::from_secs(15);
+
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
     /// Where images, the compile cache and pods' files live (and, for a
@@ -47,6 +50,10 @@ pub struct ClusterConfig {
     pub image_gc: wasmkube_runtime::images::gc::GcPolicy,
     /// How often image garbage collection looks (the kubelet's 5 minutes).
     pub image_gc_period: Duration,
+    /// How often the kubelet scrapes containers' CPU and memory for the
+    /// metrics API and autoscaling (metrics-server's
+    /// `--metric-resolution`); never when zero.
+    pub metric_resolution: Duration,
     /// The embedder's own interfaces for guests, and who gets them.
     pub host_interfaces: wasmkube_runtime::HostInterfaces,
     pub interface_grants: kubelet::pod_spec::InterfaceGrants,
@@ -71,6 +78,7 @@ impl ClusterConfig {
             default_registry: None,
             image_gc: wasmkube_runtime::images::gc::GcPolicy::default(),
             image_gc_period: Duration::from_secs(300),
+            metric_resolution: DEFAULT_METRIC_RESOLUTION,
             host_interfaces: wasmkube_runtime::HostInterfaces::default(),
             interface_grants: kubelet::pod_spec::InterfaceGrants::default(),
         }

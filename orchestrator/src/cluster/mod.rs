@@ -22,6 +22,7 @@ use crate::auth;
 use crate::cidr::Cidr;
 use crate::controllers;
 use crate::kubelet::{self, Kubelet};
+use crate::metrics::ResourceMetrics;
 use crate::proxy;
 use crate::registry::{self, Registry, Resources};
 use crate::scheduler;
@@ -139,6 +140,8 @@ struct Running {
     registry: Registry,
     store: RedbStore,
     kubelet: Arc<Kubelet>,
+    /// The kubelet's latest scrape, as rates: metrics.k8s.io's source.
+    metrics: Arc<ResourceMetrics>,
     /// Signs and checks ServiceAccount tokens.
     signer: Arc<auth::Signer>,
     /// Tells every loop (and the listener) to stop.
@@ -225,8 +228,10 @@ impl Cluster {
             (service_cidr.nth(0), service_cidr.prefix()),
         ]);
         let (stop, stopped) = watch::channel(false);
-        let tasks = spawn_loops(&registry, &kubelet, &config, &stopped);
+        let metrics = Arc::new(ResourceMetrics::default());
+        let tasks = spawn_loops(&registry, &kubelet, &metrics, &config, &stopped);
         let mut running = Running {
+            metrics,
             registry,
             store,
             kubelet,
@@ -367,6 +372,7 @@ impl Running {
             auth: Arc::new(auth::Authenticator::new(token, Arc::clone(&self.signer))),
             logs: Some(self.kubelet.clone()),
             streams: Some(self.kubelet.clone()),
+            metrics: Arc::clone(&self.metrics),
         })
     }
 
@@ -478,11 +484,19 @@ fn register_image(kubelet: &Kubelet, image: builder::Registered) -> Result<(), E
 fn spawn_loops(
     registry: &Registry,
     kubelet: &Arc<Kubelet>,
+    metrics: &Arc<ResourceMetrics>,
     config: &ClusterConfig,
     stopped: &watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     tasks.spawn(kubelet.clone().run(stopped.clone()));
+    if !config.metric_resolution.is_zero() {
+        tasks.spawn(kubelet.clone().scrape_metrics(
+            Arc::clone(metrics),
+            config.metric_resolution,
+            stopped.clone(),
+        ));
+    }
     tasks.spawn(scheduler::run(registry.clone(), stopped.clone()));
     tasks.spawn(controllers::namespace::run(
         registry.clone(),

@@ -17,6 +17,7 @@
 //! - `worker`: one pod's life: images, start, status, termination.
 //! - `status`: runtime status into a Pod's status.
 //! - `logs`: `pods/log`.
+//! - `stats`: the resource scrape behind `kubectl top` and autoscaling.
 
 pub mod atomic_dir;
 mod ephemeral;
@@ -32,6 +33,7 @@ pub mod pod_spec;
 pub mod private_dir;
 mod probes;
 pub mod sources;
+mod stats;
 mod status;
 mod streams;
 pub mod tokens;

@@ -12,11 +12,12 @@ use crate::api::PodStreams;
 use crate::registry::Error;
 use crate::registry::metadata::str_at;
 
-/// What exec and port-forward need of a running pod.
+/// What exec, port-forward and the metrics scrape need of a running pod.
 #[derive(Clone)]
 pub(super) struct PodHandle {
     pub(super) sandbox: Sandbox,
     pub(super) containers: Vec<ContainerSpec>,
+    pub(super) status: tokio::sync::watch::Receiver<wasmkube_runtime::PodStatus>,
 }
 
 impl Kubelet {

@@ -166,6 +166,7 @@ pub(super) async fn run(
         PodHandle {
             sandbox: runner.sandbox().clone(),
             containers: container_specs.clone(),
+            status: runner.watch(),
         },
     );
     let _host_ports = match host_ports::publish(

@@ -30,6 +30,7 @@ pub async fn api() -> Api {
         auth: wasmkube::auth::Authenticator::with_new_key(Some(TOKEN)),
         logs: None,
         streams: None,
+        metrics: Default::default(),
     });
     let api = Api { router, _dir: dir };
     let (code, _) = api

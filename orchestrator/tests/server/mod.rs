@@ -200,13 +200,18 @@ impl Server {
     /// time, set up once by `setup`; it stops when the last of them ends
     /// (a later test starts a fresh one).
     pub fn shared(setup: impl FnOnce(&Server)) -> std::sync::Arc<Server> {
+        Server::shared_with(&[], setup)
+    }
+
+    /// [`Server::shared`], run with more `serve` flags.
+    pub fn shared_with(extra: &[&str], setup: impl FnOnce(&Server)) -> std::sync::Arc<Server> {
         use std::sync::{Arc, Mutex, Weak};
         static SHARED: Mutex<Weak<Server>> = Mutex::new(Weak::new());
         let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(server) = shared.upgrade() {
             return server;
         }
-        let server = Arc::new(Server::start());
+        let server = Arc::new(Server::start_with(extra));
         setup(&server);
         *shared = Arc::downgrade(&server);
         server

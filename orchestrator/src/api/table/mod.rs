@@ -4,6 +4,7 @@
 mod apps;
 mod batch;
 mod config;
+mod metrics;
 mod network;
 mod quota;
 mod rbac;
@@ -68,7 +69,7 @@ type Printer = (
 );
 
 /// The kinds printed by a module of their own.
-const GROUPS: [Printer; 7] = [
+const GROUPS: [Printer; 8] = [
     (network::columns, network::cells),
     (apps::columns, apps::cells),
     (batch::columns, batch::cells),
@@ -76,6 +77,7 @@ const GROUPS: [Printer; 7] = [
     (config::columns, config::cells),
     (rbac::columns, rbac::cells),
     (quota::columns, quota::cells),
+    (metrics::columns, metrics::cells),
 ];
 
 fn columns(kind: &str) -> Vec<Value> {

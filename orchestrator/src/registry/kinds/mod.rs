@@ -4,6 +4,7 @@ mod access;
 mod apps;
 mod batch;
 mod config;
+pub mod metrics;
 mod network;
 mod network_policy;
 mod pod;
@@ -73,6 +74,8 @@ pub(crate) fn all() -> Vec<Resource> {
         rbac::cluster_role_bindings(),
         batch::jobs(),
         batch::cron_jobs(),
+        metrics::pod_metrics(),
+        metrics::node_metrics(),
         crate::custom::definition::resource(),
     ];
     all.extend(reviews::subject_access_reviews());

@@ -1,0 +1,191 @@
+//! The guide's "Monitoring" through the real kubectl: `kubectl top pod`
+//! and `kubectl top node` on the metrics API the server serves from the
+//! kubelet's scrape (every second here, as `--metric-resolution 1s`).
+
+mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use server::Server;
+
+/// One server for the binary, scraping every second.
+fn server() -> Arc<Server> {
+    Server::shared_with(&["--metric-resolution", "1s"], |_| {})
+}
+
+/// A pod spinning on one container beside an idle one, and a pod holding
+/// 64 MiB.
+const LOAD: &str = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: top
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: burner
+  namespace: top
+  labels: {app: burner}
+spec:
+  containers:
+  - name: spin
+    image: stress
+    args: [--spin-ms, '600000']
+  - name: idle
+    image: toolbox
+    command: [sleep, '3600']
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+  namespace: top
+  labels: {app: hog}
+spec:
+  containers:
+  - name: hog
+    image: stress
+    args: [--alloc-mb, '64', --sleep-ms, '600000']
+";
+
+/// The rows of a `kubectl top` table, split on whitespace, header first.
+fn rows(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+/// `250m` → 250, `1` → 1000.
+fn millicores(cell: &str) -> u64 {
+    match cell.strip_suffix('m') {
+        Some(m) => m.parse().unwrap(),
+        None => cell.parse::<u64>().unwrap() * 1000,
+    }
+}
+
+/// `65Mi` → 65.
+fn mebibytes(cell: &str) -> u64 {
+    cell.strip_suffix("Mi")
+        .unwrap_or_else(|| panic!("{cell} is not in Mi"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn kubectl_top_shows_a_cpu_burner_and_a_memory_hog() {
+    let server = server();
+    let file = server.manifest("load.yaml", LOAD);
+    server.kubectl_ok(&["apply", "-f", &file]);
+    server.kubectl_ok(&[
+        "wait",
+        "-n",
+        "top",
+        "--for=condition=Ready",
+        "pod/burner",
+        "pod/hog",
+        "--timeout=60s",
+    ]);
+    // Once both were measured, the hog's allocation over (touching
+    // 64 MiB takes CPU: its first window shows it)...
+    let mut table = String::new();
+    server.wait_for(Duration::from_secs(30), || {
+        let out = server.kubectl(&["top", "pod", "-n", "top"]);
+        table = String::from_utf8_lossy(&out.stdout).into_owned();
+        let settled =
+            |r: &Vec<String>| r[0] == "hog" && millicores(&r[1]) < 100 && mebibytes(&r[2]) >= 64;
+        out.status.success()
+            && rows(&table).iter().any(|r| r[0] == "burner")
+            && rows(&table).iter().any(settled)
+    });
+    let rows = rows(&table);
+    assert_eq!(rows[0], ["NAME", "CPU(cores)", "MEMORY(bytes)"], "{table}");
+    let row = |name: &str| rows.iter().find(|r| r[0] == name).unwrap().clone();
+    // ...the spinner uses what a core gives it (less when the machine is
+    // busy with other tests) and holds little memory.
+    let burner = row("burner");
+    assert!(millicores(&burner[1]) >= 200, "{table}");
+    assert!(mebibytes(&burner[2]) < 16, "{table}");
+
+    // Per container: the spinning one, not its idle neighbour.
+    let containers = server.kubectl_ok(&["top", "pod", "burner", "-n", "top", "--containers"]);
+    let containers = self::rows(&containers);
+    assert_eq!(
+        containers[0],
+        ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+    );
+    let spin = containers.iter().find(|r| r[1] == "spin").unwrap();
+    let idle = containers.iter().find(|r| r[1] == "idle").unwrap();
+    assert!(millicores(&spin[2]) >= 200, "{containers:?}");
+    assert!(millicores(&idle[2]) < 50, "{containers:?}");
+
+    // Sorted, across namespaces, by label.
+    let by_cpu = self::rows(&server.kubectl_ok(&["top", "pod", "-n", "top", "--sort-by=cpu"]));
+    assert_eq!(by_cpu[1][0], "burner", "{by_cpu:?}");
+    let by_memory =
+        self::rows(&server.kubectl_ok(&["top", "pod", "-n", "top", "--sort-by=memory"]));
+    assert_eq!(by_memory[1][0], "hog", "{by_memory:?}");
+    let everywhere = self::rows(&server.kubectl_ok(&["top", "pod", "-A"]));
+    assert_eq!(everywhere[0][0], "NAMESPACE");
+    assert!(
+        everywhere.iter().any(|r| r[..2] == ["top", "hog"]),
+        "{everywhere:?}"
+    );
+    let labelled = self::rows(&server.kubectl_ok(&["top", "pod", "-n", "top", "-l", "app=hog"]));
+    assert_eq!(labelled.len(), 2, "{labelled:?}");
+    assert_eq!(labelled[1][0], "hog");
+
+    // The API object, as metrics-server writes it.
+    let raw = server.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/top/pods/hog",
+    ]);
+    let metrics: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(metrics["kind"], "PodMetrics");
+    assert_eq!(metrics["metadata"]["labels"]["app"], "hog");
+    let window = metrics["window"].as_str().unwrap();
+    let seconds: f64 = window.strip_suffix('s').unwrap().parse().unwrap();
+    assert!((0.5..10.0).contains(&seconds), "{window}");
+    assert!(metrics["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(metrics["containers"][0]["name"], "hog");
+
+    // A pod that is not there is named in the error.
+    let missing = server.kubectl(&["top", "pod", "nothere", "-n", "top"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains(r#"podmetrics.metrics.k8s.io "top/nothere" not found"#),
+        "{missing:?}"
+    );
+    server.kubectl_ok(&["delete", "namespace", "top", "--wait=false"]);
+}
+
+#[test]
+fn kubectl_top_node_shows_the_machine() {
+    let server = server();
+    let mut table = String::new();
+    server.wait_for(Duration::from_secs(30), || {
+        let out = server.kubectl(&["top", "node"]);
+        table = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success()
+    });
+    let rows = rows(&table);
+    assert_eq!(
+        rows[0],
+        ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"],
+        "{table}"
+    );
+    assert_eq!(rows[1][0], server.node_name());
+    let percent = |cell: &str| cell.strip_suffix('%').unwrap().parse::<u64>().unwrap();
+    assert!(percent(&rows[1][2]) <= 100, "{table}");
+    assert!(mebibytes(&rows[1][3]) > 0, "{table}");
+    assert!(percent(&rows[1][4]) <= 100, "{table}");
+
+    // The oldest kubectl this serves prints the same.
+    let old = server::kubectl_dir().join("kubectl.1.27");
+    let printed = server.kubectl_binary_ok(&old, &["top", "node"]);
+    assert!(printed.starts_with("NAME"), "{printed}");
+    assert!(printed.contains(server.node_name()), "{printed}");
+}
