@@ -37,55 +37,7 @@ enum Command {
         restart_backoff: Duration,
     },
     /// Run a single-node cluster: the Kubernetes API (HTTPS), scheduler, kubelet and controllers
-    Serve {
-        /// Address to serve the API on (port 0 picks a free port)
-        #[arg(long, default_value = "127.0.0.1:6443")]
-        listen: SocketAddr,
-        /// Serve plain HTTP instead of HTTPS (loopback addresses only)
-        #[arg(long)]
-        insecure_http: bool,
-        /// The node's name [default: the host name]
-        #[arg(long)]
-        node_name: Option<String>,
-        /// First restart back-off delay, doubling up to 5 minutes (e.g. 10s, 500ms)
-        #[arg(long, default_value = "10s", value_parser = wasmkube::flags::parse_duration)]
-        restart_backoff: Duration,
-        /// The network pod IPs come from
-        #[arg(long, default_value = "10.244.0.0/16")]
-        pod_cidr: Cidr,
-        /// The network Services' cluster IPs come from
-        #[arg(long, default_value = "10.96.0.0/12")]
-        service_cidr: Cidr,
-        /// Host address node ports and LoadBalancer ports listen on
-        #[arg(long, default_value = "0.0.0.0")]
-        node_port_address: std::net::IpAddr,
-        /// Pods this node takes at most (its `pods` capacity), as the
-        /// kubelet's --max-pods; Kubernetes' default is 110
-        #[arg(long, default_value_t = 110)]
-        max_pods: u32,
-        /// How long a Job waits before replacing its first failed pod,
-        /// doubled for each further failure up to six minutes (as
-        /// Kubernetes' 10s)
-        #[arg(long, default_value = "10s", value_parser = wasmkube::flags::parse_duration)]
-        job_backoff: Duration,
-        /// Host directories pods' hostPath volumes may use (the path or
-        /// below it), comma-separated; every path when not given
-        #[arg(long, value_delimiter = ',')]
-        allowed_host_paths: Option<Vec<PathBuf>>,
-        /// How long an Event is kept after it was last written (as the
-        /// API server's --event-ttl)
-        #[arg(long, default_value = "1h", value_parser = wasmkube::flags::parse_duration)]
-        event_ttl: Duration,
-        /// How often containers' CPU and memory are scraped for `kubectl
-        /// top` and autoscaling (as metrics-server's --metric-resolution);
-        /// 0 turns the scrape off
-        #[arg(long, default_value = "15s", value_parser = wasmkube::flags::parse_duration)]
-        metric_resolution: Duration,
-        #[command(flatten)]
-        registry: RegistryFlags,
-        #[command(flatten)]
-        image_gc: ImageGcFlags,
-    },
+    Serve(Box<ServeFlags>),
     /// Manage the local image store: pull, import, list, remove
     #[command(subcommand)]
     Image(ImageCommand),
@@ -104,6 +56,67 @@ enum Command {
         #[arg(long, default_value_t = wasmkube::server::kubeconfig::USER_CERTIFICATE_DAYS)]
         days: i64,
     },
+}
+
+/// `wasmkube serve`'s flags.
+#[derive(clap::Args)]
+struct ServeFlags {
+    /// Address to serve the API on (port 0 picks a free port)
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Serve plain HTTP instead of HTTPS (loopback addresses only)
+    #[arg(long)]
+    insecure_http: bool,
+    /// The node's name [default: the host name]
+    #[arg(long)]
+    node_name: Option<String>,
+    /// First restart back-off delay, doubling up to 5 minutes (e.g. 10s, 500ms)
+    #[arg(long, default_value = "10s", value_parser = wasmkube::flags::parse_duration)]
+    restart_backoff: Duration,
+    /// The network pod IPs come from
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pod_cidr: Cidr,
+    /// The network Services' cluster IPs come from
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: Cidr,
+    /// Host address node ports and LoadBalancer ports listen on
+    #[arg(long, default_value = "0.0.0.0")]
+    node_port_address: std::net::IpAddr,
+    /// Pods this node takes at most (its `pods` capacity), as the
+    /// kubelet's --max-pods; Kubernetes' default is 110
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// How long a Job waits before replacing its first failed pod,
+    /// doubled for each further failure up to six minutes (as
+    /// Kubernetes' 10s)
+    #[arg(long, default_value = "10s", value_parser = wasmkube::flags::parse_duration)]
+    job_backoff: Duration,
+    /// Host directories pods' hostPath volumes may use (the path or
+    /// below it), comma-separated; every path when not given
+    #[arg(long, value_delimiter = ',')]
+    allowed_host_paths: Option<Vec<PathBuf>>,
+    /// How long an Event is kept after it was last written (as the
+    /// API server's --event-ttl)
+    #[arg(long, default_value = "1h", value_parser = wasmkube::flags::parse_duration)]
+    event_ttl: Duration,
+    /// How often containers' CPU and memory are scraped for `kubectl
+    /// top` and autoscaling (as metrics-server's --metric-resolution);
+    /// 0 turns the scrape off
+    #[arg(long, default_value = "15s", value_parser = wasmkube::flags::parse_duration)]
+    metric_resolution: Duration,
+    /// How often every HorizontalPodAutoscaler is evaluated (as
+    /// kube-controller-manager's flag)
+    #[arg(long, default_value = "15s", value_parser = wasmkube::flags::parse_duration)]
+    horizontal_pod_autoscaler_sync_period: Duration,
+    /// How long an autoscaler without a `behavior` keeps its highest
+    /// recent recommendation before scaling down (as
+    /// kube-controller-manager's flag)
+    #[arg(long, default_value = "5m", value_parser = wasmkube::flags::parse_duration)]
+    horizontal_pod_autoscaler_downscale_stabilization: Duration,
+    #[command(flatten)]
+    registry: RegistryFlags,
+    #[command(flatten)]
+    image_gc: ImageGcFlags,
 }
 
 /// `wasmkube serve`: the cluster behind HTTPS until Ctrl-C or SIGTERM.
@@ -171,22 +184,25 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Serve {
-            listen,
-            insecure_http,
-            node_name,
-            restart_backoff,
-            pod_cidr,
-            service_cidr,
-            node_port_address,
-            max_pods,
-            job_backoff,
-            allowed_host_paths,
-            event_ttl,
-            metric_resolution,
-            registry,
-            image_gc,
-        } => {
+        Command::Serve(flags) => {
+            let ServeFlags {
+                listen,
+                insecure_http,
+                node_name,
+                restart_backoff,
+                pod_cidr,
+                service_cidr,
+                node_port_address,
+                max_pods,
+                job_backoff,
+                allowed_host_paths,
+                event_ttl,
+                metric_resolution,
+                horizontal_pod_autoscaler_sync_period,
+                horizontal_pod_autoscaler_downscale_stabilization,
+                registry,
+                image_gc,
+            } = *flags;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("wasmkube-control")
@@ -207,6 +223,10 @@ fn main() -> anyhow::Result<()> {
                 .job_backoff(job_backoff)
                 .event_ttl(event_ttl)
                 .metric_resolution(metric_resolution)
+                .autoscaling(
+                    horizontal_pod_autoscaler_sync_period,
+                    horizontal_pod_autoscaler_downscale_stabilization,
+                )
                 .registry(registry.config()?)
                 .image_gc(image_gc, image_gc_period);
             if let Some(host) = registry.default_registry {

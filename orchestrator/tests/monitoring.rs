@@ -1,6 +1,8 @@
 //! The guide's "Monitoring" through the real kubectl: `kubectl top pod`
 //! and `kubectl top node` on the metrics API the server serves from the
-//! kubelet's scrape (every second here, as `--metric-resolution 1s`).
+//! kubelet's scrape (every second here, as `--metric-resolution 1s`),
+//! and the guide's "Autoscaling": a HorizontalPodAutoscaler made by
+//! `kubectl autoscale` scaling a Deployment (evaluated every 2 s here).
 
 mod server;
 
@@ -11,7 +13,15 @@ use server::Server;
 
 /// One server for the binary, scraping every second.
 fn server() -> Arc<Server> {
-    Server::shared_with(&["--metric-resolution", "1s"], |_| {})
+    Server::shared_with(
+        &[
+            "--metric-resolution",
+            "1s",
+            "--horizontal-pod-autoscaler-sync-period",
+            "2s",
+        ],
+        |_| {},
+    )
 }
 
 /// A pod spinning on one container beside an idle one, and a pod holding
@@ -47,6 +57,9 @@ spec:
   - name: hog
     image: stress
     args: [--alloc-mb, '64', --sleep-ms, '600000']
+    resources:
+      requests: {cpu: 10m, memory: 80Mi}
+      limits: {memory: 96Mi}
 ";
 
 /// The rows of a `kubectl top` table, split on whitespace, header first.
@@ -151,6 +164,22 @@ fn kubectl_top_shows_a_cpu_burner_and_a_memory_hog() {
     assert!(metrics["timestamp"].as_str().unwrap().ends_with('Z'));
     assert_eq!(metrics["containers"][0]["name"], "hog");
 
+    // `kubectl describe node` counts what the node's pods request.
+    let node = server.kubectl_ok(&["describe", "node", server.node_name()]);
+    let pods = node
+        .split("Non-terminated Pods:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{node}"));
+    let hog = pods
+        .lines()
+        .find(|l| l.split_whitespace().take(2).eq(["top", "hog"]))
+        .unwrap_or_else(|| panic!("{pods}"));
+    let cells: Vec<&str> = hog.split_whitespace().collect();
+    assert_eq!(cells[2], "10m", "{hog}");
+    assert_eq!(cells[6], "80Mi", "{hog}");
+    assert_eq!(cells[8], "96Mi", "{hog}");
+    assert!(node.contains("Allocated resources:"), "{node}");
+
     // A pod that is not there is named in the error.
     let missing = server.kubectl(&["top", "pod", "nothere", "-n", "top"]);
     assert!(!missing.status.success());
@@ -188,4 +217,205 @@ fn kubectl_top_node_shows_the_machine() {
     let printed = server.kubectl_binary_ok(&old, &["top", "node"]);
     assert!(printed.starts_with("NAME"), "{printed}");
     assert!(printed.contains(server.node_name()), "{printed}");
+}
+
+/// A Deployment whose pods keep a CPU busy (up to their 200m limit, four
+/// times their 50m request) while the ConfigMap `load` has the key `busy`,
+/// and idle without it.
+const BUSY: &str = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: scaling
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: load
+  namespace: scaling
+data:
+  busy: 'yes'
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: busy
+  namespace: scaling
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: busy}
+  template:
+    metadata:
+      labels: {app: busy}
+    spec:
+      containers:
+      - name: busy
+        image: toolbox
+        command: [sh, -c, 'while true; do if [ -e /load/busy ]; then i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; else sleep 1; fi; done']
+        resources:
+          requests: {cpu: 50m}
+          limits: {cpu: 200m}
+        volumeMounts: [{name: load, mountPath: /load}]
+      volumes:
+      - name: load
+        configMap: {name: load}
+";
+
+/// The Deployment's desired replicas.
+fn replicas(server: &Server) -> i64 {
+    let deployment = server.json(&["get", "deployment", "busy", "-n", "scaling"]);
+    deployment["spec"]["replicas"].as_i64().unwrap()
+}
+
+/// The messages of the autoscaler's events with `reason`.
+fn events(server: &Server, reason: &str) -> Vec<String> {
+    server
+        .items(&[
+            "get",
+            "events",
+            "-n",
+            "scaling",
+            "--field-selector",
+            &format!("involvedObject.kind=HorizontalPodAutoscaler,reason={reason}"),
+        ])
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn condition(hpa: &serde_json::Value, kind: &str) -> (String, String) {
+    let found = hpa["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} condition: {hpa}"));
+    (
+        found["status"].as_str().unwrap().to_string(),
+        found["reason"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn an_autoscaler_scales_a_deployment_up_under_load_and_down_after_its_window() {
+    let server = server();
+    let file = server.manifest("busy.yaml", BUSY);
+    server.kubectl_ok(&["apply", "-f", &file]);
+    let created = server.kubectl_ok(&[
+        "autoscale",
+        "deployment",
+        "busy",
+        "-n",
+        "scaling",
+        "--cpu-percent=50",
+        "--min=1",
+        "--max=3",
+    ]);
+    assert_eq!(
+        created.trim(),
+        "horizontalpodautoscaler.autoscaling/busy autoscaled"
+    );
+    // The guide's autoscaler waits five minutes before scaling down; this
+    // one five seconds.
+    server.kubectl_ok(&[
+        "patch",
+        "hpa",
+        "busy",
+        "-n",
+        "scaling",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"behavior":{"scaleDown":{"stabilizationWindowSeconds":5}}}}"#,
+    ]);
+    let hpa = server.json(&["get", "hpa", "busy", "-n", "scaling"]);
+    assert_eq!(hpa["apiVersion"], "autoscaling/v2");
+    assert_eq!(
+        hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        50
+    );
+    assert_eq!(
+        hpa["spec"]["behavior"]["scaleUp"]["policies"][0]["type"], "Pods",
+        "defaulted: {hpa}"
+    );
+
+    // Under load: to the maximum, with the event Kubernetes writes.
+    server.wait_for(Duration::from_secs(90), || replicas(&server) == 3);
+    let up = events(&server, "SuccessfulRescale");
+    assert!(
+        up.iter().any(|m| m.starts_with("New size: ")
+            && m.ends_with(
+                "; reason: cpu resource utilization (percentage of request) above target"
+            )),
+        "{up:?}"
+    );
+    server.wait_for(Duration::from_secs(30), || {
+        let hpa = server.json(&["get", "hpa", "busy", "-n", "scaling"]);
+        hpa["status"]["currentReplicas"] == 3
+            && condition(&hpa, "ScalingLimited") == ("True".into(), "TooManyReplicas".into())
+    });
+    let hpa = server.json(&["get", "hpa", "busy", "-n", "scaling"]);
+    assert_eq!(condition(&hpa, "AbleToScale").0, "True", "{hpa}");
+    assert_eq!(
+        condition(&hpa, "ScalingActive"),
+        ("True".into(), "ValidMetricFound".into())
+    );
+    let utilization =
+        hpa["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"]
+            .as_i64()
+            .unwrap();
+    assert!(utilization > 50, "{hpa}");
+    // `kubectl get hpa` as on a cluster (TARGETS holds a space).
+    let table = rows(&server.kubectl_ok(&["get", "hpa", "-n", "scaling"]));
+    assert_eq!(
+        table[0],
+        [
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE"
+        ]
+    );
+    assert_eq!(table[1][..3], ["busy", "Deployment/busy", "cpu:"]);
+    let (current, target) = table[1][3].split_once('/').unwrap();
+    assert!(current.ends_with('%'), "{table:?}");
+    assert_eq!(target, "50%");
+    assert_eq!(table[1][4..7], ["1", "3", "3"]);
+    // autoscaling/v1 sees the same autoscaler in its own terms.
+    let v1 = server.json(&[
+        "get",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "busy",
+        "-n",
+        "scaling",
+    ]);
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 50);
+    assert!(
+        v1["status"]["currentCPUUtilizationPercentage"]
+            .as_i64()
+            .is_some(),
+        "{v1}"
+    );
+
+    // Load gone: back to the minimum once the window has passed.
+    server.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "load",
+        "-n",
+        "scaling",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/data/busy"}]"#,
+    ]);
+    server.wait_for(Duration::from_secs(90), || replicas(&server) == 1);
+    let down = events(&server, "SuccessfulRescale");
+    assert!(
+        down.contains(&"New size: 1; reason: All metrics below target".to_string()),
+        "{down:?}"
+    );
+    server.kubectl_ok(&["delete", "namespace", "scaling", "--wait=false"]);
 }

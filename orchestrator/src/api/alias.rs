@@ -25,6 +25,10 @@ pub fn to_current(alias: &Alias, current_api_version: &str, body: &mut Value) {
     if object.get("apiVersion").and_then(Value::as_str) == Some(&alias.api_version()) {
         object.insert("apiVersion".into(), json!(current_api_version));
     }
+    if let Some(conversion) = alias.conversion {
+        (conversion.to_current)(body);
+        return;
+    }
     if alias.kind != "Deployment" {
         return;
     }
@@ -96,21 +100,27 @@ pub async fn answer(
     } else {
         response
     };
-    with_warnings(response, &[alias.warning.to_string()])
+    match alias.warning {
+        "" => response,
+        warning => with_warnings(response, &[warning.to_string()]),
+    }
 }
 
+/// The object (or each item of a list) at the alias's version.
 fn rename(alias: &Alias, current_api_version: &str, value: &mut Value) {
     let old = alias.api_version();
-    if value.get("apiVersion").and_then(Value::as_str) == Some(current_api_version) {
-        value["apiVersion"] = json!(old);
-    }
-    if let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) {
-        for item in items {
-            if item.get("apiVersion").and_then(Value::as_str) == Some(current_api_version) {
-                item["apiVersion"] = json!(old);
+    let convert = |object: &mut Value| {
+        if object.get("apiVersion").and_then(Value::as_str) == Some(current_api_version) {
+            object["apiVersion"] = json!(old);
+            if let Some(conversion) = alias.conversion {
+                (conversion.from_current)(object);
             }
         }
+    };
+    if let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) {
+        items.iter_mut().for_each(convert);
     }
+    convert(value);
 }
 
 #[cfg(test)]
@@ -123,6 +133,7 @@ mod tests {
         kind: "Deployment",
         current_group: "apps",
         warning: "deprecated",
+        conversion: None,
     };
 
     #[test]

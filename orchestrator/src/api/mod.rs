@@ -17,7 +17,6 @@ mod protobuf;
 mod query;
 mod response;
 mod reviews;
-mod scale;
 pub(crate) mod stream;
 pub mod table;
 mod watch;

@@ -16,10 +16,11 @@ use super::body::{ApiBody, content_type, decode_object};
 use super::query::Query;
 use super::response::{json_response, with_warnings};
 use super::table::{IncludeObject, table};
-use super::{ApiState, alias, metrics, reviews, scale, watch};
+use super::{ApiState, alias, metrics, reviews, watch};
 use crate::auth::User;
 use crate::patch::PatchKind;
 use crate::registry::resources::Alias;
+use crate::registry::scale;
 use crate::registry::{
     DeleteOptions, Deleted, Error, FieldSelector, LabelSelector, ListOptions, Resource, Result,
     WriteOptions,

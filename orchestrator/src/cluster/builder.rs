@@ -316,6 +316,17 @@ impl ClusterBuilder {
         self
     }
 
+    /// How often every HorizontalPodAutoscaler is evaluated (default
+    /// 15 s), and how long one without a `behavior` waits before scaling
+    /// down (default five minutes), as kube-controller-manager's
+    /// `--horizontal-pod-autoscaler-sync-period` and
+    /// `--horizontal-pod-autoscaler-downscale-stabilization`.
+    pub fn autoscaling(mut self, sync_period: Duration, downscale_stabilization: Duration) -> Self {
+        self.config.autoscaling.sync_period = sync_period;
+        self.config.autoscaling.downscale_stabilization = downscale_stabilization;
+        self
+    }
+
     /// When unused images are removed, and how often that is checked.
     pub fn image_gc(
         mut self,

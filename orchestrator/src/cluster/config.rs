@@ -54,6 +54,8 @@ pub struct ClusterConfig {
     /// metrics API and autoscaling (metrics-server's
     /// `--metric-resolution`); never when zero.
     pub metric_resolution: Duration,
+    /// How the HorizontalPodAutoscaler controller runs.
+    pub autoscaling: controllers::hpa::Settings,
     /// The embedder's own interfaces for guests, and who gets them.
     pub host_interfaces: wasmkube_runtime::HostInterfaces,
     pub interface_grants: kubelet::pod_spec::InterfaceGrants,
@@ -79,6 +81,7 @@ impl ClusterConfig {
             image_gc: wasmkube_runtime::images::gc::GcPolicy::default(),
             image_gc_period: Duration::from_secs(300),
             metric_resolution: DEFAULT_METRIC_RESOLUTION,
+            autoscaling: controllers::hpa::Settings::default(),
             host_interfaces: wasmkube_runtime::HostInterfaces::default(),
             interface_grants: kubelet::pod_spec::InterfaceGrants::default(),
         }

@@ -497,6 +497,12 @@ fn spawn_loops(
             stopped.clone(),
         ));
     }
+    tasks.spawn(controllers::hpa::run(
+        registry.clone(),
+        Arc::clone(metrics),
+        config.autoscaling,
+        stopped.clone(),
+    ));
     tasks.spawn(scheduler::run(registry.clone(), stopped.clone()));
     tasks.spawn(controllers::namespace::run(
         registry.clone(),

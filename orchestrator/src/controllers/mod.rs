@@ -10,6 +10,7 @@ pub mod driver;
 pub mod endpoints;
 pub mod garbage;
 pub mod history;
+pub mod hpa;
 pub mod job;
 pub mod namespace;
 pub mod owners;

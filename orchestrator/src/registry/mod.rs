@@ -20,6 +20,7 @@ mod pod_security;
 mod priority;
 mod quota;
 pub mod resources;
+pub mod scale;
 pub mod selectors;
 mod service_accounts;
 

@@ -214,9 +214,11 @@ impl Resource {
     }
 }
 
-/// An old group version still served for a kind (so old manifests run
-/// unchanged): its objects are stored and validated as the current
-/// version's, and every answer carries a deprecation warning.
+/// An other group version served for a kind (an old one, so old
+/// manifests run unchanged, or a second one such as autoscaling/v1): its
+/// objects are stored and validated as the current version's, converted
+/// when the versions differ in shape, and every answer carries the
+/// version's deprecation warning if it has one.
 #[derive(Debug, Clone, Copy)]
 pub struct Alias {
     pub group: &'static str,
@@ -224,8 +226,19 @@ pub struct Alias {
     pub kind: &'static str,
     /// The group of the current version.
     pub current_group: &'static str,
-    /// Kubernetes' own deprecation notice for it.
+    /// Kubernetes' own deprecation notice for it; none when empty.
     pub warning: &'static str,
+    /// How objects change between this version and the current one, when
+    /// more than their `apiVersion` does.
+    pub conversion: Option<Conversion>,
+}
+
+/// Converters of an object (or a merge patch of one) between an alias's
+/// version and the current one.
+#[derive(Debug, Clone, Copy)]
+pub struct Conversion {
+    pub to_current: fn(&mut Value),
+    pub from_current: fn(&mut Value),
 }
 
 fn next_id() -> u64 {

@@ -2,6 +2,7 @@
 //! computed as kubectl's own printers compute them.
 
 mod apps;
+mod autoscaling;
 mod batch;
 mod config;
 mod metrics;
@@ -69,7 +70,7 @@ type Printer = (
 );
 
 /// The kinds printed by a module of their own.
-const GROUPS: [Printer; 8] = [
+const GROUPS: [Printer; 9] = [
     (network::columns, network::cells),
     (apps::columns, apps::cells),
     (batch::columns, batch::cells),
@@ -78,6 +79,7 @@ const GROUPS: [Printer; 8] = [
     (rbac::columns, rbac::cells),
     (quota::columns, quota::cells),
     (metrics::columns, metrics::cells),
+    (autoscaling::columns, autoscaling::cells),
 ];
 
 fn columns(kind: &str) -> Vec<Value> {

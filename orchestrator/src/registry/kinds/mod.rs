@@ -2,6 +2,7 @@
 
 mod access;
 mod apps;
+pub mod autoscaling;
 mod batch;
 mod config;
 pub mod metrics;
@@ -22,7 +23,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::resources::{
-    ALL_VERBS, Alias, Hooks, Resource, Subresource, Typed, admit_nothing, allocate_nothing,
+    ALL_VERBS, Alias, Conversion, Hooks, Resource, Subresource, Typed, admit_nothing,
+    allocate_nothing,
 };
 use crate::admission::{Errors, Invalid, check_dns_label, check_dns_subdomain};
 
@@ -74,6 +76,7 @@ pub(crate) fn all() -> Vec<Resource> {
         rbac::cluster_role_bindings(),
         batch::jobs(),
         batch::cron_jobs(),
+        autoscaling::horizontal_pod_autoscalers(),
         metrics::pod_metrics(),
         metrics::node_metrics(),
         crate::custom::definition::resource(),
@@ -90,6 +93,7 @@ pub(crate) fn aliases() -> Vec<Alias> {
         kind: "Deployment",
         current_group: "apps",
         warning,
+        conversion: None,
     };
     let cron_job = Alias {
         group: "batch",
@@ -97,9 +101,22 @@ pub(crate) fn aliases() -> Vec<Alias> {
         kind: "CronJob",
         current_group: "batch",
         warning: "batch/v1beta1 CronJob is deprecated in v1.21+, unavailable in v1.25+; use batch/v1 CronJob",
+        conversion: None,
+    };
+    let hpa_v1 = Alias {
+        group: autoscaling::GROUP,
+        version: "v1",
+        kind: "HorizontalPodAutoscaler",
+        current_group: autoscaling::GROUP,
+        warning: "",
+        conversion: Some(Conversion {
+            to_current: autoscaling::to_v2,
+            from_current: autoscaling::to_v1,
+        }),
     };
     vec![
         cron_job,
+        hpa_v1,
         reviews::self_subject_review_beta(),
         deployment(
             "apps",

@@ -119,5 +119,6 @@ pub(super) fn self_subject_review_beta() -> Alias {
         kind: "SelfSubjectReview",
         current_group: "authentication.k8s.io",
         warning: "authentication.k8s.io/v1beta1 SelfSubjectReview is deprecated in v1.30+, unavailable in v1.33+; use authentication.k8s.io/v1 SelfSubjectReview",
+        conversion: None,
     }
 }
