@@ -109,6 +109,7 @@ async fn main() {
         logs: None,
         streams: None,
         metrics: Default::default(),
+        api_metrics: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

@@ -681,6 +681,7 @@ async fn a_compacted_resource_version_is_gone() {
         logs: None,
         streams: None,
         metrics: Default::default(),
+        api_metrics: Default::default(),
     });
     for name in ["default", "a", "b", "c"] {
         let body = json!({"metadata": {"name": name}}).to_string();

@@ -158,8 +158,12 @@ fn kubectl_top_shows_a_cpu_burner_and_a_memory_hog() {
     let metrics: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(metrics["kind"], "PodMetrics");
     assert_eq!(metrics["metadata"]["labels"]["app"], "hog");
+    // A Go duration: `1.000251s`, or `998.2ms` when a scrape came early.
     let window = metrics["window"].as_str().unwrap();
-    let seconds: f64 = window.strip_suffix('s').unwrap().parse().unwrap();
+    let seconds: f64 = match window.strip_suffix("ms") {
+        Some(ms) => ms.parse::<f64>().unwrap() / 1000.0,
+        None => window.strip_suffix('s').unwrap().parse().unwrap(),
+    };
     assert!((0.5..10.0).contains(&seconds), "{window}");
     assert!(metrics["timestamp"].as_str().unwrap().ends_with('Z'));
     assert_eq!(metrics["containers"][0]["name"], "hog");
@@ -418,4 +422,222 @@ fn an_autoscaler_scales_a_deployment_up_under_load_and_down_after_its_window() {
         "{down:?}"
     );
     server.kubectl_ok(&["delete", "namespace", "scaling", "--wait=false"]);
+}
+
+/// A Prometheus started on loopback with `config`, stopped (by its pid)
+/// when dropped.
+struct Prometheus {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(config: &str, dir: tempfile::TempDir) -> Prometheus {
+        let file = dir.path().join("prometheus.yml");
+        std::fs::write(&file, config).unwrap();
+        let port = server::free_port();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("Debian's prometheus is installed (scripts/setup-monitoring-tools.sh)");
+        Prometheus {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// The result vector of an instant query through the HTTP API, empty
+    /// until Prometheus answers.
+    fn query(&self, promql: &str) -> Vec<serde_json::Value> {
+        use std::io::{Read, Write};
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return Vec::new();
+        };
+        let request =
+            format!("GET /api/v1/query?query={encoded} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        let mut answer = String::new();
+        if stream.write_all(request.as_bytes()).is_err()
+            || stream.read_to_string(&mut answer).is_err()
+        {
+            return Vec::new();
+        }
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of a query result's sample.
+fn sample_value(sample: &serde_json::Value) -> f64 {
+    sample["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_stock_prometheus_scrapes_the_api_server_and_the_nodes_containers() {
+    let server = server();
+    let file = server.manifest(
+        "spinner.yaml",
+        "apiVersion: v1
+kind: Namespace
+metadata:
+  name: scraped
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: spinner
+  namespace: scraped
+spec:
+  containers:
+  - name: spin
+    image: stress
+    args: [--spin-ms, '600000']
+    resources:
+      limits: {cpu: 100m}
+",
+    );
+    server.kubectl_ok(&["apply", "-f", &file]);
+    server.kubectl_ok(&[
+        "wait",
+        "-n",
+        "scraped",
+        "--for=condition=Ready",
+        "pod/spinner",
+        "--timeout=60s",
+    ]);
+
+    // Without credentials the API server's metrics are refused, as the
+    // API server refuses them.
+    let (address, ca, token) = server.client_config();
+    let anonymous = server.kubectl(&["get", "--raw", "/metrics", "--token", "not-a-token"]);
+    assert!(!anonymous.status.success());
+    assert!(
+        String::from_utf8_lossy(&anonymous.stderr).contains("Unauthorized"),
+        "{anonymous:?}"
+    );
+
+    // A stock Prometheus with a static configuration and the token.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.crt"), &ca).unwrap();
+    std::fs::write(dir.path().join("token"), &token).unwrap();
+    let job = |name: &str, path: &str| {
+        format!(
+            "- job_name: {name}
+  scheme: https
+  metrics_path: {path}
+  tls_config:
+    ca_file: {dir}/ca.crt
+  authorization:
+    credentials_file: {dir}/token
+  static_configs:
+  - targets: ['{address}']
+",
+            dir = dir.path().display()
+        )
+    };
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}",
+        job("apiserver", "/metrics"),
+        job(
+            "cadvisor",
+            &format!(
+                "/api/v1/nodes/{}/proxy/metrics/cadvisor",
+                server.node_name()
+            )
+        ),
+    );
+    let prometheus = Prometheus::start(&config, dir);
+
+    // The spinner's CPU, by name, rising between scrapes.
+    let cpu =
+        r#"container_cpu_usage_seconds_total{namespace="scraped",pod="spinner",container="spin"}"#;
+    let mut found = Vec::new();
+    server.wait_for(Duration::from_secs(60), || {
+        found = prometheus.query(cpu);
+        found.len() == 1 && sample_value(&found[0]) > 0.0
+    });
+    assert_eq!(
+        found[0]["metric"]["image"]
+            .as_str()
+            .map(|i| i.contains("stress")),
+        Some(true),
+        "{found:?}"
+    );
+    let rate = format!("rate({cpu}[5s])");
+    server.wait_for(Duration::from_secs(30), || {
+        let rated = prometheus.query(&rate);
+        // Its 100m limit: a tenth of a core, give or take the windows.
+        rated.len() == 1 && (0.03..0.2).contains(&sample_value(&rated[0]))
+    });
+    let memory = prometheus.query(r#"container_memory_working_set_bytes{pod="spinner"}"#);
+    assert!(sample_value(&memory[0]) > 0.0, "{memory:?}");
+
+    // The API server's own metrics, under its names.
+    server.wait_for(Duration::from_secs(30), || {
+        let up = prometheus.query(r#"up{job="apiserver"}"#);
+        let listed =
+            prometheus.query(r#"apiserver_request_total{verb="LIST",resource="pods",code="200"}"#);
+        up.len() == 1 && sample_value(&up[0]) == 1.0 && !listed.is_empty()
+    });
+    for name in [
+        "apiserver_request_duration_seconds_bucket",
+        r#"apiserver_storage_objects{resource="pods"}"#,
+        r#"apiserver_longrunning_requests{verb="WATCH"}"#,
+        "process_resident_memory_bytes",
+    ] {
+        assert!(!prometheus.query(name).is_empty(), "{name} was not scraped");
+    }
+    let pods = prometheus.query(r#"apiserver_storage_objects{resource="pods"}"#);
+    assert!(sample_value(&pods[0]) >= 1.0, "{pods:?}");
+    drop(prometheus);
+
+    // The kubelet's resource endpoint, as metrics-server reads it.
+    let resource = server.kubectl_ok(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/nodes/{}/proxy/metrics/resource",
+            server.node_name()
+        ),
+    ]);
+    assert!(
+        resource.contains("# TYPE node_cpu_usage_seconds_total counter"),
+        "{resource}"
+    );
+    assert!(
+        resource
+            .lines()
+            .any(|l| l
+                .starts_with(r#"pod_cpu_usage_seconds_total{namespace="scraped",pod="spinner"}"#)),
+        "{resource}"
+    );
+    server.kubectl_ok(&["delete", "namespace", "scraped", "--wait=false"]);
 }

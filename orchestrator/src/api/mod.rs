@@ -10,6 +10,7 @@ mod body;
 mod discovery;
 mod exec;
 mod metrics;
+mod monitoring;
 pub mod objects;
 mod openapi;
 mod portforward;
@@ -54,6 +55,8 @@ pub struct ApiState {
     pub streams: Option<Arc<dyn PodStreams>>,
     /// The pods' and node's CPU and memory, for metrics.k8s.io.
     pub metrics: Arc<crate::metrics::ResourceMetrics>,
+    /// The API server's request metrics, for `/metrics`.
+    pub api_metrics: Arc<crate::metrics::apiserver::ApiMetrics>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -75,6 +78,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/{version}", get(core_resources))
         .route("/apis/{group}", get(group_discovery))
         .route("/apis/{group}/{version}", get(group_resources))
+        .route("/metrics", get(monitoring::metrics))
+        .route(
+            "/api/v1/nodes/{name}/proxy/{*path}",
+            get(monitoring::node_proxy),
+        )
         .route("/openapi/v2", get(openapi_v2))
         .route(
             "/.well-known/openid-configuration",
@@ -107,6 +115,10 @@ pub fn router(state: ApiState) -> Router {
         )
         .fallback(|| async { Error::NoRoute.into_response() })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            monitoring::instrument,
+        ))
         .with_state(state)
 }
 

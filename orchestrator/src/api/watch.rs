@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::ApiState;
 use super::query::Query;
 use super::table::{IncludeObject, table};
+use crate::metrics::apiserver::RequestKind;
 use crate::registry::{Error, ListOptions, Resource, Result};
 use crate::store::{EventType, Revision, WatchEvent};
 
@@ -69,9 +70,24 @@ pub(super) fn serve(
     };
     let watch = registry.watch(resource, namespace, after);
     let (sender, receiver) = mpsc::channel::<Bytes>(64);
+    // Counted as open (`apiserver_longrunning_requests`) while it runs.
+    let open = state.api_metrics.open(RequestKind {
+        verb: "WATCH".into(),
+        group: resource.group.into(),
+        version: resource.version.into(),
+        resource: resource.plural.into(),
+        subresource: String::new(),
+        scope: if namespace.is_some() {
+            "namespace"
+        } else {
+            "cluster"
+        }
+        .into(),
+    });
     let resource = resource.clone();
     let initial_end = query.flag("sendInitialEvents");
     tokio::spawn(async move {
+        let _open = open;
         let line = |event_type: &str, object: &Value| -> Bytes {
             let mut served;
             let object = if resource.custom.is_some() && !matches!(event_type, "BOOKMARK" | "ERROR")

@@ -278,6 +278,25 @@ pub fn cluster_roles() -> Vec<Value> {
                 &["get"],
             )],
         ),
+        // The API server's role for monitoring agents: its health and
+        // metrics, bound to a Prometheus' ServiceAccount or user.
+        cluster_role(
+            "system:monitoring",
+            json!({}),
+            vec![paths(
+                &[
+                    "/healthz",
+                    "/healthz/*",
+                    "/livez",
+                    "/livez/*",
+                    "/readyz",
+                    "/readyz/*",
+                    "/metrics",
+                    "/metrics/slis",
+                ],
+                &["get"],
+            )],
+        ),
     ]
 }
 

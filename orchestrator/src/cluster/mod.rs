@@ -142,6 +142,9 @@ struct Running {
     kubelet: Arc<Kubelet>,
     /// The kubelet's latest scrape, as rates: metrics.k8s.io's source.
     metrics: Arc<ResourceMetrics>,
+    /// The API's request counts and latencies, shared by every router
+    /// made for the cluster.
+    api_metrics: Arc<crate::metrics::apiserver::ApiMetrics>,
     /// Signs and checks ServiceAccount tokens.
     signer: Arc<auth::Signer>,
     /// Tells every loop (and the listener) to stop.
@@ -232,6 +235,7 @@ impl Cluster {
         let tasks = spawn_loops(&registry, &kubelet, &metrics, &config, &stopped);
         let mut running = Running {
             metrics,
+            api_metrics: Arc::default(),
             registry,
             store,
             kubelet,
@@ -373,6 +377,7 @@ impl Running {
             logs: Some(self.kubelet.clone()),
             streams: Some(self.kubelet.clone()),
             metrics: Arc::clone(&self.metrics),
+            api_metrics: Arc::clone(&self.api_metrics),
         })
     }
 

@@ -54,8 +54,15 @@ impl Kubelet {
                     .filter_map(|c| {
                         let cgroup = handle.sandbox.container_usage(&c.name)?;
                         let usage = cgroup.snapshot();
+                        let image = handle
+                            .containers
+                            .iter()
+                            .find(|spec| spec.name == c.name)
+                            .map(|spec| spec.image.clone())
+                            .unwrap_or_default();
                         Some(ContainerReading {
                             name: c.name.clone(),
+                            image,
                             started: cgroup.started,
                             cpu: usage.cpu,
                             memory_bytes: usage.working_set_bytes(),

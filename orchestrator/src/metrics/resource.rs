@@ -44,6 +44,8 @@ pub struct PodReading {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerReading {
     pub name: String,
+    /// Its image, as the pod names it.
+    pub image: String,
     /// When its current instance started; the counters start there.
     pub started: Timestamp,
     /// CPU time used since.
@@ -56,6 +58,7 @@ pub struct ContainerReading {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSample {
     pub name: String,
+    pub image: String,
     /// Average CPU use over the pod's window, in billionths of a core.
     pub cpu_nanocores: u64,
     /// Working set at the end of the window.
@@ -69,6 +72,7 @@ pub struct ContainerSample {
 /// A pod's usage as the metrics API reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodSample {
+    pub uid: String,
     pub namespace: String,
     pub name: String,
     /// The end of the window.
@@ -150,6 +154,20 @@ impl ResourceMetrics {
     pub fn node(&self) -> Option<NodeSample> {
         self.state.read().unwrap_or_else(|e| e.into_inner()).node
     }
+
+    /// Every measured pod's latest usage.
+    pub fn pods(&self) -> Vec<PodSample> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        state.pods.values().cloned().collect()
+    }
+
+    /// The node's counters at the last scrape, and when it was taken.
+    pub fn node_counters(&self) -> Option<(Timestamp, NodeReading)> {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_node
+    }
 }
 
 /// A pod's rates between the scrape `before` (if it saw the pod) and
@@ -184,6 +202,7 @@ fn pod_sample(
         window = window.max(span);
         containers.push(ContainerSample {
             name: container.name.clone(),
+            image: container.image.clone(),
             cpu_nanocores: rate(used, span),
             memory_bytes: container.memory_bytes,
             started: container.started,
@@ -191,6 +210,7 @@ fn pod_sample(
         });
     }
     Some(PodSample {
+        uid: pod.uid.clone(),
         namespace: pod.namespace.clone(),
         name: pod.name.clone(),
         timestamp: at,
@@ -228,6 +248,7 @@ mod tests {
             name: "burner".into(),
             containers: vec![ContainerReading {
                 name: "main".into(),
+                image: "stress".into(),
                 started: at(started),
                 cpu: Duration::from_millis(cpu_ms),
                 memory_bytes: memory,

@@ -31,6 +31,7 @@ pub async fn api() -> Api {
         logs: None,
         streams: None,
         metrics: Default::default(),
+        api_metrics: Default::default(),
     });
     let api = Api { router, _dir: dir };
     let (code, _) = api
