@@ -270,37 +270,42 @@ impl History {
     }
 
     fn scale_up_limit(&self, current: i64, rules: &Rules, now: Instant) -> i64 {
-        let pick: fn(i64, i64) -> i64 = match rules.select {
-            Select::Disabled => return current,
-            Select::Min => i64::min,
-            Select::Max => i64::max,
-        };
-        let proposals = rules.policies.iter().map(|policy| {
-            let (added, removed) = self.changed_within(policy.period(), now);
-            let start = current - added + removed;
-            match *policy {
-                Policy::Pods { value, .. } => start + value,
-                Policy::Percent { value, .. } => {
-                    (start as f64 * (1.0 + value as f64 / 100.0)).ceil() as i64
-                }
-            }
-        });
-        proposals.reduce(pick).unwrap_or(current)
+        self.rate_limit(current, rules, now, true)
     }
 
     fn scale_down_limit(&self, current: i64, rules: &Rules, now: Instant) -> i64 {
-        let pick: fn(i64, i64) -> i64 = match rules.select {
+        self.rate_limit(current, rules, now, false)
+    }
+
+    /// How far each policy lets the target grow (`up`) or shrink from the
+    /// size it had when the policy's period began, and the policy chosen:
+    /// `Max` the biggest change, `Min` the smallest, `Disabled` none.
+    fn rate_limit(&self, current: i64, rules: &Rules, now: Instant, up: bool) -> i64 {
+        let biggest_change = match rules.select {
             Select::Disabled => return current,
-            Select::Min => i64::max,
-            Select::Max => i64::min,
+            Select::Max => true,
+            Select::Min => false,
         };
+        let pick: fn(i64, i64) -> i64 = if biggest_change == up {
+            i64::max
+        } else {
+            i64::min
+        };
+        let sign = if up { 1 } else { -1 };
         let proposals = rules.policies.iter().map(|policy| {
             let (added, removed) = self.changed_within(policy.period(), now);
             let start = current - added + removed;
             match *policy {
-                Policy::Pods { value, .. } => start - value,
+                Policy::Pods { value, .. } => start + sign * value,
                 Policy::Percent { value, .. } => {
-                    (start as f64 * (1.0 - value as f64 / 100.0)) as i64
+                    let scaled = start as f64 * (1.0 + (sign * value) as f64 / 100.0);
+                    // Up rounds up (a change too small to add a pod would
+                    // never scale); down truncates, as the controller does.
+                    if up {
+                        scaled.ceil() as i64
+                    } else {
+                        scaled as i64
+                    }
                 }
             }
         });
@@ -377,6 +382,33 @@ mod tests {
                 .replicas,
             12
         );
+    }
+
+    #[test]
+    fn policies_limit_shrinking_and_min_picks_the_smallest_change() {
+        let up = Rules::of(
+            &json!({"stabilizationWindowSeconds": 0, "selectPolicy": "Min",
+            "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15},
+                         {"type": "Percent", "value": 100, "periodSeconds": 15}]}),
+        );
+        let down = Rules::of(
+            &json!({"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60},
+                         {"type": "Percent", "value": 10, "periodSeconds": 60}]}),
+        );
+        let mut history = History::default();
+        let now = Instant::now();
+        // Growing from 2: min(2 + 4, 2 × 2) = 4.
+        let grown = history.normalize_with(2, 10, BOUNDS, (&up, &down), now);
+        assert_eq!((grown.replicas, grown.limit.0), (4, "ScaleUpLimit"));
+        // Shrinking from 10: the bigger change of one pod and 10% (9 either way).
+        let shrunk = history.normalize_with(10, 1, BOUNDS, (&up, &down), now);
+        assert_eq!((shrunk.replicas, shrunk.limit.0), (9, "ScaleDownLimit"));
+        history.changed(10, 9, now);
+        // Within the minute the period began at 10: still 9.
+        let held =
+            history.normalize_with(9, 1, BOUNDS, (&up, &down), now + Duration::from_secs(30));
+        assert_eq!(held.replicas, 9);
     }
 
     #[test]
