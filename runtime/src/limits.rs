@@ -344,6 +344,19 @@ mod tests {
     }
 
     #[test]
+    fn stores_sharing_one_usage_add_up() {
+        // A server's handlers: one usage, a store (and limiter) each.
+        let usage = Arc::new(Usage::default());
+        let mut first = MemoryLimiter::new(None, usage.clone());
+        let mut second = MemoryLimiter::new(None, usage.clone());
+        assert!(first.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(second.memory_growing(0, 2 << 20, None).unwrap());
+        assert_eq!(usage.snapshot().memory_bytes, 6 << 20);
+        drop(first);
+        assert_eq!(usage.snapshot().memory_bytes, 2 << 20);
+    }
+
+    #[test]
     fn a_container_counts_what_its_guests_use_while_they_hold_it() {
         let container = Arc::new(Usage::default());
         let first = Arc::new(Usage::within(&container));

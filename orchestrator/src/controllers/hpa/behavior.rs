@@ -133,6 +133,37 @@ pub struct Bounds {
     pub max: i64,
 }
 
+impl Normalized {
+    fn of(replicas: i64, stabilized: i64, stabilization: Why, limit: Why) -> Normalized {
+        Normalized {
+            replicas,
+            stabilization,
+            limited: replicas != stabilized,
+            limit,
+        }
+    }
+}
+
+/// The most replicas allowed: the growth rate's limit or the maximum,
+/// whichever is lower, and the condition's reason when it binds.
+fn ceiling(rate: i64, max: i64) -> (i64, Why) {
+    if max > rate {
+        (rate, SCALE_UP_LIMIT)
+    } else {
+        (max, TOO_MANY)
+    }
+}
+
+/// The fewest replicas allowed: the shrinking rate's limit or the
+/// minimum, whichever is higher, and the reason when it binds.
+fn floor(rate: i64, min: i64) -> (i64, Why) {
+    if min < rate {
+        (rate, SCALE_DOWN_LIMIT)
+    } else {
+        (min, TOO_FEW)
+    }
+}
+
 impl History {
     /// Records a scale change the controller made.
     pub fn changed(&mut self, from: i64, to: i64, now: Instant) {
@@ -165,12 +196,7 @@ impl History {
             READY_FOR_NEW_SCALE
         };
         // Twice the size, or four, at most at once.
-        let up_limit = (2 * current).max(4);
-        let (max, over) = if bounds.max > up_limit {
-            (up_limit, SCALE_UP_LIMIT)
-        } else {
-            (bounds.max, TOO_MANY)
-        };
+        let (max, over) = ceiling((2 * current).max(4), bounds.max);
         let (replicas, limit) = if stabilized < bounds.min {
             (bounds.min, TOO_FEW)
         } else if stabilized > max {
@@ -178,12 +204,7 @@ impl History {
         } else {
             (stabilized, WITHIN_RANGE)
         };
-        Normalized {
-            replicas,
-            stabilization,
-            limited: replicas != stabilized,
-            limit,
-        }
+        Normalized::of(replicas, stabilized, stabilization, limit)
     }
 
     /// The replicas `proposed` becomes under `up` and `down` rules.
@@ -214,38 +235,21 @@ impl History {
             (false, false) => SCALE_DOWN_STABILIZED,
         };
         let (replicas, limit) = if stabilized > current {
-            let rate = self.scale_up_limit(current, up, now).max(current);
-            let (max, over) = if bounds.max > rate {
-                (rate, SCALE_UP_LIMIT)
-            } else {
-                (bounds.max, TOO_MANY)
-            };
-            if stabilized > max {
-                (max, over)
-            } else {
-                (stabilized, WITHIN_RANGE)
+            let rate = self.rate_limit(current, up, now, true).max(current);
+            match ceiling(rate, bounds.max) {
+                (max, over) if stabilized > max => (max, over),
+                _ => (stabilized, WITHIN_RANGE),
             }
         } else if stabilized < current {
-            let rate = self.scale_down_limit(current, down, now).min(current);
-            let (min, under) = if bounds.min < rate {
-                (rate, SCALE_DOWN_LIMIT)
-            } else {
-                (bounds.min, TOO_FEW)
-            };
-            if stabilized < min {
-                (min, under)
-            } else {
-                (stabilized, WITHIN_RANGE)
+            let rate = self.rate_limit(current, down, now, false).min(current);
+            match floor(rate, bounds.min) {
+                (min, under) if stabilized < min => (min, under),
+                _ => (stabilized, WITHIN_RANGE),
             }
         } else {
             (stabilized, WITHIN_RANGE)
         };
-        Normalized {
-            replicas,
-            stabilization,
-            limited: replicas != stabilized,
-            limit,
-        }
+        Normalized::of(replicas, stabilized, stabilization, limit)
     }
 
     /// Keeps `recommended`, dropping what no window reads any more.
@@ -267,14 +271,6 @@ impl History {
                     (added, removed - change)
                 }
             })
-    }
-
-    fn scale_up_limit(&self, current: i64, rules: &Rules, now: Instant) -> i64 {
-        self.rate_limit(current, rules, now, true)
-    }
-
-    fn scale_down_limit(&self, current: i64, rules: &Rules, now: Instant) -> i64 {
-        self.rate_limit(current, rules, now, false)
     }
 
     /// How far each policy lets the target grow (`up`) or shrink from the
