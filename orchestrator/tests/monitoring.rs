@@ -522,6 +522,36 @@ spec:
     args: [--spin-ms, '600000']
     resources:
       limits: {cpu: 100m}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: scraped
+  labels: {app: web}
+spec:
+  containers:
+  - name: web
+    image: http-server
+    ports: [{containerPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: scraped
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+  namespace: scraped
+spec:
+  containers:
+  - {name: c, image: toolbox, command: [sleep, '3600']}
 ",
     );
     server.kubectl_ok(&["apply", "-f", &file]);
@@ -531,8 +561,15 @@ spec:
         "scraped",
         "--for=condition=Ready",
         "pod/spinner",
+        "pod/web",
+        "pod/client",
         "--timeout=60s",
     ]);
+    // One page from one pod to the other, through the Service.
+    let page = server.kubectl_ok(&[
+        "exec", "-n", "scraped", "client", "--", "wget", "-qO-", "http://web/",
+    ]);
+    assert!(!page.is_empty());
 
     // Without credentials the API server's metrics are refused, as the
     // API server refuses them.
@@ -599,6 +636,24 @@ spec:
     });
     let memory = prometheus.query(r#"container_memory_working_set_bytes{pod="spinner"}"#);
     assert!(sample_value(&memory[0]) > 0.0, "{memory:?}");
+
+    // The page crossed both pods' edges: out of the web pod, into the
+    // client; the request the other way. The spinner talked to nobody.
+    let bytes = |direction: &str, pod: &str| {
+        let found = prometheus.query(&format!(
+            r#"container_network_{direction}_bytes_total{{namespace="scraped",pod="{pod}",interface="eth0"}}"#
+        ));
+        (found.len() == 1).then(|| sample_value(&found[0]))
+    };
+    let body = page.len() as f64;
+    server.wait_for(Duration::from_secs(30), || {
+        bytes("transmit", "web").is_some_and(|b| b > body)
+            && bytes("receive", "client").is_some_and(|b| b > body)
+    });
+    let request = bytes("transmit", "client").unwrap();
+    assert!(request > 0.0, "{request} bytes of request");
+    assert_eq!(bytes("receive", "web"), Some(request));
+    assert_eq!(bytes("receive", "spinner"), Some(0.0));
 
     // The API server's own metrics, under its names.
     server.wait_for(Duration::from_secs(30), || {

@@ -1,6 +1,7 @@
 //! The kubelet's resource scrape, as its cAdvisor-backed stats are: every
 //! running container's cumulative CPU time and working set (its guests'
-//! linear memories and tables, exec'd commands included), and the
+//! linear memories and tables, exec'd commands included), each running
+//! pod's network bytes in and out, and the
 //! machine's busy CPU time and memory in use, handed to the metrics
 //! pipeline every resolution.
 
@@ -74,6 +75,7 @@ impl Kubelet {
                     namespace: spec.namespace.clone(),
                     name: spec.name.clone(),
                     containers,
+                    network: handle.sandbox.net().traffic(),
                 })
             })
             .collect();

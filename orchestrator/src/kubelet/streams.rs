@@ -78,7 +78,7 @@ impl PodStreams for Kubelet {
         let handle = self
             .handle(pod)
             .ok_or_else(|| Error::BadRequest(format!("pod {name} is not running on this node")))?;
-        handle.sandbox.net().dial(port).map_err(|e| {
+        handle.sandbox.net().dial_loopback(port).map_err(|e| {
             Error::BadRequest(format!(
                 "error forwarding port {port} to pod {name}, uid {uid}: failed to connect to localhost:{port} inside the pod's network: {e}"
             ))

@@ -1,8 +1,11 @@
 //! The node's metrics endpoints, as the kubelet serves them (reached
 //! through the API server's node proxy): `/metrics/cadvisor`, each
-//! container's counters under cAdvisor's names, and `/metrics/resource`,
+//! container's counters and each pod's network bytes under cAdvisor's
+//! names, and `/metrics/resource`,
 //! the kubelet's resource metrics of containers, pods and the node. Both
 //! come from the kubelet's last scrape, stamped with its time.
+
+use wasmkube_runtime::net::NetworkCounts;
 
 use super::exposition::Page;
 use super::resource::{ContainerSample, PodSample, ResourceMetrics};
@@ -42,8 +45,44 @@ pub fn cadvisor(metrics: &ResourceMetrics) -> String {
             }
         }
     }
+    // The network is the pod's, counted on its cgroup as cAdvisor counts
+    // the sandbox's interface.
+    for (name, help, value) in NETWORK_FAMILIES {
+        page.family(name, "counter", help);
+        for pod in &pods {
+            let id = format!("/kubepods/pod{}", pod.uid);
+            page.sample(
+                name,
+                &[
+                    ("container", ""),
+                    ("id", &id),
+                    ("image", ""),
+                    ("interface", "eth0"),
+                    ("name", ""),
+                    ("namespace", &pod.namespace),
+                    ("pod", &pod.name),
+                ],
+                value(&pod.network) as f64,
+                Some(millis(pod.timestamp)),
+            );
+        }
+    }
     page.finish()
 }
+
+/// A pod's bytes in and out, under cAdvisor's names.
+const NETWORK_FAMILIES: [(&str, &str, fn(&NetworkCounts) -> u64); 2] = [
+    (
+        "container_network_receive_bytes_total",
+        "Cumulative count of bytes received",
+        |n| n.receive_bytes,
+    ),
+    (
+        "container_network_transmit_bytes_total",
+        "Cumulative count of bytes transmitted",
+        |n| n.transmit_bytes,
+    ),
+];
 
 /// What one container family reads of a container.
 type ContainerValue = fn(&ContainerSample) -> f64;

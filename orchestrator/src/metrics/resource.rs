@@ -3,13 +3,14 @@
 //! (and the node's) every resolution; CPU usage is the rate between a
 //! container's last two scrapes (or since it started, when it started
 //! after the earlier one), over that window; memory is the last working
-//! set.
+//! set. A pod's network counters pass through as they were read.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use wasmkube_runtime::net::NetworkCounts;
 
 /// One scrape of the node.
 #[derive(Debug, Clone)]
@@ -38,6 +39,8 @@ pub struct PodReading {
     pub namespace: String,
     pub name: String,
     pub containers: Vec<ContainerReading>,
+    /// What crossed the pod network's edge since the pod started.
+    pub network: NetworkCounts,
 }
 
 /// One running container's counters at a scrape.
@@ -80,6 +83,8 @@ pub struct PodSample {
     /// What the CPU rates average over.
     pub window: Duration,
     pub containers: Vec<ContainerSample>,
+    /// The pod network's cumulative counters at the end of the window.
+    pub network: NetworkCounts,
 }
 
 /// The node's usage as the metrics API reports it.
@@ -216,6 +221,7 @@ fn pod_sample(
         timestamp: at,
         window,
         containers,
+        network: pod.network,
     })
 }
 
@@ -253,6 +259,7 @@ mod tests {
                 cpu: Duration::from_millis(cpu_ms),
                 memory_bytes: memory,
             }],
+            network: NetworkCounts::default(),
         }
     }
 

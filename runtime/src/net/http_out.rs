@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::{PodNet, Protocol, Resolved, Route};
+use super::{Metered, PodNet, Protocol, Resolved, Route};
 
 /// The send hook of one guest: its pod's network.
 pub(crate) struct PodHttp {
@@ -71,9 +71,17 @@ async fn send(
         .unwrap_or(std::time::Duration::from_secs(75));
     let to = SocketAddr::new(ip, port);
     let (sender, connection) = match net.route(to, Protocol::Tcp) {
+        // To its own pod a request stays on the loopback; to another it
+        // crosses both pods' edges.
+        Route::Pod(pod, port) if Arc::ptr_eq(&pod, &net) => {
+            let stream = pod
+                .dial_loopback(port)
+                .map_err(|_| Error::ConnectionRefused)?;
+            handshake(stream).await?
+        }
         Route::Pod(pod, port) => {
             let stream = pod.dial(port).map_err(|_| Error::ConnectionRefused)?;
-            handshake(stream).await?
+            handshake(stream.metered(net.meter())).await?
         }
         Route::Refused => return Err(Error::ConnectionRefused),
         Route::Denied => return Err(Error::DestinationIpProhibited),
@@ -91,7 +99,7 @@ async fn send(
                     _ => Error::Connect(e),
                 })?;
             let _ = stream.set_nodelay(true);
-            handshake(stream).await?
+            handshake(Metered::new(stream, net.meter())).await?
         }
     };
     // HTTP/1.1 requests carry the path; the host is in the Host header.

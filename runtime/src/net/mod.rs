@@ -29,6 +29,9 @@
 //! UDP ([`udp`]) has per-pod ports too; datagrams between pods are
 //! delivered in memory. Not yet here: UDP to the outside world, UDP
 //! Services.
+//!
+//! Every pod counts the bytes that cross its edge ([`traffic`]), as a
+//! node counts its `eth0`.
 
 mod address;
 mod cluster;
@@ -38,11 +41,14 @@ pub(crate) mod http_out;
 mod pipe;
 mod policy;
 pub(crate) mod tcp;
+mod traffic;
 pub(crate) mod udp;
 
 pub use cluster::{AddressInUse, ClusterNet};
 pub use pipe::PodConnection;
 pub use policy::{ConnectionPolicy, Protocol};
+pub use traffic::NetworkCounts;
+pub(crate) use traffic::{Meter, Metered};
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -85,6 +91,8 @@ pub struct PodNet {
     search: Vec<String>,
     /// Bound UDP ports: where their datagrams go.
     udp: Mutex<HashMap<u16, mpsc::Sender<udp::Datagram>>>,
+    /// What crossed the pod's edge.
+    traffic: Arc<traffic::Traffic>,
 }
 
 impl Drop for PodNet {
@@ -132,6 +140,7 @@ impl PodNet {
             cluster,
             search,
             udp: Mutex::default(),
+            traffic: Arc::default(),
         }
     }
 
@@ -243,12 +252,33 @@ impl PodNet {
         self.dial(port)
     }
 
-    /// Opens a connection from the host to a port of the pod.
+    /// Opens a connection from the host to a port of the pod, through the
+    /// pod's edge (a Service's, a probe's): the pod counts its bytes.
     pub fn dial(&self, port: u16) -> Result<PodConnection, DialError> {
+        self.connect(port, self.meter())
+    }
+
+    /// Opens a connection to a port of the pod from inside its network,
+    /// as port-forwarding does: over its loopback, not counted.
+    pub fn dial_loopback(&self, port: u16) -> Result<PodConnection, DialError> {
+        self.connect(port, Meter::default())
+    }
+
+    fn connect(&self, port: u16, meter: Meter) -> Result<PodConnection, DialError> {
         let (ours, theirs) = pipe::End::pair(WINDOW);
         let peer = SocketAddr::new(HOST_PEER, self.ephemeral());
-        self.deliver(port, theirs, peer)?;
+        self.deliver(port, theirs.metered(meter), peer)?;
         Ok(PodConnection::new(ours))
+    }
+
+    /// The bytes that crossed the pod's edge so far.
+    pub fn traffic(&self) -> NetworkCounts {
+        self.traffic.counts()
+    }
+
+    /// Where the pod's side of a connection across its edge counts.
+    pub(crate) fn meter(&self) -> Meter {
+        Meter::of(&self.traffic)
     }
 
     /// The ports something in the pod listens on, sorted.
@@ -354,6 +384,37 @@ mod tests {
         net.release(80);
         assert!(net.dial(80).is_err());
         assert!(net.claim(80));
+    }
+
+    #[tokio::test]
+    async fn the_pod_counts_what_crosses_its_edge_and_not_its_loopback() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let net = PodNet::default();
+        assert!(net.claim(80));
+        let mut rx = net.listen(80);
+        // A Service's connection: five bytes in, two out.
+        let mut client = net.dial(80).unwrap();
+        let (end, _) = rx.recv().await.unwrap();
+        let mut server = PodConnection::new(end);
+        client.write_all(b"hello").await.unwrap();
+        let mut buf = [0; 5];
+        server.read_exact(&mut buf).await.unwrap();
+        server.write_all(b"ok").await.unwrap();
+        client.read_exact(&mut buf[..2]).await.unwrap();
+        assert_eq!(
+            net.traffic(),
+            NetworkCounts {
+                receive_bytes: 5,
+                transmit_bytes: 2
+            }
+        );
+        // Port-forwarding's connection comes from inside: not counted.
+        let mut forward = net.dial_loopback(80).unwrap();
+        let (end, _) = rx.recv().await.unwrap();
+        let mut server = PodConnection::new(end);
+        forward.write_all(b"hello").await.unwrap();
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(net.traffic().receive_bytes, 5);
     }
 
     #[test]

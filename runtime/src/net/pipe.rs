@@ -9,25 +9,53 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
+use super::traffic::Meter;
 use crate::pipe::{Pipe, Read};
 
-/// One end of a connection: what it reads and what it writes.
+/// One end of a connection: what it reads and what it writes, and where
+/// that is counted.
 #[derive(Debug, Clone)]
 pub(crate) struct End {
     pub(crate) rx: Arc<Pipe>,
     pub(crate) tx: Arc<Pipe>,
+    pub(crate) meter: Meter,
 }
 
 impl End {
-    /// A connected pair of ends with `window` bytes of buffer each way.
+    /// A connected pair of ends with `window` bytes of buffer each way,
+    /// counted nowhere.
     pub(crate) fn pair(window: usize) -> (End, End) {
         let (a, b) = (Pipe::new(window), Pipe::new(window));
         (
             End {
                 rx: Arc::clone(&a),
                 tx: Arc::clone(&b),
+                meter: Meter::default(),
             },
-            End { rx: b, tx: a },
+            End {
+                rx: b,
+                tx: a,
+                meter: Meter::default(),
+            },
+        )
+    }
+
+    /// This end, counting its bytes on `meter`.
+    pub(crate) fn metered(self, meter: Meter) -> End {
+        End { meter, ..self }
+    }
+
+    /// The guest's streams of this end.
+    pub(crate) fn streams(&self) -> (PipeInput, PipeOutput) {
+        (
+            PipeInput {
+                pipe: Arc::clone(&self.rx),
+                meter: self.meter.clone(),
+            },
+            PipeOutput {
+                pipe: Arc::clone(&self.tx),
+                meter: self.meter.clone(),
+            },
         )
     }
 
@@ -39,34 +67,43 @@ impl End {
 }
 
 /// The guest's input stream of a connection.
-pub(crate) struct PipeInput(pub(crate) Arc<Pipe>);
+pub(crate) struct PipeInput {
+    pipe: Arc<Pipe>,
+    meter: Meter,
+}
 
 /// The guest's output stream of a connection.
-pub(crate) struct PipeOutput(pub(crate) Arc<Pipe>);
+pub(crate) struct PipeOutput {
+    pipe: Arc<Pipe>,
+    meter: Meter,
+}
 
 impl Drop for PipeInput {
     fn drop(&mut self) {
-        self.0.close_read();
+        self.pipe.close_read();
     }
 }
 
 impl Drop for PipeOutput {
     fn drop(&mut self) {
-        self.0.close_write();
+        self.pipe.close_write();
     }
 }
 
 #[wasmtime_wasi::async_trait]
 impl Pollable for PipeInput {
     async fn ready(&mut self) {
-        std::future::poll_fn(|cx| self.0.poll_readable(cx)).await
+        std::future::poll_fn(|cx| self.pipe.poll_readable(cx)).await
     }
 }
 
 impl InputStream for PipeInput {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
-        match self.0.try_read(size) {
-            Read::Data(bytes) => Ok(bytes),
+        match self.pipe.try_read(size) {
+            Read::Data(bytes) => {
+                self.meter.received(bytes.len());
+                Ok(bytes)
+            }
             Read::Empty => Ok(Bytes::new()),
             Read::Eof => Err(StreamError::Closed),
         }
@@ -76,15 +113,18 @@ impl InputStream for PipeInput {
 #[wasmtime_wasi::async_trait]
 impl Pollable for PipeOutput {
     async fn ready(&mut self) {
-        std::future::poll_fn(|cx| self.0.poll_writable(cx)).await
+        std::future::poll_fn(|cx| self.pipe.poll_writable(cx)).await
     }
 }
 
 impl OutputStream for PipeOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
         // The guest may write only what `check_write` allowed, and that fits.
-        match self.0.write(&bytes) {
-            Ok(n) if n == bytes.len() => Ok(()),
+        match self.pipe.write(&bytes) {
+            Ok(n) if n == bytes.len() => {
+                self.meter.transmitted(n);
+                Ok(())
+            }
             Ok(_) => Err(StreamError::trap("write exceeded the permitted size")),
             Err(e) => Err(StreamError::LastOperationFailed(e.into())),
         }
@@ -96,7 +136,7 @@ impl OutputStream for PipeOutput {
     }
 
     fn check_write(&mut self) -> StreamResult<usize> {
-        self.0
+        self.pipe
             .space()
             .map_err(|e| StreamError::LastOperationFailed(e.into()))
     }
@@ -112,6 +152,13 @@ pub struct PodConnection {
 impl PodConnection {
     pub(crate) fn new(end: End) -> Self {
         PodConnection { end }
+    }
+
+    /// This connection, its bytes counted on `meter` (a pod's, when the
+    /// caller is a guest of another pod).
+    pub(crate) fn metered(mut self, meter: Meter) -> Self {
+        self.end.meter = meter;
+        self
     }
 }
 
@@ -130,6 +177,7 @@ impl AsyncRead for PodConnection {
         loop {
             match self.end.rx.try_read(buf.remaining()) {
                 Read::Data(bytes) => {
+                    self.end.meter.received(bytes.len());
                     buf.put_slice(&bytes);
                     return Poll::Ready(Ok(()));
                 }
@@ -157,7 +205,11 @@ impl AsyncWrite for PodConnection {
                         return Poll::Pending;
                     }
                 }
-                other => return Poll::Ready(other),
+                Ok(n) => {
+                    self.end.meter.transmitted(n);
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -181,8 +233,7 @@ mod tests {
     async fn half_close_delivers_everything_then_eof() {
         let (a, b) = End::pair(8);
         let mut host = PodConnection::new(a);
-        let mut guest_in = PipeInput(Arc::clone(&b.rx));
-        let mut guest_out = PipeOutput(Arc::clone(&b.tx));
+        let (mut guest_in, mut guest_out) = b.streams();
         // Backpressure: only the window fits.
         assert_eq!(guest_out.check_write().unwrap(), 8);
         guest_out.write(Bytes::from_static(b"12345678")).unwrap();
@@ -206,7 +257,7 @@ mod tests {
             host.write_all(b"0123456789").await.unwrap();
             host
         });
-        let mut input = PipeInput(Arc::clone(&b.rx));
+        let (mut input, _output) = b.streams();
         let mut got = Vec::new();
         while got.len() < 10 {
             input.ready().await;

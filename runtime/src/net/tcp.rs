@@ -12,7 +12,7 @@ use wasmtime_wasi::p2::bindings::sockets::network::{
 };
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, Pollable, SocketError};
 
-use super::pipe::{End, PipeInput, PipeOutput};
+use super::pipe::End;
 use super::{Incoming, PodNet, Protocol, Route, WINDOW};
 
 mod bindings {
@@ -158,8 +158,9 @@ fn into_streams(
     table: &mut ResourceTable,
     end: &End,
 ) -> SocketResult<(Resource<DynInputStream>, Resource<DynOutputStream>)> {
-    let input: DynInputStream = Box::new(PipeInput(Arc::clone(&end.rx)));
-    let output: DynOutputStream = Box::new(PipeOutput(Arc::clone(&end.tx)));
+    let (input, output) = end.streams();
+    let input: DynInputStream = Box::new(input);
+    let output: DynOutputStream = Box::new(output);
     Ok((table.push(input)?, table.push(output)?))
 }
 
@@ -281,6 +282,15 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
         let (result, dialing) = match route {
             Route::Pod(target, port) => {
                 let (ours, theirs) = End::pair(WINDOW);
+                // Another pod's connection crosses both pods' edges.
+                let (ours, theirs) = if Arc::ptr_eq(&target, &s.net) {
+                    (ours, theirs)
+                } else {
+                    (
+                        ours.metered(s.net.meter()),
+                        theirs.metered(target.meter()),
+                    )
+                };
                 let delivered = target
                     .deliver(port, theirs, local)
                     .map(|()| ours)
@@ -296,6 +306,7 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
             Route::Dropped => (Err(ErrorCode::Timeout), Some(super::policy::unanswered())),
             Route::Outside(to) => {
                 let (ours, theirs) = End::pair(WINDOW);
+                let ours = ours.metered(s.net.meter());
                 (Ok(ours), Some(super::egress::dial(to, theirs)))
             }
         };

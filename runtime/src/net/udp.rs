@@ -413,17 +413,26 @@ impl udp::HostOutgoingDatagramStream for PodTcpView<'_> {
                 stream.net.ip().unwrap_or(to.ip())
             };
             let from = SocketAddr::new(from_ip, stream.local.port());
+            let size = datagram.data.len();
             match stream.net.route(to, Protocol::Udp) {
-                Route::Pod(target, port) => target.deliver_udp(
-                    port,
-                    Datagram {
-                        data: datagram.data,
-                        from,
-                    },
-                ),
+                Route::Pod(target, port) => {
+                    // Between pods, a datagram leaves one and reaches the
+                    // other, whether or not anything there takes it.
+                    if !Arc::ptr_eq(&target, &stream.net) {
+                        stream.net.meter().transmitted(size);
+                        target.meter().received(size);
+                    }
+                    target.deliver_udp(
+                        port,
+                        Datagram {
+                            data: datagram.data,
+                            from,
+                        },
+                    )
+                }
                 // Nothing answers there, or the policy drops it: the
-                // datagram is lost, as UDP's are.
-                Route::Refused | Route::Dropped => {}
+                // datagram leaves the pod and is lost, as UDP's are.
+                Route::Refused | Route::Dropped => stream.net.meter().transmitted(size),
                 Route::Outside(_) | Route::Denied => {
                     return if sent > 0 {
                         Ok(sent)
