@@ -403,6 +403,17 @@ fn an_autoscaler_scales_a_deployment_up_under_load_and_down_after_its_window() {
             .is_some(),
         "{v1}"
     );
+    // Its watch too, as a v1 client's informer reads it.
+    let watched = server.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/apis/autoscaling/v1/namespaces/scaling/horizontalpodautoscalers?watch=1&timeoutSeconds=1",
+    ]);
+    let event: serde_json::Value =
+        serde_json::from_str(watched.lines().next().unwrap()).unwrap();
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["apiVersion"], "autoscaling/v1");
+    assert_eq!(event["object"]["spec"]["targetCPUUtilizationPercentage"], 50);
 
     // Load gone: back to the minimum once the window has passed.
     server.kubectl_ok(&[
@@ -664,6 +675,9 @@ spec:
     });
     for name in [
         "apiserver_request_duration_seconds_bucket",
+        // kubectl wait watched the pods.
+        r#"apiserver_watch_events_total{group="",version="v1",kind="Pod"}"#,
+        r#"apiserver_watch_events_sizes_bucket{kind="Pod",le="+Inf"}"#,
         r#"apiserver_storage_objects{resource="pods"}"#,
         r#"apiserver_longrunning_requests{verb="WATCH"}"#,
         "process_resident_memory_bytes",

@@ -69,7 +69,8 @@ pub fn patch_to_current<'a>(
 
 /// The answer as the old version's client expects it: objects (and list
 /// items) naming the old apiVersion, and the deprecation warning.
-/// A streamed answer (a watch) keeps its body as it is.
+/// A streamed answer (a watch) keeps its body as it is: the watch sends
+/// its events at the alias's version itself.
 pub async fn answer(
     alias: &Alias,
     current_api_version: &str,
@@ -107,7 +108,7 @@ pub async fn answer(
 }
 
 /// The object (or each item of a list) at the alias's version.
-fn rename(alias: &Alias, current_api_version: &str, value: &mut Value) {
+pub fn rename(alias: &Alias, current_api_version: &str, value: &mut Value) {
     let old = alias.api_version();
     let convert = |object: &mut Value| {
         if object.get("apiVersion").and_then(Value::as_str) == Some(current_api_version) {

@@ -416,11 +416,11 @@ async fn serve(state: &ApiState, target: Target, call: Call) -> Result<Response>
                 return watch::serve(
                     state,
                     resource,
+                    target.alias.as_ref(),
                     namespace,
                     &query,
                     options,
-                    table_wanted,
-                    include,
+                    table_wanted.then_some(include),
                 );
             }
             verb_allowed(resource, "list")?;

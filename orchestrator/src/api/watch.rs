@@ -1,6 +1,9 @@
 //! Watches over HTTP: one JSON event per line on a chunked response that
-//! stays open until `timeoutSeconds` or the client leaves.
+//! stays open until `timeoutSeconds` or the client leaves. Objects are
+//! sent at the version watched (an old one's converted), and every event
+//! is counted (`apiserver_watch_events_total`).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -12,24 +15,27 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::ApiState;
+use super::alias;
 use super::query::Query;
 use super::table::{IncludeObject, table};
 use crate::metrics::apiserver::RequestKind;
+use crate::registry::resources::Alias;
 use crate::registry::{Error, ListOptions, Resource, Result};
 use crate::store::{EventType, Revision, WatchEvent};
 
 /// How often a watch that allows bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
 
-/// Starts a watch and answers with its stream.
+/// Starts a watch of `resource`, made at `alias`'s version if given, and
+/// answers with its stream (of Table rows when `as_table` says how).
 pub(super) fn serve(
     state: &ApiState,
     resource: &Resource,
+    alias: Option<&Alias>,
     namespace: Option<&str>,
     query: &Query,
     options: ListOptions,
-    as_table: bool,
-    include: IncludeObject,
+    as_table: Option<IncludeObject>,
 ) -> Result<Response> {
     let registry = state.registry.clone();
     let from: Option<Revision> = match query.get("resourceVersion") {
@@ -84,33 +90,45 @@ pub(super) fn serve(
         }
         .into(),
     });
+    let (group, version) = match alias {
+        Some(alias) => (alias.group, alias.version),
+        None => (resource.group, resource.version),
+    };
+    let events = state.api_metrics.watch_events(group, version, resource.kind);
     let resource = resource.clone();
+    let alias = alias.cloned();
+    let current = resource.api_version();
+    let watched = alias.as_ref().map_or_else(|| current.clone(), Alias::api_version);
     let initial_end = query.flag("sendInitialEvents");
     tokio::spawn(async move {
         let _open = open;
         let line = |event_type: &str, object: &Value| -> Bytes {
-            let mut served;
-            let object = if resource.custom.is_some() && !matches!(event_type, "BOOKMARK" | "ERROR")
-            {
-                served = object.clone();
-                resource.served_as(&mut served);
-                &served
-            } else {
-                object
-            };
-            let object = if as_table && event_type != "BOOKMARK" && event_type != "ERROR" {
-                let rv = object
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                table(&resource, &[object], include, &rv, None)
-            } else {
-                object.clone()
+            let carries_object = !matches!(event_type, "BOOKMARK" | "ERROR");
+            let mut object = Cow::Borrowed(object);
+            let object = match as_table {
+                Some(include) if carries_object => {
+                    let rv = object
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    Cow::Owned(table(&resource, &[&object], include, &rv, None))
+                }
+                _ if carries_object => {
+                    if resource.custom.is_some() {
+                        resource.served_as(object.to_mut());
+                    }
+                    if let Some(alias) = &alias {
+                        alias::rename(alias, &current, object.to_mut());
+                    }
+                    object
+                }
+                _ => object,
             };
             let mut bytes = serde_json::to_vec(&json!({"type": event_type, "object": object}))
                 .expect("serialisable");
             bytes.push(b'\n');
+            events.sent(bytes.len());
             Bytes::from(bytes)
         };
         let bookmark = |revision: Revision, initial_end: bool| {
@@ -120,7 +138,7 @@ pub(super) fn serve(
             }
             line(
                 "BOOKMARK",
-                &json!({"kind": resource.kind, "apiVersion": resource.api_version(), "metadata": metadata}),
+                &json!({"kind": resource.kind, "apiVersion": watched, "metadata": metadata}),
             )
         };
         let mut watch = match watch {

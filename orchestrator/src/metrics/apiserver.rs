@@ -2,7 +2,9 @@
 //! verb, resource, scope and code (`apiserver_request_total`), their
 //! latency (`apiserver_request_duration_seconds`, the API server's
 //! buckets), the long-running requests open now (watches, exec, logs),
-//! the objects stored per resource (`apiserver_storage_objects`) and the
+//! the events sent to watchers and their sizes
+//! (`apiserver_watch_events_total`, `apiserver_watch_events_sizes`), the
+//! objects stored per resource (`apiserver_storage_objects`) and the
 //! process's own (`process_*`).
 
 use std::collections::BTreeMap;
@@ -59,12 +61,68 @@ impl RequestKind {
     }
 }
 
-#[derive(Default)]
+/// A Prometheus histogram over fixed bounds.
 struct Histogram {
+    bounds: &'static [f64],
     /// Counts per bucket (not cumulative; summed when written).
-    buckets: [u64; BUCKETS.len()],
+    buckets: Vec<u64>,
     count: u64,
     sum: f64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: vec![0; bounds.len()],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    fn observe(&mut self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += value;
+    }
+
+    /// Writes `name`'s `_bucket`, `_sum` and `_count` samples.
+    fn write(&self, page: &mut Page, name: &str, labels: &[(&str, &str)]) {
+        let bucket = format!("{name}_bucket");
+        let mut cumulative = 0;
+        for (bound, count) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += count;
+            let le = bound.to_string();
+            let mut with = labels.to_vec();
+            with.push(("le", &le));
+            page.sample(&bucket, &with, cumulative as f64, None);
+        }
+        let mut with = labels.to_vec();
+        with.push(("le", "+Inf"));
+        page.sample(&bucket, &with, self.count as f64, None);
+        page.sample(&format!("{name}_sum"), labels, self.sum, None);
+        page.sample(&format!("{name}_count"), labels, self.count as f64, None);
+    }
+}
+
+/// The API server's watch event size buckets: 1 KiB to 128 KiB.
+const WATCH_EVENT_BUCKETS: [f64; 8] = [
+    1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0, 131072.0,
+];
+
+/// The events sent to the watchers of one kind, and their sizes.
+pub struct WatchEvents(Mutex<Histogram>);
+
+impl WatchEvents {
+    /// One event of `bytes` sent.
+    pub fn sent(&self, bytes: usize) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(bytes as f64);
+    }
 }
 
 /// The API server's request metrics.
@@ -75,6 +133,8 @@ pub struct ApiMetrics {
     open: Mutex<BTreeMap<RequestKind, i64>>,
     /// Requests being answered now.
     inflight: AtomicI64,
+    /// Watch events by group, version and kind.
+    watch_events: Mutex<BTreeMap<[String; 3], Arc<WatchEvents>>>,
 }
 
 impl std::fmt::Debug for ApiMetrics {
@@ -116,14 +176,24 @@ impl ApiMetrics {
         if kind.long_running() {
             return;
         }
-        let seconds = took.as_secs_f64();
-        let mut durations = self.durations.lock().unwrap_or_else(|e| e.into_inner());
-        let histogram = durations.entry(kind.clone()).or_default();
-        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
-            histogram.buckets[i] += 1;
-        }
-        histogram.count += 1;
-        histogram.sum += seconds;
+        self.durations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(kind.clone())
+            .or_insert_with(|| Histogram::new(&BUCKETS))
+            .observe(took.as_secs_f64());
+    }
+
+    /// Where a watch of `kind` (of `group`/`version`) counts the events it
+    /// sends.
+    pub fn watch_events(&self, group: &str, version: &str, kind: &str) -> Arc<WatchEvents> {
+        let key = [group.to_string(), version.to_string(), kind.to_string()];
+        let mut all = self.watch_events.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(all.entry(key).or_insert_with(|| {
+            Arc::new(WatchEvents(Mutex::new(Histogram::new(
+                &WATCH_EVENT_BUCKETS,
+            ))))
+        }))
     }
 
     /// A long-running request is open until the returned guard goes.
@@ -172,39 +242,7 @@ impl ApiMetrics {
         {
             let mut labels = kind.labels().to_vec();
             labels.insert(1, ("dry_run", ""));
-            let mut cumulative = 0;
-            for (bound, count) in BUCKETS.iter().zip(histogram.buckets) {
-                cumulative += count;
-                let le = bound.to_string();
-                let mut with = labels.clone();
-                with.push(("le", &le));
-                page.sample(
-                    "apiserver_request_duration_seconds_bucket",
-                    &with,
-                    cumulative as f64,
-                    None,
-                );
-            }
-            let mut with = labels.clone();
-            with.push(("le", "+Inf"));
-            page.sample(
-                "apiserver_request_duration_seconds_bucket",
-                &with,
-                histogram.count as f64,
-                None,
-            );
-            page.sample(
-                "apiserver_request_duration_seconds_sum",
-                &labels,
-                histogram.sum,
-                None,
-            );
-            page.sample(
-                "apiserver_request_duration_seconds_count",
-                &labels,
-                histogram.count as f64,
-                None,
-            );
+            histogram.write(page, "apiserver_request_duration_seconds", &labels);
         }
         page.family(
             "apiserver_longrunning_requests",
@@ -231,7 +269,49 @@ impl ApiMetrics {
             inflight,
             None,
         );
+        self.write_watch_events(page);
     }
+
+    fn write_watch_events(&self, page: &mut Page) {
+        let watched: Vec<([String; 3], Arc<WatchEvents>)> = self
+            .watch_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(key, events)| (key.clone(), Arc::clone(events)))
+            .collect();
+        page.family(
+            "apiserver_watch_events_total",
+            "counter",
+            "[ALPHA] Number of events sent in watch clients",
+        );
+        for (key, events) in &watched {
+            let count = events.0.lock().unwrap_or_else(|e| e.into_inner()).count;
+            page.sample(
+                "apiserver_watch_events_total",
+                &watch_labels(key),
+                count as f64,
+                None,
+            );
+        }
+        page.family(
+            "apiserver_watch_events_sizes",
+            "histogram",
+            "[ALPHA] Watch event size distribution in bytes",
+        );
+        for (key, events) in &watched {
+            events
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write(page, "apiserver_watch_events_sizes", &watch_labels(key));
+        }
+    }
+}
+
+/// A watched kind's labels, from its group, version and kind.
+fn watch_labels([group, version, kind]: &[String; 3]) -> [(&str, &str); 3] {
+    [("group", group), ("kind", kind), ("version", version)]
 }
 
 struct Inflight<'a>(&'a ApiMetrics);
@@ -383,6 +463,29 @@ mod tests {
         let mut page = Page::default();
         metrics.write(&mut page);
         assert!(page.finish().contains(r#"verb="WATCH",version="v1"} 0"#));
+    }
+
+    #[test]
+    fn watch_events_are_counted_by_kind_with_their_sizes() {
+        let metrics = ApiMetrics::default();
+        let pods = metrics.watch_events("", "v1", "Pod");
+        pods.sent(500);
+        pods.sent(3000);
+        metrics.watch_events("apps", "v1", "Deployment").sent(200_000);
+        let mut page = Page::default();
+        metrics.write(&mut page);
+        let text = page.finish();
+        for line in [
+            r#"apiserver_watch_events_total{group="",kind="Pod",version="v1"} 2"#,
+            r#"apiserver_watch_events_total{group="apps",kind="Deployment",version="v1"} 1"#,
+            r#"apiserver_watch_events_sizes_bucket{group="",kind="Pod",version="v1",le="1024"} 1"#,
+            r#"apiserver_watch_events_sizes_bucket{group="",kind="Pod",version="v1",le="4096"} 2"#,
+            r#"apiserver_watch_events_sizes_bucket{group="apps",kind="Deployment",version="v1",le="131072"} 0"#,
+            r#"apiserver_watch_events_sizes_bucket{group="apps",kind="Deployment",version="v1",le="+Inf"} 1"#,
+            r#"apiserver_watch_events_sizes_sum{group="",kind="Pod",version="v1"} 3500"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 
     #[test]
