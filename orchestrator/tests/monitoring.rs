@@ -409,11 +409,13 @@ fn an_autoscaler_scales_a_deployment_up_under_load_and_down_after_its_window() {
         "--raw",
         "/apis/autoscaling/v1/namespaces/scaling/horizontalpodautoscalers?watch=1&timeoutSeconds=1",
     ]);
-    let event: serde_json::Value =
-        serde_json::from_str(watched.lines().next().unwrap()).unwrap();
+    let event: serde_json::Value = serde_json::from_str(watched.lines().next().unwrap()).unwrap();
     assert_eq!(event["type"], "ADDED");
     assert_eq!(event["object"]["apiVersion"], "autoscaling/v1");
-    assert_eq!(event["object"]["spec"]["targetCPUUtilizationPercentage"], 50);
+    assert_eq!(
+        event["object"]["spec"]["targetCPUUtilizationPercentage"],
+        50
+    );
 
     // Load gone: back to the minimum once the window has passed.
     server.kubectl_ok(&[
@@ -578,7 +580,14 @@ spec:
     ]);
     // One page from one pod to the other, through the Service.
     let page = server.kubectl_ok(&[
-        "exec", "-n", "scraped", "client", "--", "wget", "-qO-", "http://web/",
+        "exec",
+        "-n",
+        "scraped",
+        "client",
+        "--",
+        "wget",
+        "-qO-",
+        "http://web/",
     ]);
     assert!(!page.is_empty());
 
@@ -686,6 +695,20 @@ spec:
     }
     let pods = prometheus.query(r#"apiserver_storage_objects{resource="pods"}"#);
     assert!(sample_value(&pods[0]) >= 1.0, "{pods:?}");
+    // The controllers' work queues: each namespace passed at least once.
+    for name in [
+        r#"workqueue_adds_total{name="deployment"}"#,
+        r#"workqueue_work_duration_seconds_count{name="endpoint"}"#,
+        r#"workqueue_queue_duration_seconds_count{name="replicaset"}"#,
+    ] {
+        let found = prometheus.query(name);
+        assert!(
+            found.len() == 1 && sample_value(&found[0]) >= 1.0,
+            "{name}: {found:?}"
+        );
+    }
+    let depths = prometheus.query("workqueue_depth");
+    assert!(depths.len() >= 10, "a depth per controller: {depths:?}");
     drop(prometheus);
 
     // The kubelet's resource endpoint, as metrics-server reads it.

@@ -106,6 +106,7 @@ pub(super) async fn metrics(State(state): State<ApiState>) -> Response {
         .collect();
     apiserver::write_storage(&mut page_text, &counts);
     apiserver::write_process(&mut page_text);
+    state.registry.work_queues().write(&mut page_text);
     page(page_text.finish())
 }
 

@@ -94,11 +94,15 @@ pub(super) fn serve(
         Some(alias) => (alias.group, alias.version),
         None => (resource.group, resource.version),
     };
-    let events = state.api_metrics.watch_events(group, version, resource.kind);
+    let events = state
+        .api_metrics
+        .watch_events(group, version, resource.kind);
     let resource = resource.clone();
     let alias = alias.cloned();
     let current = resource.api_version();
-    let watched = alias.as_ref().map_or_else(|| current.clone(), Alias::api_version);
+    let watched = alias
+        .as_ref()
+        .map_or_else(|| current.clone(), Alias::api_version);
     let initial_end = query.flag("sendInitialEvents");
     tokio::spawn(async move {
         let _open = open;

@@ -77,7 +77,7 @@ impl CronJobs {
     fn new(registry: Registry) -> CronJobs {
         CronJobs {
             events: Recorder::new(registry.clone(), MANAGER, None),
-            retries: driver::Retries::new(MANAGER),
+            retries: driver::Retries::new(&registry, MANAGER),
             cron_jobs: registry.resource("batch", "CronJob"),
             jobs: registry.resource("batch", "Job"),
             registry,

@@ -61,7 +61,7 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
     let nodes = registry.resource("", "Node");
     let reconciler = DaemonSets {
         events: Recorder::new(registry.clone(), MANAGER, None),
-        retries: driver::Retries::new(MANAGER),
+        retries: driver::Retries::new(&registry, MANAGER),
         history: History::new(registry.clone(), MANAGER, "DaemonSet", HASH_LABEL),
         cached_sets: registry.cache(&sets),
         cached_pods: registry.cache(&pods),

@@ -40,7 +40,7 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
     let replica_sets = registry.resource("apps", "ReplicaSet");
     let reconciler = Deployments {
         events: Recorder::new(registry.clone(), MANAGER, None),
-        retries: driver::Retries::new(MANAGER),
+        retries: driver::Retries::new(&registry, MANAGER),
         registry: registry.clone(),
         deployments: deployments.clone(),
         replica_sets: replica_sets.clone(),

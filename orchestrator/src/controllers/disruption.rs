@@ -37,7 +37,7 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
         cached_pods: registry.cache(&pods),
         registry: registry.clone(),
         budgets: budgets.clone(),
-        retries: driver::Retries::new(MANAGER),
+        retries: driver::Retries::new(&registry, MANAGER),
     };
     driver::run(
         registry,

@@ -3,17 +3,21 @@
 //! on its own: one object's failure is retried with its own back-off and
 //! never stops the others), and come back when a reconcile asks to (a
 //! deadline, a pod turning available, a retry) or when the periodic pass
-//! repairs what a lost watch missed.
+//! repairs what a lost watch missed. The namespaces waiting are the
+//! controller's work queue, counted as client-go counts one
+//! (`workqueue_*`).
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::metrics::workqueue::QueueMetrics;
 use crate::registry::metadata::text;
 use crate::registry::{Error, ListOptions, Registry, Resource, Result};
 
@@ -28,21 +32,32 @@ pub trait Reconciler: Send + Sync + 'static {
 /// (other than by a lost race) is logged at warn and tried again after
 /// 500 ms, doubling with each failure in a row up to five minutes, while
 /// the namespace's other objects go on being reconciled.
-#[derive(Debug)]
 pub struct Retries {
     controller: &'static str,
     /// Failures in a row, by object uid.
     failures: Mutex<HashMap<String, u32>>,
+    /// The controller's queue, which counts the retries.
+    queue: Arc<QueueMetrics>,
+}
+
+impl std::fmt::Debug for Retries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retries")
+            .field("controller", &self.controller)
+            .finish_non_exhaustive()
+    }
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(300);
 
 impl Retries {
-    pub fn new(controller: &'static str) -> Retries {
+    /// The retries of `controller`, running on `registry`.
+    pub fn new(registry: &Registry, controller: &'static str) -> Retries {
         Retries {
             controller,
             failures: Mutex::default(),
+            queue: queue_of(registry, controller),
         }
     }
 
@@ -51,6 +66,7 @@ impl Retries {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let count = failures.entry(uid(object)).or_insert(0);
         *count = count.saturating_add(1);
+        self.queue.retried();
         FIRST_RETRY
             .saturating_mul(2u32.saturating_pow((*count - 1).min(20)))
             .min(LAST_RETRY)
@@ -158,6 +174,59 @@ impl From<Resource> for Watched {
     }
 }
 
+/// The metrics of `controller`'s queue, under the name
+/// kube-controller-manager gives it.
+fn queue_of(registry: &Registry, controller: &str) -> Arc<QueueMetrics> {
+    let name = match controller {
+        "deployment-controller" => "deployment",
+        "replicaset-controller" => "replicaset",
+        "replication-controller" => "replicationmanager",
+        "job-controller" => "job",
+        "cronjob-controller" => "cronjob",
+        "daemonset-controller" => "daemonset",
+        "statefulset-controller" => "statefulset",
+        "disruption-controller" => "disruption",
+        "endpoint-controller" => "endpoint",
+        "garbage-collector" => "garbage_collector_attempt_to_delete",
+        "resourcequota-controller" => "resourcequota_primary",
+        "persistentvolume-controller" => "volumes",
+        "root-ca-cert-publisher" => "root_ca_cert_publisher",
+        "service-account-controller" => "serviceaccount",
+        "clusterrole-aggregation-controller" => "ClusterRoleAggregator",
+        other => other,
+    };
+    registry.work_queues().queue(name)
+}
+
+/// The namespaces waiting for a pass, with when each began to wait.
+struct Dirty {
+    waiting: BTreeMap<String, Instant>,
+    queue: Arc<QueueMetrics>,
+}
+
+impl Dirty {
+    /// `namespace` waits (if it was not waiting already).
+    fn add(&mut self, namespace: String) {
+        if let Entry::Vacant(entry) = self.waiting.entry(namespace) {
+            entry.insert(Instant::now());
+            self.queue.added();
+        }
+    }
+
+    fn extend(&mut self, namespaces: impl IntoIterator<Item = String>) {
+        namespaces.into_iter().for_each(|n| self.add(n));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Every waiting namespace, with when it began to wait.
+    fn take(&mut self) -> BTreeMap<String, Instant> {
+        std::mem::take(&mut self.waiting)
+    }
+}
+
 /// Runs `reconciler` over the namespaces of `watched` until `stop` turns
 /// true.
 pub async fn run<R: Reconciler>(
@@ -177,7 +246,11 @@ pub async fn run<R: Reconciler>(
     }
     let mut tick = tokio::time::interval(pace.resync);
     let mut last_pass = Instant::now() - pace.batch;
-    let mut dirty = BTreeSet::new();
+    let queue = queue_of(&registry, name);
+    let mut dirty = Dirty {
+        waiting: BTreeMap::new(),
+        queue: Arc::clone(&queue),
+    };
     let mut due: BTreeMap<String, Instant> = BTreeMap::new();
     let mut everything = true;
     loop {
@@ -191,20 +264,20 @@ pub async fn run<R: Reconciler>(
                 tokio::time::sleep(pace.batch - since).await;
                 while let Ok(more) = changed.try_recv() {
                     match more {
-                        Some(namespace) => {
-                            dirty.insert(namespace);
-                        }
+                        Some(namespace) => dirty.add(namespace),
                         None => dirty.extend(namespaces(&registry)),
                     }
                 }
             }
             last_pass = Instant::now();
         }
-        for namespace in std::mem::take(&mut dirty) {
+        for (namespace, waiting_since) in dirty.take() {
+            let _working = queue.taken(waiting_since.elapsed());
             let again = match reconciler.reconcile(&namespace).await {
                 Ok(again) => again,
                 Err(e) => {
                     tracing::warn!("{name}: namespace {namespace}: {e}; retrying");
+                    queue.retried();
                     Some(FIRST_RETRY)
                 }
             };
@@ -224,7 +297,7 @@ pub async fn run<R: Reconciler>(
                 }
                 for change in all {
                     match change {
-                        Some(namespace) => { dirty.insert(namespace); }
+                        Some(namespace) => dirty.add(namespace),
                         None => lost = true,
                     }
                 }
@@ -235,7 +308,7 @@ pub async fn run<R: Reconciler>(
                 let ready: Vec<String> = due.iter().filter(|(_, at)| **at <= now).map(|(n, _)| n.clone()).collect();
                 for namespace in ready {
                     due.remove(&namespace);
-                    dirty.insert(namespace);
+                    dirty.add(namespace);
                 }
             }
             _ = tick.tick() => everything = true,
@@ -308,7 +381,12 @@ mod tests {
 
     #[test]
     fn a_failing_object_backs_off_alone_and_resets_on_success() {
-        let retries = Retries::new("test");
+        let queues = crate::metrics::workqueue::WorkQueues::default();
+        let retries = Retries {
+            controller: "test",
+            failures: Mutex::default(),
+            queue: queues.queue("test"),
+        };
         let (bad, good) = (
             json!({"metadata": {"uid": "bad", "name": "bad"}}),
             json!({"metadata": {"uid": "good", "name": "good"}}),

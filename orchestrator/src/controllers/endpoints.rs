@@ -52,7 +52,7 @@ pub async fn run(registry: Registry, stop: watch::Receiver<bool>) {
     let reconciler = Controller {
         registry: registry.clone(),
         kinds,
-        retries: driver::Retries::new(ENDPOINTS_MANAGER),
+        retries: driver::Retries::new(&registry, ENDPOINTS_MANAGER),
     };
     driver::run(
         registry,

@@ -86,7 +86,7 @@ pub async fn run(registry: Registry, backoff: Backoff, stop: tokio::sync::watch:
         jobs: jobs.clone(),
         pods: pods.clone(),
         backoff,
-        retries: driver::Retries::new(MANAGER),
+        retries: driver::Retries::new(&registry, MANAGER),
     };
     driver::run(
         registry,

@@ -77,7 +77,7 @@ pub async fn run(flavor: Flavor, registry: Registry, stop: tokio::sync::watch::R
     let pods = registry.resource("", "Pod");
     let reconciler = ReplicaSets {
         flavor,
-        retries: driver::Retries::new(flavor.manager),
+        retries: driver::Retries::new(&registry, flavor.manager),
         events: Recorder::new(registry.clone(), flavor.manager, None),
         registry: registry.clone(),
         cached_sets: registry.cache(&replica_sets),

@@ -52,7 +52,7 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
     let reconciler = Quotas {
         registry: registry.clone(),
         quotas,
-        retries: driver::Retries::new(NAME),
+        retries: driver::Retries::new(&registry, NAME),
     };
     driver::run(
         registry,

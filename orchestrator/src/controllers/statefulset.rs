@@ -52,7 +52,7 @@ pub async fn run(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
     let pods = registry.resource("", "Pod");
     let reconciler = StatefulSets {
         events: Recorder::new(registry.clone(), MANAGER, None),
-        retries: driver::Retries::new(MANAGER),
+        retries: driver::Retries::new(&registry, MANAGER),
         history: History::new(
             registry.clone(),
             MANAGER,

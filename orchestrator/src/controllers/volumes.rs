@@ -61,7 +61,7 @@ pub async fn run(registry: Registry, data_dir: PathBuf, stop: watch::Receiver<bo
     ];
     let reconciler = Volumes {
         recorder: Recorder::new(registry.clone(), MANAGER, None),
-        retries: driver::Retries::new(MANAGER),
+        retries: driver::Retries::new(&registry, MANAGER),
         registry: registry.clone(),
         kinds,
         root: crate::kubelet::host_paths::provisioned_dir(&data_dir),

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::exposition::Page;
+use super::exposition::{Histogram, Page};
 
 /// The API server's latency buckets, in seconds.
 const BUCKETS: [f64; 23] = [
@@ -58,52 +58,6 @@ impl RequestKind {
             ("verb", &self.verb),
             ("version", &self.version),
         ]
-    }
-}
-
-/// A Prometheus histogram over fixed bounds.
-struct Histogram {
-    bounds: &'static [f64],
-    /// Counts per bucket (not cumulative; summed when written).
-    buckets: Vec<u64>,
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram {
-            bounds,
-            buckets: vec![0; bounds.len()],
-            count: 0,
-            sum: 0.0,
-        }
-    }
-
-    fn observe(&mut self, value: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
-            self.buckets[i] += 1;
-        }
-        self.count += 1;
-        self.sum += value;
-    }
-
-    /// Writes `name`'s `_bucket`, `_sum` and `_count` samples.
-    fn write(&self, page: &mut Page, name: &str, labels: &[(&str, &str)]) {
-        let bucket = format!("{name}_bucket");
-        let mut cumulative = 0;
-        for (bound, count) in self.bounds.iter().zip(&self.buckets) {
-            cumulative += count;
-            let le = bound.to_string();
-            let mut with = labels.to_vec();
-            with.push(("le", &le));
-            page.sample(&bucket, &with, cumulative as f64, None);
-        }
-        let mut with = labels.to_vec();
-        with.push(("le", "+Inf"));
-        page.sample(&bucket, &with, self.count as f64, None);
-        page.sample(&format!("{name}_sum"), labels, self.sum, None);
-        page.sample(&format!("{name}_count"), labels, self.count as f64, None);
     }
 }
 
@@ -286,7 +240,7 @@ impl ApiMetrics {
             "[ALPHA] Number of events sent in watch clients",
         );
         for (key, events) in &watched {
-            let count = events.0.lock().unwrap_or_else(|e| e.into_inner()).count;
+            let count = events.0.lock().unwrap_or_else(|e| e.into_inner()).count();
             page.sample(
                 "apiserver_watch_events_total",
                 &watch_labels(key),
@@ -300,11 +254,11 @@ impl ApiMetrics {
             "[ALPHA] Watch event size distribution in bytes",
         );
         for (key, events) in &watched {
-            events
-                .0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .write(page, "apiserver_watch_events_sizes", &watch_labels(key));
+            events.0.lock().unwrap_or_else(|e| e.into_inner()).write(
+                page,
+                "apiserver_watch_events_sizes",
+                &watch_labels(key),
+            );
         }
     }
 }
@@ -471,7 +425,9 @@ mod tests {
         let pods = metrics.watch_events("", "v1", "Pod");
         pods.sent(500);
         pods.sent(3000);
-        metrics.watch_events("apps", "v1", "Deployment").sent(200_000);
+        metrics
+            .watch_events("apps", "v1", "Deployment")
+            .sent(200_000);
         let mut page = Page::default();
         metrics.write(&mut page);
         let text = page.finish();

@@ -1,6 +1,7 @@
 //! The Prometheus text exposition format (0.0.4), as a stock Prometheus
 //! scrapes it: families with their HELP and TYPE, samples with escaped
-//! label values, an optional timestamp in milliseconds.
+//! label values, an optional timestamp in milliseconds; and the
+//! histograms written into it.
 
 use std::fmt::Write;
 
@@ -53,7 +54,9 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// A value as Prometheus reads it: integers without a fraction, `+Inf`.
+/// A value as Go's Prometheus client writes it (the shortest `%g`:
+/// `0.005`, `131072`, `1e-08`, `2.4576e+07`), so that values and bucket
+/// bounds read the same as a Kubernetes component's; `+Inf`.
 fn number(value: f64) -> String {
     if value.is_infinite() {
         return if value > 0.0 {
@@ -65,15 +68,91 @@ fn number(value: f64) -> String {
     if value.is_nan() {
         return "NaN".into();
     }
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        return format!("{}", value as i64);
+    if value == 0.0 {
+        return "0".into();
     }
-    format!("{value}")
+    let scientific = format!("{value:e}");
+    let (mantissa, exponent) = scientific.split_once('e').expect("{:e} writes an exponent");
+    let exponent: i32 = exponent.parse().expect("{:e} writes a number");
+    if (-4..6).contains(&exponent) {
+        return format!("{value}");
+    }
+    let sign = if exponent < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exponent.abs())
+}
+
+/// A Prometheus histogram over fixed bounds.
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Counts per bucket (not cumulative; summed when written).
+    buckets: Vec<u64>,
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: vec![0; bounds.len()],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += value;
+    }
+
+    /// Writes `name`'s `_bucket`, `_sum` and `_count` samples.
+    pub fn write(&self, page: &mut Page, name: &str, labels: &[(&str, &str)]) {
+        let bucket = format!("{name}_bucket");
+        let mut cumulative = 0;
+        for (bound, count) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += count;
+            let le = number(*bound);
+            let mut with = labels.to_vec();
+            with.push(("le", &le));
+            page.sample(&bucket, &with, cumulative as f64, None);
+        }
+        let mut with = labels.to_vec();
+        with.push(("le", "+Inf"));
+        page.sample(&bucket, &with, self.count as f64, None);
+        page.sample(&format!("{name}_sum"), labels, self.sum, None);
+        page.sample(&format!("{name}_count"), labels, self.count as f64, None);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_written_as_gos_client_writes_them() {
+        for (value, written) in [
+            (0.0, "0"),
+            (1.0, "1"),
+            (0.005, "0.005"),
+            (0.0001, "0.0001"),
+            (1e-8, "1e-08"),
+            (131072.0, "131072"),
+            (1048576.0, "1.048576e+06"),
+            (24576000.0, "2.4576e+07"),
+            (-2.5, "-2.5"),
+            (f64::INFINITY, "+Inf"),
+        ] {
+            assert_eq!(number(value), written, "{value}");
+        }
+    }
 
     #[test]
     fn families_and_samples_as_prometheus_reads_them() {

@@ -70,8 +70,11 @@ pub fn cadvisor(metrics: &ResourceMetrics) -> String {
     page.finish()
 }
 
+/// What one network family reads of a pod's counters.
+type NetworkValue = fn(&NetworkCounts) -> u64;
+
 /// A pod's bytes in and out, under cAdvisor's names.
-const NETWORK_FAMILIES: [(&str, &str, fn(&NetworkCounts) -> u64); 2] = [
+const NETWORK_FAMILIES: [(&str, &str, NetworkValue); 2] = [
     (
         "container_network_receive_bytes_total",
         "Cumulative count of bytes received",

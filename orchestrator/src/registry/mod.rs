@@ -194,6 +194,9 @@ pub struct Registry {
     /// until the object is written, and while they are recounted.
     quota_locks:
         Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The work queues of the controllers running on this registry, for
+    /// `/metrics` (until the controllers have a context of their own).
+    work_queues: Arc<crate::metrics::workqueue::WorkQueues>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -233,7 +236,13 @@ impl Registry {
             rbac_written,
             cluster_ca: Arc::default(),
             quota_locks: Arc::default(),
+            work_queues: Arc::default(),
         }
+    }
+
+    /// The work queues' metrics of the controllers on this registry.
+    pub fn work_queues(&self) -> &crate::metrics::workqueue::WorkQueues {
+        &self.work_queues
     }
 
     /// The API is served over HTTPS under the CA `pem`.

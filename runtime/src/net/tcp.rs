@@ -286,10 +286,7 @@ impl tcp::HostTcpSocket for PodTcpView<'_> {
                 let (ours, theirs) = if Arc::ptr_eq(&target, &s.net) {
                     (ours, theirs)
                 } else {
-                    (
-                        ours.metered(s.net.meter()),
-                        theirs.metered(target.meter()),
-                    )
+                    (ours.metered(s.net.meter()), theirs.metered(target.meter()))
                 };
                 let delivered = target
                     .deliver(port, theirs, local)
