@@ -377,6 +377,7 @@ pub fn write_process(page: &mut Page) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::exposition::assert_lines;
 
     fn list_pods() -> RequestKind {
         RequestKind {
@@ -431,17 +432,18 @@ mod tests {
         let mut page = Page::default();
         metrics.write(&mut page);
         let text = page.finish();
-        for line in [
-            r#"apiserver_watch_events_total{group="",kind="Pod",version="v1"} 2"#,
-            r#"apiserver_watch_events_total{group="apps",kind="Deployment",version="v1"} 1"#,
-            r#"apiserver_watch_events_sizes_bucket{group="",kind="Pod",version="v1",le="1024"} 1"#,
-            r#"apiserver_watch_events_sizes_bucket{group="",kind="Pod",version="v1",le="4096"} 2"#,
-            r#"apiserver_watch_events_sizes_bucket{group="apps",kind="Deployment",version="v1",le="131072"} 0"#,
-            r#"apiserver_watch_events_sizes_bucket{group="apps",kind="Deployment",version="v1",le="+Inf"} 1"#,
-            r#"apiserver_watch_events_sizes_sum{group="",kind="Pod",version="v1"} 3500"#,
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line} in {text}");
-        }
+        assert_lines(
+            &text,
+            &[
+                r#"apiserver_watch_events_total{group="",kind="Pod",version="v1"} 2"#,
+                r#"apiserver_watch_events_total{group="apps",kind="Deployment",version="v1"} 1"#,
+                r#"apiserver_watch_events_sizes_bucket{group="",kind="Pod",version="v1",le="1024"} 1"#,
+                r#"apiserver_watch_events_sizes_bucket{group="",kind="Pod",version="v1",le="4096"} 2"#,
+                r#"apiserver_watch_events_sizes_bucket{group="apps",kind="Deployment",version="v1",le="131072"} 0"#,
+                r#"apiserver_watch_events_sizes_bucket{group="apps",kind="Deployment",version="v1",le="+Inf"} 1"#,
+                r#"apiserver_watch_events_sizes_sum{group="",kind="Pod",version="v1"} 3500"#,
+            ],
+        );
     }
 
     #[test]

@@ -132,6 +132,14 @@ impl Histogram {
     }
 }
 
+/// Asserts that `page` has each of `lines`, whole.
+#[cfg(test)]
+pub(crate) fn assert_lines(page: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(page.lines().any(|l| l == *line), "{line} in {page}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,6 +188,7 @@ impl Drop for Working {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::exposition::assert_lines;
 
     #[test]
     fn a_queue_counts_adds_depth_retries_and_times_its_items() {
@@ -200,17 +201,18 @@ mod tests {
         let mut page = Page::default();
         queues.write(&mut page);
         let during = page.finish();
-        for line in [
-            r#"workqueue_adds_total{name="deployment"} 2"#,
-            r#"workqueue_depth{name="deployment"} 1"#,
-            r#"workqueue_retries_total{name="deployment"} 1"#,
-            r#"workqueue_queue_duration_seconds_bucket{name="deployment",le="1e-08"} 0"#,
-            r#"workqueue_queue_duration_seconds_bucket{name="deployment",le="0.001"} 0"#,
-            r#"workqueue_queue_duration_seconds_bucket{name="deployment",le="0.01"} 1"#,
-            r#"workqueue_work_duration_seconds_count{name="deployment"} 0"#,
-        ] {
-            assert!(during.lines().any(|l| l == line), "{line} in {during}");
-        }
+        assert_lines(
+            &during,
+            &[
+                r#"workqueue_adds_total{name="deployment"} 2"#,
+                r#"workqueue_depth{name="deployment"} 1"#,
+                r#"workqueue_retries_total{name="deployment"} 1"#,
+                r#"workqueue_queue_duration_seconds_bucket{name="deployment",le="1e-08"} 0"#,
+                r#"workqueue_queue_duration_seconds_bucket{name="deployment",le="0.001"} 0"#,
+                r#"workqueue_queue_duration_seconds_bucket{name="deployment",le="0.01"} 1"#,
+                r#"workqueue_work_duration_seconds_count{name="deployment"} 0"#,
+            ],
+        );
         assert!(
             !during
                 .lines()
@@ -221,12 +223,13 @@ mod tests {
         let mut page = Page::default();
         queues.write(&mut page);
         let after = page.finish();
-        for line in [
-            r#"workqueue_work_duration_seconds_count{name="deployment"} 1"#,
-            r#"workqueue_longest_running_processor_seconds{name="deployment"} 0"#,
-            r#"workqueue_unfinished_work_seconds{name="deployment"} 0"#,
-        ] {
-            assert!(after.lines().any(|l| l == line), "{line} in {after}");
-        }
+        assert_lines(
+            &after,
+            &[
+                r#"workqueue_work_duration_seconds_count{name="deployment"} 1"#,
+                r#"workqueue_longest_running_processor_seconds{name="deployment"} 0"#,
+                r#"workqueue_unfinished_work_seconds{name="deployment"} 0"#,
+            ],
+        );
     }
 }
