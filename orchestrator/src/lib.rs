@@ -60,6 +60,8 @@ pub mod auth;
 #[doc(hidden)]
 pub mod cidr;
 #[doc(hidden)]
+pub mod config_file;
+#[doc(hidden)]
 pub mod controllers;
 #[doc(hidden)]
 pub mod cron;
@@ -99,6 +101,8 @@ pub mod scheduler;
 pub mod schema;
 #[doc(hidden)]
 pub mod server;
+#[doc(hidden)]
+pub mod service;
 #[doc(hidden)]
 pub mod store;
 #[doc(hidden)]

@@ -15,14 +15,42 @@ use wasmkube_runtime::Backoff;
 #[command(
     name = "wasmkube",
     version,
-    about = "Kubernetes-compatible orchestrator of WebAssembly (WASI) containers"
+    about = "Kubernetes-compatible orchestrator of WebAssembly (WASI) containers",
+    // A flag given again (after a config file's) takes the last value.
+    args_override_self = true
 )]
 struct Cli {
     /// Data directory: images, compile cache, pods [default: $WASMKUBE_DATA_DIR or ~/.local/share/wasmkube]
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// How log lines are written to stderr: text (in colour only on a terminal) or json (one object per line); $WASMKUBE_LOG picks what is logged
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr what `$WASMKUBE_LOG` selects (warnings by default), in
+/// `format`; colour only when stderr is a terminal, so a file or the
+/// journal gets plain text.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WASMKUBE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -37,6 +65,7 @@ enum Command {
         restart_backoff: Duration,
     },
     /// Run a single-node cluster: the Kubernetes API (HTTPS), scheduler, kubelet and controllers
+    #[command(args_override_self = true)]
     Serve(Box<ServeFlags>),
     /// Manage the local image store: pull, import, list, remove
     #[command(subcommand)]
@@ -61,6 +90,9 @@ enum Command {
 /// `wasmkube serve`'s flags.
 #[derive(clap::Args)]
 struct ServeFlags {
+    /// Read flags from this YAML file, each key a flag's long name (`max-pods: 200`; a list repeats the flag), as k3s's config.yaml; flags on the command line win
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Address to serve the API on (port 0 picks a free port)
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
@@ -119,8 +151,14 @@ struct ServeFlags {
     image_gc: ImageGcFlags,
 }
 
-/// `wasmkube serve`: the cluster behind HTTPS until Ctrl-C or SIGTERM.
-async fn serve(builder: ClusterBuilder, data_dir: &Path) -> anyhow::Result<()> {
+/// `wasmkube serve`: the cluster behind HTTPS until Ctrl-C or SIGTERM,
+/// telling a service manager (systemd's `Type=notify`) when it is ready
+/// and when it stops.
+async fn serve(
+    builder: ClusterBuilder,
+    data_dir: &Path,
+    log_format: LogFormat,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let cluster = builder.start().await.context("starting the cluster")?;
     let url = cluster.api_url().unwrap_or_default().to_string();
@@ -137,21 +175,50 @@ async fn serve(builder: ClusterBuilder, data_dir: &Path) -> anyhow::Result<()> {
     println!("  kubectl get nodes");
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    tracing::info!("serving the Kubernetes API on {url}");
+    notify_service_manager(&format!(
+        "READY=1\nSTATUS=Serving the Kubernetes API on {url}"
+    ));
     wasmkube::play::shutdown_signal().await;
-    eprintln!("wasmkube: stopping pods and closing the store");
+    notify_service_manager("STOPPING=1\nSTATUS=Stopping pods and closing the store");
+    match log_format {
+        LogFormat::Text => eprintln!("wasmkube: stopping pods and closing the store"),
+        // Every line of a JSON log is a record.
+        LogFormat::Json => tracing::info!("stopping pods and closing the store"),
+    }
     cluster.shutdown().await;
     Ok(())
 }
 
+fn notify_service_manager(state: &str) {
+    if let Err(e) = wasmkube::service::notify(state) {
+        tracing::warn!("could not notify the service manager: {e}");
+    }
+}
+
+/// The command line with the flags of `serve --config FILE` in place,
+/// before the command line's own; exits with the reason (as a bad flag
+/// does) when the file cannot be used.
+fn with_config_file(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let serve = command
+        .find_subcommand("serve")
+        .expect("serve is a subcommand");
+    let known: Vec<&str> = command
+        .get_arguments()
+        .chain(serve.get_arguments())
+        .filter_map(|a| a.get_long())
+        .collect();
+    wasmkube::config_file::expand(args, "serve", &known).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    })
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WASMKUBE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(with_config_file(std::env::args_os().collect()));
+    init_logging(cli.log_format);
     let data_dir = cli
         .data_dir
         .unwrap_or_else(wasmkube::data_dir::default_data_dir);
@@ -186,6 +253,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Serve(flags) => {
             let ServeFlags {
+                // Read before parsing, by `with_config_file`.
+                config: _,
                 listen,
                 insecure_http,
                 node_name,
@@ -238,7 +307,7 @@ fn main() -> anyhow::Result<()> {
                     .into_iter()
                     .fold(builder, ClusterBuilder::allow_host_path),
             };
-            let result = runtime.block_on(serve(builder, &data_dir));
+            let result = runtime.block_on(serve(builder, &data_dir, cli.log_format));
             runtime.shutdown_timeout(Duration::from_secs(2));
             result
         }
