@@ -158,13 +158,14 @@ fn kubectl_top_shows_a_cpu_burner_and_a_memory_hog() {
     let metrics: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(metrics["kind"], "PodMetrics");
     assert_eq!(metrics["metadata"]["labels"]["app"], "hog");
-    // A Go duration: `1.000251s`, or `998.2ms` when a scrape came early.
+    // A Go duration: `1.000251s`, or `395.1ms` when the container
+    // started after the scrape before (it is measured from its start).
     let window = metrics["window"].as_str().unwrap();
     let seconds: f64 = match window.strip_suffix("ms") {
         Some(ms) => ms.parse::<f64>().unwrap() / 1000.0,
         None => window.strip_suffix('s').unwrap().parse().unwrap(),
     };
-    assert!((0.5..10.0).contains(&seconds), "{window}");
+    assert!(seconds > 0.0 && seconds < 10.0, "{window}");
     assert!(metrics["timestamp"].as_str().unwrap().ends_with('Z'));
     assert_eq!(metrics["containers"][0]["name"], "hog");
 
