@@ -85,6 +85,25 @@ enum Command {
         #[arg(long, default_value_t = wasmkube::server::kubeconfig::USER_CERTIFICATE_DAYS)]
         days: i64,
     },
+    /// Compile the component on stdin to OUTPUT: `serve` runs this in a
+    /// child, so Cranelift's memory never stays in the server
+    #[command(hide = true)]
+    CompileComponent {
+        #[arg(long)]
+        output: PathBuf,
+        /// For the pooled engine HTTP handlers run on
+        #[arg(long)]
+        pooled: bool,
+    },
+}
+
+/// Compiling in a child of this very binary (the file it was started
+/// from, even when an upgrade replaced it since).
+fn child_compiler() -> wasmkube_runtime::engine::Compiler {
+    wasmkube_runtime::engine::Compiler::Child {
+        program: PathBuf::from("/proc/self/exe"),
+        args: vec!["compile-component".into()],
+    }
 }
 
 /// `wasmkube serve`'s flags.
@@ -297,7 +316,8 @@ fn main() -> anyhow::Result<()> {
                     horizontal_pod_autoscaler_downscale_stabilization,
                 )
                 .registry(registry.config()?)
-                .image_gc(image_gc, image_gc_period);
+                .image_gc(image_gc, image_gc_period)
+                .compiler(child_compiler());
             if let Some(host) = registry.default_registry {
                 builder = builder.default_registry(host);
             }
@@ -329,6 +349,9 @@ fn main() -> anyhow::Result<()> {
             )?;
             print!("{text}");
             Ok(())
+        }
+        Command::CompileComponent { output, pooled } => {
+            Ok(wasmkube_runtime::engine::compile_child(&output, pooled)?)
         }
     }
 }

@@ -416,7 +416,13 @@ impl Client {
 /// they stayed open.
 #[test]
 fn the_api_answers_while_idle_connections_crowd_it() {
-    let server = Server::start_with_open_file_limit(1024);
+    let server = Server::start_confined(
+        &[],
+        server::Confinement {
+            open_files: Some(1024),
+            ..Default::default()
+        },
+    );
     let client = Client::new(&server);
     let (address, _, _) = server.client_config();
     let runtime = tokio::runtime::Runtime::new().unwrap();

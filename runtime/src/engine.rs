@@ -57,6 +57,27 @@ pub enum Purpose {
     Handler,
 }
 
+/// Where components are compiled.
+#[derive(Debug, Clone, Default)]
+pub enum Compiler {
+    /// In this process. What Cranelift freed is handed back to the system,
+    /// but what its allocations fragmented stays (some tens of MB after a
+    /// few images).
+    #[default]
+    InProcess,
+    /// In a child process, `program` with `args`, then
+    /// `--output PATH [--pooled]`: it reads the component on stdin and
+    /// writes the compiled code to PATH with [`compile_child`]'s engine
+    /// settings, so compiling leaves nothing behind in this one. Where the
+    /// child fails to start, this process compiles.
+    Child {
+        /// The program, usually this very binary (`/proc/self/exe`).
+        program: PathBuf,
+        /// Its arguments before `--output`, e.g. a hidden subcommand.
+        args: Vec<String>,
+    },
+}
+
 /// One wasmtime engine and the components loaded into it.
 struct Flavour {
     engine: wasmtime::Engine,
@@ -92,6 +113,10 @@ pub struct Engine {
     /// How many components this engine had to compile (not found in the
     /// cache): what the cache saves is visible, and testable.
     compilations: std::sync::atomic::AtomicU64,
+    compiler: Compiler,
+    /// One compilation at a time: each is parallel already, and two at
+    /// once would double the peak memory a small device must have.
+    compiling: Mutex<()>,
     ticker: Arc<Ticker>,
 }
 
@@ -100,6 +125,13 @@ fn base_config() -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    config
+}
+
+/// The handler engine's settings: the shared ones, instances from a pool.
+fn pooled_config() -> wasmtime::Config {
+    let mut config = base_config();
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool()));
     config
 }
 
@@ -123,7 +155,7 @@ fn pool() -> wasmtime::PoolingAllocationConfig {
 impl Engine {
     /// Creates the commands' engine with epoch interruption on and starts
     /// the ticker.
-    pub fn new(cache_dir: &Path, tick: Duration) -> Result<Self, Error> {
+    pub fn new(cache_dir: &Path, tick: Duration, compiler: Compiler) -> Result<Self, Error> {
         let commands = Flavour::new(&base_config()).map_err(Error::Config)?;
         std::fs::create_dir_all(cache_dir).map_err(|source| Error::Cache {
             path: cache_dir.to_path_buf(),
@@ -136,6 +168,8 @@ impl Engine {
             handlers,
             cache_dir: cache_dir.to_path_buf(),
             compilations: std::sync::atomic::AtomicU64::new(0),
+            compiler,
+            compiling: Mutex::new(()),
             ticker,
         })
     }
@@ -159,9 +193,7 @@ impl Engine {
     fn pooled(&self) -> Option<&Flavour> {
         self.handlers
             .get_or_init(|| {
-                let mut config = base_config();
-                config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool()));
-                match Flavour::new(&config) {
+                match Flavour::new(&pooled_config()) {
                     Ok(flavour) => Some(flavour),
                     Err(e) => {
                         tracing::warn!(
@@ -251,52 +283,153 @@ impl Engine {
         let path = self
             .cache_dir
             .join(format!("{hex}-{}.cwasm", flavour.settings_key));
-        let component = match load_cached(&flavour.engine, &path) {
-            Some(c) => c,
-            None => {
-                let bytes = bytes().map_err(|source| Error::Cache {
-                    path: path.clone(),
-                    source,
-                })?;
-                self.compilations.fetch_add(1, Ordering::Relaxed);
-                let compiled = flavour
-                    .engine
-                    .precompile_component(&bytes)
-                    .map_err(|source| Error::Compile {
-                        digest: digest.to_string(),
-                        source,
-                    })?;
-                // Two servers on one cache may compile one image at once: each
-                // writes its own temporary file, and the last rename wins with
-                // the same bytes.
-                static WRITES: AtomicUsize = AtomicUsize::new(0);
-                let tmp = path.with_extension(format!(
-                    "tmp{}-{}",
-                    std::process::id(),
-                    WRITES.fetch_add(1, Ordering::Relaxed)
-                ));
-                let written =
-                    std::fs::write(&tmp, &compiled).and_then(|()| std::fs::rename(&tmp, &path));
-                if let Err(e) = written {
-                    let _ = std::fs::remove_file(&tmp);
-                    tracing::warn!(path = %path.display(), "could not cache compiled component: {e}");
-                }
-                // SAFETY: `compiled` was produced by `precompile_component` of
-                // this very engine a moment ago.
-                unsafe { Component::deserialize(&flavour.engine, &compiled) }.map_err(|source| {
-                    Error::Compile {
-                        digest: digest.to_string(),
-                        source,
-                    }
-                })?
-            }
+        if let Some(c) = load_cached(&flavour.engine, &path) {
+            return Ok(c);
+        }
+        let bytes = bytes().map_err(|source| Error::Cache {
+            path: path.clone(),
+            source,
+        })?;
+        let compile_error = |source| Error::Compile {
+            digest: digest.to_string(),
+            source,
         };
-        Ok(component)
+        let _turn = self.compiling.lock().unwrap_or_else(|e| e.into_inner());
+        self.compilations.fetch_add(1, Ordering::Relaxed);
+        // Two servers on one cache may compile one image at once: each
+        // writes its own temporary file, and the last rename wins with the
+        // same bytes.
+        static WRITES: AtomicUsize = AtomicUsize::new(0);
+        let tmp = path.with_extension(format!(
+            "tmp{}-{}",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let pooled = !std::ptr::eq(flavour, &self.commands);
+        if let Compiler::Child { program, args } = &self.compiler {
+            match compile_in_child(program, args, &bytes, &tmp, pooled) {
+                Ok(()) => {
+                    let cached = std::fs::rename(&tmp, &path)
+                        .ok()
+                        .and_then(|()| load_cached(&flavour.engine, &path));
+                    if let Some(c) = cached {
+                        return Ok(c);
+                    }
+                }
+                Err(e) => tracing::warn!(digest, "compiling in this process: {e}"),
+            }
+            let _ = std::fs::remove_file(&tmp);
+        }
+        let compiled = flavour.engine.precompile_component(&bytes);
+        drop(bytes);
+        // Cranelift's working memory is free now but still held by the
+        // allocator's arenas: give it back.
+        release_free_heap();
+        let compiled = compiled.map_err(compile_error)?;
+        let written = std::fs::write(&tmp, &compiled).and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = &written {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!(path = %path.display(), "could not cache compiled component: {e}");
+        }
+        // Run from the cache file where there is one: its pages are the page
+        // cache's, dropped under pressure and shared with every later load,
+        // rather than a private copy.
+        match written
+            .ok()
+            .and_then(|()| load_cached(&flavour.engine, &path))
+        {
+            Some(c) => Ok(c),
+            // SAFETY: `compiled` was produced by `precompile_component` of
+            // this very engine a moment ago.
+            None => {
+                unsafe { Component::deserialize(&flavour.engine, &compiled) }.map_err(compile_error)
+            }
+        }
     }
 
     /// Components compiled so far (rather than loaded from the cache).
     pub fn compilations(&self) -> u64 {
         self.compilations.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs `program args… --output OUTPUT [--pooled]` with `component` on
+/// its stdin, as [`Compiler::Child`] describes.
+fn compile_in_child(
+    program: &Path,
+    args: &[String],
+    component: &[u8],
+    output: &Path,
+    pooled: bool,
+) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(program);
+    command.args(args).arg("--output").arg(output);
+    if pooled {
+        command.arg("--pooled");
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", program.display()))?;
+    let mut stdin = child.stdin.take().expect("stdin was piped");
+    let fed = stdin.write_all(component);
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for {}: {e}", program.display()))?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "{} {}: {}",
+            program.display(),
+            out.status,
+            said.trim()
+        ));
+    }
+    fed.map_err(|e| format!("feeding {}: {e}", program.display()))
+}
+
+/// The child's side of [`Compiler::Child`]: compiles the component on
+/// stdin for the commands' engine (or, `pooled`, the handlers') and writes
+/// the code to `output`. The caller is this crate's engine in another
+/// process of the same binary, which checks the code's settings on load.
+pub fn compile_child(output: &Path, pooled: bool) -> Result<(), Error> {
+    use std::io::Read;
+    let config = if pooled {
+        pooled_config()
+    } else {
+        base_config()
+    };
+    let engine = wasmtime::Engine::new(&config).map_err(Error::Config)?;
+    let io = |source| Error::Cache {
+        path: output.to_path_buf(),
+        source,
+    };
+    let mut component = Vec::new();
+    std::io::stdin().read_to_end(&mut component).map_err(io)?;
+    let compiled = engine
+        .precompile_component(&component)
+        .map_err(|source| Error::Compile {
+            digest: "from stdin".into(),
+            source,
+        })?;
+    std::fs::write(output, compiled).map_err(io)
+}
+
+/// Returns the heap's free pages to the system. glibc's allocator keeps
+/// what a thread freed in that thread's arena, so the hundreds of
+/// megabytes a compilation uses (on every rayon thread) would otherwise
+/// stay in the process for good.
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the kernel; it takes
+    // the allocator's own locks and touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

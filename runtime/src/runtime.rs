@@ -116,6 +116,8 @@ pub struct RuntimeConfig {
     /// The embedder's own interfaces, linked into the containers granted
     /// them ([`ContainerSpec::host_interfaces`](crate::ContainerSpec)).
     pub host_interfaces: crate::host::HostInterfaces,
+    /// Where images are compiled (default: in this process).
+    pub compiler: crate::engine::Compiler,
 }
 
 impl RuntimeConfig {
@@ -133,6 +135,7 @@ impl RuntimeConfig {
             registry: RegistryConfig::default(),
             default_registry: None,
             host_interfaces: crate::host::HostInterfaces::default(),
+            compiler: crate::engine::Compiler::InProcess,
         }
     }
 }
@@ -203,7 +206,11 @@ impl Runtime {
             .map_err(io("creating the data directory"))?;
         raise_open_file_limit();
         let artifacts = config.artifacts_dir.as_ref().unwrap_or(&config.data_dir);
-        let engine = Engine::new(&artifacts.join("cache/compiled"), config.epoch_tick)?;
+        let engine = Engine::new(
+            &artifacts.join("cache/compiled"),
+            config.epoch_tick,
+            config.compiler.clone(),
+        )?;
         let images = ImageStore::open(artifacts.join("images"))?
             .with_default_registry(config.default_registry.clone());
         let registry = Registry::new(images.clone(), config.registry.clone());

@@ -327,6 +327,15 @@ impl ClusterBuilder {
         self
     }
 
+    /// Where images are compiled. `wasmkube serve` compiles in a child
+    /// process of its own binary, so Cranelift's memory never stays in the
+    /// server; an embedding program compiles in its own process unless it
+    /// offers such an entry point ([`wasmkube_runtime::engine::compile_child`]).
+    pub fn compiler(mut self, compiler: wasmkube_runtime::engine::Compiler) -> Self {
+        self.config.compiler = compiler;
+        self
+    }
+
     /// When unused images are removed, and how often that is checked.
     pub fn image_gc(
         mut self,

@@ -59,6 +59,8 @@ pub struct ClusterConfig {
     /// The embedder's own interfaces for guests, and who gets them.
     pub host_interfaces: wasmkube_runtime::HostInterfaces,
     pub interface_grants: kubelet::pod_spec::InterfaceGrants,
+    /// Where images are compiled: in this process unless told otherwise.
+    pub compiler: wasmkube_runtime::engine::Compiler,
 }
 
 impl ClusterConfig {
@@ -84,6 +86,7 @@ impl ClusterConfig {
             autoscaling: controllers::hpa::Settings::default(),
             host_interfaces: wasmkube_runtime::HostInterfaces::default(),
             interface_grants: kubelet::pod_spec::InterfaceGrants::default(),
+            compiler: wasmkube_runtime::engine::Compiler::InProcess,
         }
     }
 }

@@ -172,6 +172,7 @@ impl Kubelet {
             registry: config.registry.clone(),
             default_registry: config.default_registry.clone(),
             host_interfaces: config.host_interfaces.clone(),
+            compiler: config.compiler.clone(),
             ..RuntimeConfig::new(&config.data_dir)
         })?;
         // No pull runs yet: what a killed server was pulling is litter.

@@ -19,8 +19,61 @@ pub struct Server {
     node: String,
     /// More `serve` flags.
     extra: Vec<String>,
-    /// The server's open file limit (soft and hard), when a test sets one.
-    open_file_limit: Option<u64>,
+    /// What the server's process is confined to.
+    confinement: Confinement,
+}
+
+/// Limits a test puts on the server's process.
+#[derive(Default, Clone)]
+pub struct Confinement {
+    /// Its open file limit (soft and hard).
+    pub open_files: Option<u64>,
+    /// A cgroup directory (v1 or v2) it joins before it starts.
+    pub cgroup: Option<PathBuf>,
+}
+
+impl Confinement {
+    /// Sets `command` up to start confined.
+    fn apply(&self, command: &mut Command) {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::process::CommandExt;
+        let open_files = self.open_files;
+        // Made before the fork: the child may not allocate.
+        let procs = self.cgroup.as_ref().map(|dir| {
+            std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap()
+        });
+        // SAFETY: between fork and exec the closure only makes
+        // async-signal-safe calls (setrlimit, open, write, close) on memory
+        // prepared before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                let fail = || Err(std::io::Error::last_os_error());
+                if let Some(limit) = open_files {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                        return fail();
+                    }
+                }
+                if let Some(procs) = &procs {
+                    // Writing 0 moves the writer: this process, and what it
+                    // becomes and starts.
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                    if fd < 0 {
+                        return fail();
+                    }
+                    let written = libc::write(fd, b"0\n".as_ptr().cast(), 2);
+                    libc::close(fd);
+                    if written != 2 {
+                        return fail();
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
 }
 
 /// A loopback port nobody listens on right now (the kernel's pick,
@@ -116,31 +169,19 @@ impl Server {
 
     /// A server run with more `serve` flags.
     pub fn start_with(extra: &[&str]) -> Server {
-        kubectl_dir();
-        let dir = tempfile::tempdir().unwrap();
-        let mut server = Server {
-            child: None,
-            dir,
-            host: tempfile::tempdir().unwrap(),
-            node: "test-node".into(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            open_file_limit: None,
-        };
-        server.spawn();
-        server
+        Server::start_confined(extra, Confinement::default())
     }
 
-    /// A server whose process may open at most `limit` files (its soft and
-    /// hard limit both), as on a host with the usual limit of 1,024.
-    pub fn start_with_open_file_limit(limit: u64) -> Server {
+    /// A server run with more `serve` flags and confined as asked.
+    pub fn start_confined(extra: &[&str], confinement: Confinement) -> Server {
         kubectl_dir();
         let mut server = Server {
             child: None,
             dir: tempfile::tempdir().unwrap(),
             host: tempfile::tempdir().unwrap(),
             node: "test-node".into(),
-            extra: Vec::new(),
-            open_file_limit: Some(limit),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            confinement,
         };
         server.spawn();
         server
@@ -148,23 +189,7 @@ impl Server {
 
     fn spawn(&mut self) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wasmkube"));
-        if let Some(limit) = self.open_file_limit {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: setrlimit is async-signal-safe; the closure touches
-            // nothing else between fork and exec.
-            unsafe {
-                command.pre_exec(move || {
-                    let rlimit = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
+        self.confinement.apply(&mut command);
         let mut child = command
             .arg("--data-dir")
             .arg(self.dir.path())
@@ -224,12 +249,18 @@ impl Server {
 
     /// The server's resident memory, from /proc, in KiB.
     pub fn rss_kib(&self) -> u64 {
+        self.memory_kib("VmRSS")
+    }
+
+    /// A memory figure of the server's /proc/PID/status (`VmRSS`,
+    /// `RssAnon`, `VmHWM`…), in KiB.
+    pub fn memory_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status")
+            .unwrap_or_else(|| panic!("{field} in /proc/<pid>/status"))
     }
 
     /// What a client needs from the kubeconfig: the API's address, the CA
