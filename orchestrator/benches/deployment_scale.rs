@@ -2,8 +2,9 @@
 //! 1,000) replicas until `availableReplicas` is N, against the runtime
 //! alone starting N such pods in the same process (no API objects, no
 //! controllers, no scheduler): the ratio is what the control plane adds.
-//! Then a rolling update of 100 replicas, timed to completion. Neither
-//! timed phase follows a mass deletion of pods (see `main`).
+//! The RSS each idle pod adds, both ways. Then a rolling update of 100
+//! replicas, timed to completion. Neither timed phase follows a mass
+//! deletion of pods (see `main`).
 //!
 //! `cargo bench -p wasmkube --bench deployment_scale [-- N]`
 
@@ -14,8 +15,22 @@ use wasmkube::Cluster;
 use wasmkube::registry::{Registry, WriteOptions};
 use wasmkube_runtime::*;
 
-/// The runtime alone: N pods of `toolbox sleep 3600` until all run.
-async fn bare_runtime(n: usize) -> Duration {
+/// The process's resident memory, in KiB, once the heap handed back what
+/// is free (as `wasmkube serve` does every minute).
+fn rss_kib() -> f64 {
+    wasmkube_runtime::heap::release_free();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The runtime alone: N pods of `toolbox sleep 3600` until all run; how
+/// long that took and the RSS they added per pod, once asleep.
+async fn bare_runtime(n: usize) -> (Duration, f64) {
+    let rss_before = rss_kib();
     let dir = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(RuntimeConfig::new(dir.path())).unwrap();
     builtin::seed(runtime.images()).unwrap();
@@ -60,12 +75,14 @@ async fn bare_runtime(n: usize) -> Duration {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let took = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let per_pod = (rss_kib() - rss_before) / n as f64;
     for p in pods {
         let sandbox = p.sandbox().clone();
         p.stop().await;
         sandbox.remove().unwrap();
     }
-    took
+    (took, per_pod)
 }
 
 fn count(object: &Value, pointer: &str) -> i64 {
@@ -108,6 +125,8 @@ async fn set_spec(registry: &Registry, name: &str, change: impl Fn(&mut Value)) 
 }
 
 fn main() {
+    // The heap as `wasmkube serve` sets it up.
+    wasmkube_runtime::heap::set_up_for_server();
     let n: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
@@ -144,16 +163,21 @@ fn main() {
         set_spec(&registry, "sleepers", |d| d["spec"]["replicas"] = json!(0)).await;
         until_rolled_out(&registry, "sleepers", 0).await;
 
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let rss_before = rss_kib();
         let started = Instant::now();
         let revision = registry.store().revision();
         set_spec(&registry, "sleepers", |d| d["spec"]["replicas"] = json!(n)).await;
         until_rolled_out(&registry, "sleepers", n as i64).await;
         let scaled = started.elapsed();
         let writes = registry.store().revision() - revision;
+        // Idle: probes, statuses and events of the start are over.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let server_per_pod = (rss_kib() - rss_before) / n as f64;
         // The baseline runs now, not first: removing its 1,000 pods makes
         // ext4 slow to allocate inodes for a while (it checks each recently
         // freed one), which would fall on whichever phase came next.
-        let bare = bare_runtime(n).await;
+        let (bare, bare_per_pod) = bare_runtime(n).await;
         println!("deployment_scale: {n} replicas of toolbox sleep");
         println!(
             "  bare runtime, {n} pods running:           {:>6.2} s ({:.0} pods/s)",
@@ -169,6 +193,10 @@ fn main() {
         println!(
             "  store writes meanwhile: {writes} ({:.1} per pod)",
             writes as f64 / n as f64
+        );
+        println!(
+            "  RSS per idle pod: {server_per_pod:.0} KiB through the server (target <= 256), \
+             {bare_per_pod:.0} KiB the runtime alone"
         );
 
         // Down to 100, then a rolling update of those 100.

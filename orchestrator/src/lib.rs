@@ -73,6 +73,7 @@ pub mod data_dir;
 pub mod events;
 #[doc(hidden)]
 pub mod flags;
+pub mod host;
 #[doc(hidden)]
 pub mod image_cli;
 #[doc(hidden)]

@@ -179,6 +179,7 @@ async fn serve(
     log_format: LogFormat,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    wasmkube_runtime::heap::release_free_every(Duration::from_secs(60));
     let cluster = builder.start().await.context("starting the cluster")?;
     let url = cluster.api_url().unwrap_or_default().to_string();
     let kubeconfig = data_dir.join("kubeconfig");
@@ -195,10 +196,13 @@ async fn serve(
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tracing::info!("serving the Kubernetes API on {url}");
+    // Listening for the stop before saying ready: a manager may send it
+    // the moment it reads READY.
+    let stop = wasmkube::play::shutdown_signal();
     notify_service_manager(&format!(
         "READY=1\nSTATUS=Serving the Kubernetes API on {url}"
     ));
-    wasmkube::play::shutdown_signal().await;
+    stop.await;
     notify_service_manager("STOPPING=1\nSTATUS=Stopping pods and closing the store");
     match log_format {
         LogFormat::Text => eprintln!("wasmkube: stopping pods and closing the store"),
@@ -236,6 +240,7 @@ fn with_config_file(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 }
 
 fn main() -> anyhow::Result<()> {
+    wasmkube_runtime::heap::set_up_for_server();
     let cli = Cli::parse_from(with_config_file(std::env::args_os().collect()));
     init_logging(cli.log_format);
     let data_dir = cli

@@ -235,12 +235,29 @@ pub async fn play(options: PlayOptions) -> Result<i32, Error> {
     Ok(summarize(&statuses))
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are in place when
+/// this returns, not when the future is first polled: a signal sent right
+/// after (a service manager's stop, once told the server is ready) is
+/// caught. Must be called within a Tokio runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    async move {
+        tokio::select! {
+            _ = next_signal(term.as_mut()) => {}
+            _ = next_signal(interrupt.as_mut()) => {}
+        }
+    }
+}
+
+/// The next delivery of `signal`; never, without one.
+async fn next_signal(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

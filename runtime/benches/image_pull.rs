@@ -57,7 +57,7 @@ fn start_registry(dir: &Path) -> (RegistryProcess, String) {
 
 /// The toolbox component grown to `size` bytes with a custom section.
 fn padded_component(size: usize) -> Vec<u8> {
-    let mut bytes = builtin::IMAGES[0].bytes.to_vec();
+    let mut bytes = builtin::IMAGES[0].bytes();
     let name = b"padding";
     let payload = size.saturating_sub(bytes.len() + 16);
     let mut section = Vec::new();
@@ -297,7 +297,7 @@ fn main() {
         pusher
             .registry()
             .push(
-                builtin::IMAGES[0].bytes,
+                &builtin::IMAGES[0].bytes(),
                 &config,
                 Some((&tree, "/toolbox")),
                 &ImageRef::parse(&files_ref).unwrap(),

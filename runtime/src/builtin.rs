@@ -11,8 +11,8 @@ pub struct BuiltinImage {
     pub name: &'static str,
     /// Tags it is stored under.
     pub tags: &'static [&'static str],
-    /// The component or p1 module.
-    pub bytes: &'static [u8],
+    /// The component or p1 module, gzip-compressed (see [`Self::bytes`]).
+    pub compressed: &'static [u8],
     /// Default entrypoint.
     pub entrypoint: &'static [&'static str],
     /// Default cmd.
@@ -24,13 +24,22 @@ pub struct BuiltinImage {
     pub program: &'static str,
 }
 
+impl BuiltinImage {
+    /// The component or p1 module.
+    pub fn bytes(&self) -> Vec<u8> {
+        use std::io::Read;
+        let mut bytes = Vec::with_capacity(self.compressed.len() * 3);
+        flate2::read::GzDecoder::new(self.compressed)
+            .read_to_end(&mut bytes)
+            .expect("build.rs compressed the guest");
+        bytes
+    }
+}
+
+/// A guest of `guest-examples/dist/`, as `build.rs` compressed it.
 macro_rules! dist {
     ($file:literal) => {
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../guest-examples/dist/",
-            $file
-        ))
+        include_bytes!(concat!(env!("OUT_DIR"), "/", $file, ".gz"))
     };
 }
 
@@ -39,7 +48,7 @@ pub const IMAGES: &[BuiltinImage] = &[
     BuiltinImage {
         name: "toolbox",
         tags: &["latest"],
-        bytes: dist!("toolbox.wasm"),
+        compressed: dist!("toolbox.wasm"),
         entrypoint: &[],
         cmd: &["sh"],
         files: &[],
@@ -48,7 +57,7 @@ pub const IMAGES: &[BuiltinImage] = &[
     BuiltinImage {
         name: "http-server",
         tags: &["latest"],
-        bytes: dist!("http-server.wasm"),
+        compressed: dist!("http-server.wasm"),
         entrypoint: &["http-server"],
         cmd: &[],
         // nginx's document root, as the guide's `kubectl exec … ls` shows it.
@@ -73,7 +82,7 @@ pub const IMAGES: &[BuiltinImage] = &[
     BuiltinImage {
         name: "echo-hostname",
         tags: &["1.0.1"],
-        bytes: dist!("echo-hostname-1.0.1.wasm"),
+        compressed: dist!("echo-hostname-1.0.1.wasm"),
         entrypoint: &["echo-hostname"],
         cmd: &[],
         files: &[],
@@ -82,7 +91,7 @@ pub const IMAGES: &[BuiltinImage] = &[
     BuiltinImage {
         name: "echo-hostname",
         tags: &["1.0.2", "latest"],
-        bytes: dist!("echo-hostname-1.0.2.wasm"),
+        compressed: dist!("echo-hostname-1.0.2.wasm"),
         entrypoint: &["echo-hostname"],
         cmd: &[],
         files: &[],
@@ -91,7 +100,7 @@ pub const IMAGES: &[BuiltinImage] = &[
     BuiltinImage {
         name: "http-hello",
         tags: &["latest"],
-        bytes: dist!("http-hello.wasm"),
+        compressed: dist!("http-hello.wasm"),
         entrypoint: &[],
         cmd: &[],
         files: &[],
@@ -100,7 +109,7 @@ pub const IMAGES: &[BuiltinImage] = &[
     BuiltinImage {
         name: "ambassador",
         tags: &["latest"],
-        bytes: dist!("ambassador.wasm"),
+        compressed: dist!("ambassador.wasm"),
         entrypoint: &["ambassador"],
         cmd: &[],
         files: &[],
@@ -109,7 +118,7 @@ pub const IMAGES: &[BuiltinImage] = &[
     BuiltinImage {
         name: "stress",
         tags: &["latest"],
-        bytes: dist!("stress.wasm"),
+        compressed: dist!("stress.wasm"),
         entrypoint: &["stress"],
         cmd: &[],
         files: &[],
@@ -125,14 +134,15 @@ pub fn seed(store: &ImageStore) -> Result<(), images::Error> {
             cmd: image.cmd.iter().map(|s| s.to_string()).collect(),
             ..ImageConfig::default()
         };
+        let bytes = image.bytes();
         for tag in image.tags {
             let reference = ImageRef::local(image.name, tag);
             if image.files.is_empty() {
-                store.import(&reference, image.bytes, config.clone())?;
+                store.import(&reference, &bytes, config.clone())?;
             } else {
                 store.import_with_files(
                     &reference,
-                    image.bytes,
+                    &bytes,
                     config.clone(),
                     image.files,
                     image.program,

@@ -9,12 +9,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
 use crate::container::ContainerSpec;
 use crate::exec::{ExecOptions, ExecReader, ExecSession, ExecStdin, WINDOW};
-use crate::logs::Stream;
+use crate::logs::{LiveOutput, Stream};
 use crate::pipe::Pipe;
 use crate::terminal::{Terminal, TerminalSize};
 
@@ -23,9 +22,6 @@ const DEFAULT_SIZE: TerminalSize = TerminalSize {
     columns: 80,
     rows: 24,
 };
-
-/// Output chunks kept for an attached client that falls behind.
-const BACKLOG: usize = 1024;
 
 /// One container instance's console.
 pub(crate) struct Console {
@@ -36,7 +32,7 @@ pub(crate) struct Console {
     stdin_attached: AtomicBool,
     pub(crate) terminal: Option<Arc<Terminal>>,
     /// What the container writes, as it writes it.
-    pub(crate) output: broadcast::Sender<(Stream, Bytes)>,
+    pub(crate) output: Arc<LiveOutput>,
     /// Set once the instance has ended and its output was sent.
     ended: watch::Sender<bool>,
 }
@@ -55,7 +51,7 @@ impl Console {
             stdin_once: spec.stdin_once,
             stdin_attached: AtomicBool::new(false),
             terminal,
-            output: broadcast::channel(BACKLOG).0,
+            output: Arc::default(),
             ended: watch::channel(false).0,
         })
     }

@@ -324,7 +324,7 @@ impl Engine {
         drop(bytes);
         // Cranelift's working memory is free now but still held by the
         // allocator's arenas: give it back.
-        release_free_heap();
+        crate::heap::release_free();
         let compiled = compiled.map_err(compile_error)?;
         let written = std::fs::write(&tmp, &compiled).and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(e) = &written {
@@ -418,19 +418,6 @@ pub fn compile_child(output: &Path, pooled: bool) -> Result<(), Error> {
             source,
         })?;
     std::fs::write(output, compiled).map_err(io)
-}
-
-/// Returns the heap's free pages to the system. glibc's allocator keeps
-/// what a thread freed in that thread's arena, so the hundreds of
-/// megabytes a compilation uses (on every rayon thread) would otherwise
-/// stay in the process for good.
-fn release_free_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory to the kernel; it takes
-    // the allocator's own locks and touches no live allocation.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 fn load_cached(engine: &wasmtime::Engine, path: &Path) -> Option<Component> {

@@ -48,6 +48,7 @@ pub mod convert;
 pub mod engine;
 pub mod exec;
 pub mod exit;
+pub mod heap;
 pub mod host;
 pub mod host_dir;
 mod host_wit;

@@ -47,12 +47,42 @@ pub trait LineObserver: Send + Sync {
 /// endless line cannot grow the buffer without bound.
 const MAX_LINE: usize = 16 * 1024;
 
+/// A container instance's output as it comes, for attached clients. The
+/// channel (a backlog of a thousand chunks) is made when the first client
+/// attaches: most containers never have one, and a thousand idle pods
+/// would hold 64 MiB of empty backlogs.
+#[derive(Default)]
+pub(crate) struct LiveOutput {
+    channel: std::sync::OnceLock<tokio::sync::broadcast::Sender<(Stream, Bytes)>>,
+}
+
+impl LiveOutput {
+    /// Chunks that wait for a slow attached client.
+    const BACKLOG: usize = 1024;
+
+    /// What the container writes from now on.
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<(Stream, Bytes)> {
+        self.channel
+            .get_or_init(|| tokio::sync::broadcast::channel(Self::BACKLOG).0)
+            .subscribe()
+    }
+
+    /// Passes `bytes` to the clients attached now, if any.
+    pub(crate) fn send(&self, stream: Stream, bytes: &[u8]) {
+        if let Some(channel) = self.channel.get()
+            && channel.receiver_count() > 0
+        {
+            let _ = channel.send((stream, Bytes::copy_from_slice(bytes)));
+        }
+    }
+}
+
 /// Where one container instance's output goes.
 pub(crate) struct LogSink {
     file: Mutex<LogFile>,
     observer: Option<Arc<dyn LineObserver>>,
     /// Clients attached to the container see its output as it comes.
-    live: Option<tokio::sync::broadcast::Sender<(Stream, Bytes)>>,
+    live: Option<Arc<LiveOutput>>,
 }
 
 struct LogFile {
@@ -71,7 +101,7 @@ impl LogSink {
         path: PathBuf,
         max_bytes: u64,
         observer: Option<Arc<dyn LineObserver>>,
-        live: Option<tokio::sync::broadcast::Sender<(Stream, Bytes)>>,
+        live: Option<Arc<LiveOutput>>,
     ) -> io::Result<Arc<Self>> {
         // An older instance's file of the same name must not read as ours.
         match fs::remove_file(&path) {
@@ -92,10 +122,8 @@ impl LogSink {
     }
 
     pub(crate) fn write(&self, stream: Stream, mut bytes: &[u8]) {
-        if let Some(live) = &self.live
-            && live.receiver_count() > 0
-        {
-            let _ = live.send((stream, Bytes::copy_from_slice(bytes)));
+        if let Some(live) = &self.live {
+            live.send(stream, bytes);
         }
         let mut log = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let idx = stream as usize;

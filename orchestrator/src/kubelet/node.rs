@@ -9,18 +9,6 @@ use crate::registry::{Error, Registry, Result, WriteOptions};
 /// The kubelet version nodes report.
 pub const KUBELET_VERSION: &str = "v1.33.0-wasmkube";
 
-pub(crate) fn host_memory_kib() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(1024 * 1024)
-}
-
 fn kernel_version() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
@@ -65,7 +53,7 @@ fn status(name: &str, max_pods: u32, since: &str) -> Value {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let capacity = json!({
         "cpu": cpus.to_string(),
-        "memory": format!("{}Ki", host_memory_kib()),
+        "memory": format!("{}Ki", crate::host::memory_kib()),
         "pods": max_pods.to_string(),
         "ephemeral-storage": "0",
     });

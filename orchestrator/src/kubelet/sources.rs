@@ -190,7 +190,7 @@ impl Allocatable {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Allocatable {
             cpu_millis: cpus as i128 * 1000,
-            memory_bytes: super::node::host_memory_kib() as i128 * 1024,
+            memory_bytes: crate::host::memory_kib() as i128 * 1024,
         }
     }
 }

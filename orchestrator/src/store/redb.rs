@@ -46,6 +46,18 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// Encrypts the values of the keys it covers (Secrets) at rest.
     pub sealer: Option<Arc<Sealer>>,
+    /// Most memory redb keeps of the file's pages (its own default is a
+    /// gigabyte, and it fills as the file grows).
+    pub cache_bytes: usize,
+}
+
+/// The page cache a host of `memory_kib` gets: a sixty-fourth of its
+/// memory, from 4 MiB (a 256 MB board) to 16 MiB. The objects a server
+/// reads most sit in the registry's caches, and the kernel caches the
+/// file too: a larger one only holds a long-running server's RSS up.
+pub fn cache_bytes_for(memory_kib: u64) -> usize {
+    let bytes = usize::try_from(memory_kib.saturating_mul(1024) / 64).unwrap_or(usize::MAX);
+    bytes.clamp(4 << 20, 16 << 20)
 }
 
 impl Default for StoreOptions {
@@ -55,9 +67,13 @@ impl Default for StoreOptions {
             compact_every: Duration::from_secs(60),
             max_batch: 1024,
             sealer: None,
+            cache_bytes: cache_bytes_for(crate::host::memory_kib()),
         }
     }
 }
+
+/// Changes kept for watches to take from memory.
+const EVENT_RING: usize = 1024;
 
 /// State the writer thread and the readers share.
 struct Shared {
@@ -126,14 +142,18 @@ impl Drop for WriterHandle {
 impl RedbStore {
     /// Opens (or creates) the store file at `path`.
     pub fn open(path: &Path, options: StoreOptions) -> Result<RedbStore> {
-        RedbStore::with_database(Database::create(path)?, options)
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(path)?;
+        RedbStore::with_database(db, options)
     }
 
     /// A store that lives in memory only (an embedded cluster's, a test's):
     /// the same transactions, revisions and watches, gone when it closes.
     pub fn in_memory(options: StoreOptions) -> Result<RedbStore> {
-        let db =
-            Database::builder().create_with_backend(::redb::backends::InMemoryBackend::new())?;
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create_with_backend(::redb::backends::InMemoryBackend::new())?;
         RedbStore::with_database(db, options)
     }
 
@@ -148,7 +168,10 @@ impl RedbStore {
             (revision, compacted)
         };
         txn.commit()?;
-        let (events, _) = broadcast::channel(4096);
+        // Every change fans out through this ring, and what it holds (old
+        // versions of objects) stays in memory until overwritten: a watch
+        // that falls further behind re-reads the log instead.
+        let (events, _) = broadcast::channel(EVENT_RING);
         let shared = Arc::new(Shared {
             db: std::sync::RwLock::new(Some(db)),
             revision: AtomicU64::new(revision),

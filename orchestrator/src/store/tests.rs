@@ -157,6 +157,13 @@ async fn watch_replays_the_log_then_streams_live() {
     assert_eq!(rv(&deleted.object), 4);
 }
 
+#[test]
+fn the_page_cache_is_sized_to_the_host() {
+    assert_eq!(super::redb::cache_bytes_for(256 << 10), 4 << 20);
+    assert_eq!(super::redb::cache_bytes_for(512 << 10), 8 << 20);
+    assert_eq!(super::redb::cache_bytes_for(24 << 20), 16 << 20);
+}
+
 #[tokio::test]
 async fn compacted_history_is_gone() {
     let dir = tempfile::tempdir().unwrap();

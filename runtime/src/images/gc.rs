@@ -217,7 +217,7 @@ mod tests {
     fn unused_images_go_and_used_ones_stay() {
         let dir = tempfile::tempdir().unwrap();
         let store = ImageStore::open(dir.path().join("images")).unwrap();
-        let component = crate::builtin::IMAGES[0].bytes;
+        let component = &crate::builtin::IMAGES[0].bytes();
         let used = ImageRef::parse("127.0.0.1:5000/used:1").unwrap();
         let unused = ImageRef::parse("127.0.0.1:5000/unused:1").unwrap();
         let builtin = ImageRef::parse("toolbox").unwrap();
@@ -227,7 +227,7 @@ mod tests {
         store
             .import_with_files(
                 &unused,
-                crate::builtin::IMAGES[1].bytes,
+                &crate::builtin::IMAGES[1].bytes(),
                 ImageConfig::default(),
                 &[("/a", b"x")],
                 "/app.wasm",
@@ -269,7 +269,7 @@ mod tests {
         let report = store.collect(&policy, &in_use, &pinned).unwrap();
         assert_eq!(report.removed, vec![unused.to_string()]);
         assert!(report.freed > 0);
-        let unused_digest = crate::images::digest_of(crate::builtin::IMAGES[1].bytes);
+        let unused_digest = crate::images::digest_of(&crate::builtin::IMAGES[1].bytes());
         assert_eq!(report.dropped_components, vec![unused_digest]);
         assert!(store.record(&used).unwrap().is_some());
         assert!(store.record(&builtin).unwrap().is_some());
