@@ -37,13 +37,7 @@ fn disk_usage(path: &Path) -> u64 {
 }
 
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024.0
+    wasmkube_runtime::heap::resident_kib().expect("VmRSS") as f64 / 1024.0
 }
 
 const MIB: f64 = 1024.0 * 1024.0;

@@ -19,12 +19,7 @@ use wasmkube_runtime::*;
 /// is free (as `wasmkube serve` does every minute).
 fn rss_kib() -> f64 {
     wasmkube_runtime::heap::release_free();
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    wasmkube_runtime::heap::resident_kib().expect("VmRSS") as f64
 }
 
 /// The runtime alone: N pods of `toolbox sleep 3600` until all run; how

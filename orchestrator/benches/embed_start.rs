@@ -33,14 +33,8 @@ fn count(dir: &str) -> usize {
 /// Resident memory after freed memory went back to the system (what the
 /// allocator keeps for reuse is not what a cluster left behind).
 fn rss_kib() -> u64 {
-    // SAFETY: plain libc call, no pointers.
-    unsafe { libc::malloc_trim(0) };
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    wasmkube_runtime::heap::release_free();
+    wasmkube_runtime::heap::resident_kib().expect("VmRSS")
 }
 
 /// The client's floor: a list answered by a router that does nothing else.

@@ -47,14 +47,8 @@ fn counts() -> Counts {
 /// Resident memory, KiB, after freed memory went back to the system (what
 /// the allocator keeps for reuse is not what a cluster left behind).
 fn rss_kib() -> u64 {
-    // SAFETY: plain libc call, no pointers.
-    unsafe { libc::malloc_trim(0) };
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    wasmkube_runtime::heap::release_free();
+    wasmkube_runtime::heap::resident_kib().expect("VmRSS")
 }
 
 /// The counts once they have stopped changing (the same for half a

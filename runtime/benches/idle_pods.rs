@@ -9,13 +9,7 @@ use std::time::{Duration, Instant};
 use wasmkube_runtime::*;
 
 fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
+    heap::resident_kib().expect("VmRSS") * 1024
 }
 
 fn main() {

@@ -53,3 +53,13 @@ pub fn release_free_every(period: std::time::Duration) {
         tracing::warn!("free memory will not be handed back: {e}");
     }
 }
+
+/// This process's resident memory (`VmRSS`), in KiB; none where
+/// /proc/self/status does not tell.
+pub fn resident_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}

@@ -48,6 +48,26 @@ fn conditions(heartbeat: &str, since: &str) -> Value {
     ])
 }
 
+/// The pods the node can run: `max_pods`, fewer when the host's limit
+/// on memory mappings would be reached first (the server would abort on
+/// a failed allocation, so the scheduler must stop short of it).
+pub(crate) fn allocatable_pods(max_pods: u32) -> u32 {
+    let Some(limit) = crate::host::max_map_count() else {
+        return max_pods;
+    };
+    let room = crate::host::pods_within_mappings(limit);
+    if room >= u64::from(max_pods) {
+        return max_pods;
+    }
+    tracing::warn!(
+        "vm.max_map_count is {limit}: the node takes {room} pods, not {max_pods} \
+         (each running pod needs about {} memory mappings); raise it, e.g. \
+         `sysctl -w vm.max_map_count=262144`",
+        crate::host::MAPPINGS_PER_POD
+    );
+    room as u32
+}
+
 /// The node's status: capacity from the host, ready now.
 fn status(name: &str, max_pods: u32, since: &str) -> Value {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -57,9 +77,11 @@ fn status(name: &str, max_pods: u32, since: &str) -> Value {
         "pods": max_pods.to_string(),
         "ephemeral-storage": "0",
     });
+    let mut allocatable = capacity.clone();
+    allocatable["pods"] = json!(allocatable_pods(max_pods).to_string());
     json!({
         "capacity": capacity,
-        "allocatable": capacity,
+        "allocatable": allocatable,
         "conditions": conditions(&now(), since),
         "addresses": [
             {"type": "InternalIP", "address": "127.0.0.1"},
