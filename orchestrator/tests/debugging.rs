@@ -218,87 +218,12 @@ fn exec_streams_with_kubectl_1_27_over_spdy() {
     streaming_without_a_terminal(kubectl.to_str().unwrap());
 }
 
-/// `kubectl port-forward TARGET :P1 :P2 …` with `kubectl`; the process and
-/// the local ports it chose for the pod ports it reports, in order.
-fn port_forward(
-    server: &Server,
-    kubectl: &str,
-    target: &str,
-    remote: &[u16],
-    pod_ports: &[u16],
-) -> (KillOnDrop, Vec<u16>) {
-    let mut args = vec!["port-forward".to_string(), target.to_string()];
-    args.extend(remote.iter().map(|p| format!(":{p}")));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child = server
-        .kubectl_binary_command(std::path::Path::new(kubectl), &args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // kubectl writes a line per connection: keep reading for as long as it
-    // runs, or it dies of a broken pipe.
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let mut seen = String::new();
-    while seen.matches("Forwarding from 127.0.0.1:").count() < remote.len() {
-        let line = received
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("kubectl did not start forwarding: {seen:?}"));
-        seen.push_str(&line);
-        seen.push('\n');
-    }
-    let local = pod_ports
-        .iter()
-        .map(|remote| {
-            seen.lines()
-                .filter_map(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
-                .find_map(|l| {
-                    let (local, to) = l.split_once(" -> ")?;
-                    (to.trim() == remote.to_string()).then(|| local.parse().ok())?
-                })
-                .unwrap_or_else(|| panic!("no local port for {remote} in {seen:?}"))
-        })
-        .collect();
-    (KillOnDrop(child), local)
-}
-
-/// Stops a kubectl left running.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `GET /` through a local port; the status line and the body.
-fn get(port: u16) -> std::io::Result<(String, String)> {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    stream.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    Ok((
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    ))
-}
-
 /// 50 requests at once, alternating between the forwarded ports.
 fn fifty_at_once(ports: &[u16]) {
     let requests: Vec<_> = (0..50)
         .map(|i| {
             let port = ports[i % ports.len()];
-            std::thread::spawn(move || get(port))
+            std::thread::spawn(move || server::http_get(port))
         })
         .collect();
     for (i, request) in requests.into_iter().enumerate() {
@@ -332,7 +257,7 @@ fn port_forward_of_two_ports_carries_fifty_concurrent_requests() {
         } else {
             (&[80, 8081], &[80, 8081])
         };
-        let (_kubectl, local) = port_forward(&server, "kubectl", &target, remote, pod_ports);
+        let (_kubectl, local) = server.port_forward("kubectl", &target, remote, pod_ports);
         fifty_at_once(&local);
     }
 }
@@ -340,8 +265,7 @@ fn port_forward_of_two_ports_carries_fifty_concurrent_requests() {
 fn port_forward_with(version: &str) {
     let server = server();
     let kubectl = server::kubectl_dir().join(format!("kubectl.{version}"));
-    let (_kubectl, local) = port_forward(
-        &server,
+    let (_kubectl, local) = server.port_forward(
         kubectl.to_str().unwrap(),
         "deploy/web",
         &[80, 8081],
@@ -365,9 +289,9 @@ fn port_forward_with_kubectl_1_29_over_spdy() {
 #[test]
 fn port_forward_to_a_closed_port_reports_the_refusal() {
     let server = server();
-    let (mut kubectl, local) = port_forward(&server, "kubectl", "deploy/web", &[81], &[81]);
+    let (mut kubectl, local) = server.port_forward("kubectl", "deploy/web", &[81], &[81]);
     assert!(
-        get(local[0])
+        server::http_get(local[0])
             .map(|(status, _)| status.is_empty())
             .unwrap_or(true)
     );

@@ -12,6 +12,9 @@ pub mod pty;
 /// A server on a free loopback port with its own data directory.
 pub struct Server {
     child: Option<Child>,
+    /// The command that runs `wasmkube`: this build's binary, or another
+    /// through an emulator.
+    program: Vec<std::ffi::OsString>,
     dir: tempfile::TempDir,
     /// Scratch space on the host outside the data directory, for hostPath
     /// volumes (pods may not mount the data directory).
@@ -174,9 +177,24 @@ impl Server {
 
     /// A server run with more `serve` flags and confined as asked.
     pub fn start_confined(extra: &[&str], confinement: Confinement) -> Server {
+        Server::start_program(
+            &[env!("CARGO_BIN_EXE_wasmkube").as_ref()],
+            extra,
+            confinement,
+        )
+    }
+
+    /// A server run by `program` (a `wasmkube` binary and what runs it, as
+    /// `[qemu-aarch64, PATH]`), with more `serve` flags, confined as asked.
+    pub fn start_program(
+        program: &[&std::ffi::OsStr],
+        extra: &[&str],
+        confinement: Confinement,
+    ) -> Server {
         kubectl_dir();
         let mut server = Server {
             child: None,
+            program: program.iter().map(|p| p.to_os_string()).collect(),
             dir: tempfile::tempdir().unwrap(),
             host: tempfile::tempdir().unwrap(),
             node: "test-node".into(),
@@ -188,7 +206,8 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wasmkube"));
+        let mut command = Command::new(&self.program[0]);
+        command.args(&self.program[1..]);
         self.confinement.apply(&mut command);
         let mut child = command
             .arg("--data-dir")
@@ -416,6 +435,56 @@ impl Server {
         self.spawn();
     }
 
+    /// `kubectl port-forward TARGET :P1 :P2 …` with `kubectl`; the process and
+    /// the local ports it chose for the pod ports it reports, in order.
+    pub fn port_forward(
+        &self,
+        kubectl: &str,
+        target: &str,
+        remote: &[u16],
+        pod_ports: &[u16],
+    ) -> (KillOnDrop, Vec<u16>) {
+        let mut args = vec!["port-forward".to_string(), target.to_string()];
+        args.extend(remote.iter().map(|p| format!(":{p}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = self
+            .kubectl_binary_command(std::path::Path::new(kubectl), &args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // kubectl writes a line per connection: keep reading for as long as it
+        // runs, or it dies of a broken pipe.
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (lines, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let mut seen = String::new();
+        while seen.matches("Forwarding from 127.0.0.1:").count() < remote.len() {
+            let line = received
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("kubectl did not start forwarding: {seen:?}"));
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        let local = pod_ports
+            .iter()
+            .map(|remote| {
+                seen.lines()
+                    .filter_map(|l| l.strip_prefix("Forwarding from 127.0.0.1:"))
+                    .find_map(|l| {
+                        let (local, to) = l.split_once(" -> ")?;
+                        (to.trim() == remote.to_string()).then(|| local.parse().ok())?
+                    })
+                    .unwrap_or_else(|| panic!("no local port for {remote} in {seen:?}"))
+            })
+            .collect();
+        (KillOnDrop(child), local)
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
@@ -444,4 +513,29 @@ impl Drop for Server {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// Stops a kubectl left running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET /` through a local port; the status line and the body.
+pub fn http_get(port: u16) -> std::io::Result<(String, String)> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    Ok((
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    ))
 }
