@@ -24,7 +24,12 @@ out="$PWD/target/cross"
 # Debian's cargo and rustc in a clean environment: whatever rustup, or a
 # cargo running this script (as the ARM test does), put in it would
 # otherwise reach the build and make it start over.
-env -i PATH=/usr/bin:/bin HOME="$HOME" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" \
+# (A proxy the network needs is kept.)
+keep=()
+for var in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+  [ -n "${!var:-}" ] && keep+=("$var=${!var}")
+done
+env -i "${keep[@]}" PATH=/usr/bin:/bin HOME="$HOME" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" \
   CARGO_TARGET_DIR="$out" RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
   CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
