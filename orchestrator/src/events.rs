@@ -120,6 +120,29 @@ const REFILL_EVERY: Duration = Duration::from_secs(300);
 /// Entries each correlation map holds before old ones are forgotten.
 const REMEMBERED: usize = 4096;
 
+/// Keeps a correlation map within [`REMEMBERED`] entries, as client-go's
+/// LRU caches are: once over, what `expired` says goes, and if more than
+/// half is left, the older half by `touched`. Pruning leaves room for at
+/// least half as many inserts again, so its cost is spread over them: a
+/// map full of recent entries (thousands of pods starting) is not walked
+/// on every event.
+fn bound<K, V>(
+    map: &mut HashMap<K, V>,
+    touched: impl Fn(&V) -> Instant,
+    expired: impl Fn(&V) -> bool,
+) {
+    if map.len() <= REMEMBERED {
+        return;
+    }
+    map.retain(|_, v| !expired(v));
+    if map.len() > REMEMBERED / 2 {
+        let mut times: Vec<Instant> = map.values().map(&touched).collect();
+        let middle = times.len() / 2;
+        let cutoff = *times.select_nth_unstable(middle).1;
+        map.retain(|_, v| touched(v) > cutoff);
+    }
+}
+
 /// What the recorder remembers between events.
 #[derive(Default)]
 struct Memory {
@@ -143,10 +166,11 @@ impl Memory {
     ) -> Option<String> {
         let now = Instant::now();
         let key = (uid.to_string(), kind, reason.to_string());
-        if self.budget.len() > REMEMBERED {
-            self.budget
-                .retain(|_, (_, at)| now.duration_since(*at) < REFILL_EVERY.mul_f64(BURST));
-        }
+        bound(
+            &mut self.budget,
+            |(_, at)| *at,
+            |(_, at)| now.duration_since(*at) >= REFILL_EVERY.mul_f64(BURST),
+        );
         let (tokens, at) = self.budget.entry(key.clone()).or_insert((BURST, now));
         let refill = now.duration_since(*at).as_secs_f64() / REFILL_EVERY.as_secs_f64();
         *tokens = (*tokens + refill).min(BURST);
@@ -155,10 +179,11 @@ impl Memory {
             return None;
         }
         *tokens -= 1.0;
-        if self.similar.len() > REMEMBERED {
-            self.similar
-                .retain(|_, (since, _)| now.duration_since(*since) < SIMILAR_WINDOW);
-        }
+        bound(
+            &mut self.similar,
+            |(since, _)| *since,
+            |(since, _)| now.duration_since(*since) >= SIMILAR_WINDOW,
+        );
         let (since, messages) = self
             .similar
             .entry(key)
@@ -336,6 +361,25 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_map_of_recent_entries_is_halved_not_walked_each_time() {
+        let start = Instant::now();
+        let mut map: HashMap<usize, Instant> = (0..=REMEMBERED)
+            .map(|i| (i, start + Duration::from_millis(i as u64)))
+            .collect();
+        bound(&mut map, |at| *at, |_| false);
+        // The newer half stays; the oldest entry is gone.
+        assert_eq!(map.len(), REMEMBERED / 2);
+        assert!(map.contains_key(&REMEMBERED) && !map.contains_key(&0));
+        // Within the bound, nothing is touched.
+        bound(&mut map, |at| *at, |_| true);
+        assert_eq!(map.len(), REMEMBERED / 2);
+        // Over it, what expired goes first, and that may be enough.
+        map.extend((0..REMEMBERED).map(|i| (REMEMBERED + 1 + i, start)));
+        bound(&mut map, |at| *at, |at| *at == start);
+        assert_eq!(map.len(), REMEMBERED / 2);
+    }
 
     #[test]
     fn similar_events_are_combined_and_a_flood_is_cut_off() {
