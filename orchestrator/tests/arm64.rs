@@ -94,12 +94,7 @@ fn the_guides_first_pod_runs_on_the_arm64_binary_under_qemu() {
         ) == "Running"
     });
     let pods = server.kubectl_ok(&["get", "pods"]);
-    let row: Vec<&str> = pods
-        .lines()
-        .find(|l| l.starts_with("my-first-pod "))
-        .unwrap_or_else(|| panic!("no my-first-pod in {pods}"))
-        .split_whitespace()
-        .collect();
+    let row = server::table_row(&pods, "my-first-pod");
     assert_eq!(row[1..4], ["1/1", "Running", "0"], "{pods}");
 
     // Reached through the API server, as the guide does next.

@@ -278,12 +278,7 @@ fn the_guides_secret_is_a_memory_volume_and_encrypted_at_rest() {
         "T1VSX0FQSV9BQ0NFU1NfS0VZCg=="
     );
     let table = server.kubectl_ok(&["get", "secrets"]);
-    let row: Vec<&str> = table
-        .lines()
-        .find(|l| l.starts_with("api-authentication-secret"))
-        .unwrap_or_else(|| panic!("{table}"))
-        .split_whitespace()
-        .collect();
+    let row = server::table_row(&table, "api-authentication-secret");
     assert_eq!(&row[..3], ["api-authentication-secret", "Opaque", "2"]);
     // kubectl's own way, with stringData-like literals.
     server.kubectl_ok(&[

@@ -132,15 +132,6 @@ fn wait_finished(server: &Server, job: &str, limit: Duration) -> Value {
     last
 }
 
-fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
-    table
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .unwrap_or_else(|| panic!("no row {name} in\n{table}"))
-        .split_whitespace()
-        .collect()
-}
-
 #[test]
 fn the_guides_dice_job_rolls_until_a_six() {
     let server = Server::start_with(&["--job-backoff", "100ms"]);
@@ -173,7 +164,7 @@ fn the_guides_dice_job_rolls_until_a_six() {
         assert!(name.starts_with("dice-job-"), "{name}");
         assert_eq!(text(pod, "/metadata/ownerReferences/0/kind"), "Job");
         assert_eq!(text(pod, "/metadata/ownerReferences/0/name"), "dice-job");
-        let status = row(&table, name)[2];
+        let status = server::table_row(&table, name)[2];
         let expected = if text(pod, "/status/phase") == "Failed" {
             "Error"
         } else {
@@ -207,14 +198,22 @@ fn the_guides_dice_job_rolls_until_a_six() {
             last_failure.is_none_or(|end| terminated(succeeded[0], "startedAt") >= end),
             "{pods:#?}"
         );
-        assert_eq!(row(&jobs, "dice-job")[1..3], ["Complete", "1/1"], "{jobs}");
+        assert_eq!(
+            server::table_row(&jobs, "dice-job")[1..3],
+            ["Complete", "1/1"],
+            "{jobs}"
+        );
         assert!(job.pointer("/status/completionTime").is_some());
     } else {
         // Seven rolls without a six (one time in 3.6): the backoff limit.
         assert_eq!(failed.len(), 7);
         let failure = condition(&job, "Failed").unwrap();
         assert_eq!(text(failure, "/reason"), "BackoffLimitExceeded");
-        assert_eq!(row(&jobs, "dice-job")[1..3], ["Failed", "0/1"], "{jobs}");
+        assert_eq!(
+            server::table_row(&jobs, "dice-job")[1..3],
+            ["Failed", "0/1"],
+            "{jobs}"
+        );
     }
     // Deleting a finished pod loses none of the counts.
     let first = text(&pods[0], "/metadata/name").to_string();
@@ -279,7 +278,11 @@ spec:
     assert!(gap(&pods[0], &pods[1]) >= 1, "{pods:#?}");
     assert!(gap(&pods[1], &pods[2]) >= 3, "{pods:#?}");
     let jobs = server.kubectl_ok(&["get", "job", "fails"]);
-    assert_eq!(row(&jobs, "fails")[1..3], ["Failed", "0/1"], "{jobs}");
+    assert_eq!(
+        server::table_row(&jobs, "fails")[1..3],
+        ["Failed", "0/1"],
+        "{jobs}"
+    );
     let events = server.kubectl_ok(&[
         "get",
         "events",
@@ -376,18 +379,24 @@ spec:
             "SELECTOR"
         ]
     );
-    assert_eq!(row(&table, "squares")[1..3], ["Complete", "3/3"]);
-    assert_eq!(row(&table, "fixed")[1..3], ["Complete", "4/4"]);
+    assert_eq!(
+        server::table_row(&table, "squares")[1..3],
+        ["Complete", "3/3"]
+    );
+    assert_eq!(
+        server::table_row(&table, "fixed")[1..3],
+        ["Complete", "4/4"]
+    );
     assert_eq!(pods_of(&server, "fixed").len(), 4);
     // A work queue: done when one pod succeeded and none still runs.
-    let queue = row(&table, "queue");
+    let queue = server::table_row(&table, "queue");
     assert_eq!(queue[1], "Complete", "{table}");
     assert!(
         queue[2..5] == ["1/1", "of", "2"] || queue[2..5] == ["2/1", "of", "2"],
         "{table}"
     );
     assert!(
-        row(&table, "queue")
+        server::table_row(&table, "queue")
             .iter()
             .any(|c| c.starts_with("batch.kubernetes.io/controller-uid="))
     );
@@ -475,7 +484,11 @@ spec:
     // suspend: no pods until resumed.
     assert!(pods_of(&server, "later").is_empty());
     let table = server.kubectl_ok(&["get", "job", "later"]);
-    assert_eq!(row(&table, "later")[1], "Suspended", "{table}");
+    assert_eq!(
+        server::table_row(&table, "later")[1],
+        "Suspended",
+        "{table}"
+    );
     server.kubectl_ok(&[
         "patch",
         "job",
@@ -600,7 +613,7 @@ fn the_guides_cron_job_runs_each_minute() {
         ]
     );
     assert_eq!(
-        row(&table, "google-check-cronjob")[1..6],
+        server::table_row(&table, "google-check-cronjob")[1..6],
         ["*/1", "*", "*", "*", "*"]
     );
 
@@ -653,7 +666,7 @@ fn the_guides_cron_job_runs_each_minute() {
             && cron_job.pointer("/status/lastSuccessfulTime").is_some()
     });
     let table = server.kubectl_ok(&["get", "cronjobs"]);
-    let cells = row(&table, "google-check-cronjob");
+    let cells = server::table_row(&table, "google-check-cronjob");
     assert_eq!(cells[6..9], ["<none>", "False", "0"], "{table}");
     assert_ne!(cells[9], "<none>", "LAST SCHEDULE is set: {table}");
 

@@ -515,6 +515,16 @@ impl Drop for Server {
     }
 }
 
+/// The cells of the row of a kubectl table whose first column is `name`.
+pub fn table_row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no row {name} in\n{table}"))
+        .split_whitespace()
+        .collect()
+}
+
 /// Stops a kubectl left running.
 pub struct KillOnDrop(pub Child);
 
