@@ -257,12 +257,16 @@ impl Caches {
 mod tests {
     use super::*;
     use crate::registry::{DeleteOptions, Registry, Resources, WriteOptions};
-    use crate::store::{RedbStore, StoreOptions};
+    use crate::store::{RedbStore, StoreOptions, WatchWindow};
     use serde_json::json;
 
     /// A registry with the namespaces `default` and `other`.
     async fn registry(dir: &std::path::Path) -> Registry {
-        let store = RedbStore::open(&dir.join("store.redb"), StoreOptions::default()).unwrap();
+        registry_with(dir, StoreOptions::default()).await
+    }
+
+    async fn registry_with(dir: &std::path::Path, options: StoreOptions) -> Registry {
+        let store = RedbStore::open(&dir.join("store.redb"), options).unwrap();
         let registry = Registry::new(Arc::new(store), Resources::builtin());
         let namespaces = registry.resource("", "Namespace");
         for name in ["default", "other"] {
@@ -379,14 +383,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cache_that_lags_the_live_channel_catches_up_from_the_log() {
+    async fn a_cache_that_falls_behind_the_watch_window_catches_up_from_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = registry(dir.path()).await;
+        let window = WatchWindow {
+            at_least: 64,
+            keep_for: Duration::ZERO,
+            at_most: 64,
+        };
+        let options = StoreOptions {
+            watch_window: window,
+            ..StoreOptions::default()
+        };
+        let registry = registry_with(dir.path(), options).await;
         let cache = registry.cache(&registry.resource("", "ConfigMap"));
         let all = LabelSelector::default();
         assert!(cache.list(None, &all).await.unwrap().is_empty());
-        // More writes than the live channel holds (4096), made while the
-        // cache cannot run: this test's runtime has one thread, and it is
+        // More writes than the window holds, made while the cache cannot run: this test's runtime has one thread, and it is
         // blocked on the writing thread.
         let writer = registry.clone();
         std::thread::spawn(move || {

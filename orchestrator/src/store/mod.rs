@@ -11,6 +11,7 @@
 //! [`RedbStore`] on a multi-node cluster.
 
 mod encode;
+mod recent;
 mod redb;
 pub mod seal;
 mod snapshots;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+pub use self::recent::WatchWindow;
 pub use self::redb::{RedbStore, StoreOptions};
 pub use self::watch::{Step, Watch};
 

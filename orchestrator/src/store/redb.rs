@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use ::redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use futures::future::BoxFuture;
 use serde_json::Value;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 use super::encode::Encoded;
+use super::recent::{Recent, WatchWindow};
 use super::seal::{self, Sealer};
 use super::snapshots::Snapshots;
 use super::watch::Replayed;
@@ -49,6 +50,8 @@ pub struct StoreOptions {
     /// Most memory redb keeps of the file's pages (its own default is a
     /// gigabyte, and it fills as the file grows).
     pub cache_bytes: usize,
+    /// How many recent changes watches read from memory.
+    pub watch_window: WatchWindow,
 }
 
 /// The page cache a host of `memory_kib` gets: a sixty-fourth of its
@@ -68,12 +71,10 @@ impl Default for StoreOptions {
             max_batch: 1024,
             sealer: None,
             cache_bytes: cache_bytes_for(crate::host::memory_kib()),
+            watch_window: WatchWindow::default(),
         }
     }
 }
-
-/// Changes kept for watches to take from memory.
-const EVENT_RING: usize = 1024;
 
 /// State the writer thread and the readers share.
 struct Shared {
@@ -84,9 +85,9 @@ struct Shared {
     revision: AtomicU64,
     /// Revisions up to this one are gone from the log.
     compacted: AtomicU64,
-    /// Committed changes, in revision order, for live watches; taken at
-    /// close, which ends every watch.
-    events: Mutex<Option<broadcast::Sender<Arc<WatchEvent>>>>,
+    /// Recent committed changes, for watches to read from memory; closed
+    /// with the store, which ends every watch.
+    recent: Arc<Recent>,
     /// Durable commits made, to see how many writes share one.
     commits: AtomicU64,
     sealer: Option<Arc<Sealer>>,
@@ -168,15 +169,11 @@ impl RedbStore {
             (revision, compacted)
         };
         txn.commit()?;
-        // Every change fans out through this ring, and what it holds (old
-        // versions of objects) stays in memory until overwritten: a watch
-        // that falls further behind re-reads the log instead.
-        let (events, _) = broadcast::channel(EVENT_RING);
         let shared = Arc::new(Shared {
             db: std::sync::RwLock::new(Some(db)),
             revision: AtomicU64::new(revision),
             compacted: AtomicU64::new(compacted),
-            events: Mutex::new(Some(events)),
+            recent: Recent::new(revision, options.watch_window),
             commits: AtomicU64::new(0),
             sealer: options.sealer.clone(),
             snapshots: Snapshots::default(),
@@ -206,11 +203,7 @@ impl RedbStore {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        self.shared
-            .events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.shared.recent.close();
         // Last: a list that began before the database went may still have
         // held its snapshot, which keeps the file open.
         self.shared.snapshots.clear();
@@ -333,10 +326,7 @@ impl Store for RedbStore {
     fn watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
         // Subscribe first: anything committed from here on reaches `live`,
         // and the log read below covers everything before.
-        let live = match &*self.shared.events.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(events) => events.subscribe(),
-            None => return Err(Error::Closed),
-        };
+        let live = self.shared.recent.subscribe().ok_or(Error::Closed)?;
         let shared = self.shared.clone();
         let replay = Arc::new(move |prefix: &str, after: Revision| replay(&shared, prefix, after));
         let pending = replay(prefix, after)?;
@@ -377,11 +367,16 @@ fn replay(shared: &Shared, prefix: &str, after: Revision) -> Result<Replayed> {
 fn writer_loop(shared: &Shared, requests: &mpsc::Receiver<Request>, options: &StoreOptions) {
     let mut last_compaction = Instant::now();
     loop {
-        let first = match requests.recv_timeout(options.compact_every) {
+        let first = match requests.recv_timeout(idle_wakeup(options)) {
             Ok(request) => request,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                let _ = compact(shared, options.retained_revisions);
-                last_compaction = Instant::now();
+                // Idle: old changes leave memory without new ones to push
+                // them out.
+                shared.recent.trim();
+                if last_compaction.elapsed() >= options.compact_every {
+                    let _ = compact(shared, options.retained_revisions);
+                    last_compaction = Instant::now();
+                }
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -410,6 +405,15 @@ fn writer_loop(shared: &Shared, requests: &mpsc::Receiver<Request>, options: &St
             last_compaction = Instant::now();
         }
     }
+}
+
+/// How long the writer waits for a write before it tidies up: the watch
+/// window trimmed, the log compacted when due.
+fn idle_wakeup(options: &StoreOptions) -> Duration {
+    options
+        .compact_every
+        .min(options.watch_window.keep_for)
+        .max(Duration::from_secs(1))
 }
 
 /// A write on its way to the writer thread, its object already serialised
@@ -475,20 +479,14 @@ fn commit_batch(shared: &Shared, writes: Vec<(Queued, oneshot::Sender<Result<Arc
     match result {
         Ok((outcomes, revision)) => {
             shared.revision.store(revision, Ordering::Release);
-            let events = shared
-                .events
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let outcomes: Vec<Result<Arc<WatchEvent>>> =
+                outcomes.into_iter().map(|o| o.map(Arc::new)).collect();
+            // Watchers are told before writers are answered.
+            shared
+                .recent
+                .push(outcomes.iter().filter_map(|o| o.as_ref().ok().cloned()));
             for (outcome, reply) in outcomes.into_iter().zip(replies) {
-                let answer = outcome.map(|event| {
-                    let object = Arc::clone(&event.object);
-                    if let Some(events) = &events {
-                        let _ = events.send(Arc::new(event));
-                    }
-                    object
-                });
-                let _ = reply.send(answer);
+                let _ = reply.send(outcome.map(|event| Arc::clone(&event.object)));
             }
         }
         Err(error) => {

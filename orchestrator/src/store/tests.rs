@@ -8,6 +8,20 @@ fn open(dir: &std::path::Path) -> RedbStore {
     RedbStore::open(&dir.join("store.redb"), StoreOptions::default()).unwrap()
 }
 
+/// A store whose watches keep only 64 changes in memory, so a watch falls
+/// behind within a test.
+fn open_with_small_window(dir: &std::path::Path) -> RedbStore {
+    let options = StoreOptions {
+        watch_window: super::WatchWindow {
+            at_least: 64,
+            keep_for: Duration::ZERO,
+            at_most: 64,
+        },
+        ..StoreOptions::default()
+    };
+    RedbStore::open(&dir.join("store.redb"), options).unwrap()
+}
+
 fn create(key: &str, name: &str) -> Write {
     Write::Create {
         key: key.into(),
@@ -227,9 +241,9 @@ async fn concurrent_writes_share_commits_and_each_gets_its_own_revision() {
 #[tokio::test]
 async fn a_lagging_watch_recovers_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open_with_small_window(dir.path());
     let mut watch = store.watch("/l/", 0).unwrap();
-    // More than the live channel holds, so the watch lags and must replay.
+    // More than the window holds, so the watch falls behind and must replay.
     for chunk in 0..10 {
         let writes = (0..500).map(|i| store.write(create(&format!("/l/{chunk}-{i}"), "x")));
         for result in futures::future::join_all(writes).await {
@@ -261,22 +275,31 @@ async fn a_watch_reports_progress_past_other_keys() {
     assert!(watch.try_step().is_none());
     // Live: a write elsewhere is progress, a write under the prefix an event.
     store.write(create("/other/after", "x")).await.unwrap();
-    store.write(create("/mine/after", "x")).await.unwrap();
     assert!(matches!(watch.step().await, Some(Ok(Step::Passed(4)))));
+    store.write(create("/mine/after", "x")).await.unwrap();
     let Some(Ok(Step::Event(event))) = watch.step().await else {
         panic!("the live event");
     };
     assert_eq!((event.revision, event.key.as_str()), (5, "/mine/after"));
+    assert!(watch.try_step().is_none());
+    // Changes elsewhere before one under the prefix: the change (its
+    // revision says how far the store got).
+    store.write(create("/other/later", "x")).await.unwrap();
+    store.write(create("/mine/later", "x")).await.unwrap();
+    let Some(Ok(Step::Event(event))) = watch.step().await else {
+        panic!("the live event");
+    };
+    assert_eq!(event.revision, 7);
     assert!(watch.try_step().is_none());
 }
 
 #[tokio::test]
 async fn a_lagging_watch_reports_how_far_its_replay_read() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open_with_small_window(dir.path());
     let mut watch = store.watch("/mine/", 0).unwrap();
     store.write(create("/mine/first", "x")).await.unwrap();
-    // More than the live channel holds, none of them under the prefix.
+    // More than the window holds, none of them under the prefix.
     for chunk in 0..10 {
         let writes = (0..500).map(|i| store.write(create(&format!("/other/{chunk}-{i}"), "x")));
         for result in futures::future::join_all(writes).await {

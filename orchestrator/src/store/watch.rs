@@ -1,10 +1,10 @@
-//! A watch over the store: the log after a revision, then live changes.
+//! A watch over the store: the log after a revision, then live changes
+//! from the window of recent ones ([`super::recent`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
-
+use super::recent::{Live, Next};
 use super::{Result, Revision, WatchEvent};
 
 /// What a read of the log found: the events under the prefix, and the
@@ -26,21 +26,22 @@ pub enum Step {
 
 /// Changes under one key prefix, in revision order, each exactly once.
 ///
-/// A watch that falls behind the live channel re-reads the log from the
-/// last revision it delivered, so a slow reader loses nothing; only if the
-/// log has been compacted past it does it end with `Gone`.
+/// A watch that falls behind the window of recent changes re-reads the
+/// log from the last revision it accounted for, so a slow reader loses
+/// nothing; only if the log has been compacted past it does it end with
+/// `Gone`.
 pub struct Watch {
     prefix: String,
     /// The last revision delivered (or the starting point).
     last: Revision,
     /// The newest revision accounted for: delivered, read past in the
-    /// log, or seen live under another prefix.
+    /// log, or passed in the window under another prefix.
     seen: Revision,
     /// `seen` moved during a replay and has not been reported.
     passed_unreported: bool,
     /// Events read from the log, not yet delivered.
     pending: VecDeque<Arc<WatchEvent>>,
-    live: broadcast::Receiver<Arc<WatchEvent>>,
+    live: Live,
     replay: Replay,
 }
 
@@ -59,7 +60,7 @@ impl Watch {
         prefix: String,
         after: Revision,
         replayed: Replayed,
-        live: broadcast::Receiver<Arc<WatchEvent>>,
+        live: Live,
         replay: Replay,
     ) -> Watch {
         Watch {
@@ -107,37 +108,34 @@ impl Watch {
     /// The next step, without waiting: `None` when nothing new has been
     /// committed (or the store has closed).
     pub fn try_step(&mut self) -> Option<Result<Step>> {
-        use broadcast::error::TryRecvError;
-        loop {
-            if let Some(step) = self.pop_pending() {
-                return Some(Ok(step));
+        if let Some(step) = self.pop_pending() {
+            return Some(Ok(step));
+        }
+        match self.live.after(self.seen, &self.prefix) {
+            Next::Event(event) => {
+                self.seen = event.revision;
+                self.last = event.revision;
+                Some(Ok(Step::Event(event)))
             }
-            let received = match self.live.try_recv() {
-                Ok(event) => Ok(event),
-                Err(TryRecvError::Lagged(_)) => Err(()),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
-            };
-            if let Some(step) = self.take(received) {
-                return Some(step);
+            Next::Passed(revision) => {
+                self.seen = revision;
+                Some(Ok(Step::Passed(revision)))
             }
+            Next::Nothing => None,
+            Next::Behind => self.read_log(),
         }
     }
 
     /// The next step: a change, or the store's progress past others;
     /// `None` once the store has closed.
     pub async fn step(&mut self) -> Option<Result<Step>> {
-        use broadcast::error::RecvError;
         loop {
-            if let Some(step) = self.pop_pending() {
-                return Some(Ok(step));
-            }
-            let received = match self.live.recv().await {
-                Ok(event) => Ok(event),
-                Err(RecvError::Lagged(_)) => Err(()),
-                Err(RecvError::Closed) => return None,
-            };
-            if let Some(step) = self.take(received) {
+            if let Some(step) = self.try_step() {
                 return Some(step);
+            }
+            if !self.live.changed().await {
+                // Closed: what was pushed before is still delivered.
+                return self.try_step();
             }
         }
     }
@@ -155,35 +153,18 @@ impl Watch {
         None
     }
 
-    /// Handles one live event (`Err`: the channel lagged): the step to
-    /// report, a replay failure, or `None` to read on.
-    fn take(&mut self, received: Result<Arc<WatchEvent>, ()>) -> Option<Result<Step>> {
-        match received {
-            Ok(event) => {
-                if event.revision <= self.seen {
-                    // Already read from the log.
-                    return None;
+    /// Reads on from the log past `seen`, what the window no longer holds.
+    fn read_log(&mut self) -> Option<Result<Step>> {
+        match (self.replay)(&self.prefix, self.seen) {
+            Ok(replayed) => {
+                self.pending.extend(replayed.events);
+                if replayed.through > self.seen {
+                    self.seen = replayed.through;
+                    self.passed_unreported = true;
                 }
-                self.seen = event.revision;
-                if event.key.starts_with(&self.prefix) {
-                    self.last = event.revision;
-                    Some(Ok(Step::Event(event)))
-                } else {
-                    Some(Ok(Step::Passed(event.revision)))
-                }
+                self.pop_pending().map(Ok)
             }
-            // Everything up to `seen` is accounted for: read on from there.
-            Err(()) => match (self.replay)(&self.prefix, self.seen) {
-                Ok(replayed) => {
-                    self.pending.extend(replayed.events);
-                    if replayed.through > self.seen {
-                        self.seen = replayed.through;
-                        self.passed_unreported = true;
-                    }
-                    self.pop_pending().map(Ok)
-                }
-                Err(error) => Some(Err(error)),
-            },
+            Err(error) => Some(Err(error)),
         }
     }
 }
