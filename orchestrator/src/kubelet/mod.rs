@@ -259,6 +259,7 @@ impl Kubelet {
         loop {
             if watch.is_none() {
                 // List, sync everything, then follow changes from there.
+                self.forget_finished_workers();
                 match self.registry.list(&pods, None, &ListOptions::default()) {
                     Ok(listed) => {
                         for pod in &listed.items {
@@ -342,6 +343,12 @@ impl Kubelet {
         }
     }
 
+    /// Lets go of the workers whose pods have ended.
+    fn forget_finished_workers(&self) {
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        workers.retain(|_, w| !w.task.is_finished());
+    }
+
     /// Brings one pod's worker in line with the pod object.
     fn sync(self: &Arc<Self>, pod: &Value, deleted: bool) {
         let node = pod
@@ -358,7 +365,11 @@ impl Kubelet {
             .to_string();
         let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
         let mut workers = self.workers.lock().unwrap();
-        workers.retain(|_, w| !w.task.is_finished());
+        // This pod's worker only: a sweep of all of them here made every
+        // pod event cost as much as the node has pods.
+        if workers.get(&uid).is_some_and(|w| w.task.is_finished()) {
+            workers.remove(&uid);
+        }
         let ephemeral = pod
             .pointer("/spec/ephemeralContainers")
             .cloned()
