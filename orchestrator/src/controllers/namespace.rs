@@ -33,7 +33,13 @@ pub async fn run(registry: Registry, mut stop: watch::Receiver<bool>) {
             Err(e) => tracing::warn!("listing namespaces: {e}"),
         }
         tokio::select! {
-            _ = async { match watch.as_mut() { Some(w) => { w.next().await; } None => std::future::pending().await } } => {}
+            event = async { match watch.as_mut() { Some(w) => w.next().await, None => std::future::pending().await } } => {
+                // A watch that failed or ended is made again from now
+                // (the pass above lists everything anyway).
+                if !matches!(event, Some(Ok(_))) {
+                    watch = registry.watch(&namespaces, None, registry.store().revision()).ok();
+                }
+            }
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }

@@ -210,6 +210,37 @@ async fn compacted_history_is_gone() {
 }
 
 #[tokio::test]
+async fn a_watch_behind_the_window_and_the_log_reports_gone_once_and_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        retained_revisions: 2,
+        watch_window: super::WatchWindow {
+            at_least: 2,
+            keep_for: Duration::ZERO,
+            at_most: 2,
+        },
+        ..StoreOptions::default()
+    };
+    let store = RedbStore::open(&dir.path().join("s.redb"), options).unwrap();
+    let mut watch = store.watch("/x/", 0).unwrap();
+    for i in 0..10 {
+        store
+            .write(create(&format!("/x/{i}"), &i.to_string()))
+            .await
+            .unwrap();
+    }
+    store.compact().await.unwrap();
+    // Drained as the scheduler drains it: the error once, then nothing.
+    let steps: Vec<_> = std::iter::from_fn(|| watch.try_next()).take(100).collect();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert!(
+        matches!(steps[0], Err(Error::Gone { requested: 0, .. })),
+        "{steps:?}"
+    );
+    assert!(watch.next().await.is_none());
+}
+
+#[tokio::test]
 async fn reopening_restores_objects_and_revision() {
     let dir = tempfile::tempdir().unwrap();
     {

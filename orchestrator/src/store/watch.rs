@@ -39,6 +39,9 @@ pub struct Watch {
     seen: Revision,
     /// `seen` moved during a replay and has not been reported.
     passed_unreported: bool,
+    /// The log could not be read (compacted past it): the watch has
+    /// reported why and delivers nothing more.
+    ended: bool,
     /// Events read from the log, not yet delivered.
     pending: VecDeque<Arc<WatchEvent>>,
     live: Live,
@@ -68,6 +71,7 @@ impl Watch {
             last: after,
             seen: replayed.through.max(after),
             passed_unreported: replayed.through > after,
+            ended: false,
             pending: replayed.events.into(),
             live,
             replay,
@@ -108,6 +112,9 @@ impl Watch {
     /// The next step, without waiting: `None` when nothing new has been
     /// committed (or the store has closed).
     pub fn try_step(&mut self) -> Option<Result<Step>> {
+        if self.ended {
+            return None;
+        }
         if let Some(step) = self.pop_pending() {
             return Some(Ok(step));
         }
@@ -130,6 +137,9 @@ impl Watch {
     /// `None` once the store has closed.
     pub async fn step(&mut self) -> Option<Result<Step>> {
         loop {
+            if self.ended {
+                return None;
+            }
             if let Some(step) = self.try_step() {
                 return Some(step);
             }
@@ -164,7 +174,12 @@ impl Watch {
                 }
                 self.pop_pending().map(Ok)
             }
-            Err(error) => Some(Err(error)),
+            Err(error) => {
+                // Reported once: a reader draining the watch in a loop
+                // would otherwise be handed the same error for ever.
+                self.ended = true;
+                Some(Err(error))
+            }
         }
     }
 }
