@@ -8,6 +8,9 @@
 //!
 //! `cargo bench -p wasmkube --bench deployment_scale [-- N [M…]]`: each
 //! size in turn, the later ones also as a multiple of the first's time.
+//! With `DEPLOYMENT_SCALE_EXIT_IDLE` set, the process exits once the first
+//! size is idle, so `heaptrack` lists what the server holds per pod as
+//! leaked.
 
 use std::time::{Duration, Instant};
 
@@ -219,6 +222,11 @@ fn main() {
                 writes as f64 / n as f64
             );
             println!("  RSS per idle pod: {server_per_pod:.0} KiB through the server (target <= 256)");
+            if std::env::var_os("DEPLOYMENT_SCALE_EXIT_IDLE").is_some() {
+                // For a heap profiler: what the idle server holds shows as
+                // never freed.
+                std::process::exit(0);
+            }
             // The baseline runs last, after the largest size: removing its
             // pods makes ext4 slow to allocate inodes for a while (it checks
             // each recently freed one), which would fall on whichever
