@@ -385,13 +385,8 @@ mod tests {
     #[tokio::test]
     async fn a_cache_that_falls_behind_the_watch_window_catches_up_from_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let window = WatchWindow {
-            at_least: 64,
-            keep_for: Duration::ZERO,
-            at_most: 64,
-        };
         let options = StoreOptions {
-            watch_window: window,
+            watch_window: WatchWindow::last(64),
             ..StoreOptions::default()
         };
         let registry = registry_with(dir.path(), options).await;

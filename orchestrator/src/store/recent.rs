@@ -37,6 +37,19 @@ impl Default for WatchWindow {
     }
 }
 
+impl WatchWindow {
+    /// A window of the last `events` changes, however young (for tests
+    /// whose watches must fall behind).
+    #[cfg(test)]
+    pub(crate) fn last(events: usize) -> WatchWindow {
+        WatchWindow {
+            at_least: events,
+            keep_for: Duration::ZERO,
+            at_most: events,
+        }
+    }
+}
+
 /// The window, shared by the store (which pushes) and its watches.
 #[derive(Debug)]
 pub(super) struct Recent {

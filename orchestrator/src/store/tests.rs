@@ -12,11 +12,7 @@ fn open(dir: &std::path::Path) -> RedbStore {
 /// behind within a test.
 fn open_with_small_window(dir: &std::path::Path) -> RedbStore {
     let options = StoreOptions {
-        watch_window: super::WatchWindow {
-            at_least: 64,
-            keep_for: Duration::ZERO,
-            at_most: 64,
-        },
+        watch_window: super::WatchWindow::last(64),
         ..StoreOptions::default()
     };
     RedbStore::open(&dir.join("store.redb"), options).unwrap()
@@ -214,11 +210,7 @@ async fn a_watch_behind_the_window_and_the_log_reports_gone_once_and_ends() {
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
         retained_revisions: 2,
-        watch_window: super::WatchWindow {
-            at_least: 2,
-            keep_for: Duration::ZERO,
-            at_most: 2,
-        },
+        watch_window: super::WatchWindow::last(2),
         ..StoreOptions::default()
     };
     let store = RedbStore::open(&dir.path().join("s.redb"), options).unwrap();
