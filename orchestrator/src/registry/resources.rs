@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use schemars::{JsonSchema, SchemaGenerator};
+#[cfg(test)]
+use schemars::SchemaGenerator;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -16,6 +17,7 @@ use super::allocator::{Allocators, Reservation};
 use super::{Error, Registry};
 use crate::admission::Invalid;
 use crate::custom::CustomKind;
+use crate::schema::Described;
 
 /// The verbs of a resource that supports all of them.
 pub const ALL_VERBS: &[&str] = &[
@@ -65,14 +67,16 @@ pub fn admit_nothing(_: &Registry, _: &mut Value, _: Option<&Value>) -> Result<(
     Ok(())
 }
 
-/// What a kind's Rust type gives: a checked decode and the OpenAPI schema.
+/// What a kind's Rust type gives: a checked decode and (in the tests, which
+/// generate the definitions) its OpenAPI schema.
 #[derive(Clone, Copy)]
 pub struct Typed {
     /// Decodes into the typed object: type errors as `Err`, unknown field
     /// paths in the `Ok` list.
     pub decode: fn(&Value) -> Result<Vec<String>, String>,
     /// Adds the type's schema (and every schema it refers to) to the
-    /// generator's definitions.
+    /// generator's definitions (`schema::generate`, in the tests only).
+    #[cfg(test)]
     pub schema: fn(&mut SchemaGenerator),
 }
 
@@ -81,13 +85,15 @@ impl Typed {
     pub fn untyped() -> Self {
         Typed {
             decode: |_| Ok(Vec::new()),
+            #[cfg(test)]
             schema: |_| {},
         }
     }
 
-    pub fn of<T: DeserializeOwned + JsonSchema>() -> Self {
+    pub fn of<T: DeserializeOwned + Described>() -> Self {
         Typed {
             decode: super::kinds::decode::<T>,
+            #[cfg(test)]
             schema: |generator| {
                 generator.subschema_for::<T>();
             },

@@ -156,7 +156,7 @@ pub(crate) const fn status(kind: &'static str) -> [Subresource; 1] {
 }
 
 /// Hooks that accept anything the typed decode accepts.
-pub(crate) fn plain_hooks<T: DeserializeOwned + schemars::JsonSchema>() -> Hooks {
+pub(crate) fn plain_hooks<T: DeserializeOwned + crate::schema::Described>() -> Hooks {
     Hooks {
         defaults: |_| {},
         initial_status: |_| {},
@@ -173,6 +173,10 @@ pub(crate) fn decode<T: DeserializeOwned>(value: &Value) -> Result<Vec<String>, 
     let mut unknown = Vec::new();
     let mut track =
         |path: serde_ignored::Path<'_>| unknown.push(crate::manifest::field_path(&path));
+    // One tracker type for every `T`: the decoding of a type reached from
+    // many kinds (a PodSpec from nine) is then compiled once, not once per
+    // kind (a closure in a generic function is a new type for each `T`).
+    let mut track: &mut dyn FnMut(serde_ignored::Path<'_>) = &mut track;
     let ignored = serde_ignored::Deserializer::new(value, &mut track);
     if T::deserialize(ignored).is_ok() {
         return Ok(unknown);

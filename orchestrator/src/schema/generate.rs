@@ -1,12 +1,16 @@
-//! The OpenAPI schemas of every served kind, from k8s-openapi's `schemars`
-//! implementations, with the extensions Kubernetes adds: the kind's
-//! group/version/kind, and each list field's patch strategy and merge key.
+//! How `definitions.json` is made: k8s-openapi's `schemars`
+//! implementations of every served kind, with the extensions Kubernetes
+//! adds (the kind's group/version/kind, each list field's patch strategy
+//! and merge key, atomic structs).
 //!
-//! The same definitions drive `kubectl explain`, client validation and the
-//! server's strategic merge patch, so a field merges the way kubectl
-//! expects.
+//! Only the tests build it: the shipped binary carries the generated file
+//! (compressed) instead of the schema code of every Kubernetes type, which
+//! was about a quarter of its size. `cargo test -p wasmkube --lib schema::`
+//! fails when the file differs from what the types generate, and writes it
+//! anew with `WASMKUBE_WRITE_SCHEMAS=1`.
 
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
+use std::path::Path;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, Patch, Status};
 use schemars::generate::SchemaSettings;
@@ -255,12 +259,7 @@ const API_TYPES: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-/// Every definition, by schema name, with Kubernetes' extensions.
-pub fn definitions() -> &'static Map<String, Value> {
-    static DEFINITIONS: OnceLock<Map<String, Value>> = OnceLock::new();
-    DEFINITIONS.get_or_init(build)
-}
-
+/// Every definition, by schema name, as the types generate it.
 fn build() -> Map<String, Value> {
     let mut generator = SchemaSettings::openapi3().into_generator();
     let resources = crate::registry::kinds::all();
@@ -320,79 +319,33 @@ fn build() -> Map<String, Value> {
     definitions
 }
 
-/// Follows `$ref` (directly or through a one-element `allOf`).
-pub fn resolve(schema: &Value) -> &Value {
-    let mut current = schema;
-    for _ in 0..8 {
-        let reference = current.get("$ref").and_then(Value::as_str).or_else(|| {
-            current
-                .get("allOf")
-                .and_then(Value::as_array)
-                .filter(|a| a.len() == 1)
-                .and_then(|a| a[0].get("$ref"))
-                .and_then(Value::as_str)
-        });
-        let Some(reference) = reference else {
-            return current;
-        };
-        let name = reference.rsplit('/').next().unwrap_or(reference);
-        match definitions().get(name) {
-            Some(next) => current = next,
-            None => return current,
-        }
+/// The committed definitions, as `build.rs` compresses them into the binary.
+const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/schema/definitions.json");
+
+#[test]
+fn the_shipped_definitions_are_what_the_types_generate() {
+    let generated = build();
+    if std::env::var_os("WASMKUBE_WRITE_SCHEMAS").is_some() {
+        let mut text = serde_json::to_string_pretty(&generated).expect("JSON values serialise");
+        text.push('\n');
+        std::fs::write(FILE, text).expect("writing src/schema/definitions.json");
+        return;
     }
-    current
-}
-
-/// The schema of a named definition.
-pub fn named(name: &str) -> Option<&'static Value> {
-    definitions().get(name)
-}
-
-/// The schema of field `field` of an object schema (`additionalProperties`
-/// for maps), with its patch extensions.
-pub fn field<'a>(schema: &'a Value, name: &str) -> Option<&'a Value> {
-    let schema = resolve(schema);
-    schema
-        .get("properties")
-        .and_then(|p| p.get(name))
-        .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kinds_carry_their_gvk_and_lists_their_strategy() {
-        let pod = named("io.k8s.api.core.v1.Pod").unwrap();
-        assert_eq!(
-            pod["x-kubernetes-group-version-kind"],
-            json!([{"group": "", "version": "v1", "kind": "Pod"}])
-        );
-        let spec = field(pod, "spec").unwrap();
-        let containers = field(spec, "containers").unwrap();
-        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
-        let volumes = field(spec, "volumes").unwrap();
-        assert_eq!(volumes["x-kubernetes-patch-strategy"], "merge,retainKeys");
-        let env = field(resolve(&containers["items"]), "env").unwrap();
-        assert_eq!(env["x-kubernetes-patch-merge-key"], "name");
-    }
-
-    #[test]
-    fn every_served_kind_has_its_schema() {
-        for resource in crate::registry::kinds::all() {
-            let schema =
-                named(resource.schema).unwrap_or_else(|| panic!("no schema for {}", resource.kind));
-            assert_eq!(
-                schema["x-kubernetes-group-version-kind"][0]["kind"], resource.kind,
-                "{}",
-                resource.schema
-            );
-        }
-        let deployment = named("io.k8s.api.apps.v1.Deployment").unwrap();
-        let template = field(field(deployment, "spec").unwrap(), "template").unwrap();
-        let containers = field(field(template, "spec").unwrap(), "containers").unwrap();
-        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
-    }
+    let shipped: Map<String, Value> = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(FILE)).expect("src/schema/definitions.json is in the tree"),
+    )
+    .expect("src/schema/definitions.json is JSON");
+    let stale: BTreeSet<&String> = generated
+        .keys()
+        .chain(shipped.keys())
+        .filter(|name| generated.get(*name) != shipped.get(*name))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "src/schema/definitions.json differs from what the types generate in {} definitions \
+         (first: {:?}); write it anew with \
+         WASMKUBE_WRITE_SCHEMAS=1 cargo test -p wasmkube --lib schema::",
+        stale.len(),
+        stale.first()
+    );
 }
