@@ -89,26 +89,19 @@ fn typed<T: DeserializeOwned>(
     name: Option<&str>,
     value: serde_yaml::Value,
 ) -> Result<T, Error> {
-    let fail = |field: String, message: String| Error {
+    let fail = |message: String| Error {
         source_name: source_name.to_string(),
         doc,
         message: format!(
-            "{kind} {}: {field}: {message}",
+            "{kind} {}: {message}",
             name.map(|n| format!("{n:?}"))
                 .unwrap_or_else(|| "(unnamed)".into())
         ),
     };
-    let mut unknown = Vec::new();
-    let mut track = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
-    let ignored = serde_ignored::Deserializer::new(value, &mut track);
-    let parsed: T = serde_path_to_error::deserialize(ignored).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        fail(
-            path.replace(".[", "[").trim_start_matches('.').to_string(),
-            inner,
-        )
-    })?;
+    // Decoded as the API server decodes a body (one decoding of each type
+    // in the binary, not a second one from YAML).
+    let value = serde_json::to_value(&value).map_err(|e| fail(e.to_string()))?;
+    let unknown = crate::registry::kinds::decode::<T>(&value).map_err(fail)?;
     if let Some(field) = unknown.into_iter().next() {
         let (parent, leaf) = match field.rsplit_once('.') {
             Some((p, l)) => (p.to_string(), l.to_string()),
@@ -119,12 +112,11 @@ fn typed<T: DeserializeOwned>(
         } else {
             format!(" in {parent}")
         };
-        return Err(fail(
-            field,
-            format!("unknown field {leaf:?}{at} (strict decoding)"),
-        ));
+        return Err(fail(format!(
+            "{field}: unknown field {leaf:?}{at} (strict decoding)"
+        )));
     }
-    Ok(parsed)
+    serde_json::from_value(value).map_err(|e| fail(e.to_string()))
 }
 
 /// `spec.containers[0].imagee` from serde_ignored's path.

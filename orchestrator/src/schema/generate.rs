@@ -332,7 +332,8 @@ fn the_shipped_definitions_are_what_the_types_generate() {
         return;
     }
     let shipped: Map<String, Value> = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(FILE)).expect("src/schema/definitions.json is in the tree"),
+        &std::fs::read_to_string(Path::new(FILE))
+            .expect("src/schema/definitions.json is in the tree"),
     )
     .expect("src/schema/definitions.json is JSON");
     let stale: BTreeSet<&String> = generated

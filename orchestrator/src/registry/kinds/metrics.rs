@@ -17,7 +17,11 @@ pub const GROUP: &str = "metrics.k8s.io";
 /// The resource metrics of a pod.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[cfg_attr(test, derive(schemars::JsonSchema), schemars(rename = "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics"))]
+#[cfg_attr(
+    test,
+    derive(schemars::JsonSchema),
+    schemars(rename = "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics")
+)]
 pub struct PodMetrics {
     /// APIVersion defines the versioned schema of this representation of an object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,7 +42,11 @@ pub struct PodMetrics {
 
 /// The resource metrics of a container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(test, derive(schemars::JsonSchema), schemars(rename = "io.k8s.metrics.pkg.apis.metrics.v1beta1.ContainerMetrics"))]
+#[cfg_attr(
+    test,
+    derive(schemars::JsonSchema),
+    schemars(rename = "io.k8s.metrics.pkg.apis.metrics.v1beta1.ContainerMetrics")
+)]
 pub struct ContainerMetrics {
     /// Container name corresponding to the one from pod.spec.containers.
     pub name: String,
@@ -49,7 +57,11 @@ pub struct ContainerMetrics {
 /// The resource metrics of a node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[cfg_attr(test, derive(schemars::JsonSchema), schemars(rename = "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics"))]
+#[cfg_attr(
+    test,
+    derive(schemars::JsonSchema),
+    schemars(rename = "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics")
+)]
 pub struct NodeMetrics {
     /// APIVersion defines the versioned schema of this representation of an object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
