@@ -119,26 +119,6 @@ fn typed<T: DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| fail(e.to_string()))
 }
 
-/// `spec.containers[0].imagee` from serde_ignored's path.
-pub(crate) fn field_path(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
-        Path::Map { parent, key } => {
-            let p = field_path(parent);
-            if p.is_empty() {
-                key.to_string()
-            } else {
-                format!("{p}.{key}")
-            }
-        }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => field_path(parent),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -171,8 +171,7 @@ pub(crate) fn plain_hooks<T: DeserializeOwned + crate::schema::Described>() -> H
 /// unknown fields are listed in `Ok`.
 pub(crate) fn decode<T: DeserializeOwned>(value: &Value) -> Result<Vec<String>, String> {
     let mut unknown = Vec::new();
-    let mut track =
-        |path: serde_ignored::Path<'_>| unknown.push(crate::manifest::field_path(&path));
+    let mut track = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
     // One tracker type for every `T`: the decoding of a type reached from
     // many kinds (a PodSpec from nine) is then compiled once, not once per
     // kind (a closure in a generic function is a new type for each `T`).
@@ -193,6 +192,26 @@ pub(crate) fn decode<T: DeserializeOwned>(value: &Value) -> Result<Vec<String>, 
                 e.into_inner()
             ))
         }
+    }
+}
+
+/// `spec.containers[0].imagee` from serde_ignored's path.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let p = field_path(parent);
+            if p.is_empty() {
+                key.to_string()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
 
