@@ -19,17 +19,48 @@ use wasmkube::Cluster;
 use wasmkube::registry::{Registry, WriteOptions};
 use wasmkube_runtime::*;
 
-/// The process's resident memory, in KiB, once the heap handed back what
-/// is free (as `wasmkube serve` does every minute).
-fn rss_kib() -> f64 {
+/// The process's resident memory and what its heap holds live, in KiB,
+/// once the heap handed back what is free (as `wasmkube serve` does every
+/// minute).
+fn memory_kib() -> Memory {
     wasmkube_runtime::heap::release_free();
-    wasmkube_runtime::heap::resident_kib().expect("VmRSS") as f64
+    Memory {
+        resident: wasmkube_runtime::heap::resident_kib().expect("VmRSS") as f64,
+        heap: wasmkube_runtime::heap::in_use_kib().unwrap_or(0) as f64,
+    }
+}
+
+/// Memory in KiB: resident, and the heap's live part of it.
+#[derive(Clone, Copy)]
+struct Memory {
+    resident: f64,
+    heap: f64,
+}
+
+impl Memory {
+    /// What each of `n` pods added since `before`.
+    fn per_pod_since(self, before: Memory, n: usize) -> Memory {
+        Memory {
+            resident: (self.resident - before.resident) / n as f64,
+            heap: (self.heap - before.heap) / n as f64,
+        }
+    }
+}
+
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0} KiB (live heap {:.0} KiB)",
+            self.resident, self.heap
+        )
+    }
 }
 
 /// The runtime alone: N pods of `toolbox sleep 3600` until all run; how
 /// long that took and the RSS they added per pod, once asleep.
-async fn bare_runtime(n: usize) -> (Duration, f64) {
-    let rss_before = rss_kib();
+async fn bare_runtime(n: usize) -> (Duration, Memory) {
+    let before = memory_kib();
     let dir = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(RuntimeConfig::new(dir.path())).unwrap();
     builtin::seed(runtime.images()).unwrap();
@@ -75,7 +106,7 @@ async fn bare_runtime(n: usize) -> (Duration, f64) {
     }
     let took = started.elapsed();
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let per_pod = (rss_kib() - rss_before) / n as f64;
+    let per_pod = memory_kib().per_pod_since(before, n);
     for p in pods {
         let sandbox = p.sandbox().clone();
         p.stop().await;
@@ -125,9 +156,9 @@ async fn set_spec(registry: &Registry, name: &str, change: impl Fn(&mut Value)) 
 
 /// Scales the Deployment from 0 to `n` and back; how long until `n` were
 /// available, the store writes meanwhile and the RSS each idle pod added.
-async fn scale_up(registry: &Registry, n: usize) -> (Duration, u64, f64) {
+async fn scale_up(registry: &Registry, n: usize) -> (Duration, u64, Memory) {
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let rss_before = rss_kib();
+    let before = memory_kib();
     let started = Instant::now();
     let revision = registry.store().revision();
     set_spec(registry, "sleepers", |d| d["spec"]["replicas"] = json!(n)).await;
@@ -136,8 +167,7 @@ async fn scale_up(registry: &Registry, n: usize) -> (Duration, u64, f64) {
     let writes = registry.store().revision() - revision;
     // Idle: probes, statuses and events of the start are over.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let per_pod = (rss_kib() - rss_before) / n as f64;
-    (scaled, writes, per_pod)
+    (scaled, writes, memory_kib().per_pod_since(before, n))
 }
 
 /// Whether the process may open enough files for `pods` more pods (one
@@ -221,7 +251,7 @@ fn main() {
                 "  store writes meanwhile: {writes} ({:.1} per pod)",
                 writes as f64 / n as f64
             );
-            println!("  RSS per idle pod: {server_per_pod:.0} KiB through the server (target <= 256)");
+            println!("  RSS per idle pod: {server_per_pod} through the server (target <= 256)");
             if std::env::var_os("DEPLOYMENT_SCALE_EXIT_IDLE").is_some() {
                 // For a heap profiler: what the idle server holds shows as
                 // never freed.
@@ -240,7 +270,7 @@ fn main() {
                     n as f64 / bare.as_secs_f64(),
                     scaled.as_secs_f64() / bare.as_secs_f64()
                 );
-                println!("  RSS per idle pod, the runtime alone: {bare_per_pod:.0} KiB");
+                println!("  RSS per idle pod, the runtime alone: {bare_per_pod}");
             } else if last {
                 println!(
                     "  bare runtime: not run, {n} more pods would pass the open files limit"

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::registry::metadata::now;
-use crate::registry::{Registry, WriteOptions};
+use crate::registry::{Kept, Registry, WriteOptions};
 
 /// How long an Event lives after its last write, by default.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -32,9 +32,10 @@ pub async fn expire(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let events = registry.resource("", "Event");
-    let cache = registry.cache(&events);
+    let cache = registry.cache_of::<Written>(&events);
     let every = (ttl / 60).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut tick = tokio::time::interval(every);
+    let ttl = jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::MAX);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -48,20 +49,16 @@ pub async fn expire(
         };
         let now = jiff::Timestamp::now();
         let expired = all.iter().filter(|event| {
-            last_written(event).is_some_and(|at| {
-                at.checked_add(
-                    jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::MAX),
-                )
-                .is_ok_and(|until| until <= now)
-            })
+            event
+                .at
+                .is_some_and(|at| at.checked_add(ttl).is_ok_and(|until| until <= now))
         });
         for event in expired {
-            let text = |pointer| event.pointer(pointer).and_then(Value::as_str);
             let deleted = registry
                 .delete(
                     &events,
-                    text("/metadata/namespace"),
-                    text("/metadata/name").unwrap_or_default(),
+                    Some(&event.namespace),
+                    &event.name,
                     &crate::registry::DeleteOptions::default(),
                 )
                 .await;
@@ -71,6 +68,29 @@ pub async fn expire(
                 tracing::warn!("expiring events: {e}");
             }
         }
+    }
+}
+
+/// What the expirer keeps of an Event: which it is and when it was last
+/// written (a few dozen bytes, where the Event is kilobytes).
+struct Written {
+    namespace: Box<str>,
+    name: Box<str>,
+    at: Option<jiff::Timestamp>,
+}
+
+impl Kept for Written {
+    fn keep(event: &Arc<Value>) -> Arc<Written> {
+        let text = |pointer| event.pointer(pointer).and_then(Value::as_str);
+        Arc::new(Written {
+            namespace: text("/metadata/namespace").unwrap_or_default().into(),
+            name: text("/metadata/name").unwrap_or_default().into(),
+            at: last_written(event),
+        })
+    }
+
+    fn selected_by(&self, labels: &crate::registry::LabelSelector) -> bool {
+        labels.is_empty()
     }
 }
 

@@ -63,3 +63,18 @@ pub fn resident_kib() -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// What the heap has handed out and not had back, in KiB (glibc's
+/// `mallinfo2`, every arena and large mapping); none elsewhere. Against
+/// [`resident_kib`] it tells live objects from fragmentation.
+pub fn in_use_kib() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's counters, under its
+        // own locks.
+        let info = unsafe { libc::mallinfo2() };
+        Some(((info.uordblks + info.hblkhd) / 1024) as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}

@@ -20,7 +20,7 @@ use crate::events::EventType;
 /// The ephemeral containers one pod's worker has started.
 pub(super) struct Ephemeral {
     kubelet: Arc<Kubelet>,
-    pod: Value,
+    pod: Arc<Value>,
     sandbox: Sandbox,
     /// The pod's own containers as the runtime runs them (for targets).
     containers: Vec<ContainerSpec>,
@@ -30,13 +30,13 @@ pub(super) struct Ephemeral {
 impl Ephemeral {
     pub(super) fn new(
         kubelet: &Arc<Kubelet>,
-        pod: &Value,
+        pod: &Arc<Value>,
         sandbox: &Sandbox,
         containers: &[ContainerSpec],
     ) -> Self {
         Ephemeral {
             kubelet: Arc::clone(kubelet),
-            pod: pod.clone(),
+            pod: Arc::clone(pod),
             sandbox: sandbox.clone(),
             containers: containers.to_vec(),
             started: HashMap::new(),
@@ -86,7 +86,7 @@ impl Ephemeral {
                     .await;
                     let (kubelet, pod, ephemeral) = (
                         Arc::clone(&self.kubelet),
-                        self.pod.clone(),
+                        Arc::clone(&self.pod),
                         ephemeral.clone(),
                     );
                     tokio::spawn(async move {
@@ -139,7 +139,8 @@ impl Ephemeral {
         }
         let container: Container =
             serde_json::from_value(as_container).map_err(|_| "InvalidImageName")?;
-        let typed: Pod = serde_json::from_value(self.pod.clone()).map_err(|_| "ErrImagePull")?;
+        let typed: Pod =
+            serde_json::from_value(Value::clone(&self.pod)).map_err(|_| "ErrImagePull")?;
         let keyring = super::images::pull_secrets(&self.kubelet, &typed);
         super::images::pull_one(&self.kubelet, &self.pod, &container, field, &keyring).await
     }

@@ -64,6 +64,7 @@ pub(super) async fn run(
         .as_ref()
         .and_then(|s| s.pod_ip.as_deref())
         .and_then(|ip| ip.parse().ok());
+    let pod = Arc::new(kept(pod));
     let Some(lease) = IpLease::take(&kubelet, &pod, previous_ip) else {
         let message = format!(
             "Failed to create pod sandbox: no pod IP left in {}",
@@ -196,6 +197,8 @@ pub(super) async fn run(
     let mut probe_events = runner.probe_events();
     let mut previous: Option<PodStatus> = None;
     let size_limits = size_limits(&typed);
+    // Decoded again from the store if the pod is deleted.
+    drop(typed);
     let mut refresh = tokio::time::interval(REFRESH_EVERY);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let outcome = loop {
@@ -222,7 +225,9 @@ pub(super) async fn run(
                 }
                 Ok(()) = ephemeral_wanted.changed() => {
                     let wanted = ephemeral_wanted.borrow_and_update().clone();
-                    ephemeral.start_new(&wanted).await;
+                    // Boxed: inline, its state (8 KB) would be part of
+                    // every pod's worker for as long as the pod runs.
+                    Box::pin(ephemeral.start_new(&wanted)).await;
                 }
                 _ = refresh.tick(), if !written.is_empty() || !size_limits.is_empty() => {
                     refresh_volumes(&kubelet, &pod, &written, &mut shown);
@@ -292,23 +297,25 @@ pub(super) async fn run(
         // The deletion sets the grace period on the pod as it is now.
         let pods = kubelet.registry.resource("", "Pod");
         let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
-        let latest: Option<Pod> = kubelet
+        let latest = kubelet
             .registry
             .find(&pods, namespace, &name)
             .ok()
             .flatten()
-            .and_then(|p| serde_json::from_value(p).ok());
-        let grace = hooks::grace_period(latest.as_ref().unwrap_or(&typed));
-        hooks::run_pre_stop(
-            &kubelet,
-            &pod,
-            &typed,
-            runner.sandbox(),
-            &container_specs,
-            &running,
-            grace,
-        )
-        .await;
+            .unwrap_or_else(|| Value::clone(&pod));
+        if let Ok(typed) = serde_json::from_value::<Pod>(latest) {
+            let grace = hooks::grace_period(&typed);
+            hooks::run_pre_stop(
+                &kubelet,
+                &pod,
+                &typed,
+                runner.sandbox(),
+                &container_specs,
+                &running,
+                grace,
+            )
+            .await;
+        }
     }
     runner.stop().await;
     if outcome == Signal::Delete {
@@ -317,6 +324,19 @@ pub(super) async fn run(
         }
         kubelet.finish_deletion(&pod).await;
     }
+}
+
+/// What a worker keeps of its pod while it runs: the metadata (less
+/// `managedFields`) and spec its events and status writes name; its
+/// status is read from the store when written.
+fn kept(mut pod: Value) -> Value {
+    if let Some(pod) = pod.as_object_mut() {
+        pod.remove("status");
+    }
+    if let Some(metadata) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    pod
 }
 
 /// A pod reachable for exec while its worker runs it.

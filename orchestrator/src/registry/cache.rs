@@ -11,8 +11,22 @@
 //! has applied every revision the store had committed when the read began.
 //! So a controller that has just created pods sees them on its next pass
 //! and never makes them twice.
+//!
+//! A reader that needs only a little of each object (the Event expirer:
+//! when each was last written) keeps that instead ([`Kept`]): a pod's
+//! Events held whole were as large as the pod.
+//!
+//! A cached object is the one the store's watchers get, shared, until
+//! the store's window of recent changes lets go of it; then it loses the
+//! fields each manager owns (`fieldsV1` of every `managedFields` entry;
+//! its manager, operation and time stay), in place: those sets were most
+//! of a pod's memory, and only the API's writes read them, from the
+//! store. So an object read here is no body to write back whole: change
+//! it through `update_with`, which starts from the stored object.
 
+use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -26,12 +40,59 @@ use crate::store::{self, EventType, Revision, Step, Store};
 /// cache that cannot list the store keeps trying meanwhile).
 const CATCH_UP_WITHIN: Duration = Duration::from_secs(10);
 
-/// The objects of one resource, as of a revision.
-pub struct Cache {
+/// How often a cache looks for objects it can trim (see [`Kept::trim`]).
+const TRIM_EVERY: Duration = Duration::from_secs(2);
+
+/// What a cache keeps of each object.
+pub trait Kept: Send + Sync + 'static {
+    /// What is kept of `object`.
+    fn keep(object: &Arc<Value>) -> Arc<Self>;
+    /// Whether a list selecting `labels` includes it.
+    fn selected_by(&self, labels: &LabelSelector) -> bool;
+    /// Lets go of what the cache need not hold, once `kept` is the
+    /// cache's alone; false while it is still shared (asked again later).
+    fn trim(_kept: &mut Arc<Self>) -> bool {
+        true
+    }
+}
+
+/// The object itself, less its managers' field sets once trimmed.
+impl Kept for Value {
+    fn keep(object: &Arc<Value>) -> Arc<Value> {
+        Arc::clone(object)
+    }
+
+    fn selected_by(&self, labels: &LabelSelector) -> bool {
+        labels.matches(self)
+    }
+
+    fn trim(kept: &mut Arc<Value>) -> bool {
+        if field_sets(kept).is_none() {
+            return true;
+        }
+        let Some(object) = Arc::get_mut(kept) else {
+            return false;
+        };
+        let entries = object
+            .pointer_mut("/metadata/managedFields")
+            .and_then(Value::as_array_mut);
+        for entry in entries.into_iter().flatten() {
+            if let Some(entry) = entry.as_object_mut() {
+                entry.remove("fieldsV1");
+            }
+        }
+        true
+    }
+}
+
+/// The objects of one resource (what `T` keeps of each), as of a revision.
+pub struct Cache<T: Kept = Value> {
     resource: Resource,
     store: Arc<dyn Store>,
     /// Store key -> object.
-    objects: RwLock<BTreeMap<String, Arc<Value>>>,
+    objects: RwLock<BTreeMap<String, Arc<T>>>,
+    /// Some object may be untrimmed (changed under the objects' lock).
+    untrimmed: AtomicBool,
     /// The revision the objects are current to; closed when the cache
     /// stops following the store.
     progress: watch::Receiver<Revision>,
@@ -39,7 +100,7 @@ pub struct Cache {
     stopped: watch::Receiver<bool>,
 }
 
-impl std::fmt::Debug for Cache {
+impl<T: Kept> std::fmt::Debug for Cache<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
             .field("resource", &self.resource.plural)
@@ -48,27 +109,27 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-impl Cache {
+impl<T: Kept> Cache<T> {
     /// The objects (of `namespace`, or all) whose labels match, in key
     /// order, as of at least the store's revision now.
     pub async fn list(
         &self,
         namespace: Option<&str>,
         labels: &LabelSelector,
-    ) -> Result<Vec<Arc<Value>>> {
+    ) -> Result<Vec<Arc<T>>> {
         self.fresh().await?;
         Ok(self.list_held(namespace, labels))
     }
 
     /// One object, as of at least the store's revision now.
-    pub async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Option<Arc<Value>>> {
+    pub async fn get(&self, namespace: Option<&str>, name: &str) -> Result<Option<Arc<T>>> {
         self.fresh().await?;
         Ok(self.get_held(namespace, name))
     }
 
     /// [`list`](Self::list) of what the cache holds now, without waiting:
     /// for a reader that has just waited with [`caught_up`](Self::caught_up).
-    pub fn list_held(&self, namespace: Option<&str>, labels: &LabelSelector) -> Vec<Arc<Value>> {
+    pub fn list_held(&self, namespace: Option<&str>, labels: &LabelSelector) -> Vec<Arc<T>> {
         let prefix = self.resource.namespace_prefix(namespace);
         let objects = self.objects.read().expect("cache lock");
         objects
@@ -77,13 +138,13 @@ impl Cache {
                 std::ops::Bound::Unbounded,
             ))
             .take_while(|(key, _)| key.starts_with(&prefix))
-            .filter(|(_, object)| labels.matches(object))
+            .filter(|(_, object)| object.selected_by(labels))
             .map(|(_, object)| Arc::clone(object))
             .collect()
     }
 
     /// [`get`](Self::get) of what the cache holds now, without waiting.
-    pub fn get_held(&self, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
+    pub fn get_held(&self, namespace: Option<&str>, name: &str) -> Option<Arc<T>> {
         let key = self.resource.key(namespace, name);
         self.objects.read().expect("cache lock").get(&key).cloned()
     }
@@ -122,11 +183,13 @@ impl Cache {
     /// Fills the cache from a list, then applies the watch from there;
     /// starts again from a list if the watch cannot resume.
     async fn follow(
-        self: Arc<Cache>,
+        self: Arc<Cache<T>>,
         progress: watch::Sender<Revision>,
         mut stop: watch::Receiver<bool>,
     ) {
         let prefix = self.resource.prefix();
+        let mut trim = tokio::time::interval(TRIM_EVERY);
+        trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let filled = self.fill(&prefix);
             let mut watching = match filled {
@@ -142,6 +205,10 @@ impl Cache {
             while let Ok(watch) = &mut watching {
                 let step = tokio::select! {
                     step = watch.step() => step,
+                    _ = trim.tick(), if self.untrimmed.load(Ordering::Acquire) => {
+                        self.trim();
+                        continue;
+                    }
                     _ = stop.changed() => return,
                 };
                 match step {
@@ -168,6 +235,16 @@ impl Cache {
         }
     }
 
+    /// Trims every object that is the cache's alone (see [`Kept::trim`]).
+    fn trim(&self) {
+        let mut objects = self.objects.write().expect("cache lock");
+        let mut all = true;
+        for object in objects.values_mut() {
+            all &= T::trim(object);
+        }
+        self.untrimmed.store(!all, Ordering::Release);
+    }
+
     /// Replaces the objects with a list of the store; its revision.
     fn fill(&self, prefix: &str) -> store::Result<Revision> {
         let page = self.store.list(prefix, None, 0)?;
@@ -182,9 +259,10 @@ impl Cache {
                     .and_then(Value::as_str)
                     .unwrap_or_default(),
             );
-            objects.insert(key, Arc::new(object));
+            objects.insert(key, T::keep(&Arc::new(object)));
         }
         *self.objects.write().expect("cache lock") = objects;
+        self.untrimmed.store(true, Ordering::Release);
         Ok(page.revision)
     }
 
@@ -197,7 +275,8 @@ impl Cache {
                 if event.event_type == EventType::Deleted {
                     objects.remove(&event.key);
                 } else {
-                    objects.insert(event.key.clone(), Arc::clone(&event.object));
+                    objects.insert(event.key.clone(), T::keep(&event.object));
+                    self.untrimmed.store(true, Ordering::Release);
                 }
                 event.revision
             }
@@ -205,10 +284,19 @@ impl Cache {
     }
 }
 
+/// The `managedFields` entries of `object`, if one has a field set.
+fn field_sets(object: &Value) -> Option<&Vec<Value>> {
+    object
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .filter(|entries| entries.iter().any(|e| e.get("fieldsV1").is_some()))
+}
+
 /// The caches of one registry, made the first time each is asked for.
 #[derive(Default)]
 pub(super) struct Caches {
-    by_resource: Mutex<HashMap<String, Arc<Cache>>>,
+    /// By resource prefix and what each keeps: `Arc<Cache<T>>`.
+    by_resource: Mutex<HashMap<(String, TypeId), Arc<dyn Any + Send + Sync>>>,
     /// Turned true (or dropped with the last registry) to stop them all.
     stop: Mutex<Option<watch::Sender<bool>>>,
 }
@@ -216,11 +304,17 @@ pub(super) struct Caches {
 impl Caches {
     /// The cache of `resource`, started now if it was not (which needs a
     /// tokio runtime).
-    pub(super) fn get(&self, store: &Arc<dyn Store>, resource: &Resource) -> Arc<Cache> {
-        let prefix = resource.prefix();
+    pub(super) fn get<T: Kept>(
+        &self,
+        store: &Arc<dyn Store>,
+        resource: &Resource,
+    ) -> Arc<Cache<T>> {
+        let key = (resource.prefix(), TypeId::of::<T>());
         let mut by_resource = self.by_resource.lock().expect("caches lock");
-        if let Some(cache) = by_resource.get(&prefix) {
-            return Arc::clone(cache);
+        if let Some(cache) = by_resource.get(&key) {
+            return Arc::clone(cache)
+                .downcast()
+                .expect("a cache is filed under what it keeps");
         }
         let stop = self
             .stop
@@ -233,13 +327,14 @@ impl Caches {
             resource: resource.clone(),
             store: Arc::clone(store),
             objects: RwLock::default(),
+            untrimmed: AtomicBool::new(false),
             progress: following,
             stopped: stop.clone(),
         });
         // Until the first fill, readers wait (revision 0 is never current
         // once anything has been written).
         tokio::spawn(Arc::clone(&cache).follow(progress, stop));
-        by_resource.insert(prefix, Arc::clone(&cache));
+        by_resource.insert(key, Arc::clone(&cache) as Arc<dyn Any + Send + Sync>);
         cache
     }
 
@@ -277,6 +372,13 @@ mod tests {
                 .unwrap();
         }
         registry
+    }
+
+    /// `object` less its managers' field sets.
+    fn trimmed(object: &Value) -> Value {
+        let mut object = Arc::new(object.clone());
+        assert!(Value::trim(&mut object), "not shared");
+        Arc::into_inner(object).unwrap()
     }
 
     fn names(objects: &[Arc<Value>]) -> Vec<&str> {
@@ -330,7 +432,13 @@ mod tests {
         let cached = cache.list(Some("default"), &all).await.unwrap();
         assert_eq!(cached.len(), registry_view.items.len());
         for (cached, stored) in cached.iter().zip(&registry_view.items) {
-            assert_eq!(**cached, *stored);
+            // The same object, its managers' field sets there or trimmed.
+            assert!(
+                stored
+                    .pointer("/metadata/managedFields/0/fieldsV1")
+                    .is_some()
+            );
+            assert_eq!(trimmed(cached), trimmed(stored));
         }
         registry
             .delete(
@@ -380,6 +488,48 @@ mod tests {
             cache.list(None, &web).await.is_err(),
             "a stopped cache says so"
         );
+    }
+
+    #[tokio::test]
+    async fn objects_lose_their_field_sets_once_the_watch_window_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            watch_window: WatchWindow::last(16),
+            ..StoreOptions::default()
+        };
+        let registry = registry_with(dir.path(), options).await;
+        let cache = registry.cache(&registry.resource("", "ConfigMap"));
+        let all = LabelSelector::default();
+        make(&registry, "ConfigMap", "default", "kept", "a").await;
+        let fresh = cache.get(Some("default"), "kept").await.unwrap().unwrap();
+        // As the store's watchers have it, while the window shares it.
+        assert!(
+            fresh
+                .pointer("/metadata/managedFields/0/fieldsV1")
+                .is_some()
+        );
+        drop(fresh);
+        for i in 0..32 {
+            make(&registry, "Secret", "default", &format!("s-{i:02}"), "b").await;
+        }
+        assert_eq!(cache.list(None, &all).await.unwrap().len(), 1);
+        let deadline = std::time::Instant::now() + 4 * TRIM_EVERY;
+        loop {
+            let kept = cache.get(Some("default"), "kept").await.unwrap().unwrap();
+            let entry = &kept["metadata"]["managedFields"][0];
+            if entry.get("fieldsV1").is_none() {
+                assert_eq!(entry["manager"], "test", "the manager stays");
+                assert_eq!(kept["metadata"]["labels"]["app"], "a");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still holds its field sets"
+            );
+            drop(kept);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        registry.stop_caches();
     }
 
     #[tokio::test]

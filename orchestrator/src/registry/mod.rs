@@ -29,8 +29,8 @@ use std::sync::{Arc, RwLock};
 use serde_json::{Value, json};
 
 use self::allocator::{Allocators, Reservation, ServiceAllocator, ServiceNetwork};
-pub use self::cache::Cache;
 use self::cache::Caches;
+pub use self::cache::{Cache, Kept};
 pub use self::error::{Error, Result};
 use self::managed::{Managers, Operation, Scope, Shape, Writer};
 use self::metadata::{metadata_mut, now, str_at};
@@ -294,6 +294,11 @@ impl Registry {
     /// readers that look at all of them often (controllers); started on
     /// first use, which must be within a tokio runtime.
     pub fn cache(&self, resource: &Resource) -> Arc<Cache> {
+        self.caches.get(&self.store, resource)
+    }
+
+    /// The same, keeping only what `T` keeps of each object.
+    pub fn cache_of<T: Kept>(&self, resource: &Resource) -> Arc<Cache<T>> {
         self.caches.get(&self.store, resource)
     }
 
