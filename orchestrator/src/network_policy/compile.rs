@@ -11,7 +11,7 @@ use crate::registry::selectors::LabelSelector;
 
 /// Who a pod is to policies: its namespace, its labels (as an object
 /// selectors match) and its named container ports.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct Identity {
     pub namespace: String,
     pub object: Value,

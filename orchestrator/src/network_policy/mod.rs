@@ -251,6 +251,27 @@ impl Table {
         );
     }
 
+    /// `pod`'s object changed: if it runs here and a policy may judge it,
+    /// it is judged by its labels (and named ports) as they are now.
+    fn relabel(&self, pod: &Value) {
+        let uid = text(pod, "/metadata/uid");
+        let mut leases = lock(&self.leases);
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        // Without policies no label matters (the first policy's own event
+        // rebuilds the table from the pods).
+        if state.policies.is_empty() {
+            return;
+        }
+        let Some((ip, lease)) = leases.iter_mut().find(|(_, lease)| lease.uid == uid) else {
+            return;
+        };
+        let identity = Identity::of_pod(pod);
+        if identity != lease.identity {
+            lease.identity = identity.clone();
+            state.admit(*ip, identity);
+        }
+    }
+
     /// The pod at `ip` stopped: the address is no one's.
     pub fn stopped(&self, ip: IpAddr) {
         let mut leases = lock(&self.leases);
@@ -353,8 +374,11 @@ impl ConnectionPolicy for Table {
 }
 
 /// Keeps `table` in step with the stored NetworkPolicies, Namespaces and
-/// Pods until `stop` turns true: any change (and a periodic pass) rebuilds
-/// it, so a change applies to new connections at once.
+/// Pods until `stop` turns true, so a change applies to new connections at
+/// once: a policy or namespace change (and a periodic pass) rebuilds it; a
+/// pod's change re-judges that pod alone. Rebuilding on every pod change
+/// cost each status write as much as the node has pods: a fifth of the
+/// CPU while 10,000 pods started.
 pub async fn run(registry: Registry, table: Arc<Table>, mut stop: watch::Receiver<bool>) {
     let watched = [
         registry.resource("networking.k8s.io", "NetworkPolicy"),
@@ -363,6 +387,7 @@ pub async fn run(registry: Registry, table: Arc<Table>, mut stop: watch::Receive
     ];
     let mut watches: Option<Vec<Watch>> = None;
     let mut tick = tokio::time::interval(RESYNC_EVERY);
+    let mut rebuild = true;
     loop {
         if watches.is_none() {
             let revision = registry.store().revision();
@@ -371,8 +396,9 @@ pub async fn run(registry: Registry, table: Arc<Table>, mut stop: watch::Receive
                 .map(|r| registry.watch(r, None, revision))
                 .collect::<Result<Vec<_>, _>>()
                 .ok();
+            rebuild = true;
         }
-        if let Err(e) = table.sync(&registry) {
+        if rebuild && let Err(e) = table.sync(&registry) {
             tracing::warn!("network policies: listing: {e}");
         }
         let Some([policies, namespaces, pods]) = watches.as_deref_mut() else {
@@ -381,20 +407,44 @@ pub async fn run(registry: Registry, table: Arc<Table>, mut stop: watch::Receive
                 _ = stop.changed() => return,
             }
         };
-        let event = tokio::select! {
-            event = policies.next() => event,
-            event = namespaces.next() => event,
-            event = pods.next() => event,
-            _ = tick.tick() => continue,
+        let (event, of_pod) = tokio::select! {
+            event = policies.next() => (event, false),
+            event = namespaces.next() => (event, false),
+            event = pods.next() => (event, true),
+            _ = tick.tick() => {
+                rebuild = true;
+                continue;
+            }
             _ = stop.changed() => return,
         };
-        let failed = event.is_none_or(|e| e.is_err())
-            || std::iter::from_fn(|| policies.try_next())
-                .chain(std::iter::from_fn(|| namespaces.try_next()))
-                .chain(std::iter::from_fn(|| pods.try_next()))
-                .any(|e| e.is_err());
+        let mut failed = false;
+        rebuild = false;
+        let mut pod_events = Vec::new();
+        match event {
+            Some(Ok(event)) if of_pod => pod_events.push(event),
+            Some(Ok(_)) => rebuild = true,
+            _ => failed = true,
+        }
+        for event in std::iter::from_fn(|| policies.try_next())
+            .chain(std::iter::from_fn(|| namespaces.try_next()))
+        {
+            rebuild = true;
+            failed |= event.is_err();
+        }
+        for event in std::iter::from_fn(|| pods.try_next()) {
+            match event {
+                Ok(event) => pod_events.push(event),
+                Err(_) => failed = true,
+            }
+        }
         if failed {
             watches = None;
+        } else if !rebuild {
+            for event in pod_events {
+                if event.event_type != crate::store::EventType::Deleted {
+                    table.relabel(&event.object);
+                }
+            }
         }
     }
 }

@@ -113,6 +113,29 @@ fn allow_from_a_label_and_a_port() {
 }
 
 #[test]
+fn a_relabelled_pod_is_judged_by_its_new_labels_and_others_stay() {
+    let table = table(vec![policy(
+        "shop",
+        "web",
+        json!({"podSelector": {"matchLabels": {"app": "web"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}]}]}),
+    )]);
+    assert!(table.allows(ip(CLIENT), to(WEB), Protocol::Tcp));
+    // `kubectl label pod client role=intruder --overwrite`.
+    table.relabel(&pod("client", "shop", json!({"role": "intruder"})));
+    assert!(!table.allows(ip(CLIENT), to(WEB), Protocol::Tcp));
+    // The other way round: the pod in the other namespace is still no peer,
+    // and a pod not running here changes nothing.
+    table.relabel(&pod("elsewhere", "shop", json!({"role": "client"})));
+    assert!(!table.allows(ip(OTHER), to(WEB), Protocol::Tcp));
+    table.relabel(&pod("client", "shop", json!({"role": "client"})));
+    assert!(table.allows(ip(CLIENT), to(WEB), Protocol::Tcp));
+    // The web pod loses its label: no policy selects it, nothing isolates it.
+    table.relabel(&pod("web", "shop", json!({})));
+    assert!(table.allows(ip(OTHER), to(WEB), Protocol::Tcp));
+}
+
+#[test]
 fn allow_from_a_namespace_and_both_selectors_together() {
     let from_lab = policy(
         "shop",
