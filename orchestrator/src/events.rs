@@ -89,6 +89,7 @@ impl Kept for Written {
         })
     }
 
+    /// It keeps no labels: only a list of every Event includes it.
     fn selected_by(&self, labels: &crate::registry::LabelSelector) -> bool {
         labels.is_empty()
     }

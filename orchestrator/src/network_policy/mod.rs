@@ -417,34 +417,30 @@ pub async fn run(registry: Registry, table: Arc<Table>, mut stop: watch::Receive
             }
             _ = stop.changed() => return,
         };
+        // A pod's change re-judges it at once; a policy's or namespace's
+        // rebuilds the table on the next turn.
         let mut failed = false;
         rebuild = false;
-        let mut pod_events = Vec::new();
-        match event {
-            Some(Ok(event)) if of_pod => pod_events.push(event),
-            Some(Ok(_)) => rebuild = true,
-            _ => failed = true,
-        }
-        for event in std::iter::from_fn(|| policies.try_next())
-            .chain(std::iter::from_fn(|| namespaces.try_next()))
-        {
-            rebuild = true;
-            failed |= event.is_err();
-        }
-        for event in std::iter::from_fn(|| pods.try_next()) {
+        let more = std::iter::from_fn(|| policies.try_next().map(|e| (Some(e), false)))
+            .chain(std::iter::from_fn(|| {
+                namespaces.try_next().map(|e| (Some(e), false))
+            }))
+            .chain(std::iter::from_fn(|| {
+                pods.try_next().map(|e| (Some(e), true))
+            }));
+        for (event, of_pod) in std::iter::once((event, of_pod)).chain(more) {
             match event {
-                Ok(event) => pod_events.push(event),
-                Err(_) => failed = true,
+                Some(Ok(event)) if of_pod => {
+                    if event.event_type != crate::store::EventType::Deleted {
+                        table.relabel(&event.object);
+                    }
+                }
+                Some(Ok(_)) => rebuild = true,
+                _ => failed = true,
             }
         }
         if failed {
             watches = None;
-        } else if !rebuild {
-            for event in pod_events {
-                if event.event_type != crate::store::EventType::Deleted {
-                    table.relabel(&event.object);
-                }
-            }
         }
     }
 }

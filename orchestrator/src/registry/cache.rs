@@ -91,7 +91,8 @@ pub struct Cache<T: Kept = Value> {
     store: Arc<dyn Store>,
     /// Store key -> object.
     objects: RwLock<BTreeMap<String, Arc<T>>>,
-    /// Some object may be untrimmed (changed under the objects' lock).
+    /// Some object may be untrimmed (set and cleared by the task that
+    /// follows the store, the only writer of `objects`).
     untrimmed: AtomicBool,
     /// The revision the objects are current to; closed when the cache
     /// stops following the store.
