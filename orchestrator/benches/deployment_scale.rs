@@ -19,30 +19,37 @@ use wasmkube::Cluster;
 use wasmkube::registry::{Registry, WriteOptions};
 use wasmkube_runtime::*;
 
-/// The process's resident memory and what its heap holds live, in KiB,
-/// once the heap handed back what is free (as `wasmkube serve` does every
-/// minute).
+/// The process's resident memory, its proportional set size and what its
+/// heap holds live, in KiB, once the heap handed back what is free (as
+/// `wasmkube serve` does every minute).
 fn memory_kib() -> Memory {
     wasmkube_runtime::heap::release_free();
     Memory {
         resident: wasmkube_runtime::heap::resident_kib().expect("VmRSS") as f64,
+        proportional: wasmkube_runtime::heap::proportional_kib().expect("Pss") as f64,
         heap: wasmkube_runtime::heap::in_use_kib().unwrap_or(0) as f64,
     }
 }
 
-/// Memory in KiB: resident, and the heap's live part of it.
+/// Memory in KiB: resident (RSS); proportional (PSS: a page several
+/// mappings share counted once, as it is held: every pod maps the pages of
+/// its image's initial memory it reads from the one compiled file); and
+/// the heap's live part.
 #[derive(Clone, Copy)]
 struct Memory {
     resident: f64,
+    proportional: f64,
     heap: f64,
 }
 
 impl Memory {
     /// What each of `n` pods added since `before`.
     fn per_pod_since(self, before: Memory, n: usize) -> Memory {
+        let per_pod = |now: f64, then: f64| (now - then) / n as f64;
         Memory {
-            resident: (self.resident - before.resident) / n as f64,
-            heap: (self.heap - before.heap) / n as f64,
+            resident: per_pod(self.resident, before.resident),
+            proportional: per_pod(self.proportional, before.proportional),
+            heap: per_pod(self.heap, before.heap),
         }
     }
 }
@@ -51,8 +58,8 @@ impl std::fmt::Display for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:.0} KiB (live heap {:.0} KiB)",
-            self.resident, self.heap
+            "RSS {:.0} KiB, PSS {:.0} KiB (live heap {:.0} KiB)",
+            self.resident, self.proportional, self.heap
         )
     }
 }
@@ -251,7 +258,7 @@ fn main() {
                 "  store writes meanwhile: {writes} ({:.1} per pod)",
                 writes as f64 / n as f64
             );
-            println!("  RSS per idle pod: {server_per_pod} through the server (target <= 256)");
+            println!("  memory per idle pod through the server: {server_per_pod} (target: RSS <= 256)");
             if std::env::var_os("DEPLOYMENT_SCALE_EXIT_IDLE").is_some() {
                 // For a heap profiler: what the idle server holds shows as
                 // never freed.
@@ -270,7 +277,7 @@ fn main() {
                     n as f64 / bare.as_secs_f64(),
                     scaled.as_secs_f64() / bare.as_secs_f64()
                 );
-                println!("  RSS per idle pod, the runtime alone: {bare_per_pod}");
+                println!("  memory per idle pod, the runtime alone: {bare_per_pod}");
             } else if last {
                 println!(
                     "  bare runtime: not run, {n} more pods would pass the open files limit"

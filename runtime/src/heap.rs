@@ -57,10 +57,25 @@ pub fn release_free_every(period: std::time::Duration) {
 /// This process's resident memory (`VmRSS`), in KiB; none where
 /// /proc/self/status does not tell.
 pub fn resident_kib() -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status")
+    kib_field("/proc/self/status", "VmRSS:")
+}
+
+/// This process's proportional set size (`Pss` of
+/// /proc/self/smaps_rollup), in KiB: resident memory with a page that
+/// several mappings share counted once in all. Every instance of a
+/// compiled image maps the image's initial memory from the same file, so
+/// the pages they all read count once per instance in [`resident_kib`],
+/// but once here, as they are held once.
+pub fn proportional_kib() -> Option<u64> {
+    kib_field("/proc/self/smaps_rollup", "Pss:")
+}
+
+/// The `name  123 kB` line of a /proc file, in KiB.
+fn kib_field(path: &str, name: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
         .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 

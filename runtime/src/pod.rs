@@ -442,17 +442,29 @@ impl Supervisor {
             let log_path = running.log_path().to_path_buf();
             let usage = running.usage_handle();
             let probed = !self.init;
+            // A container without probes is started and ready as it runs.
+            let unprobed = probed && self.spec.probes.is_none();
             self.update(|c| {
                 c.state = ContainerState::Running { started_at };
                 c.log_path = Some(log_path);
                 c.usage = Some(usage);
                 c.restart_count = restart_count;
                 // An init container is never "ready"; it runs to completion.
-                c.started = !probed;
+                c.started = !probed || unprobed;
+                c.ready |= unprobed;
             });
             let stopper = running.stopper();
             let mut wait = Box::pin(running.wait());
-            let probes = self.probes(tokio::time::Instant::now());
+            // Probing is 5.6 KB of state: held (boxed) only by a container
+            // that has probes.
+            let probes =
+                (probed && !unprobed).then(|| Box::pin(self.probes(tokio::time::Instant::now())));
+            let probes = async {
+                match probes {
+                    Some(probes) => probes.await,
+                    None => std::future::pending().await,
+                }
+            };
             let (exit, stopped) = tokio::select! {
                 exit = &mut wait => (exit, false),
                 _ = self.stop.changed() => {

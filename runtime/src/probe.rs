@@ -88,6 +88,13 @@ pub struct Probes {
     pub readiness: Option<Probe>,
 }
 
+impl Probes {
+    /// Whether there is no probe at all.
+    pub fn is_none(&self) -> bool {
+        self.startup.is_none() && self.liveness.is_none() && self.readiness.is_none()
+    }
+}
+
 /// Which probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeKind {
