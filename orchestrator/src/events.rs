@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::registry::metadata::now;
+use crate::registry::metadata::{At, now};
 use crate::registry::{Kept, Registry, WriteOptions};
 
 /// How long an Event lives after its last write, by default.
@@ -81,7 +81,7 @@ struct Written {
 
 impl Kept for Written {
     fn keep(event: &Arc<Value>) -> Arc<Written> {
-        let text = |pointer| event.pointer(pointer).and_then(Value::as_str);
+        let text = |pointer| event.at(pointer).and_then(Value::as_str);
         Arc::new(Written {
             namespace: text("/metadata/namespace").unwrap_or_default().into(),
             name: text("/metadata/name").unwrap_or_default().into(),
@@ -105,10 +105,10 @@ fn last_written(event: &Value) -> Option<jiff::Timestamp> {
         "/series/lastObservedTime",
     ]
     .iter()
-    .filter_map(|p| event.pointer(p).and_then(Value::as_str))
+    .filter_map(|p| event.at(p).and_then(Value::as_str))
     .collect();
     for entry in event
-        .pointer("/metadata/managedFields")
+        .at("/metadata/managedFields")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -275,7 +275,7 @@ impl Recorder {
     ) -> Result<(), crate::registry::Error> {
         let s = |p: &str| {
             object
-                .pointer(p)
+                .at(p)
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string()

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::driver::{self, Reconciler};
 use super::edit;
 use super::owners::deleting;
-use super::replicaset::ready_since;
+use super::replicaset::is_ready;
 use crate::registry::kinds::scaled_value;
 use crate::registry::metadata::{now, text};
 use crate::registry::{Cache, LabelSelector, ListOptions, Registry, Resource, Result};
@@ -120,9 +120,7 @@ impl Disruption {
         let healthy = mine
             .iter()
             .filter(|p| {
-                !deleting(p)
-                    && ready_since(p).is_some()
-                    && !disrupted.contains_key(text(p, "/metadata/name"))
+                !deleting(p) && is_ready(p) && !disrupted.contains_key(text(p, "/metadata/name"))
             })
             .count() as i64;
         let allowed = (healthy - desired).max(0);

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::metrics::workqueue::QueueMetrics;
-use crate::registry::metadata::text;
+use crate::registry::metadata::{At, text};
 use crate::registry::{Error, ListOptions, Registry, Resource, Result};
 
 /// What a controller does with one namespace.
@@ -344,7 +344,7 @@ async fn follow(
             // every namespace.
             let namespace = event
                 .object
-                .pointer("/metadata/namespace")
+                .at("/metadata/namespace")
                 .and_then(Value::as_str)
                 .filter(|ns| !ns.is_empty())
                 .map(str::to_string);

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::driver::{self, Reconciler};
 use super::edit;
 use super::owners::{deleting, finalizers};
-use crate::registry::metadata::text;
+use crate::registry::metadata::{At, text};
 use crate::registry::{Cache, DeleteOptions, Error, LabelSelector, Registry, Resource, Result};
 
 const MANAGER: &str = "garbage-collector";
@@ -68,8 +68,8 @@ async fn collect(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
             // Dependents (they have references) and owners being deleted
             // (with a policy finalizer); deletions always count.
             relevant: |o| {
-                o.pointer("/metadata/ownerReferences").is_some()
-                    || o.pointer("/metadata/deletionTimestamp").is_some()
+                o.at("/metadata/ownerReferences").is_some()
+                    || o.at("/metadata/deletionTimestamp").is_some()
             },
         })
         .collect();
@@ -96,7 +96,7 @@ async fn collect(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
 
 fn owner_refs(object: &Value) -> Vec<Value> {
     object
-        .pointer("/metadata/ownerReferences")
+        .at("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()

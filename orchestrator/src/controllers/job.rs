@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::driver::{self, Reconciler};
 use super::edit;
 use super::owners::{controller_kind, controller_ref, controller_uid, deleting, finalizers};
-use super::replicaset::ready_since;
+use super::replicaset::is_ready;
 use crate::events::{EventType, Recorder};
 use crate::registry::kinds::{COMPLETION_INDEX, JOB_NAME};
 use crate::registry::metadata::{text, timestamp};
@@ -529,7 +529,7 @@ impl Jobs {
         if active.len() as i64 > wanted {
             active.sort_by_key(|p| {
                 (
-                    ready_since(p).is_some(),
+                    is_ready(p),
                     text(p, "/metadata/creationTimestamp").to_string(),
                 )
             });
@@ -558,7 +558,7 @@ impl Jobs {
             }
         }
         outcome.active += active.len() as i64;
-        outcome.ready = active.iter().filter(|p| ready_since(p).is_some()).count() as i64;
+        outcome.ready = active.iter().filter(|p| is_ready(p)).count() as i64;
         self.write_status(&job, &outcome, &completed).await?;
         Ok(again)
     }

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::registry::metadata::text;
+use crate::registry::metadata::{At, text};
 use crate::registry::{Registry, Resource, Result, WriteOptions};
 
 /// The object's controlling owner reference, if it has one.
 fn controller(object: &Value) -> Option<&Value> {
     object
-        .pointer("/metadata/ownerReferences")?
+        .at("/metadata/ownerReferences")?
         .as_array()?
         .iter()
         .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
@@ -42,7 +42,7 @@ pub fn controller_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
 /// The object's finalizers.
 pub fn finalizers(object: &Value) -> Vec<&str> {
     object
-        .pointer("/metadata/finalizers")
+        .at("/metadata/finalizers")
         .and_then(Value::as_array)
         .map(|f| f.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default()
@@ -60,7 +60,7 @@ pub fn remove_finalizer(object: &mut Value, finalizer: &str) {
 
 /// Whether the object is being deleted.
 pub fn deleting(object: &Value) -> bool {
-    object.pointer("/metadata/deletionTimestamp").is_some()
+    object.at("/metadata/deletionTimestamp").is_some()
 }
 
 /// Makes `owner` the controller of the orphan `object`, unless someone

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::driver::{self, Reconciler};
 use super::owners::{claim, controller_kind, controller_ref, deleting};
 use crate::events::{EventType, Recorder};
-use crate::registry::metadata::text;
+use crate::registry::metadata::{At, text};
 use crate::registry::{
     Cache, DeleteOptions, Error, LabelSelector, Registry, Resource, Result, WriteOptions,
 };
@@ -39,7 +39,7 @@ pub const REPLICA_SETS: Flavor = Flavor {
     api_version: "apps/v1",
     manager: "replicaset-controller",
     relevant: |pod| matches!(controller_kind(pod), None | Some("ReplicaSet")),
-    selector: |rs| LabelSelector::from_object(rs.pointer("/spec/selector")).ok(),
+    selector: |rs| LabelSelector::from_object(rs.at("/spec/selector")).ok(),
 };
 
 pub const REPLICATION_CONTROLLERS: Flavor = Flavor {
@@ -49,7 +49,7 @@ pub const REPLICATION_CONTROLLERS: Flavor = Flavor {
     manager: "replication-controller",
     relevant: |pod| matches!(controller_kind(pod), None | Some("ReplicationController")),
     selector: |rc| {
-        let labels = rc.pointer("/spec/selector")?.as_object()?;
+        let labels = rc.at("/spec/selector")?.as_object()?;
         let labels = labels
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
@@ -123,13 +123,23 @@ pub fn active(pod: &Value) -> bool {
     !deleting(pod) && !matches!(text(pod, "/status/phase"), "Succeeded" | "Failed")
 }
 
+/// The pod's Ready condition, if it is True.
+fn ready_condition(pod: &Value) -> Option<&Value> {
+    let conditions = pod.get("status")?.get("conditions")?.as_array()?;
+    let ready = conditions
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))?;
+    (ready.get("status").and_then(Value::as_str) == Some("True")).then_some(ready)
+}
+
+/// Whether the pod is Ready.
+pub(super) fn is_ready(pod: &Value) -> bool {
+    ready_condition(pod).is_some()
+}
+
 /// When the pod turned Ready, if it is.
-pub(super) fn ready_since(pod: &Value) -> Option<jiff::Timestamp> {
-    let conditions = pod.pointer("/status/conditions")?.as_array()?;
-    let ready = conditions.iter().find(|c| text(c, "/type") == "Ready")?;
-    if text(ready, "/status") != "True" {
-        return None;
-    }
+fn ready_since(pod: &Value) -> Option<jiff::Timestamp> {
+    let ready = ready_condition(pod)?;
     text(ready, "/lastTransitionTime")
         .parse()
         .ok()
@@ -143,10 +153,11 @@ pub fn available(
     min_ready: i64,
     now: jiff::Timestamp,
 ) -> Option<Result<(), Duration>> {
-    let since = ready_since(pod)?;
     if min_ready <= 0 {
-        return Some(Ok(()));
+        // Available as soon as ready: no time to read.
+        return is_ready(pod).then_some(Ok(()));
     }
+    let since = ready_since(pod)?;
     let until = since
         .checked_add(jiff::SignedDuration::from_secs(min_ready))
         .unwrap_or(since);
@@ -161,9 +172,9 @@ pub fn available(
 /// How readily a pod is given up when there are too many: not yet
 /// scheduled first, then pending, then not ready, then the newest.
 fn deletion_rank(pod: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
-    let scheduled = u8::from(pod.pointer("/spec/nodeName").is_some());
+    let scheduled = u8::from(pod.at("/spec/nodeName").is_some());
     let running = u8::from(text(pod, "/status/phase") == "Running");
-    let ready = u8::from(ready_since(pod).is_some());
+    let ready = u8::from(is_ready(pod));
     let created = text(pod, "/metadata/creationTimestamp").to_string();
     (scheduled, running, ready, std::cmp::Reverse(created))
 }
@@ -190,9 +201,11 @@ impl ReplicaSets {
             |pod| active(pod) && selector.matches(pod),
         )
         .await?;
-        let mut live: Vec<&Value> = mine.iter().map(|p| &**p).filter(|p| active(p)).collect();
+        // The pods that count: what was seen, before the changes below.
+        let counted: Vec<&Value> = mine.iter().map(|p| &**p).filter(|p| active(p)).collect();
+        let mut live = counted.clone();
         let wanted = rs
-            .pointer("/spec/replicas")
+            .at("/spec/replicas")
             .and_then(Value::as_i64)
             .unwrap_or(1)
             .max(0) as usize;
@@ -205,21 +218,21 @@ impl ReplicaSets {
         }
         // Status from what was seen; the writes above bring another pass.
         let min_ready = rs
-            .pointer("/spec/minReadySeconds")
+            .at("/spec/minReadySeconds")
             .and_then(Value::as_i64)
             .unwrap_or(0);
         let now = jiff::Timestamp::now();
-        let counted: Vec<&Value> = mine.iter().map(|p| &**p).filter(|p| active(p)).collect();
-        let template_labels = rs.pointer("/spec/template/metadata/labels");
+        let template_labels = rs.at("/spec/template/metadata/labels");
         let fully_labeled = counted
             .iter()
             .filter(|p| {
+                let labels = p.get("metadata").and_then(|m| m.get("labels"));
                 template_labels
                     .and_then(Value::as_object)
-                    .is_none_or(|labels| {
-                        labels.iter().all(|(k, v)| {
-                            p.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v)
-                        })
+                    .is_none_or(|wanted| {
+                        wanted
+                            .iter()
+                            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
                     })
             })
             .count();
@@ -244,7 +257,7 @@ impl ReplicaSets {
             "fullyLabeledReplicas": fully_labeled,
             "readyReplicas": ready,
             "availableReplicas": available_now,
-            "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+            "observedGeneration": rs.at("/metadata/generation").cloned().unwrap_or(json!(1)),
         });
         super::merge_status(&self.registry, &self.replica_sets, rs, manager, &status).await?;
         Ok(again.map(|d| d + Duration::from_millis(50)))
@@ -252,7 +265,7 @@ impl ReplicaSets {
 
     async fn create_pods(&self, rs: &Value, count: usize) {
         let namespace = text(rs, "/metadata/namespace");
-        let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let template = rs.at("/spec/template").cloned().unwrap_or(json!({}));
         let metadata = super::from_template(
             json!({
                 "generateName": format!("{}-", text(rs, "/metadata/name")),

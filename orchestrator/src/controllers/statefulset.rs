@@ -119,9 +119,7 @@ fn int(object: &Value, pointer: &str, default: i64) -> i64 {
 /// Running, ready, and not being deleted: a pod an ordered set may move
 /// past.
 fn healthy(pod: &Value) -> bool {
-    !deleting(pod)
-        && text(pod, "/status/phase") == "Running"
-        && super::replicaset::ready_since(pod).is_some()
+    !deleting(pod) && text(pod, "/status/phase") == "Running" && super::replicaset::is_ready(pod)
 }
 
 fn failed(pod: &Value) -> bool {

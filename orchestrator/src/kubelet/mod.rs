@@ -51,6 +51,7 @@ use wasmkube_runtime::{Backoff, Runtime, RuntimeConfig};
 
 use crate::cluster::ClusterConfig;
 use crate::events::Recorder;
+use crate::registry::metadata::At;
 use crate::registry::{self, DeleteOptions, ListOptions, Registry};
 use crate::store::{EventType, Preconditions};
 
@@ -320,13 +321,11 @@ impl Kubelet {
         let in_use: Vec<String> = listed
             .items
             .iter()
-            .filter(|p| {
-                p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(&self.node_name)
-            })
+            .filter(|p| p.at("/spec/nodeName").and_then(Value::as_str) == Some(&self.node_name))
             .flat_map(|p| {
                 ["/spec/containers", "/spec/initContainers"]
                     .into_iter()
-                    .filter_map(|path| p.pointer(path).and_then(Value::as_array))
+                    .filter_map(|path| p.at(path).and_then(Value::as_array))
                     .flatten()
                     .filter_map(|c| c["image"].as_str().map(str::to_string))
                     .collect::<Vec<_>>()
@@ -352,18 +351,18 @@ impl Kubelet {
     /// Brings one pod's worker in line with the pod object.
     fn sync(self: &Arc<Self>, pod: &Value, deleted: bool) {
         let node = pod
-            .pointer("/spec/nodeName")
+            .at("/spec/nodeName")
             .and_then(Value::as_str)
             .unwrap_or("");
         if node != self.node_name {
             return;
         }
         let uid = pod
-            .pointer("/metadata/uid")
+            .at("/metadata/uid")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
+        let deleting = pod.at("/metadata/deletionTimestamp").is_some();
         let mut workers = self.workers.lock().unwrap();
         // This pod's worker only: a sweep of all of them here made every
         // pod event cost as much as the node has pods.
@@ -371,7 +370,7 @@ impl Kubelet {
             workers.remove(&uid);
         }
         let ephemeral = pod
-            .pointer("/spec/ephemeralContainers")
+            .at("/spec/ephemeralContainers")
             .cloned()
             .unwrap_or(Value::Null);
         if let Some(worker) = workers.get(&uid) {
@@ -401,7 +400,7 @@ impl Kubelet {
             return;
         }
         let terminal = matches!(
-            pod.pointer("/status/phase").and_then(Value::as_str),
+            pod.at("/status/phase").and_then(Value::as_str),
             Some("Succeeded" | "Failed")
         );
         if terminal {
@@ -426,9 +425,9 @@ impl Kubelet {
     /// Removes a terminated pod's object (grace period over).
     async fn finish_deletion(&self, pod: &Value) {
         let pods = self.registry.resource("", "Pod");
-        let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+        let namespace = pod.at("/metadata/namespace").and_then(Value::as_str);
         let name = pod
-            .pointer("/metadata/name")
+            .at("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("");
         let options = DeleteOptions {
@@ -436,7 +435,7 @@ impl Kubelet {
             preconditions: Preconditions {
                 revision: None,
                 uid: pod
-                    .pointer("/metadata/uid")
+                    .at("/metadata/uid")
                     .and_then(Value::as_str)
                     .map(str::to_string),
             },

@@ -62,11 +62,17 @@ pub struct NodeInfo {
 impl NodeInfo {
     /// A node named `node_name` on this host, before the pod has an IP.
     pub fn host(node_name: &str) -> NodeInfo {
+        NodeInfo::with(node_name, Allocatable::host())
+    }
+
+    /// A node named `node_name` on this host offering `allocatable`
+    /// (measured once by the kubelet, not again for every pod).
+    pub fn with(node_name: &str, allocatable: Allocatable) -> NodeInfo {
         NodeInfo {
             node_name: node_name.to_string(),
             host_ip: "127.0.0.1".into(),
             pod_ip: None,
-            allocatable: Allocatable::host(),
+            allocatable,
         }
     }
 }

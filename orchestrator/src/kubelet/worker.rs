@@ -17,7 +17,7 @@ use super::streams::PodHandle;
 use super::{Kubelet, Signal, atomic_dir, file_owners, hooks, host_ports, status, volumes};
 use crate::events::EventType;
 use crate::registry::WriteOptions;
-use crate::registry::metadata::{now, str_at};
+use crate::registry::metadata::{At, now, str_at};
 
 /// The field path events about a container carry: `spec.containers{c}`.
 fn container_path(_pod: &Value, name: &str) -> String {
@@ -37,7 +37,7 @@ pub(super) async fn run(
     mut ephemeral_wanted: watch::Receiver<Value>,
 ) {
     let name = pod
-        .pointer("/metadata/name")
+        .at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
@@ -90,8 +90,7 @@ pub(super) async fn run(
     };
     let node = NodeInfo {
         pod_ip: Some(lease.ip),
-        allocatable: kubelet.allocatable,
-        ..NodeInfo::host(&kubelet.node_name)
+        ..NodeInfo::with(&kubelet.node_name, kubelet.allocatable)
     };
     let Some((translated, mut shown)) = prepare(
         &kubelet,
@@ -296,7 +295,7 @@ pub(super) async fn run(
         }
         // The deletion sets the grace period on the pod as it is now.
         let pods = kubelet.registry.resource("", "Pod");
-        let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+        let namespace = pod.at("/metadata/namespace").and_then(Value::as_str);
         let latest = kubelet
             .registry
             .find(&pods, namespace, &name)
@@ -487,15 +486,15 @@ async fn announce(
     images: &HashMap<String, (String, String)>,
 ) {
     let pod_name = pod
-        .pointer("/metadata/name")
+        .at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
     let namespace = pod
-        .pointer("/metadata/namespace")
+        .at("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or("");
     let uid = pod
-        .pointer("/metadata/uid")
+        .at("/metadata/uid")
         .and_then(Value::as_str)
         .unwrap_or("");
     let all = current
@@ -812,14 +811,14 @@ fn refresh_volumes(
     shown: &mut Vec<Option<atomic_dir::Payload>>,
 ) {
     let pods = kubelet.registry.resource("", "Pod");
-    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+    let namespace = pod.at("/metadata/namespace").and_then(Value::as_str);
     let name = str_at(pod, "/metadata/name").unwrap_or_default();
     let latest = kubelet
         .registry
         .find(&pods, namespace, name)
         .ok()
         .flatten()
-        .filter(|p| p.pointer("/metadata/uid") == pod.pointer("/metadata/uid"))
+        .filter(|p| p.at("/metadata/uid") == pod.at("/metadata/uid"))
         .and_then(|p| serde_json::from_value::<Pod>(p).ok());
     let Some(latest) = latest else { return };
     if let Err(e) = write_volumes(kubelet, &latest, written, shown) {
@@ -911,9 +910,9 @@ async fn write_status(
 /// pod is gone or was replaced by another of the same name.
 pub(super) async fn update_status(kubelet: &Kubelet, pod: &Value, change: impl Fn(&mut Value)) {
     let pods = kubelet.registry.resource("", "Pod");
-    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+    let namespace = pod.at("/metadata/namespace").and_then(Value::as_str);
     let name = str_at(pod, "/metadata/name").unwrap_or_default();
-    let uid = pod.pointer("/metadata/uid").cloned();
+    let uid = pod.at("/metadata/uid").cloned();
     let result = kubelet
         .registry
         .update_with(
@@ -923,7 +922,7 @@ pub(super) async fn update_status(kubelet: &Kubelet, pod: &Value, change: impl F
             Some("status"),
             &WriteOptions::manager("kubelet"),
             |existing| {
-                if existing.pointer("/metadata/uid").cloned() != uid {
+                if existing.at("/metadata/uid").cloned() != uid {
                     return Err(crate::registry::Error::NotFound {
                         resource: "pods".into(),
                         group: String::new(),
@@ -1002,13 +1001,13 @@ async fn write_waiting<'a>(
     start_time: &str,
 ) {
     let pods = kubelet.registry.resource("", "Pod");
-    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+    let namespace = pod.at("/metadata/namespace").and_then(Value::as_str);
     let name = pod
-        .pointer("/metadata/name")
+        .at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
     let statuses: Vec<Value> = pod
-        .pointer("/spec/containers")
+        .at("/spec/containers")
         .and_then(Value::as_array)
         .map(|cs| {
             cs.iter()

@@ -34,6 +34,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::{Error, LabelSelector, Resource, Result};
+use crate::registry::metadata::At;
 use crate::store::{self, EventType, Revision, Step, Store};
 
 /// How long a read waits for its cache to catch up before it fails (a
@@ -252,11 +253,9 @@ impl<T: Kept> Cache<T> {
         let mut objects = BTreeMap::new();
         for object in page.items {
             let key = self.resource.key(
+                object.at("/metadata/namespace").and_then(Value::as_str),
                 object
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str),
-                object
-                    .pointer("/metadata/name")
+                    .at("/metadata/name")
                     .and_then(Value::as_str)
                     .unwrap_or_default(),
             );
@@ -288,7 +287,7 @@ impl<T: Kept> Cache<T> {
 /// The `managedFields` entries of `object`, if one has a field set.
 fn field_sets(object: &Value) -> Option<&Vec<Value>> {
     object
-        .pointer("/metadata/managedFields")
+        .at("/metadata/managedFields")
         .and_then(Value::as_array)
         .filter(|entries| entries.iter().any(|e| e.get("fieldsV1").is_some()))
 }
@@ -434,11 +433,7 @@ mod tests {
         assert_eq!(cached.len(), registry_view.items.len());
         for (cached, stored) in cached.iter().zip(&registry_view.items) {
             // The same object, its managers' field sets there or trimmed.
-            assert!(
-                stored
-                    .pointer("/metadata/managedFields/0/fieldsV1")
-                    .is_some()
-            );
+            assert!(stored.at("/metadata/managedFields/0/fieldsV1").is_some());
             assert_eq!(trimmed(cached), trimmed(stored));
         }
         registry
@@ -504,11 +499,7 @@ mod tests {
         make(&registry, "ConfigMap", "default", "kept", "a").await;
         let fresh = cache.get(Some("default"), "kept").await.unwrap().unwrap();
         // As the store's watchers have it, while the window shares it.
-        assert!(
-            fresh
-                .pointer("/metadata/managedFields/0/fieldsV1")
-                .is_some()
-        );
+        assert!(fresh.at("/metadata/managedFields/0/fieldsV1").is_some());
         drop(fresh);
         for i in 0..32 {
             make(&registry, "Secret", "default", &format!("s-{i:02}"), "b").await;

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::registry::metadata::At;
 use serde_json::Value;
 
 /// One label requirement.
@@ -19,7 +20,7 @@ enum Requirement {
 /// The selector of a workload at `pointer` as a `metav1.LabelSelector`: a
 /// ReplicationController's plain label map becomes its `matchLabels`.
 pub fn workload_selector(object: &Value, pointer: &str) -> Option<Value> {
-    let selector = object.pointer(pointer)?;
+    let selector = object.at(pointer)?;
     Some(
         if object.get("kind").and_then(Value::as_str) == Some("ReplicationController") {
             serde_json::json!({"matchLabels": selector})
@@ -110,9 +111,7 @@ impl LabelSelector {
 
     /// Whether an object's `metadata.labels` satisfy every requirement.
     pub fn matches(&self, object: &Value) -> bool {
-        let labels = object
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object);
+        let labels = object.at("/metadata/labels").and_then(Value::as_object);
         let get = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
         self.0.iter().all(|r| match r {
             Requirement::Exists(k) => get(k).is_some(),
@@ -325,7 +324,7 @@ fn field_value(object: &Value, field: &str) -> String {
         other => other,
     };
     let pointer = format!("/{}", path.replace('.', "/"));
-    match object.pointer(&pointer) {
+    match object.at(&pointer) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Bool(b)) => b.to_string(),
         Some(Value::Number(n)) => n.to_string(),

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::events::{EventType, Recorder};
-use crate::registry::metadata::{now, text};
+use crate::registry::metadata::{At, now, text};
 use crate::registry::{DeleteOptions, LabelSelector, Registry, WriteOptions};
 use preemption::priority;
 use room::Room;
@@ -84,19 +84,19 @@ pub async fn run(registry: Registry, mut stop: watch::Receiver<bool>) {
 fn gives_work(event: &crate::store::WatchEvent, waiting: bool) -> bool {
     let pod = &event.object;
     let unbound = pod
-        .pointer("/spec/nodeName")
+        .at("/spec/nodeName")
         .and_then(Value::as_str)
         .unwrap_or("")
         .is_empty();
     let gone = event.event_type == crate::store::EventType::Deleted
-        || pod.pointer("/metadata/deletionTimestamp").is_some()
+        || pod.at("/metadata/deletionTimestamp").is_some()
         || !is_active(pod);
     (unbound && !gone) || (waiting && gone)
 }
 
 fn is_active(pod: &Value) -> bool {
     !matches!(
-        pod.pointer("/status/phase").and_then(Value::as_str),
+        pod.at("/status/phase").and_then(Value::as_str),
         Some("Succeeded" | "Failed")
     )
 }
@@ -129,8 +129,8 @@ async fn schedule_pending(
         .map(|p| &**p)
         .filter(|p| {
             text(p, "/spec/nodeName").is_empty()
-                && p.pointer("/metadata/deletionTimestamp").is_none()
-                && p.pointer("/spec/schedulerName")
+                && p.at("/metadata/deletionTimestamp").is_none()
+                && p.at("/spec/schedulerName")
                     .and_then(Value::as_str)
                     .unwrap_or(NAME)
                     == NAME
@@ -234,7 +234,7 @@ async fn schedule_pending(
             nodes[i]
                 .pods
                 .iter()
-                .any(|p| priority(p) < mine && p.pointer("/metadata/deletionTimestamp").is_some())
+                .any(|p| priority(p) < mine && p.at("/metadata/deletionTimestamp").is_some())
         });
         let postfilter = if count == 0 {
             None
@@ -402,15 +402,15 @@ async fn bind(
     node: &str,
 ) -> Result<bool, crate::registry::Error> {
     let pods = registry.resource("", "Pod");
-    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+    let namespace = pod.at("/metadata/namespace").and_then(Value::as_str);
     let name = pod
-        .pointer("/metadata/name")
+        .at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
     let result = registry
         .update_with(&pods, namespace, name, Some("binding"), &WriteOptions::manager(NAME), |current| {
             let mut next = current.clone();
-            if !next.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").is_empty() {
+            if !next.at("/spec/nodeName").and_then(Value::as_str).unwrap_or("").is_empty() {
                 return Err(crate::registry::Error::Conflict {
                     resource: "pods".into(),
                     group: String::new(),
@@ -439,7 +439,7 @@ async fn mark_unschedulable(
     message: &str,
 ) -> Result<bool, crate::registry::Error> {
     let already = pod
-        .pointer("/status/conditions")
+        .at("/status/conditions")
         .and_then(Value::as_array)
         .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"))
         .is_some_and(|c| c["message"] == message);

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::quantity::Quantity;
+use crate::registry::metadata::At;
 
 /// Amounts of the resources the scheduler fits: what a pod requests (one
 /// slot), or what a node has (left).
@@ -20,14 +21,17 @@ impl Room {
     /// containers: the largest, as they run one at a time), and a slot.
     pub fn requested_by(pod: &Value) -> Room {
         let total = |resource: &str| {
-            let read = |c: &Value| amount(c, &format!("/resources/requests/{resource}"), resource);
+            let read = |c: &Value| {
+                let requested = c.get("resources").and_then(|r| r.get("requests"));
+                requested.map_or(0, |r| amount(r, resource))
+            };
             let containers: i128 = pod
-                .pointer("/spec/containers")
+                .at("/spec/containers")
                 .and_then(Value::as_array)
                 .map(|cs| cs.iter().map(read).sum())
                 .unwrap_or(0);
             let init: i128 = pod
-                .pointer("/spec/initContainers")
+                .at("/spec/initContainers")
                 .and_then(Value::as_array)
                 .and_then(|cs| cs.iter().map(read).max())
                 .unwrap_or(0);
@@ -42,7 +46,8 @@ impl Room {
 
     /// What a node offers pods in all.
     pub fn allocatable(node: &Value) -> Room {
-        let read = |r: &str| amount(node, &format!("/status/allocatable/{r}"), r);
+        let allocatable = node.at("/status/allocatable").unwrap_or(&Value::Null);
+        let read = |r: &str| amount(allocatable, r);
         Room {
             cpu: read("cpu"),
             memory: read("memory"),
@@ -84,11 +89,12 @@ impl Room {
     }
 }
 
-/// The quantity at `pointer`, in millicores for cpu and units (bytes,
-/// pods) otherwise; 0 when absent or malformed.
-fn amount(object: &Value, pointer: &str, resource: &str) -> i128 {
-    object
-        .pointer(pointer)
+/// The quantity of `resource` in `amounts` (a `requests` or
+/// `allocatable` map), in millicores for cpu and units (bytes, pods)
+/// otherwise; 0 when absent or malformed.
+fn amount(amounts: &Value, resource: &str) -> i128 {
+    amounts
+        .get(resource)
         .and_then(Value::as_str)
         .and_then(|q| Quantity::parse(q).ok())
         .map(|q| {
