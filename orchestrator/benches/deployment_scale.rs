@@ -172,8 +172,10 @@ async fn scale_up(registry: &Registry, n: usize) -> (Duration, u64, Memory) {
     until_rolled_out(registry, "sleepers", n as i64).await;
     let scaled = started.elapsed();
     let writes = registry.store().revision() - revision;
-    // Idle: probes, statuses and events of the start are over.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Idle: probes, statuses and events of the start are over, and the
+    // store's window of recent changes (the last 10 s) has let go of them,
+    // so the caches have trimmed what they share with it (every 2 s).
+    tokio::time::sleep(Duration::from_secs(15)).await;
     (scaled, writes, memory_kib().per_pod_since(before, n))
 }
 
