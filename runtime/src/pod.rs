@@ -456,7 +456,7 @@ impl Supervisor {
             let stopper = running.stopper();
             let mut wait = Box::pin(running.wait());
             // Probing is 5.6 KB of state: held (boxed) only by a container
-            // that has probes.
+            // that has probes; for any other this never ends.
             let probes =
                 (probed && !unprobed).then(|| Box::pin(self.probes(tokio::time::Instant::now())));
             let probes = async {
@@ -471,7 +471,7 @@ impl Supervisor {
                     stopper.stop();
                     (wait.await, true)
                 }
-                _ = probes, if probed => {
+                _ = probes => {
                     // A startup or liveness probe failed for good: the
                     // instance is stopped and the restart policy decides.
                     stopper.stop();

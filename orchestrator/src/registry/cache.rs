@@ -187,16 +187,9 @@ impl<T: Kept> Cache<T> {
         // a pass looks at those alone, not at every object held.
         let mut untrimmed = HashSet::new();
         loop {
-            let filled = self.fill(&prefix);
+            let filled = self.fill(&prefix, &mut untrimmed);
             let mut watching = match filled {
                 Ok(revision) => {
-                    untrimmed = self
-                        .objects
-                        .read()
-                        .expect("cache lock")
-                        .keys()
-                        .cloned()
-                        .collect();
                     progress.send_replace(revision);
                     self.store.watch(&prefix, revision)
                 }
@@ -245,8 +238,9 @@ impl<T: Kept> Cache<T> {
         untrimmed.retain(|key| objects.get_mut(key).is_some_and(|object| !T::trim(object)));
     }
 
-    /// Replaces the objects with a list of the store; its revision.
-    fn fill(&self, prefix: &str) -> store::Result<Revision> {
+    /// Replaces the objects with a list of the store (their keys are all
+    /// `untrimmed` then); its revision.
+    fn fill(&self, prefix: &str, untrimmed: &mut HashSet<String>) -> store::Result<Revision> {
         let page = self.store.list(prefix, None, 0)?;
         let mut objects = BTreeMap::new();
         for object in page.items {
@@ -259,6 +253,7 @@ impl<T: Kept> Cache<T> {
             );
             objects.insert(key, T::keep(&Arc::new(object)));
         }
+        *untrimmed = objects.keys().cloned().collect();
         *self.objects.write().expect("cache lock") = objects;
         Ok(page.revision)
     }
