@@ -94,17 +94,17 @@ async fn collect(registry: Registry, stop: tokio::sync::watch::Receiver<bool>) {
     .await;
 }
 
-fn owner_refs(object: &Value) -> Vec<Value> {
+fn owner_refs(object: &Value) -> &[Value] {
     object
         .at("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .cloned()
+        .map(Vec::as_slice)
         .unwrap_or_default()
 }
 
 /// One object of the namespace, with its resource.
-struct Object {
-    resource: Resource,
+struct Object<'a> {
+    resource: &'a Resource,
     value: Arc<Value>,
 }
 
@@ -114,10 +114,7 @@ impl Reconciler for Collector {
         let all = LabelSelector::default();
         for (resource, cache) in &self.kinds {
             for value in cache.list(Some(namespace), &all).await? {
-                objects.push(Object {
-                    resource: resource.clone(),
-                    value,
-                });
+                objects.push(Object { resource, value });
             }
         }
         let by_uid: HashMap<&str, &Object> = objects
@@ -134,7 +131,7 @@ impl Reconciler for Collector {
             let mut gone = Vec::new();
             let mut orphaned_by = Vec::new();
             let mut foreground = false;
-            for reference in &refs {
+            for reference in refs {
                 let uid = text(reference, "/uid");
                 match by_uid.get(uid) {
                     Some(owner)
@@ -212,7 +209,7 @@ impl Collector {
         Ok(found.is_some_and(|o| text(&o, "/metadata/uid") == text(reference, "/uid")))
     }
 
-    async fn delete(&self, object: &Object, policy: &str) -> Result<()> {
+    async fn delete(&self, object: &Object<'_>, policy: &str) -> Result<()> {
         let options = DeleteOptions {
             propagation_policy: Some(policy.to_string()),
             ..DeleteOptions::default()
@@ -220,7 +217,7 @@ impl Collector {
         let result = self
             .registry
             .delete(
-                &object.resource,
+                object.resource,
                 Some(text(&object.value, "/metadata/namespace")),
                 text(&object.value, "/metadata/name"),
                 &options,
@@ -229,17 +226,18 @@ impl Collector {
         gone_is_done(result)
     }
 
-    async fn drop_refs(&self, object: &Object, uids: &[String]) -> Result<()> {
+    async fn drop_refs(&self, object: &Object<'_>, uids: &[String]) -> Result<()> {
         let result = edit(
             &self.registry,
-            &object.resource,
+            object.resource,
             &object.value,
             None,
             MANAGER,
             |next| {
                 let kept: Vec<Value> = owner_refs(next)
-                    .into_iter()
+                    .iter()
                     .filter(|r| !uids.iter().any(|u| u == text(r, "/uid")))
+                    .cloned()
                     .collect();
                 let meta = next["metadata"].as_object_mut().expect("metadata");
                 if kept.is_empty() {
@@ -253,10 +251,10 @@ impl Collector {
         gone_is_done(result)
     }
 
-    async fn finish(&self, owner: &Object, finalizer: &str) -> Result<()> {
+    async fn finish(&self, owner: &Object<'_>, finalizer: &str) -> Result<()> {
         let result = edit(
             &self.registry,
-            &owner.resource,
+            owner.resource,
             &owner.value,
             None,
             MANAGER,

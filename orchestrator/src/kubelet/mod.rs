@@ -52,7 +52,7 @@ use wasmkube_runtime::{Backoff, Runtime, RuntimeConfig};
 use crate::cluster::ClusterConfig;
 use crate::events::Recorder;
 use crate::registry::metadata::At;
-use crate::registry::{self, DeleteOptions, ListOptions, Registry};
+use crate::registry::{self, DeleteOptions, LabelSelector, Registry};
 use crate::store::{EventType, Preconditions};
 
 /// Why the kubelet could not start.
@@ -260,13 +260,15 @@ impl Kubelet {
         loop {
             if watch.is_none() {
                 // List, sync everything, then follow changes from there.
+                // The list is the informer cache's: no pod is decoded.
                 self.forget_finished_workers();
-                match self.registry.list(&pods, None, &ListOptions::default()) {
-                    Ok(listed) => {
-                        for pod in &listed.items {
+                let cache = self.registry.cache(&pods);
+                match cache.snapshot(None, &LabelSelector::default()).await {
+                    Ok((listed, revision)) => {
+                        for pod in &listed {
                             self.sync(pod, false);
                         }
-                        watch = self.registry.watch(&pods, None, listed.revision).ok();
+                        watch = self.registry.watch(&pods, None, revision).ok();
                     }
                     Err(e) => tracing::warn!("kubelet cannot list pods: {e}"),
                 }
@@ -311,7 +313,8 @@ impl Kubelet {
     /// when the disk or the images' budget says so.
     async fn collect_images(&self) {
         let pods = self.registry.resource("", "Pod");
-        let listed = match self.registry.list(&pods, None, &ListOptions::default()) {
+        let cache = self.registry.cache(&pods);
+        let listed = match cache.list(None, &LabelSelector::default()).await {
             Ok(listed) => listed,
             Err(e) => {
                 tracing::warn!("image garbage collection cannot list pods: {e}");
@@ -319,7 +322,6 @@ impl Kubelet {
             }
         };
         let in_use: Vec<String> = listed
-            .items
             .iter()
             .filter(|p| p.at("/spec/nodeName").and_then(Value::as_str) == Some(&self.node_name))
             .flat_map(|p| {

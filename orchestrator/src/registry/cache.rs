@@ -26,6 +26,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -86,6 +87,9 @@ pub struct Cache<T: Kept = Value> {
     store: Arc<dyn Store>,
     /// Store key -> object.
     objects: RwLock<BTreeMap<String, Arc<T>>>,
+    /// The revision of the last change `objects` holds: written under its
+    /// write lock, so a reader holding the read lock sees the two agree.
+    applied: AtomicU64,
     /// The revision the objects are current to; closed when the cache
     /// stops following the store.
     progress: watch::Receiver<Revision>,
@@ -124,16 +128,39 @@ impl<T: Kept> Cache<T> {
     /// for a reader that has just waited with [`caught_up`](Self::caught_up).
     pub fn list_held(&self, namespace: Option<&str>, labels: &LabelSelector) -> Vec<Arc<T>> {
         let prefix = self.resource.namespace_prefix(namespace);
-        let objects = self.objects.read().expect("cache lock");
+        Self::select(&self.objects.read().expect("cache lock"), &prefix, labels)
+    }
+
+    /// The objects under `prefix` whose labels match, in key order.
+    fn select(
+        objects: &BTreeMap<String, Arc<T>>,
+        prefix: &str,
+        labels: &LabelSelector,
+    ) -> Vec<Arc<T>> {
         objects
             .range::<str, _>((
-                std::ops::Bound::Included(prefix.as_str()),
+                std::ops::Bound::Included(prefix),
                 std::ops::Bound::Unbounded,
             ))
-            .take_while(|(key, _)| key.starts_with(&prefix))
+            .take_while(|(key, _)| key.starts_with(prefix))
             .filter(|(_, object)| object.selected_by(labels))
             .map(|(_, object)| Arc::clone(object))
             .collect()
+    }
+
+    /// [`list`](Self::list), with the revision the objects are exactly
+    /// current to: a watch from that revision goes on from the list with
+    /// no change missed and none seen twice.
+    pub async fn snapshot(
+        &self,
+        namespace: Option<&str>,
+        labels: &LabelSelector,
+    ) -> Result<(Vec<Arc<T>>, Revision)> {
+        self.fresh().await?;
+        let prefix = self.resource.namespace_prefix(namespace);
+        let objects = self.objects.read().expect("cache lock");
+        let listed = Self::select(&objects, &prefix, labels);
+        Ok((listed, self.applied.load(Ordering::Acquire)))
     }
 
     /// [`get`](Self::get) of what the cache holds now, without waiting.
@@ -254,7 +281,9 @@ impl<T: Kept> Cache<T> {
             objects.insert(key, T::keep(&Arc::new(object)));
         }
         *untrimmed = objects.keys().cloned().collect();
-        *self.objects.write().expect("cache lock") = objects;
+        let mut held = self.objects.write().expect("cache lock");
+        *held = objects;
+        self.applied.store(page.revision, Ordering::Release);
         Ok(page.revision)
     }
 
@@ -271,6 +300,7 @@ impl<T: Kept> Cache<T> {
                     objects.insert(event.key.clone(), T::keep(&event.object));
                     untrimmed.insert(event.key.clone());
                 }
+                self.applied.store(event.revision, Ordering::Release);
                 event.revision
             }
         }
@@ -312,6 +342,7 @@ impl Caches {
             resource: resource.clone(),
             store: Arc::clone(store),
             objects: RwLock::default(),
+            applied: AtomicU64::new(0),
             progress: following,
             stopped: stop.clone(),
         });
@@ -504,6 +535,44 @@ mod tests {
             drop(kept);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        registry.stop_caches();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_watch_from_a_snapshot_goes_on_with_no_change_missed_or_seen_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path()).await;
+        let config_maps = registry.resource("", "ConfigMap");
+        let cache = registry.cache(&config_maps);
+        let all = LabelSelector::default();
+        // Writes go on while the snapshot is taken.
+        let writer = registry.clone();
+        let writing = tokio::spawn(async move {
+            for i in 0..200 {
+                make(&writer, "ConfigMap", "default", &format!("cm-{i:03}"), "a").await;
+            }
+        });
+        while cache.list(None, &all).await.unwrap().len() < 20 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let (listed, revision) = cache.snapshot(None, &all).await.unwrap();
+        assert!(listed.len() < 200, "the snapshot came after the writes");
+        let mut seen: std::collections::BTreeSet<String> =
+            names(&listed).into_iter().map(str::to_string).collect();
+        let mut watch = registry.watch(&config_maps, None, revision).unwrap();
+        while seen.len() < 200 {
+            let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+                .await
+                .expect("every change comes")
+                .unwrap()
+                .unwrap();
+            let name = event.object["metadata"]["name"].as_str().unwrap();
+            assert!(
+                seen.insert(name.to_string()),
+                "{name} was listed and watched"
+            );
+        }
+        writing.await.unwrap();
         registry.stop_caches();
     }
 
