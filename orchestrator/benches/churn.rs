@@ -20,6 +20,10 @@ use wasmkube::Cluster;
 use wasmkube::patch::PatchKind;
 use wasmkube::registry::{DeleteOptions, ListOptions, Registry, WriteOptions};
 
+/// The server's heap, as `wasmkube serve` has it.
+#[global_allocator]
+static HEAP: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Bytes the files under `path` take on disk (allocated blocks).
 fn disk_usage(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;

@@ -1,5 +1,9 @@
-//! The process heap (glibc's allocator on Linux): how many arenas it may
-//! spread over, and handing its free pages back.
+//! The process heap: handing its free pages back, and how many arenas
+//! glibc's allocator may spread over.
+//!
+//! `wasmkube serve` allocates through mimalloc (its global allocator);
+//! an embedder picks its own, and glibc's malloc still serves C code. So
+//! both are told to hand back what is free.
 //!
 //! glibc gives threads arenas of their own, up to eight per core. A
 //! server whose tokio, blocking and guest threads all allocate ends up
@@ -27,8 +31,14 @@ pub fn limit_arenas(arenas: usize) {
 }
 
 /// Returns the heap's free pages to the system: glibc keeps what a thread
-/// freed in that thread's arena otherwise.
+/// freed in that thread's arena otherwise, and mimalloc purges what it
+/// holds free after a delay.
 pub fn release_free() {
+    // SAFETY: mi_collect only frees and purges memory mimalloc holds free;
+    // it is safe to call whether or not mimalloc serves the process.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the kernel; it takes
     // the allocator's own locks and touches no live allocation.
@@ -79,17 +89,27 @@ fn kib_field(path: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// What the heap has handed out and not had back, in KiB (glibc's
-/// `mallinfo2`, every arena and large mapping); none elsewhere. Against
-/// [`resident_kib`] it tells live objects from fragmentation.
-pub fn in_use_kib() -> Option<u64> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallinfo2 only reads the allocator's counters, under its
-        // own locks.
-        let info = unsafe { libc::mallinfo2() };
-        Some(((info.uordblks + info.hblkhd) / 1024) as u64)
+/// What mimalloc has committed for its heap, in KiB: the live objects,
+/// and the free room of its pages not yet handed back. Against
+/// [`resident_kib`] it tells the heap from everything else (guests'
+/// memories, stacks, mapped files); 0 when mimalloc does not serve the
+/// process.
+pub fn committed_kib() -> u64 {
+    let mut committed = 0usize;
+    let mut ignored = [0usize; 7];
+    let [elapsed, user, system, rss, peak_rss, peak_commit, faults] = &mut ignored;
+    // SAFETY: every pointer is to a live usize that mi_process_info fills.
+    unsafe {
+        libmimalloc_sys::mi_process_info(
+            elapsed,
+            user,
+            system,
+            rss,
+            peak_rss,
+            &mut committed,
+            peak_commit,
+            faults,
+        );
     }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    None
+    committed as u64 / 1024
 }
