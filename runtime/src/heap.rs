@@ -92,8 +92,8 @@ fn kib_field(path: &str, name: &str) -> Option<u64> {
 /// What mimalloc has committed for its heap, in KiB: the live objects,
 /// and the free room of its pages not yet handed back. Against
 /// [`resident_kib`] it tells the heap from everything else (guests'
-/// memories, stacks, mapped files); 0 when mimalloc does not serve the
-/// process.
+/// memories, stacks, mapped files). Only mimalloc's own memory is
+/// counted: where another allocator serves the process, this says little.
 pub fn committed_kib() -> u64 {
     let mut committed = 0usize;
     let mut ignored = [0usize; 7];
