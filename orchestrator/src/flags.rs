@@ -30,6 +30,15 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     u64::try_from(quantity.ceil_units()).map_err(|_| format!("{s:?} is not a size in bytes"))
 }
 
+/// A log file's size limit: a quantity (`10Mi`) of at least 4 KiB.
+pub fn parse_log_size(s: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(s)?;
+    if bytes < 4096 {
+        return Err(format!("{s:?} is below the least log file size, 4Ki"));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +52,7 @@ mod tests {
         assert_eq!(parse_bytes("2Gi"), Ok(2 << 30));
         assert_eq!(parse_bytes("500M"), Ok(500_000_000));
         assert!(parse_bytes("-1").is_err());
+        assert_eq!(parse_log_size("1Mi"), Ok(1 << 20));
+        assert!(parse_log_size("100").is_err());
     }
 }

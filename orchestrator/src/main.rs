@@ -170,6 +170,11 @@ struct ServeFlags {
     /// kube-controller-manager's flag)
     #[arg(long, default_value = "5m", value_parser = wasmkube::flags::parse_duration)]
     horizontal_pod_autoscaler_downscale_stabilization: Duration,
+    /// Size at which a container's log file rotates (as the kubelet's
+    /// flag); each container instance keeps its current file and one
+    /// rotated file
+    #[arg(long, default_value = "10Mi", value_parser = wasmkube::flags::parse_log_size)]
+    container_log_max_size: u64,
     #[command(flatten)]
     registry: RegistryFlags,
     #[command(flatten)]
@@ -299,6 +304,7 @@ fn main() -> anyhow::Result<()> {
                 metric_resolution,
                 horizontal_pod_autoscaler_sync_period,
                 horizontal_pod_autoscaler_downscale_stabilization,
+                container_log_max_size,
                 registry,
                 image_gc,
             } = *flags;
@@ -328,6 +334,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .registry(registry.config()?)
                 .image_gc(image_gc, image_gc_period)
+                .container_log_max_size(container_log_max_size)
                 .compiler(child_compiler());
             if let Some(host) = registry.default_registry {
                 builder = builder.default_registry(host);

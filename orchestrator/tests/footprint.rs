@@ -206,3 +206,56 @@ fn ten_pods_of_new_images_run_inside_256_mb() {
     assert!(anon < 40 << 10, "{anon} KiB of private memory");
     drop(server);
 }
+
+/// Bytes of every file under `dir`, by path.
+fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push((path.clone(), path.metadata().unwrap().len()));
+        }
+    }
+    found
+}
+
+/// `serve --container-log-max-size 16Ki`: a container that writes about
+/// 110 KB of lines keeps at most its current log file and one rotated
+/// one on disk, and `kubectl logs` still ends with its last line.
+#[test]
+fn a_container_log_rotates_at_the_size_the_flag_sets() {
+    let server = Server::start_with(&["--container-log-max-size", "16Ki"]);
+    let file = server.manifest(
+        "chatty.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: chatty}\nspec:\n  containers:\n  - {name: c, image: toolbox, command: [sh, -c, 'seq 1 20000; sleep 3600']}\n",
+    );
+    server.apply_ready(&file, "chatty");
+    server.wait_for(Duration::from_secs(60), || {
+        server.kubectl_ok(&["logs", "chatty", "--tail=1"]).trim() == "20000"
+    });
+    let logs = server.kubectl_ok(&["logs", "chatty"]);
+    let lines: Vec<u64> = logs.lines().map(|l| l.parse().unwrap()).collect();
+    // What is left is the end of the output, without a gap.
+    assert!(lines[0] > 1, "nothing rotated away: {} lines", lines.len());
+    assert!(
+        lines.windows(2).all(|w| w[1] == w[0] + 1),
+        "a gap in what was kept"
+    );
+    let uid = server.json(&["get", "pod", "chatty"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = server.data_dir().join("pods").join(&uid).join("logs");
+    let mut files = files_under(&dir);
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|(path, _)| path.strip_prefix(&dir).unwrap().display().to_string())
+        .collect();
+    assert_eq!(names, ["c/0.log", "c/0.log.1"]);
+    for (path, bytes) in &files {
+        assert!(*bytes <= 16 << 10, "{} has {bytes} bytes", path.display());
+    }
+}

@@ -83,7 +83,9 @@ pub use pod::{
     Backoff, ContainerState, ContainerStatus, PodRunner, PodSpec, PodStatus, RestartPolicy,
 };
 pub use probe::{HttpGet, Probe, ProbeAction, ProbeEvent, ProbeKind, Probes};
-pub use runtime::{PullOutcome, PullPolicy, Runtime, RuntimeConfig, raise_open_file_limit};
+pub use runtime::{
+    DEFAULT_LOG_MAX_BYTES, PullOutcome, PullPolicy, Runtime, RuntimeConfig, raise_open_file_limit,
+};
 pub use sandbox::{ContainerUsage, Sandbox, SandboxSpec, VolumeSource, VolumeSpec};
 pub use terminal::{Terminal, TerminalSize};
 /// The wasmtime this runtime links guests with, for host interfaces.

@@ -91,6 +91,10 @@ pub enum Error {
     Link(#[source] wasmtime::Error),
 }
 
+/// Size at which a container's log file rotates unless configured: the
+/// kubelet's `--container-log-max-size` default.
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 << 20;
+
 /// Settings of a [`Runtime`]. Build with [`RuntimeConfig::new`] and adjust.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -131,7 +135,7 @@ impl RuntimeConfig {
                 .unwrap_or(2),
             epoch_tick: Duration::from_millis(1),
             cpu_period: Duration::from_millis(100),
-            log_max_bytes: 10 << 20,
+            log_max_bytes: DEFAULT_LOG_MAX_BYTES,
             registry: RegistryConfig::default(),
             default_registry: None,
             host_interfaces: crate::host::HostInterfaces::default(),

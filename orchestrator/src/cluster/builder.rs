@@ -347,6 +347,15 @@ impl ClusterBuilder {
         self
     }
 
+    /// Size at which a container's log file rotates (default 10 MiB, as
+    /// the kubelet's `--container-log-max-size`). Each container instance
+    /// keeps its current file and one rotated file, so its logs take at
+    /// most twice this on disk.
+    pub fn container_log_max_size(mut self, bytes: u64) -> Self {
+        self.config.container_log_max_bytes = bytes;
+        self
+    }
+
     /// Starts the cluster: opens (or creates) the store, creates the
     /// system objects, registers the node, starts the scheduler, kubelet
     /// and controllers, and the listener when one was asked for.

@@ -50,6 +50,10 @@ pub struct ClusterConfig {
     pub image_gc: wasmkube_runtime::images::gc::GcPolicy,
     /// How often image garbage collection looks (the kubelet's 5 minutes).
     pub image_gc_period: Duration,
+    /// Size at which a container's log file rotates (the kubelet's
+    /// `--container-log-max-size`, 10 MiB): the current file and one
+    /// rotated file are kept per container instance.
+    pub container_log_max_bytes: u64,
     /// How often the kubelet scrapes containers' CPU and memory for the
     /// metrics API and autoscaling (metrics-server's
     /// `--metric-resolution`); never when zero.
@@ -82,6 +86,7 @@ impl ClusterConfig {
             default_registry: None,
             image_gc: wasmkube_runtime::images::gc::GcPolicy::default(),
             image_gc_period: Duration::from_secs(300),
+            container_log_max_bytes: wasmkube_runtime::DEFAULT_LOG_MAX_BYTES,
             metric_resolution: DEFAULT_METRIC_RESOLUTION,
             autoscaling: controllers::hpa::Settings::default(),
             host_interfaces: wasmkube_runtime::HostInterfaces::default(),

@@ -174,6 +174,7 @@ impl Kubelet {
             default_registry: config.default_registry.clone(),
             host_interfaces: config.host_interfaces.clone(),
             compiler: config.compiler.clone(),
+            log_max_bytes: config.container_log_max_bytes,
             ..RuntimeConfig::new(&config.data_dir)
         })?;
         // No pull runs yet: what a killed server was pulling is litter.
