@@ -60,7 +60,8 @@ pub struct ImageGcFlags {
     /// Disk usage (percent) image garbage collection brings it down to
     #[arg(long, default_value_t = 80)]
     pub image_gc_low_threshold: u8,
-    /// Most the images may take, whatever the disk's usage (e.g. 2Gi)
+    /// Most the images may take on disk with their compiled code,
+    /// whatever the disk's usage (e.g. 2Gi)
     #[arg(long)]
     pub image_max_size: Option<String>,
     /// Images pulled more recently than this are never removed

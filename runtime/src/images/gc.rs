@@ -1,14 +1,15 @@
 //! Image garbage collection, as the kubelet's image manager does it: when
 //! the disk holding the store is fuller than the high threshold (85% by
-//! default), or the images outgrow an optional size budget, images no pod
+//! default), or the images outgrow an optional size budget (what they take
+//! on disk: components, file trees and compiled code), images no pod
 //! uses go, least recently pulled first, until usage is under the low
 //! threshold (80%) and the budget. Images in use and the built-in ones
 //! never go. What no record names any more (components, trees, compiled
 //! code) is then deleted.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::{ImageRecord, ImageRef, ImageStore, Result, io_err};
@@ -20,7 +21,8 @@ pub struct GcPolicy {
     pub high_percent: u8,
     /// Disk usage (percent) collection brings the disk down to.
     pub low_percent: u8,
-    /// Most bytes images may take, whatever the disk's usage.
+    /// Most bytes images may take on disk (their components, file trees
+    /// and compiled code), whatever the disk's usage.
     pub max_bytes: Option<u64>,
     /// Images pulled more recently than this are kept (the kubelet's
     /// `--minimum-image-ttl-duration`): a pod may be about to start them.
@@ -78,6 +80,7 @@ impl ImageStore {
         pinned: &HashSet<&str>,
     ) -> Result<GcReport> {
         let records = self.list()?;
+        let footprint = Footprint::of(self, &records);
         let mut need = 0u64;
         if let Some((used, total)) = disk_usage(&self.root)
             && total > 0
@@ -86,8 +89,7 @@ impl ImageStore {
             need = used.saturating_sub(total * policy.low_percent as u64 / 100);
         }
         if let Some(max) = policy.max_bytes {
-            let total: u64 = distinct_size(&records);
-            need = need.max(total.saturating_sub(max));
+            need = need.max(footprint.total.saturating_sub(max));
         }
         let mut report = GcReport::default();
         if need == 0 {
@@ -119,7 +121,7 @@ impl ImageStore {
             if let Ok(r) = ImageRef::parse(&record.reference)
                 && self.remove(&r)?
             {
-                planned += record.size;
+                planned += footprint.freed_without(record);
                 report.removed.push(record.reference.clone());
             }
         }
@@ -173,19 +175,42 @@ impl ImageStore {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
-        // Compiled code sits beside the store: `<data dir>/cache/compiled`.
-        if let Some(data_dir) = self.root.parent() {
-            let compiled = data_dir.join("cache/compiled");
-            for entry in fs::read_dir(&compiled).into_iter().flatten().flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let hex = name.split('-').next().unwrap_or_default();
-                if name.ends_with(".cwasm") && !digests.contains(hex) && old_enough(&entry.path()) {
-                    report.freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
-                    let _ = fs::remove_file(entry.path());
-                }
+        for (hex, path) in self.compiled_files() {
+            if !digests.contains(&hex) && old_enough(&path) {
+                report.freed += fs::metadata(&path).map_or(0, |m| m.len());
+                let _ = fs::remove_file(&path);
             }
         }
         Ok(report)
+    }
+
+    /// The compiled code files, with the hex digest of the component each
+    /// was compiled from. They sit beside the store, in
+    /// `<data dir>/cache/compiled/<hex>-<settings>.cwasm`.
+    fn compiled_files(&self) -> Vec<(String, PathBuf)> {
+        let Some(data_dir) = self.root.parent() else {
+            return Vec::new();
+        };
+        fs::read_dir(data_dir.join("cache/compiled"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let hex = name.strip_suffix(".cwasm")?.split('-').next()?.to_string();
+                Some((hex, entry.path()))
+            })
+            .collect()
+    }
+
+    /// Bytes of compiled code per component (hex digest), over every
+    /// engine setting it was compiled for.
+    fn compiled_sizes(&self) -> HashMap<String, u64> {
+        let mut sizes = HashMap::new();
+        for (hex, path) in self.compiled_files() {
+            *sizes.entry(hex).or_default() += fs::metadata(&path).map_or(0, |m| m.len());
+        }
+        sizes
     }
 }
 
@@ -193,15 +218,59 @@ fn hex_of(digest: &str) -> String {
     digest.trim_start_matches("sha256:").to_string()
 }
 
-/// Bytes of the images, counting a tree or component shared by several
-/// references once.
-fn distinct_size(records: &[ImageRecord]) -> u64 {
-    let mut seen = HashSet::new();
-    records
-        .iter()
-        .filter(|r| seen.insert(r.tree.clone().unwrap_or_else(|| r.digest.clone())))
-        .map(|r| r.size)
-        .sum()
+/// What the images take on disk: each file tree, each component and each
+/// component's compiled code (the largest part: a 1.5 MB component
+/// compiles to 4.4 MB), counted once however many references share it.
+struct Footprint {
+    /// Bytes of everything the records name.
+    total: u64,
+    /// Bytes of each tree and component, by digest, with how many records
+    /// name it.
+    parts: HashMap<String, (u64, usize)>,
+}
+
+impl Footprint {
+    fn of(store: &ImageStore, records: &[ImageRecord]) -> Footprint {
+        let compiled = store.compiled_sizes();
+        let mut parts: HashMap<String, (u64, usize)> = HashMap::new();
+        for record in records {
+            for part in Footprint::parts_of(record) {
+                let entry = parts.entry(part.clone()).or_insert_with(|| {
+                    let hex = hex_of(&part);
+                    let bytes = if record.tree.as_deref() == Some(part.as_str()) {
+                        tree_size(&store.tree_path(&part))
+                    } else {
+                        let blob = fs::metadata(store.blob_path(&part)).map_or(0, |m| m.len());
+                        blob + compiled.get(&hex).copied().unwrap_or(0)
+                    };
+                    (bytes, 0)
+                });
+                entry.1 += 1;
+            }
+        }
+        Footprint {
+            total: parts.values().map(|(bytes, _)| bytes).sum(),
+            parts,
+        }
+    }
+
+    /// The tree and components a record names.
+    fn parts_of(record: &ImageRecord) -> BTreeSet<String> {
+        let mut parts: BTreeSet<String> = record.programs.values().cloned().collect();
+        parts.insert(record.digest.clone());
+        parts.extend(record.tree.clone());
+        parts
+    }
+
+    /// Bytes removing `record` frees: its parts no other record names.
+    fn freed_without(&self, record: &ImageRecord) -> u64 {
+        Footprint::parts_of(record)
+            .iter()
+            .filter_map(|part| self.parts.get(part))
+            .filter(|(_, users)| *users == 1)
+            .map(|(bytes, _)| bytes)
+            .sum()
+    }
 }
 
 fn tree_size(path: &Path) -> u64 {
@@ -283,5 +352,40 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    /// The budget counts an image's compiled code: an unused image whose
+    /// component fits the budget goes when its compiled code does not.
+    #[test]
+    fn the_size_budget_counts_compiled_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        let unused = ImageRef::parse("127.0.0.1:5000/unused:1").unwrap();
+        let bytes = crate::builtin::IMAGES[1].bytes();
+        let record = store
+            .import(&unused, &bytes, ImageConfig::default())
+            .unwrap();
+        let policy = |max_bytes| GcPolicy {
+            high_percent: 100,
+            low_percent: 100,
+            max_bytes: Some(max_bytes),
+            minimum_age: Duration::ZERO,
+        };
+        let (in_use, pinned) = (HashSet::new(), HashSet::new());
+        let within = store
+            .collect(&policy(record.size), &in_use, &pinned)
+            .unwrap();
+        assert!(within.removed.is_empty(), "the component alone fits");
+
+        let compiled = dir.path().join("cache/compiled");
+        fs::create_dir_all(&compiled).unwrap();
+        let code = compiled.join(format!("{}-0123456789abcdef.cwasm", hex_of(&record.digest)));
+        fs::write(&code, vec![0u8; 4096]).unwrap();
+        let over = store
+            .collect(&policy(record.size + 4095), &in_use, &pinned)
+            .unwrap();
+        assert_eq!(over.removed, vec![unused.to_string()]);
+        assert!(!code.exists(), "its compiled code went with it");
+        assert!(over.freed >= record.size + 4096, "freed {}", over.freed);
     }
 }
