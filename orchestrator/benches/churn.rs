@@ -138,33 +138,6 @@ async fn deploy(registry: &Registry, name: &str, replicas: u32, image: &str, com
 /// How often the `versions` Deployment rolls to a new image.
 const NEW_IMAGE_EVERY: Duration = Duration::from_secs(180);
 
-/// The toolbox component with a custom section naming `version`: a
-/// component (and compiled code) of its own, that runs as the toolbox.
-fn toolbox_version(version: u64) -> Vec<u8> {
-    fn leb128(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = b"churn-version";
-    let payload = version.to_string().into_bytes();
-    let mut body = Vec::new();
-    leb128(name.len(), &mut body);
-    body.extend_from_slice(name);
-    body.extend_from_slice(&payload);
-    let mut wasm = std::fs::read(oci::toolbox_wasm()).expect("the built toolbox guest");
-    wasm.push(0); // a custom section
-    leb128(body.len(), &mut wasm);
-    wasm.extend_from_slice(&body);
-    wasm
-}
-
 /// Builds image `version` with umoci and copies it into `registry` with
 /// skopeo; returns its reference.
 fn push_version(registry: &oci::Registry, layout: &Path, version: u64) -> String {
@@ -173,7 +146,7 @@ fn push_version(registry: &oci::Registry, layout: &Path, version: u64) -> String
         layout,
         &tag,
         &oci::ImageSpec {
-            files: vec![("/bin/toolbox.wasm", toolbox_version(version))],
+            files: vec![("/bin/toolbox.wasm", oci::toolbox_variant(&tag))],
             symlinks: vec![("/bin/sh", "/bin/toolbox.wasm")],
             entrypoint: vec!["/bin/sh", "-c"],
             cmd: vec!["sleep 3600"],

@@ -1,9 +1,9 @@
 //! Scaling a Deployment of `toolbox sleep` pods from 0 to N (default
 //! 1,000) replicas until `availableReplicas` is N, against the runtime
-//! alone starting N such pods in the same process (no API objects, no
-//! controllers, no scheduler): the ratio is what the control plane adds.
-//! The RSS each idle pod adds, both ways (the runtime alone in a child
-//! process, while the server's pods idle). Then a rolling update of 100
+//! alone starting N such pods (no API objects, no controllers, no
+//! scheduler) in a child process, while the server's pods idle: the ratio
+//! is what the control plane adds. The RSS each idle pod adds, both ways.
+//! Then a rolling update of 100
 //! replicas, timed to completion. Neither timed phase follows a mass
 //! deletion of pods (see `main`).
 //!

@@ -5,7 +5,10 @@
 mod oci;
 mod server;
 
-use oci::{ImageSpec, Registry, build, image_of_layer, index_of, init, raw_layer, toolbox_wasm};
+use oci::{
+    ImageSpec, Registry, build, image_of_layer, index_of, init, raw_layer, toolbox_variant,
+    toolbox_wasm,
+};
 use server::{Server, text};
 use std::path::Path;
 use std::process::Command;
@@ -77,12 +80,23 @@ fn registry_and_layout(registry: Registry) -> (Registry, tempfile::TempDir, std:
 /// A toolbox image whose `/bin/sh` links to the component, with a page
 /// under `/usr/share/www` and a `/version` file.
 fn shell_image(layout: &Path, tag: &str, version: &str, cmd: &[&str]) {
+    shell_image_of(
+        layout,
+        tag,
+        version,
+        cmd,
+        std::fs::read(toolbox_wasm()).unwrap(),
+    );
+}
+
+/// [`shell_image`] with `toolbox` as its component.
+fn shell_image_of(layout: &Path, tag: &str, version: &str, cmd: &[&str], toolbox: Vec<u8>) {
     build(
         layout,
         tag,
         &ImageSpec {
             files: vec![
-                ("/bin/toolbox.wasm", std::fs::read(toolbox_wasm()).unwrap()),
+                ("/bin/toolbox.wasm", toolbox),
                 (
                     "/usr/share/www/index.html",
                     b"hello from the image\n".to_vec(),
@@ -631,7 +645,14 @@ fn corrupt_blobs_and_escaping_layers_are_refused() {
 fn unused_images_are_collected_and_images_in_use_never() {
     let (registry, _work, layout) = registry_and_layout(Registry::anonymous());
     shell_image(&layout, "keep", "keep", &["cat /version; sleep 3600"]);
-    shell_image(&layout, "gone", "gone", &["cat /version"]);
+    // A component of its own, so its compiled code goes with it.
+    shell_image_of(
+        &layout,
+        "gone",
+        "gone",
+        &["cat /version"],
+        toolbox_variant("gone"),
+    );
     registry.copy_in(&layout, "keep", "keep:1", &[]);
     registry.copy_in(&layout, "gone", "gone:1", &[]);
     // Any unused image is over a one-byte budget.
@@ -693,6 +714,21 @@ fn unused_images_are_collected_and_images_in_use_never() {
     assert_eq!(
         trees, 2,
         "the kept image's files and http-server's, nothing else"
+    );
+    // And from the server's memory: compiled code stays mapped from its
+    // file, so a deleted file still mapped would hold memory and disk.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", server.pid())).unwrap();
+    let kept: Vec<&str> = maps
+        .lines()
+        .filter(|l| l.contains(".cwasm") && l.ends_with("(deleted)"))
+        .collect();
+    assert!(
+        kept.is_empty(),
+        "deleted compiled code still mapped: {kept:?}"
+    );
+    assert!(
+        maps.lines().any(|l| l.contains(".cwasm")),
+        "the image in use runs from its mapped compiled code"
     );
 }
 

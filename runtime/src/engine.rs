@@ -347,6 +347,22 @@ impl Engine {
         }
     }
 
+    /// Lets go of the components of `digests` (their images were
+    /// collected): their compiled code, mapped from files now deleted,
+    /// would otherwise stay in memory and hold its disk space.
+    pub fn unload(&self, digests: &[String]) {
+        let flavours = [
+            Some(&self.commands),
+            self.handlers.get().and_then(Option::as_ref),
+        ];
+        for flavour in flavours.into_iter().flatten() {
+            let mut loaded = flavour.loaded.lock().unwrap_or_else(|e| e.into_inner());
+            for digest in digests {
+                loaded.remove(digest);
+            }
+        }
+    }
+
     /// Components compiled so far (rather than loaded from the cache).
     pub fn compilations(&self) -> u64 {
         self.compilations.load(Ordering::Relaxed)

@@ -300,8 +300,12 @@ impl Runtime {
             .collect();
         let pinned = crate::builtin::IMAGES.iter().map(|i| i.name).collect();
         let report = self.shared.registry.collect(policy, in_use, pinned).await?;
-        let mut ready = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
-        ready.retain(|(digest, _), _| !report.dropped_components.contains(digest));
+        self.shared
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(digest, _), _| !report.dropped_components.contains(digest));
+        self.shared.engine.unload(&report.dropped_components);
         Ok(report)
     }
 

@@ -236,6 +236,32 @@ pub fn toolbox_wasm() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-examples/dist/toolbox.wasm")
 }
 
+/// The toolbox component with a custom section named `variant`: a
+/// component (and compiled code) of its own, that runs as the toolbox.
+pub fn toolbox_variant(variant: &str) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"variant";
+    let mut body = Vec::new();
+    leb128(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.extend_from_slice(variant.as_bytes());
+    let mut wasm = std::fs::read(toolbox_wasm()).expect("the built toolbox guest");
+    wasm.push(0); // a custom section
+    leb128(body.len(), &mut wasm);
+    wasm.extend_from_slice(&body);
+    wasm
+}
+
 /// An image built with umoci: files (path in the image → bytes), symlinks
 /// (path → target), and its config.
 #[derive(Default)]
