@@ -73,11 +73,12 @@ impl std::fmt::Display for Memory {
 /// The runtime alone: N pods of `toolbox sleep 3600` until all run; how
 /// long that took and the RSS they added per pod, once asleep.
 async fn bare_runtime(n: usize) -> (Duration, Memory) {
-    let before = memory_kib();
     let dir = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(RuntimeConfig::new(dir.path())).unwrap();
     builtin::seed(runtime.images()).unwrap();
     runtime.prepare_image("toolbox").await.unwrap();
+    // What the pods add: the runtime and its loaded image are there before.
+    let before = memory_kib();
     let spec = |i: usize| PodSpec {
         sandbox: SandboxSpec {
             uid: format!("bare-{i}"),
