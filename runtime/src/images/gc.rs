@@ -79,8 +79,6 @@ impl ImageStore {
         in_use: &HashSet<String>,
         pinned: &HashSet<&str>,
     ) -> Result<GcReport> {
-        let records = self.list()?;
-        let footprint = Footprint::of(self, &records);
         let mut need = 0u64;
         if let Some((used, total)) = disk_usage(&self.root)
             && total > 0
@@ -88,6 +86,12 @@ impl ImageStore {
         {
             need = used.saturating_sub(total * policy.low_percent as u64 / 100);
         }
+        // Measuring every image's files is for a budget or a full disk only.
+        if need == 0 && policy.max_bytes.is_none() {
+            return Ok(GcReport::default());
+        }
+        let records = self.list()?;
+        let footprint = Footprint::of(self, &records);
         if let Some(max) = policy.max_bytes {
             need = need.max(footprint.total.saturating_sub(max));
         }
