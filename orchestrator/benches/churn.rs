@@ -38,7 +38,7 @@ use wasmkube::registry::{DeleteOptions, ListOptions, Registry, WriteOptions};
 
 /// The server's heap, as `wasmkube serve` has it.
 #[global_allocator]
-static HEAP: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static HEAP: wasmkube_runtime::heap::ServerHeap = wasmkube_runtime::heap::ServerHeap;
 
 /// Bytes the files under `path` take on disk (allocated blocks).
 fn disk_usage(path: &Path) -> u64 {
@@ -63,6 +63,19 @@ fn rss_mib() -> f64 {
 /// What mimalloc holds committed.
 fn heap_mib() -> f64 {
     wasmkube_runtime::heap::committed_kib() as f64 / 1024.0
+}
+
+/// What the RSS is made of: anonymous memory (of it, mimalloc's committed
+/// heap), file pages and shared memory.
+fn resident_parts() -> String {
+    let parts = wasmkube_runtime::heap::resident_parts().expect("RssAnon");
+    format!(
+        "anonymous {:.1} MiB (heap {:.1}), file {:.1} MiB, shared {:.1} MiB",
+        parts.anonymous as f64 / 1024.0,
+        heap_mib(),
+        parts.file as f64 / 1024.0,
+        parts.shared as f64 / 1024.0
+    )
 }
 
 /// How long an Event lives here.
@@ -309,6 +322,7 @@ async fn run() {
     }
     tokio::time::sleep(Duration::from_secs(30)).await;
     let rss_before = rss_mib();
+    let parts_before = resident_parts();
 
     let data = data.as_path();
     let events = registry.resource("", "Event");
@@ -373,12 +387,14 @@ async fn run() {
     tokio::time::sleep(EVENT_TTL + Duration::from_secs(30)).await;
     report(minute + 7);
     let rss_after = rss_mib();
+    let parts_after = resident_parts();
     println!(
         "\n{scalings} scalings, {ops} ConfigMap operations, {image_count} images in {minutes} min; \
          RSS with the same 8 pods: {rss_before:.1} MiB before, {rss_settled:.1} MiB 30 s after, \
          {rss_after:.1} MiB once the churn's Events expired ({:+.1}%)",
         (rss_after / rss_before - 1.0) * 100.0
     );
+    println!("before: {parts_before}\nafter:  {parts_after}");
     // The registry stops and the files go, but the cluster is left as it
     // is now: what a heap profiler reports as left is what the RSS after
     // held.

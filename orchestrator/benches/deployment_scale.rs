@@ -23,7 +23,7 @@ use wasmkube_runtime::*;
 
 /// The server's heap, as `wasmkube serve` has it.
 #[global_allocator]
-static HEAP: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static HEAP: wasmkube_runtime::heap::ServerHeap = wasmkube_runtime::heap::ServerHeap;
 
 /// The process's resident memory, its proportional set size and what its
 /// heap has committed, in KiB, once the heap handed back what is free (as

@@ -13,9 +13,10 @@ use wasmkube_runtime::Backoff;
 
 /// mimalloc, not glibc's malloc: a 10,000-pod scale-up spent a quarter of
 /// its CPU in glibc's free lists, and took 1.3-1.5x as long, at the same
-/// memory per idle pod (`cargo bench --bench deployment_scale`).
+/// memory per idle pod (`cargo bench --bench deployment_scale`). Pods'
+/// long-lived memory is kept in pages of its own (see `ServerHeap`).
 #[global_allocator]
-static HEAP: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static HEAP: wasmkube_runtime::heap::ServerHeap = wasmkube_runtime::heap::ServerHeap;
 
 #[derive(Parser)]
 #[command(

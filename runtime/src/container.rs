@@ -779,7 +779,8 @@ impl Sandbox {
         let memory_limit = spec.limits.memory_bytes;
         let task_usage = Arc::clone(&usage);
         let task_kill = Arc::clone(&kill);
-        let task = self.runtime.spawn_guest(async move {
+        // The guest's instance and store live as long as it runs.
+        let task = self.runtime.spawn_guest(crate::heap::long_lived(async move {
             let _running = running;
             let run = CpuMetered::new(run_command(pre, store), cpu);
             let outcome = tokio::select! {
@@ -794,7 +795,7 @@ impl Sandbox {
                 memory_limit,
                 started_at,
             )
-        });
+        }));
         Launched {
             started_at,
             usage,

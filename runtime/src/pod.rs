@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::container::{ContainerSpec, ExitStatus, StartError};
+use crate::heap::long_lived;
 use crate::limits::{Usage, UsageSnapshot};
 use crate::probe::{self, ProbeEvent, ProbeKind, Reporter};
 use crate::runtime::Runtime;
@@ -187,7 +188,18 @@ impl PodRunner {
 
     /// Like [`PodRunner::start`], with `prepare` run on the sandbox (its
     /// volumes in place) before any container starts.
+    ///
+    /// What the pod holds while it runs (its sandbox, supervisors and
+    /// instances) is allocated as long-lived (see [`crate::heap`]).
     pub fn start_with(
+        runtime: &Runtime,
+        spec: PodSpec,
+        prepare: impl FnOnce(&Sandbox),
+    ) -> Result<PodRunner, sandbox::Error> {
+        crate::heap::long_lived_now(|| PodRunner::start_now(runtime, spec, prepare))
+    }
+
+    fn start_now(
         runtime: &Runtime,
         spec: PodSpec,
         prepare: impl FnOnce(&Sandbox),
@@ -254,7 +266,7 @@ impl PodRunner {
             .collect();
         if spec.init_containers.is_empty() {
             for s in main {
-                loops.spawn(s.run());
+                loops.spawn(long_lived(s.run()));
             }
         } else {
             let init: Vec<Supervisor> = spec
@@ -265,7 +277,7 @@ impl PodRunner {
                 .collect();
             let status = Arc::clone(&status_tx);
             let stopped = stop.subscribe();
-            loops.spawn(async move {
+            loops.spawn(long_lived(async move {
                 for s in init {
                     let index = s.index;
                     s.run().await;
@@ -279,10 +291,10 @@ impl PodRunner {
                 }
                 let mut set = JoinSet::new();
                 for s in main {
-                    set.spawn(s.run());
+                    set.spawn(long_lived(s.run()));
                 }
                 while set.join_next().await.is_some() {}
-            });
+            }));
         }
         drop(probe_tx);
         Ok(PodRunner {

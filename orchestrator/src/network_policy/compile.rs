@@ -3,28 +3,34 @@
 
 use std::net::IpAddr;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use wasmkube_runtime::net::Protocol;
 
 use crate::registry::metadata::text;
 use crate::registry::selectors::LabelSelector;
 
-/// Who a pod is to policies: its namespace, its labels (as an object
-/// selectors match) and its named container ports.
+/// Who a pod is to policies: its namespace, its labels and its named
+/// container ports.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Identity {
     pub namespace: String,
-    pub object: Value,
+    /// `(key, value)` in key order: every pod on the node has one identity
+    /// (two copies), and its labels as a JSON object were 2 KB of maps.
+    pub labels: Vec<(String, String)>,
     /// `(name, protocol, number)` of each named container port.
     pub ports: Vec<(String, Protocol, u16)>,
 }
 
 impl Identity {
     pub fn of_pod(pod: &Value) -> Identity {
-        let labels = pod
+        let mut labels: Vec<(String, String)> = pod
             .pointer("/metadata/labels")
-            .cloned()
-            .unwrap_or(json!({}));
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect();
+        labels.sort_unstable();
         let mut ports = Vec::new();
         for list in ["/spec/initContainers", "/spec/containers"] {
             let containers = pod.pointer(list).and_then(Value::as_array);
@@ -44,9 +50,23 @@ impl Identity {
         }
         Identity {
             namespace: text(pod, "/metadata/namespace").to_string(),
-            object: json!({"metadata": {"labels": labels}}),
+            labels,
             ports,
         }
+    }
+
+    /// The value of label `key`.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        let at = self
+            .labels
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()?;
+        Some(&self.labels[at].1)
+    }
+
+    /// Whether `selector` selects the pod.
+    pub fn selected_by(&self, selector: &LabelSelector) -> bool {
+        selector.matches_labels(|key| self.label(key))
     }
 }
 
@@ -254,7 +274,7 @@ impl Peer {
             None => identity.namespace == *namespace,
             Some(selector) => namespace_labels.is_some_and(|labels| selector.matches(labels)),
         };
-        namespace_ok && pods.as_ref().is_none_or(|s| s.matches(&identity.object))
+        namespace_ok && pods.as_ref().is_none_or(|s| identity.selected_by(s))
     }
 }
 

@@ -93,7 +93,7 @@ impl State {
         };
         let policies = self.policies.get(&entry.identity.namespace);
         for policy in policies.into_iter().flatten() {
-            if !policy.selector.matches(&entry.identity.object) {
+            if !entry.identity.selected_by(&policy.selector) {
                 continue;
             }
             if policy.ingress_isolates {
@@ -323,7 +323,7 @@ impl Table {
         }
         let dns = Identity {
             namespace: DNS_NAMESPACE.to_string(),
-            object: json!({"metadata": {"labels": {DNS_LABEL.0: DNS_LABEL.1}}}),
+            labels: vec![(DNS_LABEL.0.to_string(), DNS_LABEL.1.to_string())],
             ports: vec![
                 ("dns".into(), Protocol::Udp, DNS_PORT),
                 ("dns-tcp".into(), Protocol::Tcp, DNS_PORT),

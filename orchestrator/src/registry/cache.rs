@@ -77,6 +77,11 @@ impl Kept for Value {
         if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.remove("managedFields");
         }
+        // Copied into pages of long-lived memory: the object was decoded
+        // among the passing traffic of requests and watches, and left
+        // where it was, it kept that traffic's pages from being handed
+        // back once it had gone.
+        *kept = wasmkube_runtime::heap::long_lived_now(|| Arc::new(Value::clone(kept)));
         true
     }
 }

@@ -112,7 +112,11 @@ impl LabelSelector {
     /// Whether an object's `metadata.labels` satisfy every requirement.
     pub fn matches(&self, object: &Value) -> bool {
         let labels = object.at("/metadata/labels").and_then(Value::as_object);
-        let get = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
+        self.matches_labels(|key| labels.and_then(|l| l.get(key)).and_then(Value::as_str))
+    }
+
+    /// Whether the labels `get` looks up satisfy every requirement.
+    pub fn matches_labels<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|r| match r {
             Requirement::Exists(k) => get(k).is_some(),
             Requirement::NotExists(k) => get(k).is_none(),
