@@ -243,8 +243,16 @@ pub(super) async fn run(
     mut ephemeral_wanted: watch::Receiver<Value>,
 ) {
     // What starting holds (the typed pod, the translated spec, the pulls)
-    // is let go once the pod runs.
-    let Some(started) = Box::pin(start(Arc::clone(&kubelet), pod, &mut signal)).await else {
+    // is let go once the pod runs; what it leaves the worker (the `Started`
+    // parts) lasts as long as the pod, so it is allocated as long-lived
+    // (see `wasmkube_runtime::heap`).
+    let Some(started) = Box::pin(wasmkube_runtime::heap::long_lived(start(
+        Arc::clone(&kubelet),
+        pod,
+        &mut signal,
+    )))
+    .await
+    else {
         return;
     };
     // Bound in the order `start` made them, so they drop as they did.
