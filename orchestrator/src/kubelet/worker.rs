@@ -91,8 +91,9 @@ async fn start(
     // Network policies judge the pod by its labels and ports: the whole
     // pod, before the worker keeps only what it names.
     let lease = IpLease::take(&kubelet, &pod, previous_ip);
-    // Made anew in long-lived memory (see `wasmkube_runtime::heap`).
-    let pod = wasmkube_runtime::heap::long_lived_now(|| Arc::new(kept(&pod)));
+    // Made anew: `start` runs as long-lived work (see `run`), so the copy
+    // fills long-lived pages, where the decoded pod does not.
+    let pod = Arc::new(kept(&pod));
     let Some(lease) = lease else {
         let message = format!(
             "Failed to create pod sandbox: no pod IP left in {}",
